@@ -1,0 +1,146 @@
+"""One trial of one data set: class split, train/val/test subsets, transforms, DataLoaders.
+
+Known labels are remapped to 0..N-1 in ascending order of the original class id through
+one lookup tensor; every unknown image gets the label N.
+"""
+import json
+import os
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+from torchvision import transforms as T
+
+from datasets.sources import NUM_CLASSES, SOURCES, open_source, source_labels
+from datasets.splits import DATASETS_DIR, cached_normalization, load_class_split, trainval_split
+from engine.errors import UserError
+
+DATASET_NAMES = tuple(SOURCES)
+
+
+def load_config(dataset):
+    """The hyperparameters of `dataset` from datasets/config.json."""
+    with open(os.path.join(DATASETS_DIR, "config.json")) as f:
+        config = json.load(f)
+    if dataset not in config or dataset.startswith("_"):
+        names = ", ".join(k for k in config if not k.startswith("_"))
+        raise UserError(f"unknown dataset {dataset!r}: choose one of {names}")
+    return config[dataset]
+
+
+class RemappedSubset(Dataset):
+    """Images `indices` of a raw data set with remapped labels and a transform."""
+
+    def __init__(self, base, indices, labels, transform):
+        self.base, self.indices, self.labels, self.transform = base, indices, labels, transform
+
+    def __len__(self):
+        return len(self.indices)
+
+    def __getitem__(self, i):
+        image, _ = self.base[int(self.indices[i])]
+        return self.transform(image), self.labels[i]
+
+
+class OpenSetData:
+    """Everything one trial needs; test sets are opened only when asked for."""
+
+    def __init__(self, dataset, trial, data_root="datasets/data", download=True, config=None):
+        self.name, self.trial, self.root, self.download = dataset, trial, data_root, download
+        self.cfg = config if config is not None else load_config(dataset)
+        self.known_source, self.unknown_source = SOURCES[dataset]
+        separate = self.unknown_source != self.known_source
+        self.known, self.unknown = load_class_split(
+            dataset, trial, self.cfg["num_known_classes"], NUM_CLASSES[self.known_source],
+            NUM_CLASSES[self.unknown_source] if separate else None)
+        self.num_known = len(self.known)
+        # lookup table: original class id -> 0..N-1 for known (ascending id), N for the rest
+        self.label_map = torch.full((NUM_CLASSES[self.known_source],), self.num_known, dtype=torch.int64)
+        self.label_map[sorted(self.known)] = torch.arange(self.num_known)
+
+        self.train_set = open_source(self.known_source, data_root, train=True, download=download)
+        labels = source_labels(self.train_set)
+        self.train_labels = labels
+        absent = [c for c in self.known if not (labels == c).any()]
+        if absent:
+            raise UserError(f"known classes {absent} of {dataset} trial {trial} have no training "
+                            f"image under {data_root}; check the data or the split file")
+        split = trainval_split(dataset, labels, self.cfg["val_fraction"])
+        self.train_idx = np.sort(np.concatenate([split["Train"][str(c)] for c in self.known])).astype(np.int64)
+        self.val_idx = np.sort(np.concatenate([split["Val"][str(c)] for c in self.known])).astype(np.int64)
+        self.mean, self.std = self._normalization()
+
+    # transforms (SPEC section 4)
+    def _normalize(self):
+        return [T.ToTensor(), T.Normalize(self.mean, self.std)]
+
+    def train_transform(self):
+        size, aug = self.cfg["im_size"], self.cfg["data_transforms"]
+        return T.Compose([T.Resize(size), T.RandomResizedCrop(size, scale=(aug["scale_min"], 1.0)),
+                          T.RandomHorizontalFlip(aug["flip"]), T.RandomRotation(aug["rotate"]),
+                          *self._normalize()])
+
+    def eval_transform(self):
+        return T.Compose([T.Resize(self.cfg["im_size"]), *self._normalize()])
+
+    def anchor_transform(self):
+        size = self.cfg["im_size"]
+        return T.Compose([T.Resize(size), T.CenterCrop(size), *self._normalize()])
+
+    def _normalization(self):
+        listed = self.cfg.get("normalization")
+        if listed and 0 <= self.trial < len(listed["mean"]):
+            return listed["mean"][self.trial], listed["std"][self.trial]
+
+        def compute():
+            plain = T.Compose([T.Resize(self.cfg["im_size"]), T.ToTensor()])
+            loader = DataLoader(self._subset(self.train_set, self.train_idx, plain), batch_size=256)
+            total = sq = 0
+            for images, _ in loader:
+                x = images.double().transpose(0, 1).flatten(1)  # channels x pixels
+                total, sq = total + x.sum(1), sq + (x * x).sum(1)
+            n = len(self.train_idx) * self.cfg["im_size"] ** 2
+            mean = total / n
+            std = (sq / n - mean * mean).clamp_min(0).sqrt()
+            return [round(float(v), 4) for v in mean], [round(float(v), 4) for v in std]
+
+        return cached_normalization(self.name, self.trial, self.known, self.train_labels, compute)
+
+    def _subset(self, base, indices, transform, labels=None):
+        if labels is None:
+            labels = self.label_map[torch.from_numpy(source_labels(base)[indices])]
+        return RemappedSubset(base, indices, labels, transform)
+
+    # data sets of the trial
+    def train_dataset(self):
+        return self._subset(self.train_set, self.train_idx, self.train_transform())
+
+    def val_dataset(self):
+        return self._subset(self.train_set, self.val_idx, self.eval_transform())
+
+    def anchor_dataset(self):
+        return self._subset(self.train_set, self.train_idx, self.anchor_transform())
+
+    def _test_set(self, source):
+        return open_source(source, self.root, train=False, download=self.download)
+
+    def known_test_dataset(self):
+        test = self._test_set(self.known_source)
+        idx = np.flatnonzero(np.isin(source_labels(test), self.known))
+        return self._subset(test, idx, self.eval_transform())
+
+    def unknown_test_dataset(self):
+        test = self._test_set(self.unknown_source)
+        idx = np.flatnonzero(np.isin(source_labels(test), self.unknown))
+        if len(idx) == 0:
+            raise UserError(f"the {self.unknown_source} test set under {self.root} has no image of "
+                            f"the unknown classes {self.unknown}")
+        return self._subset(test, idx, self.eval_transform(),
+                            labels=torch.full((len(idx),), self.num_known, dtype=torch.int64))
+
+
+def make_loader(dataset, batch_size, shuffle, workers, seed=0, pin_memory=False):
+    """A DataLoader whose shuffling and worker augmentation are fixed by `seed`."""
+    return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, num_workers=workers,
+                      pin_memory=pin_memory, persistent_workers=workers > 0,
+                      generator=torch.Generator().manual_seed(seed))

@@ -1,0 +1,136 @@
+"""Open the raw data sets (torchvision classes, ImageFolder, Digits) under --data_root.
+
+Each opener returns a data set whose items are (PIL image, label) and whose labels
+`source_labels` reads without decoding any image. Missing files are downloaded where
+the network allows; otherwise, and for corrupt files, a UserError says what is expected
+where. torchvision's md5 checks are relaxed to existence checks so that any file in the
+real format loads (corrupt files still fail, when parsed, with a clear message).
+"""
+import contextlib
+import gzip
+import os
+import shutil
+import sys
+
+import numpy as np
+from torchvision import datasets as tvd
+
+from datasets.digits import Digits
+from engine.errors import UserError
+
+# data set name -> (source of the known classes, source of the unknown classes)
+SOURCES = {
+    "MNIST": ("MNIST", "MNIST"), "SVHN": ("SVHN", "SVHN"), "CIFAR10": ("CIFAR10", "CIFAR10"),
+    "CIFAR+10": ("CIFAR10", "CIFAR100"), "CIFAR+50": ("CIFAR10", "CIFAR100"),
+    "TinyImageNet": ("TinyImageNet", "TinyImageNet"), "Digits": ("Digits", "Digits"),
+}
+NUM_CLASSES = {"MNIST": 10, "SVHN": 10, "CIFAR10": 10, "CIFAR100": 100, "TinyImageNet": 200, "Digits": 10}
+
+
+class _CIFAR10(tvd.CIFAR10):
+    train_list = [[name, None] for name, _ in tvd.CIFAR10.train_list]
+    test_list = [[name, None] for name, _ in tvd.CIFAR10.test_list]
+    meta = {**tvd.CIFAR10.meta, "md5": None}
+
+
+class _CIFAR100(tvd.CIFAR100):
+    train_list = [[name, None] for name, _ in tvd.CIFAR100.train_list]
+    test_list = [[name, None] for name, _ in tvd.CIFAR100.test_list]
+    meta = {**tvd.CIFAR100.meta, "md5": None}
+
+
+class _SVHN(tvd.SVHN):
+    def _check_integrity(self):
+        return os.path.isfile(os.path.join(self.root, self.filename))
+
+
+def expected_files(source, root, train):
+    """The files (or folders) a source needs, for messages and the missing-data check."""
+    if source == "MNIST":
+        prefix = "train" if train else "t10k"
+        raw = os.path.join(root, "MNIST", "raw")
+        return [os.path.join(raw, f"{prefix}-images-idx3-ubyte"), os.path.join(raw, f"{prefix}-labels-idx1-ubyte")]
+    if source == "SVHN":
+        return [os.path.join(root, "svhn", f"{'train' if train else 'test'}_32x32.mat")]
+    if source == "CIFAR10":
+        folder = os.path.join(root, "cifar-10-batches-py")
+        names = [n for n, _ in (tvd.CIFAR10.train_list if train else tvd.CIFAR10.test_list)]
+        return [os.path.join(folder, n) for n in names + ["batches.meta"]]
+    if source == "CIFAR100":
+        folder = os.path.join(root, "cifar-100-python")
+        return [os.path.join(folder, "train" if train else "test"), os.path.join(folder, "meta")]
+    if source == "TinyImageNet":
+        return [os.path.join(root, "tiny-imagenet-200", "train" if train else "val")]
+    return []
+
+
+def _gunzip_mnist(root):
+    """Users' MNIST folders may hold only the .gz files: decompress them next to themselves."""
+    raw = os.path.join(root, "MNIST", "raw")
+    for name in ("train-images-idx3-ubyte", "train-labels-idx1-ubyte",
+                 "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"):
+        target = os.path.join(raw, name)
+        if not os.path.exists(target) and os.path.isfile(target + ".gz"):
+            try:
+                with gzip.open(target + ".gz", "rb") as src, open(target + ".part", "wb") as dst:
+                    shutil.copyfileobj(src, dst)
+            except (OSError, EOFError) as e:
+                raise UserError(f"{target}.gz is corrupt or truncated ({e}); download MNIST again") from None
+            os.replace(target + ".part", target)
+
+
+def _construct(source, root, train, download):
+    split = "train" if train else "test"
+    if source == "MNIST":
+        return tvd.MNIST(root, train=train, download=download)
+    if source == "SVHN":
+        return _SVHN(os.path.join(root, "svhn"), split=split, download=download)
+    if source == "CIFAR10":
+        return _CIFAR10(root, train=train, download=download)
+    if source == "CIFAR100":
+        return _CIFAR100(root, train=train, download=download)
+    if source == "TinyImageNet":
+        return tvd.ImageFolder(expected_files(source, root, train)[0])
+    if source == "Digits":
+        return Digits(train=train)
+    raise UserError(f"unknown data source {source!r}")
+
+
+def open_source(source, root, train, download=True):
+    """Open one split of a raw source; UserError when it is missing offline or corrupt."""
+    if source == "MNIST":
+        _gunzip_mnist(root)
+    missing = [p for p in expected_files(source, root, train) if not os.path.exists(p)]
+    if missing and source == "TinyImageNet":
+        raise UserError(f"TinyImageNet not found: expected {missing[0]}; set it up with "
+                        f"`python datasets/setup_tinyimagenet.py --data_root {root}`")
+    if missing:
+        if not download:
+            raise UserError(f"{source} not found under {root}: expected {', '.join(missing)}; "
+                            f"put the files there, or drop --no_download to fetch them")
+        try:
+            with contextlib.redirect_stdout(sys.stderr):  # torchvision prints its progress
+                return _construct(source, root, train, download=True)
+        except Exception as e:  # any download failure: offline, proxy, bad mirror
+            raise UserError(f"{source} not found under {root} (expected {', '.join(missing)}) and "
+                            f"the download failed ({type(e).__name__}: {str(e).strip()[:120]}); "
+                            f"copy the files there or connect to the network") from None
+    try:
+        dataset = _construct(source, root, train, download=False)
+    except UserError:
+        raise
+    except Exception as e:
+        raise UserError(f"{source} files under {root} are corrupt or truncated "
+                        f"({type(e).__name__}: {str(e).strip()[:120]}); delete them and download again") from None
+    labels = source_labels(dataset)
+    if len(labels) == 0:
+        raise UserError(f"{source} under {root} holds no images; check the folder")
+    return dataset
+
+
+def source_labels(dataset):
+    """Labels of a raw data set as an int64 numpy array, without reading any image."""
+    labels = getattr(dataset, "labels", None)  # SVHN
+    if labels is None:
+        labels = dataset.targets
+    return np.asarray(labels, dtype=np.int64)

@@ -1,0 +1,146 @@
+"""Class splits (which classes are known), the train/val split, and per-trial normalization.
+
+Everything here is a pure function of the labels, the split file and a fixed seed, so
+two machines with the same data get the same split; caches carry a fingerprint of the
+labels they were made from and are rebuilt when the data changes.
+"""
+import hashlib
+import json
+import os
+
+import numpy as np
+
+from engine.errors import UserError
+
+DATASETS_DIR = os.path.dirname(os.path.abspath(__file__))
+TRAINVAL_SEED = 0  # fixed: the same labels always give the same train/val split
+
+
+def split_path(dataset, trial):
+    return os.path.join(DATASETS_DIR, dataset, "class_splits", f"{trial}.json")
+
+
+def load_class_split(dataset, trial, num_known, num_classes, num_unknown_source_classes=None):
+    """Read and check datasets/<dataset>/class_splits/<trial>.json -> (known, unknown) lists.
+
+    `num_unknown_source_classes` is set when unknowns come from another data set (CIFAR+N:
+    CIFAR-100), whose class ids may coincide with known CIFAR-10 ids.
+    """
+    path = split_path(dataset, trial)
+    if not os.path.isfile(path):
+        have = sorted(int(f[:-5]) for f in os.listdir(os.path.dirname(path))
+                      if f.endswith(".json") and f[:-5].isdigit()) if os.path.isdir(os.path.dirname(path)) else []
+        raise UserError(f"no class split file for {dataset} trial {trial} ({path}); trials with "
+                        f"a file: {have}; write {{\"Known\": [...], \"Unknown\": [...]}} there to add one")
+    try:
+        with open(path) as f:
+            split = json.load(f)
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise UserError(f"class split file {path} is not valid JSON ({e}); fix or delete it") from None
+    if not isinstance(split, dict) or not {"Known", "Unknown"} <= set(split):
+        raise UserError(f"class split file {path} must hold an object with 'Known' and 'Unknown' lists")
+    known, unknown = split["Known"], split["Unknown"]
+    unknown_range = num_unknown_source_classes or num_classes
+    for key, ids, limit in (("Known", known, num_classes), ("Unknown", unknown, unknown_range)):
+        if not isinstance(ids, list) or not all(isinstance(i, int) and not isinstance(i, bool) for i in ids):
+            raise UserError(f"{key} in {path} must be a list of integer class ids")
+        if len(set(ids)) != len(ids):
+            raise UserError(f"{key} in {path} repeats a class id: {ids}")
+        bad = [i for i in ids if not 0 <= i < limit]
+        if bad:
+            raise UserError(f"{key} in {path} has class ids {bad} outside 0..{limit - 1}")
+    if len(known) != num_known:
+        raise UserError(f"{path} lists {len(known)} known classes but the config of {dataset} "
+                        f"expects num_known_classes = {num_known}")
+    if not unknown:
+        raise UserError(f"{path} lists no unknown class: open-set evaluation needs at least one")
+    if num_unknown_source_classes is None and set(known) & set(unknown):
+        raise UserError(f"{path} lists classes {sorted(set(known) & set(unknown))} as both Known and Unknown")
+    return known, unknown
+
+
+def labels_fingerprint(labels):
+    labels = np.ascontiguousarray(np.asarray(labels, dtype=np.int64))
+    return {"num_samples": int(len(labels)), "labels_sha1": hashlib.sha1(labels.tobytes()).hexdigest()}
+
+
+def split_per_class(labels, fraction, seed):
+    """Per class, a seeded shuffle of its indices; the first round(fraction * n) go to the
+    second part. Returns ({class: first part}, {class: second part}), indices sorted."""
+    labels = np.asarray(labels)
+    first, second = {}, {}
+    for c in np.unique(labels):
+        idx = np.flatnonzero(labels == c)
+        idx = idx[np.random.default_rng([seed, int(c)]).permutation(len(idx))]
+        n_second = int(round(fraction * len(idx)))
+        first[int(c)] = np.sort(idx[n_second:]).tolist()
+        second[int(c)] = np.sort(idx[:n_second]).tolist()
+    return first, second
+
+
+def _write_json_atomic(obj, path):
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    tmp = f"{path}.{os.getpid()}.tmp"
+    with open(tmp, "w") as f:
+        json.dump(obj, f)
+    os.replace(tmp, path)
+
+
+def _valid_trainval(cached, labels):
+    """A cached split fits these labels: same fingerprint, or (files from the original code,
+    which carry none) every index in range with the label its class key says."""
+    if "Fingerprint" in cached:
+        return cached["Fingerprint"] == labels_fingerprint(labels)
+    try:
+        for part in ("Train", "Val"):
+            for c, idx in cached[part].items():
+                idx = np.asarray(idx, dtype=np.int64)
+                if len(idx) and (idx.max() >= len(labels) or (labels[idx] != int(c)).any()):
+                    return False
+        return True
+    except (KeyError, ValueError, TypeError, AttributeError):
+        return False
+
+
+def trainval_split(dataset, labels, val_fraction):
+    """{"Train": {class: [indices]}, "Val": {...}} of the official training set, made on
+    first use and cached as datasets/<dataset>/trainval_idxs.json."""
+    labels = np.asarray(labels, dtype=np.int64)
+    path = os.path.join(DATASETS_DIR, dataset, "trainval_idxs.json")
+    if os.path.isfile(path):
+        try:
+            with open(path) as f:
+                cached = json.load(f)
+            if _valid_trainval(cached, labels):
+                return cached
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            pass  # a broken cache is rebuilt below
+    train, val = split_per_class(labels, val_fraction, TRAINVAL_SEED)
+    split = {"Train": {str(c): v for c, v in train.items()}, "Val": {str(c): v for c, v in val.items()},
+             "Fingerprint": labels_fingerprint(labels)}
+    try:
+        _write_json_atomic(split, path)
+    except OSError:
+        pass  # a read-only checkout still trains; the split is recomputed next time
+    return split
+
+
+def cached_normalization(dataset, trial, known, labels, compute):
+    """Mean/std computed by `compute()` for a trial without listed values, cached in
+    datasets/<dataset>/normalization/<trial>.json and reused while classes and data match."""
+    path = os.path.join(DATASETS_DIR, dataset, "normalization", f"{trial}.json")
+    key = {"Known": list(known), "Fingerprint": labels_fingerprint(labels)}
+    if os.path.isfile(path):
+        try:
+            with open(path) as f:
+                cached = json.load(f)
+            if {k: cached.get(k) for k in key} == key:
+                return cached["mean"], cached["std"]
+        except (json.JSONDecodeError, UnicodeDecodeError, KeyError):
+            pass
+    mean, std = compute()
+    try:
+        _write_json_atomic({**key, "mean": mean, "std": std}, path)
+    except OSError:
+        pass
+    return mean, std

@@ -1,0 +1,118 @@
+"""Shared command-line pieces: parent argument parsers, device, seeding, run header.
+
+Every script builds its parser from these parents (one parser per concern), keeps a
+`main(argv=None)` that raises UserError on bad input, and wraps it in `run_cli`, which
+turns a UserError into one line on stderr and exit status 2.
+"""
+import argparse
+import json
+import os
+import random
+import subprocess
+import sys
+
+import numpy as np
+import torch
+
+from datasets.loaders import DATASET_NAMES
+from engine.errors import UserError
+from networks.backbones import BACKBONE_HELP
+
+REPO_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def runtime_parser():
+    """Where the data is and what runs it; shared by training and evaluation."""
+    p = argparse.ArgumentParser(add_help=False)
+    g = p.add_argument_group("runtime")
+    g.add_argument("--data_root", default="datasets/data",
+                   help="folder holding the raw data sets (default: datasets/data, as the original)")
+    g.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"],
+                   help="auto = CUDA when available, else CPU (default: auto)")
+    g.add_argument("--workers", type=int, default=None,
+                   help="DataLoader worker processes (default: the dataset's num_workers in datasets/config.json)")
+    g.add_argument("--seed", type=int, default=0,
+                   help="seed of weights init, shuffling and augmentation (default: 0, so reruns match)")
+    g.add_argument("--no_download", action="store_true",
+                   help="never try to download missing data; fail at once with what is expected where")
+    return p
+
+
+def training_parser(default_name="myTest"):
+    """The seed's training flags plus --epochs and --backbone."""
+    p = argparse.ArgumentParser(add_help=False)
+    g = p.add_argument_group("training")
+    g.add_argument("--dataset", required=True, type=str,
+                   help=f"dataset for training, one of: {', '.join(DATASET_NAMES)}")
+    g.add_argument("--trial", required=True, type=int,
+                   help="trial number = class split file datasets/<dataset>/class_splits/<trial>.json "
+                        "(0-4: standard splits, 5-9: the paper's first-release splits)")
+    g.add_argument("--resume", "-r", action="store_true",
+                   help="resume from the saved checkpoint with the second learning rate and epoch count")
+    g.add_argument("--tensorboard", "-t", action="store_true", help="plot on tensorboardX under runs/")
+    g.add_argument("--name", default=default_name, type=str,
+                   help=f"name for saving and tensorboard (default: {default_name})")
+    g.add_argument("--epochs", type=int, default=None,
+                   help="epochs of this run (default: the config's max_epoch for this phase)")
+    g.add_argument("--backbone", default="cnn", help=f"network backbone: {BACKBONE_HELP} (default: cnn)")
+    return p
+
+
+def evaluation_parser():
+    """The seed's evaluation flags; `-dataset` (the seed's spelling) and `--dataset` both work."""
+    p = argparse.ArgumentParser(add_help=False)
+    g = p.add_argument_group("evaluation")
+    g.add_argument("-dataset", "--dataset", dest="dataset", required=True, type=str,
+                   help=f"dataset to evaluate, one of: {', '.join(DATASET_NAMES)}")
+    g.add_argument("--num_trials", default=5, type=int, help="number of trials to average results over (default: 5)")
+    g.add_argument("--start_trial", default=0, type=int, help="trial number to start evaluation at (default: 0)")
+    g.add_argument("--name", default="", type=str,
+                   help="name the networks were trained with (default: '' = the paper's released weights)")
+    return p
+
+
+def check_dataset(name):
+    if name not in DATASET_NAMES:
+        raise UserError(f"unknown dataset {name!r}: choose one of {', '.join(DATASET_NAMES)}")
+
+
+def resolve_device(name):
+    if name == "cuda" and not torch.cuda.is_available():
+        raise UserError("--device cuda was asked for but no CUDA device is available; use --device cpu or auto")
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    return torch.device(name)
+
+
+def seed_everything(seed):
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)  # seeds CUDA devices too
+
+
+def git_commit():
+    try:
+        out = subprocess.run(["git", "-C", REPO_DIR, "describe", "--always", "--dirty", "--abbrev=12"],
+                             capture_output=True, text=True, timeout=10)
+        return out.stdout.strip() or "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def print_header(args, device):
+    """Git commit and every argument, first thing, so a log says what produced it."""
+    print(f"git: {git_commit()}  device: {device}  torch: {torch.__version__}", flush=True)
+    print("args: " + json.dumps(vars(args), sort_keys=True), flush=True)
+
+
+def run_cli(main):
+    """Run `main()`; a UserError becomes one line on stderr and exit status 2."""
+    try:
+        main()
+        return 0
+    except UserError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        return 130

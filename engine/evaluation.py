@@ -1,0 +1,81 @@
+"""What both evaluation scripts share: arguments, the loop over trials, printing, results JSON."""
+import json
+import os
+
+import numpy as np
+
+from datasets.loaders import OpenSetData, make_loader
+from engine.cli import check_dataset, git_commit, print_header, resolve_device, seed_everything
+from engine.errors import UserError
+from engine.training import weights_path
+from networks.checkpoint import read_checkpoint
+
+RESULTS_DIR = "results"  # relative to the working directory
+
+
+def check_evaluation_args(args):
+    check_dataset(args.dataset)
+    if args.num_trials < 1:
+        raise UserError(f"--num_trials {args.num_trials}: evaluate at least one trial")
+    if args.workers is not None and args.workers < 0:
+        raise UserError(f"--workers {args.workers}: give 0 or more worker processes")
+
+
+def trial_checkpoint(args, trial, suffix, train_script, device):
+    """Read the checkpoint evaluation uses; a missing one names the command that trains it."""
+    path = weights_path(args.dataset, trial, args.name, suffix)
+    if not os.path.isfile(path):
+        name = f" --name {args.name}" if args.name else " --name ''"
+        raise UserError(f"checkpoint not found: {path}; train it with `python {train_script} "
+                        f"--dataset {args.dataset} --trial {trial}{name}` (evaluation's --name "
+                        f"defaults to '' for the paper's released weights, training's to myTest)")
+    return path, read_checkpoint(path, map_location=device)
+
+
+def evaluate_trials(args, method, evaluate_trial):
+    """Run `evaluate_trial(data, loader_factory, device, trial) -> (accuracy, auroc)` for each
+    trial, print the original's four lines, and write them as JSON under results/."""
+    check_evaluation_args(args)
+    device = resolve_device(args.device)
+    print_header(args, device)
+    _prepare_results_dir()
+    all_accuracy, all_auroc = [], []
+    trials = list(range(args.start_trial, args.start_trial + args.num_trials))
+    for trial in trials:
+        seed_everything(args.seed)
+        data = OpenSetData(args.dataset, trial, args.data_root, download=not args.no_download)
+        workers = data.cfg["num_workers"] if args.workers is None else args.workers
+
+        def loader(dataset):
+            return make_loader(dataset, data.cfg["batch_size"], False, workers, args.seed, device.type == "cuda")
+
+        accuracy, auroc = evaluate_trial(data, loader, device, trial)
+        all_accuracy.append(float(accuracy))
+        all_auroc.append(float(auroc))
+    mean_acc, mean_auroc = float(np.mean(all_accuracy)), float(np.mean(all_auroc))
+    print(f"Raw Top-1 Accuracy: {all_accuracy}")
+    print(f"Raw AUROC: {all_auroc}")
+    print(f"Average Top-1 Accuracy: {mean_acc}")
+    print(f"Average AUROC: {mean_auroc}")
+    result = {"dataset": args.dataset, "method": method, "name": args.name, "trials": trials,
+              "raw_top1_accuracy": all_accuracy, "raw_auroc": all_auroc,
+              "average_top1_accuracy": mean_acc, "average_auroc": mean_auroc,
+              "args": vars(args), "git": git_commit()}
+    path = os.path.join(RESULTS_DIR, f"{args.dataset}_{args.name}{method}_trials{trials[0]}-{trials[-1]}.json")
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        json.dump(result, f, indent=1)
+    os.replace(tmp, path)
+    print(f"results written to {path}")
+    return result
+
+
+def _prepare_results_dir():
+    try:
+        os.makedirs(RESULTS_DIR, exist_ok=True)
+        probe = os.path.join(RESULTS_DIR, f".write_test_{os.getpid()}")
+        open(probe, "w").close()
+        os.remove(probe)
+    except OSError as e:
+        raise UserError(f"cannot write results to {RESULTS_DIR}/ ({e.strerror}); fix its permissions "
+                        f"or run from a writable folder") from None

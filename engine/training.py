@@ -1,0 +1,122 @@
+"""What both training scripts share: setup, checkpoint names, best-checkpoint saving, logs."""
+import json
+import math
+import os
+
+import torch
+
+from datasets.loaders import OpenSetData, make_loader
+from engine.cli import check_dataset, git_commit, print_header, resolve_device, seed_everything
+from engine.errors import UserError
+from networks.checkpoint import save_checkpoint
+
+WEIGHTS_DIR = os.path.join("networks", "weights")  # relative to the working directory, as the original
+LOG_EVERY = 20  # steps between host reads of the running loss (no per-step device sync)
+
+
+def weights_path(dataset, trial, name, suffix):
+    """networks/weights/<dataset>/<dataset>_<trial>_<name><suffix>.pth (SPEC section 3)."""
+    return os.path.join(WEIGHTS_DIR, dataset, f"{dataset}_{trial}_{name}{suffix}.pth")
+
+
+def check_training_args(args):
+    check_dataset(args.dataset)
+    if args.epochs is not None and args.epochs < 1:
+        raise UserError(f"--epochs {args.epochs}: give a positive number of epochs")
+    if args.workers is not None and args.workers < 0:
+        raise UserError(f"--workers {args.workers}: give 0 or more worker processes")
+
+
+class TrainingRun:
+    """Device, data loaders, epoch range and logs of one training run."""
+
+    def __init__(self, args, method, phase_key):
+        check_training_args(args)
+        self.args, self.method = args, method
+        self.device = resolve_device(args.device)
+        print_header(args, self.device)
+        seed_everything(args.seed)
+        self.data = OpenSetData(args.dataset, args.trial, args.data_root, download=not args.no_download)
+        self.cfg = self.data.cfg
+        self.phase = int(args.resume)  # 0: first run, 1: resumed run with the lower learning rate
+        self.hparams = self.cfg[phase_key]
+        workers = self.cfg["num_workers"] if args.workers is None else args.workers
+        pin = self.device.type == "cuda"
+        batch = self.cfg["batch_size"]
+        self.train_loader = make_loader(self.data.train_dataset(), batch, True, workers, args.seed, pin)
+        self.val_loader = make_loader(self.data.val_dataset(), batch, False, workers, args.seed, pin)
+        self.run_dir = os.path.join("runs", f"{args.dataset}_{args.trial}_{args.name}{method}")
+        self.writer = None
+        if args.tensorboard:
+            from tensorboardX import SummaryWriter  # only needed with -t
+
+            self.writer = SummaryWriter(self.run_dir)
+        for folder in (os.path.dirname(self.weights(""))  , self.run_dir):
+            _check_writable(folder)
+
+    def weights(self, suffix, dataset=None):
+        return weights_path(dataset or self.args.dataset, self.args.trial, self.args.name, suffix)
+
+    def epochs(self, start_epoch):
+        count = self.args.epochs or self.hparams["max_epoch"][self.phase]
+        return range(start_epoch, start_epoch + count)
+
+    def optimizer(self, net):
+        h = self.hparams
+        return torch.optim.SGD(net.parameters(), lr=h["learning_rate"][self.phase], momentum=h.get("momentum", 0.9),
+                               weight_decay=h["weight_decay"])
+
+    def network_kwargs(self):
+        c = self.cfg
+        return dict(num_classes=c["num_known_classes"], num_channels=c["im_channels"], im_size=c["im_size"],
+                    dropout=c["dropout"], backbone=self.args.backbone)
+
+    def checkpoint(self, net, acc, epoch):
+        """The original's dict {'net', 'acc', 'epoch'} plus what rebuilds and explains the network."""
+        return {"net": net.state_dict(), "acc": acc, "epoch": epoch, "backbone": self.args.backbone,
+                "network": self.network_kwargs(), "method": self.method, "dataset": self.args.dataset,
+                "trial": self.args.trial, "known_classes": list(self.data.known),
+                "args": vars(self.args), "git": git_commit()}
+
+    def save(self, state, suffix):
+        save_checkpoint(state, self.weights(suffix))
+        if self.args.dataset == "CIFAR+10":  # same known classes: the file serves CIFAR+50 too
+            save_checkpoint(state, self.weights(suffix, dataset="CIFAR+50"))
+
+    def log(self, epoch, stats):
+        """One JSON line per epoch on stdout and in runs/<run>/metrics.jsonl; tensorboard with -t."""
+        line = json.dumps({"epoch": epoch, **{k: round(v, 6) for k, v in stats.items()}})
+        print(line, flush=True)
+        with open(os.path.join(self.run_dir, "metrics.jsonl"), "a") as f:
+            f.write(line + "\n")
+        if self.writer is not None:
+            for key, value in stats.items():
+                self.writer.add_scalar(key, value, epoch)
+
+    def save_config(self):
+        with open(os.path.join(self.run_dir, "config.json"), "w") as f:
+            json.dump({"args": vars(self.args), "dataset_config": self.cfg, "git": git_commit(),
+                       "known_classes": self.data.known, "unknown_classes": self.data.unknown,
+                       "normalization": {"mean": self.data.mean, "std": self.data.std}}, f, indent=1)
+
+    def close(self):
+        if self.writer is not None:
+            self.writer.close()
+
+
+def check_finite(values, epoch, first_batch, last_batch):
+    if not all(math.isfinite(v) for v in values):
+        raise UserError(f"the loss became non-finite in epoch {epoch}, batches {first_batch}-{last_batch}; "
+                        f"no checkpoint was written from it: lower the learning rate or check the data")
+
+
+def _check_writable(folder):
+    try:
+        os.makedirs(folder, exist_ok=True)
+        probe = os.path.join(folder, f".write_test_{os.getpid()}")
+        with open(probe, "w"):
+            pass
+        os.remove(probe)
+    except OSError as e:
+        raise UserError(f"cannot write to {folder} ({e.strerror}); fix its permissions or run from "
+                        f"a writable folder") from None

@@ -1,0 +1,39 @@
+"""Backbone names (`--backbone`) -> encoders, and the from-scratch weight init."""
+import re
+
+import torch.nn as nn
+
+from engine.errors import UserError
+
+from networks.cnn import CNNEncoder
+from networks.wideresnet import WideResNetEncoder
+
+BACKBONE_HELP = "'cnn' (the paper's 9-layer CNN) or 'wrn-DEPTH-WIDTH', e.g. wrn-16-4, wrn-28-10"
+
+
+def build_encoder(backbone, num_channels, im_size, dropout):
+    """Return an encoder with an `out_features` attribute; forward gives (batch, out_features)."""
+    if backbone == "cnn":
+        return CNNEncoder(num_channels, im_size, dropout)
+    match = re.fullmatch(r"wrn-(\d+)-(\d+)", backbone)
+    if match:
+        if im_size <= 0 or im_size % 8:
+            raise UserError(f"image size {im_size} is not a positive multiple of 8")
+        return WideResNetEncoder(int(match[1]), int(match[2]), num_channels, dropout)
+    raise UserError(f"unknown backbone {backbone!r}: use {BACKBONE_HELP}")
+
+
+def init_weights(module):
+    """The original's init for training from scratch: Kaiming-normal (fan_out) convolutions,
+    BatchNorm weight 1 / bias 0, Linear weights N(0, 0.01) with zero bias."""
+    for m in module.modules():
+        if isinstance(m, nn.Conv2d):
+            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.BatchNorm2d):
+            nn.init.ones_(m.weight)
+            nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.Linear):
+            nn.init.normal_(m.weight, 0, 0.01)
+            nn.init.zeros_(m.bias)

@@ -1,0 +1,102 @@
+"""Checkpoints: plain dicts {'net': state_dict, 'acc', 'epoch', + how the network was built}.
+
+Loading accepts this project's files and the original code's (aliased layer names,
+`means` instead of `anchors`, unused `covars`/`invcovars`), always with
+`weights_only=True` so a checkpoint can never run code, onto the network's device.
+Saving writes a temporary file then renames it, so a crash never leaves half a file.
+"""
+import os
+import pickle
+import re
+import tempfile
+import zipfile
+
+import torch
+
+from engine.errors import UserError
+
+_ALIAS = re.compile(r"^encoder\.encoder[123]\.")  # the original registered each layer twice
+_UNUSED = ("covars", "invcovars")  # Gaussian fits saved by the original, never used
+
+
+def save_checkpoint(state, path):
+    """Write `state` to `path` atomically (temporary file in the same folder + os.replace)."""
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp_", suffix=".pth")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(state, f)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+
+
+def read_checkpoint(path, map_location="cpu"):
+    """Load a checkpoint dict safely; UserError for a missing, corrupt or code-carrying file."""
+    if not os.path.isfile(path):
+        raise UserError(f"checkpoint not found: {path}")
+    try:
+        ckpt = torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise UserError(f"refusing to load {path}: it holds more than tensors and plain values "
+                        f"({first[:160]}); only load checkpoints you trust, re-saved as plain dicts")
+    except (RuntimeError, EOFError, OSError, zipfile.BadZipFile, ValueError) as e:
+        raise UserError(f"checkpoint {path} is corrupt or truncated ({type(e).__name__}); "
+                        f"delete it and train again") from None
+    if not isinstance(ckpt, dict) or not isinstance(ckpt.get("net"), dict):
+        raise UserError(f"checkpoint {path} is not a dict with a 'net' state dict")
+    return ckpt
+
+
+def _clean_state_dict(state, wants_anchors):
+    state = {k: v for k, v in state.items() if not _ALIAS.match(k) and k not in _UNUSED}
+    means = state.pop("means", None)
+    if wants_anchors and "anchors" not in state and means is not None:
+        state["anchors"] = means.double()
+    return state
+
+
+def load_checkpoint(path, net, ckpt=None):
+    """Load `path` into `net` (on whatever device `net` is) and return the checkpoint dict;
+    `ckpt` is that file's dict when the caller has read it already (read_checkpoint).
+
+    A checkpoint that does not fit the network (backbone, class count, channel count,
+    image size) raises a UserError naming both sides.
+    """
+    if ckpt is None:
+        ckpt = read_checkpoint(path, map_location=next(net.parameters()).device)
+    saved_backbone = ckpt.get("backbone", "cnn")  # the original's files are all the paper's CNN
+    if saved_backbone != net.backbone:
+        raise UserError(f"checkpoint {path} was trained with backbone {saved_backbone!r}, but the "
+                        f"network is {net.backbone!r}: pass --backbone {saved_backbone}")
+    state = _clean_state_dict(ckpt["net"], wants_anchors="anchors" in net.state_dict())
+    own = net.state_dict()
+    missing = sorted(set(own) - set(state))
+    unexpected = sorted(set(state) - set(own))
+    if missing or unexpected:
+        raise UserError(f"checkpoint {path} does not fit a {type(net).__name__}: missing "
+                        f"{missing[:3]}, unexpected {unexpected[:3]} (is it a CAC checkpoint loaded "
+                        f"as cross-entropy, or the other way round?)")
+    for name, tensor in state.items():
+        if tensor.shape != own[name].shape:
+            raise UserError(f"checkpoint {path} does not fit the network: {name} is "
+                            f"{tuple(tensor.shape)} in the file but {tuple(own[name].shape)} here "
+                            f"({_describe_mismatch(name, tensor.shape, own[name].shape)})")
+    net.load_state_dict(state)
+    return ckpt
+
+
+def _describe_mismatch(name, saved, wanted):
+    if name == "classify.weight" and saved[0] != wanted[0]:
+        return f"{saved[0]} known classes in the file, {wanted[0]} in this dataset's config"
+    if name == "classify.weight":
+        return f"{saved[1]} features in the file, {wanted[1]} here: another image size"
+    if name.endswith("conv1.weight") and saved[1] != wanted[1]:
+        return f"{saved[1]} input channels in the file, {wanted[1]} in this dataset's config"
+    if name == "anchors":
+        return f"{saved[0]} known classes in the file, {wanted[0]} here"
+    return "another architecture"

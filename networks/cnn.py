@@ -1,0 +1,37 @@
+"""The paper's CNN encoder (SPEC section 2): three blocks of three 3x3 convolutions.
+
+Every layer is registered exactly once (`conv1..9`, `bn1..9`) so that the state dict
+has one name per tensor; the original also registered them a second time inside
+`encoder1..3` Sequentials, and `networks.checkpoint` drops those alias keys on load.
+"""
+import torch.nn as nn
+
+from engine.errors import UserError
+
+# Output channels of conv1..conv9; the third convolution of each block halves the size.
+CHANNELS = (64, 64, 128, 128, 128, 128, 128, 128, 128)
+DOWNSAMPLE_FACTOR = 8  # three stride-2 convolutions
+
+
+class CNNEncoder(nn.Module):
+    def __init__(self, num_channels, im_size, dropout=0.3):
+        super().__init__()
+        if im_size % DOWNSAMPLE_FACTOR != 0 or im_size <= 0:
+            raise UserError(f"image size {im_size} is not a positive multiple of 8: the CNN "
+                             f"halves the image three times; resize images to e.g. 32 or 64")
+        in_channels = num_channels
+        for i, out_channels in enumerate(CHANNELS, start=1):
+            stride = 2 if i % 3 == 0 else 1
+            setattr(self, f"conv{i}", nn.Conv2d(in_channels, out_channels, 3, stride, 1, bias=False))
+            setattr(self, f"bn{i}", nn.BatchNorm2d(out_channels))
+            in_channels = out_channels
+        self.relu = nn.LeakyReLU(0.2)
+        self.dropout = nn.Dropout2d(dropout)
+        self.out_features = CHANNELS[-1] * (im_size // DOWNSAMPLE_FACTOR) ** 2
+
+    def forward(self, x):
+        for i in range(1, len(CHANNELS) + 1):
+            x = self.relu(getattr(self, f"bn{i}")(getattr(self, f"conv{i}")(x)))
+            if i % 3 == 0:
+                x = self.dropout(x)
+        return x.flatten(1)

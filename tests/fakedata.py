@@ -1,0 +1,197 @@
+"""Writers of tiny synthetic datasets in each dataset's real on-disk format.
+
+Tests use them to drive the real torchvision dataset classes (and our setup
+scripts) offline. Every image is low-level noise plus a bright square whose
+position depends on the class (see `patch_box`), so a small CNN - or even a
+nearest-centroid classifier - can tell the classes apart.
+"""
+import gzip
+import math
+import os
+import pickle
+import struct
+import tempfile
+import zipfile
+
+import numpy as np
+
+
+def patch_box(c, num_classes, size):
+    """(y0, x0, side) of class c's bright square: classes tile a grid over the image."""
+    grid = math.ceil(math.sqrt(num_classes))
+    side = size // grid
+    row, col = divmod(c, grid)
+    return row * side, col * side, side
+
+
+def _image(rng, c, num_classes, size, channels):
+    """One uint8 HWC image (HW if channels == 0) of class c."""
+    shape = (size, size) if channels == 0 else (size, size, channels)
+    img = rng.integers(0, 64, size=shape, dtype=np.uint8)
+    y, x, s = patch_box(c, num_classes, size)
+    img[y:y + s, x:x + s] = rng.integers(192, 256, size=img[y:y + s, x:x + s].shape, dtype=np.uint8)
+    return img
+
+
+def _images(rng, labels, num_classes, size, channels):
+    return np.stack([_image(rng, int(c), num_classes, size, channels) for c in labels])
+
+
+def _labels(n_per_class, num_classes, rng):
+    # real datasets are not grouped by class, so shuffle
+    return rng.permutation(np.repeat(np.arange(num_classes), n_per_class))
+
+
+# ---------------------------------------------------------------- MNIST-style
+def _write_idx_gz(path, array, magic):
+    # IDX: big-endian magic, then one big-endian uint32 per dimension, then raw uint8
+    header = struct.pack(">I", magic) + b"".join(struct.pack(">I", d) for d in array.shape)
+    with gzip.open(path, "wb") as f:
+        f.write(header + np.ascontiguousarray(array, dtype=np.uint8).tobytes())
+
+
+def write_mnist(root, n_train=20, n_test=10, num_classes=10, seed=0, folder="MNIST"):
+    """Write root/<folder>/raw/*-idx?-ubyte.gz (only the .gz files); returns root/<folder>."""
+    rng = np.random.default_rng(seed)
+    out = os.path.join(root, folder)
+    raw = os.path.join(out, "raw")
+    os.makedirs(raw, exist_ok=True)
+    for prefix, n in (("train", n_train), ("t10k", n_test)):
+        labels = _labels(n, num_classes, rng)
+        images = _images(rng, labels, num_classes, 28, 0)
+        _write_idx_gz(os.path.join(raw, f"{prefix}-images-idx3-ubyte.gz"), images, 2051)
+        _write_idx_gz(os.path.join(raw, f"{prefix}-labels-idx1-ubyte.gz"), labels, 2049)
+    return out
+
+
+# ---------------------------------------------------------------- CIFAR
+def _pickle(path, obj):
+    with open(path, "wb") as f:
+        pickle.dump(obj, f, protocol=2)
+
+
+def _cifar_rows(images):
+    # the real files store each image as 3072 bytes: all R, then all G, then all B
+    return np.ascontiguousarray(images.transpose(0, 3, 1, 2).reshape(len(images), 3072))
+
+
+def write_cifar10(root, n_train=20, n_test=10, seed=0):
+    """Write root/cifar-10-batches-py/{data_batch_1..5,test_batch,batches.meta}; returns that folder."""
+    rng = np.random.default_rng(seed)
+    out = os.path.join(root, "cifar-10-batches-py")
+    os.makedirs(out, exist_ok=True)
+    train = _labels(n_train, 10, rng)
+    # five training batches like the real dataset (array_split copes with any count)
+    batches = [(f"data_batch_{i + 1}", part) for i, part in enumerate(np.array_split(train, 5))]
+    batches.append(("test_batch", _labels(n_test, 10, rng)))
+    for name, labels in batches:
+        _pickle(os.path.join(out, name), {
+            "batch_label": name,
+            "labels": [int(c) for c in labels],
+            "data": _cifar_rows(_images(rng, labels, 10, 32, 3)),
+            "filenames": [f"{name}_{i}.png" for i in range(len(labels))],
+        })
+    _pickle(os.path.join(out, "batches.meta"), {
+        "label_names": ["airplane", "automobile", "bird", "cat", "deer",
+                        "dog", "frog", "horse", "ship", "truck"],
+        "num_cases_per_batch": len(batches[0][1]),
+        "num_vis": 3072,
+    })
+    return out
+
+
+def write_cifar100(root, n_train=5, n_test=5, seed=0):
+    """Write root/cifar-100-python/{train,test,meta}; returns that folder."""
+    rng = np.random.default_rng(seed)
+    out = os.path.join(root, "cifar-100-python")
+    os.makedirs(out, exist_ok=True)
+    for name, n in (("train", n_train), ("test", n_test)):
+        fine = _labels(n, 100, rng)
+        _pickle(os.path.join(out, name), {
+            "batch_label": name,
+            "fine_labels": [int(c) for c in fine],
+            "coarse_labels": [int(c) // 5 for c in fine],  # 5 fine classes per superclass
+            "data": _cifar_rows(_images(rng, fine, 100, 32, 3)),
+            "filenames": [f"{name}_{i}.png" for i in range(len(fine))],
+        })
+    _pickle(os.path.join(out, "meta"), {
+        "fine_label_names": [f"fine_{i:02d}" for i in range(100)],
+        "coarse_label_names": [f"coarse_{i:02d}" for i in range(20)],
+    })
+    return out
+
+
+# ---------------------------------------------------------------- SVHN
+def write_svhn(root, n_train=20, n_test=10, seed=0):
+    """Write root/{train,test}_32x32.mat (X: 32x32x3xN uint8, y: Nx1, digit 0 stored as 10); returns root."""
+    import scipy.io
+
+    rng = np.random.default_rng(seed)
+    os.makedirs(root, exist_ok=True)
+    for split, n in (("train", n_train), ("test", n_test)):
+        digits = _labels(n, 10, rng)
+        images = _images(rng, digits, 10, 32, 3)  # N, H, W, C
+        y = np.where(digits == 0, 10, digits).astype(np.uint8).reshape(-1, 1)
+        scipy.io.savemat(os.path.join(root, f"{split}_32x32.mat"),
+                         {"X": np.ascontiguousarray(images.transpose(1, 2, 3, 0)), "y": y})
+    return root
+
+
+# ---------------------------------------------------------------- TinyImageNet
+def write_tinyimagenet(root, num_classes=200, n_train=3, n_val=2, image_size=64, seed=0):
+    """Write the raw layout of the official zip under root/tiny-imagenet-200; returns that folder."""
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    out = os.path.join(root, "tiny-imagenet-200")
+    # unique n%08d ids; class c is the c-th id in file order, which is not sorted
+    wnids = [f"n{i:08d}" for i in rng.choice(10 ** 8, size=num_classes, replace=False)]
+    if wnids == sorted(wnids) and num_classes > 1:
+        wnids[0], wnids[1] = wnids[1], wnids[0]
+    os.makedirs(out, exist_ok=True)
+    with open(os.path.join(out, "wnids.txt"), "w") as f:
+        f.writelines(w + "\n" for w in wnids)
+    with open(os.path.join(out, "words.txt"), "w") as f:
+        f.writelines(f"{w}\tthing {c}, object {c}\n" for c, w in enumerate(wnids))
+
+    def save(c, path):
+        Image.fromarray(_image(rng, c, num_classes, image_size, 3)).save(path, "JPEG", quality=90)
+        y, x, s = patch_box(c, num_classes, image_size)
+        return f"{x}\t{y}\t{x + s - 1}\t{y + s - 1}"
+
+    for c, w in enumerate(wnids):
+        img_dir = os.path.join(out, "train", w, "images")
+        os.makedirs(img_dir)
+        lines = []
+        for i in range(n_train):
+            name = f"{w}_{i}.JPEG"
+            lines.append(f"{name}\t{save(c, os.path.join(img_dir, name))}\n")
+        with open(os.path.join(out, "train", w, f"{w}_boxes.txt"), "w") as f:
+            f.writelines(lines)
+
+    os.makedirs(os.path.join(out, "val", "images"))
+    with open(os.path.join(out, "val", "val_annotations.txt"), "w") as f:
+        for k, c in enumerate(_labels(n_val, num_classes, rng)):
+            name = f"val_{k}.JPEG"
+            box = save(int(c), os.path.join(out, "val", "images", name))
+            f.write(f"{name}\t{wnids[c]}\t{box}\n")
+
+    os.makedirs(os.path.join(out, "test", "images"))
+    for k in range(2):  # unlabeled, like the real test split
+        save(int(rng.integers(num_classes)), os.path.join(out, "test", "images", f"test_{k}.JPEG"))
+    return out
+
+
+def make_tinyimagenet_zip(zip_path, **kwargs):
+    """Zip a write_tinyimagenet layout so the top-level entry is tiny-imagenet-200/; returns zip_path."""
+    with tempfile.TemporaryDirectory() as tmp:
+        top = write_tinyimagenet(tmp, **kwargs)
+        with zipfile.ZipFile(zip_path, "w", zipfile.ZIP_DEFLATED) as zf:
+            for dirpath, dirnames, filenames in os.walk(top):
+                dirnames.sort()
+                rel = os.path.relpath(dirpath, tmp)
+                zf.write(dirpath, rel + "/")  # directory entries, as in the official zip
+                for name in sorted(filenames):
+                    zf.write(os.path.join(dirpath, name), os.path.join(rel, name))
+    return zip_path
+

@@ -1,0 +1,92 @@
+"""Train the cross-entropy ("closed set") baseline on the known classes of one trial.
+
+    python train_closedSet.py --dataset MNIST --trial 0            # first run
+    python train_closedSet.py --dataset MNIST --trial 0 -r         # resumed run, lower lr
+
+Saves networks/weights/<dataset>/<dataset>_<trial>_<name>closedSetClassifier.pth, the
+network of best validation accuracy.
+"""
+import argparse
+import sys
+
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from engine.cli import run_cli, runtime_parser, training_parser
+from engine.errors import UserError
+from engine.training import LOG_EVERY, TrainingRun, check_finite
+from networks import closedSetClassifier, load_checkpoint
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description="Closed-set training with cross-entropy (the baseline)",
+                                parents=[training_parser(), runtime_parser()])
+    return p.parse_args(argv)
+
+
+def train_epoch(net, loader, optimizer, device, epoch):
+    net.train()
+    sums = torch.zeros(2, device=device, dtype=torch.float64)  # loss, correct
+    seen, start, bar = 0, 0, tqdm(loader, desc=f"epoch {epoch}", leave=False, disable=None)
+    for step, (images, targets) in enumerate(bar, start=1):
+        images, targets = images.to(device, non_blocking=True), targets.to(device, non_blocking=True)
+        optimizer.zero_grad(set_to_none=True)
+        logits = net(images)
+        loss = F.cross_entropy(logits, targets)
+        loss.backward()
+        optimizer.step()
+        sums += torch.stack([loss.detach().double(), (logits.argmax(1) == targets).sum().double()])
+        seen += len(targets)
+        if step % LOG_EVERY == 0 or step == len(loader):
+            values = sums.tolist()  # the one host sync every LOG_EVERY steps
+            check_finite(values[:1], epoch, start + 1, step)
+            start = step
+            bar.set_postfix(loss=f"{values[0] / step:.3f}", acc=f"{100 * values[1] / seen:.1f}")
+    loss, correct = sums.tolist()
+    return {"train/CE_Loss": loss / len(loader), "train/accuracy": 100.0 * correct / seen}
+
+
+@torch.no_grad()
+def validate(net, loader, device):
+    net.eval()
+    sums = torch.zeros(2, device=device, dtype=torch.float64)  # loss, correct
+    seen = 0
+    for images, targets in loader:
+        images, targets = images.to(device, non_blocking=True), targets.to(device, non_blocking=True)
+        logits = net(images)
+        sums += torch.stack([F.cross_entropy(logits, targets).double(), (logits.argmax(1) == targets).sum().double()])
+        seen += len(targets)
+    loss, correct = sums.tolist()
+    return {"val/accuracy": 100.0 * correct / seen, "val/CE_Loss": loss / len(loader)}
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    run = TrainingRun(args, method="ClosedSet", phase_key="closedset_training")
+    net = closedSetClassifier(**run.network_kwargs(), init_weights=not args.resume).to(run.device)
+    start_epoch = 0
+    if args.resume:
+        path = run.weights("closedSetClassifier")
+        try:
+            # the saved epoch was finished: continue after it, for the resumed run's epoch count only
+            start_epoch = load_checkpoint(path, net)["epoch"] + 1
+        except UserError as e:
+            raise UserError(f"{e}; -r continues a first run: train one with `python train_closedSet.py "
+                            f"--dataset {args.dataset} --trial {args.trial} --name {args.name}`") from None
+    optimizer = run.optimizer(net)
+    run.save_config()
+    best_acc = 0.0
+    for epoch in run.epochs(start_epoch):
+        stats = train_epoch(net, run.train_loader, optimizer, run.device, epoch)
+        stats.update(validate(net, run.val_loader, run.device))
+        if stats["val/accuracy"] >= best_acc:
+            best_acc = stats["val/accuracy"]
+            run.save(run.checkpoint(net, best_acc, epoch), "closedSetClassifier")
+        run.log(epoch, stats)
+    run.close()
+    print(f"best validation accuracy {best_acc:.2f}%; checkpoint {run.weights('closedSetClassifier')}")
+
+
+if __name__ == "__main__":
+    sys.exit(run_cli(main))
