@@ -8,9 +8,9 @@ real format loads (corrupt files still fail, when parsed, with a clear message).
 """
 import contextlib
 import gzip
+import io
 import os
 import shutil
-import sys
 
 import numpy as np
 from torchvision import datasets as tvd
@@ -64,6 +64,17 @@ def expected_files(source, root, train):
     return []
 
 
+def _describe(paths):
+    """'folder/{a, b}' for messages: which files are expected where, on one line."""
+    folder = os.path.dirname(paths[0])
+    names = [os.path.basename(p) for p in paths]
+    return os.path.join(folder, names[0]) if len(names) == 1 else f"{folder}/{{{', '.join(names)}}}"
+
+
+def _one_line(error):
+    return " ".join(f"{type(error).__name__}: {error}".split())[:160]
+
+
 def _gunzip_mnist(root):
     """Users' MNIST folders may hold only the .gz files: decompress them next to themselves."""
     raw = os.path.join(root, "MNIST", "raw")
@@ -75,7 +86,7 @@ def _gunzip_mnist(root):
                 with gzip.open(target + ".gz", "rb") as src, open(target + ".part", "wb") as dst:
                     shutil.copyfileobj(src, dst)
             except (OSError, EOFError) as e:
-                raise UserError(f"{target}.gz is corrupt or truncated ({e}); download MNIST again") from None
+                raise UserError(f"{target}.gz is corrupt or truncated ({_one_line(e)}); download MNIST again") from None
             os.replace(target + ".part", target)
 
 
@@ -106,14 +117,15 @@ def open_source(source, root, train, download=True):
                         f"`python datasets/setup_tinyimagenet.py --data_root {root}`")
     if missing:
         if not download:
-            raise UserError(f"{source} not found under {root}: expected {', '.join(missing)}; "
+            raise UserError(f"{source} not found under {root}: expected {_describe(missing)}; "
                             f"put the files there, or drop --no_download to fetch them")
         try:
-            with contextlib.redirect_stdout(sys.stderr):  # torchvision prints its progress
+            # torchvision prints each mirror it tries; the error below sums a failure up in one line
+            with contextlib.redirect_stdout(io.StringIO()):
                 return _construct(source, root, train, download=True)
         except Exception as e:  # any download failure: offline, proxy, bad mirror
-            raise UserError(f"{source} not found under {root} (expected {', '.join(missing)}) and "
-                            f"the download failed ({type(e).__name__}: {str(e).strip()[:120]}); "
+            raise UserError(f"{source} not found under {root} (expected {_describe(missing)}) and "
+                            f"the download failed ({_one_line(e)}); "
                             f"copy the files there or connect to the network") from None
     try:
         dataset = _construct(source, root, train, download=False)
@@ -121,7 +133,7 @@ def open_source(source, root, train, download=True):
         raise
     except Exception as e:
         raise UserError(f"{source} files under {root} are corrupt or truncated "
-                        f"({type(e).__name__}: {str(e).strip()[:120]}); delete them and download again") from None
+                        f"({_one_line(e)}); delete them and download again") from None
     labels = source_labels(dataset)
     if len(labels) == 0:
         raise UserError(f"{source} under {root} holds no images; check the folder")

@@ -65,14 +65,16 @@ def labels_fingerprint(labels):
 
 
 def split_per_class(labels, fraction, seed):
-    """Per class, a seeded shuffle of its indices; the first round(fraction * n) go to the
-    second part. Returns ({class: first part}, {class: second part}), indices sorted."""
+    """Per class, a seeded shuffle of its indices; the first round(fraction * n) (at least one
+    when n >= 2) go to the second part. Returns ({class: first part}, {class: second part}), indices sorted."""
     labels = np.asarray(labels)
     first, second = {}, {}
     for c in np.unique(labels):
         idx = np.flatnonzero(labels == c)
         idx = idx[np.random.default_rng([seed, int(c)]).permutation(len(idx))]
         n_second = int(round(fraction * len(idx)))
+        if fraction > 0 and n_second == 0 and len(idx) >= 2:
+            n_second = 1  # tiny data sets: keep one image per class on the other side
         first[int(c)] = np.sort(idx[n_second:]).tolist()
         second[int(c)] = np.sort(idx[:n_second]).tolist()
     return first, second

@@ -1,0 +1,39 @@
+"""Shared test helpers: repo paths on sys.path, the released reference files, CLI runner."""
+import os
+import subprocess
+import sys
+
+import pytest
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+for path in (REPO, os.path.join(REPO, "tests")):
+    if path not in sys.path:
+        sys.path.insert(0, path)
+
+REFERENCE = os.path.join(os.path.dirname(REPO), "shared", "reference")
+PROTOCOL = os.path.join(os.path.dirname(REPO), "shared", "protocol", "class_splits.json")
+
+
+@pytest.fixture
+def reference_dir():
+    if not os.path.isdir(REFERENCE):
+        pytest.skip("../shared/reference is absent")
+    return REFERENCE
+
+
+def run_script(script, *args, cwd, timeout=600):
+    """Run one of the repo's scripts as a user would, from `cwd`; returns CompletedProcess."""
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "2")}
+    return subprocess.run([sys.executable, os.path.join(REPO, script), *map(str, args)], cwd=cwd,
+                          capture_output=True, text=True, timeout=timeout, env=env)
+
+
+def assert_one_line_error(proc, *fragments):
+    """A bad input ends with status 2 and one line on stderr naming the problem; no traceback."""
+    assert proc.returncode == 2, (proc.returncode, proc.stdout[-2000:], proc.stderr[-2000:])
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, proc.stderr
+    assert lines[0].startswith("error: ") and "Traceback" not in proc.stderr
+    for fragment in fragments:
+        assert fragment in lines[0], (fragment, lines[0])
+    return lines[0]
