@@ -41,9 +41,14 @@ def read_checkpoint(path, map_location="cpu"):
     try:
         ckpt = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise UserError(f"refusing to load {path}: it holds more than tensors and plain values "
-                        f"({first[:160]}); only load checkpoints you trust, re-saved as plain dicts")
+        # weights_only names the callable it refused ("... GLOBAL posix.system ..."); any
+        # other unpickling failure is a damaged file
+        reason = [line.strip() for line in str(e).splitlines() if "global" in line.lower()]
+        if not reason:
+            raise UserError(f"checkpoint {path} is corrupt or truncated (UnpicklingError); "
+                            f"delete it and train again") from None
+        raise UserError(f"refusing to load {path}: it holds objects that could run code, not just "
+                        f"tensors ({reason[0][:120]}); load only checkpoints you trust") from None
     except (RuntimeError, EOFError, OSError, zipfile.BadZipFile, ValueError) as e:
         raise UserError(f"checkpoint {path} is corrupt or truncated ({type(e).__name__}); "
                         f"delete it and train again") from None
