@@ -10,8 +10,8 @@ import argparse
 import sys
 
 from engine.cli import run_cli, runtime_parser, evaluation_parser
-from engine.evaluation import evaluate_trials, trial_checkpoint
-from networks import load_checkpoint, openSetClassifier
+from engine.evaluation import evaluate_trials, load_trial_network
+from networks import openSetClassifier
 from utils import accuracy, auroc, cac_scores, compute_anchor_means, gather_outputs
 
 
@@ -21,20 +21,15 @@ def parse_args(argv=None):
     return p.parse_args(argv)
 
 
-def evaluate_trial(args, data, loader, device, trial):
-    path, ckpt = trial_checkpoint(args, trial, "CACclassifierAnchorLoss", "train_cacOpenset.py", device)
-    cfg = data.cfg
-    net = openSetClassifier(cfg["num_known_classes"], cfg["im_channels"], cfg["im_size"],
-                            dropout=cfg["dropout"], backbone=ckpt.get("backbone", "cnn")).to(device)
-    load_checkpoint(path, net, ckpt)
-    net.eval()
+def evaluate_trial(args, data, loader, device):
+    net = load_trial_network(openSetClassifier, args, data, "CACclassifierAnchorLoss", "train_cacOpenset.py", device)
     means, fallback = compute_anchor_means(net, loader(data.anchor_dataset()), data.num_known, device,
-                                           with_flipped=cfg["anchor_flip"])
+                                           with_flipped=data.cfg["anchor_flip"])
     if fallback:
-        print(f"warning: trial {trial}: classes {fallback} have no correctly classified training "
+        print(f"warning: trial {data.trial}: classes {fallback} have no correctly classified training "
               f"image; their anchors are the mean of all their images", file=sys.stderr)
     net.set_anchors(means)
-    print(f"==> Evaluating open set network accuracy and AUROC for trial {trial}..")
+    print(f"==> Evaluating open set network accuracy and AUROC for trial {data.trial}..")
     (_, known_distances), known_labels = gather_outputs(net, loader(data.known_test_dataset()), device)
     (_, unknown_distances), _ = gather_outputs(net, loader(data.unknown_test_dataset()), device)
     known_scores, unknown_scores = cac_scores(known_distances), cac_scores(unknown_distances)

@@ -8,8 +8,8 @@ import sys
 import torch
 
 from engine.cli import run_cli, runtime_parser, evaluation_parser
-from engine.evaluation import evaluate_trials, trial_checkpoint
-from networks import closedSetClassifier, load_checkpoint
+from engine.evaluation import evaluate_trials, load_trial_network
+from networks import closedSetClassifier
 from utils import accuracy, auroc, gather_outputs
 
 
@@ -19,13 +19,9 @@ def parse_args(argv=None):
     return p.parse_args(argv)
 
 
-def evaluate_trial(args, data, loader, device, trial):
-    path, ckpt = trial_checkpoint(args, trial, "closedSetClassifier", "train_closedSet.py", device)
-    cfg = data.cfg
-    net = closedSetClassifier(cfg["num_known_classes"], cfg["im_channels"], cfg["im_size"],
-                              dropout=cfg["dropout"], backbone=ckpt.get("backbone", "cnn")).to(device)
-    load_checkpoint(path, net, ckpt)
-    print(f"==> Evaluating closed set network accuracy and AUROC for trial {trial}..")
+def evaluate_trial(args, data, loader, device):
+    net = load_trial_network(closedSetClassifier, args, data, "closedSetClassifier", "train_closedSet.py", device)
+    print(f"==> Evaluating closed set network accuracy and AUROC for trial {data.trial}..")
     known_logits, known_labels = gather_outputs(net, loader(data.known_test_dataset()), device)
     unknown_logits, _ = gather_outputs(net, loader(data.unknown_test_dataset()), device)
     known_probs, unknown_probs = torch.softmax(known_logits, 1), torch.softmax(unknown_logits, 1)

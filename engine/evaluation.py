@@ -8,7 +8,7 @@ from datasets.loaders import OpenSetData, make_loader
 from engine.cli import check_dataset, git_commit, print_header, resolve_device, seed_everything
 from engine.errors import UserError
 from engine.training import weights_path
-from networks.checkpoint import read_checkpoint
+from networks.checkpoint import load_checkpoint, read_checkpoint
 
 RESULTS_DIR = "results"  # relative to the working directory
 
@@ -21,19 +21,25 @@ def check_evaluation_args(args):
         raise UserError(f"--workers {args.workers}: give 0 or more worker processes")
 
 
-def trial_checkpoint(args, trial, suffix, train_script, device):
-    """Read the checkpoint evaluation uses; a missing one names the command that trains it."""
-    path = weights_path(args.dataset, trial, args.name, suffix)
+def load_trial_network(network_class, args, data, suffix, train_script, device):
+    """Build the network a trial's checkpoint was trained with (its backbone, the data set's
+    shape) and load it, in eval mode; a missing file names the command that trains it."""
+    path = weights_path(args.dataset, data.trial, args.name, suffix)
     if not os.path.isfile(path):
         name = f" --name {args.name}" if args.name else " --name ''"
         raise UserError(f"checkpoint not found: {path}; train it with `python {train_script} "
-                        f"--dataset {args.dataset} --trial {trial}{name}` (evaluation's --name "
+                        f"--dataset {args.dataset} --trial {data.trial}{name}` (evaluation's --name "
                         f"defaults to '' for the paper's released weights, training's to myTest)")
-    return path, read_checkpoint(path, map_location=device)
+    ckpt = read_checkpoint(path, map_location=device)
+    cfg = data.cfg
+    net = network_class(cfg["num_known_classes"], cfg["im_channels"], cfg["im_size"], dropout=cfg["dropout"],
+                        backbone=ckpt.get("backbone", "cnn")).to(device)
+    load_checkpoint(path, net, ckpt)
+    return net.eval()
 
 
 def evaluate_trials(args, method, evaluate_trial):
-    """Run `evaluate_trial(data, loader_factory, device, trial) -> (accuracy, auroc)` for each
+    """Run `evaluate_trial(data, loader_factory, device) -> (accuracy, auroc)` for each
     trial, print the original's four lines, and write them as JSON under results/."""
     check_evaluation_args(args)
     device = resolve_device(args.device)
@@ -49,7 +55,7 @@ def evaluate_trials(args, method, evaluate_trial):
         def loader(dataset):
             return make_loader(dataset, data.cfg["batch_size"], False, workers, args.seed, device.type == "cuda")
 
-        accuracy, auroc = evaluate_trial(data, loader, device, trial)
+        accuracy, auroc = evaluate_trial(data, loader, device)
         all_accuracy.append(float(accuracy))
         all_auroc.append(float(auroc))
     mean_acc, mean_auroc = float(np.mean(all_accuracy)), float(np.mean(all_auroc))
