@@ -15,7 +15,7 @@ from tqdm import tqdm
 from engine.cli import run_cli, runtime_parser, training_parser
 from engine.errors import UserError
 from engine.training import LOG_EVERY, TrainingRun, check_finite
-from networks import load_checkpoint, openSetClassifier
+from networks import openSetClassifier
 from utils import CACLoss
 
 
@@ -80,14 +80,7 @@ def main(argv=None):
     kwargs = run.network_kwargs()
     net = openSetClassifier(**kwargs, init_weights=not args.resume).to(run.device)
     net.set_anchors(torch.diag(torch.full((kwargs["num_classes"],), float(args.alpha))))
-    start_epoch = 0
-    if args.resume:
-        path = run.weights("CACclassifierAnchorLoss")
-        try:
-            start_epoch = load_checkpoint(path, net)["epoch"] + 1
-        except UserError as e:
-            raise UserError(f"{e}; -r continues a first run: train one with `python train_cacOpenset.py "
-                            f"--dataset {args.dataset} --trial {args.trial} --name {args.name}`") from None
+    start_epoch = run.start_epoch(net, "CACclassifierAnchorLoss", "train_cacOpenset.py")
     optimizer = run.optimizer(net)
     criterion = CACLoss(args.lbda)
     run.save_config()

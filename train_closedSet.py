@@ -14,9 +14,8 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from engine.cli import run_cli, runtime_parser, training_parser
-from engine.errors import UserError
 from engine.training import LOG_EVERY, TrainingRun, check_finite
-from networks import closedSetClassifier, load_checkpoint
+from networks import closedSetClassifier
 
 
 def parse_args(argv=None):
@@ -65,15 +64,7 @@ def main(argv=None):
     args = parse_args(argv)
     run = TrainingRun(args, method="ClosedSet", phase_key="closedset_training")
     net = closedSetClassifier(**run.network_kwargs(), init_weights=not args.resume).to(run.device)
-    start_epoch = 0
-    if args.resume:
-        path = run.weights("closedSetClassifier")
-        try:
-            # the saved epoch was finished: continue after it, for the resumed run's epoch count only
-            start_epoch = load_checkpoint(path, net)["epoch"] + 1
-        except UserError as e:
-            raise UserError(f"{e}; -r continues a first run: train one with `python train_closedSet.py "
-                            f"--dataset {args.dataset} --trial {args.trial} --name {args.name}`") from None
+    start_epoch = run.start_epoch(net, "closedSetClassifier", "train_closedSet.py")
     optimizer = run.optimizer(net)
     run.save_config()
     best_acc = 0.0

@@ -8,7 +8,7 @@ import torch
 from datasets.loaders import OpenSetData, make_loader
 from engine.cli import check_dataset, git_commit, print_header, resolve_device, seed_everything
 from engine.errors import UserError
-from networks.checkpoint import save_checkpoint
+from networks.checkpoint import load_checkpoint, save_checkpoint
 
 WEIGHTS_DIR = os.path.join("networks", "weights")  # relative to the working directory, as the original
 LOG_EVERY = 20  # steps between host reads of the running loss (no per-step device sync)
@@ -51,7 +51,7 @@ class TrainingRun:
             from tensorboardX import SummaryWriter  # only needed with -t
 
             self.writer = SummaryWriter(self.run_dir)
-        for folder in (os.path.dirname(self.weights(""))  , self.run_dir):
+        for folder in (os.path.dirname(self.weights("")), self.run_dir):
             _check_writable(folder)
 
     def weights(self, suffix, dataset=None):
@@ -60,6 +60,18 @@ class TrainingRun:
     def epochs(self, start_epoch):
         count = self.args.epochs or self.hparams["max_epoch"][self.phase]
         return range(start_epoch, start_epoch + count)
+
+    def start_epoch(self, net, suffix, script):
+        """0 for a first run; with -r, load the first run's checkpoint `suffix` into `net` and
+        continue after its saved (finished) epoch."""
+        if not self.args.resume:
+            return 0
+        a = self.args
+        try:
+            return load_checkpoint(self.weights(suffix), net)["epoch"] + 1
+        except UserError as e:
+            raise UserError(f"{e}; -r continues a first run: train one with `python {script} "
+                            f"--dataset {a.dataset} --trial {a.trial} --name {a.name}`") from None
 
     def optimizer(self, net):
         h = self.hparams

@@ -6,25 +6,18 @@ in the state dict under `anchors`, never trained): alpha * one-hot while trainin
 per-class mean logits (`set_anchors`) at evaluation.
 """
 import torch
-import torch.nn as nn
 
-from networks.backbones import build_encoder, init_weights as initialize_weights
+from networks.classifier import EncoderClassifier
 
 
-class openSetClassifier(nn.Module):
+class openSetClassifier(EncoderClassifier):
     def __init__(self, num_classes, num_channels, im_size, init_weights=False, dropout=0.3,
                  backbone="cnn"):
-        super().__init__()
-        self.num_classes = num_classes
-        self.backbone = backbone
-        self.encoder = build_encoder(backbone, num_channels, im_size, dropout)
-        self.classify = nn.Linear(self.encoder.out_features, num_classes)
+        super().__init__(num_classes, num_channels, im_size, init_weights, dropout, backbone)
         self.register_buffer("anchors", torch.zeros(num_classes, num_classes, dtype=torch.float64))
-        if init_weights:
-            initialize_weights(self)
 
     def forward(self, x):
-        logits = self.classify(self.encoder(x))
+        logits = super().forward(x)
         return logits, self.distance_classifier(logits)
 
     def distance_classifier(self, logits):
