@@ -94,6 +94,9 @@ def _valid_trainval(cached, labels):
     if "Fingerprint" in cached:
         return cached["Fingerprint"] == labels_fingerprint(labels)
     try:
+        classes = {str(c) for c in np.unique(labels)}
+        if set(cached["Train"]) != classes or set(cached["Val"]) != classes:
+            return False
         for part in ("Train", "Val"):
             for c, idx in cached[part].items():
                 idx = np.asarray(idx, dtype=np.int64)
