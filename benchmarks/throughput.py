@@ -47,7 +47,7 @@ def bench_step(device, steps, batch):
     start = time.perf_counter()
     for _ in range(steps):
         loss = _step(net, opt, crit, images, targets)
-    float(loss)
+    loss.item()
     return steps * batch / (time.perf_counter() - start)
 
 
@@ -65,7 +65,7 @@ def bench_loop(device, steps, batch, workers):
             elif start is not None:
                 data_time += now - t_data
             loss = _step(net, opt, crit, images.to(device), targets.to(device))
-            float(loss)
+            loss.item()
             seen += len(targets) if start is not None else 0
             done += 1
             t_data = time.perf_counter()
@@ -81,14 +81,17 @@ def main(argv=None):
     p.add_argument("--steps", type=int, default=20, help="timed steps per measurement (default: 20)")
     p.add_argument("--batch", type=int, default=128, help="images per step (default: 128, the paper's)")
     p.add_argument("--workers", type=int, nargs="+", default=[0, 2], help="DataLoader workers to try")
+    p.add_argument("--repeats", type=int, default=1, help="rounds of all measurements (default: 1)")
     args = p.parse_args(argv)
     device = torch.device(args.device)
     common = {"device": str(device), "threads": torch.get_num_threads(), "batch": args.batch, "steps": args.steps}
-    print(json.dumps({"measure": "step", **common, "images_per_s": round(bench_step(device, args.steps, args.batch), 1)}))
-    for w in args.workers:
-        ips, share = bench_loop(device, args.steps, args.batch, w)
-        print(json.dumps({"measure": "loop", "workers": w, **common, "images_per_s": round(ips, 1),
-                          "data_wait_share": round(share, 3)}))
+    for _ in range(args.repeats):  # interleaved, so drifting clock speeds hit every measurement
+        print(json.dumps({"measure": "step", **common,
+                          "images_per_s": round(bench_step(device, args.steps, args.batch), 1)}))
+        for w in args.workers:
+            ips, share = bench_loop(device, args.steps, args.batch, w)
+            print(json.dumps({"measure": "loop", "workers": w, **common, "images_per_s": round(ips, 1),
+                              "data_wait_share": round(share, 3)}))
 
 
 if __name__ == "__main__":
