@@ -32,19 +32,15 @@ def cac_scores(distances):
 
 
 @torch.no_grad()
-def gather_outputs(net, loader, device, flip=False):
+def gather_outputs(net, loader, device):
     """Run `net` (in eval mode) over `loader`; return (outputs, labels) concatenated on the CPU.
 
-    `outputs` is the logits for a cross-entropy network and (logits, distances) for a CAC
-    network. `flip=True` mirrors every image horizontally first (the anchor-mean pass).
+    `outputs` is the logits for a cross-entropy network and (logits, distances) for a CAC network.
     """
     net.eval()
     outputs, labels = [], []
     for images, targets in loader:
-        images = images.to(device, non_blocking=True)
-        if flip:
-            images = images.flip(3)
-        out = net(images)
+        out = net(images.to(device, non_blocking=True))
         outputs.append(tuple(o.cpu() for o in out) if isinstance(out, tuple) else out.cpu())
         labels.append(targets)
     labels = torch.cat(labels)
@@ -74,14 +70,19 @@ def anchor_means(logits, labels, num_classes):
     return means / counts.unsqueeze(1), fallback
 
 
+@torch.no_grad()
 def compute_anchor_means(net, loader, num_classes, device, with_flipped):
     """The paper's evaluation anchors: class means of the logits of correctly classified
-    training images, plus their horizontally flipped copies when `with_flipped`."""
-    (logits, _), labels = gather_outputs(net, loader, device)
-    if with_flipped:
-        (flipped, _), _ = gather_outputs(net, loader, device, flip=True)
-        logits, labels = torch.cat([logits, flipped]), torch.cat([labels, labels])
-    return anchor_means(logits, labels, num_classes)
+    training images, plus their horizontally flipped copies when `with_flipped` (one pass
+    over the data: each batch is also mirrored on the device)."""
+    net.eval()
+    logits, labels = [], []
+    for images, targets in loader:
+        images = images.to(device, non_blocking=True)
+        for view in ((images, images.flip(3)) if with_flipped else (images,)):
+            logits.append(net(view)[0].cpu())
+            labels.append(targets)
+    return anchor_means(torch.cat(logits), torch.cat(labels), num_classes)
 
 
 def accuracy(predicted, labels):
