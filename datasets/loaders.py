@@ -94,7 +94,9 @@ class OpenSetData:
 
         def compute():
             plain = T.Compose([T.Resize(self.cfg["im_size"]), T.ToTensor()])
-            loader = DataLoader(self._subset(self.train_set, self.train_idx, plain), batch_size=256)
+            # its own generator: computing (or not, on a cache hit) must not move the global RNG
+            loader = DataLoader(self._subset(self.train_set, self.train_idx, plain), batch_size=256,
+                                generator=torch.Generator().manual_seed(0))
             total = sq = 0
             for images, _ in loader:
                 x = images.double().transpose(0, 1).flatten(1)  # channels x pixels

@@ -35,7 +35,6 @@ class TrainingRun:
         self.args, self.method = args, method
         self.device = resolve_device(args.device)
         print_header(args, self.device)
-        seed_everything(args.seed)
         self.data = OpenSetData(args.dataset, args.trial, args.data_root, download=not args.no_download)
         self.cfg = self.data.cfg
         self.phase = int(args.resume)  # 0: first run, 1: resumed run with the lower learning rate
@@ -53,6 +52,8 @@ class TrainingRun:
             self.writer = SummaryWriter(self.run_dir)
         for folder in (os.path.dirname(self.weights("")), self.run_dir):
             _check_writable(folder)
+        # seeded last: whether the set-up above hit its caches must not change the run's numbers
+        seed_everything(args.seed)
 
     def weights(self, suffix, dataset=None):
         return weights_path(dataset or self.args.dataset, self.args.trial, self.args.name, suffix)

@@ -1,5 +1,6 @@
 """Shared test helpers: repo paths on sys.path, the released reference files, CLI runner."""
 import os
+import shutil
 import subprocess
 import sys
 
@@ -37,3 +38,19 @@ def assert_one_line_error(proc, *fragments):
     for fragment in fragments:
         assert fragment in lines[0], (fragment, lines[0])
     return lines[0]
+
+
+@pytest.fixture
+def isolated_datasets_dir(tmp_path, monkeypatch):
+    """The repo's class split files copied into a private folder that datasets/splits.py then
+    uses, so the caches seen here (train/val split, normalization) are written by this test
+    alone: a cache left by another run can neither hide a wrong computation nor race with it."""
+    import datasets.splits as splits
+
+    private = tmp_path / "datasets_dir"
+    source = os.path.join(REPO, "datasets")
+    for name in os.listdir(source):
+        if os.path.isdir(os.path.join(source, name, "class_splits")):
+            shutil.copytree(os.path.join(source, name, "class_splits"), private / name / "class_splits")
+    monkeypatch.setattr(splits, "DATASETS_DIR", str(private))
+    return private

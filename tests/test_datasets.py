@@ -384,6 +384,26 @@ def numpy_normalization(truth, indices, size):
     return pixels.mean(1), pixels.std(1)
 
 
+@pytest.mark.parametrize("dataset,trial,root_fixture", [
+    ("SVHN", 3, "svhn_root"), ("CIFAR10", 2, "cifar_root"), ("CIFAR+10", 4, "cifar_root"),
+    ("TinyImageNet", 1, "tiny_root")])
+def test_listed_normalization(request, dataset, trial, root_fixture):
+    data = OpenSetData(dataset, trial, data_root=request.getfixturevalue(root_fixture), download=False)
+    mean, std = SPEC_NORMALIZATION[dataset]
+    np.testing.assert_allclose(data.mean, mean[trial], atol=1e-9)
+    np.testing.assert_allclose(data.std, std[trial], atol=1e-9)
+    with open(os.path.join(DATASETS, "config.json")) as f:
+        listed = json.load(f)[dataset]["normalization"]
+    assert listed["mean"][trial] == data.mean and listed["std"][trial] == data.std
+
+
+def numpy_normalization(truth, indices, size):
+    """Per-channel mean and (population) std over the resized known training images."""
+    images = np.stack([pil_resize(truth.train_image(int(i)), size) for i in indices])  # n, C, S, S
+    pixels = images.transpose(1, 0, 2, 3).reshape(images.shape[1], -1)
+    return pixels.mean(1), pixels.std(1)
+
+
 @pytest.fixture
 def isolated_datasets_dir(tmp_path, monkeypatch):
     """The repo's class split files copied into a private folder that datasets/splits.py then

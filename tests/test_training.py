@@ -31,3 +31,18 @@ def test_nan_loss_stops_cross_entropy_training(tmp_path, monkeypatch):
     with pytest.raises(UserError, match="non-finite in epoch 0"):
         train_closedSet.main(["--dataset", "Digits", "--trial", "0", "--epochs", "1", "--workers", "0"])
     assert not list(tmp_path.rglob("*.pth"))  # no checkpoint from NaN weights
+
+
+def test_same_seed_same_weights_whether_caches_are_cold_or_warm(tmp_path, monkeypatch, isolated_datasets_dir):
+    """The first run of a trial builds the train/val split and normalization caches; the
+    second finds them. Both must train the same network from the same --seed."""
+    monkeypatch.chdir(tmp_path)
+    args = ["--dataset", "Digits", "--trial", "0", "--epochs", "1", "--workers", "0"]
+    weights = tmp_path / "networks" / "weights" / "Digits" / "Digits_0_{}CACclassifierAnchorLoss.pth"
+    assert not (isolated_datasets_dir / "Digits" / "normalization").exists()
+    train_cacOpenset.main(args + ["--name", "cold"])
+    assert (isolated_datasets_dir / "Digits" / "normalization" / "0.json").exists()
+    train_cacOpenset.main(args + ["--name", "warm"])
+    cold = torch.load(str(weights).format("cold"), weights_only=True)["net"]
+    warm = torch.load(str(weights).format("warm"), weights_only=True)["net"]
+    assert all(torch.equal(cold[k], warm[k]) for k in cold)
