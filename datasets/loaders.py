@@ -106,7 +106,8 @@ class OpenSetData:
             std = (sq / n - mean * mean).clamp_min(0).sqrt()
             return [round(float(v), 4) for v in mean], [round(float(v), 4) for v in std]
 
-        return cached_normalization(self.name, self.trial, self.known, self.train_labels, compute)
+        return cached_normalization(self.name, self.trial, self.known, self.train_labels, self.cfg["im_size"],
+                                    compute)
 
     def _subset(self, base, indices, transform, labels=None):
         if labels is None:

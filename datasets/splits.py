@@ -130,11 +130,12 @@ def trainval_split(dataset, labels, val_fraction):
     return split
 
 
-def cached_normalization(dataset, trial, known, labels, compute):
+def cached_normalization(dataset, trial, known, labels, im_size, compute):
     """Mean/std computed by `compute()` for a trial without listed values, cached in
-    datasets/<dataset>/normalization/<trial>.json and reused while classes and data match."""
+    datasets/<dataset>/normalization/<trial>.json and reused while the known classes, the
+    data and the image size (the statistics are taken after resizing) all match."""
     path = os.path.join(DATASETS_DIR, dataset, "normalization", f"{trial}.json")
-    key = {"Known": list(known), "Fingerprint": labels_fingerprint(labels)}
+    key = {"Known": list(known), "im_size": im_size, "Fingerprint": labels_fingerprint(labels)}
     if os.path.isfile(path):
         try:
             with open(path) as f:

@@ -385,41 +385,6 @@ def numpy_normalization(truth, indices, size):
 
 
 @pytest.mark.parametrize("dataset,trial,root_fixture", [
-    ("SVHN", 3, "svhn_root"), ("CIFAR10", 2, "cifar_root"), ("CIFAR+10", 4, "cifar_root"),
-    ("TinyImageNet", 1, "tiny_root")])
-def test_listed_normalization(request, dataset, trial, root_fixture):
-    data = OpenSetData(dataset, trial, data_root=request.getfixturevalue(root_fixture), download=False)
-    mean, std = SPEC_NORMALIZATION[dataset]
-    np.testing.assert_allclose(data.mean, mean[trial], atol=1e-9)
-    np.testing.assert_allclose(data.std, std[trial], atol=1e-9)
-    with open(os.path.join(DATASETS, "config.json")) as f:
-        listed = json.load(f)[dataset]["normalization"]
-    assert listed["mean"][trial] == data.mean and listed["std"][trial] == data.std
-
-
-def numpy_normalization(truth, indices, size):
-    """Per-channel mean and (population) std over the resized known training images."""
-    images = np.stack([pil_resize(truth.train_image(int(i)), size) for i in indices])  # n, C, S, S
-    pixels = images.transpose(1, 0, 2, 3).reshape(images.shape[1], -1)
-    return pixels.mean(1), pixels.std(1)
-
-
-@pytest.fixture
-def isolated_datasets_dir(tmp_path, monkeypatch):
-    """The repo's class split files copied into a private folder that datasets/splits.py then
-    uses, so the caches seen here (train/val split, normalization) are written by this test
-    alone: a cache left by another run can neither hide a wrong computation nor race with it."""
-    import datasets.splits as splits
-
-    private = tmp_path / "datasets_dir"
-    for name in os.listdir(DATASETS):
-        if os.path.isdir(os.path.join(DATASETS, name, "class_splits")):
-            shutil.copytree(os.path.join(DATASETS, name, "class_splits"), private / name / "class_splits")
-    monkeypatch.setattr(splits, "DATASETS_DIR", str(private))
-    return private
-
-
-@pytest.mark.parametrize("dataset,trial,root_fixture", [
     ("MNIST", 5, "mnist_root"), ("CIFAR10", 5, "cifar_root"), ("Digits", 0, None)])
 def test_computed_normalization_for_trials_without_listed_values(request, isolated_datasets_dir, dataset,
                                                                  trial, root_fixture):
@@ -444,9 +409,10 @@ def test_computed_normalization_for_trials_without_listed_values(request, isolat
     cached["mean"] = [0.5] * len(mean)
     cache.write_text(json.dumps(cached))
     assert OpenSetData(dataset, trial, data_root=root, download=False).mean == [0.5] * len(mean)
-    # ... but not once it was made from other data (or for other known classes)
+    # ... but not once it was made from other data, for other known classes or another image size
     other_known = known[:-1] + read_split(dataset, trial)[1][:1]
-    for field, value in (("Fingerprint", {"num_samples": 1, "labels_sha1": "0" * 40}), ("Known", other_known)):
+    for field, value in (("Fingerprint", {"num_samples": 1, "labels_sha1": "0" * 40}), ("Known", other_known),
+                         ("im_size", 2 * SHAPES[dataset][0])):
         stale = {**cached, field: value}
         cache.write_text(json.dumps(stale))
         again = OpenSetData(dataset, trial, data_root=root, download=False)
