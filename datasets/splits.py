@@ -88,11 +88,11 @@ def _write_json_atomic(obj, path):
     os.replace(tmp, path)
 
 
-def _valid_trainval(cached, labels):
+def _valid_trainval(cached, labels, fingerprint):
     """A cached split fits these labels: same fingerprint, or (files from the original code,
-    which carry none) every index in range with the label its class key says."""
+    which carry none) every class present and every index in range with its class's label."""
     if "Fingerprint" in cached:
-        return cached["Fingerprint"] == labels_fingerprint(labels)
+        return cached["Fingerprint"] == fingerprint
     try:
         classes = {str(c) for c in np.unique(labels)}
         if set(cached["Train"]) != classes or set(cached["Val"]) != classes:
@@ -111,18 +111,19 @@ def trainval_split(dataset, labels, val_fraction):
     """{"Train": {class: [indices]}, "Val": {...}} of the official training set, made on
     first use and cached as datasets/<dataset>/trainval_idxs.json."""
     labels = np.asarray(labels, dtype=np.int64)
+    fingerprint = {**labels_fingerprint(labels), "val_fraction": val_fraction}
     path = os.path.join(DATASETS_DIR, dataset, "trainval_idxs.json")
     if os.path.isfile(path):
         try:
             with open(path) as f:
                 cached = json.load(f)
-            if _valid_trainval(cached, labels):
+            if _valid_trainval(cached, labels, fingerprint):
                 return cached
         except (json.JSONDecodeError, UnicodeDecodeError):
             pass  # a broken cache is rebuilt below
     train, val = split_per_class(labels, val_fraction, TRAINVAL_SEED)
     split = {"Train": {str(c): v for c, v in train.items()}, "Val": {str(c): v for c, v in val.items()},
-             "Fingerprint": labels_fingerprint(labels)}
+             "Fingerprint": fingerprint}
     try:
         _write_json_atomic(split, path)
     except OSError:

@@ -454,6 +454,13 @@ def test_trainval_cache_is_rewritten_when_labels_change(isolated_datasets_dir, m
     assert data_b.val_idx.tolist() == sorted(i for c in known for i in second["Val"][str(c)])
     assert data_b.train_idx.tolist() == sorted(i for c in known for i in second["Train"][str(c)])
 
+    # a config with another validation share does not reuse the 80/20 split
+    from datasets import load_config
+    OpenSetData("MNIST", 0, data_root=root_b, download=False, config={**load_config("MNIST"), "val_fraction": 0.4})
+    third = json.loads(cache.read_text())
+    assert third["Fingerprint"]["val_fraction"] == 0.4
+    assert_split_fits(third, labels_b, fraction=0.4)
+
 
 def test_tiny_classes_keep_one_validation_image(isolated_datasets_dir, tmp_path):
     root = str(tmp_path / "two")
