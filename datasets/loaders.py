@@ -59,8 +59,7 @@ class OpenSetData:
         self.label_map[sorted(self.known)] = torch.arange(self.num_known)
 
         self.train_set = open_source(self.known_source, data_root, train=True, download=download)
-        labels = source_labels(self.train_set)
-        self.train_labels = labels
+        self.train_labels = labels = source_labels(self.train_set)  # read once, reused by every subset
         absent = [c for c in self.known if not (labels == c).any()]
         if absent:
             raise UserError(f"known classes {absent} of {dataset} trial {trial} have no training "
@@ -95,7 +94,7 @@ class OpenSetData:
         def compute():
             plain = T.Compose([T.Resize(self.cfg["im_size"]), T.ToTensor()])
             # its own generator: computing (or not, on a cache hit) must not move the global RNG
-            loader = DataLoader(self._subset(self.train_set, self.train_idx, plain), batch_size=256,
+            loader = DataLoader(self._train_subset(self.train_idx, plain), batch_size=256,
                                 generator=torch.Generator().manual_seed(0))
             total = sq = 0
             for images, _ in loader:
@@ -109,28 +108,28 @@ class OpenSetData:
         return cached_normalization(self.name, self.trial, self.known, self.train_labels, self.cfg["im_size"],
                                     compute)
 
-    def _subset(self, base, indices, transform, labels=None):
-        if labels is None:
-            labels = self.label_map[torch.from_numpy(source_labels(base)[indices])]
-        return RemappedSubset(base, indices, labels, transform)
+    def _train_subset(self, indices, transform):
+        labels = self.label_map[torch.from_numpy(self.train_labels[indices])]
+        return RemappedSubset(self.train_set, indices, labels, transform)
 
     # data sets of the trial
     def train_dataset(self):
-        return self._subset(self.train_set, self.train_idx, self.train_transform())
+        return self._train_subset(self.train_idx, self.train_transform())
 
     def val_dataset(self):
-        return self._subset(self.train_set, self.val_idx, self.eval_transform())
+        return self._train_subset(self.val_idx, self.eval_transform())
 
     def anchor_dataset(self):
-        return self._subset(self.train_set, self.train_idx, self.anchor_transform())
+        return self._train_subset(self.train_idx, self.anchor_transform())
 
     def _test_set(self, source):
         return open_source(source, self.root, train=False, download=self.download)
 
     def known_test_dataset(self):
         test = self._test_set(self.known_source)
-        idx = np.flatnonzero(np.isin(source_labels(test), self.known))
-        return self._subset(test, idx, self.eval_transform())
+        labels = source_labels(test)
+        idx = np.flatnonzero(np.isin(labels, self.known))
+        return RemappedSubset(test, idx, self.label_map[torch.from_numpy(labels[idx])], self.eval_transform())
 
     def unknown_test_dataset(self):
         test = self._test_set(self.unknown_source)
@@ -138,8 +137,8 @@ class OpenSetData:
         if len(idx) == 0:
             raise UserError(f"the {self.unknown_source} test set under {self.root} has no image of "
                             f"the unknown classes {self.unknown}")
-        return self._subset(test, idx, self.eval_transform(),
-                            labels=torch.full((len(idx),), self.num_known, dtype=torch.int64))
+        return RemappedSubset(test, idx, torch.full((len(idx),), self.num_known, dtype=torch.int64),
+                              self.eval_transform())
 
 
 def make_loader(dataset, batch_size, shuffle, workers, seed=0, pin_memory=False):

@@ -17,6 +17,7 @@ from torchvision import datasets as tvd
 
 from datasets.digits import Digits
 from engine.errors import UserError
+from engine.files import atomic_write
 
 # data set name -> (source of the known classes, source of the unknown classes)
 SOURCES = {
@@ -86,12 +87,11 @@ def _gunzip_mnist(root):
     for name in _MNIST_FILES:
         target = os.path.join(raw, name)
         if not os.path.exists(target) and os.path.isfile(target + ".gz"):
-            try:
-                with gzip.open(target + ".gz", "rb") as src, open(target + ".part", "wb") as dst:
+            try:  # atomic: a bad archive leaves no half-decompressed file behind
+                with gzip.open(target + ".gz", "rb") as src, atomic_write(target) as dst:
                     shutil.copyfileobj(src, dst)
             except (OSError, EOFError) as e:
                 raise UserError(f"{target}.gz is corrupt or truncated ({_one_line(e)}); download MNIST again") from None
-            os.replace(target + ".part", target)
 
 
 def _construct(source, root, train, download):

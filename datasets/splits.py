@@ -11,6 +11,7 @@ import os
 import numpy as np
 
 from engine.errors import UserError
+from engine.files import atomic_write
 
 DATASETS_DIR = os.path.dirname(os.path.abspath(__file__))
 TRAINVAL_SEED = 0  # fixed: the same labels always give the same train/val split
@@ -81,11 +82,8 @@ def split_per_class(labels, fraction, seed):
 
 
 def _write_json_atomic(obj, path):
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    tmp = f"{path}.{os.getpid()}.tmp"
-    with open(tmp, "w") as f:
+    with atomic_write(path, "w") as f:
         json.dump(obj, f)
-    os.replace(tmp, path)
 
 
 def _valid_trainval(cached, labels, fingerprint):

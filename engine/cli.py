@@ -71,9 +71,12 @@ def evaluation_parser():
     return p
 
 
-def check_dataset(name):
-    if name not in DATASET_NAMES:
-        raise UserError(f"unknown dataset {name!r}: choose one of {', '.join(DATASET_NAMES)}")
+def check_common_args(args):
+    """The checks every script needs: a known data set, a sane worker count."""
+    if args.dataset not in DATASET_NAMES:
+        raise UserError(f"unknown dataset {args.dataset!r}: choose one of {', '.join(DATASET_NAMES)}")
+    if args.workers is not None and args.workers < 0:
+        raise UserError(f"--workers {args.workers}: give 0 or more worker processes")
 
 
 def resolve_device(name):
@@ -100,9 +103,12 @@ def git_commit():
 
 
 def print_header(args, device):
-    """Git commit and every argument, first thing, so a log says what produced it."""
-    print(f"git: {git_commit()}  device: {device}  torch: {torch.__version__}", flush=True)
+    """Git commit and every argument, first thing, so a log says what produced it; returns
+    the commit so that the run records the same one without asking git again."""
+    commit = git_commit()
+    print(f"git: {commit}  device: {device}  torch: {torch.__version__}", flush=True)
     print("args: " + json.dumps(vars(args), sort_keys=True), flush=True)
+    return commit
 
 
 def run_cli(main):

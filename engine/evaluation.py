@@ -5,8 +5,9 @@ import os
 import numpy as np
 
 from datasets.loaders import OpenSetData, make_loader
-from engine.cli import check_dataset, git_commit, print_header, resolve_device, seed_everything
+from engine.cli import check_common_args, print_header, resolve_device, seed_everything
 from engine.errors import UserError
+from engine.files import atomic_write, ensure_writable
 from engine.training import weights_path
 from networks.checkpoint import load_checkpoint, read_checkpoint
 
@@ -14,11 +15,9 @@ RESULTS_DIR = "results"  # relative to the working directory
 
 
 def check_evaluation_args(args):
-    check_dataset(args.dataset)
+    check_common_args(args)
     if args.num_trials < 1:
         raise UserError(f"--num_trials {args.num_trials}: evaluate at least one trial")
-    if args.workers is not None and args.workers < 0:
-        raise UserError(f"--workers {args.workers}: give 0 or more worker processes")
 
 
 def load_trial_network(network_class, args, data, suffix, train_script, device):
@@ -43,8 +42,8 @@ def evaluate_trials(args, method, evaluate_trial):
     trial, print the original's four lines, and write them as JSON under results/."""
     check_evaluation_args(args)
     device = resolve_device(args.device)
-    print_header(args, device)
-    _prepare_results_dir()
+    commit = print_header(args, device)
+    ensure_writable(RESULTS_DIR)
     all_accuracy, all_auroc = [], []
     trials = list(range(args.start_trial, args.start_trial + args.num_trials))
     for trial in trials:
@@ -66,22 +65,10 @@ def evaluate_trials(args, method, evaluate_trial):
     result = {"dataset": args.dataset, "method": method, "name": args.name, "trials": trials,
               "raw_top1_accuracy": all_accuracy, "raw_auroc": all_auroc,
               "average_top1_accuracy": mean_acc, "average_auroc": mean_auroc,
-              "args": vars(args), "git": git_commit()}
+              "args": vars(args), "git": commit}
     path = os.path.join(RESULTS_DIR, f"{args.dataset}_{args.name}{method}_trials{trials[0]}-{trials[-1]}.json")
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
+    with atomic_write(path, "w") as f:
         json.dump(result, f, indent=1)
-    os.replace(tmp, path)
     print(f"results written to {path}")
     return result
 
-
-def _prepare_results_dir():
-    try:
-        os.makedirs(RESULTS_DIR, exist_ok=True)
-        probe = os.path.join(RESULTS_DIR, f".write_test_{os.getpid()}")
-        open(probe, "w").close()
-        os.remove(probe)
-    except OSError as e:
-        raise UserError(f"cannot write results to {RESULTS_DIR}/ ({e.strerror}); fix its permissions "
-                        f"or run from a writable folder") from None

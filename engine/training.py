@@ -6,8 +6,9 @@ import os
 import torch
 
 from datasets.loaders import OpenSetData, make_loader
-from engine.cli import check_dataset, git_commit, print_header, resolve_device, seed_everything
+from engine.cli import check_common_args, print_header, resolve_device, seed_everything
 from engine.errors import UserError
+from engine.files import ensure_writable
 from networks.checkpoint import load_checkpoint, save_checkpoint
 
 WEIGHTS_DIR = os.path.join("networks", "weights")  # relative to the working directory, as the original
@@ -20,11 +21,9 @@ def weights_path(dataset, trial, name, suffix):
 
 
 def check_training_args(args):
-    check_dataset(args.dataset)
+    check_common_args(args)
     if args.epochs is not None and args.epochs < 1:
         raise UserError(f"--epochs {args.epochs}: give a positive number of epochs")
-    if args.workers is not None and args.workers < 0:
-        raise UserError(f"--workers {args.workers}: give 0 or more worker processes")
 
 
 class TrainingRun:
@@ -34,7 +33,7 @@ class TrainingRun:
         check_training_args(args)
         self.args, self.method = args, method
         self.device = resolve_device(args.device)
-        print_header(args, self.device)
+        self.git = print_header(args, self.device)
         self.data = OpenSetData(args.dataset, args.trial, args.data_root, download=not args.no_download)
         self.cfg = self.data.cfg
         self.phase = int(args.resume)  # 0: first run, 1: resumed run with the lower learning rate
@@ -51,7 +50,7 @@ class TrainingRun:
 
             self.writer = SummaryWriter(self.run_dir)
         for folder in (os.path.dirname(self.weights("")), self.run_dir):
-            _check_writable(folder)
+            ensure_writable(folder)
         # seeded last: whether the set-up above hit its caches must not change the run's numbers
         seed_everything(args.seed)
 
@@ -89,7 +88,7 @@ class TrainingRun:
         return {"net": net.state_dict(), "acc": acc, "epoch": epoch, "backbone": self.args.backbone,
                 "network": self.network_kwargs(), "method": self.method, "dataset": self.args.dataset,
                 "trial": self.args.trial, "known_classes": list(self.data.known),
-                "args": vars(self.args), "git": git_commit()}
+                "args": vars(self.args), "git": self.git}
 
     def save(self, state, suffix):
         save_checkpoint(state, self.weights(suffix))
@@ -108,7 +107,7 @@ class TrainingRun:
 
     def save_config(self):
         with open(os.path.join(self.run_dir, "config.json"), "w") as f:
-            json.dump({"args": vars(self.args), "dataset_config": self.cfg, "git": git_commit(),
+            json.dump({"args": vars(self.args), "dataset_config": self.cfg, "git": self.git,
                        "known_classes": self.data.known, "unknown_classes": self.data.unknown,
                        "normalization": {"mean": self.data.mean, "std": self.data.std}}, f, indent=1)
 
@@ -122,14 +121,3 @@ def check_finite(values, epoch, first_batch, last_batch):
         raise UserError(f"the loss became non-finite in epoch {epoch}, batches {first_batch}-{last_batch}; "
                         f"no checkpoint was written from it: lower the learning rate or check the data")
 
-
-def _check_writable(folder):
-    try:
-        os.makedirs(folder, exist_ok=True)
-        probe = os.path.join(folder, f".write_test_{os.getpid()}")
-        with open(probe, "w"):
-            pass
-        os.remove(probe)
-    except OSError as e:
-        raise UserError(f"cannot write to {folder} ({e.strerror}); fix its permissions or run from "
-                        f"a writable folder") from None

@@ -8,30 +8,21 @@ Saving writes a temporary file then renames it, so a crash never leaves half a f
 import os
 import pickle
 import re
-import tempfile
 import zipfile
 
 import torch
 
 from engine.errors import UserError
+from engine.files import atomic_write
 
 _ALIAS = re.compile(r"^encoder\.encoder[123]\.")  # the original registered each layer twice
 _UNUSED = ("covars", "invcovars")  # Gaussian fits saved by the original, never used
 
 
 def save_checkpoint(state, path):
-    """Write `state` to `path` atomically (temporary file in the same folder + os.replace)."""
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp_", suffix=".pth")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(state, f)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+    """Write `state` to `path` atomically (temporary file in the same folder, then a rename)."""
+    with atomic_write(path) as f:
+        torch.save(state, f)
 
 
 def read_checkpoint(path, map_location="cpu"):

@@ -17,6 +17,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__)))) 
 from datasets import DATASET_NAMES  # noqa: E402
 from engine.cli import run_cli  # noqa: E402
 from engine.errors import UserError  # noqa: E402
+from engine.files import atomic_write  # noqa: E402
 from engine.training import WEIGHTS_DIR  # noqa: E402
 from networks import read_checkpoint  # noqa: E402
 
@@ -52,9 +53,8 @@ def main(argv=None):
         target = os.path.join(WEIGHTS_DIR, dataset, f"{dataset}_{trial}_{match['rest']}")
         if os.path.exists(target) and not args.force:
             raise UserError(f"{target} exists already; pass --force to overwrite it")
-        os.makedirs(os.path.dirname(target), exist_ok=True)
-        shutil.copyfile(path, target + ".tmp")
-        os.replace(target + ".tmp", target)
+        with open(path, "rb") as src, atomic_write(target) as dst:
+            shutil.copyfileobj(src, dst)
         print(f"{path} -> {target}")
         copied += 1
     if not copied:

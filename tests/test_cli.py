@@ -342,13 +342,17 @@ def test_digits_cac_eval(digits):
     assert found["avg_acc"] > 0.5  # real digits after 2 epochs; chance is 1/6
 
 
-def test_digits_cac_resume_continues_after_the_saved_epoch(digits):
+@pytest.mark.parametrize("method,suffix,scalars", [
+    ("cac", "CACclassifierAnchorLoss", CAC_SCALARS),  # -r resumes from the AnchorLoss file
+    ("ce", "closedSetClassifier", CE_SCALARS),  # SPEC 8: the original counted these epochs twice
+])
+def test_digits_resume_continues_after_the_saved_epoch_once(digits, method, suffix, scalars):
     r, cwd = digits["results"], digits["cwd"]
-    saved = get(r, "cac_snapshot")["CACclassifierAnchorLoss"]["epoch"]  # -r resumes from this file
-    lines = check_epoch_lines(get(r, "cac_resume"), CAC_SCALARS, [saved + 1, saved + 2])
+    saved = get(r, f"{method}_snapshot")[suffix]["epoch"]
+    lines = check_epoch_lines(get(r, f"{method}_resume"), scalars, [saved + 1, saved + 2])
     assert len(lines) == 2
     # the resumed run's first epoch is its best so far: the file now comes from the resumed run
-    ckpt = check_checkpoint(weights(cwd, "Digits", 0, "myTest", "CACclassifierAnchorLoss"), "Digits", cac=True)
+    ckpt = check_checkpoint(weights(cwd, "Digits", 0, "myTest", suffix), "Digits", cac=method == "cac")
     assert ckpt["epoch"] in (saved + 1, saved + 2)
 
 
@@ -368,16 +372,6 @@ def test_digits_closed_set_train(digits):
 def test_digits_closed_set_eval(digits):
     found = parse_eval(get(digits["results"], "ce_eval"), digits["cwd"], "Digits", "ClosedSet")
     assert found["avg_acc"] > 0.5
-
-
-def test_digits_closed_set_resume_counts_its_epochs_once(digits):
-    # SPEC 8: the original counted the resumed closed-set epochs twice
-    r, cwd = digits["results"], digits["cwd"]
-    saved = get(r, "ce_snapshot")["closedSetClassifier"]["epoch"]
-    lines = check_epoch_lines(get(r, "ce_resume"), CE_SCALARS, [saved + 1, saved + 2])
-    assert len(lines) == 2
-    ckpt = check_checkpoint(weights(cwd, "Digits", 0, "myTest", "closedSetClassifier"), "Digits", cac=False)
-    assert ckpt["epoch"] in (saved + 1, saved + 2)
 
 
 def test_digits_same_seed_same_weights_and_numbers(digits):

@@ -1,0 +1,37 @@
+"""engine/files.py: atomic writes and the early writable-folder check."""
+import os
+import stat
+
+import pytest
+
+from engine.errors import UserError
+from engine.files import atomic_write, ensure_writable
+
+
+def test_atomic_write_replaces_with_usual_permissions(tmp_path):
+    path = tmp_path / "out.json"
+    path.write_text("old")
+    with atomic_write(str(path), "w") as f:
+        f.write("new")
+    assert path.read_text() == "new" and os.listdir(tmp_path) == ["out.json"]
+    umask = os.umask(0)
+    os.umask(umask)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~umask
+
+
+def test_failed_atomic_write_keeps_the_old_file_and_no_temporary(tmp_path):
+    path = tmp_path / "out.json"
+    path.write_text("old")
+    with pytest.raises(RuntimeError):
+        with atomic_write(str(path), "w") as f:
+            f.write("half")
+            raise RuntimeError("crash mid-write")
+    assert path.read_text() == "old" and os.listdir(tmp_path) == ["out.json"]
+
+
+def test_ensure_writable_creates_and_refuses(tmp_path):
+    ensure_writable(str(tmp_path / "a" / "b"))
+    assert (tmp_path / "a" / "b").is_dir() and os.listdir(tmp_path / "a" / "b") == []
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(UserError, match="cannot write to .*file/x"):
+        ensure_writable(str(tmp_path / "file" / "x"))  # a file where a folder should be
