@@ -11,6 +11,7 @@ import gzip
 import io
 import os
 import shutil
+import zlib
 
 import numpy as np
 from torchvision import datasets as tvd
@@ -24,10 +25,14 @@ SOURCES = {
     "MNIST": ("MNIST", "MNIST"), "SVHN": ("SVHN", "SVHN"), "CIFAR10": ("CIFAR10", "CIFAR10"),
     "CIFAR+10": ("CIFAR10", "CIFAR100"), "CIFAR+50": ("CIFAR10", "CIFAR100"),
     "TinyImageNet": ("TinyImageNet", "TinyImageNet"), "Digits": ("Digits", "Digits"),
+    "FashionMNIST": ("FashionMNIST", "FashionMNIST"),
 }
 _MNIST_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte",
                 "t10k-labels-idx1-ubyte")
-NUM_CLASSES = {"MNIST": 10, "SVHN": 10, "CIFAR10": 10, "CIFAR100": 100, "TinyImageNet": 200, "Digits": 10}
+NUM_CLASSES = {"MNIST": 10, "SVHN": 10, "CIFAR10": 10, "CIFAR100": 100, "TinyImageNet": 200, "Digits": 10,
+               "FashionMNIST": 10}
+# Debian's package dataset-fashion-mnist installs the four .gz files here (offline machines)
+SYSTEM_FASHION_MNIST = "/usr/share/datasets/fashion-mnist"
 
 
 class _OneSplitCheck:
@@ -54,8 +59,8 @@ class _SVHN(tvd.SVHN):
 
 def expected_files(source, root, train):
     """The files (or folders) a source needs, for messages and the missing-data check."""
-    if source == "MNIST":  # torchvision opens either split only when all four files are there
-        return [os.path.join(root, "MNIST", "raw", name) for name in _MNIST_FILES]
+    if source in ("MNIST", "FashionMNIST"):  # torchvision opens either split only when all four files are there
+        return [os.path.join(root, source, "raw", name) for name in _MNIST_FILES]
     if source == "SVHN":
         return [os.path.join(root, "svhn", f"{'train' if train else 'test'}_32x32.mat")]
     if source == "CIFAR10":
@@ -81,23 +86,38 @@ def _one_line(error):
     return " ".join(f"{type(error).__name__}: {error}".split())[:160]
 
 
-def _gunzip_mnist(root):
-    """Users' MNIST folders may hold only the .gz files: decompress them next to themselves."""
-    raw = os.path.join(root, "MNIST", "raw")
+def system_fashion_mnist():
+    """Where the Debian package's Fashion-MNIST files are; CAC_SYSTEM_FASHION_MNIST overrides it."""
+    return os.environ.get("CAC_SYSTEM_FASHION_MNIST", SYSTEM_FASHION_MNIST)
+
+
+def _gunzip_idx(source, root):
+    """MNIST-format folders may hold only the .gz files: decompress them into <root>/<source>/raw.
+    FashionMNIST files missing there are taken from the Debian package's folder, if installed."""
+    raw = os.path.join(root, source, "raw")
     for name in _MNIST_FILES:
         target = os.path.join(raw, name)
-        if not os.path.exists(target) and os.path.isfile(target + ".gz"):
-            try:  # atomic: a bad archive leaves no half-decompressed file behind
-                with gzip.open(target + ".gz", "rb") as src, atomic_write(target) as dst:
-                    shutil.copyfileobj(src, dst)
-            except (OSError, EOFError) as e:
-                raise UserError(f"{target}.gz is corrupt or truncated ({_one_line(e)}); download MNIST again") from None
+        if os.path.exists(target):
+            continue
+        archive = target + ".gz"
+        if not os.path.isfile(archive) and source == "FashionMNIST":
+            archive = os.path.join(system_fashion_mnist(), name + ".gz")
+        if not os.path.isfile(archive):
+            continue
+        try:  # atomic: a bad archive leaves no half-decompressed file behind
+            with gzip.open(archive, "rb") as src, atomic_write(target) as dst:
+                shutil.copyfileobj(src, dst)
+        except (OSError, EOFError, zlib.error) as e:  # bad header, truncated, bad data
+            raise UserError(f"{archive} is corrupt or truncated ({_one_line(e)}); "
+                            f"download {source} again") from None
 
 
 def _construct(source, root, train, download):
     split = "train" if train else "test"
     if source == "MNIST":
         return tvd.MNIST(root, train=train, download=download)
+    if source == "FashionMNIST":
+        return tvd.FashionMNIST(root, train=train, download=download)
     if source == "SVHN":
         return _SVHN(os.path.join(root, "svhn"), split=split, download=download)
     if source == "CIFAR10":
@@ -113,16 +133,19 @@ def _construct(source, root, train, download):
 
 def open_source(source, root, train, download=True):
     """Open one split of a raw source; UserError when it is missing offline or corrupt."""
-    if source == "MNIST":
-        _gunzip_mnist(root)
+    if source in ("MNIST", "FashionMNIST"):
+        _gunzip_idx(source, root)
     missing = [p for p in expected_files(source, root, train) if not os.path.exists(p)]
     if missing and source == "TinyImageNet":
         raise UserError(f"TinyImageNet not found: expected {missing[0]}; set it up with "
                         f"`python datasets/setup_tinyimagenet.py --data_root {root}`")
     if missing:
+        # Fashion-MNIST has an offline route: the Debian package (read by _gunzip_idx)
+        apt = (f"`apt-get install dataset-fashion-mnist` (files in {system_fashion_mnist()}), "
+               if source == "FashionMNIST" else "")
         if not download:
             raise UserError(f"{source} not found under {root}: expected {_describe(missing)}; "
-                            f"put the files there, or drop --no_download to fetch them")
+                            f"{apt}put the files there, or drop --no_download to fetch them")
         try:
             # torchvision prints each mirror it tries; the error below sums a failure up in one line
             with contextlib.redirect_stdout(io.StringIO()):
@@ -130,7 +153,7 @@ def open_source(source, root, train, download=True):
         except Exception as e:  # any download failure: offline, proxy, bad mirror
             raise UserError(f"{source} not found under {root} (expected {_describe(missing)}) and "
                             f"the download failed ({_one_line(e)}); "
-                            f"copy the files there or connect to the network") from None
+                            f"{apt or 'copy the files there '}or connect to the network") from None
     try:
         dataset = _construct(source, root, train, download=False)
     except UserError:

@@ -46,7 +46,8 @@ SPEC_NORMALIZATION = {
 }
 # (image size, channels, number of known classes, validation fraction) per data set (SPEC 4, Digits: config)
 SHAPES = {"MNIST": (32, 1, 6, 0.2), "SVHN": (32, 3, 6, 0.2), "CIFAR10": (32, 3, 6, 0.2),
-          "CIFAR+10": (32, 3, 4, 0.2), "TinyImageNet": (64, 3, 20, 0.1), "Digits": (16, 1, 6, 0.2)}
+          "CIFAR+10": (32, 3, 4, 0.2), "TinyImageNet": (64, 3, 20, 0.1), "Digits": (16, 1, 6, 0.2),
+          "FashionMNIST": (32, 1, 6, 0.2)}
 
 MNIST_FAKE = dict(n_train=20, n_test=10, seed=0)  # per class: 200 training, 100 test images
 
@@ -101,6 +102,13 @@ def mnist_root(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
+def fashion_root(tmp_path_factory):
+    root = tmp_path_factory.mktemp("fashion")
+    write_mnist(str(root), **MNIST_FAKE, folder="FashionMNIST")
+    return str(root)
+
+
+@pytest.fixture(scope="module")
 def svhn_root(tmp_path_factory):
     root = tmp_path_factory.mktemp("svhn")
     write_svhn(str(root / "svhn"), n_train=20, n_test=10, seed=0)
@@ -135,8 +143,8 @@ class Truth:
 
 
 def truth_for(dataset, root, data):
-    if dataset == "MNIST":
-        raw = os.path.join(root, "MNIST", "raw")
+    if dataset in ("MNIST", "FashionMNIST"):
+        raw = os.path.join(root, dataset, "raw")
         tr_x, tr_y = read_idx_gz(f"{raw}/train-images-idx3-ubyte.gz"), read_idx_gz(f"{raw}/train-labels-idx1-ubyte.gz")
         te_x, te_y = read_idx_gz(f"{raw}/t10k-images-idx3-ubyte.gz"), read_idx_gz(f"{raw}/t10k-labels-idx1-ubyte.gz")
         return Truth(tr_y.astype(np.int64), te_y.astype(np.int64), te_y.astype(np.int64),
@@ -184,7 +192,8 @@ def truth_for(dataset, root, data):
 
 
 FAMILIES = [("MNIST", 0, "mnist_root"), ("SVHN", 0, "svhn_root"), ("CIFAR10", 5, "cifar_root"),
-            ("CIFAR+10", 0, "cifar_root"), ("TinyImageNet", 0, "tiny_root"), ("Digits", 0, None)]
+            ("CIFAR+10", 0, "cifar_root"), ("TinyImageNet", 0, "tiny_root"), ("Digits", 0, None),
+            ("FashionMNIST", 0, "fashion_root")]
 
 
 @pytest.fixture(scope="module", params=FAMILIES, ids=[f[0] for f in FAMILIES])
@@ -385,7 +394,8 @@ def numpy_normalization(truth, indices, size):
 
 
 @pytest.mark.parametrize("dataset,trial,root_fixture", [
-    ("MNIST", 5, "mnist_root"), ("CIFAR10", 5, "cifar_root"), ("Digits", 0, None)])
+    ("MNIST", 5, "mnist_root"), ("CIFAR10", 5, "cifar_root"), ("Digits", 0, None),
+    ("FashionMNIST", 0, "fashion_root")])
 def test_computed_normalization_for_trials_without_listed_values(request, isolated_datasets_dir, dataset,
                                                                  trial, root_fixture):
     root = request.getfixturevalue(root_fixture) if root_fixture else "/nonexistent"

@@ -33,19 +33,20 @@ def test_seed_readme_example_is_trial_5():
     assert _read("CIFAR10", 5)["Known"] == [6, 8, 2, 4, 9, 3]
 
 
-def test_digits_trials_follow_the_documented_procedure():
+@pytest.mark.parametrize("dataset", ["Digits", "FashionMNIST"])
+def test_generated_trials_follow_the_documented_procedure(dataset):
     for trial in range(5):
         perm = np.random.default_rng(trial).permutation(10).tolist()
-        assert _read("Digits", trial) == {"Known": perm[:6], "Unknown": perm[6:]}
+        assert _read(dataset, trial) == {"Known": perm[:6], "Unknown": perm[6:]}
 
 
-@pytest.mark.parametrize("dataset", PAPER_DATASETS + ["Digits"])
+@pytest.mark.parametrize("dataset", PAPER_DATASETS + ["Digits", "FashionMNIST"])
 def test_every_committed_split_is_valid(dataset):
     cfg = load_config(dataset)
     known_src, unknown_src = SOURCES[dataset]
     folder = os.path.join(REPO, "datasets", dataset, "class_splits")
     trials = sorted(int(f[:-5]) for f in os.listdir(folder))
-    assert trials == (list(range(10)) if dataset != "Digits" else list(range(5)))
+    assert trials == (list(range(10)) if dataset in PAPER_DATASETS else list(range(5)))
     for trial in trials:
         known, unknown = load_class_split(dataset, trial, cfg["num_known_classes"], NUM_CLASSES[known_src],
                                           NUM_CLASSES[unknown_src] if known_src != unknown_src else None)
