@@ -1,0 +1,162 @@
+"""CAC against the cross-entropy baseline on some trials of one data set: a results table.
+
+    python benchmarks/openset_table.py --dataset Digits --trials 0 1 2 3 4
+    python benchmarks/openset_table.py --dataset FashionMNIST --trials 0 1 2 --epochs 3
+
+Each (trial, method) cell trains with the repo's own training script (first run only,
+--epochs of it) and evaluates with its own evaluation script, both as subprocesses, as a
+user would. Finished cells are kept in <out>.json and skipped when the command is run
+again, so an interrupted table resumes where it stopped. <out>.md gets the Markdown
+table: per trial and mean ± std of closed-set top-1 accuracy and AUROC, the wall times,
+the machine and the exact command.
+"""
+import argparse
+import json
+import os
+import platform
+import shlex
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, REPO)
+
+from engine.cli import git_commit  # noqa: E402
+from engine.errors import UserError  # noqa: E402
+from engine.files import atomic_write  # noqa: E402
+
+# method -> (training script, evaluation script, results-file tag of engine/evaluation.py)
+METHODS = {"CAC": ("train_cacOpenset.py", "eval_cacOpenset.py", "CAC"),
+           "CE": ("train_closedSet.py", "eval_closedSet.py", "ClosedSet")}
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description="Train and evaluate CAC and cross-entropy on some trials; "
+                                            "write a Markdown and JSON results table (resumable)")
+    p.add_argument("--dataset", required=True, help="a data set of datasets/config.json, e.g. FashionMNIST")
+    p.add_argument("--trials", type=int, nargs="+", default=[0, 1, 2, 3, 4], help="trials (default: 0-4)")
+    p.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS),
+                   help="default: both, CAC then CE")
+    p.add_argument("--epochs", type=int, default=None,
+                   help="epochs of the first training run (default: the config's max_epoch[0]); "
+                        "the -r run with the lower learning rate is not part of the table")
+    p.add_argument("--name", default=None, help="run name for the weights (default: table_e<epochs>)")
+    p.add_argument("--seed", type=int, default=0, help="seed of every run (default: 0)")
+    p.add_argument("--data_root", default="datasets/data", help="as the training scripts (default: datasets/data)")
+    p.add_argument("--workers", type=int, default=None, help="DataLoader workers (default: the config's)")
+    p.add_argument("--out", default=None, help="output path without extension (default: results/table_<dataset>)")
+    p.add_argument("--workdir", default=".", help="where weights/, runs/, results/ of the runs go (default: .)")
+    args = p.parse_args(argv)
+    if args.epochs is not None and args.epochs < 1:
+        raise UserError(f"--epochs {args.epochs}: give a positive number of epochs")
+    args.name = args.name or f"table_e{args.epochs or 'config'}"
+    args.out = args.out or os.path.join("results", f"table_{args.dataset}")
+    return args
+
+
+def run(script, argv, workdir):
+    """Run one of the repo's scripts; its own one-line error ends the table with the same line."""
+    command = [sys.executable, os.path.join(REPO, script), *map(str, argv)]
+    start = time.perf_counter()
+    proc = subprocess.run(command, cwd=workdir, capture_output=True, text=True)
+    if proc.returncode != 0:
+        last = (proc.stderr.strip().splitlines() or ["(no output)"])[-1]
+        raise UserError(f"{script} failed (exit {proc.returncode}): {last.removeprefix('error: ')}")
+    return time.perf_counter() - start, proc.stdout
+
+
+def run_cell(args, trial, method):
+    train_script, eval_script, tag = METHODS[method]
+    common = ["--seed", args.seed, "--data_root", args.data_root, "--name", args.name]
+    if args.workers is not None:
+        common += ["--workers", args.workers]
+    train_argv = ["--dataset", args.dataset, "--trial", trial, *common]
+    if args.epochs:
+        train_argv += ["--epochs", args.epochs]
+    train_s, _ = run(train_script, train_argv, args.workdir)
+    eval_s, _ = run(eval_script, ["-dataset", args.dataset, "--start_trial", trial, "--num_trials", 1, *common],
+                    args.workdir)
+    path = os.path.join(args.workdir, "results", f"{args.dataset}_{args.name}{tag}_trials{trial}-{trial}.json")
+    with open(path) as f:
+        result = json.load(f)
+    with open(os.path.join(args.workdir, "runs", f"{args.dataset}_{trial}_{args.name}{tag}", "metrics.jsonl")) as f:
+        epochs_run = sum(1 for line in f if line.strip())
+    return {"accuracy": result["raw_top1_accuracy"][0], "auroc": result["raw_auroc"][0],
+            "train_s": round(train_s, 1), "eval_s": round(eval_s, 1), "epochs": epochs_run}
+
+
+def mean_std(values):
+    return f"{np.mean(values):.4f} ± {np.std(values):.4f}"
+
+
+def markdown(table):
+    """The results as Markdown: one row per trial, then mean ± std over the trials."""
+    methods, trials, cells = table["methods"], table["trials"], table["cells"]
+    head = "| trial | " + " | ".join(f"{m} accuracy | {m} AUROC" for m in methods) + " |"
+    lines = [head, "|" + "---|" * (1 + 2 * len(methods))]
+    for t in trials:
+        row = [cells.get(f"{t}/{m}") for m in methods]
+        lines.append(f"| {t} | " + " | ".join("… | …" if c is None else f"{c['accuracy']:.4f} | {c['auroc']:.4f}"
+                                             for c in row) + " |")
+    done = {m: [cells[f"{t}/{m}"] for t in trials if f"{t}/{m}" in cells] for m in methods}
+    lines.append("| mean ± std | " + " | ".join(
+        f"{mean_std([c['accuracy'] for c in done[m]])} | {mean_std([c['auroc'] for c in done[m]])}"
+        if done[m] else "… | …" for m in methods) + " |")
+    times = ", ".join(f"{m} {sum(c['train_s'] for c in done[m]):.0f} s training + "
+                      f"{sum(c['eval_s'] for c in done[m]):.0f} s evaluation" for m in methods)
+    epochs = sorted({c["epochs"] for m in methods for c in done[m]})
+    return "\n".join([
+        f"**{table['dataset']}**, trials {', '.join(map(str, trials))}; {len(cells)} of "
+        f"{len(trials) * len(methods)} cells done; epochs per run: {', '.join(map(str, epochs)) or '…'}.",
+        "", *lines, "",
+        f"Accuracy: closed-set top-1 on the known test images (share, 0-1). AUROC: known vs unknown test "
+        f"images, the paper's scores (CAC: distance x (1 - softmin); CE: maximum softmax). "
+        f"Std over trials (numpy, ddof=0). Wall time: {times}.",
+        "", f"Machine: {table['machine']}. Code: git {table['git']}.", "",
+        f"Command: `{table['command']}`", ""])
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    json_path, md_path = args.out + ".json", args.out + ".md"
+    table = {"cells": {}}
+    if os.path.isfile(json_path):
+        with open(json_path) as f:
+            table = json.load(f)
+        same = (table.get("dataset"), table.get("name"), table.get("epochs"), table.get("seed"))
+        if same != (args.dataset, args.name, args.epochs, args.seed):
+            raise UserError(f"{json_path} holds another table {same}; give another --out or delete it")
+    table.update(dataset=args.dataset, name=args.name, epochs=args.epochs, seed=args.seed, trials=args.trials,
+                 methods=args.methods, git=git_commit(),
+                 machine=f"{platform.machine()}, {os.cpu_count()} CPU cores, {platform.system()}, "
+                         f"Python {platform.python_version()}",
+                 command="python " + " ".join(shlex.quote(a) for a in
+                                              ["benchmarks/openset_table.py", *(argv or sys.argv[1:])]))
+    os.makedirs(os.path.dirname(os.path.abspath(json_path)), exist_ok=True)
+    for trial in args.trials:
+        for method in args.methods:
+            key = f"{trial}/{method}"
+            if key in table["cells"]:
+                print(f"{key}: done before, skipped", flush=True)
+                continue
+            table["cells"][key] = cell = run_cell(args, trial, method)
+            print(f"{key}: {json.dumps(cell)}", flush=True)
+            with atomic_write(json_path, "w") as f:  # after every cell: an interruption loses one cell
+                json.dump(table, f, indent=1)
+            with atomic_write(md_path, "w") as f:
+                f.write(markdown(table))
+    with atomic_write(json_path, "w") as f:
+        json.dump(table, f, indent=1)
+    with atomic_write(md_path, "w") as f:
+        f.write(markdown(table))
+    print(markdown(table))
+    return table
+
+
+if __name__ == "__main__":
+    from engine.cli import run_cli
+
+    sys.exit(run_cli(main))
