@@ -84,8 +84,18 @@ def run_cell(args, trial, method):
         result = json.load(f)
     with open(os.path.join(args.workdir, "runs", f"{args.dataset}_{trial}_{args.name}{tag}", "metrics.jsonl")) as f:
         epochs_run = sum(1 for line in f if line.strip())
+    images = epochs_run * training_set_size(args, trial)
     return {"accuracy": result["raw_top1_accuracy"][0], "auroc": result["raw_auroc"][0],
-            "train_s": round(train_s, 1), "eval_s": round(eval_s, 1), "epochs": epochs_run}
+            "train_s": round(train_s, 1), "eval_s": round(eval_s, 1), "epochs": epochs_run,
+            "train_images_per_s": round(images / train_s, 1)}
+
+
+def training_set_size(args, trial):
+    """Training images of one trial (its known classes, less validation), as the scripts saw them."""
+    from datasets import OpenSetData
+
+    root = os.path.join(args.workdir, args.data_root)  # the runs resolve --data_root from --workdir
+    return len(OpenSetData(args.dataset, trial, root, download=False).train_idx)
 
 
 def mean_std(values):
@@ -107,6 +117,8 @@ def markdown(table):
         if done[m] else "… | …" for m in methods) + " |")
     times = ", ".join(f"{m} {sum(c['train_s'] for c in done[m]):.0f} s training + "
                       f"{sum(c['eval_s'] for c in done[m]):.0f} s evaluation" for m in methods)
+    speed = ", ".join(f"{m} {np.mean([c['train_images_per_s'] for c in done[m]]):.0f}"
+                      for m in methods if done[m] and all("train_images_per_s" in c for c in done[m]))
     epochs = sorted({c["epochs"] for m in methods for c in done[m]})
     return "\n".join([
         f"**{table['dataset']}**, trials {', '.join(map(str, trials))}; {len(cells)} of "
@@ -114,7 +126,8 @@ def markdown(table):
         "", *lines, "",
         f"Accuracy: closed-set top-1 on the known test images (share, 0-1). AUROC: known vs unknown test "
         f"images, the paper's scores (CAC: distance x (1 - softmin); CE: maximum softmax). "
-        f"Std over trials (numpy, ddof=0). Wall time: {times}.",
+        f"Std over trials (numpy, ddof=0). Wall time: {times}. Training images/s, whole training script "
+        f"(start-up and validation included): {speed or '…'}.",
         "", f"Machine: {table['machine']}. Code: git {table['git']}.", "",
         f"Command: `{table['command']}`", ""])
 
