@@ -232,3 +232,20 @@ def test_predict_errors_are_one_line(digits, pngs, tmp_path):
     ]
     for argv, fragments in cases:
         assert_one_line_error(run(predict.main, argv, cwd), *fragments)
+
+
+def test_anchor_cache_benchmark_runs(digits, capsys):
+    import importlib.util
+
+    path = os.path.join(os.path.dirname(__file__), "..", "benchmarks", "eval_anchor_cache.py")
+    spec = importlib.util.spec_from_file_location("eval_anchor_cache", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    old = os.getcwd()
+    os.chdir(digits["cwd"])
+    try:
+        assert bench.main(["--name", "t", "--repeats", "1"]) == 0
+    finally:
+        os.chdir(old)
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [r["mode"] for r in rows] == ["cached", "recompute"] and all(r["min_s"] > 0 for r in rows)
