@@ -57,7 +57,7 @@ def evaluate_trial(args, data, loader, device):
     return {"scorers": scorer_outputs(lambda out: cac_scorers(out[1]), outputs),
             "known_labels": outputs["known"][1].numpy(), "known_logits": outputs["known"][0][0].numpy(),
             "unknown_logits": outputs["unknown"][0][0].numpy(), "anchors": means.cpu().numpy(), "anchor_key": key,
-            "checkpoint": path, "network": network_kwargs(data, ckpt)}
+            "checkpoint": path, "network": network_kwargs(data, ckpt), "calibration": ckpt.get("calibration")}
 
 
 def main(argv=None):

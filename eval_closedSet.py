@@ -25,7 +25,7 @@ def evaluate_trial(args, data, loader, device):
     outputs = gather_splits(net, data, loader, device)
     return {"scorers": scorer_outputs(ce_scorers, outputs), "known_labels": outputs["known"][1].numpy(),
             "known_logits": outputs["known"][0].numpy(), "unknown_logits": outputs["unknown"][0].numpy(),
-            "checkpoint": path, "network": network_kwargs(data, ckpt)}
+            "checkpoint": path, "network": network_kwargs(data, ckpt), "calibration": ckpt.get("calibration")}
 
 
 def main(argv=None):

@@ -60,8 +60,19 @@ def calibration_record(method, data, network_kwargs, scorer, thresholds, accept_
     return record
 
 
-def store_calibration(path, record):
-    """Put `record` into the checkpoint at `path` (atomically); a read-only file only warns."""
+def _same(a, b):
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(_same(a[k], b[k]) for k in a)
+    if torch.is_tensor(a) or torch.is_tensor(b):
+        return torch.is_tensor(a) and torch.is_tensor(b) and a.dtype == b.dtype and torch.equal(a.cpu(), b.cpu())
+    return type(a) is type(b) and a == b
+
+
+def store_calibration(path, record, current=None):
+    """Put `record` into the checkpoint at `path` (atomically) unless `current` (the calibration
+    the file holds now) is the same already; a read-only file only warns."""
+    if current is not None and _same(current, record):
+        return False
     try:
         ckpt = read_checkpoint(path, map_location="cpu")
         ckpt["calibration"] = record

@@ -114,7 +114,7 @@ def evaluate_trials(args, method, evaluate_trial):
         thresholds = {name: m["threshold"] for name, m in record["metrics"].items()}
         store_calibration(record["checkpoint"], calibration_record(
             method, data, record["network"], paper, thresholds, ACCEPT_RATE, record.get("anchors"),
-            record.get("anchor_key")))
+            record.get("anchor_key")), record.get("calibration"))
         records.append(record)
     paper = next(iter(records[0]["scorers"]))
     all_accuracy = [r["metrics"][paper]["accuracy"] for r in records]

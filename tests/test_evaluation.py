@@ -68,8 +68,10 @@ def digits(tmp_path_factory):
     trained = torch.load(os.path.join(cwd, CAC_CKPT), weights_only=True)
     runs = {"cac_first": ok(run(eval_cacOpenset.main, EVAL, cwd))}
     runs["cac_first_results"] = results(cwd, "CAC")
+    runs["inode_first"] = os.stat(os.path.join(cwd, CAC_CKPT)).st_ino
     runs["cac_cached"] = ok(run(eval_cacOpenset.main, EVAL + ["--plots"], cwd))
     runs["cac_cached_results"] = results(cwd, "CAC")
+    runs["inode_cached"] = os.stat(os.path.join(cwd, CAC_CKPT)).st_ino
     runs["cac_recomputed"] = ok(run(eval_cacOpenset.main, EVAL + ["--recompute_anchors"], cwd))
     runs["cac_recomputed_results"] = results(cwd, "CAC")
     runs["ce"] = ok(run(eval_closedSet.main, EVAL + ["--plots"], cwd))
@@ -132,6 +134,7 @@ def test_anchor_means_are_cached_with_identical_metrics(digits):
                                                       "cac_recomputed_results"))
     assert first["metrics"] == cached["metrics"] == recomputed["metrics"]
     assert np.array_equal(runs["cac_first_results"][1]["trial0_anchors"], runs["cac_cached_results"][1]["trial0_anchors"])
+    assert runs["inode_first"] == runs["inode_cached"]  # same calibration: the file is not rewritten
 
 
 def test_checkpoint_keeps_its_weights_and_gains_the_calibration(digits):
