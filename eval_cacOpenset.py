@@ -1,40 +1,63 @@
-"""Evaluate CAC networks: closed-set accuracy and open-set AUROC, averaged over trials.
+"""Evaluate CAC networks: closed-set accuracy and open-set AUROC, averaged over trials,
+then every open-set metric for the paper's CAC score and the plain minimum distance.
 
     python eval_cacOpenset.py -dataset MNIST --num_trials 5 --start_trial 0 --name myTest
 
 Per trial: load ...CACclassifierAnchorLoss.pth, replace the anchors by the mean logits of
 correctly classified training images (+ flipped copies for non-digit data), then score
 test images by d * (1 - softmin(d)): predicted class = argmin, unknown score = min.
+The anchor means are stored in the checkpoint and reused by the next evaluation of the
+same weights and data (--recompute_anchors forces the pass over the training split).
 """
 import argparse
 import sys
+import time
 
+from engine.calibration import anchor_key, cached_anchor_means
 from engine.cli import run_cli, runtime_parser, evaluation_parser
-from engine.evaluation import evaluate_trials, load_trial_network
+from engine.evaluation import evaluate_trials, gather_splits, load_trial_network, network_kwargs, scorer_outputs
 from networks import openSetClassifier
-from utils import accuracy, auroc, cac_scores, compute_anchor_means, gather_outputs
+from scorers import cac_scorers
+from utils import compute_anchor_means
 
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description="Open-set evaluation of CAC networks",
                                 parents=[evaluation_parser(), runtime_parser()])
+    p.add_argument("--recompute_anchors", action="store_true",
+                   help="compute the class-mean anchors from the training split even when the checkpoint "
+                        "stores them for these weights and data (default: reuse them)")
     return p.parse_args(argv)
 
 
-def evaluate_trial(args, data, loader, device):
-    net = load_trial_network(openSetClassifier, args, data, "CACclassifierAnchorLoss", "train_cacOpenset.py", device)
+def anchor_means(args, net, ckpt, data, loader, device):
+    key = anchor_key(data, ckpt)
+    means = None if args.recompute_anchors else cached_anchor_means(ckpt, key)
+    if means is not None:
+        print(f"trial {data.trial}: anchor means read from the checkpoint (--recompute_anchors to redo them)")
+        return means, key
+    start = time.perf_counter()
     means, fallback = compute_anchor_means(net, loader(data.anchor_dataset()), data.num_known, device,
                                            with_flipped=data.cfg["anchor_flip"])
     if fallback:
         print(f"warning: trial {data.trial}: classes {fallback} have no correctly classified training "
               f"image; their anchors are the mean of all their images", file=sys.stderr)
+    print(f"trial {data.trial}: anchor means computed from {len(data.train_idx)} training images "
+          f"in {time.perf_counter() - start:.2f} s")
+    return means, key
+
+
+def evaluate_trial(args, data, loader, device):
+    net, ckpt, path = load_trial_network(openSetClassifier, args, data, "CACclassifierAnchorLoss",
+                                         "train_cacOpenset.py", device)
+    means, key = anchor_means(args, net, ckpt, data, loader, device)
     net.set_anchors(means)
     print(f"==> Evaluating open set network accuracy and AUROC for trial {data.trial}..")
-    (_, known_distances), known_labels = gather_outputs(net, loader(data.known_test_dataset()), device)
-    (_, unknown_distances), _ = gather_outputs(net, loader(data.unknown_test_dataset()), device)
-    known_scores, unknown_scores = cac_scores(known_distances), cac_scores(unknown_distances)
-    acc = accuracy(known_scores.argmin(1), known_labels)
-    return acc, auroc(known_scores.min(1).values, unknown_scores.min(1).values)
+    outputs = gather_splits(net, data, loader, device)
+    return {"scorers": scorer_outputs(lambda out: cac_scorers(out[1]), outputs),
+            "known_labels": outputs["known"][1].numpy(), "known_logits": outputs["known"][0][0].numpy(),
+            "unknown_logits": outputs["unknown"][0][0].numpy(), "anchors": means.cpu().numpy(), "anchor_key": key,
+            "checkpoint": path, "network": network_kwargs(data, ckpt), "calibration": ckpt.get("calibration")}
 
 
 def main(argv=None):

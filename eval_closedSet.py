@@ -1,16 +1,15 @@
-"""Evaluate cross-entropy networks: accuracy and AUROC of the maximum softmax probability.
+"""Evaluate cross-entropy networks: accuracy and AUROC of the maximum softmax probability,
+then every open-set metric for the maximum softmax and the maximum logit (MLS).
 
     python eval_closedSet.py -dataset MNIST --num_trials 5 --start_trial 0 --name myTest
 """
 import argparse
 import sys
 
-import torch
-
 from engine.cli import run_cli, runtime_parser, evaluation_parser
-from engine.evaluation import evaluate_trials, load_trial_network
+from engine.evaluation import evaluate_trials, gather_splits, load_trial_network, network_kwargs, scorer_outputs
 from networks import closedSetClassifier
-from utils import accuracy, auroc, gather_outputs
+from scorers import ce_scorers
 
 
 def parse_args(argv=None):
@@ -20,14 +19,13 @@ def parse_args(argv=None):
 
 
 def evaluate_trial(args, data, loader, device):
-    net = load_trial_network(closedSetClassifier, args, data, "closedSetClassifier", "train_closedSet.py", device)
+    net, ckpt, path = load_trial_network(closedSetClassifier, args, data, "closedSetClassifier",
+                                         "train_closedSet.py", device)
     print(f"==> Evaluating closed set network accuracy and AUROC for trial {data.trial}..")
-    known_logits, known_labels = gather_outputs(net, loader(data.known_test_dataset()), device)
-    unknown_logits, _ = gather_outputs(net, loader(data.unknown_test_dataset()), device)
-    known_probs, unknown_probs = torch.softmax(known_logits, 1), torch.softmax(unknown_logits, 1)
-    acc = accuracy(known_probs.argmax(1), known_labels)
-    # known-ness = max softmax probability, so the unknown score is its negative
-    return acc, auroc(-known_probs.max(1).values, -unknown_probs.max(1).values)
+    outputs = gather_splits(net, data, loader, device)
+    return {"scorers": scorer_outputs(ce_scorers, outputs), "known_labels": outputs["known"][1].numpy(),
+            "known_logits": outputs["known"][0].numpy(), "unknown_logits": outputs["unknown"][0].numpy(),
+            "checkpoint": path, "network": network_kwargs(data, ckpt), "calibration": ckpt.get("calibration")}
 
 
 def main(argv=None):

@@ -1,8 +1,11 @@
-"""CAC loss, CAC scores, anchor means, and the paper's two metrics (accuracy, AUROC)."""
-import numpy as np
+"""CAC loss, CAC scores, anchor means, and the paper's two metrics (accuracy, AUROC).
+
+AUROC lives in metrics.py with the other open-set metrics; it is importable from here too.
+"""
 import torch
 import torch.nn as nn
-from sklearn.metrics import roc_auc_score
+
+from metrics import auroc  # noqa: F401 - the paper's metric, where the original kept it
 
 
 class CACLoss(nn.Module):
@@ -88,10 +91,3 @@ def compute_anchor_means(net, loader, num_classes, device, with_flipped):
 def accuracy(predicted, labels):
     """Top-1 accuracy: share of predictions equal to the labels."""
     return float((torch.as_tensor(predicted) == torch.as_tensor(labels)).double().mean())
-
-
-def auroc(known_scores, unknown_scores):
-    """AUROC of telling unknown from known images by an open-set score (higher = unknown)."""
-    scores = np.concatenate([np.asarray(known_scores), np.asarray(unknown_scores)])
-    is_unknown = np.concatenate([np.zeros(len(known_scores)), np.ones(len(unknown_scores))])
-    return float(roc_auc_score(is_unknown, scores))

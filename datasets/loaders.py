@@ -11,11 +11,12 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 from torchvision import transforms as T
 
+from datasets.folder import FOLDER_DATASET, FolderData
 from datasets.sources import NUM_CLASSES, SOURCES, open_source, source_labels
 from datasets.splits import DATASETS_DIR, cached_normalization, load_class_split, trainval_split
 from engine.errors import UserError
 
-DATASET_NAMES = tuple(SOURCES)
+DATASET_NAMES = (*SOURCES, FOLDER_DATASET)
 
 
 def load_config(dataset):
@@ -42,23 +43,52 @@ class RemappedSubset(Dataset):
         return self.transform(image), self.labels[i]
 
 
-class OpenSetData:
-    """Everything one trial needs; test sets are opened only when asked for."""
+def apply_overrides(cfg, dataset, im_size=None, im_channels=None):
+    """A copy of `cfg` with --im_size / --im_channels applied (channels: own image folders only)."""
+    cfg = dict(cfg)
+    if im_size is not None:
+        if im_size < 8 or im_size % 8:
+            raise UserError(f"--im_size {im_size}: give a multiple of 8 (the CNN halves the image 3 times)")
+        cfg["im_size"] = im_size
+    if im_channels is not None:
+        if dataset != FOLDER_DATASET:
+            raise UserError(f"--im_channels applies to --dataset {FOLDER_DATASET} only; {dataset} has "
+                            f"{cfg['im_channels']} channel(s)")
+        if im_channels not in (1, 3):
+            raise UserError(f"--im_channels {im_channels}: give 1 (grey) or 3 (RGB)")
+        cfg["im_channels"] = im_channels
+    return cfg
 
-    def __init__(self, dataset, trial, data_root="datasets/data", download=True, config=None):
+
+class OpenSetData:
+    """Everything one trial needs; test sets are opened only when asked for.
+
+    `split_file` replaces datasets/<dataset>/class_splits/<trial>.json (for ImageFolder it is
+    required and names class folders, see datasets/folder.py)."""
+
+    def __init__(self, dataset, trial, data_root="datasets/data", download=True, config=None, split_file=None):
         self.name, self.trial, self.root, self.download = dataset, trial, data_root, download
-        self.cfg = config if config is not None else load_config(dataset)
-        self.known_source, self.unknown_source = SOURCES[dataset]
-        separate = self.unknown_source != self.known_source
-        self.known, self.unknown = load_class_split(
-            dataset, trial, self.cfg["num_known_classes"], NUM_CLASSES[self.known_source],
-            NUM_CLASSES[self.unknown_source] if separate else None)
+        self.cfg = dict(config if config is not None else load_config(dataset))
+        self.folder = None
+        if dataset == FOLDER_DATASET:
+            self.folder = FolderData(data_root, split_file, self.cfg["im_size"], self.cfg["im_channels"])
+            self.known_source = self.unknown_source = FOLDER_DATASET
+            self.known, self.unknown = self.folder.known, self.folder.unknown
+            self.cfg["num_known_classes"] = len(self.known)  # the split file decides the network's size
+            num_classes = len(self.folder.classes)
+        else:
+            self.known_source, self.unknown_source = SOURCES[dataset]
+            separate = self.unknown_source != self.known_source
+            self.known, self.unknown = load_class_split(
+                dataset, trial, self.cfg["num_known_classes"], NUM_CLASSES[self.known_source],
+                NUM_CLASSES[self.unknown_source] if separate else None, path=split_file)
+            num_classes = NUM_CLASSES[self.known_source]
         self.num_known = len(self.known)
         # lookup table: original class id -> 0..N-1 for known (ascending id), N for the rest
-        self.label_map = torch.full((NUM_CLASSES[self.known_source],), self.num_known, dtype=torch.int64)
+        self.label_map = torch.full((num_classes,), self.num_known, dtype=torch.int64)
         self.label_map[sorted(self.known)] = torch.arange(self.num_known)
 
-        self.train_set = open_source(self.known_source, data_root, train=True, download=download)
+        self.train_set = self._open(self.known_source, train=True)
         self.train_labels = labels = source_labels(self.train_set)  # read once, reused by every subset
         absent = [c for c in self.known if not (labels == c).any()]
         if absent:
@@ -68,6 +98,22 @@ class OpenSetData:
         self.train_idx = np.sort(np.concatenate([split["Train"][str(c)] for c in self.known])).astype(np.int64)
         self.val_idx = np.sort(np.concatenate([split["Val"][str(c)] for c in self.known])).astype(np.int64)
         self.mean, self.std = self._normalization()
+        names = self.folder.classes if self.folder else getattr(self.train_set, "classes", None)
+        # name of each known label 0..N-1 (data sets without names: the class id)
+        self.class_names = [str(names[c]) if names else str(c) for c in sorted(self.known)]
+
+    @classmethod
+    def from_args(cls, args, trial):
+        """The trial as the command line asks: --data_root, --split_file, --im_size, --im_channels."""
+        cfg = apply_overrides(load_config(args.dataset), args.dataset, getattr(args, "im_size", None),
+                              getattr(args, "im_channels", None))
+        return cls(args.dataset, trial, args.data_root, download=not args.no_download, config=cfg,
+                   split_file=getattr(args, "split_file", None))
+
+    def _open(self, source, train):
+        if self.folder is not None:
+            return self.folder.open(train)
+        return open_source(source, self.root, train=train, download=self.download)
 
     # transforms (SPEC section 4)
     def _normalize(self):
@@ -88,7 +134,7 @@ class OpenSetData:
 
     def _normalization(self):
         listed = self.cfg.get("normalization")
-        if listed and 0 <= self.trial < len(listed["mean"]):
+        if listed and 0 <= self.trial < len(listed["mean"]) and len(listed["mean"][0]) == self.cfg["im_channels"]:
             return listed["mean"][self.trial], listed["std"][self.trial]
 
         def compute():
@@ -105,8 +151,9 @@ class OpenSetData:
             std = (sq / n - mean * mean).clamp_min(0).sqrt()
             return [round(float(v), 4) for v in mean], [round(float(v), 4) for v in std]
 
+        source = f"{self.folder.fingerprint(self.train_set)}:{self.cfg['im_channels']}ch" if self.folder else None
         return cached_normalization(self.name, self.trial, self.known, self.train_labels, self.cfg["im_size"],
-                                    compute)
+                                    compute, source=source)
 
     def _train_subset(self, indices, transform):
         labels = self.label_map[torch.from_numpy(self.train_labels[indices])]
@@ -123,12 +170,15 @@ class OpenSetData:
         return self._train_subset(self.train_idx, self.anchor_transform())
 
     def _test_set(self, source):
-        return open_source(source, self.root, train=False, download=self.download)
+        return self._open(source, train=False)
 
     def known_test_dataset(self):
         test = self._test_set(self.known_source)
         labels = source_labels(test)
         idx = np.flatnonzero(np.isin(labels, self.known))
+        if len(idx) == 0:
+            raise UserError(f"the {self.known_source} test set under {self.root} has no image of "
+                            f"the known classes {self.class_names}")
         return RemappedSubset(test, idx, self.label_map[torch.from_numpy(labels[idx])], self.eval_transform())
 
     def unknown_test_dataset(self):

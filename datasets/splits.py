@@ -21,13 +21,17 @@ def split_path(dataset, trial):
     return os.path.join(DATASETS_DIR, dataset, "class_splits", f"{trial}.json")
 
 
-def load_class_split(dataset, trial, num_known, num_classes, num_unknown_source_classes=None):
-    """Read and check datasets/<dataset>/class_splits/<trial>.json -> (known, unknown) lists.
+def load_class_split(dataset, trial, num_known, num_classes, num_unknown_source_classes=None, path=None):
+    """Read and check datasets/<dataset>/class_splits/<trial>.json (or `path`, a --split_file)
+    -> (known, unknown) lists.
 
     `num_unknown_source_classes` is set when unknowns come from another data set (CIFAR+N:
     CIFAR-100), whose class ids may coincide with known CIFAR-10 ids.
     """
-    path = split_path(dataset, trial)
+    if path is not None and not os.path.isfile(path):
+        raise UserError(f"split file {path} not found; write {{\"Known\": [...], \"Unknown\": [...]}} there "
+                        f"with class ids of {dataset}")
+    path = path or split_path(dataset, trial)
     if not os.path.isfile(path):
         have = sorted(int(f[:-5]) for f in os.listdir(os.path.dirname(path))
                       if f.endswith(".json") and f[:-5].isdigit()) if os.path.isdir(os.path.dirname(path)) else []
@@ -129,12 +133,15 @@ def trainval_split(dataset, labels, val_fraction):
     return split
 
 
-def cached_normalization(dataset, trial, known, labels, im_size, compute):
+def cached_normalization(dataset, trial, known, labels, im_size, compute, source=None):
     """Mean/std computed by `compute()` for a trial without listed values, cached in
     datasets/<dataset>/normalization/<trial>.json and reused while the known classes, the
-    data and the image size (the statistics are taken after resizing) all match."""
+    data and the image size (the statistics are taken after resizing) all match; `source`
+    (users' image folders: a fingerprint of the files) must match too."""
     path = os.path.join(DATASETS_DIR, dataset, "normalization", f"{trial}.json")
     key = {"Known": list(known), "im_size": im_size, "Fingerprint": labels_fingerprint(labels)}
+    if source is not None:
+        key["Source"] = source
     if os.path.isfile(path):
         try:
             with open(path) as f:

@@ -35,7 +35,21 @@ def runtime_parser():
                    help="seed of weights init, shuffling and augmentation (default: 0, so reruns match)")
     g.add_argument("--no_download", action="store_true",
                    help="never try to download missing data; fail at once with what is expected where")
+    add_own_data_arguments(g)
     return p
+
+
+def add_own_data_arguments(group):
+    """Users' own class split and image shape (README: "Your own images")."""
+    group.add_argument("--split_file", default=None,
+                       help="class split JSON {\"Known\": [...], \"Unknown\": [...]} used instead of "
+                            "datasets/<dataset>/class_splits/<trial>.json; for --dataset ImageFolder (required) "
+                            "it names class folders (default: none)")
+    group.add_argument("--im_size", type=int, default=None,
+                       help="image side in pixels, a multiple of 8 (default: the dataset's im_size in "
+                            "datasets/config.json; evaluation needs the value training used)")
+    group.add_argument("--im_channels", type=int, default=None, choices=[1, 3],
+                       help="ImageFolder only: 1 = grey, 3 = RGB (default: 3, from datasets/config.json)")
 
 
 def training_parser(default_name="myTest"):
@@ -68,6 +82,9 @@ def evaluation_parser():
     g.add_argument("--start_trial", default=0, type=int, help="trial number to start evaluation at (default: 0)")
     g.add_argument("--name", default="", type=str,
                    help="name the networks were trained with (default: '' = the paper's released weights)")
+    g.add_argument("--plots", action="store_true",
+                   help="also draw PNGs under results/: ROC curves, score histograms, the CAC logit space, "
+                        "training curves (needs matplotlib)")
     return p
 
 

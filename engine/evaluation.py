@@ -1,15 +1,20 @@
-"""What both evaluation scripts share: arguments, the loop over trials, printing, results JSON."""
-import json
+"""What both evaluation scripts share: the loop over trials, metrics of every scorer, the
+printed lines and table, the results files, calibration stored in each checkpoint."""
 import os
+import time
 
 import numpy as np
 
 from datasets.loaders import OpenSetData, make_loader
+from engine.calibration import calibration_record, store_calibration
 from engine.cli import check_common_args, print_header, resolve_device, seed_everything
 from engine.errors import UserError
-from engine.files import atomic_write, ensure_writable
+from engine.files import ensure_writable
+from engine.report import print_table, summarize, write_results, write_scores
 from engine.training import weights_path
+from metrics import ACCEPT_RATE, all_metrics
 from networks.checkpoint import load_checkpoint, read_checkpoint
+from utils import gather_outputs
 
 RESULTS_DIR = "results"  # relative to the working directory
 
@@ -22,7 +27,8 @@ def check_evaluation_args(args):
 
 def load_trial_network(network_class, args, data, suffix, train_script, device):
     """Build the network a trial's checkpoint was trained with (its backbone, the data set's
-    shape) and load it, in eval mode; a missing file names the command that trains it."""
+    shape) and load it, in eval mode; a missing file names the command that trains it.
+    Returns (network, checkpoint dict, path)."""
     path = weights_path(args.dataset, data.trial, args.name, suffix)
     if not os.path.isfile(path):
         name = f" --name {args.name}" if args.name else " --name ''"
@@ -31,44 +37,109 @@ def load_trial_network(network_class, args, data, suffix, train_script, device):
                         f"defaults to '' for the paper's released weights, training's to myTest)")
     ckpt = read_checkpoint(path, map_location=device)
     cfg = data.cfg
+    trained = ckpt.get("network") or {}
+    for key, flag in (("im_size", "--im_size"), ("num_channels", "--im_channels")):
+        here = cfg["im_size" if key == "im_size" else "im_channels"]
+        if key in trained and trained[key] != here:
+            raise UserError(f"checkpoint {path} was trained with {key} {trained[key]} but this evaluation "
+                            f"uses {here}: pass {flag} {trained[key]}, as in training")
+    saved_known = ckpt.get("known_classes")
+    if saved_known is not None and sorted(saved_known) != sorted(data.known):
+        raise UserError(f"checkpoint {path} was trained on known classes {saved_known} but the split of this "
+                        f"evaluation has {list(data.known)}: use the split file training used")
     net = network_class(cfg["num_known_classes"], cfg["im_channels"], cfg["im_size"], dropout=cfg["dropout"],
                         backbone=ckpt.get("backbone", "cnn")).to(device)
     load_checkpoint(path, net, ckpt)
-    return net.eval()
+    return net.eval(), ckpt, path
+
+
+def network_kwargs(data, ckpt):
+    c = data.cfg
+    return {"num_classes": c["num_known_classes"], "num_channels": c["im_channels"], "im_size": c["im_size"],
+            "dropout": c["dropout"], "backbone": ckpt.get("backbone", "cnn")}
+
+
+def gather_splits(net, data, loader, device):
+    """Network outputs and labels on the known test, unknown test and (known) validation images."""
+    val = data.val_dataset()
+    if len(val) == 0:
+        raise UserError(f"{data.name} trial {data.trial} has no validation image to calibrate the open-set "
+                        f"threshold on; give each known class at least 2 training images")
+    return {part: gather_outputs(net, loader(ds), device) for part, ds in
+            (("known", data.known_test_dataset()), ("unknown", data.unknown_test_dataset()), ("val", val))}
+
+
+def scorer_outputs(scorers, outputs):
+    """{scorer: {known_pred, known_score, unknown_pred, unknown_score, val_score}} as numpy arrays."""
+    per_part = {part: scorers(out) for part, (out, _) in outputs.items()}
+    result = {}
+    for name in per_part["known"]:
+        (known_pred, known_score), (unknown_pred, unknown_score), (_, val_score) = (
+            per_part[part][name] for part in ("known", "unknown", "val"))
+        result[name] = {"known_pred": known_pred.numpy(), "known_score": known_score.numpy(),
+                        "unknown_pred": unknown_pred.numpy(), "unknown_score": unknown_score.numpy(),
+                        "val_score": val_score.numpy()}
+    return result
 
 
 def evaluate_trials(args, method, evaluate_trial):
-    """Run `evaluate_trial(data, loader_factory, device) -> (accuracy, auroc)` for each
-    trial, print the original's four lines, and write them as JSON under results/."""
+    """Run `evaluate_trial(data, loader_factory, device) -> trial record` for each trial
+    (record: scorers -> per-sample outputs (the paper's scorer first), labels, logits,
+    anchors, checkpoint path, network arguments); print the original's four lines for the
+    paper's scorer, then a table of every metric of every scorer; write results/*.json and
+    *.npz, optional plots, and the calibration into each checkpoint."""
     check_evaluation_args(args)
     device = resolve_device(args.device)
     commit = print_header(args, device)
     ensure_writable(RESULTS_DIR)
-    all_accuracy, all_auroc = [], []
     trials = list(range(args.start_trial, args.start_trial + args.num_trials))
+    records = []
     for trial in trials:
         seed_everything(args.seed)
-        data = OpenSetData(args.dataset, trial, args.data_root, download=not args.no_download)
+        data = OpenSetData.from_args(args, trial)
         workers = data.cfg["num_workers"] if args.workers is None else args.workers
 
         def loader(dataset):
             return make_loader(dataset, data.cfg["batch_size"], False, workers, args.seed, device.type == "cuda")
 
-        accuracy, auroc = evaluate_trial(data, loader, device)
-        all_accuracy.append(float(accuracy))
-        all_auroc.append(float(auroc))
+        start = time.perf_counter()
+        record = evaluate_trial(data, loader, device)
+        record["seconds"] = time.perf_counter() - start
+        record.update(trial=trial, num_known=data.num_known, class_names=data.class_names)
+        record["metrics"] = {name: all_metrics(s["known_pred"], s["known_score"], record["known_labels"],
+                                               s["unknown_pred"], s["unknown_score"], s["val_score"],
+                                               data.num_known, ACCEPT_RATE)
+                             for name, s in record["scorers"].items()}
+        paper = next(iter(record["scorers"]))
+        thresholds = {name: m["threshold"] for name, m in record["metrics"].items()}
+        store_calibration(record["checkpoint"], calibration_record(
+            method, data, record["network"], paper, thresholds, ACCEPT_RATE, record.get("anchors"),
+            record.get("anchor_key")), record.get("calibration"))
+        records.append(record)
+    paper = next(iter(records[0]["scorers"]))
+    all_accuracy = [r["metrics"][paper]["accuracy"] for r in records]
+    all_auroc = [r["metrics"][paper]["auroc"] for r in records]
     mean_acc, mean_auroc = float(np.mean(all_accuracy)), float(np.mean(all_auroc))
     print(f"Raw Top-1 Accuracy: {all_accuracy}")
     print(f"Raw AUROC: {all_auroc}")
     print(f"Average Top-1 Accuracy: {mean_acc}")
     print(f"Average AUROC: {mean_auroc}")
+    summary = summarize(records)
+    print_table(summary, paper, trials)
+    stem = os.path.join(RESULTS_DIR, f"{args.dataset}_{args.name}{method}_trials{trials[0]}-{trials[-1]}")
     result = {"dataset": args.dataset, "method": method, "name": args.name, "trials": trials,
               "raw_top1_accuracy": all_accuracy, "raw_auroc": all_auroc,
               "average_top1_accuracy": mean_acc, "average_auroc": mean_auroc,
-              "args": vars(args), "git": commit}
-    path = os.path.join(RESULTS_DIR, f"{args.dataset}_{args.name}{method}_trials{trials[0]}-{trials[-1]}.json")
-    with atomic_write(path, "w") as f:
-        json.dump(result, f, indent=1)
-    print(f"results written to {path}")
-    return result
+              "args": vars(args), "git": commit, **summary, "paper_scorer": paper, "accept_rate": ACCEPT_RATE,
+              "seconds_per_trial": [round(r["seconds"], 3) for r in records]}
+    result["scores_file"] = write_scores(records, stem + ".npz")
+    if args.plots:
+        from plots import draw_evaluation  # matplotlib is needed only here
 
+        result["plots"] = draw_evaluation(records, stem, method, args)
+        for path in result["plots"]:
+            print(f"plot written to {path}")
+    write_results(result, stem + ".json")
+    print(f"scores written to {result['scores_file']}")
+    print(f"results written to {stem}.json")
+    return result

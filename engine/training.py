@@ -34,7 +34,7 @@ class TrainingRun:
         self.args, self.method = args, method
         self.device = resolve_device(args.device)
         self.git = print_header(args, self.device)
-        self.data = OpenSetData(args.dataset, args.trial, args.data_root, download=not args.no_download)
+        self.data = OpenSetData.from_args(args, args.trial)
         self.cfg = self.data.cfg
         self.phase = int(args.resume)  # 0: first run, 1: resumed run with the lower learning rate
         self.hparams = self.cfg[phase_key]

@@ -14,6 +14,7 @@ import tempfile
 import zipfile
 
 import numpy as np
+from PIL import Image
 
 
 def patch_box(c, num_classes, size):
@@ -195,3 +196,28 @@ def make_tinyimagenet_zip(zip_path, **kwargs):
                     zf.write(os.path.join(dirpath, name), os.path.join(rel, name))
     return zip_path
 
+
+
+# ---------------------------------------------------------------- users' own folders (ImageFolder layout)
+_FOLDER_FORMATS = (("RGB", ".png"), ("L", ".png"), ("RGBA", ".png"), ("P", ".png"), ("RGB", ".jpg"))
+_FOLDER_SIZES = ((40, 30), (24, 24), (64, 48), (33, 50), (20, 28))  # (width, height): any size, any shape
+
+
+def write_image_folder(root, train, test, seed=0):
+    """root/{train,test}/<class>/<i>.<ext> with {class: count} per part; images of assorted sizes,
+    modes and formats (RGB, grey, RGBA, palette; PNG and JPEG), the class drawn as a bright
+    square whose place depends on the class's position in the sorted class list."""
+    rng = np.random.default_rng(seed)
+    classes = sorted(set(train) | set(test))
+    for part, counts in (("train", train), ("test", test)):
+        for name, n in counts.items():
+            folder = os.path.join(root, part, name)
+            os.makedirs(folder, exist_ok=True)
+            for i in range(n):
+                width, height = _FOLDER_SIZES[i % len(_FOLDER_SIZES)]
+                mode, ext = _FOLDER_FORMATS[(i + classes.index(name)) % len(_FOLDER_FORMATS)]
+                square = _image(rng, classes.index(name), len(classes), 32, 3)
+                image = Image.fromarray(square).resize((width, height))
+                image = image.convert(mode) if mode != "P" else image.quantize(16)
+                image.save(os.path.join(folder, f"{i}{ext}"))
+    return root

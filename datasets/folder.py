@@ -1,0 +1,132 @@
+"""Users' own images: `--dataset ImageFolder --data_root FOLDER --split_file SPLIT.json`.
+
+FOLDER holds train/ and test/, each with one sub-folder of images per class (the layout
+torchvision's ImageFolder reads). SPLIT.json names the class folders:
+{"Known": ["cat", "dog"], "Unknown": ["fox"]}. Known classes train the network (their
+train/ images are split into train and validation as for every data set); the test images
+of known and unknown classes evaluate it. Class ids are positions in the sorted union of
+the folder names of train/ and test/, so unknown classes need no training images.
+
+Every image, of any size or mode, is converted as `prepare_image` says: to grey or RGB,
+the shorter side resized to im_size, the centre im_size x im_size square cut out. predict.py
+converts new images the same way.
+"""
+import hashlib
+import json
+import os
+
+from PIL import Image, UnidentifiedImageError
+from torchvision import datasets as tvd
+from torchvision import transforms as T
+
+from engine.errors import UserError
+
+FOLDER_DATASET = "ImageFolder"  # the --dataset name of users' own data
+
+
+def prepare_image(image, im_size, channels):
+    """A PIL image -> grey (1 channel) or RGB (3), shorter side im_size, centre square cut out."""
+    image = image.convert("L" if channels == 1 else "RGB")
+    return T.CenterCrop(im_size)(T.Resize(im_size)(image))
+
+
+class ImageReader:
+    """ImageFolder's loader: open one file and prepare it (a class, so DataLoader workers can pickle it)."""
+
+    def __init__(self, im_size, channels):
+        self.im_size, self.channels = im_size, channels
+
+    def __call__(self, path):
+        with open(path, "rb") as f:
+            return prepare_image(Image.open(f), self.im_size, self.channels)
+
+
+class _FixedClasses(tvd.ImageFolder):
+    """ImageFolder whose class list is given (shared by train/ and test/), not read from one folder."""
+
+    def __init__(self, root, classes, loader):
+        self._classes = classes
+        super().__init__(root, loader=loader, allow_empty=True)
+
+    def find_classes(self, directory):
+        return list(self._classes), {name: i for i, name in enumerate(self._classes)}
+
+
+def _subfolders(path):
+    return sorted(e.name for e in os.scandir(path) if e.is_dir() and not e.name.startswith("."))
+
+
+def _check_images(dataset, root):
+    """Read each image's header once, so a broken file fails here, named, not mid-epoch."""
+    for path, _ in dataset.samples:
+        try:
+            with Image.open(path) as image:
+                image.size  # noqa: B018 - the header is parsed by open; size proves it
+        except (UnidentifiedImageError, OSError) as e:
+            raise UserError(f"cannot read image {path} ({type(e).__name__}); delete or replace it") from None
+    if not dataset.samples:
+        raise UserError(f"no image files under {root}/<class>/ (extensions: {', '.join(tvd.folder.IMG_EXTENSIONS)})")
+
+
+class FolderData:
+    """The class folders of one image folder and the split file naming known and unknown ones."""
+
+    def __init__(self, root, split_file, im_size, channels):
+        self.root, self.im_size, self.channels = root, im_size, channels
+        parts = {p: os.path.join(root, p) for p in ("train", "test")}
+        missing = [p for p in parts.values() if not os.path.isdir(p)]
+        if missing:
+            raise UserError(f"{FOLDER_DATASET}: no folder {missing[0]}; pass --data_root FOLDER holding "
+                            f"train/ and test/, each with one sub-folder of images per class")
+        self.train_classes, self.test_classes = _subfolders(parts["train"]), _subfolders(parts["test"])
+        self.classes = sorted(set(self.train_classes) | set(self.test_classes))
+        self.known_names, self.unknown_names = self._read_split(split_file)
+        self.known = [self.classes.index(c) for c in self.known_names]
+        self.unknown = [self.classes.index(c) for c in self.unknown_names]
+
+    def _read_split(self, path):
+        example = '{"Known": ["class_a", "class_b"], "Unknown": ["class_c"]}'
+        if not path:
+            raise UserError(f"--dataset {FOLDER_DATASET} needs --split_file SPLIT.json naming class folders, "
+                            f"e.g. {example}")
+        if not os.path.isfile(path):
+            raise UserError(f"split file {path} not found; write {example} there with the class folder names")
+        try:
+            with open(path) as f:
+                split = json.load(f)
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            raise UserError(f"split file {path} is not valid JSON ({e}); fix it, e.g. {example}") from None
+        if not isinstance(split, dict) or not {"Known", "Unknown"} <= set(split):
+            raise UserError(f"split file {path} must hold an object with 'Known' and 'Unknown' lists, e.g. {example}")
+        for key, names, folder, have in (("Known", split["Known"], "train", self.train_classes),
+                                         ("Unknown", split["Unknown"], "test", self.test_classes)):
+            if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+                raise UserError(f"{key} in {path} must be a list of class folder names (strings)")
+            if len(set(names)) != len(names):
+                raise UserError(f"{key} in {path} repeats a class: {names}")
+            absent = [n for n in names if n not in have]
+            if absent:
+                raise UserError(f"{key} classes {absent} in {path} have no folder under "
+                                f"{os.path.join(self.root, folder)} (its class folders: {', '.join(have) or 'none'})")
+        known, unknown = split["Known"], split["Unknown"]
+        if len(known) < 2:
+            raise UserError(f"{path} lists {len(known)} known class; open-set training needs at least 2")
+        if not unknown:
+            raise UserError(f"{path} lists no unknown class: open-set evaluation needs at least one")
+        both = sorted(set(known) & set(unknown))
+        if both:
+            raise UserError(f"{path} lists classes {both} as both Known and Unknown")
+        return known, unknown
+
+    def open(self, train):
+        folder = os.path.join(self.root, "train" if train else "test")
+        dataset = _FixedClasses(folder, self.classes, ImageReader(self.im_size, self.channels))
+        _check_images(dataset, folder)
+        return dataset
+
+    def fingerprint(self, dataset):
+        """sha1 of the training files' relative paths and sizes: tells two folders with equal labels apart."""
+        h = hashlib.sha1()
+        for path, label in dataset.samples:
+            h.update(f"{os.path.relpath(path, self.root)}\0{os.path.getsize(path)}\0{label}\n".encode())
+        return h.hexdigest()

@@ -1,0 +1,120 @@
+"""Open-set metrics computed from per-sample scores.
+
+Convention: every score here is an *unknown* score, larger = more likely an image of no
+known class (the paper's CAC score min_i s_i; minus the maximum softmax probability; ...).
+An image is accepted as known when its score <= a threshold. Ties are counted half
+wherever a metric compares a known with an unknown score (as sklearn's ROC does).
+"""
+import math
+
+import numpy as np
+from sklearn.metrics import roc_auc_score
+
+ACCEPT_RATE = 0.95  # share of known validation images the operating threshold accepts
+
+# metric key -> label in tables and plots, in the order they are printed
+METRIC_LABELS = {
+    "accuracy": "top-1 accuracy (closed set)",
+    "auroc": "AUROC",
+    "oscr": "OSCR",
+    "aupr_in": "AUPR-in (known = positive)",
+    "aupr_out": "AUPR-out (unknown = positive)",
+    "fpr95": "FPR at 95% TPR",
+    "open_set_accuracy": "open-set accuracy @ threshold",
+    "open_set_macro_f1": "open-set macro-F1 @ threshold",
+    "threshold": "threshold (95% of known val)",
+}
+
+
+def _scores(x):
+    return np.asarray(x, dtype=np.float64).ravel()
+
+
+def auroc(known_scores, unknown_scores):
+    """AUROC of telling unknown (positive) from known images: the paper's computation, sklearn's."""
+    scores = np.concatenate([_scores(known_scores), _scores(unknown_scores)])
+    is_unknown = np.r_[np.zeros(len(known_scores)), np.ones(len(unknown_scores))]
+    return float(roc_auc_score(is_unknown, scores))
+
+
+def acceptance_threshold(scores, accept_rate=ACCEPT_RATE):
+    """The smallest threshold t with at least `accept_rate` of `scores` <= t (one of the scores)."""
+    s = np.sort(_scores(scores))
+    if len(s) == 0:
+        raise ValueError("no score to calibrate a threshold on")
+    k = max(1, math.ceil(round(accept_rate * len(s), 9)))  # round: 0.95 * 20 must be 19, not 19.000001
+    return float(s[k - 1])
+
+
+def oscr(known_scores, known_correct, unknown_scores):
+    """Open-set classification rate (Dhamija et al. 2018): area under CCR(t) against FPR(t)
+    while the acceptance threshold t sweeps every score. CCR = share of known images that are
+    accepted and correctly classified, FPR = share of unknown images accepted. At most the
+    closed-set accuracy (CCR never exceeds it)."""
+    known, unknown = _scores(known_scores), _scores(unknown_scores)
+    correct = np.asarray(known_correct, dtype=bool).ravel()
+    thresholds = np.unique(np.concatenate([known, unknown]))  # ascending
+    ccr = np.searchsorted(np.sort(known[correct]), thresholds, side="right") / len(known)
+    fpr = np.searchsorted(np.sort(unknown), thresholds, side="right") / len(unknown)
+    x, y = np.r_[0.0, fpr], np.r_[0.0, ccr]
+    return float(np.sum(np.diff(x) * (y[1:] + y[:-1]) / 2))  # trapezoids: a tie moves both at once
+
+
+def average_precision(positive_scores, negative_scores):
+    """Area under precision-recall as sum_n (R_n - R_{n-1}) P_n over thresholds from high to
+    low (no interpolation); larger score = more likely positive."""
+    pos, neg = np.sort(_scores(positive_scores))[::-1], np.sort(_scores(negative_scores))[::-1]
+    thresholds = np.unique(np.concatenate([pos, neg]))[::-1]  # descending
+    tp = np.searchsorted(-pos, -thresholds, side="right")  # positives with score >= t
+    fp = np.searchsorted(-neg, -thresholds, side="right")
+    precision, recall = tp / (tp + fp), tp / len(pos)
+    return float(np.sum(np.diff(np.r_[0.0, recall]) * precision))
+
+
+def fpr_at_tpr(known_scores, unknown_scores, tpr=ACCEPT_RATE):
+    """Share of unknown test images accepted at the threshold accepting `tpr` of the known
+    test images (known = positive, as in the out-of-distribution literature)."""
+    t = acceptance_threshold(known_scores, tpr)
+    return float(np.mean(_scores(unknown_scores) <= t))
+
+
+def open_set_predictions(predicted, scores, threshold, unknown_label):
+    """Closed-set predictions, with every image scoring above `threshold` set to `unknown_label`."""
+    return np.where(_scores(scores) <= threshold, np.asarray(predicted).ravel(), unknown_label)
+
+
+def macro_f1(predicted, labels, num_classes):
+    """Mean over classes 0..num_classes-1 of F1 = 2 TP / (2 TP + FP + FN) (0 when undefined)."""
+    predicted, labels = np.asarray(predicted).ravel(), np.asarray(labels).ravel()
+    f1 = []
+    for c in range(num_classes):
+        tp = np.sum((predicted == c) & (labels == c))
+        wrong = np.sum((predicted == c) != (labels == c))  # FP + FN
+        f1.append(2 * tp / (2 * tp + wrong) if tp + wrong else 0.0)
+    return float(np.mean(f1))
+
+
+def all_metrics(known_pred, known_scores, known_labels, unknown_pred, unknown_scores, val_scores, num_known,
+                accept_rate=ACCEPT_RATE):
+    """Every metric of METRIC_LABELS for one scorer on one trial. The operating threshold
+    accepts `accept_rate` of the known *validation* images (no test image chooses it); at it,
+    open-set predictions have num_known classes + 'unknown' (label num_known)."""
+    known_pred, known_labels = np.asarray(known_pred).ravel(), np.asarray(known_labels).ravel()
+    known_scores, unknown_scores = _scores(known_scores), _scores(unknown_scores)
+    correct = known_pred == known_labels
+    threshold = acceptance_threshold(val_scores, accept_rate)
+    # an accepted unknown image keeps its closed-set class: a false positive of that class
+    open_pred = np.r_[open_set_predictions(known_pred, known_scores, threshold, num_known),
+                      open_set_predictions(unknown_pred, unknown_scores, threshold, num_known)]
+    open_labels = np.r_[known_labels, np.full(len(unknown_scores), num_known)]
+    return {
+        "accuracy": float(correct.mean()),
+        "auroc": auroc(known_scores, unknown_scores),
+        "oscr": oscr(known_scores, correct, unknown_scores),
+        "aupr_in": average_precision(-known_scores, -unknown_scores),
+        "aupr_out": average_precision(unknown_scores, known_scores),
+        "fpr95": fpr_at_tpr(known_scores, unknown_scores),
+        "open_set_accuracy": float(np.mean(open_pred == open_labels)),
+        "open_set_macro_f1": macro_f1(open_pred, open_labels, num_known + 1),
+        "threshold": threshold,
+    }

@@ -1,0 +1,173 @@
+"""Pictures of an evaluation (`--plots`): PNG files under results/, drawn without a display.
+
+Per trial: ROC and OSCR curves of every scorer; histograms of known and unknown test
+scores with the calibrated threshold; for CAC, the logit space (test images of known
+classes coloured by class, unknown ones grey, class-mean anchors as stars; a 2-D PCA
+projection when there are more than 2 known classes); the training curves of the run
+(runs/<dataset>_<trial>_<name><method>/metrics.jsonl).
+"""
+import json
+import os
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only, no display needed
+import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
+import numpy as np  # noqa: E402
+from sklearn.metrics import roc_curve  # noqa: E402
+
+from scorers import SCORER_LABELS  # noqa: E402
+
+DPI = 110  # ~700 x 500 pixels per 6.4 x 4.8 inch panel pair: readable, small files
+
+
+def _save(fig, path):
+    fig.tight_layout()
+    fig.savefig(path, dpi=DPI)
+    plt.close(fig)
+    return path
+
+
+def oscr_curve(known_scores, known_correct, unknown_scores):
+    """(FPR, CCR) points as the acceptance threshold sweeps the scores (see metrics.oscr)."""
+    thresholds = np.unique(np.r_[known_scores, unknown_scores])
+    ccr = np.searchsorted(np.sort(known_scores[known_correct]), thresholds, side="right") / len(known_scores)
+    fpr = np.searchsorted(np.sort(unknown_scores), thresholds, side="right") / len(unknown_scores)
+    return np.r_[0.0, fpr], np.r_[0.0, ccr]
+
+
+def roc_figure(record, path):
+    fig, (roc_ax, oscr_ax) = plt.subplots(1, 2, figsize=(11, 4.8))
+    labels = record["known_labels"]
+    for i, (name, s) in enumerate(record["scorers"].items()):
+        m, style = record["metrics"][name], ("-", "--", ":")[i % 3]  # curves often overlap: tell them apart
+        truth = np.r_[np.zeros(len(s["known_score"])), np.ones(len(s["unknown_score"]))]
+        fpr, tpr, _ = roc_curve(truth, np.r_[s["known_score"], s["unknown_score"]])
+        roc_ax.plot(fpr, tpr, ls=style, label=f"{SCORER_LABELS.get(name, name)}: AUROC {m['auroc']:.4f}")
+        x, y = oscr_curve(s["known_score"], s["known_pred"] == labels, s["unknown_score"])
+        oscr_ax.plot(x, y, ls=style, label=f"{SCORER_LABELS.get(name, name)}: OSCR {m['oscr']:.4f}")
+    roc_ax.plot([0, 1], [0, 1], color="lightgrey", ls="--", lw=1)
+    roc_ax.set(xlabel="known test images rejected (FPR)", ylabel="unknown test images rejected (TPR)",
+               title=f"ROC, trial {record['trial']} (unknown = positive)", xlim=(0, 1), ylim=(0, 1.01))
+    oscr_ax.set(xlabel="unknown test images accepted (FPR)", ylabel="known images accepted and correct (CCR)",
+                title=f"OSCR, trial {record['trial']}", xlim=(0, 1), ylim=(0, 1.01))
+    for ax in (roc_ax, oscr_ax):
+        ax.legend(loc="lower right")
+        ax.grid(alpha=0.3)
+    return _save(fig, path)
+
+
+def histogram_figure(record, path):
+    names = list(record["scorers"])
+    fig, axes = plt.subplots(1, len(names), figsize=(5.5 * len(names), 4.2), squeeze=False)
+    for ax, name in zip(axes[0], names):
+        s, m = record["scorers"][name], record["metrics"][name]
+        both = np.r_[s["known_score"], s["unknown_score"]]
+        # scores spanning decades (the CAC score: ~1e-4 for knowns, ~1 for unknowns) on a log axis
+        log = both.min() > 0 and both.max() / both.min() > 100
+        bins = (np.geomspace(both.min(), both.max(), 41) if log else
+                np.linspace(both.min(), both.max(), 41) if np.ptp(both) > 0 else 10)
+        counts = [ax.hist(s[f"{part}_score"], bins=bins, alpha=0.6, label=f"{part} test images "
+                          f"({len(s[f'{part}_score'])})")[0].max() / len(s[f"{part}_score"])
+                  for part in ("known", "unknown")]
+        if max(counts) > 0.4:  # one bar holds most images (max softmax saturates at 1): show the tails too
+            ax.set_yscale("log")
+        ax.axvline(m["threshold"], color="black", ls="--", lw=1, label="threshold (95% of known val)")
+        ax.set(xlabel="unknown score (larger = more likely unknown)" + (", log scale" if log else ""),
+               ylabel="images", xscale="log" if log else "linear",
+               title=f"{SCORER_LABELS.get(name, name)}, trial {record['trial']}")
+        ax.legend()
+    return _save(fig, path)
+
+
+def project_2d(known_logits, *others):
+    """Project logits to 2-D: as they are for 2 classes, else onto the 2 principal axes of the
+    known test logits. Returns the projected arrays and the axis labels."""
+    if known_logits.shape[1] == 2:
+        return [known_logits, *others], ("logit of class 0", "logit of class 1")
+    center = known_logits.mean(0)
+    _, sv, vt = np.linalg.svd(known_logits - center, full_matrices=False)
+    share = sv ** 2 / np.sum(sv ** 2)
+    axes = vt[:2].T
+    return ([(x - center) @ axes for x in (known_logits, *others)],
+            (f"PC 1 ({100 * share[0]:.0f}% of variance)", f"PC 2 ({100 * share[1]:.0f}% of variance)"))
+
+
+def logit_space_figure(record, path):
+    known, unknown, anchors = (np.asarray(record[k], dtype=np.float64) for k in
+                               ("known_logits", "unknown_logits", "anchors"))
+    (known2, unknown2, anchors2), (xlabel, ylabel) = project_2d(known, unknown, anchors)
+    fig, ax = plt.subplots(figsize=(7.5, 6.5))
+    colors = plt.get_cmap("tab10" if len(anchors) <= 10 else "tab20")
+    ax.scatter(unknown2[:, 0], unknown2[:, 1], s=8, color="grey", alpha=0.45, label="unknown", zorder=1)
+    for c, name in enumerate(record["class_names"]):
+        mine = record["known_labels"] == c
+        ax.scatter(known2[mine, 0], known2[mine, 1], s=8, color=colors(c % colors.N), alpha=0.8,
+                   label=f"{name}", zorder=2)
+        ax.scatter(*anchors2[c], s=260, marker="*", color=colors(c % colors.N), edgecolor="black",
+                   linewidth=1.2, zorder=3)
+    ax.scatter([], [], s=150, marker="*", color="white", edgecolor="black", label="class-mean anchor")
+    ax.set(xlabel=xlabel, ylabel=ylabel, title=f"CAC logit space, trial {record['trial']} (test images)")
+    ax.legend(fontsize=8, markerscale=1.5, loc="best", ncol=2 if len(anchors) > 6 else 1)
+    ax.grid(alpha=0.3)
+    return _save(fig, path)
+
+
+def read_training_log(path):
+    """metrics.jsonl as runs: a new run starts wherever the epoch does not increase (a rerun
+    or a resumed run starting before the last logged epoch)."""
+    runs, last = [], None
+    with open(path) as f:
+        for line in f:
+            if not line.strip():
+                continue
+            entry = json.loads(line)
+            if last is None or entry["epoch"] <= last:
+                runs.append([])
+            runs[-1].append(entry)
+            last = entry["epoch"]
+    return runs
+
+
+def training_figure(log_path, path, title):
+    runs = read_training_log(log_path)
+    keys = [k for k in runs[-1][0] if k != "epoch"]
+    panels = (("loss", [k for k in keys if "loss" in k.lower()]), ("accuracy (%)", [k for k in keys if "accuracy" in k]))
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
+    colors = plt.get_cmap("tab10")
+    for ax, (ylabel, panel_keys) in zip(axes, panels):
+        for i, key in enumerate(panel_keys):
+            for r, run in enumerate(runs):
+                epochs = [e["epoch"] for e in run if key in e]
+                latest = r == len(runs) - 1
+                ax.plot(epochs, [e[key] for e in run if key in e], color=colors(i), marker=".",
+                        ls="--" if key.startswith("val") else "-", alpha=1.0 if latest else 0.35,
+                        label=key if latest else None)
+        ax.set(xlabel="epoch", ylabel=ylabel, title=title)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.legend(fontsize=8)
+        ax.grid(alpha=0.3)
+    if len(runs) > 1:
+        fig.text(0.5, 0.005, f"{len(runs)} runs in the log; faded = earlier runs", ha="center", fontsize=8)
+    return _save(fig, path)
+
+
+def draw_evaluation(records, stem, method, args):
+    """All pictures of one evaluation; returns the paths written."""
+    paths = []
+    for record in records:
+        t = record["trial"]
+        prefix = f"{stem}_trial{t}"
+        paths.append(roc_figure(record, f"{prefix}_roc.png"))
+        paths.append(histogram_figure(record, f"{prefix}_hist.png"))
+        if record.get("anchors") is not None:
+            paths.append(logit_space_figure(record, f"{prefix}_logits.png"))
+        trained_on = "CIFAR+10" if args.dataset == "CIFAR+50" else args.dataset  # CIFAR+50 reuses CIFAR+10's run
+        log = os.path.join("runs", f"{trained_on}_{t}_{args.name}{method}", "metrics.jsonl")
+        if os.path.isfile(log):
+            paths.append(training_figure(log, f"{prefix}_training.png",
+                                         f"training of {trained_on} trial {t} ({method}, name '{args.name}')"))
+        else:
+            print(f"no training log {log} (weights trained elsewhere?): no training-curve plot for trial {t}")
+    return paths
