@@ -81,6 +81,11 @@ class Progress:
         if state.get("phase") != self.run.phase:
             raise UserError(f"{self.path} holds {phases[state.get('phase', 0)]} but this command starts "
                             f"{phases[self.run.phase]}: {'add' if not a.resume else 'drop'} -r to continue it")
+        saved_args = state.get("args", {})
+        for key in ("alpha", "lbda"):  # the loss itself: a change would silently make another run
+            if key in saved_args and saved_args[key] != getattr(a, key, None):
+                raise UserError(f"{self.path} was trained with --{key} {saved_args[key]}, this command says "
+                                f"{getattr(a, key, None)}: continue it with --{key} {saved_args[key]}")
         if state["epoch"] >= state["end_epoch"]:
             raise UserError(f"{self.path}: that run finished all its epochs (to {state['end_epoch'] - 1}); "
                             f"nothing to continue: start the next phase with -r, or evaluate")

@@ -82,11 +82,11 @@ def file_in_the_way(cwd, relative):
         f.write("a file where a folder belongs")
 
 
-def last_state(cwd, name, phase, epoch, end_epoch):
+def last_state(cwd, name, phase, epoch, end_epoch, lbda=0.1):
     """A ...Last.pth as a run of phase `phase` leaves it after finishing `epoch - 1`."""
     path = checkpoint(cwd, name, "CACclassifierLast")
     state = torch.load(path, weights_only=True)
-    state.update(phase=phase, epoch=epoch, end_epoch=end_epoch, step=0)
+    state.update(phase=phase, epoch=epoch, end_epoch=end_epoch, step=0, args={"alpha": 10.0, "lbda": lbda})
     torch.save(state, path)
 
 
@@ -187,6 +187,9 @@ def cases(roots, splits):
         "continue_finished_run": (TRAIN_CAC, [*DIGITS, "--continue", "--name", "done"],
                                   ["Digits_0_doneCACclassifierLast.pth", "finished all its epochs", "-r"],
                                   lambda cwd: last_state(cwd, "done", phase=0, epoch=2, end_epoch=2)),
+        "continue_other_lbda": (TRAIN_CAC, [*DIGITS, "--continue", "--name", "l2", "--lbda", 0.2],
+                                ["Digits_0_l2CACclassifierLast.pth", "--lbda 0.1", "continue it with --lbda 0.1"],
+                                lambda cwd: last_state(cwd, "l2", phase=0, epoch=1, end_epoch=3)),
         # folders that cannot be written (checked before any data is read or network trained)
         "weights_folder_is_a_file": (TRAIN_CAC, [*DIGITS], ["cannot write to", weights, "is a file"],
                                      lambda cwd: file_in_the_way(cwd, os.path.join("networks", "weights"))),
