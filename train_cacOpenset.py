@@ -2,9 +2,11 @@
 
     python train_cacOpenset.py --dataset MNIST --trial 0            # first run
     python train_cacOpenset.py --dataset MNIST --trial 0 -r         # resumed run, lower lr
+    python train_cacOpenset.py --dataset MNIST --trial 0 --continue # after Ctrl-C (add -r in that phase)
 
 Saves networks/weights/<dataset>/<dataset>_<trial>_<name>CACclassifier{AnchorLoss,CACLoss,
-Accuracy}.pth: the best validation anchor loss (used by evaluation), CAC loss and accuracy.
+Accuracy}.pth: the best validation anchor loss (used by evaluation), CAC loss and accuracy,
+and ...CACclassifierLast.pth, the state --continue picks up (engine/resume.py).
 """
 import argparse
 import sys
@@ -14,6 +16,7 @@ from tqdm import tqdm
 
 from engine.cli import run_cli, runtime_parser, training_parser
 from engine.errors import UserError
+from engine.resume import Progress
 from engine.training import LOG_EVERY, TrainingRun, check_finite
 from networks import openSetClassifier
 from utils import CACLoss
@@ -33,11 +36,13 @@ def parse_args(argv=None):
     return args
 
 
-def train_epoch(net, loader, criterion, optimizer, device, epoch):
+def train_epoch(net, loader, criterion, optimizer, device, epoch, progress):
     net.train()
-    sums = torch.zeros(4, device=device, dtype=torch.float64)  # total, anchor, tuplet, correct
-    seen, start, bar = 0, 0, tqdm(loader, desc=f"epoch {epoch}", leave=False, disable=None)
-    for step, (images, targets) in enumerate(bar, start=1):
+    # total, anchor, tuplet, correct: zeros, or the sums of an interrupted epoch's first batches
+    sums, seen, start = progress.begin_epoch(torch.zeros(4, device=device, dtype=torch.float64))
+    bar = tqdm(progress.batches(loader), desc=f"epoch {epoch}", total=len(loader), initial=start, leave=False,
+               disable=None)
+    for step, (images, targets) in enumerate(bar, start=start + 1):
         images, targets = images.to(device, non_blocking=True), targets.to(device, non_blocking=True)
         optimizer.zero_grad(set_to_none=True)
         _, distances = net(images)
@@ -52,6 +57,7 @@ def train_epoch(net, loader, criterion, optimizer, device, epoch):
             check_finite(values[:3], epoch, start + 1, step)
             start = step
             bar.set_postfix(loss=f"{values[0] / step:.3f}", acc=f"{100 * values[3] / seen:.1f}")
+        progress.after_step(epoch, step, len(loader), sums, seen)  # saves and stops after SIGINT/SIGTERM
     total, anchor, tuplet, correct = sums.tolist()
     n = len(loader)
     return {"train/CAC_Loss": total / n, "train/anchor_Loss": anchor / n, "train/tuplet_Loss": tuplet / n,
@@ -83,22 +89,26 @@ def main(argv=None):
     start_epoch = run.start_epoch(net, "CACclassifierAnchorLoss", "train_cacOpenset.py")
     optimizer = run.optimizer(net)
     criterion = CACLoss(args.lbda)
-    run.save_config()
     best = {"anchor": float("inf"), "cac": float("inf"), "acc": 0.0}
-    for epoch in run.epochs(start_epoch):
-        stats = train_epoch(net, run.train_loader, criterion, optimizer, run.device, epoch)
-        stats.update(validate(net, run.val_loader, criterion, run.device))
-        acc = stats["val/accuracy"]
-        state = None
-        for key, value, better, suffix in (
-                ("anchor", stats["val/anchorLoss"], lambda v, b: v <= b, "CACclassifierAnchorLoss"),
-                ("cac", stats["val/CACLoss"], lambda v, b: v <= b, "CACclassifierCACLoss"),
-                ("acc", acc, lambda v, b: v >= b, "CACclassifierAccuracy")):
-            if better(value, best[key]):
-                best[key] = value
-                state = state or run.checkpoint(net, acc, epoch)
-                run.save(state, suffix)
-        run.log(epoch, stats)
+    progress = Progress(run, net, optimizer, best, run.generators(), "CACclassifierLast")
+    epochs = progress.epochs(run.epochs(start_epoch))  # --continue: the interrupted run's remaining epochs
+    run.save_config()
+    with progress.stop_signals():  # SIGINT/SIGTERM: finish the step, save ...Last.pth, exit
+        for epoch in epochs:
+            stats = train_epoch(net, run.train_loader, criterion, optimizer, run.device, epoch, progress)
+            stats.update(validate(net, run.val_loader, criterion, run.device))
+            acc = stats["val/accuracy"]
+            state = None
+            for key, value, better, suffix in (
+                    ("anchor", stats["val/anchorLoss"], lambda v, b: v <= b, "CACclassifierAnchorLoss"),
+                    ("cac", stats["val/CACLoss"], lambda v, b: v <= b, "CACclassifierCACLoss"),
+                    ("acc", acc, lambda v, b: v >= b, "CACclassifierAccuracy")):
+                if better(value, best[key]):
+                    best[key] = value
+                    state = state or run.checkpoint(net, acc, epoch)
+                    run.save(state, suffix)
+            run.log(epoch, stats)
+            progress.end_epoch(epoch)
     run.close()
     print(f"best validation: accuracy {best['acc']:.2f}%, anchor loss {best['anchor']:.4f}, "
           f"CAC loss {best['cac']:.4f}; checkpoints in {run.weights('CACclassifierAnchorLoss')}")

@@ -2,9 +2,11 @@
 
     python train_closedSet.py --dataset MNIST --trial 0            # first run
     python train_closedSet.py --dataset MNIST --trial 0 -r         # resumed run, lower lr
+    python train_closedSet.py --dataset MNIST --trial 0 --continue # after Ctrl-C (add -r in that phase)
 
 Saves networks/weights/<dataset>/<dataset>_<trial>_<name>closedSetClassifier.pth, the
-network of best validation accuracy.
+network of best validation accuracy, and ...closedSetClassifierLast.pth, the state
+--continue picks up (engine/resume.py).
 """
 import argparse
 import sys
@@ -14,6 +16,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from engine.cli import run_cli, runtime_parser, training_parser
+from engine.resume import Progress
 from engine.training import LOG_EVERY, TrainingRun, check_finite
 from networks import closedSetClassifier
 
@@ -24,11 +27,13 @@ def parse_args(argv=None):
     return p.parse_args(argv)
 
 
-def train_epoch(net, loader, optimizer, device, epoch):
+def train_epoch(net, loader, optimizer, device, epoch, progress):
     net.train()
-    sums = torch.zeros(2, device=device, dtype=torch.float64)  # loss, correct
-    seen, start, bar = 0, 0, tqdm(loader, desc=f"epoch {epoch}", leave=False, disable=None)
-    for step, (images, targets) in enumerate(bar, start=1):
+    # loss, correct: zeros, or the sums of an interrupted epoch's first batches
+    sums, seen, start = progress.begin_epoch(torch.zeros(2, device=device, dtype=torch.float64))
+    bar = tqdm(progress.batches(loader), desc=f"epoch {epoch}", total=len(loader), initial=start, leave=False,
+               disable=None)
+    for step, (images, targets) in enumerate(bar, start=start + 1):
         images, targets = images.to(device, non_blocking=True), targets.to(device, non_blocking=True)
         optimizer.zero_grad(set_to_none=True)
         logits = net(images)
@@ -42,6 +47,7 @@ def train_epoch(net, loader, optimizer, device, epoch):
             check_finite(values[:1], epoch, start + 1, step)
             start = step
             bar.set_postfix(loss=f"{values[0] / step:.3f}", acc=f"{100 * values[1] / seen:.1f}")
+        progress.after_step(epoch, step, len(loader), sums, seen)  # saves and stops after SIGINT/SIGTERM
     loss, correct = sums.tolist()
     return {"train/CE_Loss": loss / len(loader), "train/accuracy": 100.0 * correct / seen}
 
@@ -66,17 +72,21 @@ def main(argv=None):
     net = closedSetClassifier(**run.network_kwargs(), init_weights=not args.resume).to(run.device)
     start_epoch = run.start_epoch(net, "closedSetClassifier", "train_closedSet.py")
     optimizer = run.optimizer(net)
+    best = {"acc": 0.0}
+    progress = Progress(run, net, optimizer, best, run.generators(), "closedSetClassifierLast")
+    epochs = progress.epochs(run.epochs(start_epoch))  # --continue: the interrupted run's remaining epochs
     run.save_config()
-    best_acc = 0.0
-    for epoch in run.epochs(start_epoch):
-        stats = train_epoch(net, run.train_loader, optimizer, run.device, epoch)
-        stats.update(validate(net, run.val_loader, run.device))
-        if stats["val/accuracy"] >= best_acc:
-            best_acc = stats["val/accuracy"]
-            run.save(run.checkpoint(net, best_acc, epoch), "closedSetClassifier")
-        run.log(epoch, stats)
+    with progress.stop_signals():  # SIGINT/SIGTERM: finish the step, save ...Last.pth, exit
+        for epoch in epochs:
+            stats = train_epoch(net, run.train_loader, optimizer, run.device, epoch, progress)
+            stats.update(validate(net, run.val_loader, run.device))
+            if stats["val/accuracy"] >= best["acc"]:
+                best["acc"] = stats["val/accuracy"]
+                run.save(run.checkpoint(net, best["acc"], epoch), "closedSetClassifier")
+            run.log(epoch, stats)
+            progress.end_epoch(epoch)
     run.close()
-    print(f"best validation accuracy {best_acc:.2f}%; checkpoint {run.weights('closedSetClassifier')}")
+    print(f"best validation accuracy {best['acc']:.2f}%; checkpoint {run.weights('closedSetClassifier')}")
 
 
 if __name__ == "__main__":

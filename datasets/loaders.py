@@ -26,6 +26,10 @@ def load_config(dataset):
     if dataset not in config or dataset.startswith("_"):
         names = ", ".join(k for k in config if not k.startswith("_"))
         raise UserError(f"unknown dataset {dataset!r}: choose one of {names}")
+    size = config[dataset]["im_size"]
+    if not isinstance(size, int) or size <= 0 or size % 8:
+        raise UserError(f"im_size {size!r} of {dataset} in {os.path.join(DATASETS_DIR, 'config.json')} is not "
+                        f"a positive multiple of 8 (the CNN halves images three times): use e.g. 32 or 64")
     return config[dataset]
 
 
@@ -39,7 +43,13 @@ class RemappedSubset(Dataset):
         return len(self.indices)
 
     def __getitem__(self, i):
-        image, _ = self.base[int(self.indices[i])]
+        index = int(self.indices[i])
+        try:
+            image, _ = self.base[index]
+        except (OSError, ValueError, SyntaxError) as e:  # what PIL raises for a damaged image file
+            where = self.base.samples[index][0] if hasattr(self.base, "samples") else f"image {index}"
+            raise UserError(f"cannot read {where} ({type(e).__name__}: {' '.join(str(e).split())[:120]}); "
+                            f"replace or delete the file") from None
         return self.transform(image), self.labels[i]
 
 
@@ -193,6 +203,8 @@ class OpenSetData:
 
 def make_loader(dataset, batch_size, shuffle, workers, seed=0, pin_memory=False):
     """A DataLoader whose shuffling and worker augmentation are fixed by `seed`."""
+    # workers are started afresh each epoch, seeded from `generator`: an epoch's augmentation then
+    # depends only on the generator's state at its start, which --continue restores
     return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, num_workers=workers,
-                      pin_memory=pin_memory, persistent_workers=workers > 0,
+                      pin_memory=pin_memory, persistent_workers=False,
                       generator=torch.Generator().manual_seed(seed))

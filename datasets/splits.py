@@ -50,17 +50,18 @@ def load_class_split(dataset, trial, num_known, num_classes, num_unknown_source_
         if not isinstance(ids, list) or not all(isinstance(i, int) and not isinstance(i, bool) for i in ids):
             raise UserError(f"{key} in {path} must be a list of integer class ids")
         if len(set(ids)) != len(ids):
-            raise UserError(f"{key} in {path} repeats a class id: {ids}")
+            raise UserError(f"{key} in {path} repeats a class id: {ids}; list each class once")
         bad = [i for i in ids if not 0 <= i < limit]
         if bad:
-            raise UserError(f"{key} in {path} has class ids {bad} outside 0..{limit - 1}")
+            raise UserError(f"{key} in {path} has class ids {bad} outside 0..{limit - 1}; use ids of that range")
     if len(known) != num_known:
         raise UserError(f"{path} lists {len(known)} known classes but the config of {dataset} "
                         f"expects num_known_classes = {num_known}")
     if not unknown:
         raise UserError(f"{path} lists no unknown class: open-set evaluation needs at least one")
     if num_unknown_source_classes is None and set(known) & set(unknown):
-        raise UserError(f"{path} lists classes {sorted(set(known) & set(unknown))} as both Known and Unknown")
+        raise UserError(f"{path} lists classes {sorted(set(known) & set(unknown))} as both Known and Unknown; "
+                        f"keep each in one list")
     return known, unknown
 
 

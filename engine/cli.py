@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from datasets.loaders import DATASET_NAMES
-from engine.errors import UserError
+from engine.errors import Interrupted, UserError
 from networks.backbones import BACKBONE_HELP
 
 REPO_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -69,6 +69,9 @@ def training_parser(default_name="myTest"):
     g.add_argument("--epochs", type=int, default=None,
                    help="epochs of this run (default: the config's max_epoch for this phase)")
     g.add_argument("--backbone", default="cnn", help=f"network backbone: {BACKBONE_HELP} (default: cnn)")
+    g.add_argument("--continue", dest="continue_run", action="store_true",
+                   help="pick up the interrupted run (first or -r phase) from its ...Last.pth file, "
+                        "at the batch where it stopped, for the epochs it had planned")
     return p
 
 
@@ -129,12 +132,18 @@ def print_header(args, device):
 
 
 def run_cli(main):
-    """Run `main()`; a UserError becomes one line on stderr and exit status 2."""
+    """Run `main()`; a UserError becomes one line on stderr and exit status 2, a run stopped
+    by a signal one line on how to continue it and 128 + the signal number."""
     try:
         main()
         return 0
+    except Interrupted as e:
+        print(f"stopped: {e}", file=sys.stderr)
+        return e.exit_status
     except UserError as e:
-        print(f"error: {e}", file=sys.stderr)
+        # raised in a DataLoader worker, it arrives wrapped in the worker's traceback: keep its own line
+        message = str(e).strip().splitlines()[-1].split("UserError: ", 1)[-1]
+        print(f"error: {message}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)

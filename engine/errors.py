@@ -1,5 +1,13 @@
-"""The one exception type the command-line scripts turn into a one-line message."""
+"""The exceptions the command-line scripts turn into a one-line message and an exit status."""
 
 
 class UserError(ValueError):
     """Bad input a user can fix: the message names the problem and the fix."""
+
+
+class Interrupted(Exception):
+    """A run stopped on SIGINT/SIGTERM after saving its state; the message says how to go on."""
+
+    def __init__(self, message, exit_status):
+        super().__init__(message)
+        self.exit_status = exit_status  # 128 + signal number, as a shell reports a signal

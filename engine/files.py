@@ -26,11 +26,18 @@ def atomic_write(path, mode="wb"):
 
 
 def ensure_writable(folder):
-    """Create `folder` and check a file can be written there, before any long work starts."""
+    """Check, before any long work starts, that files can be written in `folder`, without
+    creating anything: a missing folder is checked through the nearest one that exists (the
+    first save makes the rest)."""
+    probe = os.path.abspath(folder)
+    while not os.path.isdir(probe):
+        if os.path.exists(probe):
+            raise UserError(f"cannot write to {folder}/: {probe} is a file, not a folder; move it "
+                            f"away or run from another folder")
+        probe = os.path.dirname(probe)
     try:
-        os.makedirs(folder, exist_ok=True)
-        with tempfile.TemporaryFile(dir=folder):
+        with tempfile.TemporaryFile(dir=probe):  # unnamed where the OS allows: leaves no trace
             pass
     except OSError as e:
-        raise UserError(f"cannot write to {folder}/ ({e.strerror}); fix its permissions or run from "
-                        f"a writable folder") from None
+        raise UserError(f"cannot write to {folder}/ ({probe}: {e.strerror}); fix its permissions or "
+                        f"run from a writable folder") from None

@@ -44,15 +44,16 @@ class TrainingRun:
         self.train_loader = make_loader(self.data.train_dataset(), batch, True, workers, args.seed, pin)
         self.val_loader = make_loader(self.data.val_dataset(), batch, False, workers, args.seed, pin)
         self.run_dir = os.path.join("runs", f"{args.dataset}_{args.trial}_{args.name}{method}")
-        self.writer = None
-        if args.tensorboard:
-            from tensorboardX import SummaryWriter  # only needed with -t
-
-            self.writer = SummaryWriter(self.run_dir)
-        for folder in (os.path.dirname(self.weights("")), self.run_dir):
+        self.writer = None  # made by save_config: bad input found before then leaves no file behind
+        also = ["CIFAR+50"] if args.dataset == "CIFAR+10" else []  # see save()
+        for folder in [os.path.dirname(self.weights("", ds)) for ds in [args.dataset] + also] + [self.run_dir]:
             ensure_writable(folder)
         # seeded last: whether the set-up above hit its caches must not change the run's numbers
         seed_everything(args.seed)
+
+    def generators(self):
+        """The data's random generators, saved and restored with an interrupted run's state."""
+        return [self.train_loader.generator, self.val_loader.generator]
 
     def weights(self, suffix, dataset=None):
         return weights_path(dataset or self.args.dataset, self.args.trial, self.args.name, suffix)
@@ -106,6 +107,12 @@ class TrainingRun:
                 self.writer.add_scalar(key, value, epoch)
 
     def save_config(self):
+        """The run's first files: config.json, and the tensorboard writer with -t."""
+        os.makedirs(self.run_dir, exist_ok=True)
+        if self.args.tensorboard:
+            from tensorboardX import SummaryWriter  # only needed with -t
+
+            self.writer = SummaryWriter(self.run_dir)
         with open(os.path.join(self.run_dir, "config.json"), "w") as f:
             json.dump({"args": vars(self.args), "dataset_config": self.cfg, "git": self.git,
                        "known_classes": self.data.known, "unknown_classes": self.data.unknown,

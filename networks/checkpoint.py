@@ -8,6 +8,7 @@ Saving writes a temporary file then renames it, so a crash never leaves half a f
 import os
 import pickle
 import re
+import warnings
 import zipfile
 
 import torch
@@ -30,10 +31,15 @@ def read_checkpoint(path, map_location="cpu"):
     if not os.path.isfile(path):
         raise UserError(f"checkpoint not found: {path}")
     try:
-        ckpt = torch.load(path, map_location=map_location, weights_only=True)
+        with warnings.catch_warnings():  # torch warns about a plain pickle's protocol, then refuses it
+            warnings.filterwarnings("ignore", message="Detected pickle protocol")
+            ckpt = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as e:
-        # weights_only names the callable it refused ("... GLOBAL posix.system ..."); any
-        # other unpickling failure is a damaged file
+        # weights_only names the callable it refused ("... GLOBAL posix.system ..."), or the
+        # opcode a plain pickle uses that torch.save files never do; anything else is damage
+        if "Unsupported operand" in str(e) and _is_pickle(path):
+            raise UserError(f"refusing to load {path}: it is a plain pickle, not a torch.save file of "
+                            f"tensors, and could run code; load only checkpoints you trust") from None
         reason = [line.strip() for line in str(e).splitlines() if "global" in line.lower()]
         if not reason:
             raise UserError(f"checkpoint {path} is corrupt or truncated (UnpicklingError); "
@@ -46,6 +52,12 @@ def read_checkpoint(path, map_location="cpu"):
     if not isinstance(ckpt, dict) or not isinstance(ckpt.get("net"), dict):
         raise UserError(f"checkpoint {path} is not a dict with a 'net' state dict")
     return ckpt
+
+
+def _is_pickle(path):
+    with open(path, "rb") as f:
+        head = f.read(2)
+    return len(head) == 2 and head[0] == 0x80 and 2 <= head[1] <= 5  # PROTO opcode, protocol 2-5
 
 
 def _clean_state_dict(state, wants_anchors):
@@ -81,7 +93,8 @@ def load_checkpoint(path, net, ckpt=None):
         if tensor.shape != own[name].shape:
             raise UserError(f"checkpoint {path} does not fit the network: {name} is "
                             f"{tuple(tensor.shape)} in the file but {tuple(own[name].shape)} here "
-                            f"({_describe_mismatch(name, tensor.shape, own[name].shape)})")
+                            f"({_describe_mismatch(name, tensor.shape, own[name].shape)}): use the checkpoint "
+                            f"trained for this data set, or train one")
     net.load_state_dict(state)
     return ckpt
 

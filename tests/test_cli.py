@@ -1,28 +1,23 @@
 """The four command-line scripts end to end, as a user runs them, on tiny fake data sets
-in each real on-disk format (and the embedded Digits data).
+in each real on-disk format (and the embedded Digits data). Bad input: test_bad_input.py.
 
 Every script runs in a subprocess from its own temporary working directory (that is where
-networks/weights/, runs/ and results/ go). Each group of runs (all families, Digits, bad
-input) is one module-scoped fixture that runs its independent chains two at a time, one
-thread per process, so the module stays quick on 2 cores. Bad input that fails in argument
-checks runs main() in-process (see SUBPROCESS_CASES); --help is read from the parsers.
+networks/weights/, runs/ and results/ go). Each group of runs (all families, Digits) is one
+module-scoped fixture that runs its independent chains two at a time, one thread per
+process, so the module stays quick on 2 cores; --help is read from the parsers.
 """
 import ast
-import contextlib
 import glob
-import importlib
-import io
 import json
 import math
 import os
 import re
-import subprocess
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import torch
 
-from conftest import assert_one_line_error, run_script
+from conftest import run_script
 from datasets.setup_tinyimagenet import main as setup_tinyimagenet
 from fakedata import make_tinyimagenet_zip, write_cifar10, write_cifar100, write_mnist, write_svhn
 
@@ -191,9 +186,9 @@ def tensorboard_tags(run_dir):
 @pytest.mark.parametrize("module,flags", [
     ("train_cacOpenset", ["--dataset", "--trial", "-r", "--resume", "-t", "--tensorboard", "--name",
                           "--alpha", "--lbda", "--epochs", "--data_root", "--seed", "--device",
-                          "--backbone", "--workers"]),
+                          "--backbone", "--workers", "--continue"]),
     ("train_closedSet", ["--dataset", "--trial", "-r", "--resume", "-t", "--tensorboard", "--name",
-                         "--epochs", "--data_root", "--seed", "--device", "--backbone", "--workers"]),
+                         "--epochs", "--data_root", "--seed", "--device", "--backbone", "--workers", "--continue"]),
     ("eval_cacOpenset", ["-dataset", "--num_trials", "--start_trial", "--name", "--data_root", "--seed",
                          "--device", "--workers"]),
     ("eval_closedSet", ["-dataset", "--num_trials", "--start_trial", "--name", "--data_root", "--seed",
@@ -395,111 +390,3 @@ def test_digits_wide_resnet_backbone(digits):
                             cac=True, backbone="wrn-10-1")
     assert "encoder.conv9.weight" not in ckpt["net"]  # not the paper's CNN
     parse_eval(get(r, "wrn_eval"), cwd, "Digits", "CAC", name="wrn")  # rebuilt from the checkpoint
-
-
-# ------------------------------------------------------------------ bad input: one line, status 2
-DIGITS = ("--dataset", "Digits", "--trial", 0, "--epochs", 1, *FAST)
-EVAL_DIGITS = ("-dataset", "Digits", "--num_trials", 1, "--start_trial", 0, *FAST)
-CUDA = torch.cuda.is_available()
-
-
-def error_cases(empty):
-    """name -> (script, args, fragments of the one error line); `empty` is an empty data root."""
-    return {
-        "unknown_dataset": (TRAIN_CAC, ["--dataset", "Foo", "--trial", 0], ["unknown dataset 'Foo'", "MNIST"]),
-        "offline_no_download": (
-            TRAIN_CAC, ["--dataset", "MNIST", "--trial", 0, "--no_download", "--data_root", empty + "/a", *FAST],
-            ["MNIST not found", empty + "/a", "train-images-idx3-ubyte"]),
-        "offline_download_fails": (
-            TRAIN_CE, ["--dataset", "CIFAR10", "--trial", 0, "--data_root", empty + "/b", *FAST],
-            ["CIFAR10 not found", empty + "/b", "data_batch_1", "download failed"]),
-        "missing_split": (TRAIN_CAC, ["--dataset", "Digits", "--trial", 42, *FAST],
-                          ["no class split file", "Digits trial 42", os.path.join("class_splits", "42.json")]),
-        "eval_missing_checkpoint": (
-            EVAL_CAC, [*EVAL_DIGITS, "--name", "nosuch"],
-            ["checkpoint not found", os.path.join("networks", "weights", "Digits",
-                                                  "Digits_0_nosuchCACclassifierAnchorLoss.pth"),
-             "python train_cacOpenset.py --dataset Digits --trial 0 --name nosuch"]),
-        "eval_ce_missing_checkpoint": (
-            EVAL_CE, [*EVAL_DIGITS],
-            ["checkpoint not found", "Digits_0_closedSetClassifier.pth",
-             "python train_closedSet.py --dataset Digits --trial 0"]),
-        "epochs_0": (TRAIN_CAC, [*DIGITS, "--epochs", 0], ["--epochs 0"]),
-        "alpha_0": (TRAIN_CAC, [*DIGITS, "--alpha", 0], ["--alpha"]),
-        "lbda_negative": (TRAIN_CAC, [*DIGITS, "--lbda", -1], ["--lbda"]),
-        "num_trials_0": (EVAL_CAC, ["-dataset", "Digits", "--num_trials", 0, "--name", "myTest"], ["--num_trials 0"]),
-        "device_cuda": (TRAIN_CAC, [*DIGITS, "--device", "cuda"], ["cuda"]),
-        "resume_without_first_run": (
-            TRAIN_CAC, [*DIGITS, "-r", "--name", "fresh"],
-            ["Digits_0_freshCACclassifierAnchorLoss.pth", "-r",
-             "python train_cacOpenset.py --dataset Digits --trial 0 --name fresh"]),
-        "closed_set_resume_without_first_run": (
-            TRAIN_CE, [*DIGITS, "-r", "--name", "fresh"],
-            ["Digits_0_freshclosedSetClassifier.pth", "-r", "python train_closedSet.py"]),
-        "checkpoint_with_other_class_count": (
-            EVAL_CAC, [*EVAL_DIGITS, "--name", "swap"],
-            ["Digits_0_swapCACclassifierAnchorLoss.pth", "4 known classes"]),
-    }
-
-
-# Every case costs a fresh interpreter (importing torch, torchvision and scikit-learn: ~5 s of
-# CPU) when it runs as a subprocess, so the cases whose failure comes from argument checks run
-# main() in this process instead, through the scripts' own run_cli wrapper, and only those that
-# reach the data, the network stack or a checkpoint on disk run as real subprocesses.
-# CAC_TEST_ERRORS_IN_SUBPROCESS=1 runs every case as a subprocess.
-SUBPROCESS_CASES = {"offline_no_download", "offline_download_fails", "checkpoint_with_other_class_count"}
-ALL_IN_SUBPROCESS = os.environ.get("CAC_TEST_ERRORS_IN_SUBPROCESS") == "1"
-
-
-def run_in_process(script_name, *args, cwd):
-    """`python script_name args` from `cwd`, run as the script's __main__ block does
-    (sys.exit(run_cli(main))), in this process; returns a CompletedProcess like run_script."""
-    from engine.cli import run_cli
-
-    module = importlib.import_module(script_name[:-3])
-    argv = [str(a) for a in args]
-    out, err, old = io.StringIO(), io.StringIO(), os.getcwd()
-    os.chdir(cwd)
-    try:
-        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-            try:
-                code = run_cli(lambda: module.main(argv))
-            except SystemExit as e:  # argparse's own errors
-                code = e.code
-    finally:
-        os.chdir(old)
-    return subprocess.CompletedProcess([script_name, *argv], code, out.getvalue(), err.getvalue())
-
-
-@pytest.fixture(scope="module")
-def errors(tmp_path_factory, one_thread):
-    from networks import openSetClassifier
-
-    cwd = str(tmp_path_factory.mktemp("errors"))
-    empty = str(tmp_path_factory.mktemp("empty_root"))
-    # a Digits CAC checkpoint file replaced by one of a 4-class network (Digits has 6 known classes)
-    path = weights(cwd, "Digits", 0, "swap", "CACclassifierAnchorLoss")
-    os.makedirs(os.path.dirname(path))
-    torch.save({"net": openSetClassifier(4, 1, 16).state_dict(), "acc": 0.0, "epoch": 0}, path)
-    cases = error_cases(empty)
-    if CUDA:
-        del cases["device_cuda"]
-    results, chains = {}, []
-    for name, (script_name, args, _) in cases.items():
-        if ALL_IN_SUBPROCESS or name in SUBPROCESS_CASES:
-            chains.append([(name, script(script_name, *args, cwd=cwd))])
-        else:
-            results[name] = run_in_process(script_name, *args, cwd=cwd)
-    results.update(run_chains(chains))
-    return {"results": results, "cases": cases, "cwd": cwd}
-
-
-@pytest.mark.parametrize("case", list(error_cases("EMPTY")))
-def test_bad_input_gives_one_line_error(errors, case):
-    if case not in errors["cases"]:
-        pytest.skip("CUDA is available here")
-    _, _, fragments = errors["cases"][case]
-    proc = get(errors["results"], case)
-    assert_one_line_error(proc, *fragments)
-    if case in ("resume_without_first_run", "closed_set_resume_without_first_run"):
-        assert not glob.glob(os.path.join(errors["cwd"], "networks", "weights", "Digits", "*fresh*"))

@@ -29,9 +29,22 @@ def test_failed_atomic_write_keeps_the_old_file_and_no_temporary(tmp_path):
     assert path.read_text() == "old" and os.listdir(tmp_path) == ["out.json"]
 
 
-def test_ensure_writable_creates_and_refuses(tmp_path):
+def test_ensure_writable_creates_nothing_and_refuses(tmp_path):
     ensure_writable(str(tmp_path / "a" / "b"))
-    assert (tmp_path / "a" / "b").is_dir() and os.listdir(tmp_path / "a" / "b") == []
+    assert os.listdir(tmp_path) == []  # checked through tmp_path; the first save makes a/b
     (tmp_path / "file").write_text("x")
-    with pytest.raises(UserError, match="cannot write to .*file/x"):
+    with pytest.raises(UserError, match="cannot write to .*file/x/: .*file is a file"):
         ensure_writable(str(tmp_path / "file" / "x"))  # a file where a folder should be
+    assert os.listdir(tmp_path) == ["file"]
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only folders")
+def test_ensure_writable_refuses_a_read_only_folder(tmp_path):
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o555)
+    try:
+        with pytest.raises(UserError, match="cannot write to .*locked/new/ .*Permission denied"):
+            ensure_writable(str(locked / "new"))
+    finally:
+        locked.chmod(0o755)

@@ -46,3 +46,46 @@ def test_same_seed_same_weights_whether_caches_are_cold_or_warm(tmp_path, monkey
     cold = torch.load(str(weights).format("cold"), weights_only=True)["net"]
     warm = torch.load(str(weights).format("warm"), weights_only=True)["net"]
     assert all(torch.equal(cold[k], warm[k]) for k in cold)
+
+
+class _NaNFromBatch(CACLoss):
+    """A finite loss for the first `good` batches of the run, NaN after them."""
+
+    good = 19  # Digits trial 0 has 19 training batches per epoch: epoch 0 stays finite
+
+    def forward(self, distances, targets):
+        total, anchor, tuplet = super().forward(distances, targets)
+        self.calls = getattr(self, "calls", 0) + 1
+        return (total * float("nan") if self.calls > self.good else total), anchor, tuplet
+
+
+def test_nan_loss_keeps_the_last_good_state(tmp_path, monkeypatch):
+    """NaN in epoch 1: the message names epoch 1 and its batches; ...Last.pth still holds the
+    finite state after epoch 0, which --continue can pick up."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(train_cacOpenset, "CACLoss", _NaNFromBatch)
+    with pytest.raises(UserError, match=r"non-finite in epoch 1, batches 1-19"):
+        train_cacOpenset.main(["--dataset", "Digits", "--trial", "0", "--epochs", "2", "--workers", "0"])
+    last = torch.load(tmp_path / "networks/weights/Digits/Digits_0_myTestCACclassifierLast.pth", weights_only=True)
+    assert (last["epoch"], last["step"]) == (1, 0)
+    assert all(torch.isfinite(v).all() for v in last["net"].values() if v.is_floating_point())
+
+
+def test_stop_request_after_a_nan_saves_nothing(tmp_path, monkeypatch):
+    """A stop (SIGINT) after batch 5 while the loss turned NaN at batch 3, before the next
+    periodic check: the state is not saved, the message names the epoch and batches."""
+    from engine.resume import Progress
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(train_cacOpenset, "CACLoss", type("NaNFrom3", (_NaNFromBatch,), {"good": 2}))
+    real = Progress.after_step
+
+    def stop_after_batch_5(self, epoch, step, steps, sums, seen):
+        if step == 5:
+            self.stop_signal = "SIGINT"
+        return real(self, epoch, step, steps, sums, seen)
+
+    monkeypatch.setattr(Progress, "after_step", stop_after_batch_5)
+    with pytest.raises(UserError, match=r"non-finite in epoch 0, batches 1-5"):
+        train_cacOpenset.main(["--dataset", "Digits", "--trial", "0", "--epochs", "1", "--workers", "0"])
+    assert not list(tmp_path.rglob("*.pth"))

@@ -1,0 +1,168 @@
+"""Interrupted runs: the `...Last.pth` state, SIGINT/SIGTERM, and `--continue`.
+
+After every epoch, and when SIGINT or SIGTERM stops a run after its current step, the
+training loop saves `networks/weights/<dataset>/<dataset>_<trial>_<name><Method>Last.pth`:
+network, optimizer, epoch, batches done in it, phase (-r or not), the epochs planned, best
+values so far, the epoch's partial training sums, and every random state (Python, NumPy,
+torch CPU and CUDA, each DataLoader generator) both at the start of the epoch and at the
+moment of saving. `--continue` loads it, replays the stopped epoch's first batches from the
+loader without training on them (the same permutation, and the same augmentation draws in
+worker processes), restores the random states of the moment of saving, and goes on: with
+--seed on CPU the result equals the uninterrupted run's, bit for bit.
+"""
+import contextlib
+import random
+import signal
+import threading
+
+import numpy as np
+import torch
+
+from engine.errors import Interrupted, UserError
+from engine.training import check_finite
+from networks.checkpoint import load_checkpoint, read_checkpoint, save_checkpoint
+
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+def rng_state(generators):
+    """Every random state a run draws from, as tensors and plain Python values (so that a
+    weights_only load reads it back); `generators` are the torch.Generators of the data."""
+    name, keys, pos, has_gauss, cached = np.random.get_state()
+    return {"python": random.getstate(), "numpy": [name, torch.from_numpy(keys.astype(np.int64)), pos, has_gauss,
+                                                   cached],
+            "torch": torch.get_rng_state(),
+            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+            "generators": [g.get_state() for g in generators]}
+
+
+def set_rng_state(state, generators):
+    """Put back what rng_state saved, in the same generators (same number, same order)."""
+    if len(state["generators"]) != len(generators):
+        raise UserError(f"the saved state has {len(state['generators'])} data generators, this run "
+                        f"{len(generators)}: continue it with the code version that saved it")
+    random.setstate(state["python"])
+    name, keys, pos, has_gauss, cached = state["numpy"]
+    np.random.set_state((name, keys.numpy().astype(np.uint32), pos, has_gauss, cached))
+    torch.set_rng_state(state["torch"])
+    if state["cuda"] and len(state["cuda"]) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all(state["cuda"])
+    for generator, saved in zip(generators, state["generators"]):
+        generator.set_state(saved)
+
+
+class Progress:
+    """Where a training run stands; the loop calls begin_epoch / batches / after_step / end_epoch.
+
+    `best` is the loop's dict of best values so far, kept up to date by the loop itself.
+    """
+
+    def __init__(self, run, net, optimizer, best, generators, suffix):
+        self.run, self.net, self.optimizer, self.best = run, net, optimizer, best
+        self.generators = generators
+        self.path = run.weights(suffix)
+        self.stop_signal = None  # name of the signal that asked to stop
+        self.saved = None  # the state --continue loaded, until its epoch has started again
+        self.end = None  # first epoch not to run
+        self.epoch_rng = None
+
+    def epochs(self, planned):
+        """`planned` (a range) for a new run; with --continue, the rest of the saved run's."""
+        self.end = planned.stop
+        if not self.run.args.continue_run:
+            return planned
+        a = self.run.args
+        try:
+            state = read_checkpoint(self.path)
+        except UserError as e:
+            raise UserError(f"{e}; --continue needs the state of an interrupted run (written after each "
+                            f"epoch): start it without --continue") from None
+        phases = ("a first run (no -r)", "a resumed run (-r)")
+        if state.get("phase") != self.run.phase:
+            raise UserError(f"{self.path} holds {phases[state.get('phase', 0)]} but this command starts "
+                            f"{phases[self.run.phase]}: {'add' if not a.resume else 'drop'} -r to continue it")
+        saved_args = state.get("args", {})
+        for key in ("alpha", "lbda"):  # the loss itself: a change would silently make another run
+            if key in saved_args and saved_args[key] != getattr(a, key, None):
+                raise UserError(f"{self.path} was trained with --{key} {saved_args[key]}, this command says "
+                                f"{getattr(a, key, None)}: continue it with --{key} {saved_args[key]}")
+        if state["epoch"] >= state["end_epoch"]:
+            raise UserError(f"{self.path}: that run finished all its epochs (to {state['end_epoch'] - 1}); "
+                            f"nothing to continue: start the next phase with -r, or evaluate")
+        load_checkpoint(self.path, self.net, state)  # checks backbone, class and channel counts
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.best.update(state["best"])
+        set_rng_state(state["epoch_rng"], self.generators)
+        self.saved, self.end = state, state["end_epoch"]
+        print(f"continuing {self.path}: epoch {state['epoch']}, after batch {state['step']}", flush=True)
+        return range(state["epoch"], state["end_epoch"])
+
+    def begin_epoch(self, zero_sums):
+        """(sums, images seen, batches done) of the epoch so far: zeros, or what was saved."""
+        if self.saved is None or self.saved["step"] == 0:
+            return zero_sums, 0, 0
+        return self.saved["train_sums"].to(zero_sums.device), self.saved["seen"], self.saved["step"]
+
+    def batches(self, loader):
+        """Iterate `loader`; when continuing mid-epoch, first replay the batches already trained on."""
+        saved, self.saved = self.saved, None
+        skip = saved["step"] if saved else 0
+        self.epoch_rng = rng_state(self.generators)  # fixes this epoch's permutation and worker seeds
+        batches = iter(loader)
+        for _ in range(skip):
+            next(batches)  # loaded, not trained on: the augmentation draws advance as they did
+        if skip:
+            set_rng_state(saved["rng"], self.generators)
+        yield from batches
+
+    def after_step(self, epoch, step, steps, sums, seen):
+        """Save and stop when a signal asked to; the last step of an epoch stops at end_epoch."""
+        if self.stop_signal is None or step == steps:
+            return
+        check_finite(sums.tolist(), epoch, 1, step)
+        self._save(epoch, step, sums, seen, self.epoch_rng)
+        raise Interrupted(f"{self.stop_signal} in epoch {epoch} after batch {step} of {steps}; saved "
+                          f"{self.path}: run the same command with --continue to go on", self._exit_status())
+
+    def end_epoch(self, epoch):
+        """Save the state after a finished epoch; stop here if a signal came during it."""
+        self._save(epoch + 1, 0, None, 0, None)
+        if self.stop_signal is not None:
+            raise Interrupted(f"{self.stop_signal} after epoch {epoch}; saved {self.path}: run the same "
+                              f"command with --continue to go on", self._exit_status())
+
+    def _exit_status(self):
+        return 128 + signal.Signals[self.stop_signal].value
+
+    def _save(self, epoch, step, sums, seen, epoch_rng):
+        if not all(bool(torch.isfinite(p).all()) for p in self.net.parameters()):
+            raise UserError(f"the network's weights became non-finite by epoch {epoch}; {self.path} was "
+                            f"not written from them: lower the learning rate or check the data")
+        now = rng_state(self.generators)
+        state = {"net": self.net.state_dict(), "optimizer": self.optimizer.state_dict(), "epoch": epoch,
+                 "step": step, "end_epoch": self.end, "phase": self.run.phase, "best": dict(self.best),
+                 "train_sums": None if sums is None else sums.detach().cpu(), "seen": seen,
+                 "rng": now, "epoch_rng": epoch_rng or now, "backbone": self.run.args.backbone,
+                 "method": self.run.method, "args": vars(self.run.args)}
+        save_checkpoint(state, self.path)
+
+    @contextlib.contextmanager
+    def stop_signals(self):
+        """SIGINT/SIGTERM ask the loop to stop after the current step; a second one acts at once."""
+        if threading.current_thread() is not threading.main_thread():  # only the main thread may
+            yield
+            return
+
+        def ask_to_stop(signum, frame):
+            self.stop_signal = signal.Signals(signum).name
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+
+        previous = {sig: signal.getsignal(sig) for sig in STOP_SIGNALS}
+        for sig in STOP_SIGNALS:
+            signal.signal(sig, ask_to_stop)
+        try:
+            yield
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)

@@ -1,0 +1,215 @@
+"""Interrupted runs and --continue: a run stopped and continued ends exactly where an
+uninterrupted run with the same --seed ends (weights, optimizer, every logged number); a
+process killed while saving leaves the previous checkpoint loadable.
+
+In-process runs stop through a test hook at a chosen batch (engine.resume.Progress.after_step
+sees a stop request there, as it would after SIGINT); one test sends a real signal to a
+training subprocess at whatever batch it is in.
+"""
+import os
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+
+import train_cacOpenset
+import train_closedSet
+from conftest import REPO, run_script
+from engine.errors import Interrupted
+from engine.resume import Progress, rng_state, set_rng_state
+
+CAC_FILES = ("CACclassifierAnchorLoss", "CACclassifierCACLoss", "CACclassifierAccuracy", "CACclassifierLast")
+CE_FILES = ("closedSetClassifier", "closedSetClassifierLast")
+
+
+def weights(cwd, name, suffix):
+    return os.path.join(cwd, "networks", "weights", "Digits", f"Digits_0_{name}{suffix}.pth")
+
+
+def metrics(cwd, name, method):
+    path = os.path.join(cwd, "runs", f"Digits_0_{name}{method}", "metrics.jsonl")
+    if not os.path.exists(path):
+        return []
+    with open(path) as f:
+        return f.read().splitlines()
+
+
+def assert_same_run(cwd, a, b, files, method):
+    """Same per-epoch numbers, same networks in every file, same optimizer and RNG states."""
+    assert metrics(cwd, a, method) == metrics(cwd, b, method)
+    for suffix in files:
+        x = torch.load(weights(cwd, a, suffix), weights_only=True)
+        y = torch.load(weights(cwd, b, suffix), weights_only=True)
+        assert x["epoch"] == y["epoch"] and set(x["net"]) == set(y["net"]), suffix
+        for key in x["net"]:
+            assert torch.equal(x["net"][key], y["net"][key]), (suffix, key)
+        if suffix.endswith("Last"):
+            assert x["best"] == y["best"] and x["step"] == y["step"] == 0
+            mx, my = x["optimizer"]["state"], y["optimizer"]["state"]
+            assert set(mx) == set(my) and all(torch.equal(mx[i]["momentum_buffer"], my[i]["momentum_buffer"])
+                                              for i in mx)
+            assert torch.equal(x["rng"]["torch"], y["rng"]["torch"])
+            assert all(torch.equal(g, h) for g, h in zip(x["rng"]["generators"], y["rng"]["generators"]))
+
+
+def stop_at(monkeypatch, epoch, step):
+    """Ask the run to stop after batch `step` of `epoch`, as a SIGINT arriving then would."""
+    real = Progress.after_step
+
+    def after_step(self, e, s, steps, sums, seen):
+        if (e, s) == (epoch, step):
+            self.stop_signal = "SIGINT"
+        return real(self, e, s, steps, sums, seen)
+
+    monkeypatch.setattr(Progress, "after_step", after_step)
+
+
+@pytest.mark.parametrize("script,method,files,workers,stops", [
+    # stops after epoch 0 (a stop during the last batch waits for the epoch's end), then after
+    # batch 5 of the 19 of epoch 1
+    (train_cacOpenset, "CAC", CAC_FILES, 0, [(0, 19), (1, 5)]),
+    (train_closedSet, "ClosedSet", CE_FILES, 1, [(0, 19)]),  # a worker process augments the images
+], ids=["cac", "ce-worker"])
+def test_interrupted_and_continued_run_equals_uninterrupted(tmp_path, monkeypatch, script, method, files, workers,
+                                                            stops):
+    monkeypatch.chdir(tmp_path)
+    args = ["--dataset", "Digits", "--trial", "0", "--epochs", "2", "--workers", str(workers), "--seed", "5"]
+    script.main(args + ["--name", "whole"])
+    for i, (epoch, step) in enumerate(stops):
+        with monkeypatch.context() as m:
+            stop_at(m, epoch, step)
+            with pytest.raises(Interrupted) as info:
+                script.main(args + ["--name", "cut"] + (["--continue"] if i else []))
+        assert info.value.exit_status == 128 + signal.SIGINT
+        assert "--continue" in str(info.value) and f"Digits_0_cut{files[-1]}.pth" in str(info.value)
+        saved = torch.load(weights(tmp_path, "cut", files[-1]), weights_only=True)
+        mid_epoch = step < 19
+        assert (saved["epoch"], saved["step"]) == ((epoch, step) if mid_epoch else (epoch + 1, 0))
+        assert len(metrics(tmp_path, "cut", method)) == saved["epoch"]  # epochs finished so far
+    script.main(args + ["--name", "cut", "--continue"])
+    assert_same_run(tmp_path, "whole", "cut", files, method)
+
+
+def test_continue_in_the_resumed_phase_keeps_its_learning_rate(tmp_path, monkeypatch):
+    """-r (lower learning rate, from the first run's best checkpoint) interrupted and continued
+    with -r --continue equals -r run through."""
+    monkeypatch.chdir(tmp_path)
+    args = ["--dataset", "Digits", "--trial", "0", "--workers", "0"]
+    train_closedSet.main(args + ["--epochs", "1", "--name", "first"])
+    for name in ("whole", "cut"):  # -r loads <name>'s first-run checkpoint
+        shutil.copy(weights(tmp_path, "first", "closedSetClassifier"), weights(tmp_path, name, "closedSetClassifier"))
+    resumed = args + ["-r", "--epochs", "1"]
+    train_closedSet.main(resumed + ["--name", "whole"])
+    with monkeypatch.context() as m:
+        stop_at(m, 1, 4)  # -r continues after the first run's epoch 0: its epoch is 1
+        with pytest.raises(Interrupted):
+            train_closedSet.main(resumed + ["--name", "cut"])
+    saved = torch.load(weights(tmp_path, "cut", "closedSetClassifierLast"), weights_only=True)
+    assert saved["phase"] == 1 and saved["optimizer"]["param_groups"][0]["lr"] == 0.001  # config: [0.01, 0.001]
+    train_closedSet.main(resumed + ["--name", "cut", "--continue"])
+    assert_same_run(tmp_path, "whole", "cut", CE_FILES, "ClosedSet")
+
+
+def test_real_sigint_mid_run_then_continue(tmp_path):
+    """SIGINT to a real training process (one worker process) at whatever batch it has reached:
+    one line on stderr, exit status 130, a loadable ...Last.pth, and --continue ends with
+    the weights and numbers of the uninterrupted run."""
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
+    args = [sys.executable, os.path.join(REPO, "train_closedSet.py"), "--dataset", "Digits", "--trial", "0",
+            "--epochs", "2", "--workers", "1"]
+    whole = subprocess.Popen(args + ["--name", "whole"], cwd=tmp_path, env=env, stdout=subprocess.DEVNULL,
+                             stderr=subprocess.PIPE, text=True)
+    cut = subprocess.Popen(args + ["--name", "cut"], cwd=tmp_path, env=env, stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE, text=True)
+    for line in cut.stdout:  # epoch 0 is logged: the run is now in epoch 1 (~19 batches, seconds)
+        if line.startswith('{"epoch": 0'):
+            break
+    time.sleep(0.3)
+    cut.send_signal(signal.SIGINT)
+    out, err = cut.communicate(timeout=300)
+    assert cut.returncode == 130, (out[-2000:], err[-2000:])
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("stopped: SIGINT in epoch 1") and "--continue" in lines[0], err
+    saved = torch.load(weights(tmp_path, "cut", "closedSetClassifierLast"), weights_only=True)
+    assert saved["epoch"] == 1 and 0 < saved["step"] < 19
+    proc = run_script("train_closedSet.py", *args[2:], "--name", "cut", "--continue", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert f"epoch 1, after batch {saved['step']}" in proc.stdout
+    assert whole.wait(timeout=300) == 0, whole.stderr.read()[-2000:]
+    assert_same_run(tmp_path, "whole", "cut", CE_FILES, "ClosedSet")
+
+
+def test_stop_signals_ask_once_then_act(monkeypatch):
+    """Inside stop_signals the first SIGINT/SIGTERM only sets a flag; a second SIGINT raises
+    KeyboardInterrupt at once; afterwards the previous handlers are back."""
+    before = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    for sig, name in ((signal.SIGINT, "SIGINT"), (signal.SIGTERM, "SIGTERM")):
+        progress = Progress.__new__(Progress)
+        progress.stop_signal = None
+        with progress.stop_signals():
+            os.kill(os.getpid(), sig)
+            time.sleep(0.05)
+            assert progress.stop_signal == name
+            if sig == signal.SIGINT:
+                with pytest.raises(KeyboardInterrupt):
+                    os.kill(os.getpid(), sig)
+                    time.sleep(0.05)
+        assert {s: signal.getsignal(s) for s in before} == before
+
+
+def test_rng_state_round_trip_through_a_weights_only_file(tmp_path):
+    generators = [torch.Generator().manual_seed(1), torch.Generator().manual_seed(2)]
+    random.seed(3)
+    torch.manual_seed(4)
+    import numpy as np
+
+    np.random.seed(5)
+    state = rng_state(generators)
+    path = tmp_path / "rng.pth"
+    torch.save(state, path)
+    first = (random.random(), np.random.rand(3).tolist(), torch.rand(3), [torch.rand(2, generator=g)
+                                                                          for g in generators])
+    random.seed(30)
+    np.random.seed(50)
+    torch.manual_seed(40)
+    set_rng_state(torch.load(path, weights_only=True), generators)
+    again = (random.random(), np.random.rand(3).tolist(), torch.rand(3), [torch.rand(2, generator=g)
+                                                                          for g in generators])
+    assert first[0] == again[0] and first[1] == again[1] and torch.equal(first[2], again[2])
+    assert all(torch.equal(a, b) for a, b in zip(first[3], again[3]))
+
+
+# A process that saves checkpoints in a loop, as a training run does every epoch, with files
+# large enough (16 MB) that a kill usually lands in the middle of a write.
+SAVE_LOOP = """
+import sys, torch
+sys.path.insert(0, {repo!r})
+from networks.checkpoint import save_checkpoint
+for k in range(1, 10**6):
+    save_checkpoint({{"net": {{"w": torch.full((4_000_000,), float(k))}}, "acc": 0.0, "epoch": k}}, {path!r})
+    print(k, flush=True)
+"""
+
+
+@pytest.mark.parametrize("delay", [0.0, 0.07, 0.13])
+def test_sigkill_during_save_loop_keeps_a_loadable_checkpoint(tmp_path, delay):
+    from networks.checkpoint import read_checkpoint
+
+    path = str(tmp_path / "ckpt.pth")
+    proc = subprocess.Popen([sys.executable, "-c", SAVE_LOOP.format(repo=REPO, path=path)], stdout=subprocess.PIPE,
+                            text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    for line in proc.stdout:
+        if int(line) >= 2:  # at least two complete saves
+            break
+    time.sleep(delay)
+    proc.kill()  # SIGKILL: no clean-up runs
+    proc.wait()
+    done = int(line)
+    ckpt = read_checkpoint(path)  # a complete file, never half of one
+    assert ckpt["epoch"] >= done
+    assert torch.equal(ckpt["net"]["w"], torch.full((4_000_000,), float(ckpt["epoch"])))
