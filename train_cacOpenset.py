@@ -12,6 +12,7 @@ import sys
 import torch
 from tqdm import tqdm
 
+from engine.accel import accel_parser
 from engine.cli import run_cli, runtime_parser, training_parser
 from engine.errors import UserError
 from engine.training import LOG_EVERY, TrainingRun, check_finite
@@ -21,7 +22,7 @@ from utils import CACLoss
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description="Open-set training with Class Anchor Clustering",
-                                parents=[training_parser(), runtime_parser()])
+                                parents=[training_parser(), runtime_parser(), accel_parser()])
     g = p.add_argument_group("CAC")
     g.add_argument("--alpha", default=10, type=float, help="magnitude of the anchor points (default: 10)")
     g.add_argument("--lbda", default=0.1, type=float, help="weighting of the anchor loss component (default: 0.1)")
@@ -33,15 +34,16 @@ def parse_args(argv=None):
     return args
 
 
-def train_epoch(net, loader, criterion, optimizer, device, epoch):
-    net.train()
-    sums = torch.zeros(4, device=device, dtype=torch.float64)  # total, anchor, tuplet, correct
-    seen, start, bar = 0, 0, tqdm(loader, desc=f"epoch {epoch}", leave=False, disable=None)
+def train_epoch(model, loader, criterion, optimizer, accel, epoch):
+    model.train()
+    sums = torch.zeros(4, device=accel.device, dtype=torch.float64)  # total, anchor, tuplet, correct
+    seen, start, bar = 0, 0, tqdm(loader, desc=f"epoch {epoch}", leave=False, disable=None if accel.is_main else True)
     for step, (images, targets) in enumerate(bar, start=1):
-        images, targets = images.to(device, non_blocking=True), targets.to(device, non_blocking=True)
+        images, targets = accel.inputs(images, targets)
         optimizer.zero_grad(set_to_none=True)
-        _, distances = net(images)
-        total, anchor, tuplet = criterion(distances, targets)
+        with accel.autocast():
+            _, distances = model(images)
+            total, anchor, tuplet = criterion(distances, targets)
         total.backward()
         optimizer.step()
         correct = (distances.argmin(1) == targets).sum()
@@ -52,26 +54,30 @@ def train_epoch(net, loader, criterion, optimizer, device, epoch):
             check_finite(values[:3], epoch, start + 1, step)
             start = step
             bar.set_postfix(loss=f"{values[0] / step:.3f}", acc=f"{100 * values[3] / seen:.1f}")
-    total, anchor, tuplet, correct = sums.tolist()
-    n = len(loader)
+    # with torchrun: losses averaged over ranks, images counted over all
+    total, anchor, tuplet, correct, seen = accel.sum(torch.cat([sums, sums.new_full((1,), seen)])).tolist()
+    n = len(loader) * accel.world
     return {"train/CAC_Loss": total / n, "train/anchor_Loss": anchor / n, "train/tuplet_Loss": tuplet / n,
             "train/accuracy": 100.0 * correct / seen}
 
 
 @torch.no_grad()
-def validate(net, loader, criterion, device):
+def validate(net, loader, criterion, accel):
     net.eval()
-    sums = torch.zeros(3, device=device, dtype=torch.float64)  # total, anchor, correct
-    seen = 0
+    accel.sync_buffers(net)
+    means, counts = [], []  # per batch: (total, anchor) over this rank's images, its image count
+    correct = torch.zeros((), device=accel.device, dtype=torch.float64)
     for images, targets in loader:
-        images, targets = images.to(device, non_blocking=True), targets.to(device, non_blocking=True)
-        _, distances = net(images)
-        total, anchor, _ = criterion(distances, targets)
-        sums += torch.stack([total, anchor, (distances.argmin(1) == targets).sum().double()])
-        seen += len(targets)
-    total, anchor, correct = sums.tolist()
-    n = len(loader)
-    return {"val/accuracy": 100.0 * correct / seen, "val/anchorLoss": anchor / n, "val/CACLoss": total / n}
+        images, targets = accel.inputs(images, targets)
+        with accel.autocast():
+            _, distances = net(images)
+            total, anchor, _ = criterion(distances, targets)
+        means.append(torch.stack([total, anchor]))
+        counts.append(torch.full((), len(targets), device=accel.device, dtype=torch.float64))
+        correct += (distances.argmin(1) == targets).sum()
+    total, anchor = accel.batch_means(torch.stack(means), torch.stack(counts)).tolist()
+    correct, seen = accel.sum(torch.stack([correct, sum(counts)])).tolist()
+    return {"val/accuracy": 100.0 * correct / seen, "val/anchorLoss": anchor, "val/CACLoss": total}
 
 
 def main(argv=None):
@@ -81,13 +87,14 @@ def main(argv=None):
     net = openSetClassifier(**kwargs, init_weights=not args.resume).to(run.device)
     net.set_anchors(torch.diag(torch.full((kwargs["num_classes"],), float(args.alpha))))
     start_epoch = run.start_epoch(net, "CACclassifierAnchorLoss", "train_cacOpenset.py")
+    net, model = run.accel.prepare(net)  # model: what the training step calls (DDP, compiled)
     optimizer = run.optimizer(net)
     criterion = CACLoss(args.lbda)
     run.save_config()
     best = {"anchor": float("inf"), "cac": float("inf"), "acc": 0.0}
     for epoch in run.epochs(start_epoch):
-        stats = train_epoch(net, run.train_loader, criterion, optimizer, run.device, epoch)
-        stats.update(validate(net, run.val_loader, criterion, run.device))
+        stats = train_epoch(model, run.train_loader, criterion, optimizer, run.accel, epoch)
+        stats.update(validate(net, run.val_loader, criterion, run.accel))
         acc = stats["val/accuracy"]
         state = None
         for key, value, better, suffix in (
@@ -100,8 +107,9 @@ def main(argv=None):
                 run.save(state, suffix)
         run.log(epoch, stats)
     run.close()
-    print(f"best validation: accuracy {best['acc']:.2f}%, anchor loss {best['anchor']:.4f}, "
-          f"CAC loss {best['cac']:.4f}; checkpoints in {run.weights('CACclassifierAnchorLoss')}")
+    if run.is_main:
+        print(f"best validation: accuracy {best['acc']:.2f}%, anchor loss {best['anchor']:.4f}, "
+              f"CAC loss {best['cac']:.4f}; checkpoints in {run.weights('CACclassifierAnchorLoss')}")
 
 
 if __name__ == "__main__":
