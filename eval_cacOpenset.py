@@ -23,6 +23,11 @@ def parse_args(argv=None):
 
 def evaluate_trial(args, data, loader, device):
     net = load_trial_network(openSetClassifier, args, data, "CACclassifierAnchorLoss", "train_cacOpenset.py", device)
+    return evaluate_network(net, data, loader, device)
+
+
+def evaluate_network(net, data, loader, device):
+    """Anchor pass, then accuracy and AUROC on the trial's test images (benchmarks time this)."""
     means, fallback = compute_anchor_means(net, loader(data.anchor_dataset()), data.num_known, device,
                                            with_flipped=data.cfg["anchor_flip"])
     if fallback:
