@@ -31,7 +31,7 @@ def accel_parser():
                    help="torch.compile the network (default: off; compiling takes a minute, pays off on long GPU runs)")
     g.add_argument("--sync_bn", action="store_true",
                    help="with torchrun: BatchNorm statistics over the global batch, not each rank's slice "
-                        "(default: off, as plain DDP)")
+                        "(default: off, as plain DDP; CUDA only; no effect in a single process)")
     return p
 
 
@@ -42,6 +42,9 @@ class Accel:
         self.world = int(os.environ.get("WORLD_SIZE", "1"))
         self.rank = int(os.environ.get("RANK", "0"))
         self.amp, self.compile, self.sync_bn = amp, compile, sync_bn
+        if sync_bn and self.world > 1 and device.type != "cuda":
+            raise UserError("--sync_bn needs CUDA devices (PyTorch's SyncBatchNorm is GPU-only); "
+                            "drop it on CPU, where each rank normalizes its own slice of the batch")
         if self.world > 1:
             if device.type == "cuda":
                 device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
