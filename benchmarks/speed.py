@@ -27,13 +27,13 @@ from PIL import Image
 from torch.utils.flop_counter import FlopCounterMode
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # run from anywhere
-from datasets.loaders import OpenSetData, load_config  # noqa: E402
-from datasets.pipeline import PIPELINES, build_loader  # noqa: E402
-from engine import accel as accel_module  # noqa: E402
-from engine.accel import Accel  # noqa: E402
-from eval_cacOpenset import evaluate_network  # noqa: E402
-from networks import openSetClassifier  # noqa: E402
-from utils import CACLoss  # noqa: E402
+from datasets.loaders import OpenSetData, load_config
+from datasets.pipeline import PIPELINES, build_loader
+from engine import accel as accel_module
+from engine.accel import Accel
+from eval_cacOpenset import evaluate_network
+from networks import openSetClassifier
+from utils import CACLoss
 
 # shape name -> (data set whose config it uses, raw image side before Resize)
 SHAPES = {"1x32x32": ("MNIST", 28), "3x32x32": ("CIFAR10", 32), "3x64x64": ("TinyImageNet", 64)}

@@ -34,9 +34,10 @@ class ShardedBatchSampler(Sampler):
 
 
 def build_loader(dataset, batch_size, shuffle, *, pipeline="resident", workers=0, seed=0,
-                 device=torch.device("cpu"), shard=(0, 1), channels_last=False):
+                 device=None, shard=(0, 1), channels_last=False):
     """Batches of `dataset` (a RemappedSubset): `batch_size` is the global batch; with
-    shard=(rank, world) this process gets its slice of every batch."""
+    shard=(rank, world) this process gets its slice of every batch; device None means the CPU."""
+    device = device or torch.device("cpu")
     if pipeline == "resident":
         loader = resident_loader(dataset, batch_size, shuffle, device, seed, shard, channels_last)
         if loader is not None:

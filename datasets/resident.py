@@ -131,7 +131,7 @@ def warp(images, size, top, left, box_h, box_w, flip, angle, rotate=True):
     degrees counter-clockwise (nearest, fill 0), as one sampling; float images out, 0..255.
     rotate=False (no rotation configured) keeps the map separable: rows and columns apart."""
     n, _, height, width = images.shape
-    f64 = dict(device=images.device, dtype=torch.float64)
+    f64 = {"device": images.device, "dtype": torch.float64}
     centre = size / 2
     if rotate:  # output pixel centre -> position in the flipped, resized image (PIL's affine map)
         ys, xs = torch.meshgrid(torch.arange(size, **f64) + 0.5 - centre, torch.arange(size, **f64) + 0.5 - centre,

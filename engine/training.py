@@ -47,8 +47,8 @@ class TrainingRun:
         self.hparams = self.cfg[phase_key]
         workers = self.cfg["num_workers"] if args.workers is None else args.workers
         batch = self.cfg["batch_size"]  # the global batch: torchrun splits it across ranks
-        loader = dict(pipeline=args.pipeline, workers=workers, seed=args.seed, device=self.device,
-                      shard=self.accel.shard, channels_last=self.accel.channels_last)
+        loader = {"pipeline": args.pipeline, "workers": workers, "seed": args.seed, "device": self.device,
+                  "shard": self.accel.shard, "channels_last": self.accel.channels_last}
         self.train_loader = build_loader(self.data.train_dataset(), batch, True, **loader)
         self.val_loader = build_loader(self.data.val_dataset(), batch, False, **loader)
         self.run_dir = os.path.join("runs", f"{args.dataset}_{args.trial}_{args.name}{method}")

@@ -9,6 +9,7 @@ import math
 import numpy as np
 import pytest
 import torch
+from fakedata import write_cifar10, write_mnist, write_tinyimagenet
 from PIL import Image
 from scipy import stats
 from torchvision import transforms as T
@@ -18,7 +19,6 @@ from torchvision.transforms import functional as TF
 from datasets.loaders import OpenSetData, make_loader
 from datasets.pipeline import ShardedBatchSampler, build_loader
 from datasets.resident import ResidentLoader, resident_loader, sample_boxes, warp
-from fakedata import write_cifar10, write_mnist, write_tinyimagenet
 
 CPU = torch.device("cpu")
 
