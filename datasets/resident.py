@@ -86,14 +86,18 @@ def free_memory(device):
     return None
 
 
-def fits(dataset, head, device):
+def fits(dataset, head, augment, device):
     """In-memory source (torchvision's MNIST/CIFAR/SVHN, Digits: a `data` array) whose decoded
-    images fit comfortably; folder data sets such as TinyImageNet stay per-sample."""
+    images fit comfortably; folder data sets such as TinyImageNet stay per-sample. A crop must
+    only enlarge (PIL's bilinear filter widens when shrinking; one grid_sample does not)."""
     base = getattr(dataset, "base", None)
     if base is None or getattr(base, "data", None) is None or len(dataset) == 0:
         return False
+    first = _head_array(base, dataset.indices[0], head)
+    if "crop" in augment and max(first.shape[:2]) > min(augment["crop"][0]):
+        return False
     free = free_memory(device)
-    return free is None or len(dataset) * _head_array(base, dataset.indices[0], head).size <= MEMORY_SHARE * free
+    return free is None or len(dataset) * first.size <= MEMORY_SHARE * free
 
 
 def sample_boxes(n, height, width, scale, ratio, generator, device):
@@ -241,7 +245,7 @@ def resident_loader(dataset, batch_size, shuffle, device, seed=0, shard=(0, 1), 
     """A ResidentLoader for a RemappedSubset (datasets/loaders.py), or None where the data set or
     its transform is not one this pipeline reproduces."""
     parsed = parse_transform(dataset.transform) if hasattr(dataset, "transform") else None
-    if parsed is None or not fits(dataset, parsed[0], device):
+    if parsed is None or not fits(dataset, parsed[0], parsed[1], device):
         return None
     head, augment, mean, std = parsed
     images = decode(dataset.base, dataset.indices, head).to(device)

@@ -164,3 +164,8 @@ def test_folder_data_sets_and_unknown_transforms_fall_back(tmp_path, isolated_da
     digits.transform = T.Compose([T.ToTensor(), T.GaussianBlur(3)])
     assert resident_loader(digits, 4, False, CPU) is None
     assert not isinstance(build_loader(digits, 4, False), ResidentLoader)
+    # a crop that would shrink the image (PIL filters wider then) stays per-sample too
+    digits.transform = T.Compose([T.Resize(24), T.RandomResizedCrop(16), T.ToTensor(), T.Normalize([0.5], [0.2])])
+    assert resident_loader(digits, 4, False, CPU) is None
+    digits.transform = T.Compose([T.Resize(16), T.RandomResizedCrop(16), T.ToTensor(), T.Normalize([0.5], [0.2])])
+    assert isinstance(resident_loader(digits, 4, False, CPU), ResidentLoader)
