@@ -256,6 +256,8 @@ def main(argv=None):
     p.add_argument("--steps", type=int, default=None, help="timed steps per measurement (default: 30; quick: 2)")
     p.add_argument("--amp", action="store_true", help="bfloat16 autocast in step and loop")
     p.add_argument("--sweep", action="store_true", help="also time the step for every threads/channels_last/amp")
+    p.add_argument("--repeats", type=int, default=1,
+                   help="rounds of all measurements, interleaved so that a busy machine slows each alike (default: 1)")
     p.add_argument("--eval_images", type=int, default=None,
                    help="known training images of the evaluation trial (default: 3000; quick: 48)")
     p.add_argument("--out", default="speed.json", help="JSON file of all rows (default: speed.json)")
@@ -274,7 +276,7 @@ def main(argv=None):
         result["rows"].append(row)
         print(json.dumps(row), flush=True)
 
-    for shape in args.shapes:
+    for shape in [shape for _ in range(args.repeats) for shape in args.shapes]:
         dataset, side = SHAPES[shape]
         cfg = load_config(dataset)
         if args.quick:
