@@ -14,6 +14,7 @@ import sys
 import torch
 from tqdm import tqdm
 
+from engine.accel import accel_parser
 from engine.cli import run_cli, runtime_parser, training_parser
 from engine.errors import UserError
 from engine.resume import Progress
@@ -24,7 +25,7 @@ from utils import CACLoss
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description="Open-set training with Class Anchor Clustering",
-                                parents=[training_parser(), runtime_parser()])
+                                parents=[training_parser(), runtime_parser(), accel_parser()])
     g = p.add_argument_group("CAC")
     g.add_argument("--alpha", default=10, type=float, help="magnitude of the anchor points (default: 10)")
     g.add_argument("--lbda", default=0.1, type=float, help="weighting of the anchor loss component (default: 0.1)")
@@ -36,17 +37,18 @@ def parse_args(argv=None):
     return args
 
 
-def train_epoch(net, loader, criterion, optimizer, device, epoch, progress):
-    net.train()
+def train_epoch(model, loader, criterion, optimizer, accel, epoch, progress):
+    model.train()
     # total, anchor, tuplet, correct: zeros, or the sums of an interrupted epoch's first batches
-    sums, seen, start = progress.begin_epoch(torch.zeros(4, device=device, dtype=torch.float64))
+    sums, seen, start = progress.begin_epoch(torch.zeros(4, device=accel.device, dtype=torch.float64))
     bar = tqdm(progress.batches(loader), desc=f"epoch {epoch}", total=len(loader), initial=start, leave=False,
-               disable=None)
+               disable=None if accel.is_main else True)
     for step, (images, targets) in enumerate(bar, start=start + 1):
-        images, targets = images.to(device, non_blocking=True), targets.to(device, non_blocking=True)
+        images, targets = accel.inputs(images, targets)
         optimizer.zero_grad(set_to_none=True)
-        _, distances = net(images)
-        total, anchor, tuplet = criterion(distances, targets)
+        with accel.autocast():
+            _, distances = model(images)
+            total, anchor, tuplet = criterion(distances, targets)
         total.backward()
         optimizer.step()
         correct = (distances.argmin(1) == targets).sum()
@@ -58,26 +60,30 @@ def train_epoch(net, loader, criterion, optimizer, device, epoch, progress):
             start = step
             bar.set_postfix(loss=f"{values[0] / step:.3f}", acc=f"{100 * values[3] / seen:.1f}")
         progress.after_step(epoch, step, len(loader), sums, seen)  # saves and stops after SIGINT/SIGTERM
-    total, anchor, tuplet, correct = sums.tolist()
-    n = len(loader)
+    # with torchrun: losses averaged over ranks, images counted over all
+    total, anchor, tuplet, correct, seen = accel.sum(torch.cat([sums, sums.new_full((1,), seen)])).tolist()
+    n = len(loader) * accel.world
     return {"train/CAC_Loss": total / n, "train/anchor_Loss": anchor / n, "train/tuplet_Loss": tuplet / n,
             "train/accuracy": 100.0 * correct / seen}
 
 
 @torch.no_grad()
-def validate(net, loader, criterion, device):
+def validate(net, loader, criterion, accel):
     net.eval()
-    sums = torch.zeros(3, device=device, dtype=torch.float64)  # total, anchor, correct
-    seen = 0
+    accel.sync_buffers(net)
+    means, counts = [], []  # per batch: (total, anchor) over this rank's images, its image count
+    correct = torch.zeros((), device=accel.device, dtype=torch.float64)
     for images, targets in loader:
-        images, targets = images.to(device, non_blocking=True), targets.to(device, non_blocking=True)
-        _, distances = net(images)
-        total, anchor, _ = criterion(distances, targets)
-        sums += torch.stack([total, anchor, (distances.argmin(1) == targets).sum().double()])
-        seen += len(targets)
-    total, anchor, correct = sums.tolist()
-    n = len(loader)
-    return {"val/accuracy": 100.0 * correct / seen, "val/anchorLoss": anchor / n, "val/CACLoss": total / n}
+        images, targets = accel.inputs(images, targets)
+        with accel.autocast():
+            _, distances = net(images)
+            total, anchor, _ = criterion(distances, targets)
+        means.append(torch.stack([total, anchor]))
+        counts.append(torch.full((), len(targets), device=accel.device, dtype=torch.float64))
+        correct += (distances.argmin(1) == targets).sum()
+    total, anchor = accel.batch_means(torch.stack(means), torch.stack(counts)).tolist()
+    correct, seen = accel.sum(torch.stack([correct, sum(counts)])).tolist()
+    return {"val/accuracy": 100.0 * correct / seen, "val/anchorLoss": anchor, "val/CACLoss": total}
 
 
 def main(argv=None):
@@ -87,6 +93,7 @@ def main(argv=None):
     net = openSetClassifier(**kwargs, init_weights=not args.resume).to(run.device)
     net.set_anchors(torch.diag(torch.full((kwargs["num_classes"],), float(args.alpha))))
     start_epoch = run.start_epoch(net, "CACclassifierAnchorLoss", "train_cacOpenset.py")
+    net, model = run.accel.prepare(net)  # model: what the training step calls (DDP, compiled)
     optimizer = run.optimizer(net)
     criterion = CACLoss(args.lbda)
     best = {"anchor": float("inf"), "cac": float("inf"), "acc": 0.0}
@@ -95,8 +102,8 @@ def main(argv=None):
     run.save_config()
     with progress.stop_signals():  # SIGINT/SIGTERM: finish the step, save ...Last.pth, exit
         for epoch in epochs:
-            stats = train_epoch(net, run.train_loader, criterion, optimizer, run.device, epoch, progress)
-            stats.update(validate(net, run.val_loader, criterion, run.device))
+            stats = train_epoch(model, run.train_loader, criterion, optimizer, run.accel, epoch, progress)
+            stats.update(validate(net, run.val_loader, criterion, run.accel))
             acc = stats["val/accuracy"]
             state = None
             for key, value, better, suffix in (
@@ -110,8 +117,9 @@ def main(argv=None):
             run.log(epoch, stats)
             progress.end_epoch(epoch)
     run.close()
-    print(f"best validation: accuracy {best['acc']:.2f}%, anchor loss {best['anchor']:.4f}, "
-          f"CAC loss {best['cac']:.4f}; checkpoints in {run.weights('CACclassifierAnchorLoss')}")
+    if run.is_main:
+        print(f"best validation: accuracy {best['acc']:.2f}%, anchor loss {best['anchor']:.4f}, "
+              f"CAC loss {best['cac']:.4f}; checkpoints in {run.weights('CACclassifierAnchorLoss')}")
 
 
 if __name__ == "__main__":

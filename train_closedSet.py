@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
+from engine.accel import accel_parser
 from engine.cli import run_cli, runtime_parser, training_parser
 from engine.resume import Progress
 from engine.training import LOG_EVERY, TrainingRun, check_finite
@@ -23,21 +24,22 @@ from networks import closedSetClassifier
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description="Closed-set training with cross-entropy (the baseline)",
-                                parents=[training_parser(), runtime_parser()])
+                                parents=[training_parser(), runtime_parser(), accel_parser()])
     return p.parse_args(argv)
 
 
-def train_epoch(net, loader, optimizer, device, epoch, progress):
-    net.train()
+def train_epoch(model, loader, optimizer, accel, epoch, progress):
+    model.train()
     # loss, correct: zeros, or the sums of an interrupted epoch's first batches
-    sums, seen, start = progress.begin_epoch(torch.zeros(2, device=device, dtype=torch.float64))
+    sums, seen, start = progress.begin_epoch(torch.zeros(2, device=accel.device, dtype=torch.float64))
     bar = tqdm(progress.batches(loader), desc=f"epoch {epoch}", total=len(loader), initial=start, leave=False,
-               disable=None)
+               disable=None if accel.is_main else True)
     for step, (images, targets) in enumerate(bar, start=start + 1):
-        images, targets = images.to(device, non_blocking=True), targets.to(device, non_blocking=True)
+        images, targets = accel.inputs(images, targets)
         optimizer.zero_grad(set_to_none=True)
-        logits = net(images)
-        loss = F.cross_entropy(logits, targets)
+        with accel.autocast():
+            logits = model(images)
+            loss = F.cross_entropy(logits, targets)
         loss.backward()
         optimizer.step()
         sums += torch.stack([loss.detach().double(), (logits.argmax(1) == targets).sum().double()])
@@ -48,22 +50,27 @@ def train_epoch(net, loader, optimizer, device, epoch, progress):
             start = step
             bar.set_postfix(loss=f"{values[0] / step:.3f}", acc=f"{100 * values[1] / seen:.1f}")
         progress.after_step(epoch, step, len(loader), sums, seen)  # saves and stops after SIGINT/SIGTERM
-    loss, correct = sums.tolist()
-    return {"train/CE_Loss": loss / len(loader), "train/accuracy": 100.0 * correct / seen}
+    # with torchrun: losses averaged over ranks, images counted over all
+    loss, correct, seen = accel.sum(torch.cat([sums, sums.new_full((1,), seen)])).tolist()
+    return {"train/CE_Loss": loss / (len(loader) * accel.world), "train/accuracy": 100.0 * correct / seen}
 
 
 @torch.no_grad()
-def validate(net, loader, device):
+def validate(net, loader, accel):
     net.eval()
-    sums = torch.zeros(2, device=device, dtype=torch.float64)  # loss, correct
-    seen = 0
+    accel.sync_buffers(net)
+    means, counts = [], []  # per batch: loss over this rank's images, its image count
+    correct = torch.zeros((), device=accel.device, dtype=torch.float64)
     for images, targets in loader:
-        images, targets = images.to(device, non_blocking=True), targets.to(device, non_blocking=True)
-        logits = net(images)
-        sums += torch.stack([F.cross_entropy(logits, targets).double(), (logits.argmax(1) == targets).sum().double()])
-        seen += len(targets)
-    loss, correct = sums.tolist()
-    return {"val/accuracy": 100.0 * correct / seen, "val/CE_Loss": loss / len(loader)}
+        images, targets = accel.inputs(images, targets)
+        with accel.autocast():
+            logits = net(images)
+            means.append(F.cross_entropy(logits, targets).double().view(1))
+        counts.append(torch.full((), len(targets), device=accel.device, dtype=torch.float64))
+        correct += (logits.argmax(1) == targets).sum()
+    loss = accel.batch_means(torch.stack(means), torch.stack(counts)).item()
+    correct, seen = accel.sum(torch.stack([correct, sum(counts)])).tolist()
+    return {"val/accuracy": 100.0 * correct / seen, "val/CE_Loss": loss}
 
 
 def main(argv=None):
@@ -71,6 +78,7 @@ def main(argv=None):
     run = TrainingRun(args, method="ClosedSet", phase_key="closedset_training")
     net = closedSetClassifier(**run.network_kwargs(), init_weights=not args.resume).to(run.device)
     start_epoch = run.start_epoch(net, "closedSetClassifier", "train_closedSet.py")
+    net, model = run.accel.prepare(net)  # model: what the training step calls (DDP, compiled)
     optimizer = run.optimizer(net)
     best = {"acc": 0.0}
     progress = Progress(run, net, optimizer, best, run.generators(), "closedSetClassifierLast")
@@ -78,15 +86,16 @@ def main(argv=None):
     run.save_config()
     with progress.stop_signals():  # SIGINT/SIGTERM: finish the step, save ...Last.pth, exit
         for epoch in epochs:
-            stats = train_epoch(net, run.train_loader, optimizer, run.device, epoch, progress)
-            stats.update(validate(net, run.val_loader, run.device))
+            stats = train_epoch(model, run.train_loader, optimizer, run.accel, epoch, progress)
+            stats.update(validate(net, run.val_loader, run.accel))
             if stats["val/accuracy"] >= best["acc"]:
                 best["acc"] = stats["val/accuracy"]
                 run.save(run.checkpoint(net, best["acc"], epoch), "closedSetClassifier")
             run.log(epoch, stats)
             progress.end_epoch(epoch)
     run.close()
-    print(f"best validation accuracy {best['acc']:.2f}%; checkpoint {run.weights('closedSetClassifier')}")
+    if run.is_main:
+        print(f"best validation accuracy {best['acc']:.2f}%; checkpoint {run.weights('closedSetClassifier')}")
 
 
 if __name__ == "__main__":

@@ -45,7 +45,7 @@ def gather_outputs(net, loader, device):
     for images, targets in loader:
         out = net(images.to(device, non_blocking=True))
         outputs.append(tuple(o.cpu() for o in out) if isinstance(out, tuple) else out.cpu())
-        labels.append(targets)
+        labels.append(targets.cpu())  # device-resident batches carry their labels on the device
     labels = torch.cat(labels)
     if outputs and isinstance(outputs[0], tuple):
         return tuple(torch.cat(parts) for parts in zip(*outputs)), labels
@@ -84,7 +84,7 @@ def compute_anchor_means(net, loader, num_classes, device, with_flipped):
         images = images.to(device, non_blocking=True)
         for view in ((images, images.flip(3)) if with_flipped else (images,)):
             logits.append(net(view)[0].cpu())
-            labels.append(targets)
+            labels.append(targets.cpu())
     return anchor_means(torch.cat(logits), torch.cat(labels), num_classes)
 
 

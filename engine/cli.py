@@ -35,6 +35,10 @@ def runtime_parser():
                    help="seed of weights init, shuffling and augmentation (default: 0, so reruns match)")
     g.add_argument("--no_download", action="store_true",
                    help="never try to download missing data; fail at once with what is expected where")
+    g.add_argument("--pipeline", default="resident", choices=["resident", "torchvision"],
+                   help="resident (default): decode in-memory data sets once onto the device and augment whole "
+                        "batches there (same distributions; TinyImageNet falls back); torchvision: per-sample "
+                        "transforms in DataLoader workers, as the original")
     add_own_data_arguments(g)
     return p
 

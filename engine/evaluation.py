@@ -4,8 +4,11 @@ import os
 import time
 
 import numpy as np
+import torch
 
-from datasets.loaders import OpenSetData, make_loader
+from datasets.loaders import OpenSetData
+from datasets.pipeline import build_loader
+from engine.accel import CHANNELS_LAST
 from engine.calibration import calibration_record, store_calibration
 from engine.cli import check_common_args, print_header, resolve_device, seed_everything
 from engine.errors import UserError
@@ -50,6 +53,8 @@ def load_trial_network(network_class, args, data, suffix, train_script, device):
     net = network_class(cfg["num_known_classes"], cfg["im_channels"], cfg["im_size"], dropout=cfg["dropout"],
                         backbone=ckpt.get("backbone", "cnn")).to(device)
     load_checkpoint(path, net, ckpt)
+    if CHANNELS_LAST[device.type]:
+        net = net.to(memory_format=torch.channels_last)
     return net.eval(), ckpt, path
 
 
@@ -100,7 +105,8 @@ def evaluate_trials(args, method, evaluate_trial):
         workers = data.cfg["num_workers"] if args.workers is None else args.workers
 
         def loader(dataset):
-            return make_loader(dataset, data.cfg["batch_size"], False, workers, args.seed, device.type == "cuda")
+            return build_loader(dataset, data.cfg["batch_size"], False, pipeline=args.pipeline, workers=workers,
+                                seed=args.seed, device=device, channels_last=CHANNELS_LAST[device.type])
 
         start = time.perf_counter()
         record = evaluate_trial(data, loader, device)

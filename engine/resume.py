@@ -116,8 +116,10 @@ class Progress:
         yield from batches
 
     def after_step(self, epoch, step, steps, sums, seen):
-        """Save and stop when a signal asked to; the last step of an epoch stops at end_epoch."""
-        if self.stop_signal is None or step == steps:
+        """Save and stop when a signal asked to; the last step of an epoch stops at end_epoch.
+        Under torchrun the ranks stop together at the end of the epoch instead: a signal reaches
+        them at different steps, and a rank that left mid-epoch would hang the others."""
+        if self.stop_signal is None or step == steps or self.run.accel.world > 1:
             return
         check_finite(sums.tolist(), epoch, 1, step)
         self._save(epoch, step, sums, seen, self.epoch_rng)
@@ -127,6 +129,11 @@ class Progress:
     def end_epoch(self, epoch):
         """Save the state after a finished epoch; stop here if a signal came during it."""
         self._save(epoch + 1, 0, None, 0, None)
+        accel = self.run.accel
+        if accel.world > 1:  # one rank signalled: all stop here, together
+            asked = accel.sum(torch.tensor([float(self.stop_signal is not None)], device=accel.device)).item()
+            if asked and self.stop_signal is None:
+                self.stop_signal = "SIGTERM"
         if self.stop_signal is not None:
             raise Interrupted(f"{self.stop_signal} after epoch {epoch}; saved {self.path}: run the same "
                               f"command with --continue to go on", self._exit_status())
@@ -138,6 +145,8 @@ class Progress:
         if not all(bool(torch.isfinite(p).all()) for p in self.net.parameters()):
             raise UserError(f"the network's weights became non-finite by epoch {epoch}; {self.path} was "
                             f"not written from them: lower the learning rate or check the data")
+        if not self.run.is_main:  # under torchrun rank 0 alone writes files
+            return
         now = rng_state(self.generators)
         state = {"net": self.net.state_dict(), "optimizer": self.optimizer.state_dict(), "epoch": epoch,
                  "step": step, "end_epoch": self.end, "phase": self.run.phase, "best": dict(self.best),

@@ -5,8 +5,10 @@ import os
 
 import torch
 
-from datasets.loaders import OpenSetData, make_loader
-from engine.cli import check_common_args, print_header, resolve_device, seed_everything
+from datasets.loaders import OpenSetData
+from datasets.pipeline import build_loader
+from engine.accel import Accel
+from engine.cli import check_common_args, git_commit, print_header, resolve_device, seed_everything
 from engine.errors import UserError
 from engine.files import ensure_writable
 from networks.checkpoint import load_checkpoint, save_checkpoint
@@ -32,28 +34,41 @@ class TrainingRun:
     def __init__(self, args, method, phase_key):
         check_training_args(args)
         self.args, self.method = args, method
-        self.device = resolve_device(args.device)
-        self.git = print_header(args, self.device)
+        self.accel = Accel(resolve_device(args.device), args.amp, args.compile, args.sync_bn)
+        self.device, self.is_main = self.accel.device, self.accel.is_main
+        self.git = print_header(args, self.device) if self.is_main else git_commit()
+        if not self.is_main:
+            self.accel.barrier()  # rank 0 writes the split and normalization caches first
         self.data = OpenSetData.from_args(args, args.trial)
+        if self.is_main:
+            self.accel.barrier()
         self.cfg = self.data.cfg
         self.phase = int(args.resume)  # 0: first run, 1: resumed run with the lower learning rate
         self.hparams = self.cfg[phase_key]
         workers = self.cfg["num_workers"] if args.workers is None else args.workers
-        pin = self.device.type == "cuda"
-        batch = self.cfg["batch_size"]
-        self.train_loader = make_loader(self.data.train_dataset(), batch, True, workers, args.seed, pin)
-        self.val_loader = make_loader(self.data.val_dataset(), batch, False, workers, args.seed, pin)
+        batch = self.cfg["batch_size"]  # the global batch: torchrun splits it across ranks
+        loader = {"pipeline": args.pipeline, "workers": workers, "seed": args.seed, "device": self.device,
+                  "shard": self.accel.shard, "channels_last": self.accel.channels_last}
+        self.train_loader = build_loader(self.data.train_dataset(), batch, True, **loader)
+        self.val_loader = build_loader(self.data.val_dataset(), batch, False, **loader)
         self.run_dir = os.path.join("runs", f"{args.dataset}_{args.trial}_{args.name}{method}")
         self.writer = None  # made by save_config: bad input found before then leaves no file behind
         also = ["CIFAR+50"] if args.dataset == "CIFAR+10" else []  # see save()
-        for folder in [os.path.dirname(self.weights("", ds)) for ds in [args.dataset] + also] + [self.run_dir]:
+        folders = [os.path.dirname(self.weights("", ds)) for ds in [args.dataset] + also] + [self.run_dir]
+        for folder in folders if self.is_main else ():
             ensure_writable(folder)
         # seeded last: whether the set-up above hit its caches must not change the run's numbers
         seed_everything(args.seed)
 
     def generators(self):
         """The data's random generators, saved and restored with an interrupted run's state."""
-        return [self.train_loader.generator, self.val_loader.generator]
+        found = []
+        for loader in (self.train_loader, self.val_loader):
+            found.append(loader.generator)  # resident loader's, or a DataLoader's (shuffle, worker seeds)
+            sampler = getattr(loader, "batch_sampler", None)  # torchrun's sharded sampler shuffles itself
+            if getattr(sampler, "generator", None) is not None:
+                found.append(sampler.generator)
+        return found
 
     def weights(self, suffix, dataset=None):
         return weights_path(dataset or self.args.dataset, self.args.trial, self.args.name, suffix)
@@ -92,12 +107,16 @@ class TrainingRun:
                 "args": vars(self.args), "git": self.git}
 
     def save(self, state, suffix):
+        if not self.is_main:
+            return
         save_checkpoint(state, self.weights(suffix))
         if self.args.dataset == "CIFAR+10":  # same known classes: the file serves CIFAR+50 too
             save_checkpoint(state, self.weights(suffix, dataset="CIFAR+50"))
 
     def log(self, epoch, stats):
         """One JSON line per epoch on stdout and in runs/<run>/metrics.jsonl; tensorboard with -t."""
+        if not self.is_main:
+            return
         line = json.dumps({"epoch": epoch, **{k: round(v, 6) for k, v in stats.items()}})
         print(line, flush=True)
         with open(os.path.join(self.run_dir, "metrics.jsonl"), "a") as f:
@@ -107,7 +126,9 @@ class TrainingRun:
                 self.writer.add_scalar(key, value, epoch)
 
     def save_config(self):
-        """The run's first files: config.json, and the tensorboard writer with -t."""
+        """The run's first files (rank 0): config.json, and the tensorboard writer with -t."""
+        if not self.is_main:
+            return
         os.makedirs(self.run_dir, exist_ok=True)
         if self.args.tensorboard:
             from tensorboardX import SummaryWriter  # only needed with -t
@@ -121,6 +142,7 @@ class TrainingRun:
     def close(self):
         if self.writer is not None:
             self.writer.close()
+        self.accel.close()
 
 
 def check_finite(values, epoch, first_batch, last_batch):

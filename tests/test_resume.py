@@ -115,7 +115,9 @@ def test_continue_in_the_resumed_phase_keeps_its_learning_rate(tmp_path, monkeyp
     assert_same_run(tmp_path, "whole", "cut", CE_FILES, "ClosedSet")
 
 
-def test_real_sigint_mid_run_then_continue(tmp_path):
+def test_real_sigint_mid_run_then_continue(tmp_path, monkeypatch):
+    # every process of the comparison on one thread: a thread count changes float sums
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
     """SIGINT to a real training process (one worker process) at whatever batch it has reached:
     one line on stderr, exit status 130, a loadable ...Last.pth, and --continue ends with
     the weights and numbers of the uninterrupted run."""

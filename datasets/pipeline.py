@@ -1,0 +1,50 @@
+"""Pick the data pipeline of a run: device-resident batches where the data set allows, else the
+per-sample torchvision DataLoader; either one sharded across DistributedDataParallel ranks."""
+import math
+
+import torch
+from torch.utils.data import DataLoader, Sampler
+
+from datasets.loaders import make_loader
+from datasets.resident import resident_loader
+
+PIPELINES = ("resident", "torchvision")
+
+
+class ShardedBatchSampler(Sampler):
+    """Global batches of `batch_size` (a seeded permutation per epoch when `shuffle`) of which
+    this rank yields its slice [rank::world]: the same split of each batch as the resident
+    pipeline, so every pipeline and process count trains on the same global batches."""
+
+    def __init__(self, length, batch_size, shuffle, seed, rank, world):
+        self.length, self.batch_size, self.shuffle = length, batch_size, shuffle
+        self.rank, self.world = rank, world
+        self.generator = torch.Generator().manual_seed(seed)  # same seed on every rank: same batches
+
+    def __len__(self):
+        n, b = self.length, self.batch_size
+        if n % b and n % b < self.world:
+            return n // b  # a last batch too small to give every rank an image is dropped
+        return math.ceil(n / b)
+
+    def __iter__(self):
+        order = torch.randperm(self.length, generator=self.generator) if self.shuffle else torch.arange(self.length)
+        for start in range(0, len(self) * self.batch_size, self.batch_size):
+            yield order[start:start + self.batch_size][self.rank::self.world].tolist()
+
+
+def build_loader(dataset, batch_size, shuffle, *, pipeline="resident", workers=0, seed=0,
+                 device=None, shard=(0, 1), channels_last=False):
+    """Batches of `dataset` (a RemappedSubset): `batch_size` is the global batch; with
+    shard=(rank, world) this process gets its slice of every batch; device None means the CPU."""
+    device = device or torch.device("cpu")
+    if pipeline == "resident":
+        loader = resident_loader(dataset, batch_size, shuffle, device, seed, shard, channels_last)
+        if loader is not None:
+            return loader
+    pin = device.type == "cuda"
+    if shard[1] == 1:
+        return make_loader(dataset, batch_size, shuffle, workers, seed, pin)
+    sampler = ShardedBatchSampler(len(dataset), batch_size, shuffle, seed, *shard)
+    return DataLoader(dataset, batch_sampler=sampler, num_workers=workers, pin_memory=pin,
+                      persistent_workers=workers > 0, generator=torch.Generator().manual_seed(seed))

@@ -1,0 +1,133 @@
+"""How a run uses its hardware: device, memory format, bf16 autocast, torch.compile, and
+DistributedDataParallel when started by torchrun. Everything also runs on a CPU.
+
+    torchrun --nproc_per_node 4 train_cacOpenset.py --dataset CIFAR10 --trial 0
+
+torchrun sets WORLD_SIZE, RANK and LOCAL_RANK; each process then trains on its slice of
+every global batch (datasets/pipeline.py), gradients are averaged by DDP, rank 0 alone logs
+and saves, and validation sums are added up across ranks. Backend: nccl on CUDA, gloo on CPU.
+"""
+import argparse
+import contextlib
+import os
+
+import torch
+import torch.distributed as dist
+
+from engine.errors import UserError
+
+# Measured on a 2-core CPU (docs/performance.md): channels_last speeds up the paper's CNN's
+# training step on CPU (oneDNN) as well as on CUDA (tensor cores), so it is on everywhere.
+CHANNELS_LAST = {"cpu": True, "cuda": True}
+
+
+def accel_parser():
+    """Speed flags of the training scripts; none of them changes what is computed beyond noise."""
+    p = argparse.ArgumentParser(add_help=False)
+    g = p.add_argument_group("speed")
+    g.add_argument("--amp", action="store_true",
+                   help="bfloat16 autocast for forward and loss (default: off, float32); CAC distances stay float64")
+    g.add_argument("--compile", action="store_true",
+                   help="torch.compile the network (default: off; compiling takes a minute, pays off on long GPU runs)")
+    g.add_argument("--sync_bn", action="store_true",
+                   help="with torchrun: BatchNorm statistics over the global batch, not each rank's slice "
+                        "(default: off, as plain DDP; CUDA only; no effect in a single process)")
+    return p
+
+
+class Accel:
+    """Device and distributed context of one process; `world` is 1 without torchrun."""
+
+    def __init__(self, device, amp=False, compile=False, sync_bn=False):
+        self.world = int(os.environ.get("WORLD_SIZE", "1"))
+        self.rank = int(os.environ.get("RANK", "0"))
+        self.amp, self.compile, self.sync_bn = amp, compile, sync_bn
+        if sync_bn and self.world > 1 and device.type != "cuda":
+            raise UserError("--sync_bn needs CUDA devices (PyTorch's SyncBatchNorm is GPU-only); "
+                            "drop it on CPU, where each rank normalizes its own slice of the batch")
+        if self.world > 1:
+            if device.type == "cuda":
+                device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+                torch.cuda.set_device(device)
+            if not dist.is_initialized():
+                dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+        self.device = device
+        self.channels_last = CHANNELS_LAST[device.type]
+        if device.type == "cuda":
+            torch.backends.cudnn.benchmark = True  # fixed input shapes: pick the fastest kernels once
+        if compile and device.type == "cpu" and not _have_compiler():
+            raise UserError("--compile on CPU needs a C++ compiler (g++) on PATH; install one or drop --compile")
+
+    @property
+    def is_main(self):
+        return self.rank == 0
+
+    @property
+    def shard(self):
+        return self.rank, self.world
+
+    def prepare(self, net):
+        """(net, model): `net` on the device (saved, validated), `model` the module the training
+        step calls: `net` wrapped in DDP and/or compiled."""
+        memory_format = torch.channels_last if self.channels_last else torch.contiguous_format
+        net = net.to(self.device, memory_format=memory_format)
+        model = net
+        if self.world > 1:
+            if self.sync_bn:
+                net = model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(net)
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            model = torch.nn.parallel.DistributedDataParallel(net, device_ids=ids)
+            # DDP copied rank 0's weights to all; from here on, dropout and per-sample
+            # augmentation draw differently on each rank
+            torch.manual_seed(torch.initial_seed() + self.rank)
+        if self.compile:
+            model = torch.compile(model)
+        return net, model
+
+    def autocast(self):
+        """bfloat16 autocast with --amp; a no-op context otherwise."""
+        if not self.amp:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=torch.bfloat16)
+
+    def inputs(self, images, targets):
+        """A batch on the device in the network's memory format (a no-op for resident batches)."""
+        images = images.to(self.device, non_blocking=True)
+        if self.channels_last and images.dim() == 4:
+            images = images.contiguous(memory_format=torch.channels_last)
+        return images, targets.to(self.device, non_blocking=True)
+
+    def sum(self, tensor):
+        """Element-wise sum over ranks (in place); the tensor itself with one process."""
+        if self.world > 1:
+            dist.all_reduce(tensor)
+        return tensor
+
+    def batch_means(self, means, counts):
+        """Mean over global batches of the per-batch mean, from this rank's slice means
+        (batches, k) and slice sizes (batches,): what one process computes over whole batches."""
+        if self.world == 1:
+            return means.mean(0)
+        weighted = self.sum(means * counts.unsqueeze(1))
+        return (weighted / self.sum(counts.clone()).unsqueeze(1)).mean(0)
+
+    def sync_buffers(self, net):
+        """Rank 0's BatchNorm running statistics to every rank, so that all validate (and rank 0
+        saves) the same network; DDP only syncs them at the next training forward."""
+        if self.world > 1:
+            for buffer in net.buffers():
+                dist.broadcast(buffer, 0)
+
+    def barrier(self):
+        if self.world > 1:
+            dist.barrier()
+
+    def close(self):
+        if self.world > 1 and dist.is_initialized():
+            dist.destroy_process_group()
+
+
+def _have_compiler():
+    import shutil
+
+    return shutil.which(os.environ.get("CXX", "g++")) is not None or shutil.which("c++") is not None

@@ -1,0 +1,171 @@
+"""The device-resident pipeline against the torchvision transforms it replaces.
+
+Evaluation batches must be equal bit for bit; augmented batches must follow the same
+parameter distributions (compared with torchvision's own samplers) and, for given
+parameters, the same geometry (compared with torchvision's functional ops on PIL images).
+"""
+import math
+
+import numpy as np
+import pytest
+import torch
+from fakedata import write_cifar10, write_mnist, write_tinyimagenet
+from PIL import Image
+from scipy import stats
+from torchvision import transforms as T
+from torchvision.transforms import InterpolationMode
+from torchvision.transforms import functional as TF
+
+from datasets.loaders import OpenSetData, make_loader
+from datasets.pipeline import ShardedBatchSampler, build_loader
+from datasets.resident import ResidentLoader, resident_loader, sample_boxes, warp
+
+CPU = torch.device("cpu")
+
+
+def _batches(loader):
+    return [(x.contiguous(), y.cpu()) for x, y in loader]
+
+
+@pytest.fixture
+def trials(tmp_path, isolated_datasets_dir):
+    """Digits (8 -> 16 px), fake MNIST (28 -> 32 px, grey) and fake CIFAR10 (3 channels)."""
+    write_mnist(str(tmp_path), n_train=12, n_test=6)
+    write_cifar10(str(tmp_path), n_train=12, n_test=6)
+    return [OpenSetData("Digits", 0), OpenSetData("MNIST", 0, data_root=str(tmp_path), download=False),
+            OpenSetData("CIFAR10", 0, data_root=str(tmp_path), download=False)]
+
+
+def test_evaluation_batches_equal_the_torchvision_path(trials):
+    for data in trials:
+        for dataset in (data.val_dataset(), data.anchor_dataset(), data.known_test_dataset(),
+                        data.unknown_test_dataset()):
+            fast = build_loader(dataset, 7, False, pipeline="resident")
+            assert isinstance(fast, ResidentLoader), data.name
+            want = _batches(make_loader(dataset, 7, False, 0))
+            got = _batches(fast)
+            assert len(got) == len(want)
+            for (x, y), (wx, wy) in zip(got, want):
+                assert torch.equal(y, wy) and x.dtype == wx.dtype and torch.equal(x, wx), data.name
+
+
+def test_channels_last_batches_hold_the_same_values(trials):
+    dataset = trials[2].val_dataset()
+    plain = _batches(build_loader(dataset, 5, False))
+    last = list(build_loader(dataset, 5, False, channels_last=True))
+    assert last[0][0].is_contiguous(memory_format=torch.channels_last)
+    assert all(torch.equal(a[0], b[0]) for a, b in zip(plain, last))
+
+
+def test_warp_reproduces_torchvision_crop_flip_rotation():
+    """Given the same parameters, one batched sampling = PIL crop+resize, hflip, rotate(NEAREST)."""
+    rng = np.random.default_rng(0)
+    size, total, off_by_more = 32, 0, 0
+    for k in range(60):
+        image = rng.integers(0, 256, (size, size, 3), dtype=np.uint8)
+        h, w = int(rng.integers(18, 33)), int(rng.integers(18, 33))
+        top, left = int(rng.integers(0, size - h + 1)), int(rng.integers(0, size - w + 1))
+        flip, angle = bool(k % 2), float(rng.uniform(-20, 20)) if k % 3 else 0.0
+        want = TF.resized_crop(Image.fromarray(image), top, left, h, w, [size, size], InterpolationMode.BILINEAR)
+        want = TF.rotate(TF.hflip(want) if flip else want, angle, InterpolationMode.NEAREST)
+        want = torch.from_numpy(np.asarray(want).copy()).permute(2, 0, 1).float()
+
+        def f64(v):
+            return torch.tensor([float(v)], dtype=torch.float64)
+
+        got = warp(torch.from_numpy(image).permute(2, 0, 1)[None], size, f64(top), f64(left), f64(h), f64(w),
+                   torch.tensor([flip]), f64(angle), rotate=angle != 0 or k % 2 == 0)[0].round()
+        diff = (got - want).abs()
+        total += diff.numel()
+        off_by_more += int((diff > 1).sum())
+        # PIL rounds to 8 bits between its two resize passes: one grey level apart at most,
+        # except for the rare pixel whose rotated position sits on a nearest-neighbour boundary
+    assert off_by_more / total < 1e-3
+
+
+def _torchvision_boxes(n, size, scale, ratio):
+    torch.manual_seed(0)
+    img = torch.zeros(1, size, size)
+    return np.array([T.RandomResizedCrop.get_params(img, list(scale), list(ratio)) for _ in range(n)], dtype=float)
+
+
+@pytest.mark.parametrize("scale", [(0.7, 1.0), (0.08, 1.0)])
+def test_crop_boxes_follow_torchvision_distribution(scale):
+    n, size, ratio = 4000, 32, (3 / 4, 4 / 3)
+    top, left, h, w = (t.numpy() for t in
+                       sample_boxes(n, size, size, scale, ratio, torch.Generator().manual_seed(1), CPU))
+    want = _torchvision_boxes(n, size, scale, ratio)  # rows: top, left, h, w
+    assert (h >= 1).all() and (w >= 1).all() and (h <= size).all() and (w <= size).all()
+    assert (top >= 0).all() and (top + h <= size).all() and (left >= 0).all() and (left + w <= size).all()
+    area, want_area = h * w / size ** 2, want[:, 2] * want[:, 3] / size ** 2
+    aspect, want_aspect = np.log(w / h), np.log(want[:, 3] / want[:, 2])
+    for got_values, want_values in ((area, want_area), (aspect, want_aspect), (top / np.maximum(size - h, 1),
+                                    want[:, 0] / np.maximum(size - want[:, 2], 1))):
+        assert stats.ks_2samp(got_values, want_values).pvalue > 1e-3
+    # area share within the configured range up to pixel rounding, aspect within 3/4..4/3 likewise
+    assert area.min() >= scale[0] * 0.9 and area.max() <= 1.0
+    assert np.abs(aspect).max() <= math.log(4 / 3) + 2 / 16
+
+
+def test_flip_rate_and_rotation_angles_follow_the_configuration():
+    images = torch.zeros(10, 1, 16, 16, dtype=torch.uint8)
+    augment = {"crop": ((16, 16), (0.8, 1.0), (3 / 4, 4 / 3)), "flip": 0.3, "degrees": (-10.0, 10.0)}
+    loader = ResidentLoader(images, torch.zeros(10), 10, [0.5], [0.25], augment, seed=3)
+    size, (_, _, _, _, flip, angle) = loader.draw_params(20000, 16, 16)
+    assert size == 16
+    p, n = 0.3, len(flip)
+    assert abs(flip.double().mean().item() - p) < 4 * math.sqrt(p * (1 - p) / n)
+    angle = angle.numpy()
+    assert angle.min() >= -10 and angle.max() <= 10
+    assert stats.kstest(angle, stats.uniform(loc=-10, scale=20).cdf).pvalue > 1e-3
+
+
+def test_no_augmentation_configured_means_identity(trials):
+    """Digits trains with flip 0 and rotation 0: with crop scale forced to 1 the batch equals eval."""
+    data = trials[0]
+    data.cfg["data_transforms"] = {**data.cfg["data_transforms"], "scale_min": 1.0}
+    train = data.train_dataset()
+    # area 1 and aspect 1 is the only box that fits, so it must be the whole image
+    got = next(iter(build_loader(train, 9, False)))[0]
+    want = next(iter(build_loader(data.anchor_dataset(), 9, False)))[0]
+    assert torch.equal(got, want)
+
+
+def test_generator_state_restores_the_same_epoch(trials):
+    loader = build_loader(trials[1].train_dataset(), 8, True, seed=5)
+    state = loader.state_dict()
+    first = _batches(loader)
+    loader.load_state_dict(state)
+    again = _batches(loader)
+    assert all(torch.equal(a[0], b[0]) and torch.equal(a[1], b[1]) for a, b in zip(first, again))
+    assert not torch.equal(_batches(loader)[0][0], first[0][0])  # the next epoch differs
+
+
+@pytest.mark.parametrize("pipeline", ["resident", "torchvision"])
+def test_shards_split_each_global_batch(trials, pipeline):
+    dataset = trials[1].val_dataset()
+    whole = _batches(build_loader(dataset, 6, False, pipeline=pipeline))
+    shards = [_batches(build_loader(dataset, 6, False, pipeline=pipeline, shard=(r, 2))) for r in range(2)]
+    for b, (x, y) in enumerate(whole[:len(shards[0])]):
+        assert torch.equal(shards[0][b][1], y[0::2]) and torch.equal(shards[1][b][1], y[1::2])
+        assert torch.equal(shards[0][b][0], x[0::2]) and torch.equal(shards[1][b][0], x[1::2])
+
+
+def test_sharded_sampler_drops_a_last_batch_too_small_to_share():
+    sampler = ShardedBatchSampler(13, 4, False, 0, rank=1, world=2)  # last batch: 1 image < 2 ranks
+    assert list(sampler) == [[1, 3], [5, 7], [9, 11]] and len(sampler) == 3
+
+
+def test_folder_data_sets_and_unknown_transforms_fall_back(tmp_path, isolated_datasets_dir):
+    write_tinyimagenet(str(tmp_path), n_train=3, n_val=2)
+    tiny = OpenSetData("TinyImageNet", 0, data_root=str(tmp_path), download=False)
+    assert resident_loader(tiny.val_dataset(), 4, False, CPU) is None
+    digits = OpenSetData("Digits", 0).val_dataset()
+    digits.transform = T.Compose([T.ToTensor(), T.GaussianBlur(3)])
+    assert resident_loader(digits, 4, False, CPU) is None
+    assert not isinstance(build_loader(digits, 4, False), ResidentLoader)
+    # a crop that would shrink the image (PIL filters wider then) stays per-sample too
+    digits.transform = T.Compose([T.Resize(24), T.RandomResizedCrop(16), T.ToTensor(), T.Normalize([0.5], [0.2])])
+    assert resident_loader(digits, 4, False, CPU) is None
+    digits.transform = T.Compose([T.Resize(16), T.RandomResizedCrop(16), T.ToTensor(), T.Normalize([0.5], [0.2])])
+    assert isinstance(resident_loader(digits, 4, False, CPU), ResidentLoader)
