@@ -59,9 +59,12 @@ def test_two_gloo_processes_train_one_network(tmp_path, script, suffixes, loss):
     ranks = [torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in range(2)]
     assert ranks[0].keys() == ranks[1].keys()
     assert all(torch.equal(ranks[0][k], ranks[1][k]) for k in ranks[0])
-    # one set of checkpoints, one log written once, one final line
+    # one set of checkpoints (and one interrupted-run state), one log written once, one final line
+    last = "CACclassifierLast" if script == "train_cacOpenset.py" else "closedSetClassifierLast"
     saved = sorted(p.name for p in (tmp_path / "networks" / "weights" / "Digits").iterdir())
-    assert saved == sorted(f"Digits_0_ddp{s}.pth" for s in suffixes)
+    assert saved == sorted(f"Digits_0_ddp{s}.pth" for s in suffixes + [last])
+    state = torch.load(tmp_path / "networks" / "weights" / "Digits" / f"Digits_0_ddp{last}.pth", weights_only=True)
+    assert state["epoch"] == epochs and all(torch.equal(state["net"][k], ranks[0][k]) for k in ranks[0])
     run_dir = next((tmp_path / "runs").iterdir())
     lines = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
     assert [line["epoch"] for line in lines] == list(range(epochs))
