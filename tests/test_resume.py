@@ -146,22 +146,28 @@ def test_real_sigint_mid_run_then_continue(tmp_path, monkeypatch):
     assert_same_run(tmp_path, "whole", "cut", CE_FILES, "ClosedSet")
 
 
-def test_stop_signals_ask_once_then_act(monkeypatch):
+def test_stop_signals_ask_once_then_act():
     """Inside stop_signals the first SIGINT/SIGTERM only sets a flag; a second SIGINT raises
     KeyboardInterrupt at once; afterwards the previous handlers are back."""
-    before = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
-    for sig, name in ((signal.SIGINT, "SIGINT"), (signal.SIGTERM, "SIGTERM")):
-        progress = Progress.__new__(Progress)
-        progress.stop_signal = None
-        with progress.stop_signals():
-            os.kill(os.getpid(), sig)
-            time.sleep(0.05)
-            assert progress.stop_signal == name
-            if sig == signal.SIGINT:
-                with pytest.raises(KeyboardInterrupt):
-                    os.kill(os.getpid(), sig)
-                    time.sleep(0.05)
-        assert {s: signal.getsignal(s) for s in before} == before
+    # Python's own Ctrl-C handler, as in a terminal: a job started in the background (CI
+    # runners, `cmd &`) inherits SIGINT ignored, and then a second SIGINT has nothing to raise
+    outer = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        before = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+        for sig, name in ((signal.SIGINT, "SIGINT"), (signal.SIGTERM, "SIGTERM")):
+            progress = Progress.__new__(Progress)
+            progress.stop_signal = None
+            with progress.stop_signals():
+                os.kill(os.getpid(), sig)
+                time.sleep(0.05)
+                assert progress.stop_signal == name
+                if sig == signal.SIGINT:
+                    with pytest.raises(KeyboardInterrupt):
+                        os.kill(os.getpid(), sig)
+                        time.sleep(0.05)
+            assert {s: signal.getsignal(s) for s in before} == before
+    finally:
+        signal.signal(signal.SIGINT, outer)
 
 
 def test_rng_state_round_trip_through_a_weights_only_file(tmp_path):
