@@ -12,13 +12,13 @@ the shorter side resized to im_size, the centre im_size x im_size square cut out
 converts new images the same way.
 """
 import hashlib
-import json
 import os
 
 from PIL import Image, UnidentifiedImageError
 from torchvision import datasets as tvd
 from torchvision import transforms as T
 
+from datasets.splits import read_split_json
 from engine.errors import UserError
 
 FOLDER_DATASET = "ImageFolder"  # the --dataset name of users' own data
@@ -91,13 +91,7 @@ class FolderData:
                             f"e.g. {example}")
         if not os.path.isfile(path):
             raise UserError(f"split file {path} not found; write {example} there with the class folder names")
-        try:
-            with open(path) as f:
-                split = json.load(f)
-        except (json.JSONDecodeError, UnicodeDecodeError) as e:
-            raise UserError(f"split file {path} is not valid JSON ({e}); fix it, e.g. {example}") from None
-        if not isinstance(split, dict) or not {"Known", "Unknown"} <= set(split):
-            raise UserError(f"split file {path} must hold an object with 'Known' and 'Unknown' lists, e.g. {example}")
+        split = read_split_json(path, "split file", f"fix it, e.g. {example}", example)
         for key, names, folder, have in (("Known", split["Known"], "train", self.train_classes),
                                          ("Unknown", split["Unknown"], "test", self.test_classes)):
             if not isinstance(names, list) or not all(isinstance(n, str) for n in names):

@@ -78,6 +78,7 @@ class OpenSetData:
 
     def __init__(self, dataset, trial, data_root="datasets/data", download=True, config=None, split_file=None):
         self.name, self.trial, self.root, self.download = dataset, trial, data_root, download
+        self._test_sets = {}  # source -> its opened test split (see _test_set)
         self.cfg = dict(config if config is not None else load_config(dataset))
         self.folder = None
         if dataset == FOLDER_DATASET:
@@ -180,7 +181,11 @@ class OpenSetData:
         return self._train_subset(self.train_idx, self.anchor_transform())
 
     def _test_set(self, source):
-        return self._open(source, train=False)
+        """The test split of `source`, opened (read and parsed) once per trial: known and
+        unknown test images of a single-source data set come from the same files."""
+        if source not in self._test_sets:
+            self._test_sets[source] = self._open(source, train=False)
+        return self._test_sets[source]
 
     def known_test_dataset(self):
         test = self._test_set(self.known_source)

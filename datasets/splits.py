@@ -21,6 +21,20 @@ def split_path(dataset, trial):
     return os.path.join(DATASETS_DIR, dataset, "class_splits", f"{trial}.json")
 
 
+def read_split_json(path, label, fix, example=None):
+    """The JSON object of a split file with 'Known' and 'Unknown' keys, or a one-line UserError
+    naming the file as `label`; `fix` ends the invalid-JSON message, `example` the shape one."""
+    try:
+        with open(path) as f:
+            split = json.load(f)
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise UserError(f"{label} {path} is not valid JSON ({e}); {fix}") from None
+    if not isinstance(split, dict) or not {"Known", "Unknown"} <= set(split):
+        raise UserError(f"{label} {path} must hold an object with 'Known' and 'Unknown' lists"
+                        + (f", e.g. {example}" if example else ""))
+    return split
+
+
 def load_class_split(dataset, trial, num_known, num_classes, num_unknown_source_classes=None, path=None):
     """Read and check datasets/<dataset>/class_splits/<trial>.json (or `path`, a --split_file)
     -> (known, unknown) lists.
@@ -37,13 +51,7 @@ def load_class_split(dataset, trial, num_known, num_classes, num_unknown_source_
                       if f.endswith(".json") and f[:-5].isdigit()) if os.path.isdir(os.path.dirname(path)) else []
         raise UserError(f"no class split file for {dataset} trial {trial} ({path}); trials with "
                         f"a file: {have}; write {{\"Known\": [...], \"Unknown\": [...]}} there to add one")
-    try:
-        with open(path) as f:
-            split = json.load(f)
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise UserError(f"class split file {path} is not valid JSON ({e}); fix or delete it") from None
-    if not isinstance(split, dict) or not {"Known", "Unknown"} <= set(split):
-        raise UserError(f"class split file {path} must hold an object with 'Known' and 'Unknown' lists")
+    split = read_split_json(path, "class split file", "fix or delete it")
     known, unknown = split["Known"], split["Unknown"]
     unknown_range = num_unknown_source_classes or num_classes
     for key, ids, limit in (("Known", known, num_classes), ("Unknown", unknown, unknown_range)):

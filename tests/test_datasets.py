@@ -683,3 +683,20 @@ def test_unknown_dataset_name():
     with pytest.raises(UserError) as err:
         OpenSetData("CIFAR11", 0)
     assert "CIFAR11" in str(err.value) and "MNIST" in str(err.value)
+
+
+def test_test_split_is_opened_once_for_known_and_unknown(mnist_root, isolated_datasets_dir, monkeypatch):
+    import datasets.loaders as loaders
+
+    calls = []
+    real = loaders.open_source
+
+    def counting(source, root, train, download=True):
+        calls.append((source, train))
+        return real(source, root, train, download)
+
+    monkeypatch.setattr(loaders, "open_source", counting)
+    data = OpenSetData("MNIST", 0, data_root=mnist_root, download=False)
+    known, unknown = data.known_test_dataset(), data.unknown_test_dataset()
+    assert calls.count(("MNIST", False)) == 1
+    assert known.base is unknown.base and len(known) + len(unknown) == len(known.base)
