@@ -1,5 +1,6 @@
 """Writing files so that a crash never leaves half of one, and failing early on unwritable folders."""
 import contextlib
+import json
 import os
 import tempfile
 
@@ -41,3 +42,33 @@ def ensure_writable(folder):
     except OSError as e:
         raise UserError(f"cannot write to {folder}/ ({probe}: {e.strerror}); fix its permissions or "
                         f"run from a writable folder") from None
+
+
+def _refuse_constant(name):
+    raise ValueError(f"{name}, which is not valid JSON")
+
+
+def read_json(path, what, fix):
+    """The JSON value in `path`, or one UserError line naming `what` (e.g. "split file") and
+    ending with `fix`, however the file is malformed: missing, unreadable, not UTF-8, not
+    JSON, nested too deep, an integer too long, or NaN/Infinity (not JSON, though Python's
+    json accepts them). Callers check the value's shape themselves."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            return json.load(f, parse_constant=_refuse_constant)
+    except FileNotFoundError:
+        raise UserError(f"{what} {path} not found; {fix}") from None
+    except IsADirectoryError:
+        raise UserError(f"{what} {path} is a folder, not a file; {fix}") from None
+    except OSError as e:
+        raise UserError(f"cannot read {what} {path} ({e.strerror}); {fix}") from None
+    except UnicodeDecodeError:
+        raise UserError(f"{what} {path} is not UTF-8 text; {fix}") from None
+    except json.JSONDecodeError as e:
+        raise UserError(f"{what} {path} is not valid JSON ({e.msg} at line {e.lineno} column {e.colno}); "
+                        f"{fix}") from None
+    except RecursionError:
+        raise UserError(f"{what} {path} is nested too deeply to read; {fix}") from None
+    except ValueError as e:  # an integer of thousands of digits, NaN/Infinity
+        reason = "an integer too long to read" if "digits" in str(e) else str(e)
+        raise UserError(f"{what} {path} holds {reason}; {fix}") from None
