@@ -9,6 +9,7 @@ network of best validation accuracy, and ...closedSetClassifierLast.pth, the sta
 --continue picks up (engine/resume.py).
 """
 import argparse
+import math
 import sys
 
 import torch
@@ -24,7 +25,7 @@ from networks import closedSetClassifier
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description="Closed-set training with cross-entropy (the baseline)",
-                                parents=[training_parser(), runtime_parser(), accel_parser()])
+                                parents=[training_parser(trial_required=False), runtime_parser(), accel_parser()])
     return p.parse_args(argv)
 
 
@@ -80,7 +81,9 @@ def main(argv=None):
     start_epoch = run.start_epoch(net, "closedSetClassifier", "train_closedSet.py")
     net, model = run.accel.prepare(net)  # model: what the training step calls (DDP, compiled)
     optimizer = run.optimizer(net)
-    best = {"acc": 0.0}
+    # as the original: -r keeps the loaded checkpoint's accuracy as the one to beat, and the file
+    # is replaced only by a strictly better one; a first run always saves its first epoch
+    best = {"acc": float(run.resumed_from.get("acc", -math.inf)) if args.resume else -math.inf}
     progress = Progress(run, net, optimizer, best, run.generators(), "closedSetClassifierLast")
     epochs = progress.epochs(run.epochs(start_epoch))  # --continue: the interrupted run's remaining epochs
     run.save_config()
@@ -88,7 +91,7 @@ def main(argv=None):
         for epoch in epochs:
             stats = train_epoch(model, run.train_loader, optimizer, run.accel, epoch, progress)
             stats.update(validate(net, run.val_loader, run.accel))
-            if stats["val/accuracy"] >= best["acc"]:
+            if stats["val/accuracy"] > best["acc"]:
                 best["acc"] = stats["val/accuracy"]
                 run.save(run.checkpoint(net, best["acc"], epoch), "closedSetClassifier")
             run.log(epoch, stats)

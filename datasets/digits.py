@@ -17,7 +17,7 @@ class Digits(Dataset):
     def __init__(self, train=True):
         from sklearn.datasets import load_digits  # imported here: only this data set needs it
 
-        from datasets.splits import split_per_class
+        from datasets.partition import split_per_class
 
         bunch = load_digits()
         # pixel values are 0..16 -> 0..255 so that ToTensor sees ordinary 8-bit images

@@ -13,10 +13,46 @@ from torchvision import transforms as T
 
 from datasets.folder import FOLDER_DATASET, FolderData
 from datasets.sources import NUM_CLASSES, SOURCES, open_source, source_labels
-from datasets.splits import DATASETS_DIR, cached_normalization, load_class_split, trainval_split
+from datasets import splits
+from datasets.partition import trainval_split
+from datasets.splits import DATASETS_DIR, cached_normalization, load_class_split
 from engine.errors import UserError
 
 DATASET_NAMES = (*SOURCES, FOLDER_DATASET)
+FIRST_RELEASE_TRIALS = 5  # trials 5-9 of the paper's data sets are its first-release class splits
+RAW_PIXELS = "raw-pixels"  # tag of computed normalization caches: stats of the files' own pixels
+CHANNELS_FIRST = {"SVHN"}  # sources whose `data` array is (n, C, H, W); the others (n, H, W[, C])
+
+
+def listed_normalization(cfg, trial):
+    """(mean, std) listed in the config for `trial`, or None. The listed rows were computed on
+    the paper's first-release splits (trials 5-9 here), which the released weights were trained
+    on: trial 5 + t uses row t; trials 0-4 (the standard splits) use row t, as the original
+    code does for whatever split file has that number."""
+    listed = cfg.get("normalization")
+    if not listed:
+        return None
+    for row in (trial, trial - FIRST_RELEASE_TRIALS):
+        if 0 <= row < len(listed["mean"]) and len(listed["mean"][row]) == cfg["im_channels"]:
+            return listed["mean"][row], listed["std"][row]
+    return None
+
+
+def raw_pixel_stats(chunks, channels):
+    """Per-channel mean and (population) std on the 0-1 scale of uint8 images given as chunks
+    (n, H, W) or (n, H, W, C), as the original's get_data_stats computes them; exact integer
+    sums, so the result does not depend on how the images are chunked."""
+    total = np.zeros(channels, dtype=np.int64)
+    squares = np.zeros(channels, dtype=np.int64)
+    count = 0
+    for chunk in chunks:
+        pixels = np.asarray(chunk).reshape(-1, channels).astype(np.int64)
+        total += pixels.sum(0)
+        squares += (pixels * pixels).sum(0)
+        count += len(pixels)
+    mean = total / count
+    std = np.sqrt(np.maximum(squares / count - mean * mean, 0.0))
+    return [float(v) for v in mean / 255.0], [float(v) for v in std / 255.0]
 
 
 def load_config(dataset):
@@ -105,7 +141,8 @@ class OpenSetData:
         if absent:
             raise UserError(f"known classes {absent} of {dataset} trial {trial} have no training "
                             f"image under {data_root}; check the data or the split file")
-        split = trainval_split(dataset, labels, self.cfg["val_fraction"])
+        split = trainval_split(dataset, labels, self.cfg["val_fraction"], num_classes,
+                               os.path.join(splits.DATASETS_DIR, dataset))
         self.train_idx = np.sort(np.concatenate([split["Train"][str(c)] for c in self.known])).astype(np.int64)
         self.val_idx = np.sort(np.concatenate([split["Val"][str(c)] for c in self.known])).astype(np.int64)
         self.mean, self.std = self._normalization()
@@ -144,27 +181,34 @@ class OpenSetData:
         return T.Compose([T.Resize(size), T.CenterCrop(size), *self._normalize()])
 
     def _normalization(self):
-        listed = self.cfg.get("normalization")
-        if listed and 0 <= self.trial < len(listed["mean"]) and len(listed["mean"][0]) == self.cfg["im_channels"]:
-            return listed["mean"][self.trial], listed["std"][self.trial]
+        listed = listed_normalization(self.cfg, self.trial)
+        if listed is not None:
+            return listed
 
         def compute():
-            plain = T.Compose([T.Resize(self.cfg["im_size"]), T.ToTensor()])
-            # its own generator: computing (or not, on a cache hit) must not move the global RNG
-            loader = DataLoader(self._train_subset(self.train_idx, plain), batch_size=256,
-                                generator=torch.Generator().manual_seed(0))
-            total = sq = 0
-            for images, _ in loader:
-                x = images.double().transpose(0, 1).flatten(1)  # channels x pixels
-                total, sq = total + x.sum(1), sq + (x * x).sum(1)
-            n = len(self.train_idx) * self.cfg["im_size"] ** 2
-            mean = total / n
-            std = (sq / n - mean * mean).clamp_min(0).sqrt()
-            return [round(float(v), 4) for v in mean], [round(float(v), 4) for v in std]
+            known_idx = np.flatnonzero(np.isin(self.train_labels, self.known))
+            return raw_pixel_stats(self._raw_images(known_idx), self.cfg["im_channels"])
 
-        source = f"{self.folder.fingerprint(self.train_set)}:{self.cfg['im_channels']}ch" if self.folder else None
+        source = RAW_PIXELS
+        if self.folder:
+            source += f":{self.folder.fingerprint(self.train_set)}:{self.cfg['im_channels']}ch"
         return cached_normalization(self.name, self.trial, self.known, self.train_labels, self.cfg["im_size"],
                                     compute, source=source)
+
+    def _raw_images(self, indices, chunk=1024):
+        """uint8 arrays (n, H, W) or (n, H, W, C) of training images `indices`, a chunk at a time:
+        the files' own pixels (an in-memory data set's `data`), or each image as read (folders)."""
+        data = getattr(self.train_set, "data", None)
+        if data is not None:
+            data = np.asarray(data)
+            if self.known_source in CHANNELS_FIRST:
+                data = data.transpose(0, 2, 3, 1)
+            for start in range(0, len(indices), chunk):
+                yield data[indices[start:start + chunk]]
+            return
+        images = RemappedSubset(self.train_set, indices, np.zeros(len(indices), dtype=np.int64), np.asarray)
+        for i in range(len(images)):
+            yield images[i][0][None]
 
     def _train_subset(self, indices, transform):
         labels = self.label_map[torch.from_numpy(self.train_labels[indices])]

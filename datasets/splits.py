@@ -1,4 +1,5 @@
-"""Class splits (which classes are known), the train/val split, and per-trial normalization.
+"""Class splits (which classes are known) and per-trial normalization (the train/val
+partition is in datasets/partition.py).
 
 Everything here is a pure function of the labels, the split file and a fixed seed, so
 two machines with the same data get the same split; caches carry a fingerprint of the
@@ -14,7 +15,6 @@ from engine.errors import UserError
 from engine.files import atomic_write
 
 DATASETS_DIR = os.path.dirname(os.path.abspath(__file__))
-TRAINVAL_SEED = 0  # fixed: the same labels always give the same train/val split
 
 
 def split_path(dataset, trial):
@@ -78,68 +78,9 @@ def labels_fingerprint(labels):
     return {"num_samples": int(len(labels)), "labels_sha1": hashlib.sha1(labels.tobytes()).hexdigest()}
 
 
-def split_per_class(labels, fraction, seed):
-    """Per class, a seeded shuffle of its indices; the first round(fraction * n) (at least one
-    when n >= 2) go to the second part. Returns ({class: first part}, {class: second part}), indices sorted."""
-    labels = np.asarray(labels)
-    first, second = {}, {}
-    for c in np.unique(labels):
-        idx = np.flatnonzero(labels == c)
-        idx = idx[np.random.default_rng([seed, int(c)]).permutation(len(idx))]
-        n_second = int(round(fraction * len(idx)))
-        if fraction > 0 and n_second == 0 and len(idx) >= 2:
-            n_second = 1  # tiny data sets: keep one image per class on the other side
-        first[int(c)] = np.sort(idx[n_second:]).tolist()
-        second[int(c)] = np.sort(idx[:n_second]).tolist()
-    return first, second
-
-
 def _write_json_atomic(obj, path):
     with atomic_write(path, "w") as f:
         json.dump(obj, f)
-
-
-def _valid_trainval(cached, labels, fingerprint):
-    """A cached split fits these labels: same fingerprint, or (files from the original code,
-    which carry none) every class present and every index in range with its class's label."""
-    if "Fingerprint" in cached:
-        return cached["Fingerprint"] == fingerprint
-    try:
-        classes = {str(c) for c in np.unique(labels)}
-        if set(cached["Train"]) != classes or set(cached["Val"]) != classes:
-            return False
-        for part in ("Train", "Val"):
-            for c, idx in cached[part].items():
-                idx = np.asarray(idx, dtype=np.int64)
-                if len(idx) and (idx.max() >= len(labels) or (labels[idx] != int(c)).any()):
-                    return False
-        return True
-    except (KeyError, ValueError, TypeError, AttributeError):
-        return False
-
-
-def trainval_split(dataset, labels, val_fraction):
-    """{"Train": {class: [indices]}, "Val": {...}} of the official training set, made on
-    first use and cached as datasets/<dataset>/trainval_idxs.json."""
-    labels = np.asarray(labels, dtype=np.int64)
-    fingerprint = {**labels_fingerprint(labels), "val_fraction": val_fraction}
-    path = os.path.join(DATASETS_DIR, dataset, "trainval_idxs.json")
-    if os.path.isfile(path):
-        try:
-            with open(path) as f:
-                cached = json.load(f)
-            if _valid_trainval(cached, labels, fingerprint):
-                return cached
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            pass  # a broken cache is rebuilt below
-    train, val = split_per_class(labels, val_fraction, TRAINVAL_SEED)
-    split = {"Train": {str(c): v for c, v in train.items()}, "Val": {str(c): v for c, v in val.items()},
-             "Fingerprint": fingerprint}
-    try:
-        _write_json_atomic(split, path)
-    except OSError:
-        pass  # a read-only checkout still trains; the split is recomputed next time
-    return split
 
 
 def cached_normalization(dataset, trial, known, labels, im_size, compute, source=None):

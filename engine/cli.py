@@ -56,15 +56,17 @@ def add_own_data_arguments(group):
                        help="ImageFolder only: 1 = grey, 3 = RGB (default: 3, from datasets/config.json)")
 
 
-def training_parser(default_name="myTest"):
-    """The seed's training flags plus --epochs and --backbone."""
+def training_parser(default_name="myTest", trial_required=True):
+    """The seed's training flags plus --epochs and --backbone; `trial_required=False` gives
+    --trial the default 0 (the original's train_closedSet.py; its CAC script requires it)."""
     p = argparse.ArgumentParser(add_help=False)
     g = p.add_argument_group("training")
     g.add_argument("--dataset", required=True, type=str,
                    help=f"dataset for training, one of: {', '.join(DATASET_NAMES)}")
-    g.add_argument("--trial", required=True, type=int,
+    g.add_argument("--trial", required=trial_required, default=None if trial_required else 0, type=int,
                    help="trial number = class split file datasets/<dataset>/class_splits/<trial>.json "
-                        "(0-4: standard splits, 5-9: the paper's first-release splits)")
+                        "(0-4: standard splits, 5-9: the paper's first-release splits)"
+                        + ("" if trial_required else " (default: 0)"))
     g.add_argument("--resume", "-r", action="store_true",
                    help="resume from the saved checkpoint with the second learning rate and epoch count")
     g.add_argument("--tensorboard", "-t", action="store_true", help="plot on tensorboardX under runs/")
@@ -83,8 +85,8 @@ def evaluation_parser():
     """The seed's evaluation flags; `-dataset` (the seed's spelling) and `--dataset` both work."""
     p = argparse.ArgumentParser(add_help=False)
     g = p.add_argument_group("evaluation")
-    g.add_argument("-dataset", "--dataset", dest="dataset", required=True, type=str,
-                   help=f"dataset to evaluate, one of: {', '.join(DATASET_NAMES)}")
+    g.add_argument("-dataset", "--dataset", dest="dataset", default="MNIST", type=str,
+                   help=f"dataset to evaluate, one of: {', '.join(DATASET_NAMES)} (default: MNIST, as the original)")
     g.add_argument("--num_trials", default=5, type=int, help="number of trials to average results over (default: 5)")
     g.add_argument("--start_trial", default=0, type=int, help="trial number to start evaluation at (default: 0)")
     g.add_argument("--name", default="", type=str,

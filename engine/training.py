@@ -53,6 +53,7 @@ class TrainingRun:
         self.val_loader = build_loader(self.data.val_dataset(), batch, False, **loader)
         self.run_dir = os.path.join("runs", f"{args.dataset}_{args.trial}_{args.name}{method}")
         self.writer = None  # made by save_config: bad input found before then leaves no file behind
+        self.resumed_from = None  # with -r: the first run's checkpoint dict (see start_epoch)
         also = ["CIFAR+50"] if args.dataset == "CIFAR+10" else []  # see save()
         folders = [os.path.dirname(self.weights("", ds)) for ds in [args.dataset] + also] + [self.run_dir]
         for folder in folders if self.is_main else ():
@@ -84,7 +85,8 @@ class TrainingRun:
             return 0
         a = self.args
         try:
-            return load_checkpoint(self.weights(suffix), net)["epoch"] + 1
+            self.resumed_from = load_checkpoint(self.weights(suffix), net)
+            return self.resumed_from["epoch"] + 1
         except UserError as e:
             raise UserError(f"{e}; -r continues a first run: train one with `python {script} "
                             f"--dataset {a.dataset} --trial {a.trial} --name {a.name}`") from None
@@ -101,7 +103,7 @@ class TrainingRun:
 
     def checkpoint(self, net, acc, epoch):
         """The original's dict {'net', 'acc', 'epoch'} plus what rebuilds and explains the network."""
-        return {"net": net.state_dict(), "acc": acc, "epoch": epoch, "backbone": self.args.backbone,
+        return {"net": net.state_dict_with_aliases(), "acc": acc, "epoch": epoch, "backbone": self.args.backbone,
                 "network": self.network_kwargs(), "method": self.method, "dataset": self.args.dataset,
                 "trial": self.args.trial, "known_classes": list(self.data.known),
                 "args": vars(self.args), "git": self.git}

@@ -16,5 +16,19 @@ class EncoderClassifier(nn.Module):
         if init_weights:
             initialize_weights(self)
 
+    def state_dict_with_aliases(self):
+        """state_dict() plus, for the paper's CNN, the original's alias keys
+        (`encoder.encoder{1,2,3}.{i}.*`) holding the very same tensors: torch.save stores each
+        storage once, so the file does not grow, and the original's strict load_state_dict
+        accepts it. This project's loader drops the aliases again."""
+        state = self.state_dict()
+        aliases = getattr(self.encoder, "alias_names", None)
+        if aliases is None:
+            return state
+        for alias, name in aliases().items():
+            for key in [k for k in state if k.startswith(f"encoder.{name}.")]:
+                state[f"encoder.{alias}." + key[len(f"encoder.{name}."):]] = state[key]
+        return state
+
     def forward(self, x):
         return self.classify(self.encoder(x))

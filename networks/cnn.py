@@ -2,7 +2,8 @@
 
 Every layer is registered exactly once (`conv1..9`, `bn1..9`) so that the state dict
 has one name per tensor; the original also registered them a second time inside
-`encoder1..3` Sequentials, and `networks.checkpoint` drops those alias keys on load.
+`encoder1..3` Sequentials. `networks.checkpoint` drops those alias keys on load, and
+`alias_names` gives them back for saving files the original's strict loader accepts.
 """
 import torch.nn as nn
 
@@ -28,6 +29,17 @@ class CNNEncoder(nn.Module):
         self.relu = nn.LeakyReLU(0.2)
         self.dropout = nn.Dropout2d(dropout)
         self.out_features = CHANNELS[-1] * (im_size // DOWNSAMPLE_FACTOR) ** 2
+
+    @staticmethod
+    def alias_names():
+        """{the original's second name: this module's name} of each layer: block b's Sequential
+        `encoder<b>` held conv, bn, relu three times, then dropout (positions 0, 1, 3, 4, 6, 7)."""
+        names = {}
+        for i in range(1, len(CHANNELS) + 1):
+            block, position = divmod(i - 1, 3)
+            names[f"encoder{block + 1}.{3 * position}"] = f"conv{i}"
+            names[f"encoder{block + 1}.{3 * position + 1}"] = f"bn{i}"
+        return names
 
     def forward(self, x):
         for i in range(1, len(CHANNELS) + 1):

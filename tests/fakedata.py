@@ -221,3 +221,49 @@ def write_image_folder(root, train, test, seed=0):
                 image = image.convert(mode) if mode != "P" else image.quantize(16)
                 image.save(os.path.join(folder, f"{i}{ext}"))
     return root
+
+
+# ---------------------------------------------------------------- a training set's labels in each real format
+def write_training_labels(dataset, root, train_labels):
+    """Write `dataset`'s training split (and a small test split, where torchvision needs one to
+    open either) under `root` in the real on-disk format, with exactly `train_labels` in file
+    order and blank images: enough to drive everything that depends on the labels only (the
+    train/validation partition) through the real torchvision classes, without gigabytes.
+    MNIST and CIFAR-10 keep their real image shape; SVHN's images are 2x2 (the .mat format
+    allows any size, and 73,257 real-sized ones would be 225 MB); TinyImageNet's are empty
+    files (ImageFolder lists files without opening them)."""
+    labels = np.asarray(train_labels, dtype=np.uint8)
+    if dataset == "MNIST":
+        raw = os.path.join(root, "MNIST", "raw")
+        os.makedirs(raw, exist_ok=True)
+        for prefix, y in (("train", labels), ("t10k", np.arange(10, dtype=np.uint8))):
+            _write_idx_gz(os.path.join(raw, f"{prefix}-images-idx3-ubyte.gz"), np.zeros((len(y), 28, 28), np.uint8), 2051)
+            _write_idx_gz(os.path.join(raw, f"{prefix}-labels-idx1-ubyte.gz"), y, 2049)
+    elif dataset == "SVHN":
+        import scipy.io
+
+        folder = os.path.join(root, "svhn")
+        os.makedirs(folder, exist_ok=True)
+        for split, y in (("train", labels), ("test", np.arange(10, dtype=np.uint8))):
+            scipy.io.savemat(os.path.join(folder, f"{split}_32x32.mat"),
+                             {"X": np.zeros((2, 2, 3, len(y)), np.uint8),
+                              "y": np.where(y == 0, 10, y).astype(np.uint8).reshape(-1, 1)})
+    elif dataset == "CIFAR10":
+        out = os.path.join(root, "cifar-10-batches-py")
+        os.makedirs(out, exist_ok=True)
+        parts = [(f"data_batch_{i + 1}", part) for i, part in enumerate(np.array_split(labels, 5))]
+        for name, y in parts + [("test_batch", np.arange(10, dtype=np.uint8))]:
+            _pickle(os.path.join(out, name), {"batch_label": name, "labels": [int(c) for c in y],
+                                              "data": np.zeros((len(y), 3072), np.uint8)})
+        _pickle(os.path.join(out, "batches.meta"), {"label_names": [f"class_{c}" for c in range(10)]})
+    elif dataset == "TinyImageNet":
+        train = os.path.join(root, "tiny-imagenet-200", "train")
+        for c, count in enumerate(np.bincount(labels, minlength=int(labels.max()) + 1)):
+            folder = os.path.join(train, f"n{c:08d}", "images")  # sorted wnids = label order
+            os.makedirs(folder)
+            for i in range(count):
+                open(os.path.join(folder, f"n{c:08d}_{i:04d}.JPEG"), "wb").close()
+        os.makedirs(os.path.join(root, "tiny-imagenet-200", "val"), exist_ok=True)
+    else:
+        raise ValueError(f"no label writer for {dataset}")
+    return root

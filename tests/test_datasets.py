@@ -386,29 +386,46 @@ def test_listed_normalization(request, dataset, trial, root_fixture):
     assert listed["mean"][trial] == data.mean and listed["std"][trial] == data.std
 
 
-def numpy_normalization(truth, indices, size):
-    """Per-channel mean and (population) std over the resized known training images."""
-    images = np.stack([pil_resize(truth.train_image(int(i)), size) for i in indices])  # n, C, S, S
-    pixels = images.transpose(1, 0, 2, 3).reshape(images.shape[1], -1)
-    return pixels.mean(1), pixels.std(1)
+@pytest.mark.parametrize("dataset,root_fixture", [
+    ("MNIST", "mnist_root"), ("SVHN", "svhn_root"), ("CIFAR10", "cifar_root"), ("CIFAR+50", "cifar_root"),
+    ("TinyImageNet", "tiny_root")])
+@pytest.mark.parametrize("trial", range(5, 10))
+def test_first_release_trials_use_the_listed_row_their_weights_were_trained_with(request, dataset, root_fixture,
+                                                                                 trial):
+    """SPEC 4 / protocol: the listed rows were computed on the first-release splits, trials 5-9
+    here; trial 5 + t uses row t, whatever trials 0-4 use."""
+    data = OpenSetData(dataset, trial, data_root=request.getfixturevalue(root_fixture), download=False)
+    mean, std = SPEC_NORMALIZATION["CIFAR+10" if dataset == "CIFAR+50" else dataset]
+    np.testing.assert_allclose(data.mean, mean[trial - 5], atol=1e-9)
+    np.testing.assert_allclose(data.std, std[trial - 5], atol=1e-9)
+
+
+def numpy_normalization(truth, indices):
+    """Per-channel mean and (population) std on the 0-1 scale of the raw training pixels of
+    `indices` (not resized), as the original's get_data_stats: numpy's own mean and std."""
+    images = np.stack([truth.train_image(int(i)) for i in indices]).astype(np.float64) / 255.0
+    pixels = images.reshape(-1, 1) if images.ndim == 3 else images.reshape(-1, images.shape[-1])
+    return pixels.mean(0), pixels.std(0)
 
 
 @pytest.mark.parametrize("dataset,trial,root_fixture", [
-    ("MNIST", 5, "mnist_root"), ("CIFAR10", 5, "cifar_root"), ("Digits", 0, None),
-    ("FashionMNIST", 0, "fashion_root")])
+    ("MNIST", 10, "mnist_root"), ("SVHN", 10, "svhn_root"), ("CIFAR10", 10, "cifar_root"),
+    ("TinyImageNet", 10, "tiny_root"), ("Digits", 0, None), ("FashionMNIST", 0, "fashion_root")])
 def test_computed_normalization_for_trials_without_listed_values(request, isolated_datasets_dir, dataset,
                                                                  trial, root_fixture):
     root = request.getfixturevalue(root_fixture) if root_fixture else "/nonexistent"
-    assert os.path.isfile(os.path.join(DATASETS, dataset, "class_splits", f"{trial}.json"))
+    splits = isolated_datasets_dir / dataset / "class_splits"
+    if trial == 10:  # a user's own split: trial 5's classes under a number with no listed row
+        (splits / "10.json").write_text((splits / "5.json").read_text())
     data = OpenSetData(dataset, trial, data_root=root, download=False)
     truth = truth_for(dataset, root, data)
-    known = read_split(dataset, trial)[0]
-    train_idx = np.flatnonzero(np.isin(truth.train_labels, known))
-    train_idx = np.setdiff1d(train_idx, np.asarray(data.val_idx))  # the training part only
-    mean, std = numpy_normalization(truth, train_idx, SHAPES[dataset][0])
+    known = read_split(dataset, 5 if trial == 10 else trial)[0]
+    # the known classes' images of the whole official training set (train and validation parts),
+    # as the original's mask over its training set's labels
+    mean, std = numpy_normalization(truth, np.flatnonzero(np.isin(truth.train_labels, known)))
     assert len(data.mean) == len(data.std) == SHAPES[dataset][1]
-    np.testing.assert_allclose(data.mean, mean, atol=1e-3)
-    np.testing.assert_allclose(data.std, std, atol=1e-3)
+    np.testing.assert_allclose(data.mean, mean, rtol=1e-9)
+    np.testing.assert_allclose(data.std, std, rtol=1e-9)
     # and they are not some listed trial's numbers (the fake images are brighter than MNIST's)
     if dataset == "MNIST":
         assert all(abs(data.mean[0] - m[0]) > 0.01 for m in SPEC_NORMALIZATION["MNIST"][0])
@@ -420,13 +437,13 @@ def test_computed_normalization_for_trials_without_listed_values(request, isolat
     cache.write_text(json.dumps(cached))
     assert OpenSetData(dataset, trial, data_root=root, download=False).mean == [0.5] * len(mean)
     # ... but not once it was made from other data, for other known classes or another image size
-    other_known = known[:-1] + read_split(dataset, trial)[1][:1]
+    other_known = known[:-1] + read_split(dataset, 5 if trial == 10 else trial)[1][:1]
     for field, value in (("Fingerprint", {"num_samples": 1, "labels_sha1": "0" * 40}), ("Known", other_known),
                          ("im_size", 2 * SHAPES[dataset][0])):
         stale = {**cached, field: value}
         cache.write_text(json.dumps(stale))
         again = OpenSetData(dataset, trial, data_root=root, download=False)
-        np.testing.assert_allclose(again.mean, mean, atol=1e-3)
+        np.testing.assert_allclose(again.mean, mean, rtol=1e-9)
 
 
 # ------------------------------------------------------------------ the train/val split cache
@@ -468,7 +485,7 @@ def test_trainval_cache_is_rewritten_when_labels_change(isolated_datasets_dir, m
     from datasets import load_config
     OpenSetData("MNIST", 0, data_root=root_b, download=False, config={**load_config("MNIST"), "val_fraction": 0.4})
     third = json.loads(cache.read_text())
-    assert third["Fingerprint"]["val_fraction"] == 0.4
+    assert third["Fingerprint"]["train_share"] == 0.6
     assert_split_fits(third, labels_b, fraction=0.4)
 
 
@@ -479,47 +496,6 @@ def test_tiny_classes_keep_one_validation_image(isolated_datasets_dir, tmp_path)
     labels = mnist_labels(root)
     for c in read_split("MNIST", 0)[0]:
         assert int((labels[data.val_idx] == c).sum()) == 1 and int((labels[data.train_idx] == c).sum()) == 1
-
-
-def test_trainval_cache_in_the_original_format_is_used(isolated_datasets_dir, mnist_root):
-    cache = isolated_datasets_dir / "MNIST" / "trainval_idxs.json"
-    labels = mnist_labels(mnist_root)
-    assert not cache.exists()
-    # the original's format, without 'Fingerprint': here the first 5 of each class's 20 images
-    # are validation - a split the code would never draw itself (it keeps 4 and shuffles)
-    original = {"Train": {str(c): np.flatnonzero(labels == c)[5:].tolist() for c in range(10)},
-                "Val": {str(c): np.flatnonzero(labels == c)[:5].tolist() for c in range(10)}}
-    cache.parent.mkdir(parents=True, exist_ok=True)
-    cache.write_text(json.dumps(original))
-    data = OpenSetData("MNIST", 0, data_root=mnist_root, download=False)
-    known = read_split("MNIST", 0)[0]
-    assert data.val_idx.tolist() == sorted(i for c in known for i in original["Val"][str(c)])
-    assert data.train_idx.tolist() == sorted(i for c in known for i in original["Train"][str(c)])
-
-    # an original-format file that does not fit these labels (index past the end) is rebuilt
-    broken = {"Train": {str(c): v + [len(labels) + 3] for c, v in original["Train"].items()},
-              "Val": original["Val"]}
-    cache.write_text(json.dumps(broken))
-    data = OpenSetData("MNIST", 0, data_root=mnist_root, download=False)
-    rebuilt = json.loads(cache.read_text())
-    assert_split_fits(rebuilt, labels)
-    assert max(data.train_idx.tolist() + data.val_idx.tolist()) < len(labels)
-
-
-def test_trainval_cache_in_the_original_format_missing_classes_is_rebuilt(isolated_datasets_dir, mnist_root):
-    cache = isolated_datasets_dir / "MNIST" / "trainval_idxs.json"
-    labels = mnist_labels(mnist_root)
-    only_zero = {"Train": {"0": np.flatnonzero(labels == 0)[4:].tolist()},
-                 "Val": {"0": np.flatnonzero(labels == 0)[:4].tolist()}}
-    cache.parent.mkdir(parents=True, exist_ok=True)
-    cache.write_text(json.dumps(only_zero))
-    try:
-        data = OpenSetData("MNIST", 0, data_root=mnist_root, download=False)
-    except UserError:
-        return  # a clear message is fine too
-    known = read_split("MNIST", 0)[0]
-    assert sorted(data.train_idx.tolist() + data.val_idx.tolist()) == \
-        np.flatnonzero(np.isin(labels, known)).tolist()
 
 
 # ------------------------------------------------------------------ bad input

@@ -5,10 +5,11 @@ import os
 import numpy as np
 import pytest
 
-from conftest import PROTOCOL, REPO
+from conftest import PROTOCOL, REPO, require_shared
 from datasets import load_config
+from datasets.partition import split_per_class
 from datasets.sources import NUM_CLASSES, SOURCES
-from datasets.splits import load_class_split, split_per_class
+from datasets.splits import load_class_split
 
 PAPER_DATASETS = ["MNIST", "SVHN", "CIFAR10", "CIFAR+10", "CIFAR+50", "TinyImageNet"]
 
@@ -20,9 +21,7 @@ def _read(dataset, trial):
 
 @pytest.mark.parametrize("dataset", PAPER_DATASETS)
 def test_trials_0_to_4_are_standard_and_5_to_9_are_paper(dataset):
-    if not os.path.isfile(PROTOCOL):
-        pytest.skip("../shared/protocol is absent")
-    with open(PROTOCOL) as f:
+    with open(require_shared(PROTOCOL)) as f:
         facts = json.load(f)
     for offset, key in ((0, "standard"), (5, "paper")):
         for i, split in enumerate(facts[key][dataset]):
