@@ -108,6 +108,9 @@ class OpenSetData:
         split = trainval_split(dataset, labels, self.cfg["val_fraction"])
         self.train_idx = np.sort(np.concatenate([split["Train"][str(c)] for c in self.known])).astype(np.int64)
         self.val_idx = np.sort(np.concatenate([split["Val"][str(c)] for c in self.known])).astype(np.int64)
+        # image folders: a digest of the training images' bytes, part of every cache's key (None:
+        # built-in data sets, whose files are fixed)
+        self.source_fingerprint = self.folder.fingerprint(self.train_set) if self.folder else None
         self.mean, self.std = self._normalization()
         names = self.folder.classes if self.folder else getattr(self.train_set, "classes", None)
         # name of each known label 0..N-1 (data sets without names: the class id)
@@ -162,9 +165,9 @@ class OpenSetData:
             std = (sq / n - mean * mean).clamp_min(0).sqrt()
             return [round(float(v), 4) for v in mean], [round(float(v), 4) for v in std]
 
-        source = f"{self.folder.fingerprint(self.train_set)}:{self.cfg['im_channels']}ch" if self.folder else None
+        source = f"{self.source_fingerprint}:{self.cfg['im_channels']}ch" if self.folder else None
         return cached_normalization(self.name, self.trial, self.known, self.train_labels, self.cfg["im_size"],
-                                    compute, source=source)
+                                    compute, source=source, channels=self.cfg["im_channels"])
 
     def _train_subset(self, indices, transform):
         labels = self.label_map[torch.from_numpy(self.train_labels[indices])]
