@@ -11,14 +11,17 @@ Every image, of any size or mode, is converted as `prepare_image` says: to grey 
 the shorter side resized to im_size, the centre im_size x im_size square cut out. predict.py
 converts new images the same way.
 """
+import collections
 import hashlib
 import os
+import stat
+import sys
 
 from PIL import Image, UnidentifiedImageError
 from torchvision import datasets as tvd
 from torchvision import transforms as T
 
-from datasets.splits import read_split_json
+from datasets.splits import brief, read_split_json
 from engine.errors import UserError
 
 FOLDER_DATASET = "ImageFolder"  # the --dataset name of users' own data
@@ -41,7 +44,114 @@ class ImageReader:
             return prepare_image(Image.open(f), self.im_size, self.channels)
 
 
-class _FixedClasses(tvd.ImageFolder):
+def _identity(st):
+    return st.st_dev, st.st_ino
+
+
+class _Walk:
+    """The folders and files under one image folder, links followed, each real folder and each
+    real file taken once: os.walk(followlinks=True), which torchvision uses, goes round a link
+    to a parent folder until the OS refuses (40 times), reading those images again each time."""
+
+    def __init__(self, root):
+        self.root = root
+        self.claimed_dirs, self.claimed_files = set(), set()
+        self.repeated, self.not_files = [], []  # paths skipped, for one warning each
+
+    def claim_dir(self, path):
+        """True the first time the real folder behind `path` is met."""
+        try:
+            ident = _identity(os.stat(path))
+        except OSError:
+            return False  # a dangling or looping link: nothing to read there
+        if ident in self.claimed_dirs:
+            self.repeated.append(path)
+            return False
+        self.claimed_dirs.add(ident)
+        return True
+
+    def files(self, top):
+        """(folder, sorted file names) of `top` and the folders below it, in os.walk's
+        top-down order; a file name is kept whatever it is (the caller filters and checks)."""
+        found, stack = [], [top]
+        while stack:
+            folder = stack.pop()
+            try:
+                entries = sorted(os.scandir(folder), key=lambda e: e.name)
+            except OSError as e:
+                raise UserError(f"cannot list the image folder {folder} ({e.strerror}); fix its "
+                                f"permissions or remove it") from None
+            names, below = [], []
+            for entry in entries:
+                if entry.is_dir():  # follows links, like os.walk(followlinks=True)
+                    if self.claim_dir(entry.path):
+                        below.append(entry.path)
+                else:
+                    names.append(entry.name)
+            found.append((folder, names))
+            stack.extend(reversed(below))
+        return found
+
+    def claim_file(self, path):
+        """True the first time the real file behind `path` is met, and it is a plain file (a
+        named pipe or a device would hang or never end). A file that cannot be looked at is
+        kept: reading it fails later with a message naming it."""
+        try:
+            st = os.stat(path)
+        except OSError:
+            return True
+        if not stat.S_ISREG(st.st_mode):
+            self.not_files.append(path)
+            return False
+        if _identity(st) in self.claimed_files:
+            self.repeated.append(path)
+            return False
+        self.claimed_files.add(_identity(st))
+        return True
+
+    def warn(self):
+        if self.repeated:
+            print(f"warning: {self.root}: skipped {len(self.repeated)} folder(s) or file(s) reached a second "
+                  f"time through links (e.g. {os.path.relpath(self.repeated[0], self.root)}); each image is "
+                  f"read once", file=sys.stderr)
+        if self.not_files:
+            print(f"warning: {self.root}: skipped {len(self.not_files)} image name(s) that are not plain files "
+                  f"(e.g. {os.path.relpath(self.not_files[0], self.root)})", file=sys.stderr)
+
+
+class SafeImageFolder(tvd.ImageFolder):
+    """torchvision's ImageFolder, the same samples in the same order, except that each real
+    folder and each real file is read once however links point (see _Walk)."""
+
+    def make_dataset(self, directory, class_to_idx, extensions=None, is_valid_file=None, allow_empty=False):
+        if is_valid_file is None:
+            def is_valid_file(path):
+                return tvd.folder.has_file_allowed_extension(path, extensions)
+        walk = _Walk(directory)
+        walk.claim_dir(directory)  # a link back to the top is a loop, not more images
+        classes = [c for c in sorted(class_to_idx) if os.path.isdir(os.path.join(directory, c))]
+        # the class folders are claimed first: a link inside one class to another class's folder
+        # must not move that class's images under the first one's label
+        classes = [c for c in classes if walk.claim_dir(os.path.join(directory, c))]
+        samples, empty = [], []
+        for target_class in classes:
+            before = len(samples)
+            for folder, names in sorted(walk.files(os.path.join(directory, target_class))):
+                for name in names:
+                    path = os.path.join(folder, name)
+                    if is_valid_file(path) and walk.claim_file(path):
+                        samples.append((path, class_to_idx[target_class]))
+            if len(samples) == before:
+                empty.append(target_class)
+        walk.warn()
+        missing = sorted(set(class_to_idx) - set(classes) | set(empty))
+        if missing and not allow_empty:
+            raise UserError(f"no image files in the class folder(s) {', '.join(missing)} under {directory} "
+                            f"(extensions: {', '.join(tvd.folder.IMG_EXTENSIONS)})")
+        return samples
+
+
+class _FixedClasses(SafeImageFolder):
     """ImageFolder whose class list is given (shared by train/ and test/), not read from one folder."""
 
     def __init__(self, root, classes, loader):
@@ -53,7 +163,16 @@ class _FixedClasses(tvd.ImageFolder):
 
 
 def _subfolders(path):
-    return sorted(e.name for e in os.scandir(path) if e.is_dir() and not e.name.startswith("."))
+    try:
+        return sorted(e.name for e in os.scandir(path) if e.is_dir() and not e.name.startswith("."))
+    except OSError as e:
+        raise UserError(f"cannot list the image folder {path} ({e.strerror}); fix its permissions") from None
+
+
+def _listing(names, limit=200):
+    """'a, b, c' for a message, cut short when long; 'none' when empty."""
+    text = ", ".join(names) or "none"
+    return text if len(text) <= limit else text[:limit] + ", ..."
 
 
 def _check_images(dataset, root):
@@ -62,6 +181,9 @@ def _check_images(dataset, root):
         try:
             with Image.open(path) as image:
                 image.size  # noqa: B018 - the header is parsed by open; size proves it
+        except Image.DecompressionBombError:
+            raise UserError(f"image {path} has more pixels than PIL's safety limit ({Image.MAX_IMAGE_PIXELS} "
+                            f"x 2); shrink or delete it") from None
         except (UnidentifiedImageError, OSError) as e:
             raise UserError(f"cannot read image {path} ({type(e).__name__}); delete or replace it") from None
     if not dataset.samples:
@@ -89,38 +211,86 @@ class FolderData:
         if not path:
             raise UserError(f"--dataset {FOLDER_DATASET} needs --split_file SPLIT.json naming class folders, "
                             f"e.g. {example}")
-        if not os.path.isfile(path):
+        if not os.path.exists(path):
             raise UserError(f"split file {path} not found; write {example} there with the class folder names")
         split = read_split_json(path, "split file", f"fix it, e.g. {example}", example)
-        for key, names, folder, have in (("Known", split["Known"], "train", self.train_classes),
-                                         ("Unknown", split["Unknown"], "test", self.test_classes)):
+        for key in ("Known", "Unknown"):
+            names = split[key]
             if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
                 raise UserError(f"{key} in {path} must be a list of class folder names (strings)")
             if len(set(names)) != len(names):
-                raise UserError(f"{key} in {path} repeats a class: {names}")
-            absent = [n for n in names if n not in have]
-            if absent:
-                raise UserError(f"{key} classes {absent} in {path} have no folder under "
-                                f"{os.path.join(self.root, folder)} (its class folders: {', '.join(have) or 'none'})")
-        known, unknown = split["Known"], split["Unknown"]
+                raise UserError(f"{key} in {path} repeats a class: {brief(names)}")
+        known, unknown = split["Known"], self._unknown_with_test_folder(path, split["Unknown"])
+        absent = [n for n in known if n not in self.train_classes]
+        if absent:
+            raise UserError(f"Known classes {brief(absent)} in {path} have no folder under "
+                            f"{os.path.join(self.root, 'train')} (its class folders: "
+                            f"{_listing(self.train_classes)})")
         if len(known) < 2:
             raise UserError(f"{path} lists {len(known)} known class; open-set training needs at least 2")
-        if not unknown:
-            raise UserError(f"{path} lists no unknown class: open-set evaluation needs at least one")
         both = sorted(set(known) & set(unknown))
         if both:
-            raise UserError(f"{path} lists classes {both} as both Known and Unknown")
+            raise UserError(f"{path} lists classes {brief(both)} as both Known and Unknown")
         return known, unknown
+
+    def _unknown_with_test_folder(self, path, names):
+        """The unknown classes that have a folder under test/. The others are left out with one
+        warning each, as long as one remains: open-set evaluation needs unknown test images."""
+        if not names:
+            raise UserError(f"{path} lists no unknown class: open-set evaluation needs at least one")
+        test = os.path.join(self.root, "test")
+        absent = [n for n in names if n not in self.test_classes]
+        if len(absent) == len(names):
+            raise UserError(f"Unknown classes {brief(absent)} in {path} have no folder under {test} "
+                            f"(its class folders: {_listing(self.test_classes)})")
+        for name in absent:
+            print(f"warning: unknown class {name!r} of {path} has no folder under {test}; it is left out "
+                  f"of the evaluation", file=sys.stderr)
+        return [n for n in names if n not in absent]
 
     def open(self, train):
         folder = os.path.join(self.root, "train" if train else "test")
         dataset = _FixedClasses(folder, self.classes, ImageReader(self.im_size, self.channels))
         _check_images(dataset, folder)
+        counts = collections.Counter(label for _, label in dataset.samples)
+        if train:
+            empty = [self.classes[c] for c in self.known if not counts[c]]
+            if empty:
+                raise UserError(f"known class folder(s) {brief(empty)} under {folder} hold no image file; "
+                                f"add images or move the class to Unknown in the split file")
+        else:
+            self._check_test_classes(folder, counts)
         return dataset
 
+    def _check_test_classes(self, folder, counts):
+        """One warning per known or unknown class without test images, by folder name; an error
+        when none of the known, or none of the unknown, classes has one (nothing to evaluate)."""
+        for kind, ids in (("known", self.known), ("unknown", self.unknown)):
+            if not any(counts[c] for c in ids):
+                raise UserError(f"no {kind} class has a test image under {folder} (class folders "
+                                f"{brief([self.classes[c] for c in ids])}); open-set evaluation needs at least one")
+        for kind, ids in (("known", self.known), ("unknown", self.unknown)):
+            for name in (self.classes[c] for c in ids if not counts[c]):
+                where = os.path.join(folder, name)
+                state = "holds no image file" if os.path.isdir(where) else "does not exist"
+                print(f"warning: {kind} class {name!r} has no test images ({where} {state}); the evaluation "
+                      f"goes on without it", file=sys.stderr)
+
     def fingerprint(self, dataset):
-        """sha1 of the training files' relative paths and sizes: tells two folders with equal labels apart."""
+        """sha1 of the known classes' training files: relative path, label and every byte. Any
+        change of an image's content changes it, a file replaced by another of the same name and
+        size included, so the caches keyed on it (normalization, anchor means) are rebuilt."""
         h = hashlib.sha1()
+        known = set(self.known)
         for path, label in dataset.samples:
-            h.update(f"{os.path.relpath(path, self.root)}\0{os.path.getsize(path)}\0{label}\n".encode())
+            if label not in known:
+                continue
+            h.update(f"{os.path.relpath(path, self.root)}\0{label}\0".encode())
+            try:
+                with open(path, "rb") as f:
+                    h.update(f"{os.fstat(f.fileno()).st_size}\n".encode())
+                    for block in iter(lambda: f.read(1 << 20), b""):
+                        h.update(block)
+            except OSError as e:
+                raise UserError(f"cannot read image {path} ({e.strerror}); delete or replace it") from None
         return h.hexdigest()

@@ -145,6 +145,9 @@ class OpenSetData:
                                os.path.join(splits.DATASETS_DIR, dataset))
         self.train_idx = np.sort(np.concatenate([split["Train"][str(c)] for c in self.known])).astype(np.int64)
         self.val_idx = np.sort(np.concatenate([split["Val"][str(c)] for c in self.known])).astype(np.int64)
+        # image folders: a digest of the training images' bytes, part of every cache's key (None:
+        # built-in data sets, whose files are fixed)
+        self.source_fingerprint = self.folder.fingerprint(self.train_set) if self.folder else None
         self.mean, self.std = self._normalization()
         names = self.folder.classes if self.folder else getattr(self.train_set, "classes", None)
         # name of each known label 0..N-1 (data sets without names: the class id)
@@ -191,9 +194,9 @@ class OpenSetData:
 
         source = RAW_PIXELS
         if self.folder:
-            source += f":{self.folder.fingerprint(self.train_set)}:{self.cfg['im_channels']}ch"
+            source += f":{self.source_fingerprint}:{self.cfg['im_channels']}ch"
         return cached_normalization(self.name, self.trial, self.known, self.train_labels, self.cfg["im_size"],
-                                    compute, source=source)
+                                    compute, source=source, channels=self.cfg["im_channels"])
 
     def _raw_images(self, indices, chunk=1024):
         """uint8 arrays (n, H, W) or (n, H, W, C) of training images `indices`, a chunk at a time:

@@ -33,12 +33,23 @@ def is_ready(root):
     return any(os.path.isdir(os.path.join(val, d)) for d in os.listdir(val))
 
 
-def sort_val_images(root):
-    """Move root/val/images/<f> to root/val/<wnid>/<f> as val/val_annotations.txt says.
+def _read_lines(path):
+    try:
+        with open(path, encoding="utf-8") as f:
+            return f.read().splitlines()
+    except UnicodeDecodeError:
+        raise SetupError(f"{path} is not UTF-8 text; extract the zip again") from None
 
-    Everything is checked before anything moves, so a bad annotation file
-    leaves the folder untouched. Returns the number of images moved.
-    """
+
+def _plain_name(name):
+    """A file or folder name that stays inside its folder: no separator, not '.' or '..'."""
+    return name not in ("", ".", "..") and "/" not in name and os.sep not in name and "\0" not in name
+
+
+def _planned_moves(root):
+    """[(source, destination)] for every line of val/val_annotations.txt, after checking every
+    one: well-formed, a class of wnids.txt with a plain folder name, each file listed once and
+    present, no destination taken, no file of val/images left out."""
     val = os.path.join(root, "val")
     images = os.path.join(val, "images")
     ann_path = os.path.join(val, "val_annotations.txt")
@@ -47,32 +58,65 @@ def sort_val_images(root):
     known = None  # wnids.txt, when present, lists every valid class
     wnids_path = os.path.join(root, "wnids.txt")
     if os.path.isfile(wnids_path):
-        with open(wnids_path) as f:
-            known = {line.strip() for line in f if line.strip()}
+        known = {line.strip() for line in _read_lines(wnids_path) if line.strip()}
 
-    moves = []
-    with open(ann_path) as f:
-        for lineno, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            fields = line.split("\t")
-            if len(fields) < 2:
-                raise SetupError(f"{ann_path}:{lineno}: expected 'file<TAB>wnid...', got {line.strip()!r}")
-            name, wnid = fields[0].strip(), fields[1].strip()
-            if known is not None and wnid not in known:
-                raise SetupError(f"{ann_path}:{lineno}: class {wnid} is not in wnids.txt")
-            src = os.path.join(images, name)
-            if not os.path.isfile(src):
-                raise SetupError(f"{ann_path}:{lineno}: names a missing file {src}")
-            moves.append((src, os.path.join(val, wnid, name)))
+    moves, first_line = [], {}
+    for lineno, line in enumerate(_read_lines(ann_path), 1):
+        if not line.strip():
+            continue
+        where = f"{ann_path}:{lineno}"
+        fields = line.split("\t")
+        if len(fields) < 2:
+            raise SetupError(f"{where}: expected 'file<TAB>wnid...', got {line.strip()!r}")
+        name, wnid = fields[0].strip(), fields[1].strip()
+        if not _plain_name(name) or not _plain_name(wnid):
+            raise SetupError(f"{where}: {name!r} / {wnid!r} is not a plain file / folder name")
+        if known is not None and wnid not in known:
+            raise SetupError(f"{where}: class {wnid} is not in wnids.txt")
+        if name in first_line:
+            raise SetupError(f"{where}: {name} is listed again (first on line {first_line[name]}); "
+                             f"each image must be listed once, with one class")
+        first_line[name] = lineno
+        if wnid == "images" or os.path.exists(os.path.join(val, wnid)) and not os.path.isdir(os.path.join(val, wnid)):
+            raise SetupError(f"{where}: class folder {os.path.join(val, wnid)} clashes with a file of "
+                             f"that name; extract the zip again into an empty folder")
+        src, dst = os.path.join(images, name), os.path.join(val, wnid, name)
+        if not os.path.isfile(src):
+            raise SetupError(f"{where}: names a missing file {src}")
+        if os.path.lexists(dst):
+            raise SetupError(f"{where}: {dst} exists already; remove {root} and run this again")
+        moves.append((src, dst))
 
-    for src, dst in moves:
-        os.makedirs(os.path.dirname(dst), exist_ok=True)
-        os.replace(src, dst)
-    left = os.listdir(images)
+    left = sorted(set(os.listdir(images)) - set(first_line))
     if left:  # ImageFolder would take 'images' for a class
         raise SetupError(f"{len(left)} file(s) in {images} are not in val_annotations.txt, e.g. {left[0]}")
-    os.rmdir(images)
+    return moves
+
+
+def sort_val_images(root):
+    """Move root/val/images/<f> to root/val/<wnid>/<f> as val/val_annotations.txt says.
+
+    Everything is checked before anything moves, so a bad annotation file leaves the folder
+    untouched; a move that fails midway (disk, permissions) puts the moved files back.
+    Returns the number of images moved.
+    """
+    moves = _planned_moves(root)
+    made, done = [], []
+    try:
+        for src, dst in moves:
+            folder = os.path.dirname(dst)
+            if not os.path.isdir(folder):
+                os.mkdir(folder)
+                made.append(folder)
+            os.replace(src, dst)
+            done.append((src, dst))
+    except OSError:
+        for src, dst in reversed(done):
+            os.replace(dst, src)
+        for folder in reversed(made):
+            os.rmdir(folder)
+        raise
+    os.rmdir(os.path.join(root, "val", "images"))
     return len(moves)
 
 

@@ -17,6 +17,8 @@ import numpy as np
 from torchvision import datasets as tvd
 
 from datasets.digits import Digits
+from datasets.folder import SafeImageFolder
+from datasets.splits import brief
 from engine.errors import UserError
 from engine.files import atomic_write
 
@@ -125,7 +127,7 @@ def _construct(source, root, train, download):
     if source == "CIFAR100":
         return _CIFAR100(root, train=train, download=download)
     if source == "TinyImageNet":
-        return tvd.ImageFolder(expected_files(source, root, train)[0])
+        return SafeImageFolder(expected_files(source, root, train)[0])
     if source == "Digits":
         return Digits(train=train)
     raise UserError(f"unknown data source {source!r}")
@@ -149,22 +151,73 @@ def open_source(source, root, train, download=True):
         try:
             # torchvision prints each mirror it tries; the error below sums a failure up in one line
             with contextlib.redirect_stdout(io.StringIO()):
-                return _construct(source, root, train, download=True)
+                dataset = _construct(source, root, train, download=True)
         except Exception as e:  # any download failure: offline, proxy, bad mirror
             raise UserError(f"{source} not found under {root} (expected {_describe(missing)}) and "
                             f"the download failed ({_one_line(e)}); "
                             f"{apt or 'copy the files there '}or connect to the network") from None
+    else:
+        dataset = _open_present(source, root, train)
+    _check_labels(dataset, source, root)
+    return dataset
+
+
+def _open_present(source, root, train):
+    """The source from the files already there; a one-line UserError when they cannot be read."""
+    if source == "TinyImageNet" and not train:  # training reads train/ alone
+        _check_tinyimagenet_folders(root)
     try:
-        dataset = _construct(source, root, train, download=False)
+        return _construct(source, root, train, download=False)
     except UserError:
         raise
+    except ImportError as e:  # e.g. SVHN's .mat files need scipy: not a corrupt file
+        raise UserError(f"reading {source} needs the Python module {e.name or e}, which is not installed; "
+                        f"install it (see requirements.txt)") from None
     except Exception as e:
         raise UserError(f"{source} files under {root} are corrupt or truncated "
                         f"({_one_line(e)}); delete them and download again") from None
+
+
+def _check_tinyimagenet_folders(root):
+    """val/ (the test split) must list the classes of train/: a class id is a folder's place in
+    the sorted list, so a folder missing from one side, or val/images left unsorted (which
+    ImageFolder would take for a class), would silently give the test images other classes' ids."""
+    top = os.path.join(root, "tiny-imagenet-200")
+    if os.path.isdir(os.path.join(top, "val", "images")):
+        raise UserError(f"{os.path.join(top, 'val', 'images')} is not sorted into class folders; run "
+                        f"`python datasets/setup_tinyimagenet.py --data_root {root}`")
+    folders = {}
+    for part in ("train", "val"):
+        path = os.path.join(top, part)
+        if not os.path.isdir(path):
+            return  # val/ alone: nothing to compare with
+        try:
+            folders[part] = sorted(e.name for e in os.scandir(path) if e.is_dir())
+        except OSError as e:
+            raise UserError(f"cannot list {path} ({e.strerror}); fix its permissions") from None
+    if folders["train"] != folders["val"]:
+        only = sorted(set(folders["train"]) ^ set(folders["val"]))
+        raise UserError(f"TinyImageNet under {top}: train/ and val/ hold different class folders "
+                        f"(in one only: {brief(only)}); set the folder up again with datasets/setup_tinyimagenet.py")
+    if len(folders["train"]) > NUM_CLASSES["TinyImageNet"]:
+        raise UserError(f"TinyImageNet under {top} has {len(folders['train'])} class folders; it has "
+                        f"{NUM_CLASSES['TinyImageNet']}: remove the others")
+
+
+def _check_labels(dataset, source, root):
+    """As many labels as images, each a class id of the source: damaged files can disagree and
+    would fail later, mid-epoch, with an index error."""
     labels = source_labels(dataset)
     if len(labels) == 0:
         raise UserError(f"{source} under {root} holds no images; check the folder")
-    return dataset
+    images = getattr(dataset, "data", None)
+    if images is not None and len(images) != len(labels):
+        raise UserError(f"{source} files under {root} disagree: {len(images)} images but {len(labels)} labels; "
+                        f"delete them and download again")
+    bad = labels[(labels < 0) | (labels >= NUM_CLASSES[source])]
+    if len(bad):
+        raise UserError(f"{source} files under {root} hold label {int(bad[0])}, outside 0..{NUM_CLASSES[source] - 1}; "
+                        f"delete them and download again")
 
 
 def source_labels(dataset):

@@ -35,7 +35,7 @@ def anchor_key(data, ckpt):
             "train_labels": labels_fingerprint(data.train_labels[idx])["labels_sha1"],
             "train_idx": hashlib.sha1(idx.tobytes()).hexdigest(), "im_size": int(data.cfg["im_size"]),
             "mean": [float(v) for v in data.mean], "std": [float(v) for v in data.std],
-            "anchor_flip": bool(data.cfg["anchor_flip"])}
+            "anchor_flip": bool(data.cfg["anchor_flip"]), "source": data.source_fingerprint}
 
 
 def cached_anchor_means(ckpt, key):
