@@ -97,6 +97,18 @@ def trained(tmp_path_factory):
     return base
 
 
+def mark_previous_results(cwd, method):
+    """Make the results files differ from what a new evaluation writes (it would write the same
+    bytes again), so that a replaced file shows."""
+    stem = os.path.join(cwd, STEM[method])
+    arrays = dict(np.load(stem + ".npz"))
+    np.savez_compressed(stem + ".npz", previous=np.ones(1), **arrays)
+    with open(stem + ".json") as f:
+        result = json.load(f)
+    with open(stem + ".json", "w") as f:
+        json.dump({**result, "previous": True}, f)
+
+
 def work(trained, tmp_path, uncalibrated=False):
     """A private copy of the trained folder (weights, results, runs); optionally with the CAC
     checkpoint as training left it (no calibration yet)."""
@@ -123,6 +135,7 @@ def test_full_disk_writing_the_json_keeps_the_previous_results(trained, tmp_path
     """The JSON write fails half-way (ENOSPC): one line naming it; the previous .json and .npz
     stay byte for byte (today's fault: the .npz was replaced, then a traceback)."""
     cwd = work(trained, tmp_path)
+    mark_previous_results(cwd, "CAC")
     before = snapshot(os.path.join(cwd, "results"))
 
     def full_disk(result, path):
