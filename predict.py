@@ -26,7 +26,7 @@ import sys
 import warnings
 
 import torch
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 from torchvision import transforms as T
 from torchvision.datasets.folder import IMG_EXTENSIONS
 

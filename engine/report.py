@@ -72,20 +72,20 @@ class ResultFiles:
     def commit(self):
         umask = os.umask(0)
         os.umask(umask)
-        replaced = []  # (target, hard link to its previous content or None)
+        replaced = []  # (target, whether it existed, hard link to its previous content or None)
         try:
             for tmp, target in self.staged:
                 self.current = target
                 os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600 files; give the usual permissions
-                replaced.append((target, _keep_previous(target)))
+                replaced.append((target, os.path.isfile(target), _keep_previous(target)))
                 os.replace(tmp, target)
             self.staged = []
         except BaseException:
-            for target, previous in reversed(replaced):
-                _restore(target, previous)
+            for target, existed, previous in reversed(replaced):
+                _restore(target, existed, previous)
             raise
         finally:
-            for _, previous in replaced:
+            for _, _, previous in replaced:
                 if previous and os.path.exists(previous):
                     os.remove(previous)
 
@@ -113,11 +113,11 @@ def _keep_previous(target):
         return None
 
 
-def _restore(target, previous):
+def _restore(target, existed, previous):
     try:
         if previous:
             os.replace(previous, target)
-        elif os.path.isfile(target):
+        elif not existed and os.path.isfile(target):
             os.remove(target)  # the set had no such file before
     except OSError:
         pass  # nothing better to do; the failure that brought us here is raised

@@ -243,7 +243,8 @@ def test_nan_weights_are_refused_at_load(tmp_path):
     state["encoder.bn2.running_var"][1] = float("inf")
     path = str(tmp_path / "inf.pth")
     save_checkpoint({"net": state, "acc": 0, "epoch": 0}, path)
-    with pytest.raises(UserError, match=r"inf\.pth holds non-finite weights .*1 of \d+ values of encoder\.bn2\.running_var"):
+    with pytest.raises(UserError, match=r"inf\.pth holds non-finite weights .*1 of \d+ values of "
+                                        r"encoder\.bn2\.running_var"):
         load_checkpoint(path, openSetClassifier(6, 1, 16))
 
 
