@@ -13,9 +13,12 @@ import argparse
 import sys
 import time
 
-from engine.calibration import anchor_key, cached_anchor_means
+import torch
+
+from engine.calibration import anchor_key, cached_anchor_means, stored_calibration
 from engine.cli import run_cli, runtime_parser, evaluation_parser
-from engine.evaluation import evaluate_trials, gather_splits, load_trial_network, network_kwargs, scorer_outputs
+from engine.evaluation import (evaluate_trials, gather_splits, load_trial_network, network_kwargs, overflow_error,
+                               scorer_outputs)
 from networks import openSetClassifier
 from scorers import cac_scorers
 from utils import compute_anchor_means
@@ -30,15 +33,17 @@ def parse_args(argv=None):
     return p.parse_args(argv)
 
 
-def anchor_means(args, net, ckpt, data, loader, device):
+def anchor_means(args, net, ckpt, calibration, data, loader, device, path):
     key = anchor_key(data, ckpt)
-    means = None if args.recompute_anchors else cached_anchor_means(ckpt, key)
+    means = None if args.recompute_anchors else cached_anchor_means(calibration, key, data.num_known, path)
     if means is not None:
         print(f"trial {data.trial}: anchor means read from the checkpoint (--recompute_anchors to redo them)")
         return means, key
     start = time.perf_counter()
     means, fallback = compute_anchor_means(net, loader(data.anchor_dataset()), data.num_known, device,
                                            with_flipped=data.cfg["anchor_flip"])
+    if not bool(torch.isfinite(means).all()):  # before any other line: the means say nothing here
+        raise overflow_error(path, "logits on its training images (anchor means)", data.trial)
     if fallback:
         print(f"warning: trial {data.trial}: classes {fallback} have no correctly classified training "
               f"image; their anchors are the mean of all their images", file=sys.stderr)
@@ -50,14 +55,15 @@ def anchor_means(args, net, ckpt, data, loader, device):
 def evaluate_trial(args, data, loader, device):
     net, ckpt, path = load_trial_network(openSetClassifier, args, data, "CACclassifierAnchorLoss",
                                          "train_cacOpenset.py", device)
-    means, key = anchor_means(args, net, ckpt, data, loader, device)
+    calibration = stored_calibration(ckpt, path, "CAC", data.num_known)  # an invalid one: warned, made again
+    means, key = anchor_means(args, net, ckpt, calibration, data, loader, device, path)
     net.set_anchors(means)
     print(f"==> Evaluating open set network accuracy and AUROC for trial {data.trial}..")
     outputs = gather_splits(net, data, loader, device)
     return {"scorers": scorer_outputs(lambda out: cac_scorers(out[1]), outputs),
             "known_labels": outputs["known"][1].numpy(), "known_logits": outputs["known"][0][0].numpy(),
             "unknown_logits": outputs["unknown"][0][0].numpy(), "anchors": means.cpu().numpy(), "anchor_key": key,
-            "checkpoint": path, "network": network_kwargs(data, ckpt), "calibration": ckpt.get("calibration")}
+            "checkpoint": path, "network": network_kwargs(data, ckpt), "calibration": calibration}
 
 
 def main(argv=None):

@@ -6,6 +6,7 @@ then every open-set metric for the maximum softmax and the maximum logit (MLS).
 import argparse
 import sys
 
+from engine.calibration import stored_calibration
 from engine.cli import run_cli, runtime_parser, evaluation_parser
 from engine.evaluation import evaluate_trials, gather_splits, load_trial_network, network_kwargs, scorer_outputs
 from networks import closedSetClassifier
@@ -21,11 +22,12 @@ def parse_args(argv=None):
 def evaluate_trial(args, data, loader, device):
     net, ckpt, path = load_trial_network(closedSetClassifier, args, data, "closedSetClassifier",
                                          "train_closedSet.py", device)
+    calibration = stored_calibration(ckpt, path, "ClosedSet", data.num_known)  # an invalid one: warned, made again
     print(f"==> Evaluating closed set network accuracy and AUROC for trial {data.trial}..")
     outputs = gather_splits(net, data, loader, device)
     return {"scorers": scorer_outputs(ce_scorers, outputs), "known_labels": outputs["known"][1].numpy(),
             "known_logits": outputs["known"][0].numpy(), "unknown_logits": outputs["unknown"][0].numpy(),
-            "checkpoint": path, "network": network_kwargs(data, ckpt), "calibration": ckpt.get("calibration")}
+            "checkpoint": path, "network": network_kwargs(data, ckpt), "calibration": calibration}
 
 
 def main(argv=None):

@@ -4,10 +4,14 @@ Per trial: ROC and OSCR curves of every scorer; histograms of known and unknown 
 scores with the calibrated threshold; for CAC, the logit space (test images of known
 classes coloured by class, unknown ones grey, class-mean anchors as stars; a 2-D PCA
 projection when there are more than 2 known classes); the training curves of the run
-(runs/<dataset>_<trial>_<name><method>/metrics.jsonl).
+(runs/<dataset>_<trial>_<name><method>/metrics.jsonl; a log without one usable line is
+skipped with a warning). Each picture is saved where the caller's `stage` says: evaluation
+writes its files as one set (engine/report.ResultFiles).
 """
 import json
+import math
 import os
+import sys
 
 import matplotlib
 
@@ -23,10 +27,22 @@ DPI = 110  # ~700 x 500 pixels per 6.4 x 4.8 inch panel pair: readable, small fi
 
 
 def _save(fig, path):
-    fig.tight_layout()
-    fig.savefig(path, dpi=DPI)
-    plt.close(fig)
+    try:
+        fig.tight_layout()
+        fig.savefig(path, dpi=DPI, format="png")  # `path` may be a temporary without the .png name
+    finally:
+        plt.close(fig)
     return path
+
+
+def plot_path(stem, trial, kind):
+    return f"{stem}_trial{trial}_{kind}.png"
+
+
+def planned_plots(stem, trials, cac):
+    """Every file draw_evaluation may write, to check before the evaluation starts."""
+    kinds = ("roc", "hist", "logits", "training") if cac else ("roc", "hist", "training")
+    return [plot_path(stem, t, kind) for t in trials for kind in kinds]
 
 
 def oscr_curve(known_scores, known_correct, unknown_scores):
@@ -130,8 +146,26 @@ def read_training_log(path):
     return runs
 
 
-def training_figure(log_path, path, title):
-    runs = read_training_log(log_path)
+def _number(value):
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def training_curves(log_path):
+    """(runs of usable entries, None) from a metrics.jsonl, or (None, why nothing can be drawn):
+    a damaged log (a line that is not an entry, a value that is not a number) loses those
+    entries or values only, never the evaluation."""
+    try:
+        runs = read_training_log(log_path)
+    except (ValueError, KeyError, TypeError, OSError) as e:  # UserError and JSON errors are ValueErrors
+        return None, f"it cannot be read ({type(e).__name__}: {str(e).splitlines()[0][:150] if str(e) else ''})"
+    runs = [[e for e in run if isinstance(e, dict) and _number(e.get("epoch"))] for run in runs or []]
+    runs = [run for run in runs if run]
+    if not runs or not any(_number(v) for e in runs[-1] for k, v in e.items() if k != "epoch"):
+        return None, "it holds no complete line of numbers"
+    return runs, None
+
+
+def training_figure(runs, title, path):
     keys = [k for k in runs[-1][0] if k != "epoch"]
     panels = (("loss", [k for k in keys if "loss" in k.lower()]), ("accuracy (%)", [k for k in keys if "accuracy" in k]))
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
@@ -139,35 +173,47 @@ def training_figure(log_path, path, title):
     for ax, (ylabel, panel_keys) in zip(axes, panels):
         for i, key in enumerate(panel_keys):
             for r, run in enumerate(runs):
-                epochs = [e["epoch"] for e in run if key in e]
+                points = [(e["epoch"], e[key]) for e in run if _number(e.get(key))]
                 latest = r == len(runs) - 1
-                ax.plot(epochs, [e[key] for e in run if key in e], color=colors(i), marker=".",
+                ax.plot([p[0] for p in points], [p[1] for p in points], color=colors(i), marker=".",
                         ls="--" if key.startswith("val") else "-", alpha=1.0 if latest else 0.35,
                         label=key if latest else None)
         ax.set(xlabel="epoch", ylabel=ylabel, title=title)
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-        ax.legend(fontsize=8)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=8)
         ax.grid(alpha=0.3)
     if len(runs) > 1:
         fig.text(0.5, 0.005, f"{len(runs)} runs in the log; faded = earlier runs", ha="center", fontsize=8)
     return _save(fig, path)
 
 
-def draw_evaluation(records, stem, method, args):
-    """All pictures of one evaluation; returns the paths written."""
+def draw_evaluation(records, stem, method, args, stage=lambda path: path):
+    """All pictures of one evaluation, each saved to `stage(its path)` (a temporary the caller
+    renames later, or the path itself); returns the paths the pictures belong at."""
     paths = []
+
+    def draw(figure, trial, kind, *inputs):
+        final = plot_path(stem, trial, kind)
+        figure(*inputs, stage(final))
+        paths.append(final)
+
     for record in records:
         t = record["trial"]
-        prefix = f"{stem}_trial{t}"
-        paths.append(roc_figure(record, f"{prefix}_roc.png"))
-        paths.append(histogram_figure(record, f"{prefix}_hist.png"))
+        draw(roc_figure, t, "roc", record)
+        draw(histogram_figure, t, "hist", record)
         if record.get("anchors") is not None:
-            paths.append(logit_space_figure(record, f"{prefix}_logits.png"))
+            draw(logit_space_figure, t, "logits", record)
         trained_on = "CIFAR+10" if args.dataset == "CIFAR+50" else args.dataset  # CIFAR+50 reuses CIFAR+10's run
         log = os.path.join("runs", f"{trained_on}_{t}_{args.name}{method}", "metrics.jsonl")
-        if os.path.isfile(log):
-            paths.append(training_figure(log, f"{prefix}_training.png",
-                                         f"training of {trained_on} trial {t} ({method}, name '{args.name}')"))
-        else:
+        if not os.path.isfile(log):
             print(f"no training log {log} (weights trained elsewhere?): no training-curve plot for trial {t}")
+            continue
+        runs, problem = training_curves(log)
+        if problem:
+            print(f"warning: no training-curve plot for trial {t}: the training log {log} is damaged: {problem}",
+                  file=sys.stderr)
+            continue
+        title = f"training of {trained_on} trial {t} ({method}, name '{args.name}')"
+        draw(training_figure, t, "training", runs, title)
     return paths

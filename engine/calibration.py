@@ -6,15 +6,22 @@
 - what predict.py needs to treat a new image as the trial's test images were treated:
   class names, image size, channels, normalization, the network's arguments.
 The rest of the checkpoint (the original's `net`, `acc`, `epoch`, ...) is left as it was.
+A stored calibration is checked when read (`calibration_problem`): evaluation ignores an
+invalid one with a warning and stores a new one; predict.py refuses it.
 """
 import hashlib
+import math
 import sys
 
 import numpy as np
 import torch
 
 from datasets.splits import labels_fingerprint
+from engine.errors import UserError
 from networks.checkpoint import read_checkpoint, save_checkpoint
+
+SCORERS = {"CAC": ("cac", "min_distance"), "ClosedSet": ("max_softmax", "max_logit")}
+NETWORK_KEYS = {"num_classes", "num_channels", "im_size", "dropout", "backbone"}
 
 
 def weights_digest(state):
@@ -38,12 +45,126 @@ def anchor_key(data, ckpt):
             "anchor_flip": bool(data.cfg["anchor_flip"]), "source": data.source_fingerprint}
 
 
-def cached_anchor_means(ckpt, key):
-    """The stored anchor means when they were made from exactly `key`, else None."""
-    stored = (ckpt.get("calibration") or {}).get("anchor_means")
-    if isinstance(stored, dict) and stored.get("key") == key and torch.is_tensor(stored.get("means")):
-        return stored["means"].double()
+def cached_anchor_means(calibration, key, num_classes, path):
+    """The stored anchor means when they were made from exactly `key`, else None; means that
+    are not a finite num_classes x num_classes tensor are ignored with a warning."""
+    stored = calibration.get("anchor_means") if isinstance(calibration, dict) else None
+    if not isinstance(stored, dict) or not _same(stored.get("key"), key):
+        return None
+    problem = anchor_means_problem(stored, num_classes)
+    if problem:
+        print(f"warning: ignoring the anchor means stored in {path} ({problem}); computing them again",
+              file=sys.stderr)
+        return None
+    return stored["means"].double()
+
+
+def _finite_number(value):
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        return False
+    try:
+        return math.isfinite(value)
+    except OverflowError:  # an integer too large for a float
+        return False
+
+
+def _positive_int(value):
+    return isinstance(value, int) and not isinstance(value, bool) and value > 0
+
+
+def anchor_means_problem(stored, num_classes):
+    """What is wrong with a stored {"means": N x N tensor, "key": dict}, or None."""
+    if not isinstance(stored, dict):
+        return f"anchor_means is {type(stored).__name__}, not a dict"
+    means = stored.get("means")
+    if not torch.is_tensor(means) or not means.is_floating_point():
+        return f"anchor_means holds {type(means).__name__}, not a tensor of floats"
+    if num_classes is not None and tuple(means.shape) != (num_classes, num_classes):
+        return f"anchor means of shape {tuple(means.shape)}, not {num_classes} x {num_classes}"
+    if means.dim() != 2 or means.shape[0] != means.shape[1]:
+        return f"anchor means of shape {tuple(means.shape)}, not N x N"
+    if not bool(torch.isfinite(means).all()):
+        return "anchor means that are NaN or inf"
+    if not isinstance(stored.get("key"), dict):
+        return "anchor means without the key saying what made them"
     return None
+
+
+def _preprocessing_problem(prep, network):
+    if not isinstance(prep, dict) or not {"im_size", "im_channels", "mean", "std"} <= prep.keys():
+        return "preprocessing is not a dict with im_size, im_channels, mean and std"
+    channels = prep["im_channels"]
+    if not _positive_int(channels) or channels not in (1, 3) or not _positive_int(prep["im_size"]):
+        return f"preprocessing im_size {prep['im_size']!r}, im_channels {channels!r}"
+    for name in ("mean", "std"):
+        values = prep[name]
+        if not isinstance(values, list) or len(values) != channels or not all(map(_finite_number, values)):
+            return f"preprocessing {name} {values!r} is not {channels} finite number(s)"
+    if min(prep["std"]) <= 0:
+        return f"preprocessing std {prep['std']} is not positive"
+    if (prep["im_size"], channels) != (network["im_size"], network["num_channels"]):
+        return (f"preprocessing for {prep['im_size']} px x {channels} channel(s), network for "
+                f"{network['im_size']} px x {network['num_channels']}")
+    return None
+
+
+def _network_problem(network, num_classes):
+    if not isinstance(network, dict) or not {"num_classes", "num_channels", "im_size"} <= network.keys() \
+            or not network.keys() <= NETWORK_KEYS:
+        return f"network is not a dict of {', '.join(sorted(NETWORK_KEYS))}"
+    if not all(_positive_int(network[k]) for k in ("num_classes", "num_channels", "im_size")):
+        return f"network {network!r} has a size that is not a positive integer"
+    if "dropout" in network and not (_finite_number(network["dropout"]) and 0 <= network["dropout"] < 1):
+        return f"network dropout {network['dropout']!r}"
+    if "backbone" in network and not isinstance(network["backbone"], str):
+        return f"network backbone {network['backbone']!r}"
+    if num_classes is not None and network["num_classes"] != num_classes:
+        return f"a network of {network['num_classes']} classes, not {num_classes}"
+    return None
+
+
+def calibration_problem(cal, method=None, num_classes=None):
+    """What is wrong with a stored calibration (type, keys, shapes, finite values, agreement
+    with the network: `method`, `num_classes` when known), or None when it can be used."""
+    if not isinstance(cal, dict):
+        return f"it is {type(cal).__name__}, not a dict"
+    if cal.get("method") not in SCORERS or (method is not None and cal["method"] != method):
+        return f"method {cal.get('method')!r}, not {method or ' or '.join(SCORERS)}"
+    thresholds, offered = cal.get("thresholds"), SCORERS[cal["method"]]
+    if not isinstance(thresholds, dict) or not thresholds or not set(thresholds) <= set(offered) \
+            or not all(map(_finite_number, thresholds.values())):
+        return f"thresholds {thresholds!r} are not finite numbers for scorers of {', '.join(offered)}"
+    if not isinstance(cal.get("scorer"), str) or cal["scorer"] not in thresholds:
+        return f"scorer {cal.get('scorer')!r} has no threshold"
+    if not (_finite_number(cal.get("accept_rate")) and 0 < cal["accept_rate"] <= 1):
+        return f"accept_rate {cal.get('accept_rate')!r} is not in (0, 1]"
+    problem = _network_problem(cal.get("network"), num_classes)
+    if problem:
+        return problem
+    names = cal.get("class_names")
+    if not isinstance(names, list) or not all(isinstance(n, str) for n in names) \
+            or len(names) != cal["network"]["num_classes"]:
+        return f"class_names is not a list of {cal['network']['num_classes']} names"
+    problem = _preprocessing_problem(cal.get("preprocessing"), cal["network"])
+    if problem:
+        return problem
+    if cal["method"] == "CAC":
+        return anchor_means_problem(cal.get("anchor_means"), cal["network"]["num_classes"])
+    return None
+
+
+def stored_calibration(ckpt, path, method, num_classes):
+    """The calibration `ckpt` holds, or None when it holds none or an invalid one (one warning:
+    the evaluation then computes it again and stores it in place of the invalid one)."""
+    cal = ckpt.get("calibration")
+    if cal is None:
+        return None
+    problem = calibration_problem(cal, method, num_classes)
+    if problem:
+        print(f"warning: ignoring the calibration stored in {path} ({problem}); this evaluation computes "
+              f"it again and stores it", file=sys.stderr)
+        return None
+    return cal
 
 
 def calibration_record(method, data, network_kwargs, scorer, thresholds, accept_rate, anchors=None, key=None):
@@ -61,8 +182,11 @@ def calibration_record(method, data, network_kwargs, scorer, thresholds, accept_
 
 
 def _same(a, b):
+    """Equal in type, structure and value (tensors included), never raising on odd values."""
     if isinstance(a, dict) and isinstance(b, dict):
         return a.keys() == b.keys() and all(_same(a[k], b[k]) for k in a)
+    if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
+        return type(a) is type(b) and len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b))
     if torch.is_tensor(a) or torch.is_tensor(b):
         return torch.is_tensor(a) and torch.is_tensor(b) and a.dtype == b.dtype and torch.equal(a.cpu(), b.cpu())
     return type(a) is type(b) and a == b
@@ -70,7 +194,9 @@ def _same(a, b):
 
 def store_calibration(path, record, current=None):
     """Put `record` into the checkpoint at `path` (atomically) unless `current` (the calibration
-    the file holds now) is the same already; a read-only file only warns."""
+    the file holds now) is the same already. A failed write (a read-only file, a full disk:
+    torch then raises RuntimeError "unexpected pos") is one warning line: the evaluation's
+    results do not depend on it. Returns whether the file was rewritten."""
     if current is not None and _same(current, record):
         return False
     try:
@@ -78,7 +204,9 @@ def store_calibration(path, record, current=None):
         ckpt["calibration"] = record
         save_checkpoint(ckpt, path)
         return True
-    except OSError as e:
-        print(f"warning: could not store the calibration in {path} ({e.strerror}); evaluation "
-              f"results are unaffected, but predict.py will need --threshold", file=sys.stderr)
+    except (OSError, RuntimeError, UserError) as e:
+        reason = (getattr(e, "strerror", None) or str(e) or type(e).__name__).strip().splitlines()[0][:200]
+        print(f"warning: could not store the calibration in {path} ({reason}); the evaluation's results are "
+              f"still written, but predict.py needs the calibration: free space and evaluate again",
+              file=sys.stderr)
         return False

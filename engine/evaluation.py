@@ -13,7 +13,7 @@ from engine.calibration import calibration_record, store_calibration
 from engine.cli import check_common_args, print_header, resolve_device, seed_everything
 from engine.errors import UserError
 from engine.files import ensure_writable
-from engine.report import print_table, summarize, write_results, write_scores
+from engine.report import ResultFiles, check_result_targets, print_table, summarize, write_results, write_scores
 from engine.training import weights_path
 from metrics import ACCEPT_RATE, all_metrics
 from networks.checkpoint import load_checkpoint, read_checkpoint
@@ -87,17 +87,71 @@ def scorer_outputs(scorers, outputs):
     return result
 
 
+def overflow_error(path, what, trial):
+    return UserError(f"checkpoint {path} gives non-finite {what} (NaN or inf) on trial {trial}: its weights "
+                     f"overflow and cannot be evaluated; train it again (a lower learning rate) or use another "
+                     f"checkpoint")
+
+
+def check_finite_outputs(record):
+    """Scores and logits must be finite before any metric or calibration is computed from them:
+    finite weights can still overflow (a NaN score would give NaN metrics and thresholds)."""
+    arrays = {"known test logits": record["known_logits"], "unknown test logits": record["unknown_logits"]}
+    for scorer, outputs in record["scorers"].items():
+        arrays.update({f"{scorer} scores ({key.split('_')[0]} images)": value for key, value in outputs.items()
+                       if key.endswith("score")})
+    for what, values in arrays.items():
+        values = np.asarray(values, dtype=np.float64).reshape(len(values), -1)
+        bad = int(np.count_nonzero(~np.isfinite(values).all(axis=1)))
+        if bad:
+            raise overflow_error(record["checkpoint"], f"{what} for {bad} of {len(values)} images", record["trial"])
+
+
+def result_targets(args, method, stem, trials):
+    """Every file this evaluation may write, to check before any work."""
+    paths = [stem + ".npz", stem + ".json"]
+    if args.plots:
+        from plots import planned_plots  # matplotlib is needed only here
+
+        paths += planned_plots(stem, trials, cac=method == "CAC")
+    return paths
+
+
+def write_result_set(result, records, stem, method, args):
+    """The .npz, the plots and the JSON, as one set: each written to a temporary beside it,
+    then all renamed, the JSON last; any failure (a full disk) leaves the previous set whole
+    and is one line naming the file."""
+    files = ResultFiles()
+    try:
+        result["scores_file"] = stem + ".npz"
+        write_scores(records, files.stage(stem + ".npz"))
+        if args.plots:
+            from plots import draw_evaluation
+
+            result["plots"] = draw_evaluation(records, stem, method, args, files.stage)
+        write_results(result, files.stage(stem + ".json"))
+        files.commit()
+    except OSError as e:
+        raise UserError(f"cannot write {files.current} ({e.strerror or e}); the previous results are unchanged: "
+                        f"free space or fix the folder's permissions, then evaluate again") from None
+    finally:
+        files.discard()
+
+
 def evaluate_trials(args, method, evaluate_trial):
     """Run `evaluate_trial(data, loader_factory, device) -> trial record` for each trial
     (record: scorers -> per-sample outputs (the paper's scorer first), labels, logits,
     anchors, checkpoint path, network arguments); print the original's four lines for the
     paper's scorer, then a table of every metric of every scorer; write results/*.json and
-    *.npz, optional plots, and the calibration into each checkpoint."""
+    *.npz and optional plots as one set (checked before any work), and the calibration into
+    each checkpoint (a failure there is a warning)."""
     check_evaluation_args(args)
     device = resolve_device(args.device)
     commit = print_header(args, device)
     ensure_writable(RESULTS_DIR)
     trials = list(range(args.start_trial, args.start_trial + args.num_trials))
+    stem = os.path.join(RESULTS_DIR, f"{args.dataset}_{args.name}{method}_trials{trials[0]}-{trials[-1]}")
+    check_result_targets(result_targets(args, method, stem, trials))
     records = []
     for trial in trials:
         seed_everything(args.seed)
@@ -112,6 +166,7 @@ def evaluate_trials(args, method, evaluate_trial):
         record = evaluate_trial(data, loader, device)
         record["seconds"] = time.perf_counter() - start
         record.update(trial=trial, num_known=data.num_known, class_names=data.class_names)
+        check_finite_outputs(record)
         record["metrics"] = {name: all_metrics(s["known_pred"], s["known_score"], record["known_labels"],
                                                s["unknown_pred"], s["unknown_score"], s["val_score"],
                                                data.num_known, ACCEPT_RATE)
@@ -132,20 +187,14 @@ def evaluate_trials(args, method, evaluate_trial):
     print(f"Average AUROC: {mean_auroc}")
     summary = summarize(records)
     print_table(summary, paper, trials)
-    stem = os.path.join(RESULTS_DIR, f"{args.dataset}_{args.name}{method}_trials{trials[0]}-{trials[-1]}")
     result = {"dataset": args.dataset, "method": method, "name": args.name, "trials": trials,
               "raw_top1_accuracy": all_accuracy, "raw_auroc": all_auroc,
               "average_top1_accuracy": mean_acc, "average_auroc": mean_auroc,
               "args": vars(args), "git": commit, **summary, "paper_scorer": paper, "accept_rate": ACCEPT_RATE,
               "seconds_per_trial": [round(r["seconds"], 3) for r in records]}
-    result["scores_file"] = write_scores(records, stem + ".npz")
-    if args.plots:
-        from plots import draw_evaluation  # matplotlib is needed only here
-
-        result["plots"] = draw_evaluation(records, stem, method, args)
-        for path in result["plots"]:
-            print(f"plot written to {path}")
-    write_results(result, stem + ".json")
+    write_result_set(result, records, stem, method, args)
+    for path in result.get("plots", []):
+        print(f"plot written to {path}")
     print(f"scores written to {result['scores_file']}")
     print(f"results written to {stem}.json")
     return result

@@ -73,7 +73,8 @@ def load_checkpoint(path, net, ckpt=None):
     `ckpt` is that file's dict when the caller has read it already (read_checkpoint).
 
     A checkpoint that does not fit the network (backbone, class count, channel count,
-    image size) raises a UserError naming both sides.
+    image size) raises a UserError naming both sides; one holding NaN or inf weights, a
+    UserError naming the first such tensor.
     """
     if ckpt is None:
         ckpt = read_checkpoint(path, map_location=next(net.parameters()).device)
@@ -95,8 +96,19 @@ def load_checkpoint(path, net, ckpt=None):
                             f"{tuple(tensor.shape)} in the file but {tuple(own[name].shape)} here "
                             f"({_describe_mismatch(name, tensor.shape, own[name].shape)}): use the checkpoint "
                             f"trained for this data set, or train one")
+    _check_finite(path, state)
     net.load_state_dict(state)
     return ckpt
+
+
+def _check_finite(path, state):
+    """Refuse NaN or inf weights at once: they would only surface later as NaN scores, or as
+    another library's "Input contains NaN"."""
+    for name, tensor in state.items():
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            bad = int((~torch.isfinite(tensor)).sum())
+            raise UserError(f"checkpoint {path} holds non-finite weights (NaN or inf): {bad} of {tensor.numel()} "
+                            f"values of {name}; it cannot be used: train it again or use another checkpoint")
 
 
 def _describe_mismatch(name, saved, wanted):
