@@ -137,7 +137,10 @@ class TrainingRun:
         path = self.weights(RUN_FILES[self.method][-1])
         if not os.path.isfile(path):
             return  # no state: an original or imported checkpoint, or a first run of an older version
-        state = read_checkpoint(path)
+        try:
+            state = read_checkpoint(path)
+        except UserError as e:
+            raise UserError(f"{e}; or add --overwrite to start -r from the best checkpoints without it") from None
         phase, epoch, end = state.get("phase"), state.get("epoch"), state.get("end_epoch")
         if phase not in (0, 1) or not isinstance(epoch, int) or not isinstance(end, int):
             raise UserError(f"{path} is damaged or from another version (phase {phase!r}, epoch {epoch!r}); "

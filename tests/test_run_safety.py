@@ -157,6 +157,13 @@ def test_resume_refuses_when_the_last_state_says_so(tmp_path, phase, epoch, end,
     assert snapshot(tmp_path) == before
 
 
+def test_resume_names_overwrite_for_a_damaged_last_state(tmp_path):
+    checkpoint(tmp_path, "p", "CACclassifierAnchorLoss")
+    put(tmp_path, os.path.join(WEIGHTS, "Digits_0_pCACclassifierLast.pth"), b"half a checkpoint")
+    proc = run_in_process(TRAIN_CAC, *DIGITS, "-r", "--name", "p", cwd=tmp_path)
+    assert_one_line_error(proc, "Digits_0_pCACclassifierLast.pth", "corrupt", "--overwrite")
+
+
 def test_resume_with_overwrite_runs_the_second_phase_again(tmp_path, isolated_datasets_dir):
     checkpoint(tmp_path, "p", "CACclassifierAnchorLoss")  # a first run's best checkpoint, epoch 0
     last_state(tmp_path, "p", phase=1, epoch=3, end_epoch=3)  # a finished -r phase
