@@ -58,7 +58,8 @@ def read_checkpoint(path, map_location="cpu"):
                             f"delete it and train again") from None
         raise UserError(f"refusing to load {path}: it holds objects that could run code, not just "
                         f"tensors ({reason[0][:120]}); load only checkpoints you trust") from None
-    except (RuntimeError, EOFError, OSError, zipfile.BadZipFile, ValueError) as e:
+    except (RuntimeError, EOFError, OSError, zipfile.BadZipFile, ValueError, KeyError, IndexError) as e:
+        # KeyError/IndexError: the weights-only unpickler on arbitrary bytes (a memo or stack miss)
         raise UserError(f"checkpoint {path} is corrupt or truncated ({type(e).__name__}); "
                         f"delete it and train again") from None
     if not isinstance(ckpt, dict) or not isinstance(ckpt.get("net"), dict):
