@@ -132,18 +132,36 @@ def logit_space_figure(record, path):
 
 def read_training_log(path):
     """metrics.jsonl as runs: a new run starts wherever the epoch does not increase (a rerun
-    or a resumed run starting before the last logged epoch)."""
-    runs, last = [], None
-    with open(path) as f:
+    or a resumed run starting before the last logged epoch). A torn line (no newline at its
+    end, or not an epoch entry: a crash or a full disk mid-write) is left out, with one
+    warning line for all of them."""
+    runs, last, torn = [], None, 0
+    with open(path, "rb") as f:
         for line in f:
             if not line.strip():
                 continue
-            entry = json.loads(line)
+            entry = _log_entry(line)
+            if entry is None:
+                torn += 1
+                continue
             if last is None or entry["epoch"] <= last:
                 runs.append([])
             runs[-1].append(entry)
             last = entry["epoch"]
+    if torn:
+        print(f"warning: {path}: left out {torn} incomplete line(s) (from a crash or a full disk)", file=sys.stderr)
     return runs
+
+
+def _log_entry(line):
+    """A metrics.jsonl line (bytes) as a dict with an integer epoch, or None when it is torn."""
+    if not line.endswith(b"\n"):
+        return None
+    try:
+        entry = json.loads(line)
+    except (ValueError, RecursionError):
+        return None
+    return entry if isinstance(entry, dict) and type(entry.get("epoch")) is int else None
 
 
 def _number(value):

@@ -9,6 +9,7 @@ Accuracy}.pth: the best validation anchor loss (used by evaluation), CAC loss an
 and ...CACclassifierLast.pth, the state --continue picks up (engine/resume.py).
 """
 import argparse
+import math
 import sys
 
 import torch
@@ -30,10 +31,10 @@ def parse_args(argv=None):
     g.add_argument("--alpha", default=10, type=float, help="magnitude of the anchor points (default: 10)")
     g.add_argument("--lbda", default=0.1, type=float, help="weighting of the anchor loss component (default: 0.1)")
     args = p.parse_args(argv)
-    if args.alpha <= 0:
-        raise UserError(f"--alpha {args.alpha}: the anchor magnitude must be positive")
-    if args.lbda < 0:
-        raise UserError(f"--lbda {args.lbda}: the anchor loss weight must be 0 or more")
+    if not args.alpha > 0 or math.isinf(args.alpha):  # `not >` also refuses NaN
+        raise UserError(f"--alpha {args.alpha}: the anchor magnitude must be a positive, finite number")
+    if not args.lbda >= 0 or math.isinf(args.lbda):
+        raise UserError(f"--lbda {args.lbda}: the anchor loss weight must be 0 or more, and finite")
     return args
 
 
@@ -88,7 +89,12 @@ def validate(net, loader, criterion, accel):
 
 def main(argv=None):
     args = parse_args(argv)
-    run = TrainingRun(args, method="CAC", phase_key="openset_training")
+    with TrainingRun(args, method="CAC", phase_key="openset_training") as run:  # holds the run's lock
+        train(args, run)
+
+
+def train(args, run):
+    """A first run, a -r run or a --continue of either, in `run` (locked, checked)."""
     kwargs = run.network_kwargs()
     net = openSetClassifier(**kwargs, init_weights=not args.resume).to(run.device)
     net.set_anchors(torch.diag(torch.full((kwargs["num_classes"],), float(args.alpha))))

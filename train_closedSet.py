@@ -76,7 +76,12 @@ def validate(net, loader, accel):
 
 def main(argv=None):
     args = parse_args(argv)
-    run = TrainingRun(args, method="ClosedSet", phase_key="closedset_training")
+    with TrainingRun(args, method="ClosedSet", phase_key="closedset_training") as run:  # holds the run's lock
+        train(args, run)
+
+
+def train(args, run):
+    """A first run, a -r run or a --continue of either, in `run` (locked, checked)."""
     net = closedSetClassifier(**run.network_kwargs(), init_weights=not args.resume).to(run.device)
     start_epoch = run.start_epoch(net, "closedSetClassifier", "train_closedSet.py")
     net, model = run.accel.prepare(net)  # model: what the training step calls (DDP, compiled)

@@ -6,12 +6,16 @@
 Each (trial, method) cell trains with the repo's own training script (first run only,
 --epochs of it) and evaluates with its own evaluation script, both as subprocesses, as a
 user would. Finished cells are kept in <out>.json and skipped when the command is run
-again, so an interrupted table resumes where it stopped. <out>.md gets the Markdown
+again, so an interrupted table resumes where it stopped; a cell not recorded there (trained
+but not evaluated when the table stopped, or never finished) is trained again from scratch
+with --overwrite, which replaces that cell's run of the table's --name (give the table a
+name of its own). A <out>.json that is not JSON or not a table is one error line, exit 2. <out>.md gets the Markdown
 table: per trial and mean ± std of closed-set top-1 accuracy and AUROC, the wall times,
 the machine and the exact command.
 """
 import argparse
 import json
+import math
 import os
 import platform
 import shlex
@@ -26,7 +30,7 @@ sys.path.insert(0, REPO)
 
 from engine.cli import git_commit  # noqa: E402
 from engine.errors import UserError  # noqa: E402
-from engine.files import atomic_write  # noqa: E402
+from engine.files import atomic_write, read_json  # noqa: E402
 
 # method -> (training script, evaluation script, results-file tag of engine/evaluation.py)
 METHODS = {"CAC": ("train_cacOpenset.py", "eval_cacOpenset.py", "CAC"),
@@ -73,21 +77,59 @@ def run_cell(args, trial, method):
     common = ["--seed", args.seed, "--data_root", args.data_root, "--name", args.name]
     if args.workers is not None:
         common += ["--workers", args.workers]
-    train_argv = ["--dataset", args.dataset, "--trial", trial, *common]
+    train_argv = ["--dataset", args.dataset, "--trial", trial, *common, "--overwrite"]  # see the docstring
     if args.epochs:
         train_argv += ["--epochs", args.epochs]
     train_s, _ = run(train_script, train_argv, args.workdir)
     eval_s, _ = run(eval_script, ["-dataset", args.dataset, "--start_trial", trial, "--num_trials", 1, *common],
                     args.workdir)
     path = os.path.join(args.workdir, "results", f"{args.dataset}_{args.name}{tag}_trials{trial}-{trial}.json")
-    with open(path) as f:
-        result = json.load(f)
-    with open(os.path.join(args.workdir, "runs", f"{args.dataset}_{trial}_{args.name}{tag}", "metrics.jsonl")) as f:
-        epochs_run = sum(1 for line in f if line.strip())
+    accuracy, auroc = read_result(path)
+    epochs_run = len(read_training_log(os.path.join(args.workdir, "runs", f"{args.dataset}_{trial}_{args.name}{tag}",
+                                                    "metrics.jsonl")))
     images = epochs_run * training_set_size(args, trial)
-    return {"accuracy": result["raw_top1_accuracy"][0], "auroc": result["raw_auroc"][0],
-            "train_s": round(train_s, 1), "eval_s": round(eval_s, 1), "epochs": epochs_run,
-            "train_images_per_s": round(images / train_s, 1)}
+    return {"accuracy": accuracy, "auroc": auroc, "train_s": round(train_s, 1), "eval_s": round(eval_s, 1),
+            "epochs": epochs_run, "train_images_per_s": round(images / train_s, 1)}
+
+
+def read_result(path):
+    """(accuracy, AUROC) of a one-trial results JSON, or one UserError line."""
+    result = read_json(path, "results file", "evaluate the trial again")
+    values = [result.get(key) if isinstance(result, dict) else None for key in ("raw_top1_accuracy", "raw_auroc")]
+    if not all(isinstance(v, list) and v and is_number(v[0]) for v in values):
+        raise UserError(f"results file {path} lacks raw_top1_accuracy / raw_auroc numbers; evaluate the trial again")
+    return values[0][0], values[1][0]
+
+
+def read_training_log(path):
+    """The epochs logged in a run's metrics.jsonl (whole lines), or one UserError line."""
+    try:
+        with open(path, "rb") as f:
+            return [line for line in f if line.endswith(b"\n") and line.strip()]
+    except OSError as e:
+        raise UserError(f"cannot read {path} ({e.strerror}); train the cell again") from None
+
+
+def is_number(x):
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+
+
+CELL_KEYS = ("accuracy", "auroc", "train_s", "eval_s", "epochs")
+
+
+def read_table(path):
+    """The table a previous command left in `path` (JSON): one UserError line when the file is not
+    a table; a cell of the wrong shape is dropped with a warning, and run again."""
+    table = read_json(path, "table file", "delete it to start the table afresh, or give another --out")
+    if not isinstance(table, dict) or not isinstance(table.get("cells", {}), dict):
+        raise UserError(f"table file {path} is not a table written by this script (an object with 'cells'); "
+                        f"delete it to start the table afresh, or give another --out")
+    table.setdefault("cells", {})
+    for key, cell in list(table["cells"].items()):
+        if not (isinstance(cell, dict) and all(is_number(cell.get(k)) for k in CELL_KEYS)):
+            print(f"warning: {path}: cell {key} is incomplete; it is run again", file=sys.stderr)
+            del table["cells"][key]
+    return table
 
 
 def training_set_size(args, trial):
@@ -136,9 +178,8 @@ def main(argv=None):
     args = parse_args(argv)
     json_path, md_path = args.out + ".json", args.out + ".md"
     table = {"cells": {}}
-    if os.path.isfile(json_path):
-        with open(json_path) as f:
-            table = json.load(f)
+    if os.path.lexists(json_path):
+        table = read_table(json_path)
         same = (table.get("dataset"), table.get("name"), table.get("epochs"), table.get("seed"))
         if same != (args.dataset, args.name, args.epochs, args.seed):
             raise UserError(f"{json_path} holds another table {same}; give another --out or delete it")
@@ -157,16 +198,22 @@ def main(argv=None):
                 continue
             table["cells"][key] = cell = run_cell(args, trial, method)
             print(f"{key}: {json.dumps(cell)}", flush=True)
-            with atomic_write(json_path, "w") as f:  # after every cell: an interruption loses one cell
-                json.dump(table, f, indent=1)
-            with atomic_write(md_path, "w") as f:
-                f.write(markdown(table))
-    with atomic_write(json_path, "w") as f:
-        json.dump(table, f, indent=1)
-    with atomic_write(md_path, "w") as f:
-        f.write(markdown(table))
+            write_table(table, json_path, md_path)  # after every cell: an interruption loses one cell
+    write_table(table, json_path, md_path)
     print(markdown(table))
     return table
+
+
+def write_table(table, json_path, md_path):
+    """<out>.json then <out>.md, each whole or not at all; a failure is one UserError line."""
+    try:
+        with atomic_write(json_path, "w") as f:
+            json.dump(table, f, indent=1)
+        with atomic_write(md_path, "w") as f:
+            f.write(markdown(table))
+    except OSError as e:
+        raise UserError(f"cannot write {e.filename or json_path} ({e.strerror}); free disk space or fix "
+                        f"permissions, then run the same command: finished cells are kept") from None
 
 
 if __name__ == "__main__":

@@ -4,6 +4,7 @@ Known labels are remapped to 0..N-1 in ascending order of the original class id 
 one lookup tensor; every unknown image gets the label N.
 """
 import json
+import math
 import os
 
 import numpy as np
@@ -17,6 +18,7 @@ from datasets import splits
 from datasets.partition import trainval_split
 from datasets.splits import DATASETS_DIR, cached_normalization, load_class_split
 from engine.errors import UserError
+from engine.files import read_json
 
 DATASET_NAMES = (*SOURCES, FOLDER_DATASET)
 FIRST_RELEASE_TRIALS = 5  # trials 5-9 of the paper's data sets are its first-release class splits
@@ -56,17 +58,103 @@ def raw_pixel_stats(chunks, channels):
 
 
 def load_config(dataset):
-    """The hyperparameters of `dataset` from datasets/config.json."""
-    with open(os.path.join(DATASETS_DIR, "config.json")) as f:
-        config = json.load(f)
+    """The hyperparameters of `dataset` from datasets/config.json, checked (check_config)."""
+    path = os.path.join(DATASETS_DIR, "config.json")
+    config = read_json(path, "data set configuration", "restore it from the repository (git checkout "
+                       "datasets/config.json) or fix the edit")
+    if not isinstance(config, dict):
+        raise UserError(f"{path} holds a {type(config).__name__}, not an object of data sets; restore it "
+                        f"from the repository (git checkout datasets/config.json)")
     if dataset not in config or dataset.startswith("_"):
         names = ", ".join(k for k in config if not k.startswith("_"))
         raise UserError(f"unknown dataset {dataset!r}: choose one of {names}")
-    size = config[dataset]["im_size"]
-    if not isinstance(size, int) or size <= 0 or size % 8:
-        raise UserError(f"im_size {size!r} of {dataset} in {os.path.join(DATASETS_DIR, 'config.json')} is not "
-                        f"a positive multiple of 8 (the CNN halves images three times): use e.g. 32 or 64")
+    check_config(dataset, config[dataset], path)
     return config[dataset]
+
+
+def _is_int(x):
+    return isinstance(x, int) and not isinstance(x, bool)
+
+
+def _is_number(x):
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+
+
+def _pair(test):
+    return lambda x: isinstance(x, list) and len(x) == 2 and all(test(v) for v in x)
+
+
+# key -> (test, what the value must be); the training schedule's keys for both methods
+CONFIG_RULES = {
+    "batch_size": (lambda x: _is_int(x) and x >= 1, "a whole number, 1 or more"),
+    "num_workers": (lambda x: _is_int(x) and x >= 0, "a whole number, 0 or more"),
+    "im_channels": (lambda x: _is_int(x) and x in (1, 3), "1 (grey) or 3 (RGB)"),
+    "num_known_classes": (lambda x: _is_int(x) and x >= 2, "a whole number, 2 or more"),
+    "dropout": (lambda x: _is_number(x) and 0 <= x < 1, "a number from 0 up to (not including) 1"),
+    "val_fraction": (lambda x: _is_number(x) and 0 < x < 1, "a number between 0 and 1 (exclusive)"),
+    "anchor_flip": (lambda x: isinstance(x, bool), "true or false"),
+    "data_transforms.flip": (lambda x: _is_number(x) and 0 <= x <= 1, "a probability from 0 to 1"),
+    "data_transforms.rotate": (lambda x: _is_number(x) and x >= 0, "degrees, 0 or more"),
+    "data_transforms.scale_min": (lambda x: _is_number(x) and 0 < x <= 1, "a share in (0, 1]"),
+    **{f"{phase}.{key}": rule for phase in ("openset_training", "closedset_training") for key, rule in {
+        "learning_rate": (_pair(lambda v: _is_number(v) and v > 0),
+                          "a list of 2 positive numbers [first run, -r run]"),
+        "max_epoch": (_pair(lambda v: _is_int(v) and v >= 1), "a list of 2 whole numbers >= 1 [first run, -r run]"),
+        "weight_decay": (lambda x: _is_number(x) and x >= 0, "a number, 0 or more"),
+    }.items()},
+}
+OPTIONAL_RULES = {  # keys the code has a default for
+    "openset_training.momentum": (lambda x: _is_number(x) and 0 <= x < 1, "a number from 0 up to 1"),
+    "closedset_training.momentum": (lambda x: _is_number(x) and 0 <= x < 1, "a number from 0 up to 1"),
+}
+
+
+def check_config(dataset, entry, path):
+    """One UserError line naming the data set, the key and the file for an entry of
+    datasets/config.json that is missing, of the wrong type or out of range."""
+    def refuse(key, problem):
+        raise UserError(f"{key} of {dataset} in {path} {problem}; fix it, or restore the file from the "
+                        f"repository (git checkout datasets/config.json)")
+
+    if not isinstance(entry, dict):
+        refuse("the entry", f"is a {type(entry).__name__}, not an object")
+    size = entry.get("im_size")
+    if not _is_int(size) or size <= 0 or size % 8:
+        raise UserError(f"im_size {size!r} of {dataset} in {path} is not a positive multiple of 8 (the CNN "
+                        f"halves images three times): use e.g. 32 or 64")
+    for key, (test, want) in {**CONFIG_RULES, **OPTIONAL_RULES}.items():
+        value, found = entry, True
+        for part in key.split("."):
+            found = isinstance(value, dict) and part in value
+            value = value[part] if found else None
+            if not found:
+                break
+        if not found:
+            if key not in OPTIONAL_RULES:
+                refuse(key, "is missing")
+            continue
+        if key == "num_known_classes" and value is None and dataset == FOLDER_DATASET:
+            continue  # own image folders: the split file decides
+        if not test(value):
+            refuse(key, f"is {json.dumps(value)[:60]}, not {want}")
+    if entry.get("normalization") is not None:
+        check_listed_normalization(entry["normalization"], entry["im_channels"], refuse)
+
+
+def check_listed_normalization(listed, channels, refuse):
+    """normalization: {"mean": rows, "std": rows}, the same number of rows of `channels` finite
+    values each, std > 0."""
+    if not isinstance(listed, dict) or not all(isinstance(listed.get(k), list) for k in ("mean", "std")):
+        refuse("normalization", 'is not {"mean": [[...], ...], "std": [[...], ...]}')
+    if len(listed["mean"]) != len(listed["std"]):
+        refuse("normalization", f"has {len(listed['mean'])} mean rows but {len(listed['std'])} std rows")
+    for key, low in (("mean", None), ("std", 0)):
+        for i, row in enumerate(listed[key]):
+            if not (isinstance(row, list) and len(row) == channels and all(_is_number(v) for v in row)):
+                refuse(f"normalization.{key}[{i}]", f"is {json.dumps(row)[:60]}, not {channels} finite numbers "
+                                                    f"(im_channels {channels})")
+            if low is not None and not all(v > low for v in row):
+                refuse(f"normalization.std[{i}]", f"is {row}: every std must be above 0")
 
 
 class RemappedSubset(Dataset):

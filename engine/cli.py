@@ -5,6 +5,7 @@ Every script builds its parser from these parents (one parser per concern), keep
 turns a UserError into one line on stderr and exit status 2.
 """
 import argparse
+import contextlib
 import json
 import os
 import random
@@ -78,6 +79,10 @@ def training_parser(default_name="myTest", trial_required=True):
     g.add_argument("--continue", dest="continue_run", action="store_true",
                    help="pick up the interrupted run (first or -r phase) from its ...Last.pth file, "
                         "at the batch where it stopped, for the epochs it had planned")
+    g.add_argument("--overwrite", action="store_true",
+                   help="replace an existing run of the same dataset, trial and name: its checkpoints and "
+                        "runs/ folder are removed once every check has passed (with -r: run the -r phase "
+                        "again); without it, training refuses to replace a run")
     return p
 
 
@@ -97,12 +102,31 @@ def evaluation_parser():
     return p
 
 
+MAX_SEED = 2**32 - 1  # NumPy's seeds are 32-bit
+
+
 def check_common_args(args):
-    """The checks every script needs: a known data set, a sane worker count."""
+    """The checks every script needs: a known data set, a sane worker count, a seed NumPy
+    accepts, a --name that is a plain file-name part."""
     if args.dataset not in DATASET_NAMES:
         raise UserError(f"unknown dataset {args.dataset!r}: choose one of {', '.join(DATASET_NAMES)}")
     if args.workers is not None and args.workers < 0:
         raise UserError(f"--workers {args.workers}: give 0 or more worker processes")
+    if not 0 <= args.seed <= MAX_SEED:
+        raise UserError(f"--seed {args.seed}: give a whole number from 0 to {MAX_SEED}")
+    check_name(args.name)
+
+
+def check_name(name):
+    """--name goes into file and folder names (networks/weights/..., runs/..., results/...): it
+    must stay one plain name part, so that no run writes outside its folders or over another's."""
+    bad = ("contains '/'" if "/" in name else "contains '\\'" if "\\" in name else
+           "contains '..'" if ".." in name else
+           "contains a control character" if any(ord(c) < 32 or ord(c) == 127 for c in name) else
+           f"starts with {name[0]!r}" if name[:1] in ("-", ".") else None)
+    if bad:
+        raise UserError(f"--name {name!r} {bad}: it becomes part of file and folder names; give a plain "
+                        f"name (letters, digits, '_', '-', not starting with '-' or '.'), e.g. --name myTest")
 
 
 def resolve_device(name):
@@ -137,11 +161,27 @@ def print_header(args, device):
     return commit
 
 
+@contextlib.contextmanager
+def one_line_usage_errors():
+    """argparse's own errors (a missing argument, `--epochs 1e3`) as a UserError, not a usage
+    block: one line, like every other bad input."""
+    def error(parser, message):
+        raise UserError(f"{message}; see {parser.prog} --help")
+
+    previous = argparse.ArgumentParser.error
+    argparse.ArgumentParser.error = error
+    try:
+        yield
+    finally:
+        argparse.ArgumentParser.error = previous
+
+
 def run_cli(main):
     """Run `main()`; a UserError becomes one line on stderr and exit status 2, a run stopped
     by a signal one line on how to continue it and 128 + the signal number."""
     try:
-        main()
+        with one_line_usage_errors():
+            main()
         return 0
     except Interrupted as e:
         print(f"stopped: {e}", file=sys.stderr)

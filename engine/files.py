@@ -1,5 +1,7 @@
 """Writing files so that a crash never leaves half of one, and failing early on unwritable folders."""
 import contextlib
+import errno
+import fcntl
 import json
 import os
 import tempfile
@@ -72,3 +74,122 @@ def read_json(path, what, fix):
     except ValueError as e:  # an integer of thousands of digits, NaN/Infinity
         reason = "an integer too long to read" if "digits" in str(e) else str(e)
         raise UserError(f"{what} {path} holds {reason}; {fix}") from None
+
+
+def check_file_writable(path, fix):
+    """Check, before any long work starts, that `path` itself can be (re)written: no folder in
+    its place and, if it exists, not read-only (a read-only file is taken as one the user wants
+    kept, though the atomic rename could replace it). The folders are ensure_writable's job."""
+    if os.path.isdir(path):
+        raise UserError(f"cannot write {path}: a folder is in its place; move it away or {fix}")
+    if os.path.exists(path) and not os.access(path, os.W_OK):
+        raise UserError(f"cannot write {path}: the file is read-only; make it writable (chmod u+w) or {fix}")
+
+
+def append_line(path, text):
+    """Append `text` + newline to `path` in one write, so that a reader never sees half a line
+    from this process; a failed write (a full disk) is cut back off and becomes one UserError
+    line naming the path, the lines before it intact."""
+    data = (text + "\n").encode("utf-8")
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
+    except OSError as e:
+        raise UserError(f"cannot write {path} ({e.strerror}); free disk space or fix its permissions") from None
+    try:
+        size = os.fstat(fd).st_size
+        try:
+            written = os.write(fd, data)
+            if written != len(data):  # a partial write: the disk filled up in the middle
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        except OSError as e:
+            with contextlib.suppress(OSError):
+                os.ftruncate(fd, size)  # no half line left behind
+            raise UserError(f"cannot write {path} ({e.strerror}): the disk is full or the file not "
+                            f"writable; its earlier lines are intact: free disk space, then continue "
+                            f"the run with --continue") from None
+    finally:
+        os.close(fd)
+
+
+class RunLock:
+    """An exclusive lock on `path` (fcntl.flock), held for a run's whole life. The OS releases it
+    when the process ends, however it ends, so the lock file of a killed process is simply taken
+    over. release() removes the file, and the folders acquire() made for it when they are empty."""
+
+    def __init__(self, path, what):
+        self.path, self.what = path, what  # what: the run, as the refusal names it
+        self.fd, self.made = None, []
+
+    def holder(self):
+        """The pid (text) of the process that holds the lock now, or None; creates nothing."""
+        try:
+            fd = os.open(self.path, os.O_RDONLY)
+        except OSError:
+            return None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            return None
+        except BlockingIOError:
+            return os.read(fd, 32).decode("ascii", "replace").strip() or "?"
+        except OSError:
+            return None  # cannot probe here (e.g. NFS wants a writable file): acquire() decides
+        finally:
+            os.close(fd)
+
+    def refuse_if_held(self):
+        pid = self.holder()
+        if pid is not None:
+            raise UserError(f"{self.what} is being trained now by process {pid} (it holds {self.path}); "
+                            f"wait for it to end, stop it, or give another --name")
+
+    def acquire(self):
+        folder = os.path.dirname(os.path.abspath(self.path))
+        missing = folder
+        while not os.path.isdir(missing):
+            self.made.append(missing)
+            missing = os.path.dirname(missing)
+        try:
+            os.makedirs(folder, exist_ok=True)
+            self._lock()
+        except OSError as e:
+            self._remove_made_folders()
+            raise UserError(f"cannot create the lock file {self.path} ({e.strerror}); fix the folder's "
+                            f"permissions or run from a writable folder") from None
+
+    def _lock(self):
+        while True:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                os.close(fd)
+                self._remove_made_folders()
+                self.refuse_if_held()  # names the holder
+                raise UserError(f"{self.what} is being trained now (it holds {self.path}); wait for it to "
+                                f"end, stop it, or give another --name") from None
+            try:
+                same = os.stat(self.path).st_ino == os.fstat(fd).st_ino
+            except FileNotFoundError:
+                same = False
+            if same:
+                break
+            os.close(fd)  # the previous holder removed the file after we opened it: lock the new one
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode("ascii"))
+        self.fd = fd
+
+    def release(self):
+        if self.fd is None:
+            return
+        with contextlib.suppress(OSError):
+            os.remove(self.path)  # while still held: a process waiting on it then retries (acquire)
+        os.close(self.fd)
+        self.fd = None
+        self._remove_made_folders()
+
+    def _remove_made_folders(self):
+        for folder in self.made:  # innermost first
+            with contextlib.suppress(OSError):
+                os.rmdir(folder)  # only when empty: the run may have written there
+        self.made = []

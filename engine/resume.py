@@ -51,6 +51,59 @@ def set_rng_state(state, generators):
         generator.set_state(saved)
 
 
+RESTART = ("it is damaged or from another version of this code: start the run again without --continue, "
+           "with --overwrite")
+
+# what --continue reads from ...Last.pth, and the type each entry must have: the head says which
+# run it is (checked first, for the clearest message), the rest restores it
+STATE_HEAD = {"phase": int, "epoch": int, "end_epoch": int, "step": int, "args": dict}
+STATE_REST = {"seen": int, "optimizer": dict, "best": dict, "rng": dict, "epoch_rng": dict}
+RNG_KEYS = ("python", "numpy", "torch", "cuda", "generators")
+
+
+def _refuse(path, what):
+    raise UserError(f"{path} is not a usable interrupted-run state ({what}); {RESTART}")
+
+
+def _check_types(state, path, types):
+    for key, kind in types.items():
+        value = state.get(key)
+        if value is None:
+            _refuse(path, f"no {key!r}")
+        if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+            _refuse(path, f"{key!r} is a {type(value).__name__}, not a {kind.__name__}")
+
+
+def check_state_head(state, path):
+    """Phase, epochs and arguments of a ...Last.pth: present, of the right type, in range."""
+    _check_types(state, path, STATE_HEAD)
+    if state["phase"] not in (0, 1):
+        _refuse(path, f"unknown phase {state['phase']} (0: first run, 1: -r)")
+    if not 0 <= state["epoch"] <= state["end_epoch"] or state["step"] < 0:
+        _refuse(path, f"epoch {state['epoch']}, step {state['step']}, end_epoch {state['end_epoch']}")
+
+
+def check_state(state, path):
+    """Refuse, in one line, a ...Last.pth that --continue cannot restore: an entry missing or of
+    the wrong type, partial sums missing mid-epoch, random states without their parts."""
+    _check_types(state, path, STATE_REST)
+    if state["seen"] < 0:
+        _refuse(path, f"'seen' is {state['seen']}")
+    if state["step"] > 0 and not isinstance(state.get("train_sums"), torch.Tensor):
+        _refuse(path, "a stop mid-epoch without its partial sums 'train_sums'")
+    if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in state["best"].values()):
+        _refuse(path, "'best' holds a value that is not a number")
+    for key in ("rng", "epoch_rng"):
+        if any(k not in state[key] for k in RNG_KEYS) or not isinstance(state[key]["generators"], list):
+            _refuse(path, f"{key!r} lacks one of {', '.join(RNG_KEYS)}")
+    if not isinstance(state["optimizer"].get("state"), dict) or \
+            not isinstance(state["optimizer"].get("param_groups"), list):
+        _refuse(path, "'optimizer' is not an optimizer's state dict")
+    size = state.get("log_size", 0)
+    if not isinstance(size, int) or isinstance(size, bool) or size < 0:
+        _refuse(path, f"'log_size' is {size!r}")
+
+
 class Progress:
     """Where a training run stands; the loop calls begin_epoch / batches / after_step / end_epoch.
 
@@ -77,11 +130,12 @@ class Progress:
         except UserError as e:
             raise UserError(f"{e}; --continue needs the state of an interrupted run (written after each "
                             f"epoch): start it without --continue") from None
+        check_state_head(state, self.path)
         phases = ("a first run (no -r)", "a resumed run (-r)")
-        if state.get("phase") != self.run.phase:
-            raise UserError(f"{self.path} holds {phases[state.get('phase', 0)]} but this command starts "
+        if state["phase"] != self.run.phase:
+            raise UserError(f"{self.path} holds {phases[state['phase']]} but this command starts "
                             f"{phases[self.run.phase]}: {'add' if not a.resume else 'drop'} -r to continue it")
-        saved_args = state.get("args", {})
+        saved_args = state["args"]
         for key in ("alpha", "lbda"):  # the loss itself: a change would silently make another run
             if key in saved_args and saved_args[key] != getattr(a, key, None):
                 raise UserError(f"{self.path} was trained with --{key} {saved_args[key]}, this command says "
@@ -89,11 +143,18 @@ class Progress:
         if state["epoch"] >= state["end_epoch"]:
             raise UserError(f"{self.path}: that run finished all its epochs (to {state['end_epoch'] - 1}); "
                             f"nothing to continue: start the next phase with -r, or evaluate")
+        check_state(state, self.path)
         load_checkpoint(self.path, self.net, state)  # checks backbone, class and channel counts
-        self.optimizer.load_state_dict(state["optimizer"])
+        try:
+            self.optimizer.load_state_dict(state["optimizer"])
+            set_rng_state(state["rng"], self.generators)  # tried for its shape only: the next line
+            set_rng_state(state["epoch_rng"], self.generators)  # sets every generator again
+        except (KeyError, TypeError, ValueError, IndexError, RuntimeError) as e:
+            raise UserError(f"{self.path}: its optimizer or random state does not fit this run "
+                            f"({type(e).__name__}: {str(e)[:100]}); {RESTART}") from None
         self.best.update(state["best"])
-        set_rng_state(state["epoch_rng"], self.generators)
         self.saved, self.end = state, state["end_epoch"]
+        self.run.continued_log_size = state.get("log_size")  # older states: None, the log as it is
         print(f"continuing {self.path}: epoch {state['epoch']}, after batch {state['step']}", flush=True)
         return range(state["epoch"], state["end_epoch"])
 
@@ -152,7 +213,8 @@ class Progress:
                  "step": step, "end_epoch": self.end, "phase": self.run.phase, "best": dict(self.best),
                  "train_sums": None if sums is None else sums.detach().cpu(), "seen": seen,
                  "rng": now, "epoch_rng": epoch_rng or now, "backbone": self.run.args.backbone,
-                 "method": self.run.method, "args": vars(self.run.args)}
+                 "method": self.run.method, "args": vars(self.run.args),
+                 "log_size": self.run.log_size()}  # metrics.jsonl so far: see engine.training.trim_log
         save_checkpoint(state, self.path)
 
     @contextlib.contextmanager

@@ -2,6 +2,8 @@
 import json
 import math
 import os
+import shutil
+import sys
 
 import torch
 
@@ -10,8 +12,8 @@ from datasets.pipeline import build_loader
 from engine.accel import Accel
 from engine.cli import check_common_args, git_commit, print_header, resolve_device, seed_everything
 from engine.errors import UserError
-from engine.files import ensure_writable
-from networks.checkpoint import load_checkpoint, save_checkpoint
+from engine.files import RunLock, append_line, atomic_write, check_file_writable, ensure_writable
+from networks.checkpoint import load_checkpoint, read_checkpoint, save_checkpoint
 
 WEIGHTS_DIR = os.path.join("networks", "weights")  # relative to the working directory, as the original
 LOG_EVERY = 20  # steps between host reads of the running loss (no per-step device sync)
@@ -26,14 +28,32 @@ def check_training_args(args):
     check_common_args(args)
     if args.epochs is not None and args.epochs < 1:
         raise UserError(f"--epochs {args.epochs}: give a positive number of epochs")
+    if args.overwrite and args.continue_run:
+        raise UserError("--overwrite starts the run afresh and --continue picks up the interrupted one: "
+                        "give one of them")
+
+
+# every file a training run of each method writes, by suffix; the last one is ...Last.pth
+RUN_FILES = {"CAC": ("CACclassifierAnchorLoss", "CACclassifierCACLoss", "CACclassifierAccuracy",
+                     "CACclassifierLast"),
+             "ClosedSet": ("closedSetClassifier", "closedSetClassifierLast")}
 
 
 class TrainingRun:
-    """Device, data loaders, epoch range and logs of one training run."""
+    """Device, data loaders, epoch range and logs of one training run.
+
+    A context manager: entering takes the run's lock (rank 0), leaving releases it. Nothing
+    is written before __enter__, and __enter__ writes only the lock file."""
 
     def __init__(self, args, method, phase_key):
         check_training_args(args)
         self.args, self.method = args, method
+        self.phase = int(args.resume)  # 0: first run, 1: resumed run with the lower learning rate
+        self.run_dir = os.path.join("runs", f"{args.dataset}_{args.trial}_{args.name}{method}")
+        self.also = ["CIFAR+50"] if args.dataset == "CIFAR+10" else []  # see save()
+        self.locks = [RunLock(self.lock_path(ds), f"run {ds}_{args.trial}_{args.name}{method}")
+                      for ds in [args.dataset] + self.also]
+        self.check_run_state()  # at once, before the data is read; again under the lock (__enter__)
         self.accel = Accel(resolve_device(args.device), args.amp, args.compile, args.sync_bn)
         self.device, self.is_main = self.accel.device, self.accel.is_main
         self.git = print_header(args, self.device) if self.is_main else git_commit()
@@ -43,7 +63,7 @@ class TrainingRun:
         if self.is_main:
             self.accel.barrier()
         self.cfg = self.data.cfg
-        self.phase = int(args.resume)  # 0: first run, 1: resumed run with the lower learning rate
+        self.check_not_empty()
         self.hparams = self.cfg[phase_key]
         workers = self.cfg["num_workers"] if args.workers is None else args.workers
         batch = self.cfg["batch_size"]  # the global batch: torchrun splits it across ranks
@@ -51,15 +71,108 @@ class TrainingRun:
                   "shard": self.accel.shard, "channels_last": self.accel.channels_last}
         self.train_loader = build_loader(self.data.train_dataset(), batch, True, **loader)
         self.val_loader = build_loader(self.data.val_dataset(), batch, False, **loader)
-        self.run_dir = os.path.join("runs", f"{args.dataset}_{args.trial}_{args.name}{method}")
         self.writer = None  # made by save_config: bad input found before then leaves no file behind
         self.resumed_from = None  # with -r: the first run's checkpoint dict (see start_epoch)
-        also = ["CIFAR+50"] if args.dataset == "CIFAR+10" else []  # see save()
-        folders = [os.path.dirname(self.weights("", ds)) for ds in [args.dataset] + also] + [self.run_dir]
-        for folder in folders if self.is_main else ():
-            ensure_writable(folder)
+        self.continued_log_size = None  # --continue: metrics.jsonl's size in the state it continues
+        if self.is_main:
+            self.check_writable()
         # seeded last: whether the set-up above hit its caches must not change the run's numbers
         seed_everything(args.seed)
+
+    def __enter__(self):
+        """Lock the run (rank 0; the OS releases it if the process dies) and check, now that no
+        other training of it can start, that this one may write. Under torchrun every rank
+        learns whether rank 0 refused, so that none waits for it."""
+        refusal = None
+        if self.is_main:
+            try:
+                for lock in self.locks:
+                    lock.acquire()
+                self.check_run_state()
+            except UserError as e:
+                self.release()
+                refusal = e
+        if self.accel.world > 1:
+            refused = self.accel.sum(torch.tensor([float(refusal is not None)], device=self.device)).item()
+            if refused and refusal is None:
+                raise UserError(f"rank 0 refused to start {self.run_dir}: see its message")
+        if refusal is not None:
+            raise refusal
+        return self
+
+    def __exit__(self, *exc_info):
+        self.close()
+
+    def release(self):
+        for lock in self.locks:
+            lock.release()
+
+    def run_files(self):
+        """Every checkpoint path this run writes (CIFAR+10: the CIFAR+50 copies too)."""
+        return [self.weights(suffix, ds) for ds in [self.args.dataset] + self.also for suffix in RUN_FILES[self.method]]
+
+    def check_run_state(self):
+        """Refuse to start a run that would replace another: a first run whose checkpoints or runs/
+        folder exist, a -r phase already started or finished, a run that is training now. --overwrite
+        lifts the first two; --continue is checked against the state it continues (engine/resume.py)."""
+        for lock in self.locks:
+            if lock.fd is None:
+                lock.refuse_if_held()
+        a = self.args
+        if a.continue_run or a.overwrite:
+            return
+        if a.resume:
+            self.check_second_phase()
+            return
+        found = [p for p in self.run_files() if os.path.isfile(p)]
+        found += [self.run_dir + os.sep] if os.path.exists(self.run_dir) else []
+        if found:
+            raise UserError(f"run {os.path.basename(self.run_dir)} exists ({found[0]}"
+                            f"{f' and {len(found) - 1} more' if len(found) > 1 else ''}); this command would "
+                            f"replace it: add --continue to pick up an interrupted run, -r for the second "
+                            f"phase, give another --name, or add --overwrite to replace it")
+
+    def check_second_phase(self):
+        """-r starts the second phase from the first run's best checkpoints; refuse when ...Last.pth
+        shows the first run unfinished, or a -r phase already begun (its checkpoints are -r's)."""
+        path = self.weights(RUN_FILES[self.method][-1])
+        if not os.path.isfile(path):
+            return  # no state: an original or imported checkpoint, or a first run of an older version
+        try:
+            state = read_checkpoint(path)
+        except UserError as e:
+            raise UserError(f"{e}; or add --overwrite to start -r from the best checkpoints without it") from None
+        phase, epoch, end = state.get("phase"), state.get("epoch"), state.get("end_epoch")
+        if phase not in (0, 1) or not isinstance(epoch, int) or not isinstance(end, int):
+            raise UserError(f"{path} is damaged or from another version (phase {phase!r}, epoch {epoch!r}); "
+                            f"add --overwrite to start -r from the best checkpoints anyway")
+        if phase == 1 and epoch < end:
+            raise UserError(f"the -r phase of this run was interrupted in epoch {epoch} ({path}): continue it "
+                            f"with -r --continue, or add --overwrite to start -r again from the best checkpoints")
+        if phase == 1:
+            raise UserError(f"the -r phase of this run already finished (epoch {end - 1}, {path}) and its "
+                            f"checkpoints are -r's: evaluate them, or add --overwrite to run -r again from them")
+        if epoch < end:
+            raise UserError(f"the first run stopped after {epoch} of its {end} epochs ({path}): finish it with "
+                            f"--continue (without -r), or add --overwrite to start -r from its best checkpoint "
+                            f"anyway")
+
+    def check_not_empty(self):
+        d = self.data
+        for part, idx in (("training", d.train_idx), ("validation", d.val_idx)):
+            if len(idx) == 0:
+                raise UserError(f"{d.name} trial {d.trial} has no {part} image of its known classes "
+                                f"({len(d.train_idx)} training, {len(d.val_idx)} validation images; val_fraction "
+                                f"{self.cfg['val_fraction']}): add images (two or more per class), or change "
+                                f"val_fraction in datasets/config.json")
+
+    def check_writable(self):
+        """Every folder and every checkpoint file this run writes, before any data is trained on."""
+        files = self.run_files()
+        for folder in dict.fromkeys([os.path.dirname(p) for p in files] + [self.run_dir]):
+            ensure_writable(folder)
+        for path in files + [os.path.join(self.run_dir, "config.json"), os.path.join(self.run_dir, "metrics.jsonl")]:
+            check_file_writable(path, "give another --name")
 
     def generators(self):
         """The data's random generators, saved and restored with an interrupted run's state."""
@@ -73,6 +186,11 @@ class TrainingRun:
 
     def weights(self, suffix, dataset=None):
         return weights_path(dataset or self.args.dataset, self.args.trial, self.args.name, suffix)
+
+    def lock_path(self, dataset):
+        """The run's lock file, beside its checkpoints (hidden: not a checkpoint)."""
+        a = self.args
+        return os.path.join(WEIGHTS_DIR, dataset, f".{dataset}_{a.trial}_{a.name}{self.method}.lock")
 
     def epochs(self, start_epoch):
         count = self.args.epochs or self.hparams["max_epoch"][self.phase]
@@ -112,8 +230,8 @@ class TrainingRun:
         if not self.is_main:
             return
         save_checkpoint(state, self.weights(suffix))
-        if self.args.dataset == "CIFAR+10":  # same known classes: the file serves CIFAR+50 too
-            save_checkpoint(state, self.weights(suffix, dataset="CIFAR+50"))
+        for dataset in self.also:  # CIFAR+10: same known classes, the file serves CIFAR+50 too
+            save_checkpoint(state, self.weights(suffix, dataset=dataset))
 
     def log(self, epoch, stats):
         """One JSON line per epoch on stdout and in runs/<run>/metrics.jsonl; tensorboard with -t."""
@@ -121,30 +239,99 @@ class TrainingRun:
             return
         line = json.dumps({"epoch": epoch, **{k: round(v, 6) for k, v in stats.items()}})
         print(line, flush=True)
-        with open(os.path.join(self.run_dir, "metrics.jsonl"), "a") as f:
-            f.write(line + "\n")
+        append_line(self.log_path(), line)  # whole lines only
         if self.writer is not None:
             for key, value in stats.items():
                 self.writer.add_scalar(key, value, epoch)
 
+    def log_path(self):
+        return os.path.join(self.run_dir, "metrics.jsonl")
+
+    def log_size(self):
+        """Bytes in metrics.jsonl now (saved in ...Last.pth: see trim_log)."""
+        return os.path.getsize(self.log_path()) if os.path.isfile(self.log_path()) else 0
+
     def save_config(self):
-        """The run's first files (rank 0): config.json, and the tensorboard writer with -t."""
+        """The run's first writes (rank 0), once every check has passed: with --overwrite the old
+        run's files go first; metrics.jsonl is made whole (trim_log, with --continue to the size
+        its state recorded: `continued_log_size`); then config.json, and tensorboard with -t."""
         if not self.is_main:
             return
-        os.makedirs(self.run_dir, exist_ok=True)
-        if self.args.tensorboard:
+        a = self.args
+        if a.overwrite and not a.resume:
+            self.remove_old_run()
+        config = os.path.join(self.run_dir, "config.json")
+        try:
+            os.makedirs(self.run_dir, exist_ok=True)
+            trim_log(self.log_path(), self.continued_log_size)
+            with atomic_write(config, "w") as f:
+                json.dump({"args": vars(a), "dataset_config": self.cfg, "git": self.git,
+                           "known_classes": self.data.known, "unknown_classes": self.data.unknown,
+                           "normalization": {"mean": self.data.mean, "std": self.data.std}}, f, indent=1)
+        except OSError as e:
+            raise UserError(f"cannot write {e.filename or config} ({e.strerror}): the disk is full or the "
+                            f"folder not writable; free space or fix its permissions") from None
+        if a.tensorboard:
             from tensorboardX import SummaryWriter  # only needed with -t
 
             self.writer = SummaryWriter(self.run_dir)
-        with open(os.path.join(self.run_dir, "config.json"), "w") as f:
-            json.dump({"args": vars(self.args), "dataset_config": self.cfg, "git": self.git,
-                       "known_classes": self.data.known, "unknown_classes": self.data.unknown,
-                       "normalization": {"mean": self.data.mean, "std": self.data.std}}, f, indent=1)
+
+    def remove_old_run(self):
+        """--overwrite: the replaced run's checkpoints and runs/ folder, so that no old file stays
+        beside the new ones."""
+        old = [p for p in self.run_files() if os.path.isfile(p)]
+        try:
+            for path in old:
+                os.remove(path)
+            if os.path.isdir(self.run_dir):
+                shutil.rmtree(self.run_dir)
+                old.append(self.run_dir + os.sep)
+        except OSError as e:
+            raise UserError(f"--overwrite: cannot remove {e.filename} ({e.strerror}); fix its permissions "
+                            f"or give another --name") from None
+        if old:
+            print(f"--overwrite: removed the previous run's {', '.join(old)}", flush=True)
 
     def close(self):
         if self.writer is not None:
             self.writer.close()
+            self.writer = None
         self.accel.close()
+        self.release()
+
+
+def trim_log(path, keep_bytes=None):
+    """Make metrics.jsonl whole before a run appends to it: a torn line (a crash or a full disk
+    mid-write, by an earlier version) is cut off with a warning; with --continue, `keep_bytes`
+    (its size when ...Last.pth was saved) drops an epoch logged after that save, which the
+    continued run trains and logs again."""
+    if not os.path.isfile(path):
+        return
+    with open(path, "rb") as f:
+        raw = f.read()
+    kept = raw[:keep_bytes] if keep_bytes is not None and keep_bytes < len(raw) else raw
+    lines = kept.splitlines(keepends=True)
+    whole = [line for line in lines if parse_log_line(line) is not None]
+    torn = sum(1 for line in lines if line.strip()) - len(whole)
+    if torn:
+        print(f"warning: {path}: dropped {torn} incomplete line(s) (from a crash or a full disk)", file=sys.stderr)
+    if len(whole) != len(lines) or kept is not raw:
+        with atomic_write(path) as f:
+            f.write(b"".join(whole))
+
+
+def parse_log_line(line):
+    """One metrics.jsonl line (bytes) as a dict with an integer epoch, or None when it is torn:
+    no newline at its end, not JSON, or not an epoch entry."""
+    if not line.endswith(b"\n"):
+        return None
+    try:
+        entry = json.loads(line)
+    except (ValueError, RecursionError):  # ValueError: also bytes that are not UTF-8
+        return None
+    if not isinstance(entry, dict) or type(entry.get("epoch")) is not int:
+        return None
+    return entry
 
 
 def check_finite(values, epoch, first_batch, last_batch):

@@ -21,9 +21,21 @@ _UNUSED = ("covars", "invcovars")  # Gaussian fits saved by the original, never 
 
 
 def save_checkpoint(state, path):
-    """Write `state` to `path` atomically (temporary file in the same folder, then a rename)."""
-    with atomic_write(path) as f:
-        torch.save(state, f)
+    """Write `state` to `path` atomically (temporary file in the same folder, then a rename): a
+    failed save leaves the previous file whole and is one UserError line naming the path. A full
+    disk reaches here as torch's RuntimeError ("unexpected pos ...", "failed writing file"), which
+    never mentions space; a folder in the file's place as an OSError from the rename."""
+    if os.path.exists(path) and not os.access(path, os.W_OK):
+        raise UserError(f"cannot write checkpoint {path}: the file is read-only; make it writable "
+                        f"(chmod u+w) or move it away")
+    try:
+        with atomic_write(path) as f:
+            torch.save(state, f)
+    except (OSError, RuntimeError) as e:
+        reason = e.strerror if isinstance(e, OSError) and e.strerror else " ".join(str(e).split())[:120]
+        raise UserError(f"cannot write checkpoint {path} ({reason}): the disk is full or the file or its "
+                        f"folder is not writable; the previous file is intact: free space or fix "
+                        f"permissions, then run the command again") from None
 
 
 def read_checkpoint(path, map_location="cpu"):
@@ -46,7 +58,8 @@ def read_checkpoint(path, map_location="cpu"):
                             f"delete it and train again") from None
         raise UserError(f"refusing to load {path}: it holds objects that could run code, not just "
                         f"tensors ({reason[0][:120]}); load only checkpoints you trust") from None
-    except (RuntimeError, EOFError, OSError, zipfile.BadZipFile, ValueError) as e:
+    except (RuntimeError, EOFError, OSError, zipfile.BadZipFile, ValueError, KeyError, IndexError) as e:
+        # KeyError/IndexError: the weights-only unpickler on arbitrary bytes (a memo or stack miss)
         raise UserError(f"checkpoint {path} is corrupt or truncated ({type(e).__name__}); "
                         f"delete it and train again") from None
     if not isinstance(ckpt, dict) or not isinstance(ckpt.get("net"), dict):

@@ -1,18 +1,47 @@
 """Print a Markdown table of evaluation results JSON files (written by the eval scripts).
 
     python scripts/results_table.py results/Digits_demoCAC_trials0-0.json results/...
+
+A file that is missing, not JSON, or not an evaluation's results is one error line, exit 2.
 """
-import json
+import math
+import os
 import sys
 
 import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from engine.cli import run_cli  # noqa: E402
+from engine.errors import UserError  # noqa: E402
+from engine.files import read_json  # noqa: E402
+
+FIX = "give a results file that eval_cacOpenset.py or eval_closedSet.py wrote"
+
+
+def read_results(path):
+    """One results file, checked: trials, method, dataset, and a finite accuracy and AUROC per trial."""
+    r = read_json(path, "results file", FIX)
+    if not isinstance(r, dict):
+        raise UserError(f"results file {path} holds a {type(r).__name__}, not an object; {FIX}")
+    trials = r.get("trials")
+    if not (isinstance(trials, list) and trials):
+        raise UserError(f"results file {path} has no list of trials; {FIX}")
+    for key in ("raw_top1_accuracy", "raw_auroc"):
+        values = r.get(key)
+        if not (isinstance(values, list) and len(values) == len(trials) and
+                all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in values)):
+            raise UserError(f"results file {path}: {key} is not {len(trials)} finite number(s), one per trial; {FIX}")
+    for key in ("method", "dataset"):
+        if not isinstance(r.get(key), str):
+            raise UserError(f"results file {path} has no {key} name; {FIX}")
+    return r
 
 
 def table(paths):
     rows = ["| method | dataset | trials | top-1 accuracy | AUROC |", "|---|---|---|---|---|"]
     for path in paths:
-        with open(path) as f:
-            r = json.load(f)
+        r = read_results(path)
         acc, auc = np.array(r["raw_top1_accuracy"]), np.array(r["raw_auroc"])
         trials = f"{r['trials'][0]}-{r['trials'][-1]}" if len(r["trials"]) > 1 else str(r["trials"][0])
         spread = (lambda a: f" ± {a.std():.3f}") if len(acc) > 1 else (lambda a: "")
@@ -25,11 +54,9 @@ def table(paths):
 def main(argv=None):
     paths = sys.argv[1:] if argv is None else argv
     if not paths:
-        print("usage: python scripts/results_table.py RESULTS.json [...]", file=sys.stderr)
-        return 2
+        raise UserError("no results file given; usage: python scripts/results_table.py RESULTS.json [...]")
     print(table(paths))
-    return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_cli(main))

@@ -1,0 +1,555 @@
+"""A run never destroys another (issue 11): an existing run is refused unless --continue, -r or
+--overwrite says what to do with it; a run holds a lock for its whole life; nothing is written
+before every input check has passed; --name, --seed, --alpha, --lbda and datasets/config.json
+are checked first; metrics.jsonl holds whole lines only; a failed checkpoint save is one line
+and keeps the previous file; a ...Last.pth that --continue cannot use is one line.
+
+Most cases run a script's main() in this process (test_bad_input.run_in_process) from an
+empty working folder and compare every file's bytes before and after.
+"""
+import errno
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from argparse import Namespace
+
+import pytest
+import torch
+
+from conftest import REPO, assert_one_line_error
+from engine.cli import check_common_args, run_cli
+from engine.errors import UserError
+from engine.files import RunLock, append_line
+from fakedata import write_image_folder
+from test_bad_input import checkpoint, datasets_dir, private_datasets_dir, run_in_process
+
+TRAIN_CAC, TRAIN_CE, EVAL_CAC = "train_cacOpenset.py", "train_closedSet.py", "eval_cacOpenset.py"
+DIGITS = ("--dataset", "Digits", "--trial", 0, "--epochs", 1, "--workers", 0)
+WEIGHTS = os.path.join("networks", "weights", "Digits")
+CHOICES = ("--continue", "-r", "another --name", "--overwrite")
+
+
+def snapshot(folder):
+    """{relative path: bytes (files) or None (folders)} of everything under `folder`, except
+    the caches of isolated_datasets_dir (tmp_path/datasets_dir)."""
+    found = {}
+    for dirpath, dirnames, filenames in os.walk(folder):
+        if dirpath == str(folder) and "datasets_dir" in dirnames:
+            dirnames.remove("datasets_dir")
+        for name in dirnames:
+            found[os.path.relpath(os.path.join(dirpath, name), folder)] = None
+        for name in filenames:
+            with open(os.path.join(dirpath, name), "rb") as f:
+                found[os.path.relpath(os.path.join(dirpath, name), folder)] = f.read()
+    return found
+
+
+def put(cwd, relative, content=b"a good file"):
+    path = os.path.join(cwd, relative)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "wb") as f:
+        f.write(content)
+    return path
+
+
+def good_run(cwd, name="good"):
+    """A trained run's files, as far as these checks look at them."""
+    put(cwd, os.path.join(WEIGHTS, f"Digits_0_{name}CACclassifierAnchorLoss.pth"), b"good weights")
+    put(cwd, os.path.join("runs", f"Digits_0_{name}CAC", "config.json"), b'{"good": "config"}')
+    put(cwd, os.path.join("runs", f"Digits_0_{name}CAC", "metrics.jsonl"), b'{"epoch": 0}\n')
+
+
+# ------------------------------------------------------------------ an existing run is refused
+@pytest.mark.parametrize("script,dataset,existing", [
+    (TRAIN_CAC, "Digits", os.path.join(WEIGHTS, "Digits_0_oldCACclassifierAnchorLoss.pth")),
+    (TRAIN_CAC, "Digits", os.path.join(WEIGHTS, "Digits_0_oldCACclassifierLast.pth")),
+    (TRAIN_CE, "Digits", os.path.join(WEIGHTS, "Digits_0_oldclosedSetClassifier.pth")),
+    (TRAIN_CAC, "Digits", os.path.join("runs", "Digits_0_oldCAC", "config.json")),  # the run folder alone
+    # a CIFAR+10 run also writes CIFAR+50 copies: one of those is an existing run too
+    (TRAIN_CAC, "CIFAR+10", os.path.join("networks", "weights", "CIFAR+50", "CIFAR+50_0_oldCACclassifierAccuracy.pth")),
+], ids=["checkpoint", "last_only", "closed_set", "run_folder", "cifar_plus50_copy"])
+def test_first_run_refuses_to_replace_an_existing_run(tmp_path, script, dataset, existing):
+    put(tmp_path, existing)
+    before = snapshot(tmp_path)
+    proc = run_in_process(script, "--dataset", dataset, "--trial", 0, "--name", "old", "--workers", 0, cwd=tmp_path)
+    line = assert_one_line_error(proc, "exists", *CHOICES)
+    assert existing.split(os.sep)[-1] in line or "runs" in line, line
+    assert snapshot(tmp_path) == before
+
+
+def test_bad_input_never_touches_a_good_run(tmp_path, isolated_datasets_dir):
+    """Bad input with --overwrite: the old run is removed only after every check has passed, so
+    here it stays, byte for byte (--alpha nan used to rewrite its config.json first)."""
+    good_run(tmp_path)
+    before = snapshot(tmp_path)
+    base = (*DIGITS, "--name", "good", "--overwrite")
+    for extra, fragment in ((["--alpha=nan"], "--alpha nan"), (["--alpha=inf"], "--alpha inf"),
+                            (["--alpha=-inf"], "--alpha -inf"), (["--lbda=nan"], "--lbda nan"),
+                            (["--lbda=inf"], "--lbda inf"), (["--seed=-1"], "--seed -1"),
+                            ([f"--seed={2**64}"], f"--seed {2**64}"), (["--epochs=0"], "--epochs 0"),
+                            (["--epochs=1e3"], "invalid int value"), (["--continue"], "give one of them")):
+        proc = run_in_process(TRAIN_CAC, *base, *extra, cwd=tmp_path)
+        assert_one_line_error(proc, fragment)
+        assert snapshot(tmp_path) == before, extra
+
+
+def test_bad_dataset_config_never_touches_a_good_run(tmp_path):
+    def no_batch(config):
+        config["Digits"]["batch_size"] = 0
+
+    folder = private_datasets_dir(str(tmp_path / "datasets_dir"), no_batch)
+    cwd = tmp_path / "work"
+    good_run(cwd)
+    before = snapshot(cwd)
+    with datasets_dir(folder):
+        proc = run_in_process(TRAIN_CAC, *DIGITS, "--name", "good", "--overwrite", cwd=str(cwd))
+    assert_one_line_error(proc, "batch_size of Digits", os.path.join(folder, "config.json"), "is 0")
+    assert snapshot(cwd) == before
+
+
+@pytest.mark.parametrize("name", ["../../x", "a/b", "a\\b", "..", "-x", ".hidden", "a\x00b", "a\nb"])
+@pytest.mark.parametrize("script", [TRAIN_CAC, EVAL_CAC])
+def test_name_is_a_plain_file_name_part(tmp_path, script, name):
+    args = DIGITS if script == TRAIN_CAC else ("-dataset", "Digits", "--num_trials", 1)
+    proc = run_in_process(script, *args, f"--name={name}", cwd=tmp_path)
+    assert_one_line_error(proc, "--name", "plain name")
+    assert os.listdir(tmp_path) == [] and not os.path.exists(tmp_path.parent / "x")
+
+
+@pytest.mark.parametrize("seed", [-1, 2**32, 2**64])
+@pytest.mark.parametrize("script", [TRAIN_CE, EVAL_CAC])
+def test_seed_outside_numpys_range_is_one_line(tmp_path, script, seed):
+    args = DIGITS if script == TRAIN_CE else ("-dataset", "Digits", "--num_trials", 1)
+    proc = run_in_process(script, *args, f"--seed={seed}", cwd=tmp_path)
+    assert_one_line_error(proc, f"--seed {seed}", "4294967295")
+    assert os.listdir(tmp_path) == []
+
+
+def test_largest_seed_passes_the_check():
+    args = Namespace(dataset="Digits", workers=0, seed=2**32 - 1, name="x")
+    check_common_args(args)  # raises on a seed NumPy refuses
+    with pytest.raises(UserError, match="--seed 4294967296"):
+        check_common_args(Namespace(**{**vars(args), "seed": 2**32}))
+
+
+# ------------------------------------------------------------------ -r: a begun second phase is kept
+def last_state(cwd, name, phase, epoch, end_epoch):
+    path = checkpoint(cwd, name, "CACclassifierLast")
+    state = torch.load(path, weights_only=True)
+    state.update(phase=phase, epoch=epoch, end_epoch=end_epoch, step=0, args={"alpha": 10.0, "lbda": 0.1})
+    torch.save(state, path)
+
+
+@pytest.mark.parametrize("phase,epoch,end,fragments", [
+    (1, 3, 3, ["-r phase of this run already finished", "--overwrite"]),
+    (1, 2, 3, ["-r phase of this run was interrupted in epoch 2", "-r --continue", "--overwrite"]),
+    (0, 1, 3, ["first run stopped after 1 of its 3 epochs", "--continue (without -r)", "--overwrite"]),
+], ids=["r_finished", "r_interrupted", "first_unfinished"])
+def test_resume_refuses_when_the_last_state_says_so(tmp_path, phase, epoch, end, fragments):
+    checkpoint(tmp_path, "p", "CACclassifierAnchorLoss")
+    last_state(tmp_path, "p", phase, epoch, end)
+    before = snapshot(tmp_path)
+    proc = run_in_process(TRAIN_CAC, *DIGITS, "-r", "--name", "p", cwd=tmp_path)
+    assert_one_line_error(proc, "Digits_0_pCACclassifierLast.pth", *fragments)
+    assert snapshot(tmp_path) == before
+
+
+def test_resume_names_overwrite_for_a_damaged_last_state(tmp_path):
+    checkpoint(tmp_path, "p", "CACclassifierAnchorLoss")
+    put(tmp_path, os.path.join(WEIGHTS, "Digits_0_pCACclassifierLast.pth"), b"half a checkpoint")
+    proc = run_in_process(TRAIN_CAC, *DIGITS, "-r", "--name", "p", cwd=tmp_path)
+    assert_one_line_error(proc, "Digits_0_pCACclassifierLast.pth", "corrupt", "--overwrite")
+
+
+def test_resume_with_overwrite_runs_the_second_phase_again(tmp_path, isolated_datasets_dir):
+    checkpoint(tmp_path, "p", "CACclassifierAnchorLoss")  # a first run's best checkpoint, epoch 0
+    last_state(tmp_path, "p", phase=1, epoch=3, end_epoch=3)  # a finished -r phase
+    proc = run_in_process(TRAIN_CAC, *DIGITS, "-r", "--overwrite", "--name", "p", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    last = torch.load(tmp_path / WEIGHTS / "Digits_0_pCACclassifierLast.pth", weights_only=True)
+    assert (last["phase"], last["epoch"], last["end_epoch"]) == (1, 2, 2)  # -r ran epoch 1, after the file's 0
+    assert not list((tmp_path / WEIGHTS).glob(".*lock"))  # the lock went with the run
+
+
+# ------------------------------------------------------------------ one training of a run at a time
+HOLD_LOCK = """
+import sys, time
+sys.path.insert(0, {repo!r})
+from engine.files import RunLock
+lock = RunLock({path!r}, "run")
+lock.acquire()
+print("locked", flush=True)
+time.sleep(120)
+"""
+
+
+def test_a_second_training_refuses_while_the_first_holds_the_lock(tmp_path):
+    """Another process holds the run's lock: refused in one line naming it, nothing written; the
+    other run (CE, same name) has its own lock. Killed, it leaves its lock file, taken over."""
+    lock = os.path.join(tmp_path, WEIGHTS, ".Digits_0_heldCAC.lock")
+    holder = subprocess.Popen([sys.executable, "-c", HOLD_LOCK.format(repo=REPO, path=lock)],
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        before = snapshot(tmp_path)
+        proc = run_in_process(TRAIN_CAC, *DIGITS, "--name", "held", "--overwrite", cwd=tmp_path)
+        assert_one_line_error(proc, "being trained now by process", str(holder.pid), "another --name")
+        assert snapshot(tmp_path) == before
+    finally:
+        holder.kill()  # SIGKILL: no clean-up runs, the lock file stays
+        holder.wait()
+    assert os.path.exists(lock) and RunLock(lock, "run").holder() is None  # stale: nobody holds it
+    taken = RunLock(lock, "run")
+    taken.acquire()  # the stale file is taken over, not refused
+    with open(lock) as f:
+        assert f.read().strip() == str(os.getpid())
+    taken.release()
+    assert not os.path.exists(lock)
+
+
+def test_a_real_training_holds_its_lock_and_a_killed_ones_is_taken_over(tmp_path, monkeypatch):
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    first = subprocess.Popen([sys.executable, os.path.join(REPO, TRAIN_CE), "--dataset", "Digits", "--trial", "0",
+                              "--epochs", "30", "--workers", "0", "--name", "twice"], cwd=tmp_path,
+                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+                             env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    lock = RunLock(os.path.join(tmp_path, WEIGHTS, ".Digits_0_twiceClosedSet.lock"), "run")
+    try:
+        for line in first.stdout:  # the first epoch line: the run has locked, written and trained
+            if line.startswith('{"epoch": 0'):
+                break
+        assert lock.holder() == str(first.pid)
+        proc = run_in_process(TRAIN_CE, *DIGITS, "--name", "twice", "--overwrite", cwd=tmp_path)
+        assert_one_line_error(proc, "being trained now by process", str(first.pid))
+    finally:
+        first.send_signal(signal.SIGKILL)
+        first.wait()
+    assert os.path.exists(lock.path)  # left by the killed process
+    proc = run_in_process(TRAIN_CE, *DIGITS, "--name", "twice", "--overwrite", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert not os.path.exists(lock.path)
+    with open(tmp_path / "runs" / "Digits_0_twiceClosedSet" / "config.json") as f:
+        assert json.load(f)["args"]["epochs"] == 1  # this run's, not the killed one's (30)
+
+
+# ------------------------------------------------------------------ --overwrite replaces the whole run
+def test_overwrite_removes_every_file_of_the_old_run(tmp_path, isolated_datasets_dir):
+    good_run(tmp_path, "old")
+    put(tmp_path, os.path.join(WEIGHTS, "Digits_0_oldCACclassifierCACLoss.pth"), b"old")
+    put(tmp_path, os.path.join(WEIGHTS, "Digits_0_oldCACclassifierLast.pth"), b"old")
+    put(tmp_path, os.path.join("runs", "Digits_0_oldCAC", "events.out.tfevents.old"), b"old")
+    keep = put(tmp_path, os.path.join(WEIGHTS, "Digits_0_otherCACclassifierAnchorLoss.pth"), b"another run")
+    proc = run_in_process(TRAIN_CAC, *DIGITS, "--name", "old", "--overwrite", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert "--overwrite: removed the previous run's" in proc.stdout
+    run_dir = tmp_path / "runs" / "Digits_0_oldCAC"
+    assert sorted(os.listdir(run_dir)) == ["config.json", "metrics.jsonl"]  # no old event file
+    assert [json.loads(line)["epoch"] for line in (run_dir / "metrics.jsonl").read_text().splitlines()] == [0]
+    assert json.loads((run_dir / "config.json").read_text())["args"]["overwrite"] is True
+    for suffix in ("AnchorLoss", "CACLoss", "Accuracy", "Last"):
+        assert torch.load(tmp_path / WEIGHTS / f"Digits_0_oldCACclassifier{suffix}.pth", weights_only=True)
+    assert open(keep, "rb").read() == b"another run"
+
+
+def test_a_failed_config_write_keeps_the_old_config(tmp_path, monkeypatch, isolated_datasets_dir):
+    """-r rewrites runs/<run>/config.json: atomically, so a full disk leaves the old one."""
+    import engine.training
+
+    checkpoint(tmp_path, "good", "CACclassifierAnchorLoss")
+    config = put(tmp_path, os.path.join("runs", "Digits_0_goodCAC", "config.json"), b'{"good": "config"}')
+    real_dump = json.dump
+
+    def dump(obj, f, **kwargs):
+        if isinstance(obj, dict) and "dataset_config" in obj:  # the run's config only
+            f.write('{"args": {"half')
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return real_dump(obj, f, **kwargs)
+
+    monkeypatch.setattr(engine.training.json, "dump", dump)
+    proc = run_in_process(TRAIN_CAC, *DIGITS, "-r", "--name", "good", cwd=tmp_path)
+    assert_one_line_error(proc, "config.json", "No space left on device")
+    assert open(config, "rb").read() == b'{"good": "config"}'
+    assert os.listdir(os.path.dirname(config)) == ["config.json"]  # no temporary left
+
+
+# ------------------------------------------------------------------ data set configuration and data
+BAD_CONFIGS = {  # Digits entry change -> the key the line names
+    "batch_size_0": (lambda c: c.update(batch_size=0), "batch_size"),
+    "batch_size_text": (lambda c: c.update(batch_size="32"), "batch_size"),
+    "missing_key": (lambda c: c.pop("val_fraction"), "val_fraction"),
+    "workers_negative": (lambda c: c.update(num_workers=-1), "num_workers"),
+    "channels_2": (lambda c: c.update(im_channels=2), "im_channels"),
+    "one_class": (lambda c: c.update(num_known_classes=1), "num_known_classes"),
+    "dropout_1": (lambda c: c.update(dropout=1), "dropout"),
+    "val_fraction_0": (lambda c: c.update(val_fraction=0), "val_fraction"),
+    "val_fraction_1": (lambda c: c.update(val_fraction=1.0), "val_fraction"),
+    "flip_2": (lambda c: c["data_transforms"].update(flip=2), "data_transforms.flip"),
+    "rotate_negative": (lambda c: c["data_transforms"].update(rotate=-5), "data_transforms.rotate"),
+    "scale_min_0": (lambda c: c["data_transforms"].update(scale_min=0), "data_transforms.scale_min"),
+    "lr_one_value": (lambda c: c["openset_training"].update(learning_rate=[0.01]), "openset_training.learning_rate"),
+    "lr_zero": (lambda c: c["closedset_training"].update(learning_rate=[0.01, 0]),
+                "closedset_training.learning_rate"),
+    "epochs_fraction": (lambda c: c["openset_training"].update(max_epoch=[1.5, 2]), "openset_training.max_epoch"),
+    "epochs_0": (lambda c: c["openset_training"].update(max_epoch=[0, 2]), "openset_training.max_epoch"),
+    "weight_decay_negative": (lambda c: c["openset_training"].update(weight_decay=-1), "weight_decay"),
+    "momentum_1": (lambda c: c["openset_training"].update(momentum=1), "openset_training.momentum"),
+    "no_schedule": (lambda c: c.pop("closedset_training"), "closedset_training.learning_rate"),
+    "anchor_flip_text": (lambda c: c.update(anchor_flip="no"), "anchor_flip"),
+    "normalization_channels": (lambda c: c.update(normalization={"mean": [[0.1, 0.2, 0.3]], "std": [[0.3, 0.3, 0.3]]}),
+                               "normalization.mean[0]"),
+    "normalization_std_0": (lambda c: c.update(normalization={"mean": [[0.1]], "std": [[0.0]]}),
+                            "normalization.std[0]"),
+    "normalization_rows": (lambda c: c.update(normalization={"mean": [[0.1], [0.2]], "std": [[0.3]]}),
+                           "normalization"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_CONFIGS))
+def test_dataset_config_entries_are_checked_on_load(tmp_path, monkeypatch, case):
+    import datasets.loaders as loaders
+
+    change, key = BAD_CONFIGS[case]
+    with open(os.path.join(REPO, "datasets", "config.json")) as f:
+        config = json.load(f)
+    change(config["Digits"])
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    monkeypatch.setattr(loaders, "DATASETS_DIR", str(tmp_path))
+    with pytest.raises(UserError) as info:
+        loaders.load_config("Digits")
+    message = str(info.value)
+    assert f"{key} of Digits in {tmp_path / 'config.json'}" in message and "\n" not in message, message
+    loaders.load_config("MNIST")  # the other entries are still fine
+
+
+@pytest.mark.parametrize("text,fragment", [
+    ('{"Digits": {"im_size": 16', "not valid JSON"), ("[1, 2]", "not an object of data sets"),
+    ('{"Digits": 7}', "is a int, not an object"), ('{"Digits": {"im_size": NaN}}', "NaN"),
+], ids=["truncated", "list", "entry_not_object", "nan"])
+def test_a_damaged_dataset_config_is_one_line(tmp_path, monkeypatch, text, fragment):
+    import datasets.loaders as loaders
+
+    (tmp_path / "config.json").write_text(text)
+    monkeypatch.setattr(loaders, "DATASETS_DIR", str(tmp_path))
+    with pytest.raises(UserError, match=fragment):
+        loaders.load_config("Digits")
+
+
+def test_an_empty_validation_set_is_one_line_before_anything_runs(tmp_path, isolated_datasets_dir):
+    """One training image per known class: all of them train, none validates."""
+    write_image_folder(str(tmp_path / "pets"), {"cat": 1, "dog": 1, "fox": 1}, {"cat": 1, "dog": 1, "fox": 1})
+    (tmp_path / "split.json").write_text(json.dumps({"Known": ["cat", "dog"], "Unknown": ["fox"]}))
+    cwd = tmp_path / "work"
+    cwd.mkdir()
+    proc = run_in_process(TRAIN_CAC, "--dataset", "ImageFolder", "--data_root", "../pets", "--split_file",
+                          "../split.json", "--trial", 0, "--epochs", 1, "--workers", 0, "--im_size", 16, cwd=cwd)
+    assert_one_line_error(proc, "ImageFolder trial 0 has no validation image", "2 training, 0 validation",
+                          "val_fraction")
+    assert os.listdir(cwd) == []
+
+
+# ------------------------------------------------------------------ metrics.jsonl: whole lines only
+def test_training_log_reader_leaves_out_torn_lines(tmp_path, capsys):
+    from plots import read_training_log
+
+    path = tmp_path / "metrics.jsonl"
+    path.write_bytes(b'{"epoch": 0, "val/accuracy": 50.0}\n{"epoch": 1, "val/acc\n{"epoch": 2, "val/accuracy": 70.0}\n'
+                     b'{"epoch": 3, "val/accu')
+    runs = read_training_log(str(path))
+    assert [[e["epoch"] for e in run] for run in runs] == [[0, 2]]
+    err = [line for line in capsys.readouterr().err.splitlines() if line]
+    assert len(err) == 1 and err[0].startswith("warning: ") and "2 incomplete line(s)" in err[0]
+
+
+def test_a_torn_last_line_is_cut_off_before_the_next_append(tmp_path, capsys):
+    from engine.training import trim_log
+
+    path = tmp_path / "metrics.jsonl"
+    whole = b'{"epoch": 0, "a": 1.0}\n{"epoch": 1, "a": 2.0}\n'
+    path.write_bytes(whole + b'{"epoch": 2, "a"')
+    trim_log(str(path))
+    assert path.read_bytes() == whole
+    assert "warning: " in capsys.readouterr().err
+    append_line(str(path), '{"epoch": 2, "a": 3.0}')
+    assert path.read_bytes() == whole + b'{"epoch": 2, "a": 3.0}\n'
+    trim_log(str(path), keep_bytes=len(whole))  # --continue: the state was saved after epoch 1
+    assert path.read_bytes() == whole and capsys.readouterr().err == ""
+
+
+@pytest.mark.parametrize("partial", [False, True], ids=["nothing_written", "half_written"])
+def test_a_full_disk_while_logging_keeps_whole_lines(tmp_path, monkeypatch, partial):
+    path = tmp_path / "metrics.jsonl"
+    path.write_bytes(b'{"epoch": 0}\n')
+    real_write = os.write
+
+    def full_disk(fd, data):
+        if not partial:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return real_write(fd, data[: len(data) // 2])  # what a filling disk may do
+
+    monkeypatch.setattr(os, "write", full_disk)
+    with pytest.raises(UserError, match="metrics.jsonl .*No space left on device.*earlier lines are intact"):
+        append_line(str(path), '{"epoch": 1, "val/accuracy": 12.5}')
+    monkeypatch.undo()
+    assert path.read_bytes() == b'{"epoch": 0}\n'
+
+
+def test_a_full_disk_at_the_training_log_is_one_line(tmp_path, monkeypatch, isolated_datasets_dir):
+    real_write = os.write
+
+    def write(fd, data):
+        if os.readlink(f"/proc/self/fd/{fd}").endswith("metrics.jsonl"):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return real_write(fd, data)
+
+    monkeypatch.setattr(os, "write", write)
+    proc = run_in_process(TRAIN_CE, *DIGITS, "--name", "full", cwd=tmp_path)
+    assert_one_line_error(proc, os.path.join("runs", "Digits_0_fullClosedSet", "metrics.jsonl"), "No space left")
+    assert (tmp_path / "runs" / "Digits_0_fullClosedSet" / "metrics.jsonl").read_bytes() == b""
+
+
+# ------------------------------------------------------------------ checkpoint saves
+@pytest.mark.parametrize("failure", [
+    RuntimeError("[enforce fail at inline_container.cc:664] . unexpected pos 1536 vs 1472"),  # torch, disk full
+    OSError(errno.ENOSPC, os.strerror(errno.ENOSPC)),
+], ids=["torch_unexpected_pos", "enospc"])
+def test_a_failed_checkpoint_save_is_one_line_and_keeps_the_previous_file(tmp_path, monkeypatch, failure):
+    import networks.checkpoint as ckpt_module
+
+    path = str(tmp_path / "Digits_0_xCACclassifierLast.pth")
+    ckpt_module.save_checkpoint({"net": {"w": torch.ones(3)}, "epoch": 1}, path)
+
+    def save(state, f):
+        f.write(b"PK\x03\x04 half a file")
+        raise failure
+
+    monkeypatch.setattr(ckpt_module.torch, "save", save)
+    with pytest.raises(UserError, match=f"cannot write checkpoint {path} .*disk is full or the file or its folder "
+                                        f"is not writable; the previous file is intact"):
+        ckpt_module.save_checkpoint({"net": {"w": torch.zeros(3)}, "epoch": 2}, path)
+    monkeypatch.undo()
+    assert ckpt_module.read_checkpoint(path)["epoch"] == 1
+    assert os.listdir(tmp_path) == ["Digits_0_xCACclassifierLast.pth"]  # no temporary left
+
+
+def test_a_folder_at_the_checkpoints_path_is_refused_by_the_save(tmp_path):
+    from networks.checkpoint import save_checkpoint
+
+    path = tmp_path / "x.pth"
+    path.mkdir()
+    with pytest.raises(UserError, match="cannot write checkpoint .*x.pth"):
+        save_checkpoint({"net": {}}, str(path))
+    assert path.is_dir() and os.listdir(tmp_path) == ["x.pth"]
+
+
+def test_a_folder_at_a_checkpoints_path_is_refused_before_training(tmp_path, isolated_datasets_dir):
+    (tmp_path / WEIGHTS / "Digits_0_dirCACclassifierLast.pth").mkdir(parents=True)
+    before = snapshot(tmp_path)
+    proc = run_in_process(TRAIN_CAC, *DIGITS, "--name", "dir", cwd=tmp_path)
+    assert_one_line_error(proc, "Digits_0_dirCACclassifierLast.pth", "a folder is in its place")
+    assert snapshot(tmp_path) == before
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root may write read-only files")
+def test_a_read_only_checkpoint_is_refused_before_training(tmp_path, isolated_datasets_dir):
+    checkpoint(tmp_path, "ro", "CACclassifierAnchorLoss")
+    path = tmp_path / WEIGHTS / "Digits_0_roCACclassifierCACLoss.pth"
+    path.write_bytes(b"kept")
+    path.chmod(0o444)
+    proc = run_in_process(TRAIN_CAC, *DIGITS, "-r", "--name", "ro", cwd=tmp_path)
+    assert_one_line_error(proc, "Digits_0_roCACclassifierCACLoss.pth", "read-only")
+    assert path.read_bytes() == b"kept"
+
+
+# ------------------------------------------------------------------ --continue: a ...Last.pth it cannot use
+def usable_state():
+    """A ...Last.pth as a CAC run on Digits saves it after epoch 0 of 3."""
+    from engine.resume import rng_state
+    from networks import openSetClassifier
+
+    net = openSetClassifier(num_classes=6, num_channels=1, im_size=16)
+    optimizer = torch.optim.SGD(net.parameters(), lr=0.01, momentum=0.9)
+    generators = [torch.Generator(), torch.Generator()]
+    return {"net": net.state_dict(), "optimizer": optimizer.state_dict(), "epoch": 1, "step": 0, "end_epoch": 3,
+            "phase": 0, "best": {"anchor": 1.0, "cac": 1.0, "acc": 50.0}, "train_sums": None, "seen": 0,
+            "rng": rng_state(generators), "epoch_rng": rng_state(generators), "backbone": "cnn",
+            "method": "CAC", "args": {"alpha": 10.0, "lbda": 0.1}, "log_size": 0}
+
+
+def other_optimizer(state):
+    state["optimizer"] = torch.optim.SGD([torch.zeros(2)], lr=0.1).state_dict()  # another network's
+
+
+BAD_STATES = {
+    "no_optimizer": (lambda s: s.pop("optimizer"), "no 'optimizer'"),
+    "unknown_phase": (lambda s: s.update(phase=7), "unknown phase 7"),
+    "epoch_text": (lambda s: s.update(epoch="1"), "'epoch' is a str"),
+    "best_text": (lambda s: s["best"].update(acc="high"), "'best' holds a value that is not a number"),
+    "optimizer_of_another_network": (other_optimizer, "optimizer or random state does not fit"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_STATES))
+def test_continue_refuses_a_state_it_cannot_use(tmp_path, isolated_datasets_dir, case):
+    change, fragment = BAD_STATES[case]
+    state = usable_state()
+    change(state)
+    os.makedirs(tmp_path / WEIGHTS)
+    torch.save(state, tmp_path / WEIGHTS / "Digits_0_badCACclassifierLast.pth")
+    before = snapshot(tmp_path)
+    proc = run_in_process(TRAIN_CAC, *DIGITS, "--continue", "--name", "bad", cwd=tmp_path)
+    assert_one_line_error(proc, "Digits_0_badCACclassifierLast.pth", fragment)
+    assert snapshot(tmp_path) == before  # the lock file and nothing else came and went
+
+
+# ------------------------------------------------------------------ the table runner and results_table
+def run_main(main, argv, capsys):
+    code = run_cli(lambda: main(argv))
+    return subprocess.CompletedProcess(argv, code, *capsys.readouterr())
+
+
+@pytest.mark.parametrize("text,fragment", [
+    ('{"cells": {"0/CAC": {"accuracy"', "not valid JSON"), ("[]", "not a table"), ('{"cells": 3}', "not a table"),
+], ids=["truncated", "list", "cells_not_object"])
+def test_table_runner_refuses_a_damaged_table_file(tmp_path, capsys, text, fragment):
+    sys.path.insert(0, os.path.join(REPO, "benchmarks"))
+    import openset_table
+
+    (tmp_path / "tbl.json").write_text(text)
+    proc = run_main(openset_table.main, ["--dataset", "Digits", "--trials", "0", "--out", str(tmp_path / "tbl"),
+                                         "--workdir", str(tmp_path)], capsys)
+    assert_one_line_error(proc, "tbl.json", fragment, "--out")
+    assert sorted(os.listdir(tmp_path)) == ["tbl.json"]
+
+
+def test_table_runner_checks_cells_and_results(tmp_path, capsys):
+    sys.path.insert(0, os.path.join(REPO, "benchmarks"))
+    import openset_table
+
+    path = tmp_path / "tbl.json"
+    cell = {"accuracy": 0.9, "auroc": 0.8, "train_s": 1.0, "eval_s": 1.0, "epochs": 1}
+    path.write_text(json.dumps({"cells": {"0/CAC": cell, "1/CAC": {**cell, "auroc": "?"}}}))
+    assert list(openset_table.read_table(str(path))["cells"]) == ["0/CAC"]  # the broken cell is run again
+    assert "cell 1/CAC is incomplete" in capsys.readouterr().err
+    for text in ('{"raw_auroc": [0.5]', '{"raw_top1_accuracy": [0.9], "raw_auroc": []}'):
+        (tmp_path / "r.json").write_text(text)
+        with pytest.raises(UserError, match="r.json"):
+            openset_table.read_result(str(tmp_path / "r.json"))
+
+
+@pytest.mark.parametrize("text,fragment", [
+    ('{"method": "CAC", "dataset": "Digits", "trials": [0], "raw_top1_accuracy": [0.9', "not valid JSON"),
+    ('{"method": "CAC", "dataset": "Digits", "trials": [0], "raw_top1_accuracy": [0.9]}', "raw_auroc"),
+    ('{"method": "CAC", "dataset": "Digits", "trials": [0, 1], "raw_top1_accuracy": [0.9], "raw_auroc": [0.8]}',
+     "raw_top1_accuracy is not 2 finite"),
+    ('"results"', "not an object"),
+], ids=["truncated", "no_auroc", "too_few_values", "string"])
+def test_results_table_refuses_a_bad_results_file_in_one_line(tmp_path, capsys, text, fragment):
+    sys.path.insert(0, os.path.join(REPO, "scripts"))
+    import results_table
+
+    (tmp_path / "r.json").write_text(text)
+    proc = run_main(results_table.main, [str(tmp_path / "r.json")], capsys)
+    assert_one_line_error(proc, "r.json", fragment)
