@@ -38,6 +38,34 @@ def run_script(script, *args, cwd, timeout=600):
                           capture_output=True, text=True, timeout=timeout, env=env)
 
 
+def run_main(main, argv, cwd):
+    """main(argv) from `cwd` in this process, through run_cli as the script's __main__ does,
+    with stdout and stderr captured; returns a CompletedProcess-like record."""
+    import contextlib
+    import io
+
+    from engine.cli import run_cli
+
+    out, err, old = io.StringIO(), io.StringIO(), os.getcwd()
+    os.chdir(cwd)
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            try:
+                code = run_cli(lambda: main([str(a) for a in argv]))
+            except SystemExit as e:
+                code = e.code
+    finally:
+        os.chdir(old)
+    return subprocess.CompletedProcess(argv, code, out.getvalue(), err.getvalue())
+
+
+def ok(proc):
+    """The run succeeded: status 0, and no traceback on stderr."""
+    assert proc.returncode == 0, (proc.stdout[-3000:], proc.stderr[-3000:])
+    assert "Traceback" not in proc.stderr, proc.stderr[-3000:]
+    return proc
+
+
 def assert_one_line_error(proc, *fragments):
     """A bad input ends with status 2 and one line on stderr naming the problem; no traceback."""
     assert proc.returncode == 2, (proc.returncode, proc.stdout[-2000:], proc.stderr[-2000:])

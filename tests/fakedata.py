@@ -51,6 +51,17 @@ def _write_idx_gz(path, array, magic):
         f.write(header + np.ascontiguousarray(array, dtype=np.uint8).tobytes())
 
 
+def read_idx_gz(path):
+    """An IDX file (.gz) as a uint8 array: the dimension count is the magic's low byte, then
+    one big-endian uint32 per dimension, then the bytes. Tests read files with it on their own,
+    independently of torchvision."""
+    with gzip.open(path, "rb") as f:
+        buf = f.read()
+    ndim = buf[3]
+    dims = struct.unpack(">" + "I" * ndim, buf[4:4 + 4 * ndim])
+    return np.frombuffer(buf, np.uint8, offset=4 + 4 * ndim).reshape(dims)
+
+
 def write_mnist(root, n_train=20, n_test=10, num_classes=10, seed=0, folder="MNIST"):
     """Write root/<folder>/raw/*-idx?-ubyte.gz (only the .gz files); returns root/<folder>."""
     rng = np.random.default_rng(seed)

@@ -13,7 +13,6 @@ import io
 import json
 import os
 import shutil
-import subprocess
 
 import numpy as np
 import pytest
@@ -28,9 +27,8 @@ import plots
 import predict
 import train_cacOpenset
 import train_closedSet
-from conftest import assert_one_line_error
+from conftest import assert_one_line_error, ok, run_main
 from datasets.digits import Digits
-from engine.cli import run_cli
 from engine.errors import UserError
 from engine.report import ResultFiles
 from networks import load_checkpoint, openSetClassifier, save_checkpoint
@@ -42,26 +40,6 @@ CAC_CKPT = os.path.join(WEIGHTS, "Digits_0_sCACclassifierAnchorLoss.pth")
 CE_CKPT = os.path.join(WEIGHTS, "Digits_0_sclosedSetClassifier.pth")
 STEM = {"CAC": os.path.join("results", "Digits_sCAC_trials0-0"),
         "ClosedSet": os.path.join("results", "Digits_sClosedSet_trials0-0")}
-
-
-def run(main, argv, cwd):
-    """main(argv) from `cwd` through run_cli, as the script's __main__ does; CompletedProcess-like."""
-    out, err, old = io.StringIO(), io.StringIO(), os.getcwd()
-    os.chdir(cwd)
-    try:
-        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-            try:
-                code = run_cli(lambda: main([str(a) for a in argv]))
-            except SystemExit as e:
-                code = e.code
-    finally:
-        os.chdir(old)
-    return subprocess.CompletedProcess(argv, code, out.getvalue(), err.getvalue())
-
-
-def ok(proc):
-    assert proc.returncode == 0, (proc.stdout[-3000:], proc.stderr[-3000:])
-    return proc
 
 
 def stderr_lines(proc):
@@ -84,11 +62,11 @@ def trained(tmp_path_factory):
     base = str(tmp_path_factory.mktemp("trained"))
     torch.set_num_threads(1)
     train = ["--dataset", "Digits", "--trial", "0", "--epochs", "1", "--name", "s", *FAST]
-    ok(run(train_cacOpenset.main, train, base))
-    ok(run(train_closedSet.main, train, base))
+    ok(run_main(train_cacOpenset.main, train, base))
+    ok(run_main(train_closedSet.main, train, base))
     shutil.copy(os.path.join(base, CAC_CKPT), os.path.join(base, "uncalibrated_cac.pth"))
-    ok(run(eval_cacOpenset.main, EVAL, base))
-    ok(run(eval_closedSet.main, EVAL, base))
+    ok(run_main(eval_cacOpenset.main, EVAL, base))
+    ok(run_main(eval_closedSet.main, EVAL, base))
     images = os.path.join(base, "images")  # the first 3 Digits test images as 8 x 8 PNG files
     os.makedirs(images)
     test = Digits(train=False)
@@ -144,7 +122,7 @@ def test_full_disk_writing_the_json_keeps_the_previous_results(trained, tmp_path
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
     monkeypatch.setattr(evaluation, "write_results", full_disk)
-    proc = run(eval_cacOpenset.main, EVAL, cwd)
+    proc = run_main(eval_cacOpenset.main, EVAL, cwd)
     assert_one_line_error(proc, STEM["CAC"] + ".json", "No space left on device", "previous results are unchanged")
     assert snapshot(os.path.join(cwd, "results")) == before
 
@@ -182,7 +160,7 @@ def test_folder_in_place_of_a_results_file_is_refused_before_work(trained, tmp_p
         os.remove(os.path.join(cwd, STEM["CAC"] + target))
     os.makedirs(os.path.join(cwd, STEM["CAC"] + target))
     before = snapshot(cwd)
-    proc = run(eval_cacOpenset.main, EVAL + flags, cwd)
+    proc = run_main(eval_cacOpenset.main, EVAL + flags, cwd)
     assert_one_line_error(proc, STEM["CAC"] + target, "a folder is in its place", "move it away")
     assert "Evaluating" not in proc.stdout and "anchor means" not in proc.stdout  # refused before the work
     assert snapshot(cwd) == before  # the checkpoint did not gain a calibration either
@@ -196,7 +174,7 @@ def test_no_results_folder_is_left_by_a_failed_first_write(trained, tmp_path, mo
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
     monkeypatch.setattr(evaluation, "write_scores", full_disk)
-    assert_one_line_error(run(eval_closedSet.main, EVAL, cwd), STEM["ClosedSet"] + ".npz", "No space left")
+    assert_one_line_error(run_main(eval_closedSet.main, EVAL, cwd), STEM["ClosedSet"] + ".npz", "No space left")
     assert not os.path.exists(os.path.join(cwd, "results"))
 
 
@@ -217,7 +195,7 @@ def test_failed_calibration_store_is_one_warning_and_results_are_written(trained
         raise fault
 
     monkeypatch.setattr(calibration, "save_checkpoint", failing_save)
-    proc = ok(run(eval_cacOpenset.main, EVAL, cwd))
+    proc = ok(run_main(eval_cacOpenset.main, EVAL, cwd))
     lines = stderr_lines(proc)
     assert len(lines) == 1 and lines[0].startswith(f"warning: could not store the calibration in {CAC_CKPT}"), lines
     with open(os.path.join(cwd, STEM["CAC"] + ".json")) as f:
@@ -253,7 +231,7 @@ def test_nan_weights_stop_evaluation_in_one_line(trained, tmp_path, main, ckpt):
     cwd = work(trained, tmp_path)
     edit_checkpoint(cwd, ckpt, nan_weight)
     before = snapshot(cwd)
-    assert_one_line_error(run(main, EVAL, cwd), ckpt, "non-finite weights", "classify.weight", "train it again")
+    assert_one_line_error(run_main(main, EVAL, cwd), ckpt, "non-finite weights", "classify.weight", "train it again")
     assert snapshot(cwd) == before
 
 
@@ -264,7 +242,7 @@ def test_overflowing_outputs_stop_evaluation_in_one_line(trained, tmp_path, main
     cwd = work(trained, tmp_path)
     edit_checkpoint(cwd, ckpt, overflowing_weights)
     before = snapshot(cwd)
-    assert_one_line_error(run(main, EVAL, cwd), ckpt, fragment, "overflow")
+    assert_one_line_error(run_main(main, EVAL, cwd), ckpt, fragment, "overflow")
     assert snapshot(cwd) == before  # no NaN threshold stored, no results
 
 
@@ -273,7 +251,7 @@ def test_overflowing_outputs_stop_evaluation_in_one_line(trained, tmp_path, main
 def test_predict_never_prints_a_nan(trained, tmp_path, change, fragments):
     cwd = work(trained, tmp_path)
     edit_checkpoint(cwd, CAC_CKPT, change)
-    proc = run(predict.main, [CAC_CKPT, os.path.join(cwd, "images"), "--format", "json"], cwd)
+    proc = run_main(predict.main, [CAC_CKPT, os.path.join(cwd, "images"), "--format", "json"], cwd)
     assert_one_line_error(proc, CAC_CKPT, *fragments)
     assert proc.stdout == ""
 
@@ -318,24 +296,24 @@ BAD_CALIBRATIONS = {
 def test_invalid_calibration_refused_by_predict_and_remade_by_evaluation(trained, tmp_path, case):
     cwd = work(trained, tmp_path)
     edit_checkpoint(cwd, CAC_CKPT, lambda ckpt: ckpt.update(calibration=BAD_CALIBRATIONS[case](ckpt["calibration"])))
-    assert_one_line_error(run(predict.main, [CAC_CKPT, os.path.join(cwd, "images")], cwd),
+    assert_one_line_error(run_main(predict.main, [CAC_CKPT, os.path.join(cwd, "images")], cwd),
                           CAC_CKPT, "invalid calibration", "evaluate it again",
                           "python eval_cacOpenset.py -dataset Digits --start_trial 0 --num_trials 1 --name 's'")
-    proc = ok(run(eval_cacOpenset.main, EVAL, cwd))
+    proc = ok(run_main(eval_cacOpenset.main, EVAL, cwd))
     assert stderr_lines(proc) == [line for line in stderr_lines(proc) if line.startswith(
         f"warning: ignoring the calibration stored in {CAC_CKPT}")] and len(stderr_lines(proc)) == 1, proc.stderr
     assert "anchor means computed" in proc.stdout
     cal = torch.load(os.path.join(cwd, CAC_CKPT), weights_only=True)["calibration"]
     assert calibration.calibration_problem(cal, "CAC", 6) is None
-    ok(run(predict.main, [CAC_CKPT, os.path.join(cwd, "images")], cwd))
+    ok(run_main(predict.main, [CAC_CKPT, os.path.join(cwd, "images")], cwd))
 
 
 def test_closed_set_calibration_with_another_methods_scorers_is_remade(trained, tmp_path):
     cwd = work(trained, tmp_path)
     edit_checkpoint(cwd, CE_CKPT, lambda ckpt: ckpt["calibration"].update(thresholds={"cac": 0.5}, scorer="cac"))
-    assert_one_line_error(run(predict.main, [CE_CKPT, os.path.join(cwd, "images")], cwd),
+    assert_one_line_error(run_main(predict.main, [CE_CKPT, os.path.join(cwd, "images")], cwd),
                           "invalid calibration", "python eval_closedSet.py -dataset Digits")
-    proc = ok(run(eval_closedSet.main, EVAL, cwd))
+    proc = ok(run_main(eval_closedSet.main, EVAL, cwd))
     assert len(stderr_lines(proc)) == 1 and "ignoring the calibration" in proc.stderr
     cal = torch.load(os.path.join(cwd, CE_CKPT), weights_only=True)["calibration"]
     assert set(cal["thresholds"]) == {"max_softmax", "max_logit"}
@@ -359,7 +337,7 @@ def test_cached_anchor_means_are_checked_before_use(trained, capsys):
 
 @pytest.mark.parametrize("value", ["nan", "inf", "-inf"])
 def test_predict_refuses_a_non_finite_threshold_before_work(tmp_path, value):
-    proc = run(predict.main, [str(tmp_path / "none.pth"), str(tmp_path), f"--threshold={value}"], str(tmp_path))
+    proc = run_main(predict.main, [str(tmp_path / "none.pth"), str(tmp_path), f"--threshold={value}"], str(tmp_path))
     assert_one_line_error(proc, f"--threshold {value}", "finite")
 
 
@@ -369,7 +347,7 @@ def test_predict_skips_an_unreadable_image_with_one_warning(trained, tmp_path):
     with open(bad, "wb") as f:
         f.write(b"\x89PNG\r\n\x1a\n" + b"not the rest of a PNG")
     out = os.path.join(cwd, "p.json")
-    proc = ok(run(predict.main, [CAC_CKPT, os.path.join(cwd, "images"), "--format", "json", "--out", out], cwd))
+    proc = ok(run_main(predict.main, [CAC_CKPT, os.path.join(cwd, "images"), "--format", "json", "--out", out], cwd))
     warnings = [line for line in stderr_lines(proc) if line.startswith("warning:")]
     assert len(warnings) == 1 and "broken.png" in warnings[0] and "skipped" in warnings[0], proc.stderr
     with open(out) as f:
@@ -382,7 +360,7 @@ def test_predict_with_no_readable_image_is_one_error(trained, tmp_path):
     for name in ("a.png", "b.jpg"):
         with open(os.path.join(cwd, name), "wb") as f:
             f.write(b"not an image")
-    proc = run(predict.main, [CAC_CKPT, os.path.join(cwd, "a.png"), os.path.join(cwd, "b.jpg")], cwd)
+    proc = run_main(predict.main, [CAC_CKPT, os.path.join(cwd, "a.png"), os.path.join(cwd, "b.jpg")], cwd)
     assert_one_line_error(proc, "cannot read image", "a.png", "no image could be read (2 tried)")
 
 
@@ -391,7 +369,7 @@ def test_predict_skips_an_image_over_the_decompression_limit(trained, tmp_path, 
     cwd = work(trained, tmp_path)
     Image.new("L", (60, 60), 128).save(os.path.join(cwd, "images", "huge.png"))
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", limit)
-    proc = ok(run(predict.main, [CAC_CKPT, os.path.join(cwd, "images")], cwd))
+    proc = ok(run_main(predict.main, [CAC_CKPT, os.path.join(cwd, "images")], cwd))
     lines = stderr_lines(proc)
     assert len(lines) == 1 and "huge.png has 3,600 pixels" in lines[0], lines
     assert f"decompression-bomb limit of {limit:,} pixels" in lines[0] and lines[0].startswith("warning:")
@@ -407,7 +385,7 @@ def test_predict_refuses_an_out_it_cannot_write_before_work(trained, tmp_path):
     before = snapshot(cwd)
     for out, fragments in ((os.path.join(cwd, "out_folder"), ["--out", "out_folder is a folder", "file name"]),
                            (os.path.join(cwd, "a_file", "p.csv"), ["--out", "a_file", "is a file, not a folder"])):
-        proc = run(predict.main, [CAC_CKPT, os.path.join(cwd, "missing_images"), "--out", out], cwd)
+        proc = run_main(predict.main, [CAC_CKPT, os.path.join(cwd, "missing_images"), "--out", out], cwd)
         assert_one_line_error(proc, *fragments)  # refused before the images are looked for
     assert snapshot(cwd) == before
 
@@ -424,7 +402,7 @@ def test_predict_full_disk_keeps_the_previous_output(trained, tmp_path, monkeypa
         yield
 
     monkeypatch.setattr(predict, "atomic_write", full_disk)
-    proc = run(predict.main, [CAC_CKPT, os.path.join(cwd, "images"), "--out", out], cwd)
+    proc = run_main(predict.main, [CAC_CKPT, os.path.join(cwd, "images"), "--out", out], cwd)
     assert_one_line_error(proc, "cannot write the predictions", "p.csv", "No space left")
     with open(out) as f:
         assert f.read() == "previous predictions\n"
@@ -455,7 +433,7 @@ def test_eval_plots_with_a_damaged_training_log(trained, tmp_path):
     log = os.path.join(cwd, "runs", "Digits_0_sClosedSet", "metrics.jsonl")
     with open(log, "w") as f:
         f.write('{"epoch": 0, "train/CE_Lo')  # a crash while the first line was written
-    proc = ok(run(eval_closedSet.main, EVAL + ["--plots"], cwd))
+    proc = ok(run_main(eval_closedSet.main, EVAL + ["--plots"], cwd))
     assert "no training-curve plot for trial 0" in proc.stderr and log.replace(cwd + os.sep, "") in proc.stderr
     with open(os.path.join(cwd, STEM["ClosedSet"] + ".json")) as f:
         assert json.load(f)["plots"] == [f"{STEM['ClosedSet']}_trial0_{k}.png" for k in ("roc", "hist")]

@@ -2,13 +2,11 @@
 every scorer's metrics recomputed from the saved .npz, anchor means cached in the checkpoint
 (identical metrics, --recompute_anchors, invalidated when the weights change), the stored
 threshold, --plots, and predict.py on images written as PNG files."""
-import contextlib
 import csv
 import io
 import json
 import os
 import shutil
-import subprocess
 
 import numpy as np
 import pytest
@@ -21,35 +19,14 @@ import eval_closedSet
 import predict
 import train_cacOpenset
 import train_closedSet
-from conftest import assert_one_line_error
+from conftest import assert_one_line_error, ok, run_main
 from datasets.digits import Digits
-from engine.cli import run_cli
 from metrics import acceptance_threshold, all_metrics
 
 COMMON = ["--workers", "0"]
 EVAL = ["-dataset", "Digits", "--num_trials", "1", "--start_trial", "0", "--name", "t", *COMMON]
 CAC_CKPT = os.path.join("networks", "weights", "Digits", "Digits_0_tCACclassifierAnchorLoss.pth")
 CE_CKPT = os.path.join("networks", "weights", "Digits", "Digits_0_tclosedSetClassifier.pth")
-
-
-def run(main, argv, cwd):
-    """main(argv) from `cwd` through run_cli, as a user runs the script; CompletedProcess-like."""
-    out, err, old = io.StringIO(), io.StringIO(), os.getcwd()
-    os.chdir(cwd)
-    try:
-        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-            try:
-                code = run_cli(lambda: main(argv))
-            except SystemExit as e:
-                code = e.code
-    finally:
-        os.chdir(old)
-    return subprocess.CompletedProcess(argv, code, out.getvalue(), err.getvalue())
-
-
-def ok(proc):
-    assert proc.returncode == 0, (proc.stdout[-3000:], proc.stderr[-3000:])
-    return proc
 
 
 def results(cwd, method):
@@ -63,18 +40,18 @@ def digits(tmp_path_factory):
     cwd = str(tmp_path_factory.mktemp("eval"))
     torch.set_num_threads(1)
     train = ["--dataset", "Digits", "--trial", "0", "--epochs", "1", "--name", "t", *COMMON]
-    ok(run(train_cacOpenset.main, train, cwd))
-    ok(run(train_closedSet.main, train, cwd))
+    ok(run_main(train_cacOpenset.main, train, cwd))
+    ok(run_main(train_closedSet.main, train, cwd))
     trained = torch.load(os.path.join(cwd, CAC_CKPT), weights_only=True)
-    runs = {"cac_first": ok(run(eval_cacOpenset.main, EVAL, cwd))}
+    runs = {"cac_first": ok(run_main(eval_cacOpenset.main, EVAL, cwd))}
     runs["cac_first_results"] = results(cwd, "CAC")
     runs["inode_first"] = os.stat(os.path.join(cwd, CAC_CKPT)).st_ino
-    runs["cac_cached"] = ok(run(eval_cacOpenset.main, EVAL + ["--plots"], cwd))
+    runs["cac_cached"] = ok(run_main(eval_cacOpenset.main, EVAL + ["--plots"], cwd))
     runs["cac_cached_results"] = results(cwd, "CAC")
     runs["inode_cached"] = os.stat(os.path.join(cwd, CAC_CKPT)).st_ino
-    runs["cac_recomputed"] = ok(run(eval_cacOpenset.main, EVAL + ["--recompute_anchors"], cwd))
+    runs["cac_recomputed"] = ok(run_main(eval_cacOpenset.main, EVAL + ["--recompute_anchors"], cwd))
     runs["cac_recomputed_results"] = results(cwd, "CAC")
-    runs["ce"] = ok(run(eval_closedSet.main, EVAL + ["--plots"], cwd))
+    runs["ce"] = ok(run_main(eval_closedSet.main, EVAL + ["--plots"], cwd))
     return {"cwd": cwd, "runs": runs, "trained": trained}
 
 
@@ -159,7 +136,7 @@ def test_changed_weights_invalidate_the_cached_anchor_means(digits, tmp_path):
     ckpt = torch.load(path, weights_only=True)
     ckpt["net"]["classify.bias"] += 0.5  # other weights, same stored calibration
     torch.save(ckpt, path)
-    proc = ok(run(eval_cacOpenset.main, EVAL, cwd))
+    proc = ok(run_main(eval_cacOpenset.main, EVAL, cwd))
     assert "anchor means computed" in proc.stdout
 
 
@@ -195,7 +172,7 @@ def pngs(digits, tmp_path_factory):
 def test_predict_reproduces_the_evaluation(digits, pngs, method, ckpt, scorer):
     cwd = digits["cwd"]
     _, z = results(cwd, method)
-    out = ok(run(predict.main, [ckpt, *pngs["files"]["known"], *pngs["files"]["unknown"], "--scorer", scorer], cwd))
+    out = ok(run_main(predict.main, [ckpt, *pngs["files"]["known"], *pngs["files"]["unknown"], "--scorer", scorer], cwd))
     rows = list(csv.DictReader(io.StringIO(out.stdout)))
     threshold = torch.load(os.path.join(cwd, ckpt), weights_only=True)["calibration"]["thresholds"][scorer]
     names = torch.load(os.path.join(cwd, ckpt), weights_only=True)["calibration"]["class_names"]
@@ -210,12 +187,12 @@ def test_predict_reproduces_the_evaluation(digits, pngs, method, ckpt, scorer):
 
 def test_predict_folder_json_and_threshold_override(digits, pngs, tmp_path):
     cwd, out_file = digits["cwd"], str(tmp_path / "p.json")
-    ok(run(predict.main, [CAC_CKPT, pngs["folder"], "--format", "json", "--out", out_file, "--threshold", "-1"], cwd))
+    ok(run_main(predict.main, [CAC_CKPT, pngs["folder"], "--format", "json", "--out", out_file, "--threshold", "-1"], cwd))
     with open(out_file) as f:
         written = json.load(f)
     assert written["threshold"] == -1 and len(written["predictions"]) == 8
     assert {r["prediction"] for r in written["predictions"]} == {"unknown"}  # scores are >= 0
-    ok(run(predict.main, [CAC_CKPT, pngs["folder"], "--format", "json", "--out", out_file, "--threshold", "1e9"], cwd))
+    ok(run_main(predict.main, [CAC_CKPT, pngs["folder"], "--format", "json", "--out", out_file, "--threshold", "1e9"], cwd))
     with open(out_file) as f:
         assert "unknown" not in {r["prediction"] for r in json.load(f)["predictions"]}
 
@@ -234,7 +211,7 @@ def test_predict_errors_are_one_line(digits, pngs, tmp_path):
         ([CAC_CKPT, pngs["folder"], "--scorer", "max_logit"], ["--scorer max_logit", "cac, min_distance"]),
     ]
     for argv, fragments in cases:
-        assert_one_line_error(run(predict.main, argv, cwd), *fragments)
+        assert_one_line_error(run_main(predict.main, argv, cwd), *fragments)
 
 
 def test_anchor_cache_benchmark_runs(digits, capsys):

@@ -9,12 +9,10 @@
   original's strict load_state_dict accepts them and the file does not grow.
 - The original's defaults: the eval scripts' --dataset is MNIST, train_closedSet's --trial 0.
 """
-import gzip
 import io
 import json
 import os
 import shutil
-import struct
 
 import numpy as np
 import pytest
@@ -24,17 +22,9 @@ from PIL import Image
 
 from conftest import REPO
 from engine.cli import run_cli
-from fakedata import write_mnist
+from fakedata import read_idx_gz, write_mnist
 
 DIGITS = ["--dataset", "Digits", "--trial", "0", "--epochs", "1", "--workers", "0"]
-
-
-def read_idx(path):
-    with gzip.open(path, "rb") as f:
-        buf = f.read()
-    ndim = buf[3]
-    dims = struct.unpack(">" + "I" * ndim, buf[4:4 + 4 * ndim])
-    return np.frombuffer(buf, np.uint8, offset=4 + 4 * ndim).reshape(dims)
 
 
 def listed_row(dataset, row):
@@ -66,8 +56,8 @@ def test_released_weights_on_trial_5_see_listed_row_0(tag, script, reference_dir
     # Resize does on PIL images), scaled to 0-1, normalized with listed row 0
     with open(os.path.join(REPO, "datasets", "MNIST", "class_splits", "5.json")) as f:
         known = json.load(f)["Known"]
-    images = read_idx(str(root / "MNIST" / "raw" / "t10k-images-idx3-ubyte.gz"))
-    labels = read_idx(str(root / "MNIST" / "raw" / "t10k-labels-idx1-ubyte.gz"))
+    images = read_idx_gz(str(root / "MNIST" / "raw" / "t10k-images-idx3-ubyte.gz"))
+    labels = read_idx_gz(str(root / "MNIST" / "raw" / "t10k-labels-idx1-ubyte.gz"))
     mean, std = listed_row("MNIST", 0)
     chosen = np.flatnonzero(np.isin(labels, known))
     x = np.stack([np.asarray(Image.fromarray(images[i]).resize((32, 32), Image.BILINEAR), np.float32) / 255

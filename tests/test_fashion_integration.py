@@ -7,7 +7,6 @@ floors sit below measured values with a safety margin (see FLOORS); a broken los
 pipeline falls far below them. CI installs the package and sets CAC_REQUIRE_FASHION=1 so
 that a missing package fails instead of skipping.
 """
-import gzip
 import json
 import os
 import struct
@@ -16,6 +15,7 @@ import numpy as np
 import pytest
 
 from datasets.sources import system_fashion_mnist
+from fakedata import read_idx_gz
 
 TRAIN_PER_CLASS = 500  # training images per class: 3000 of the 6 known classes, 20% of them for validation
 TEST_PER_CLASS = 200  # test images per class: 1200 known, 800 unknown
@@ -34,14 +34,6 @@ FLOORS = {"CAC": (0.68, 0.55), "ClosedSet": (0.68, 0.35)}
 # best validation accuracy (%) in training, against the training-time classifier (CAC: the
 # nearest fixed anchor): measured 78.3 (CAC) and 76.0 (CE), 16.7 with the broken loss
 VAL_ACCURACY_FLOOR = 50.0
-
-
-def read_idx_gz(path):
-    with gzip.open(path, "rb") as f:
-        buf = f.read()
-    ndim = buf[3]
-    dims = struct.unpack(">" + "I" * ndim, buf[4:4 + 4 * ndim])
-    return np.frombuffer(buf, np.uint8, offset=4 + 4 * ndim).reshape(dims)
 
 
 def write_idx(path, array, magic):
