@@ -18,7 +18,7 @@ from PIL import Image
 
 import eval_cacOpenset
 import train_cacOpenset
-from conftest import assert_one_line_error
+from conftest import assert_one_line_error, ok, run_main
 from datasets.folder import FolderData
 from datasets.loaders import OpenSetData, load_config
 from datasets.setup_tinyimagenet import SetupError, main as setup_main, sort_val_images
@@ -26,7 +26,6 @@ from datasets.sources import open_source
 from datasets.splits import cached_normalization, load_class_split
 from engine.errors import UserError
 from fakedata import write_image_folder, write_mnist, write_svhn, write_tinyimagenet
-from test_evaluation import ok, run
 
 
 def stderr_lines(capsys):
@@ -147,17 +146,17 @@ def test_replaced_training_images_recompute_normalization_and_anchor_means(tmp_p
     data = ["--dataset", "ImageFolder", "--data_root", root, "--split_file", str(tmp_path / "split.json"),
             "--workers", "0", "--im_size", "16"]
     torch.set_num_threads(1)
-    ok(run(train_cacOpenset.main, [*data, "--trial", "0", "--name", "m", "--epochs", "1"], cwd))
+    ok(run_main(train_cacOpenset.main, [*data, "--trial", "0", "--name", "m", "--epochs", "1"], cwd))
     evaluate = [*data, "--num_trials", "1", "--name", "m"]
-    assert "anchor means computed" in ok(run(eval_cacOpenset.main, evaluate, cwd)).stdout
+    assert "anchor means computed" in ok(run_main(eval_cacOpenset.main, evaluate, cwd)).stdout
     cache = isolated_datasets_dir / "ImageFolder" / "normalization" / "0.json"
     first_cache = json.loads(cache.read_text())
     ckpt_path = os.path.join(cwd, "networks", "weights", "ImageFolder", "ImageFolder_0_mCACclassifierAnchorLoss.pth")
     first_key = torch.load(ckpt_path, weights_only=True)["calibration"]["anchor_means"]["key"]
-    assert "anchor means read from the checkpoint" in ok(run(eval_cacOpenset.main, evaluate, cwd)).stdout
+    assert "anchor means read from the checkpoint" in ok(run_main(eval_cacOpenset.main, evaluate, cwd)).stdout
 
     replace_training_images_keeping_name_size_and_time(root)
-    assert "anchor means computed" in ok(run(eval_cacOpenset.main, evaluate, cwd)).stdout
+    assert "anchor means computed" in ok(run_main(eval_cacOpenset.main, evaluate, cwd)).stdout
     second_cache = json.loads(cache.read_text())
     assert second_cache["Source"] != first_cache["Source"] and second_cache["mean"] != first_cache["mean"]
     second_key = torch.load(ckpt_path, weights_only=True)["calibration"]["anchor_means"]["key"]
@@ -380,7 +379,7 @@ def test_malformed_image_folder_split_file_is_one_line_through_the_script(case, 
             "--trial", "0", "--epochs", "1", "--workers", "0"]
     cwd = tmp_path / "work"
     cwd.mkdir()
-    assert_one_line_error(run(train_cacOpenset.main, argv, str(cwd)), fragment, "split file")
+    assert_one_line_error(run_main(train_cacOpenset.main, argv, str(cwd)), fragment, "split file")
     assert os.listdir(cwd) == []
 
 

@@ -16,11 +16,10 @@ import eval_closedSet
 import predict
 import train_cacOpenset
 import train_closedSet
-from conftest import assert_one_line_error
+from conftest import assert_one_line_error, ok, run_main
 from datasets.folder import FolderData
 from datasets.loaders import OpenSetData, apply_overrides, load_config
 from fakedata import write_image_folder
-from test_evaluation import ok, run
 
 TRAIN = {"cat": 8, "dog": 8, "owl": 8, "fox": 2}  # fox: a class with training images that stays unknown
 TEST = {"cat": 3, "dog": 3, "owl": 3, "fox": 3, "yak": 2}  # yak: only in test/
@@ -56,11 +55,11 @@ def three_commands(folder, private_caches):
     torch.set_num_threads(1)
     return {
         "cwd": cwd,
-        "train": ok(run(train_cacOpenset.main, [*data, "--trial", "0", "--name", "mine", "--epochs", "1"], cwd)),
-        "eval": ok(run(eval_cacOpenset.main, [*data, "--num_trials", "1", "--name", "mine"], cwd)),
-        "predict": ok(run(predict.main, [CKPT, "../pets/test"], cwd)),
-        "ce_train": ok(run(train_closedSet.main, [*data, "--trial", "0", "--name", "mine", "--epochs", "1"], cwd)),
-        "ce_eval": ok(run(eval_closedSet.main, [*data, "--num_trials", "1", "--name", "mine"], cwd)),
+        "train": ok(run_main(train_cacOpenset.main, [*data, "--trial", "0", "--name", "mine", "--epochs", "1"], cwd)),
+        "eval": ok(run_main(eval_cacOpenset.main, [*data, "--num_trials", "1", "--name", "mine"], cwd)),
+        "predict": ok(run_main(predict.main, [CKPT, "../pets/test"], cwd)),
+        "ce_train": ok(run_main(train_closedSet.main, [*data, "--trial", "0", "--name", "mine", "--epochs", "1"], cwd)),
+        "ce_eval": ok(run_main(eval_closedSet.main, [*data, "--num_trials", "1", "--name", "mine"], cwd)),
     }
 
 
@@ -113,7 +112,7 @@ def test_evaluation_needs_the_image_shape_training_used(three_commands, private_
     cwd = three_commands["cwd"]
     argv = ["--dataset", "ImageFolder", "--data_root", "../pets", "--split_file", "../split.json", "--workers", "0",
             "--num_trials", "1", "--name", "mine", "--im_size", "16"]
-    assert_one_line_error(run(eval_cacOpenset.main, argv, cwd), "im_size 32", "--im_size 32")
+    assert_one_line_error(run_main(eval_cacOpenset.main, argv, cwd), "im_size 32", "--im_size 32")
 
 
 SPLIT_CASES = ["no_split_file", "missing_file", "not_json", "no_lists", "ids_not_names", "unknown_folder",
@@ -149,7 +148,7 @@ def test_bad_split_file_gives_one_line_error(folder, tmp_path, case, private_cac
         argv += ["--split_file", str(path)]
     elif split is not None:
         argv += ["--split_file", split]
-    assert_one_line_error(run(train_cacOpenset.main, argv, str(tmp_path)), *fragments)
+    assert_one_line_error(run_main(train_cacOpenset.main, argv, str(tmp_path)), *fragments)
     assert not (tmp_path / "networks").exists()
 
 
@@ -169,4 +168,4 @@ def test_bad_folders_and_flags_give_one_line_errors(folder, tmp_path, private_ca
          ["--im_channels applies to --dataset ImageFolder only"]),
     ]
     for extra, fragments in cases:
-        assert_one_line_error(run(train_cacOpenset.main, [*base, *extra], str(tmp_path)), *fragments)
+        assert_one_line_error(run_main(train_cacOpenset.main, [*base, *extra], str(tmp_path)), *fragments)
