@@ -6,10 +6,8 @@ classes coloured by class, unknown ones grey, class-mean anchors as stars; a 2-D
 projection when there are more than 2 known classes); the training curves of the run
 (runs/<dataset>_<trial>_<name><method>/metrics.jsonl; a log without one usable line is
 skipped with a warning). Each picture is saved where the caller's `stage` says: evaluation
-writes its files as one set (engine/report.ResultFiles).
+writes its files as one set (engine.files.FileSet).
 """
-import json
-import math
 import os
 import sys
 
@@ -21,6 +19,8 @@ from matplotlib.ticker import MaxNLocator  # noqa: E402
 import numpy as np  # noqa: E402
 from sklearn.metrics import roc_curve  # noqa: E402
 
+from engine.files import parse_log_line  # noqa: E402
+from engine.values import is_finite_number  # noqa: E402
 from scorers import SCORER_LABELS  # noqa: E402
 
 DPI = 110  # ~700 x 500 pixels per 6.4 x 4.8 inch panel pair: readable, small files
@@ -140,7 +140,7 @@ def read_training_log(path):
         for line in f:
             if not line.strip():
                 continue
-            entry = _log_entry(line)
+            entry = parse_log_line(line)
             if entry is None:
                 torn += 1
                 continue
@@ -153,32 +153,14 @@ def read_training_log(path):
     return runs
 
 
-def _log_entry(line):
-    """A metrics.jsonl line (bytes) as a dict with an integer epoch, or None when it is torn."""
-    if not line.endswith(b"\n"):
-        return None
-    try:
-        entry = json.loads(line)
-    except (ValueError, RecursionError):
-        return None
-    return entry if isinstance(entry, dict) and type(entry.get("epoch")) is int else None
-
-
-def _number(value):
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-
-
 def training_curves(log_path):
-    """(runs of usable entries, None) from a metrics.jsonl, or (None, why nothing can be drawn):
-    a damaged log (a line that is not an entry, a value that is not a number) loses those
-    entries or values only, never the evaluation."""
+    """(runs, None) from a metrics.jsonl, or (None, why nothing can be drawn): read_training_log
+    leaves out torn lines, and a value that is not a number is left out when drawn."""
     try:
         runs = read_training_log(log_path)
-    except (ValueError, KeyError, TypeError, OSError) as e:  # UserError and JSON errors are ValueErrors
-        return None, f"it cannot be read ({type(e).__name__}: {str(e).splitlines()[0][:150] if str(e) else ''})"
-    runs = [[e for e in run if isinstance(e, dict) and _number(e.get("epoch"))] for run in runs or []]
-    runs = [run for run in runs if run]
-    if not runs or not any(_number(v) for e in runs[-1] for k, v in e.items() if k != "epoch"):
+    except OSError as e:
+        return None, f"it cannot be read ({e.strerror})"
+    if not runs or not any(is_finite_number(v) for e in runs[-1] for k, v in e.items() if k != "epoch"):
         return None, "it holds no complete line of numbers"
     return runs, None
 
@@ -191,7 +173,7 @@ def training_figure(runs, title, path):
     for ax, (ylabel, panel_keys) in zip(axes, panels):
         for i, key in enumerate(panel_keys):
             for r, run in enumerate(runs):
-                points = [(e["epoch"], e[key]) for e in run if _number(e.get(key))]
+                points = [(e["epoch"], e[key]) for e in run if is_finite_number(e.get(key))]
                 latest = r == len(runs) - 1
                 ax.plot([p[0] for p in points], [p[1] for p in points], color=colors(i), marker=".",
                         ls="--" if key.startswith("val") else "-", alpha=1.0 if latest else 0.35,

@@ -15,7 +15,6 @@ the machine and the exact command.
 """
 import argparse
 import json
-import math
 import os
 import platform
 import shlex
@@ -30,7 +29,9 @@ sys.path.insert(0, REPO)
 
 from engine.cli import git_commit  # noqa: E402
 from engine.errors import UserError  # noqa: E402
-from engine.files import atomic_write, read_json  # noqa: E402
+from engine.files import atomic_write, parse_log_line, read_json  # noqa: E402
+from engine.report import read_results  # noqa: E402
+from engine.values import is_finite_number  # noqa: E402
 
 # method -> (training script, evaluation script, results-file tag of engine/evaluation.py)
 METHODS = {"CAC": ("train_cacOpenset.py", "eval_cacOpenset.py", "CAC"),
@@ -85,8 +86,8 @@ def run_cell(args, trial, method):
                     args.workdir)
     path = os.path.join(args.workdir, "results", f"{args.dataset}_{args.name}{tag}_trials{trial}-{trial}.json")
     accuracy, auroc = read_result(path)
-    epochs_run = len(read_training_log(os.path.join(args.workdir, "runs", f"{args.dataset}_{trial}_{args.name}{tag}",
-                                                    "metrics.jsonl")))
+    epochs_run = epochs_logged(os.path.join(args.workdir, "runs", f"{args.dataset}_{trial}_{args.name}{tag}",
+                                            "metrics.jsonl"))
     images = epochs_run * training_set_size(args, trial)
     return {"accuracy": accuracy, "auroc": auroc, "train_s": round(train_s, 1), "eval_s": round(eval_s, 1),
             "epochs": epochs_run, "train_images_per_s": round(images / train_s, 1)}
@@ -94,24 +95,17 @@ def run_cell(args, trial, method):
 
 def read_result(path):
     """(accuracy, AUROC) of a one-trial results JSON, or one UserError line."""
-    result = read_json(path, "results file", "evaluate the trial again")
-    values = [result.get(key) if isinstance(result, dict) else None for key in ("raw_top1_accuracy", "raw_auroc")]
-    if not all(isinstance(v, list) and v and is_number(v[0]) for v in values):
-        raise UserError(f"results file {path} lacks raw_top1_accuracy / raw_auroc numbers; evaluate the trial again")
-    return values[0][0], values[1][0]
+    result = read_results(path, "evaluate the trial again")
+    return result["raw_top1_accuracy"][0], result["raw_auroc"][0]
 
 
-def read_training_log(path):
-    """The epochs logged in a run's metrics.jsonl (whole lines), or one UserError line."""
+def epochs_logged(path):
+    """How many epochs a run's metrics.jsonl holds (whole lines), or one UserError line."""
     try:
         with open(path, "rb") as f:
-            return [line for line in f if line.endswith(b"\n") and line.strip()]
+            return sum(parse_log_line(line) is not None for line in f)
     except OSError as e:
         raise UserError(f"cannot read {path} ({e.strerror}); train the cell again") from None
-
-
-def is_number(x):
-    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
 
 
 CELL_KEYS = ("accuracy", "auroc", "train_s", "eval_s", "epochs")
@@ -126,7 +120,7 @@ def read_table(path):
                         f"delete it to start the table afresh, or give another --out")
     table.setdefault("cells", {})
     for key, cell in list(table["cells"].items()):
-        if not (isinstance(cell, dict) and all(is_number(cell.get(k)) for k in CELL_KEYS)):
+        if not (isinstance(cell, dict) and all(is_finite_number(cell.get(k)) for k in CELL_KEYS)):
             print(f"warning: {path}: cell {key} is incomplete; it is run again", file=sys.stderr)
             del table["cells"][key]
     return table

@@ -4,7 +4,6 @@ Known labels are remapped to 0..N-1 in ascending order of the original class id 
 one lookup tensor; every unknown image gets the label N.
 """
 import json
-import math
 import os
 
 import numpy as np
@@ -16,9 +15,10 @@ from datasets.folder import FOLDER_DATASET, FolderData
 from datasets.sources import NUM_CLASSES, SOURCES, open_source, source_labels
 from datasets import splits
 from datasets.partition import trainval_split
-from datasets.splits import DATASETS_DIR, cached_normalization, load_class_split
+from datasets.splits import DATASETS_DIR, cached_normalization, load_class_split, normalization_problem
 from engine.errors import UserError
 from engine.files import read_json
+from engine.values import is_finite_number, is_whole_number
 
 DATASET_NAMES = (*SOURCES, FOLDER_DATASET)
 FIRST_RELEASE_TRIALS = 5  # trials 5-9 of the paper's data sets are its first-release class splits
@@ -72,40 +72,32 @@ def load_config(dataset):
     return config[dataset]
 
 
-def _is_int(x):
-    return isinstance(x, int) and not isinstance(x, bool)
-
-
-def _is_number(x):
-    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
-
-
 def _pair(test):
     return lambda x: isinstance(x, list) and len(x) == 2 and all(test(v) for v in x)
 
 
 # key -> (test, what the value must be); the training schedule's keys for both methods
 CONFIG_RULES = {
-    "batch_size": (lambda x: _is_int(x) and x >= 1, "a whole number, 1 or more"),
-    "num_workers": (lambda x: _is_int(x) and x >= 0, "a whole number, 0 or more"),
-    "im_channels": (lambda x: _is_int(x) and x in (1, 3), "1 (grey) or 3 (RGB)"),
-    "num_known_classes": (lambda x: _is_int(x) and x >= 2, "a whole number, 2 or more"),
-    "dropout": (lambda x: _is_number(x) and 0 <= x < 1, "a number from 0 up to (not including) 1"),
-    "val_fraction": (lambda x: _is_number(x) and 0 < x < 1, "a number between 0 and 1 (exclusive)"),
+    "batch_size": (lambda x: is_whole_number(x) and x >= 1, "a whole number, 1 or more"),
+    "num_workers": (lambda x: is_whole_number(x) and x >= 0, "a whole number, 0 or more"),
+    "im_channels": (lambda x: is_whole_number(x) and x in (1, 3), "1 (grey) or 3 (RGB)"),
+    "num_known_classes": (lambda x: is_whole_number(x) and x >= 2, "a whole number, 2 or more"),
+    "dropout": (lambda x: is_finite_number(x) and 0 <= x < 1, "a number from 0 up to (not including) 1"),
+    "val_fraction": (lambda x: is_finite_number(x) and 0 < x < 1, "a number between 0 and 1 (exclusive)"),
     "anchor_flip": (lambda x: isinstance(x, bool), "true or false"),
-    "data_transforms.flip": (lambda x: _is_number(x) and 0 <= x <= 1, "a probability from 0 to 1"),
-    "data_transforms.rotate": (lambda x: _is_number(x) and x >= 0, "degrees, 0 or more"),
-    "data_transforms.scale_min": (lambda x: _is_number(x) and 0 < x <= 1, "a share in (0, 1]"),
+    "data_transforms.flip": (lambda x: is_finite_number(x) and 0 <= x <= 1, "a probability from 0 to 1"),
+    "data_transforms.rotate": (lambda x: is_finite_number(x) and x >= 0, "degrees, 0 or more"),
+    "data_transforms.scale_min": (lambda x: is_finite_number(x) and 0 < x <= 1, "a share in (0, 1]"),
     **{f"{phase}.{key}": rule for phase in ("openset_training", "closedset_training") for key, rule in {
-        "learning_rate": (_pair(lambda v: _is_number(v) and v > 0),
+        "learning_rate": (_pair(lambda v: is_finite_number(v) and v > 0),
                           "a list of 2 positive numbers [first run, -r run]"),
-        "max_epoch": (_pair(lambda v: _is_int(v) and v >= 1), "a list of 2 whole numbers >= 1 [first run, -r run]"),
-        "weight_decay": (lambda x: _is_number(x) and x >= 0, "a number, 0 or more"),
+        "max_epoch": (_pair(lambda v: is_whole_number(v) and v >= 1), "a list of 2 whole numbers >= 1 [first run, -r run]"),
+        "weight_decay": (lambda x: is_finite_number(x) and x >= 0, "a number, 0 or more"),
     }.items()},
 }
 OPTIONAL_RULES = {  # keys the code has a default for
-    "openset_training.momentum": (lambda x: _is_number(x) and 0 <= x < 1, "a number from 0 up to 1"),
-    "closedset_training.momentum": (lambda x: _is_number(x) and 0 <= x < 1, "a number from 0 up to 1"),
+    "openset_training.momentum": (lambda x: is_finite_number(x) and 0 <= x < 1, "a number from 0 up to 1"),
+    "closedset_training.momentum": (lambda x: is_finite_number(x) and 0 <= x < 1, "a number from 0 up to 1"),
 }
 
 
@@ -119,7 +111,7 @@ def check_config(dataset, entry, path):
     if not isinstance(entry, dict):
         refuse("the entry", f"is a {type(entry).__name__}, not an object")
     size = entry.get("im_size")
-    if not _is_int(size) or size <= 0 or size % 8:
+    if not is_whole_number(size) or size <= 0 or size % 8:
         raise UserError(f"im_size {size!r} of {dataset} in {path} is not a positive multiple of 8 (the CNN "
                         f"halves images three times): use e.g. 32 or 64")
     for key, (test, want) in {**CONFIG_RULES, **OPTIONAL_RULES}.items():
@@ -148,13 +140,11 @@ def check_listed_normalization(listed, channels, refuse):
         refuse("normalization", 'is not {"mean": [[...], ...], "std": [[...], ...]}')
     if len(listed["mean"]) != len(listed["std"]):
         refuse("normalization", f"has {len(listed['mean'])} mean rows but {len(listed['std'])} std rows")
-    for key, low in (("mean", None), ("std", 0)):
-        for i, row in enumerate(listed[key]):
-            if not (isinstance(row, list) and len(row) == channels and all(_is_number(v) for v in row)):
-                refuse(f"normalization.{key}[{i}]", f"is {json.dumps(row)[:60]}, not {channels} finite numbers "
-                                                    f"(im_channels {channels})")
-            if low is not None and not all(v > low for v in row):
-                refuse(f"normalization.std[{i}]", f"is {row}: every std must be above 0")
+    for i, (mean, std) in enumerate(zip(listed["mean"], listed["std"])):
+        problem = normalization_problem(mean, std, channels)
+        if problem:
+            part = "mean" if problem.startswith("mean") else "std"  # the problems name mean first
+            refuse(f"normalization.{part}[{i}]", f"is wrong: {problem} (im_channels {channels})")
 
 
 class RemappedSubset(Dataset):

@@ -30,7 +30,9 @@ import sys
 import numpy as np
 
 from datasets.splits import labels_fingerprint
-from engine.files import atomic_write
+from engine.errors import UserError
+from engine.files import atomic_write, read_json
+from engine.values import is_whole_number
 
 # The original's procedure, as facts (../shared/protocol/trainval.md)
 ORIGINAL_SEED = 1000
@@ -104,7 +106,7 @@ def _problem(cached, labels, classes):
             return f"its {part} classes are not those of the data ({len(want)} classes)"
     for c in classes:
         lists = [cached["Train"][str(c)], cached["Val"][str(c)]]
-        if not all(isinstance(v, list) and all(type(i) is int for i in v) for v in lists):
+        if not all(isinstance(v, list) and all(is_whole_number(i) for i in v) for v in lists):
             return f"class {c} does not hold lists of integer indices"
         both = np.asarray(lists[0] + lists[1], dtype=np.int64)
         if len(both) and (both.min() < 0 or both.max() >= len(labels)):
@@ -136,8 +138,9 @@ def trainval_split(dataset, labels, val_fraction, num_classes, folder):
     labels = np.asarray(labels, dtype=np.int64)
     path = os.path.join(folder, "trainval_idxs.json")
     made = None
-    present, cached, why = _read_cache(path)
-    if present and why is None:
+    present, cached, unreadable = _read_cache(path)
+    why = unreadable
+    if present and unreadable is None:
         classes = range(num_classes) if dataset in ORIGINAL_PARTITION_OF else np.unique(labels).tolist()
         why = _problem(cached, labels, classes)
         if why is None:
@@ -151,7 +154,7 @@ def trainval_split(dataset, labels, val_fraction, num_classes, folder):
                        + (" (an earlier version of this code)" if "Fingerprint" in cached else ""))
     made = made or make_partition(dataset, labels, val_fraction, num_classes)
     if why is not None:
-        print(f"warning: rebuilding {path}: {why}", file=sys.stderr)
+        print(f"warning: {why}" if why is unreadable else f"warning: rebuilding {path}: {why}", file=sys.stderr)
     try:
         with atomic_write(path, "w") as f:
             json.dump(made, f)
@@ -161,11 +164,11 @@ def trainval_split(dataset, labels, val_fraction, num_classes, folder):
 
 
 def _read_cache(path):
-    """(whether the file exists, its JSON value, why it cannot be read or None)."""
-    if not os.path.exists(path):
+    """(whether the file exists, its JSON value, read_json's one-line message when it cannot be
+    read, else None)."""
+    if not os.path.lexists(path):
         return False, None, None
     try:
-        with open(path, encoding="utf-8") as f:
-            return True, json.load(f), None
-    except (OSError, UnicodeDecodeError, ValueError, RecursionError) as e:
-        return True, None, f"it cannot be read as JSON ({type(e).__name__})"
+        return True, read_json(path, "partition cache", "rebuilding it"), None
+    except UserError as e:
+        return True, None, str(e)

@@ -7,7 +7,6 @@ labels they were made from and are rebuilt when the data changes.
 """
 import hashlib
 import json
-import math
 import os
 import sys
 
@@ -15,6 +14,7 @@ import numpy as np
 
 from engine.errors import UserError
 from engine.files import atomic_write, read_json
+from engine.values import is_finite_number, is_number, is_whole_number
 
 DATASETS_DIR = os.path.dirname(os.path.abspath(__file__))
 
@@ -60,7 +60,7 @@ def load_class_split(dataset, trial, num_known, num_classes, num_unknown_source_
     known, unknown = split["Known"], split["Unknown"]
     unknown_range = num_unknown_source_classes or num_classes
     for key, ids, limit in (("Known", known, num_classes), ("Unknown", unknown, unknown_range)):
-        if not isinstance(ids, list) or not all(isinstance(i, int) and not isinstance(i, bool) for i in ids):
+        if not isinstance(ids, list) or not all(is_whole_number(i) for i in ids):
             raise UserError(f"{key} in {path} must be a list of integer class ids")
         if len(set(ids)) != len(ids):
             raise UserError(f"{key} in {path} repeats a class id: {brief(ids)}; list each class once")
@@ -89,27 +89,16 @@ def _write_json_atomic(obj, path):
         json.dump(obj, f)
 
 
-def _is_number(value):
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
-
-
-def _finite(value):
-    try:
-        return math.isfinite(float(value))
-    except OverflowError:  # an integer of hundreds of digits
-        return False
-
-
 def normalization_problem(mean, std, channels):
     """Why a mean/std pair cannot normalize `channels`-channel images (None when it can):
     each a list of one finite number per channel, every std above 0 (it divides). Without
     `channels`, mean and std need only be of one length."""
     for name, values in (("mean", mean), ("std", std)):
-        if not isinstance(values, list) or not all(_is_number(v) for v in values):
+        if not isinstance(values, list) or not all(is_number(v) for v in values):
             return f"{name} is not a list of numbers"
         if len(values) != (len(mean) if channels is None else channels):
             return f"{name} has {len(values)} value(s) for {channels or len(mean)}-channel images"
-        if not all(_finite(v) for v in values):
+        if not all(is_finite_number(v) for v in values):
             return f"{name} is not finite"
     if not all(v > 0 for v in std):
         return "a std is not above 0"

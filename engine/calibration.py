@@ -10,14 +10,14 @@ A stored calibration is checked when read (`calibration_problem`): evaluation ig
 invalid one with a warning and stores a new one; predict.py refuses it.
 """
 import hashlib
-import math
 import sys
 
 import numpy as np
 import torch
 
-from datasets.splits import labels_fingerprint
+from datasets.splits import labels_fingerprint, normalization_problem
 from engine.errors import UserError
+from engine.values import is_finite_number, is_whole_number
 from networks.checkpoint import read_checkpoint, save_checkpoint
 
 SCORERS = {"CAC": ("cac", "min_distance"), "ClosedSet": ("max_softmax", "max_logit")}
@@ -59,17 +59,8 @@ def cached_anchor_means(calibration, key, num_classes, path):
     return stored["means"].double()
 
 
-def _finite_number(value):
-    if not isinstance(value, (int, float)) or isinstance(value, bool):
-        return False
-    try:
-        return math.isfinite(value)
-    except OverflowError:  # an integer too large for a float
-        return False
-
-
 def _positive_int(value):
-    return isinstance(value, int) and not isinstance(value, bool) and value > 0
+    return is_whole_number(value) and value > 0
 
 
 def anchor_means_problem(stored, num_classes):
@@ -96,12 +87,9 @@ def _preprocessing_problem(prep, network):
     channels = prep["im_channels"]
     if not _positive_int(channels) or channels not in (1, 3) or not _positive_int(prep["im_size"]):
         return f"preprocessing im_size {prep['im_size']!r}, im_channels {channels!r}"
-    for name in ("mean", "std"):
-        values = prep[name]
-        if not isinstance(values, list) or len(values) != channels or not all(map(_finite_number, values)):
-            return f"preprocessing {name} {values!r} is not {channels} finite number(s)"
-    if min(prep["std"]) <= 0:
-        return f"preprocessing std {prep['std']} is not positive"
+    problem = normalization_problem(prep["mean"], prep["std"], channels)
+    if problem:
+        return f"preprocessing: {problem}"
     if (prep["im_size"], channels) != (network["im_size"], network["num_channels"]):
         return (f"preprocessing for {prep['im_size']} px x {channels} channel(s), network for "
                 f"{network['im_size']} px x {network['num_channels']}")
@@ -114,7 +102,7 @@ def _network_problem(network, num_classes):
         return f"network is not a dict of {', '.join(sorted(NETWORK_KEYS))}"
     if not all(_positive_int(network[k]) for k in ("num_classes", "num_channels", "im_size")):
         return f"network {network!r} has a size that is not a positive integer"
-    if "dropout" in network and not (_finite_number(network["dropout"]) and 0 <= network["dropout"] < 1):
+    if "dropout" in network and not (is_finite_number(network["dropout"]) and 0 <= network["dropout"] < 1):
         return f"network dropout {network['dropout']!r}"
     if "backbone" in network and not isinstance(network["backbone"], str):
         return f"network backbone {network['backbone']!r}"
@@ -132,11 +120,11 @@ def calibration_problem(cal, method=None, num_classes=None):
         return f"method {cal.get('method')!r}, not {method or ' or '.join(SCORERS)}"
     thresholds, offered = cal.get("thresholds"), SCORERS[cal["method"]]
     if not isinstance(thresholds, dict) or not thresholds or not set(thresholds) <= set(offered) \
-            or not all(map(_finite_number, thresholds.values())):
+            or not all(map(is_finite_number, thresholds.values())):
         return f"thresholds {thresholds!r} are not finite numbers for scorers of {', '.join(offered)}"
     if not isinstance(cal.get("scorer"), str) or cal["scorer"] not in thresholds:
         return f"scorer {cal.get('scorer')!r} has no threshold"
-    if not (_finite_number(cal.get("accept_rate")) and 0 < cal["accept_rate"] <= 1):
+    if not (is_finite_number(cal.get("accept_rate")) and 0 < cal["accept_rate"] <= 1):
         return f"accept_rate {cal.get('accept_rate')!r} is not in (0, 1]"
     problem = _network_problem(cal.get("network"), num_classes)
     if problem:

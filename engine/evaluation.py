@@ -12,8 +12,8 @@ from engine.accel import CHANNELS_LAST
 from engine.calibration import calibration_record, store_calibration
 from engine.cli import check_common_args, print_header, resolve_device, seed_everything
 from engine.errors import UserError
-from engine.files import ensure_writable
-from engine.report import ResultFiles, check_result_targets, print_table, summarize, write_results, write_scores
+from engine.files import FileSet, check_file_writable, ensure_writable
+from engine.report import print_table, summarize, write_results, write_scores
 from engine.training import weights_path
 from metrics import ACCEPT_RATE, all_metrics
 from networks.checkpoint import load_checkpoint, read_checkpoint
@@ -121,7 +121,7 @@ def write_result_set(result, records, stem, method, args):
     """The .npz, the plots and the JSON, as one set: each written to a temporary beside it,
     then all renamed, the JSON last; any failure (a full disk) leaves the previous set whole
     and is one line naming the file."""
-    files = ResultFiles()
+    files = FileSet()
     try:
         result["scores_file"] = stem + ".npz"
         write_scores(records, files.stage(stem + ".npz"))
@@ -151,7 +151,8 @@ def evaluate_trials(args, method, evaluate_trial):
     ensure_writable(RESULTS_DIR)
     trials = list(range(args.start_trial, args.start_trial + args.num_trials))
     stem = os.path.join(RESULTS_DIR, f"{args.dataset}_{args.name}{method}_trials{trials[0]}-{trials[-1]}")
-    check_result_targets(result_targets(args, method, stem, trials))
+    for path in result_targets(args, method, stem, trials):  # before any work: the final renames must not fail
+        check_file_writable(path, "evaluate under another --name", what="results file ")
     records = []
     for trial in trials:
         seed_everything(args.seed)

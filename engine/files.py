@@ -4,9 +4,18 @@ import errno
 import fcntl
 import json
 import os
+import sys
 import tempfile
 
 from engine.errors import UserError
+
+
+def give_usual_permissions(path):
+    """mkstemp makes 0600 files: give a temporary the permissions a plain open() would (0666
+    less the umask) before it replaces its target."""
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(path, 0o666 & ~umask)
 
 
 @contextlib.contextmanager
@@ -19,13 +28,86 @@ def atomic_write(path, mode="wb"):
     try:
         with os.fdopen(fd, mode) as f:
             yield f
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600 files; give the usual permissions
+        give_usual_permissions(tmp)
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
+
+
+class FileSet:
+    """Files written as one set. `stage(path)` gives a temporary beside `path` to write; `commit()`
+    renames every temporary onto its target in the order staged (stage the JSON last, as it
+    names the others); `discard()` removes what is left. A failure anywhere, a rename
+    included, leaves the previous set as it was: targets replaced before a failed rename are
+    restored from hard links taken just before."""
+
+    def __init__(self):
+        self.staged = []  # (temporary, target)
+        self.made_folders = []
+        self.current = None  # the file being written or renamed: the one a failure names
+
+    def stage(self, path):
+        self.current = path
+        folder = os.path.dirname(os.path.abspath(path))
+        if not os.path.isdir(folder):
+            os.makedirs(folder)
+            self.made_folders.append(folder)
+        fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp_", suffix=os.path.splitext(path)[1])
+        os.close(fd)
+        self.staged.append((tmp, path))
+        return tmp
+
+    def commit(self):
+        replaced = []  # (target, whether it existed, hard link to its previous content or None)
+        try:
+            for tmp, target in self.staged:
+                self.current = target
+                give_usual_permissions(tmp)
+                replaced.append((target, os.path.isfile(target), _keep_previous(target)))
+                os.replace(tmp, target)
+            self.staged = []
+        except BaseException:
+            for target, existed, previous in reversed(replaced):
+                _restore(target, existed, previous)
+            raise
+        finally:
+            for _, _, previous in replaced:
+                if previous and os.path.exists(previous):
+                    os.remove(previous)
+
+    def discard(self):
+        for tmp, _ in self.staged:
+            if os.path.exists(tmp):
+                os.remove(tmp)
+        self.staged = []
+        for folder in reversed(self.made_folders):  # a folder this set created, still empty
+            if os.path.isdir(folder) and not os.listdir(folder):
+                os.rmdir(folder)
+
+
+def _keep_previous(target):
+    """A hard link to `target`'s present content (None when there is none or links fail)."""
+    if not os.path.isfile(target):
+        return None
+    link = os.path.join(os.path.dirname(os.path.abspath(target)), f".tmp_previous_{os.path.basename(target)}")
+    try:
+        if os.path.lexists(link):
+            os.remove(link)
+        os.link(target, link)
+        return link
+    except OSError:
+        return None
+
+
+def _restore(target, existed, previous):
+    try:
+        if previous:
+            os.replace(previous, target)
+        elif not existed and os.path.isfile(target):
+            os.remove(target)  # the set had no such file before
+    except OSError:
+        pass  # nothing better to do; the failure that brought us here is raised
 
 
 def ensure_writable(folder):
@@ -76,14 +158,17 @@ def read_json(path, what, fix):
         raise UserError(f"{what} {path} holds {reason}; {fix}") from None
 
 
-def check_file_writable(path, fix):
+def check_file_writable(path, fix, what=""):
     """Check, before any long work starts, that `path` itself can be (re)written: no folder in
     its place and, if it exists, not read-only (a read-only file is taken as one the user wants
-    kept, though the atomic rename could replace it). The folders are ensure_writable's job."""
+    kept, though the atomic rename could replace it). The folders are ensure_writable's job;
+    `what` names the file in the message (e.g. "checkpoint ")."""
     if os.path.isdir(path):
-        raise UserError(f"cannot write {path}: a folder is in its place; move it away or {fix}")
+        raise UserError(f"cannot write {what}{path}: a folder is in its place; move it away or {fix}")
+    if os.path.lexists(path) and not os.path.isfile(path) and not os.path.islink(path):
+        raise UserError(f"cannot write {what}{path}: it is not a regular file; move it away or {fix}")
     if os.path.exists(path) and not os.access(path, os.W_OK):
-        raise UserError(f"cannot write {path}: the file is read-only; make it writable (chmod u+w) or {fix}")
+        raise UserError(f"cannot write {what}{path}: the file is read-only; make it writable (chmod u+w) or {fix}")
 
 
 def append_line(path, text):
@@ -109,6 +194,40 @@ def append_line(path, text):
                             f"the run with --continue") from None
     finally:
         os.close(fd)
+
+
+def trim_log(path, keep_bytes=None):
+    """Make metrics.jsonl whole before a run appends to it: a torn line (a crash or a full disk
+    mid-write, by an earlier version) is cut off with a warning; with --continue, `keep_bytes`
+    (its size when ...Last.pth was saved) drops an epoch logged after that save, which the
+    continued run trains and logs again."""
+    if not os.path.isfile(path):
+        return
+    with open(path, "rb") as f:
+        raw = f.read()
+    kept = raw[:keep_bytes] if keep_bytes is not None and keep_bytes < len(raw) else raw
+    lines = kept.splitlines(keepends=True)
+    whole = [line for line in lines if parse_log_line(line) is not None]
+    torn = sum(1 for line in lines if line.strip()) - len(whole)
+    if torn:
+        print(f"warning: {path}: dropped {torn} incomplete line(s) (from a crash or a full disk)", file=sys.stderr)
+    if len(whole) != len(lines) or kept is not raw:
+        with atomic_write(path) as f:
+            f.write(b"".join(whole))
+
+
+def parse_log_line(line):
+    """One metrics.jsonl line (bytes) as a dict with an integer epoch, or None when it is torn:
+    no newline at its end, not JSON, or not an epoch entry."""
+    if not line.endswith(b"\n"):
+        return None
+    try:
+        entry = json.loads(line)
+    except (ValueError, RecursionError):  # ValueError: also bytes that are not UTF-8
+        return None
+    if not isinstance(entry, dict) or type(entry.get("epoch")) is not int:
+        return None
+    return entry
 
 
 class RunLock:

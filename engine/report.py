@@ -1,12 +1,12 @@
-"""Evaluation outputs: the mean ± std table, the results JSON and the per-sample .npz,
-written as one set (ResultFiles): all of them or none, the JSON last."""
+"""Evaluation outputs: the mean ± std table, the results JSON and the per-sample .npz (the
+evaluation writes them as one set: engine.files.FileSet), and the reader of results JSONs."""
 import json
-import os
-import tempfile
 
 import numpy as np
 
 from engine.errors import UserError
+from engine.files import read_json
+from engine.values import is_finite_number
 from metrics import METRIC_LABELS
 from scorers import SCORER_LABELS
 
@@ -35,92 +35,23 @@ def print_table(summary, paper, trials):
     print()
 
 
-def check_result_targets(paths):
-    """Before any evaluation work: each results file must be replaceable (a folder in its place
-    would make the final rename fail after all the work)."""
-    for path in paths:
-        if os.path.isdir(path):
-            raise UserError(f"cannot write results file {path}: a folder is in its place; move it away "
-                            f"or evaluate under another --name")
-        if os.path.lexists(path) and not os.path.isfile(path) and not os.path.islink(path):
-            raise UserError(f"cannot write results file {path}: it is not a regular file; move it away")
-
-
-class ResultFiles:
-    """Files written as one set. `stage(path)` gives a temporary beside `path` to write; `commit()`
-    renames every temporary onto its target in the order staged (stage the JSON last, as it
-    names the others); `discard()` removes what is left. A failure anywhere, a rename
-    included, leaves the previous set as it was: targets replaced before a failed rename are
-    restored from hard links taken just before."""
-
-    def __init__(self):
-        self.staged = []  # (temporary, target)
-        self.made_folders = []
-        self.current = None  # the file being written or renamed: the one a failure names
-
-    def stage(self, path):
-        self.current = path
-        folder = os.path.dirname(os.path.abspath(path))
-        if not os.path.isdir(folder):
-            os.makedirs(folder)
-            self.made_folders.append(folder)
-        fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp_", suffix=os.path.splitext(path)[1])
-        os.close(fd)
-        self.staged.append((tmp, path))
-        return tmp
-
-    def commit(self):
-        umask = os.umask(0)
-        os.umask(umask)
-        replaced = []  # (target, whether it existed, hard link to its previous content or None)
-        try:
-            for tmp, target in self.staged:
-                self.current = target
-                os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600 files; give the usual permissions
-                replaced.append((target, os.path.isfile(target), _keep_previous(target)))
-                os.replace(tmp, target)
-            self.staged = []
-        except BaseException:
-            for target, existed, previous in reversed(replaced):
-                _restore(target, existed, previous)
-            raise
-        finally:
-            for _, _, previous in replaced:
-                if previous and os.path.exists(previous):
-                    os.remove(previous)
-
-    def discard(self):
-        for tmp, _ in self.staged:
-            if os.path.exists(tmp):
-                os.remove(tmp)
-        self.staged = []
-        for folder in reversed(self.made_folders):  # a folder this set created, still empty
-            if os.path.isdir(folder) and not os.listdir(folder):
-                os.rmdir(folder)
-
-
-def _keep_previous(target):
-    """A hard link to `target`'s present content (None when there is none or links fail)."""
-    if not os.path.isfile(target):
-        return None
-    link = os.path.join(os.path.dirname(os.path.abspath(target)), f".tmp_previous_{os.path.basename(target)}")
-    try:
-        if os.path.lexists(link):
-            os.remove(link)
-        os.link(target, link)
-        return link
-    except OSError:
-        return None
-
-
-def _restore(target, existed, previous):
-    try:
-        if previous:
-            os.replace(previous, target)
-        elif not existed and os.path.isfile(target):
-            os.remove(target)  # the set had no such file before
-    except OSError:
-        pass  # nothing better to do; the failure that brought us here is raised
+def read_results(path, fix):
+    """A results JSON that write_results wrote, checked (trials, method, dataset, one finite
+    accuracy and AUROC per trial), or one UserError line ending with `fix`."""
+    r = read_json(path, "results file", fix)
+    if not isinstance(r, dict):
+        raise UserError(f"results file {path} holds a {type(r).__name__}, not an object; {fix}")
+    trials = r.get("trials")
+    if not (isinstance(trials, list) and trials):
+        raise UserError(f"results file {path} has no list of trials; {fix}")
+    for key in ("raw_top1_accuracy", "raw_auroc"):
+        values = r.get(key)
+        if not (isinstance(values, list) and len(values) == len(trials) and all(map(is_finite_number, values))):
+            raise UserError(f"results file {path}: {key} is not {len(trials)} finite number(s), one per trial; {fix}")
+    for key in ("method", "dataset"):
+        if not isinstance(r.get(key), str):
+            raise UserError(f"results file {path} has no {key} name; {fix}")
+    return r
 
 
 def write_results(result, path):

@@ -20,6 +20,7 @@ import torch
 
 from engine.errors import Interrupted, UserError
 from engine.training import check_finite
+from engine.values import is_number, is_whole_number
 from networks.checkpoint import load_checkpoint, read_checkpoint, save_checkpoint
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
@@ -70,7 +71,7 @@ def _check_types(state, path, types):
         value = state.get(key)
         if value is None:
             _refuse(path, f"no {key!r}")
-        if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+        if not isinstance(value, kind) or (kind is int and not is_whole_number(value)):
             _refuse(path, f"{key!r} is a {type(value).__name__}, not a {kind.__name__}")
 
 
@@ -91,7 +92,7 @@ def check_state(state, path):
         _refuse(path, f"'seen' is {state['seen']}")
     if state["step"] > 0 and not isinstance(state.get("train_sums"), torch.Tensor):
         _refuse(path, "a stop mid-epoch without its partial sums 'train_sums'")
-    if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in state["best"].values()):
+    if not all(is_number(v) for v in state["best"].values()):  # inf: no best value yet
         _refuse(path, "'best' holds a value that is not a number")
     for key in ("rng", "epoch_rng"):
         if any(k not in state[key] for k in RNG_KEYS) or not isinstance(state[key]["generators"], list):
@@ -100,7 +101,7 @@ def check_state(state, path):
             not isinstance(state["optimizer"].get("param_groups"), list):
         _refuse(path, "'optimizer' is not an optimizer's state dict")
     size = state.get("log_size", 0)
-    if not isinstance(size, int) or isinstance(size, bool) or size < 0:
+    if not is_whole_number(size) or size < 0:
         _refuse(path, f"'log_size' is {size!r}")
 
 

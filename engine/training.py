@@ -3,7 +3,6 @@ import json
 import math
 import os
 import shutil
-import sys
 
 import torch
 
@@ -12,7 +11,7 @@ from datasets.pipeline import build_loader
 from engine.accel import Accel
 from engine.cli import check_common_args, git_commit, print_header, resolve_device, seed_everything
 from engine.errors import UserError
-from engine.files import RunLock, append_line, atomic_write, check_file_writable, ensure_writable
+from engine.files import RunLock, append_line, atomic_write, check_file_writable, ensure_writable, trim_log
 from networks.checkpoint import load_checkpoint, read_checkpoint, save_checkpoint
 
 WEIGHTS_DIR = os.path.join("networks", "weights")  # relative to the working directory, as the original
@@ -298,40 +297,6 @@ class TrainingRun:
             self.writer = None
         self.accel.close()
         self.release()
-
-
-def trim_log(path, keep_bytes=None):
-    """Make metrics.jsonl whole before a run appends to it: a torn line (a crash or a full disk
-    mid-write, by an earlier version) is cut off with a warning; with --continue, `keep_bytes`
-    (its size when ...Last.pth was saved) drops an epoch logged after that save, which the
-    continued run trains and logs again."""
-    if not os.path.isfile(path):
-        return
-    with open(path, "rb") as f:
-        raw = f.read()
-    kept = raw[:keep_bytes] if keep_bytes is not None and keep_bytes < len(raw) else raw
-    lines = kept.splitlines(keepends=True)
-    whole = [line for line in lines if parse_log_line(line) is not None]
-    torn = sum(1 for line in lines if line.strip()) - len(whole)
-    if torn:
-        print(f"warning: {path}: dropped {torn} incomplete line(s) (from a crash or a full disk)", file=sys.stderr)
-    if len(whole) != len(lines) or kept is not raw:
-        with atomic_write(path) as f:
-            f.write(b"".join(whole))
-
-
-def parse_log_line(line):
-    """One metrics.jsonl line (bytes) as a dict with an integer epoch, or None when it is torn:
-    no newline at its end, not JSON, or not an epoch entry."""
-    if not line.endswith(b"\n"):
-        return None
-    try:
-        entry = json.loads(line)
-    except (ValueError, RecursionError):  # ValueError: also bytes that are not UTF-8
-        return None
-    if not isinstance(entry, dict) or type(entry.get("epoch")) is not int:
-        return None
-    return entry
 
 
 def check_finite(values, epoch, first_batch, last_batch):

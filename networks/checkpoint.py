@@ -14,7 +14,7 @@ import zipfile
 import torch
 
 from engine.errors import UserError
-from engine.files import atomic_write
+from engine.files import atomic_write, check_file_writable
 
 _ALIAS = re.compile(r"^encoder\.encoder[123]\.")  # the original registered each layer twice
 _UNUSED = ("covars", "invcovars")  # Gaussian fits saved by the original, never used
@@ -25,9 +25,7 @@ def save_checkpoint(state, path):
     failed save leaves the previous file whole and is one UserError line naming the path. A full
     disk reaches here as torch's RuntimeError ("unexpected pos ...", "failed writing file"), which
     never mentions space; a folder in the file's place as an OSError from the rename."""
-    if os.path.exists(path) and not os.access(path, os.W_OK):
-        raise UserError(f"cannot write checkpoint {path}: the file is read-only; make it writable "
-                        f"(chmod u+w) or move it away")
+    check_file_writable(path, "give another --name", what="checkpoint ")
     try:
         with atomic_write(path) as f:
             torch.save(state, f)

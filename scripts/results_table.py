@@ -4,7 +4,6 @@
 
 A file that is missing, not JSON, or not an evaluation's results is one error line, exit 2.
 """
-import math
 import os
 import sys
 
@@ -14,34 +13,15 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from engine.cli import run_cli  # noqa: E402
 from engine.errors import UserError  # noqa: E402
-from engine.files import read_json  # noqa: E402
+from engine.report import read_results  # noqa: E402
 
 FIX = "give a results file that eval_cacOpenset.py or eval_closedSet.py wrote"
-
-
-def read_results(path):
-    """One results file, checked: trials, method, dataset, and a finite accuracy and AUROC per trial."""
-    r = read_json(path, "results file", FIX)
-    if not isinstance(r, dict):
-        raise UserError(f"results file {path} holds a {type(r).__name__}, not an object; {FIX}")
-    trials = r.get("trials")
-    if not (isinstance(trials, list) and trials):
-        raise UserError(f"results file {path} has no list of trials; {FIX}")
-    for key in ("raw_top1_accuracy", "raw_auroc"):
-        values = r.get(key)
-        if not (isinstance(values, list) and len(values) == len(trials) and
-                all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in values)):
-            raise UserError(f"results file {path}: {key} is not {len(trials)} finite number(s), one per trial; {FIX}")
-    for key in ("method", "dataset"):
-        if not isinstance(r.get(key), str):
-            raise UserError(f"results file {path} has no {key} name; {FIX}")
-    return r
 
 
 def table(paths):
     rows = ["| method | dataset | trials | top-1 accuracy | AUROC |", "|---|---|---|---|---|"]
     for path in paths:
-        r = read_results(path)
+        r = read_results(path, FIX)
         acc, auc = np.array(r["raw_top1_accuracy"]), np.array(r["raw_auroc"])
         trials = f"{r['trials'][0]}-{r['trials'][-1]}" if len(r["trials"]) > 1 else str(r["trials"][0])
         spread = (lambda a: f" ± {a.std():.3f}") if len(acc) > 1 else (lambda a: "")

@@ -30,7 +30,7 @@ import train_closedSet
 from conftest import assert_one_line_error, ok, run_main
 from datasets.digits import Digits
 from engine.errors import UserError
-from engine.report import ResultFiles
+from engine.files import FileSet
 from networks import load_checkpoint, openSetClassifier, save_checkpoint
 
 FAST = ["--workers", "0"]
@@ -133,7 +133,7 @@ def test_failed_rename_restores_the_set_already_replaced(tmp_path, monkeypatch):
     folder.mkdir()
     for name in ("r.npz", "r.json"):
         (folder / name).write_text(f"old {name}")
-    files = ResultFiles()
+    files = FileSet()
     for name in ("r.npz", "r.json"):
         with open(files.stage(str(folder / name)), "w") as f:
             f.write(f"new {name}")

@@ -283,6 +283,7 @@ BAD_CONFIGS = {  # Digits entry change -> the key the line names
     "channels_2": (lambda c: c.update(im_channels=2), "im_channels"),
     "one_class": (lambda c: c.update(num_known_classes=1), "num_known_classes"),
     "dropout_1": (lambda c: c.update(dropout=1), "dropout"),
+    "dropout_400_digits": (lambda c: c.update(dropout=10 ** 400), "dropout"),  # too large for a float
     "val_fraction_0": (lambda c: c.update(val_fraction=0), "val_fraction"),
     "val_fraction_1": (lambda c: c.update(val_fraction=1.0), "val_fraction"),
     "flip_2": (lambda c: c["data_transforms"].update(flip=2), "data_transforms.flip"),
@@ -363,7 +364,7 @@ def test_training_log_reader_leaves_out_torn_lines(tmp_path, capsys):
 
 
 def test_a_torn_last_line_is_cut_off_before_the_next_append(tmp_path, capsys):
-    from engine.training import trim_log
+    from engine.files import trim_log
 
     path = tmp_path / "metrics.jsonl"
     whole = b'{"epoch": 0, "a": 1.0}\n{"epoch": 1, "a": 2.0}\n'
