@@ -17,9 +17,8 @@ import torch
 
 from engine.calibration import anchor_key, cached_anchor_means, stored_calibration
 from engine.cli import run_cli, runtime_parser, evaluation_parser
-from engine.evaluation import (evaluate_trials, gather_splits, load_trial_network, network_kwargs, overflow_error,
-                               scorer_outputs)
-from networks import openSetClassifier
+from engine.evaluation import evaluate_trials, gather_splits, load_trial_network, overflow_error, scorer_outputs
+from networks.weights import CAC, CAC_ANCHOR_LOSS
 from scorers import cac_scorers
 from utils import compute_anchor_means
 
@@ -53,9 +52,9 @@ def anchor_means(args, net, ckpt, calibration, data, loader, device, path):
 
 
 def evaluate_trial(args, data, loader, device):
-    net, ckpt, path = load_trial_network(openSetClassifier, args, data, "CACclassifierAnchorLoss",
+    net, ckpt, path, config = load_trial_network(CAC, args, data, CAC_ANCHOR_LOSS,
                                          "train_cacOpenset.py", device)
-    calibration = stored_calibration(ckpt, path, "CAC", data.num_known)  # an invalid one: warned, made again
+    calibration = stored_calibration(ckpt, path, CAC, data.num_known)  # an invalid one: warned, made again
     means, key = anchor_means(args, net, ckpt, calibration, data, loader, device, path)
     net.set_anchors(means)
     print(f"==> Evaluating open set network accuracy and AUROC for trial {data.trial}..")
@@ -63,12 +62,12 @@ def evaluate_trial(args, data, loader, device):
     return {"scorers": scorer_outputs(lambda out: cac_scorers(out[1]), outputs),
             "known_labels": outputs["known"][1].numpy(), "known_logits": outputs["known"][0][0].numpy(),
             "unknown_logits": outputs["unknown"][0][0].numpy(), "anchors": means.cpu().numpy(), "anchor_key": key,
-            "checkpoint": path, "network": network_kwargs(data, ckpt), "calibration": calibration}
+            "checkpoint": path, "network": config.as_dict(), "calibration": calibration}
 
 
 def main(argv=None):
     args = parse_args(argv)
-    return evaluate_trials(args, "CAC", lambda *a: evaluate_trial(args, *a))
+    return evaluate_trials(args, CAC, lambda *a: evaluate_trial(args, *a))
 
 
 if __name__ == "__main__":

@@ -6,7 +6,7 @@ classes coloured by class, unknown ones grey, class-mean anchors as stars; a 2-D
 projection when there are more than 2 known classes); the training curves of the run
 (runs/<dataset>_<trial>_<name><method>/metrics.jsonl; a log without one usable line is
 skipped with a warning). Each picture is saved where the caller's `stage` says: evaluation
-writes its files as one set (engine.files.FileSet).
+writes its files as one set (core.files.FileSet).
 """
 import os
 import sys
@@ -19,8 +19,9 @@ from matplotlib.ticker import MaxNLocator  # noqa: E402
 import numpy as np  # noqa: E402
 from sklearn.metrics import roc_curve  # noqa: E402
 
-from engine.files import parse_log_line  # noqa: E402
-from engine.values import is_finite_number  # noqa: E402
+from core.logfile import parse_log_line  # noqa: E402
+from networks.weights import trained_on  # noqa: E402
+from core.values import is_finite_number  # noqa: E402
 from scorers import SCORER_LABELS  # noqa: E402
 
 DPI = 110  # ~700 x 500 pixels per 6.4 x 4.8 inch panel pair: readable, small files
@@ -204,8 +205,8 @@ def draw_evaluation(records, stem, method, args, stage=lambda path: path):
         draw(histogram_figure, t, "hist", record)
         if record.get("anchors") is not None:
             draw(logit_space_figure, t, "logits", record)
-        trained_on = "CIFAR+10" if args.dataset == "CIFAR+50" else args.dataset  # CIFAR+50 reuses CIFAR+10's run
-        log = os.path.join("runs", f"{trained_on}_{t}_{args.name}{method}", "metrics.jsonl")
+        source = trained_on(args.dataset)  # CIFAR+50 reuses CIFAR+10's run
+        log = os.path.join("runs", f"{source}_{t}_{args.name}{method}", "metrics.jsonl")
         if not os.path.isfile(log):
             print(f"no training log {log} (weights trained elsewhere?): no training-curve plot for trial {t}")
             continue
@@ -214,6 +215,6 @@ def draw_evaluation(records, stem, method, args, stage=lambda path: path):
             print(f"warning: no training-curve plot for trial {t}: the training log {log} is damaged: {problem}",
                   file=sys.stderr)
             continue
-        title = f"training of {trained_on} trial {t} ({method}, name '{args.name}')"
+        title = f"training of {source} trial {t} ({method}, name '{args.name}')"
         draw(training_figure, t, "training", runs, title)
     return paths

@@ -33,8 +33,8 @@ from torchvision.datasets.folder import IMG_EXTENSIONS
 from datasets.folder import prepare_image
 from engine.calibration import calibration_problem
 from engine.cli import resolve_device, run_cli
-from engine.errors import UserError
-from engine.files import atomic_write, ensure_writable
+from core.errors import UserError
+from core.files import atomic_write, ensure_writable
 from networks import closedSetClassifier, load_checkpoint, openSetClassifier, read_checkpoint
 from scorers import cac_scorers, ce_scorers
 

@@ -17,10 +17,11 @@ from tqdm import tqdm
 
 from engine.accel import accel_parser
 from engine.cli import run_cli, runtime_parser, training_parser
-from engine.errors import UserError
+from core.errors import UserError
 from engine.resume import Progress
 from engine.training import LOG_EVERY, TrainingRun, check_finite
-from networks import openSetClassifier
+from networks import build_network
+from networks.weights import CAC, CAC_ACCURACY, CAC_ANCHOR_LOSS, CAC_CAC_LOSS, CAC_LAST
 from utils import CACLoss
 
 
@@ -89,21 +90,21 @@ def validate(net, loader, criterion, accel):
 
 def main(argv=None):
     args = parse_args(argv)
-    with TrainingRun(args, method="CAC", phase_key="openset_training") as run:  # holds the run's lock
+    with TrainingRun(args, method=CAC, phase_key="openset_training") as run:  # holds the run's lock
         train(args, run)
 
 
 def train(args, run):
     """A first run, a -r run or a --continue of either, in `run` (locked, checked)."""
-    kwargs = run.network_kwargs()
-    net = openSetClassifier(**kwargs, init_weights=not args.resume).to(run.device)
-    net.set_anchors(torch.diag(torch.full((kwargs["num_classes"],), float(args.alpha))))
-    start_epoch = run.start_epoch(net, "CACclassifierAnchorLoss", "train_cacOpenset.py")
+    config = run.network_config()
+    net = build_network(config, CAC, init_weights=not args.resume).to(run.device)
+    net.set_anchors(torch.diag(torch.full((config.num_classes,), float(args.alpha))))
+    start_epoch = run.start_epoch(net, CAC_ANCHOR_LOSS, "train_cacOpenset.py")
     net, model = run.accel.prepare(net)  # model: what the training step calls (DDP, compiled)
     optimizer = run.optimizer(net)
     criterion = CACLoss(args.lbda)
     best = {"anchor": float("inf"), "cac": float("inf"), "acc": 0.0}
-    progress = Progress(run, net, optimizer, best, run.generators(), "CACclassifierLast")
+    progress = Progress(run, net, optimizer, best, run.generators(), CAC_LAST)
     epochs = progress.epochs(run.epochs(start_epoch))  # --continue: the interrupted run's remaining epochs
     run.save_config()
     with progress.stop_signals():  # SIGINT/SIGTERM: finish the step, save ...Last.pth, exit
@@ -113,9 +114,9 @@ def train(args, run):
             acc = stats["val/accuracy"]
             state = None
             for key, value, better, suffix in (
-                    ("anchor", stats["val/anchorLoss"], lambda v, b: v <= b, "CACclassifierAnchorLoss"),
-                    ("cac", stats["val/CACLoss"], lambda v, b: v <= b, "CACclassifierCACLoss"),
-                    ("acc", acc, lambda v, b: v >= b, "CACclassifierAccuracy")):
+                    ("anchor", stats["val/anchorLoss"], lambda v, b: v <= b, CAC_ANCHOR_LOSS),
+                    ("cac", stats["val/CACLoss"], lambda v, b: v <= b, CAC_CAC_LOSS),
+                    ("acc", acc, lambda v, b: v >= b, CAC_ACCURACY)):
                 if better(value, best[key]):
                     best[key] = value
                     state = state or run.checkpoint(net, acc, epoch)
@@ -125,7 +126,7 @@ def train(args, run):
     run.close()
     if run.is_main:
         print(f"best validation: accuracy {best['acc']:.2f}%, anchor loss {best['anchor']:.4f}, "
-              f"CAC loss {best['cac']:.4f}; checkpoints in {run.weights('CACclassifierAnchorLoss')}")
+              f"CAC loss {best['cac']:.4f}; checkpoints in {run.weights(CAC_ANCHOR_LOSS)}")
 
 
 if __name__ == "__main__":

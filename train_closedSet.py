@@ -20,7 +20,8 @@ from engine.accel import accel_parser
 from engine.cli import run_cli, runtime_parser, training_parser
 from engine.resume import Progress
 from engine.training import LOG_EVERY, TrainingRun, check_finite
-from networks import closedSetClassifier
+from networks import build_network
+from networks.weights import CLOSED_SET, CLOSED_SET_BEST, CLOSED_SET_LAST
 
 
 def parse_args(argv=None):
@@ -76,20 +77,20 @@ def validate(net, loader, accel):
 
 def main(argv=None):
     args = parse_args(argv)
-    with TrainingRun(args, method="ClosedSet", phase_key="closedset_training") as run:  # holds the run's lock
+    with TrainingRun(args, method=CLOSED_SET, phase_key="closedset_training") as run:  # holds the run's lock
         train(args, run)
 
 
 def train(args, run):
     """A first run, a -r run or a --continue of either, in `run` (locked, checked)."""
-    net = closedSetClassifier(**run.network_kwargs(), init_weights=not args.resume).to(run.device)
-    start_epoch = run.start_epoch(net, "closedSetClassifier", "train_closedSet.py")
+    net = build_network(run.network_config(), CLOSED_SET, init_weights=not args.resume).to(run.device)
+    start_epoch = run.start_epoch(net, CLOSED_SET_BEST, "train_closedSet.py")
     net, model = run.accel.prepare(net)  # model: what the training step calls (DDP, compiled)
     optimizer = run.optimizer(net)
     # as the original: -r keeps the loaded checkpoint's accuracy as the one to beat, and the file
     # is replaced only by a strictly better one; a first run always saves its first epoch
     best = {"acc": float(run.resumed_from.get("acc", -math.inf)) if args.resume else -math.inf}
-    progress = Progress(run, net, optimizer, best, run.generators(), "closedSetClassifierLast")
+    progress = Progress(run, net, optimizer, best, run.generators(), CLOSED_SET_LAST)
     epochs = progress.epochs(run.epochs(start_epoch))  # --continue: the interrupted run's remaining epochs
     run.save_config()
     with progress.stop_signals():  # SIGINT/SIGTERM: finish the step, save ...Last.pth, exit
@@ -98,12 +99,12 @@ def train(args, run):
             stats.update(validate(net, run.val_loader, run.accel))
             if stats["val/accuracy"] > best["acc"]:
                 best["acc"] = stats["val/accuracy"]
-                run.save(run.checkpoint(net, best["acc"], epoch), "closedSetClassifier")
+                run.save(run.checkpoint(net, best["acc"], epoch), CLOSED_SET_BEST)
             run.log(epoch, stats)
             progress.end_epoch(epoch)
     run.close()
     if run.is_main:
-        print(f"best validation accuracy {best['acc']:.2f}%; checkpoint {run.weights('closedSetClassifier')}")
+        print(f"best validation accuracy {best['acc']:.2f}%; checkpoint {run.weights(CLOSED_SET_BEST)}")
 
 
 if __name__ == "__main__":

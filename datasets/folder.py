@@ -22,7 +22,7 @@ from torchvision import datasets as tvd
 from torchvision import transforms as T
 
 from datasets.splits import brief, read_split_json
-from engine.errors import UserError
+from core.errors import UserError
 
 FOLDER_DATASET = "ImageFolder"  # the --dataset name of users' own data
 

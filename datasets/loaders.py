@@ -16,9 +16,10 @@ from datasets.sources import NUM_CLASSES, SOURCES, open_source, source_labels
 from datasets import splits
 from datasets.partition import trainval_split
 from datasets.splits import DATASETS_DIR, cached_normalization, load_class_split, normalization_problem
-from engine.errors import UserError
-from engine.files import read_json
-from engine.values import is_finite_number, is_whole_number
+from core.errors import UserError
+from core.files import read_json
+from core.values import is_finite_number, is_whole_number
+from networks.config import im_size_problem
 
 DATASET_NAMES = (*SOURCES, FOLDER_DATASET)
 FIRST_RELEASE_TRIALS = 5  # trials 5-9 of the paper's data sets are its first-release class splits
@@ -111,9 +112,8 @@ def check_config(dataset, entry, path):
     if not isinstance(entry, dict):
         refuse("the entry", f"is a {type(entry).__name__}, not an object")
     size = entry.get("im_size")
-    if not is_whole_number(size) or size <= 0 or size % 8:
-        raise UserError(f"im_size {size!r} of {dataset} in {path} is not a positive multiple of 8 (the CNN "
-                        f"halves images three times): use e.g. 32 or 64")
+    if im_size_problem(size):
+        raise UserError(f"im_size {size!r} of {dataset} in {path} {im_size_problem(size)}: use e.g. 32 or 64")
     for key, (test, want) in {**CONFIG_RULES, **OPTIONAL_RULES}.items():
         value, found = entry, True
         for part in key.split("."):
@@ -171,8 +171,8 @@ def apply_overrides(cfg, dataset, im_size=None, im_channels=None):
     """A copy of `cfg` with --im_size / --im_channels applied (channels: own image folders only)."""
     cfg = dict(cfg)
     if im_size is not None:
-        if im_size < 8 or im_size % 8:
-            raise UserError(f"--im_size {im_size}: give a multiple of 8 (the CNN halves the image 3 times)")
+        if im_size_problem(im_size):
+            raise UserError(f"--im_size {im_size} {im_size_problem(im_size)}: give e.g. 32 or 64")
         cfg["im_size"] = im_size
     if im_channels is not None:
         if dataset != FOLDER_DATASET:

@@ -30,9 +30,9 @@ import sys
 import numpy as np
 
 from datasets.splits import labels_fingerprint
-from engine.errors import UserError
-from engine.files import atomic_write, read_json
-from engine.values import is_whole_number
+from core.errors import UserError
+from core.files import atomic_write, read_json
+from core.values import is_whole_number
 
 # The original's procedure, as facts (../shared/protocol/trainval.md)
 ORIGINAL_SEED = 1000

@@ -19,8 +19,8 @@ from torchvision import datasets as tvd
 from datasets.digits import Digits
 from datasets.folder import SafeImageFolder
 from datasets.splits import brief
-from engine.errors import UserError
-from engine.files import atomic_write
+from core.errors import UserError
+from core.files import atomic_write
 
 # data set name -> (source of the known classes, source of the unknown classes)
 SOURCES = {

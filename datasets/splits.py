@@ -12,9 +12,9 @@ import sys
 
 import numpy as np
 
-from engine.errors import UserError
-from engine.files import atomic_write, read_json
-from engine.values import is_finite_number, is_number, is_whole_number
+from core.errors import UserError
+from core.files import atomic_write, read_json
+from core.values import is_finite_number, is_number, is_whole_number
 
 DATASETS_DIR = os.path.dirname(os.path.abspath(__file__))
 

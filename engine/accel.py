@@ -14,7 +14,7 @@ import os
 import torch
 import torch.distributed as dist
 
-from engine.errors import UserError
+from core.errors import UserError
 
 # Measured on a 2-core CPU (docs/performance.md): channels_last speeds up the paper's CNN's
 # training step on CPU (oneDNN) as well as on CUDA (tensor cores), so it is on everywhere.

@@ -16,8 +16,8 @@ import numpy as np
 import torch
 
 from datasets.splits import labels_fingerprint, normalization_problem
-from engine.errors import UserError
-from engine.values import is_finite_number, is_whole_number
+from core.errors import UserError
+from core.values import is_finite_number, is_whole_number
 from networks.checkpoint import read_checkpoint, save_checkpoint
 
 SCORERS = {"CAC": ("cac", "min_distance"), "ClosedSet": ("max_softmax", "max_logit")}

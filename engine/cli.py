@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from datasets.loaders import DATASET_NAMES
-from engine.errors import Interrupted, UserError
+from core.errors import Interrupted, UserError
 from networks.backbones import BACKBONE_HELP
 
 REPO_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -11,12 +11,13 @@ from datasets.pipeline import build_loader
 from engine.accel import CHANNELS_LAST
 from engine.calibration import calibration_record, store_calibration
 from engine.cli import check_common_args, print_header, resolve_device, seed_everything
-from engine.errors import UserError
-from engine.files import FileSet, check_file_writable, ensure_writable
+from core.errors import UserError
+from core.files import FileSet, check_file_writable, ensure_writable
 from engine.report import print_table, summarize, write_results, write_scores
-from engine.training import weights_path
 from metrics import ACCEPT_RATE, all_metrics
+from networks import NetworkConfig, build_network
 from networks.checkpoint import load_checkpoint, read_checkpoint
+from networks.weights import weights_path
 from utils import gather_outputs
 
 RESULTS_DIR = "results"  # relative to the working directory
@@ -28,10 +29,10 @@ def check_evaluation_args(args):
         raise UserError(f"--num_trials {args.num_trials}: evaluate at least one trial")
 
 
-def load_trial_network(network_class, args, data, suffix, train_script, device):
+def load_trial_network(method, args, data, suffix, train_script, device):
     """Build the network a trial's checkpoint was trained with (its backbone, the data set's
     shape) and load it, in eval mode; a missing file names the command that trains it.
-    Returns (network, checkpoint dict, path)."""
+    Returns (network, checkpoint dict, path, NetworkConfig)."""
     path = weights_path(args.dataset, data.trial, args.name, suffix)
     if not os.path.isfile(path):
         name = f" --name {args.name}" if args.name else " --name ''"
@@ -50,18 +51,12 @@ def load_trial_network(network_class, args, data, suffix, train_script, device):
     if saved_known is not None and sorted(saved_known) != sorted(data.known):
         raise UserError(f"checkpoint {path} was trained on known classes {saved_known} but the split of this "
                         f"evaluation has {list(data.known)}: use the split file training used")
-    net = network_class(cfg["num_known_classes"], cfg["im_channels"], cfg["im_size"], dropout=cfg["dropout"],
-                        backbone=ckpt.get("backbone", "cnn")).to(device)
+    config = NetworkConfig.for_data(cfg, ckpt.get("backbone", "cnn"))
+    net = build_network(config, method).to(device)
     load_checkpoint(path, net, ckpt)
     if CHANNELS_LAST[device.type]:
         net = net.to(memory_format=torch.channels_last)
-    return net.eval(), ckpt, path
-
-
-def network_kwargs(data, ckpt):
-    c = data.cfg
-    return {"num_classes": c["num_known_classes"], "num_channels": c["im_channels"], "im_size": c["im_size"],
-            "dropout": c["dropout"], "backbone": ckpt.get("backbone", "cnn")}
+    return net.eval(), ckpt, path, config
 
 
 def gather_splits(net, data, loader, device):

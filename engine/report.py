@@ -1,12 +1,12 @@
 """Evaluation outputs: the mean ± std table, the results JSON and the per-sample .npz (the
-evaluation writes them as one set: engine.files.FileSet), and the reader of results JSONs."""
+evaluation writes them as one set: core.files.FileSet), and the reader of results JSONs."""
 import json
 
 import numpy as np
 
-from engine.errors import UserError
-from engine.files import read_json
-from engine.values import is_finite_number
+from core.errors import UserError
+from core.files import read_json
+from core.values import is_finite_number
 from metrics import METRIC_LABELS
 from scorers import SCORER_LABELS
 

@@ -18,9 +18,9 @@ import threading
 import numpy as np
 import torch
 
-from engine.errors import Interrupted, UserError
+from core.errors import Interrupted, UserError
 from engine.training import check_finite
-from engine.values import is_number, is_whole_number
+from core.values import is_number, is_whole_number
 from networks.checkpoint import load_checkpoint, read_checkpoint, save_checkpoint
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)

@@ -10,17 +10,15 @@ from datasets.loaders import OpenSetData
 from datasets.pipeline import build_loader
 from engine.accel import Accel
 from engine.cli import check_common_args, git_commit, print_header, resolve_device, seed_everything
-from engine.errors import UserError
-from engine.files import RunLock, append_line, atomic_write, check_file_writable, ensure_writable, trim_log
+from core.errors import UserError
+from core.files import atomic_write, check_file_writable, ensure_writable
+from core.lock import RunLock
+from core.logfile import append_line, trim_log
 from networks.checkpoint import load_checkpoint, read_checkpoint, save_checkpoint
+from networks.config import NetworkConfig
+from networks.weights import LAST, RUN_FILES, lock_path, saved_under, weights_path
 
-WEIGHTS_DIR = os.path.join("networks", "weights")  # relative to the working directory, as the original
 LOG_EVERY = 20  # steps between host reads of the running loss (no per-step device sync)
-
-
-def weights_path(dataset, trial, name, suffix):
-    """networks/weights/<dataset>/<dataset>_<trial>_<name><suffix>.pth (SPEC section 3)."""
-    return os.path.join(WEIGHTS_DIR, dataset, f"{dataset}_{trial}_{name}{suffix}.pth")
 
 
 def check_training_args(args):
@@ -30,12 +28,6 @@ def check_training_args(args):
     if args.overwrite and args.continue_run:
         raise UserError("--overwrite starts the run afresh and --continue picks up the interrupted one: "
                         "give one of them")
-
-
-# every file a training run of each method writes, by suffix; the last one is ...Last.pth
-RUN_FILES = {"CAC": ("CACclassifierAnchorLoss", "CACclassifierCACLoss", "CACclassifierAccuracy",
-                     "CACclassifierLast"),
-             "ClosedSet": ("closedSetClassifier", "closedSetClassifierLast")}
 
 
 class TrainingRun:
@@ -49,9 +41,9 @@ class TrainingRun:
         self.args, self.method = args, method
         self.phase = int(args.resume)  # 0: first run, 1: resumed run with the lower learning rate
         self.run_dir = os.path.join("runs", f"{args.dataset}_{args.trial}_{args.name}{method}")
-        self.also = ["CIFAR+50"] if args.dataset == "CIFAR+10" else []  # see save()
-        self.locks = [RunLock(self.lock_path(ds), f"run {ds}_{args.trial}_{args.name}{method}")
-                      for ds in [args.dataset] + self.also]
+        self.datasets = saved_under(args.dataset)  # CIFAR+10: its files serve CIFAR+50 too
+        self.locks = [RunLock(lock_path(ds, args.trial, args.name, method), f"run {ds}_{args.trial}_{args.name}{method}")
+                      for ds in self.datasets]
         self.check_run_state()  # at once, before the data is read; again under the lock (__enter__)
         self.accel = Accel(resolve_device(args.device), args.amp, args.compile, args.sync_bn)
         self.device, self.is_main = self.accel.device, self.accel.is_main
@@ -108,7 +100,7 @@ class TrainingRun:
 
     def run_files(self):
         """Every checkpoint path this run writes (CIFAR+10: the CIFAR+50 copies too)."""
-        return [self.weights(suffix, ds) for ds in [self.args.dataset] + self.also for suffix in RUN_FILES[self.method]]
+        return [self.weights(suffix, ds) for ds in self.datasets for suffix in RUN_FILES[self.method]]
 
     def check_run_state(self):
         """Refuse to start a run that would replace another: a first run whose checkpoints or runs/
@@ -134,7 +126,7 @@ class TrainingRun:
     def check_second_phase(self):
         """-r starts the second phase from the first run's best checkpoints; refuse when ...Last.pth
         shows the first run unfinished, or a -r phase already begun (its checkpoints are -r's)."""
-        path = self.weights(RUN_FILES[self.method][-1])
+        path = self.weights(LAST[self.method])
         if not os.path.isfile(path):
             return  # no state: an original or imported checkpoint, or a first run of an older version
         try:
@@ -186,11 +178,6 @@ class TrainingRun:
     def weights(self, suffix, dataset=None):
         return weights_path(dataset or self.args.dataset, self.args.trial, self.args.name, suffix)
 
-    def lock_path(self, dataset):
-        """The run's lock file, beside its checkpoints (hidden: not a checkpoint)."""
-        a = self.args
-        return os.path.join(WEIGHTS_DIR, dataset, f".{dataset}_{a.trial}_{a.name}{self.method}.lock")
-
     def epochs(self, start_epoch):
         count = self.args.epochs or self.hparams["max_epoch"][self.phase]
         return range(start_epoch, start_epoch + count)
@@ -213,23 +200,20 @@ class TrainingRun:
         return torch.optim.SGD(net.parameters(), lr=h["learning_rate"][self.phase], momentum=h.get("momentum", 0.9),
                                weight_decay=h["weight_decay"])
 
-    def network_kwargs(self):
-        c = self.cfg
-        return dict(num_classes=c["num_known_classes"], num_channels=c["im_channels"], im_size=c["im_size"],
-                    dropout=c["dropout"], backbone=self.args.backbone)
+    def network_config(self):
+        return NetworkConfig.for_data(self.cfg, self.args.backbone)
 
     def checkpoint(self, net, acc, epoch):
         """The original's dict {'net', 'acc', 'epoch'} plus what rebuilds and explains the network."""
         return {"net": net.state_dict_with_aliases(), "acc": acc, "epoch": epoch, "backbone": self.args.backbone,
-                "network": self.network_kwargs(), "method": self.method, "dataset": self.args.dataset,
+                "network": self.network_config().as_dict(), "method": self.method, "dataset": self.args.dataset,
                 "trial": self.args.trial, "known_classes": list(self.data.known),
                 "args": vars(self.args), "git": self.git}
 
     def save(self, state, suffix):
         if not self.is_main:
             return
-        save_checkpoint(state, self.weights(suffix))
-        for dataset in self.also:  # CIFAR+10: same known classes, the file serves CIFAR+50 too
+        for dataset in self.datasets:  # CIFAR+10: same known classes, the file serves CIFAR+50 too
             save_checkpoint(state, self.weights(suffix, dataset=dataset))
 
     def log(self, epoch, stats):

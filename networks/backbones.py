@@ -3,8 +3,9 @@ import re
 
 import torch.nn as nn
 
-from engine.errors import UserError
+from core.errors import UserError
 
+from networks.config import im_size_problem
 from networks.cnn import CNNEncoder
 from networks.wideresnet import WideResNetEncoder
 
@@ -13,12 +14,13 @@ BACKBONE_HELP = "'cnn' (the paper's 9-layer CNN) or 'wrn-DEPTH-WIDTH', e.g. wrn-
 
 def build_encoder(backbone, num_channels, im_size, dropout):
     """Return an encoder with an `out_features` attribute; forward gives (batch, out_features)."""
+    problem = im_size_problem(im_size)
+    if problem:
+        raise UserError(f"image size {im_size} {problem}: resize images to e.g. 32 or 64")
     if backbone == "cnn":
         return CNNEncoder(num_channels, im_size, dropout)
     match = re.fullmatch(r"wrn-(\d+)-(\d+)", backbone)
     if match:
-        if im_size <= 0 or im_size % 8:
-            raise UserError(f"image size {im_size} is not a positive multiple of 8")
         return WideResNetEncoder(int(match[1]), int(match[2]), num_channels, dropout)
     raise UserError(f"unknown backbone {backbone!r}: use {BACKBONE_HELP}")
 

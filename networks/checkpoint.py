@@ -13,8 +13,8 @@ import zipfile
 
 import torch
 
-from engine.errors import UserError
-from engine.files import atomic_write, check_file_writable
+from core.errors import UserError
+from core.files import atomic_write, check_file_writable
 
 _ALIAS = re.compile(r"^encoder\.encoder[123]\.")  # the original registered each layer twice
 _UNUSED = ("covars", "invcovars")  # Gaussian fits saved by the original, never used

@@ -7,19 +7,15 @@ has one name per tensor; the original also registered them a second time inside
 """
 import torch.nn as nn
 
-from engine.errors import UserError
+from networks.config import DOWNSAMPLE_FACTOR
 
 # Output channels of conv1..conv9; the third convolution of each block halves the size.
 CHANNELS = (64, 64, 128, 128, 128, 128, 128, 128, 128)
-DOWNSAMPLE_FACTOR = 8  # three stride-2 convolutions
 
 
 class CNNEncoder(nn.Module):
     def __init__(self, num_channels, im_size, dropout=0.3):
         super().__init__()
-        if im_size % DOWNSAMPLE_FACTOR != 0 or im_size <= 0:
-            raise UserError(f"image size {im_size} is not a positive multiple of 8: the CNN "
-                             f"halves the image three times; resize images to e.g. 32 or 64")
         in_channels = num_channels
         for i, out_channels in enumerate(CHANNELS, start=1):
             stride = 2 if i % 3 == 0 else 1

@@ -6,7 +6,7 @@ Global average pooling makes the feature size independent of the image size.
 import torch.nn as nn
 import torch.nn.functional as F
 
-from engine.errors import UserError
+from core.errors import UserError
 
 
 class _BasicBlock(nn.Module):

@@ -16,9 +16,9 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # run from anywhere
 from datasets import DATASET_NAMES  # noqa: E402
 from engine.cli import run_cli  # noqa: E402
-from engine.errors import UserError  # noqa: E402
-from engine.files import atomic_write  # noqa: E402
-from engine.training import WEIGHTS_DIR  # noqa: E402
+from core.errors import UserError  # noqa: E402
+from core.files import atomic_write  # noqa: E402
+from networks.weights import WEIGHTS_DIR  # noqa: E402
 from networks import read_checkpoint  # noqa: E402
 
 _NAME = re.compile(r"^(?P<dataset>.+?)_(?P<trial>\d+)_(?P<rest>.*\.pth)$")

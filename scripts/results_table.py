@@ -12,7 +12,7 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from engine.cli import run_cli  # noqa: E402
-from engine.errors import UserError  # noqa: E402
+from core.errors import UserError  # noqa: E402
 from engine.report import read_results  # noqa: E402
 
 FIX = "give a results file that eval_cacOpenset.py or eval_closedSet.py wrote"

@@ -5,7 +5,7 @@ import pickle
 import pytest
 import torch
 
-from engine.errors import UserError
+from core.errors import UserError
 from networks import closedSetClassifier, load_checkpoint, openSetClassifier, save_checkpoint
 
 

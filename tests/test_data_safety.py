@@ -24,7 +24,7 @@ from datasets.loaders import OpenSetData, load_config
 from datasets.setup_tinyimagenet import SetupError, main as setup_main, sort_val_images
 from datasets.sources import open_source
 from datasets.splits import cached_normalization, load_class_split
-from engine.errors import UserError
+from core.errors import UserError
 from fakedata import write_image_folder, write_mnist, write_svhn, write_tinyimagenet
 
 

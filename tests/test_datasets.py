@@ -21,7 +21,7 @@ from PIL import Image
 
 from conftest import REPO
 from datasets import OpenSetData
-from engine.errors import UserError
+from core.errors import UserError
 from fakedata import write_cifar10, write_cifar100, write_mnist, write_svhn, write_tinyimagenet
 
 DATASETS = os.path.join(REPO, "datasets")

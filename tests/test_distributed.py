@@ -10,7 +10,7 @@ import torch
 from conftest import REPO
 
 import train_closedSet
-from engine.errors import UserError
+from core.errors import UserError
 
 # Runs a training script under torchrun; each rank also saves the weights it ended with, so
 # that the test can compare them (the scripts themselves save on rank 0 only).

@@ -29,8 +29,8 @@ import train_cacOpenset
 import train_closedSet
 from conftest import assert_one_line_error, ok, run_main
 from datasets.digits import Digits
-from engine.errors import UserError
-from engine.files import FileSet
+from core.errors import UserError
+from core.files import FileSet
 from networks import load_checkpoint, openSetClassifier, save_checkpoint
 
 FAST = ["--workers", "0"]

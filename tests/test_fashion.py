@@ -12,7 +12,7 @@ import pytest
 from conftest import assert_one_line_error, run_script
 from datasets import OpenSetData
 from datasets.sources import expected_files
-from engine.errors import UserError
+from core.errors import UserError
 from fakedata import write_mnist
 
 

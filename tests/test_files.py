@@ -4,8 +4,8 @@ import stat
 
 import pytest
 
-from engine.errors import UserError
-from engine.files import atomic_write, ensure_writable
+from core.errors import UserError
+from core.files import atomic_write, ensure_writable
 
 
 def test_atomic_write_replaces_with_usual_permissions(tmp_path):

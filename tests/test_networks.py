@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 import torch
 
-from engine.errors import UserError
+from core.errors import UserError
 from networks import closedSetClassifier, openSetClassifier
 from networks.backbones import build_encoder
 

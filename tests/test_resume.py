@@ -20,7 +20,7 @@ import torch
 import train_cacOpenset
 import train_closedSet
 from conftest import REPO, run_script
-from engine.errors import Interrupted
+from core.errors import Interrupted
 from engine.resume import Progress, rng_state, set_rng_state
 
 CAC_FILES = ("CACclassifierAnchorLoss", "CACclassifierCACLoss", "CACclassifierAccuracy", "CACclassifierLast")

@@ -20,8 +20,9 @@ import torch
 
 from conftest import REPO, assert_one_line_error
 from engine.cli import check_common_args, run_cli
-from engine.errors import UserError
-from engine.files import RunLock, append_line
+from core.errors import UserError
+from core.lock import RunLock
+from core.logfile import append_line
 from fakedata import write_image_folder
 from test_bad_input import checkpoint, datasets_dir, private_datasets_dir, run_in_process
 
@@ -177,7 +178,7 @@ def test_resume_with_overwrite_runs_the_second_phase_again(tmp_path, isolated_da
 HOLD_LOCK = """
 import sys, time
 sys.path.insert(0, {repo!r})
-from engine.files import RunLock
+from core.lock import RunLock
 lock = RunLock({path!r}, "run")
 lock.acquire()
 print("locked", flush=True)
@@ -364,7 +365,7 @@ def test_training_log_reader_leaves_out_torn_lines(tmp_path, capsys):
 
 
 def test_a_torn_last_line_is_cut_off_before_the_next_append(tmp_path, capsys):
-    from engine.files import trim_log
+    from core.logfile import trim_log
 
     path = tmp_path / "metrics.jsonl"
     whole = b'{"epoch": 0, "a": 1.0}\n{"epoch": 1, "a": 2.0}\n'

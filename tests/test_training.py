@@ -5,7 +5,7 @@ import torch
 
 import train_cacOpenset
 import train_closedSet
-from engine.errors import UserError
+from core.errors import UserError
 from utils import CACLoss
 
 
