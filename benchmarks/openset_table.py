@@ -28,10 +28,11 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
 from engine.cli import git_commit  # noqa: E402
-from engine.errors import UserError  # noqa: E402
-from engine.files import atomic_write, parse_log_line, read_json  # noqa: E402
+from core.errors import UserError  # noqa: E402
+from core.files import atomic_write, read_json  # noqa: E402
+from core.logfile import parse_log_line
 from engine.report import read_results  # noqa: E402
-from engine.values import is_finite_number  # noqa: E402
+from core.values import is_finite_number  # noqa: E402
 
 # method -> (training script, evaluation script, results-file tag of engine/evaluation.py)
 METHODS = {"CAC": ("train_cacOpenset.py", "eval_cacOpenset.py", "CAC"),
