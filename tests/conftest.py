@@ -1,4 +1,6 @@
-"""Shared test helpers: repo paths on sys.path, the released reference files, CLI runner."""
+"""Shared test helpers: repo paths on sys.path, the released reference files, the script runner,
+and the two kinds of test: tests/unit/ (one file per module, fast: `pytest tests/unit`) and
+tests/e2e/ (whole script runs), marked `unit` and `e2e` by their folder."""
 import os
 import shutil
 import subprocess
@@ -91,3 +93,15 @@ def isolated_datasets_dir(tmp_path, monkeypatch):
             shutil.copytree(os.path.join(source, name, "class_splits"), private / name / "class_splits")
     monkeypatch.setattr(splits, "DATASETS_DIR", str(private))
     return private
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "unit: a module's own test (tests/unit/, fast)")
+    config.addinivalue_line("markers", "e2e: runs whole scripts (tests/e2e/)")
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        parts = os.path.relpath(str(item.path), os.path.join(REPO, "tests")).split(os.sep)
+        if parts[0] in ("unit", "e2e"):
+            item.add_marker(getattr(pytest.mark, parts[0]))
