@@ -29,7 +29,6 @@ from torch.utils.flop_counter import FlopCounterMode
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # run from anywhere
 from datasets.loaders import OpenSetData, load_config
 from datasets.pipeline import PIPELINES, build_loader
-from engine import accel as accel_module
 from engine.accel import Accel
 from networks import openSetClassifier
 from utils import CACLoss, accuracy, auroc, cac_scores, compute_anchor_means, gather_outputs
@@ -212,20 +211,18 @@ def bench_eval(data, cfg, accel, pipeline, workers):
 
 def sweep(cfg, device, steps, warmup):
     """Step images/s for each thread count, memory format and autocast setting (CPU defaults)."""
-    rows, saved = [], (torch.get_num_threads(), dict(accel_module.CHANNELS_LAST))
-    threads = range(1, (os.cpu_count() or 1) + 1) if device.type == "cpu" else [saved[0]]
+    rows, saved = [], torch.get_num_threads()
+    threads = range(1, (os.cpu_count() or 1) + 1) if device.type == "cpu" else [saved]
     try:
         for t in threads:
             torch.set_num_threads(t)
             for cl in (False, True):
-                accel_module.CHANNELS_LAST[device.type] = cl
                 for amp in (False, True):
-                    ips = bench_step(cfg, Accel(device, amp=amp), steps, warmup)
+                    ips = bench_step(cfg, Accel(device, amp=amp, channels_last=cl), steps, warmup)
                     rows.append({"measure": "step_setting", "threads": t, "channels_last": cl, "amp": amp,
                                  "images_per_s": round(ips, 1)})
     finally:
-        torch.set_num_threads(saved[0])
-        accel_module.CHANNELS_LAST.update(saved[1])
+        torch.set_num_threads(saved)
     return rows
 
 

@@ -16,9 +16,11 @@ import torch.distributed as dist
 
 from core.errors import UserError
 
-# Measured on a 2-core CPU (docs/performance.md): channels_last speeds up the paper's CNN's
-# training step on CPU (oneDNN) as well as on CUDA (tensor cores), so it is on everywhere.
-CHANNELS_LAST = {"cpu": True, "cuda": True}
+
+def default_channels_last(device):
+    """Measured on a 2-core CPU (docs/performance.md): channels_last speeds up the paper's CNN's
+    training step on CPU (oneDNN) as well as on CUDA (tensor cores), so it is on everywhere."""
+    return device.type in ("cpu", "cuda")
 
 
 def accel_parser():
@@ -38,7 +40,7 @@ def accel_parser():
 class Accel:
     """Device and distributed context of one process; `world` is 1 without torchrun."""
 
-    def __init__(self, device, amp=False, compile=False, sync_bn=False):
+    def __init__(self, device, amp=False, compile=False, sync_bn=False, channels_last=None):
         self.world = int(os.environ.get("WORLD_SIZE", "1"))
         self.rank = int(os.environ.get("RANK", "0"))
         self.amp, self.compile, self.sync_bn = amp, compile, sync_bn
@@ -52,7 +54,7 @@ class Accel:
             if not dist.is_initialized():
                 dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
         self.device = device
-        self.channels_last = CHANNELS_LAST[device.type]
+        self.channels_last = default_channels_last(device) if channels_last is None else channels_last
         if device.type == "cuda":
             torch.backends.cudnn.benchmark = True  # fixed input shapes: pick the fastest kernels once
         if compile and device.type == "cpu" and not _have_compiler():

@@ -8,7 +8,7 @@ import torch
 
 from datasets.loaders import OpenSetData
 from datasets.pipeline import build_loader
-from engine.accel import CHANNELS_LAST
+from engine.accel import default_channels_last
 from engine.calibration import calibration_record, store_calibration
 from engine.cli import check_common_args, print_header, resolve_device, seed_everything
 from core.errors import UserError
@@ -54,7 +54,7 @@ def load_trial_network(method, args, data, suffix, train_script, device):
     config = NetworkConfig.for_data(cfg, ckpt.get("backbone", "cnn"))
     net = build_network(config, method).to(device)
     load_checkpoint(path, net, ckpt)
-    if CHANNELS_LAST[device.type]:
+    if default_channels_last(device):
         net = net.to(memory_format=torch.channels_last)
     return net.eval(), ckpt, path, config
 
@@ -156,7 +156,7 @@ def evaluate_trials(args, method, evaluate_trial):
 
         def loader(dataset):
             return build_loader(dataset, data.cfg["batch_size"], False, pipeline=args.pipeline, workers=workers,
-                                seed=args.seed, device=device, channels_last=CHANNELS_LAST[device.type])
+                                seed=args.seed, device=device, channels_last=default_channels_last(device))
 
         start = time.perf_counter()
         record = evaluate_trial(data, loader, device)
