@@ -1,4 +1,4 @@
-"""engine/files.py: atomic writes and the early writable-folder check."""
+"""core/files.py: atomic writes and the early writable-folder check."""
 import os
 import stat
 

@@ -1,0 +1,89 @@
+"""The code's shape (issue 12, docs/architecture.md): imports flow one way, scripts -> engine ->
+networks, datasets and the method modules -> core; every file says what it owns; files stay short."""
+import ast
+import os
+import subprocess
+
+import pytest
+
+from conftest import REPO
+
+METHOD_MODULES = {"utils", "metrics", "scorers"}
+PACKAGES = {"core", "networks", "datasets", "engine"}
+MAX_LINES = {"script": 150, "module": 250}
+
+
+def source_files():
+    listed = subprocess.run(["git", "-C", REPO, "ls-files", "--cached", "--others", "--exclude-standard", "*.py"],
+                            capture_output=True, text=True, check=True).stdout.split()
+    return [p for p in listed if not p.startswith("tests/") and os.path.isfile(os.path.join(REPO, p))]
+
+
+def layer(path):
+    """'core', 'networks', 'datasets', 'method', 'engine' or 'script' for a file of the repo."""
+    top = path.split("/")[0]
+    if top in PACKAGES:
+        return top
+    if "/" not in path and path[:-3] in METHOD_MODULES:
+        return "method"
+    return "script"  # top-level scripts, benchmarks/, scripts/
+
+
+def imported_layers(path):
+    """(line, module, layer) of every project module `path` imports, at any depth of the file."""
+    tree = ast.parse(open(os.path.join(REPO, path)).read())
+    top_scripts = {p[:-3] for p in os.listdir(REPO) if p.endswith(".py")} - METHOD_MODULES
+    found = []
+    for node in ast.walk(tree):
+        names = ([a.name for a in node.names] if isinstance(node, ast.Import) else
+                 [node.module] if isinstance(node, ast.ImportFrom) and node.module and node.level == 0 else [])
+        for name in names:
+            head = name.split(".")[0]
+            if head in PACKAGES:
+                found.append((node.lineno, name, head))
+            elif head in METHOD_MODULES:
+                found.append((node.lineno, name, "method"))
+            elif head in top_scripts or head in ("benchmarks", "scripts"):
+                found.append((node.lineno, name, "script"))
+    return found
+
+
+# which layers each layer may import (its own included)
+ALLOWED = {"core": {"core"},
+           "networks": {"networks", "core"},
+           "datasets": {"datasets", "networks", "core"},
+           "method": {"method", "core"},
+           "engine": {"engine", "networks", "datasets", "method", "core"},
+           "script": {"script", "engine", "networks", "datasets", "method", "core"}}
+
+
+def test_the_layer_rules_see_a_wrong_import():
+    # the checker itself: engine/training.py imports networks (allowed) and core (allowed)
+    layers = {found[2] for found in imported_layers("engine/training.py")}
+    assert {"networks", "core"} <= layers and layer("engine/training.py") == "engine"
+    assert layer("train_cacOpenset.py") == "script" and layer("utils.py") == "method"
+    assert "engine" not in ALLOWED["datasets"] and ALLOWED["core"] == {"core"}
+
+
+def test_imports_flow_one_way():
+    wrong = [f"{path}:{line} imports {name} ({kind})" for path in source_files()
+             for line, name, kind in imported_layers(path) if kind not in ALLOWED[layer(path)]]
+    assert not wrong, "\n".join(wrong)
+
+
+def test_every_file_opens_with_a_docstring():
+    missing = [p for p in source_files() if ast.get_docstring(ast.parse(open(os.path.join(REPO, p)).read())) is None
+               and os.path.getsize(os.path.join(REPO, p)) > 0]
+    assert not missing, missing
+
+
+@pytest.mark.parametrize("kind", sorted(MAX_LINES))
+def test_files_stay_short(kind):
+    long = []
+    for p in source_files():
+        is_script = layer(p) == "script"
+        if is_script == (kind == "script"):
+            n = sum(1 for _ in open(os.path.join(REPO, p)))
+            if n > MAX_LINES[kind]:
+                long.append(f"{p}: {n} lines")
+    assert not long, f"over {MAX_LINES[kind]} lines: {long}"
