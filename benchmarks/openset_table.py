@@ -22,21 +22,19 @@ import subprocess
 import sys
 import time
 
-import numpy as np
-
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
-from engine.cli import git_commit  # noqa: E402
+from benchmarks.tables import markdown, read_table, write_table  # noqa: E402
 from core.errors import UserError  # noqa: E402
-from core.files import atomic_write, read_json  # noqa: E402
-from core.logfile import parse_log_line
+from core.logfile import parse_log_line  # noqa: E402
+from engine.cli import git_commit  # noqa: E402
 from engine.report import read_results  # noqa: E402
-from core.values import is_finite_number  # noqa: E402
+from networks.weights import CAC, CLOSED_SET  # noqa: E402
 
-# method -> (training script, evaluation script, results-file tag of engine/evaluation.py)
-METHODS = {"CAC": ("train_cacOpenset.py", "eval_cacOpenset.py", "CAC"),
-           "CE": ("train_closedSet.py", "eval_closedSet.py", "ClosedSet")}
+# method -> (training script, evaluation script, results-file tag)
+METHODS = {"CAC": ("train_cacOpenset.py", "eval_cacOpenset.py", CAC),
+           "CE": ("train_closedSet.py", "eval_closedSet.py", CLOSED_SET)}
 
 
 def parse_args(argv=None):
@@ -109,64 +107,12 @@ def epochs_logged(path):
         raise UserError(f"cannot read {path} ({e.strerror}); train the cell again") from None
 
 
-CELL_KEYS = ("accuracy", "auroc", "train_s", "eval_s", "epochs")
-
-
-def read_table(path):
-    """The table a previous command left in `path` (JSON): one UserError line when the file is not
-    a table; a cell of the wrong shape is dropped with a warning, and run again."""
-    table = read_json(path, "table file", "delete it to start the table afresh, or give another --out")
-    if not isinstance(table, dict) or not isinstance(table.get("cells", {}), dict):
-        raise UserError(f"table file {path} is not a table written by this script (an object with 'cells'); "
-                        f"delete it to start the table afresh, or give another --out")
-    table.setdefault("cells", {})
-    for key, cell in list(table["cells"].items()):
-        if not (isinstance(cell, dict) and all(is_finite_number(cell.get(k)) for k in CELL_KEYS)):
-            print(f"warning: {path}: cell {key} is incomplete; it is run again", file=sys.stderr)
-            del table["cells"][key]
-    return table
-
-
 def training_set_size(args, trial):
     """Training images of one trial (its known classes, less validation), as the scripts saw them."""
     from datasets import OpenSetData
 
     root = os.path.join(args.workdir, args.data_root)  # the runs resolve --data_root from --workdir
     return len(OpenSetData(args.dataset, trial, root, download=False).train_idx)
-
-
-def mean_std(values):
-    return f"{np.mean(values):.4f} ± {np.std(values):.4f}"
-
-
-def markdown(table):
-    """The results as Markdown: one row per trial, then mean ± std over the trials."""
-    methods, trials, cells = table["methods"], table["trials"], table["cells"]
-    head = "| trial | " + " | ".join(f"{m} accuracy | {m} AUROC" for m in methods) + " |"
-    lines = [head, "|" + "---|" * (1 + 2 * len(methods))]
-    for t in trials:
-        row = [cells.get(f"{t}/{m}") for m in methods]
-        lines.append(f"| {t} | " + " | ".join("… | …" if c is None else f"{c['accuracy']:.4f} | {c['auroc']:.4f}"
-                                             for c in row) + " |")
-    done = {m: [cells[f"{t}/{m}"] for t in trials if f"{t}/{m}" in cells] for m in methods}
-    lines.append("| mean ± std | " + " | ".join(
-        f"{mean_std([c['accuracy'] for c in done[m]])} | {mean_std([c['auroc'] for c in done[m]])}"
-        if done[m] else "… | …" for m in methods) + " |")
-    times = ", ".join(f"{m} {sum(c['train_s'] for c in done[m]):.0f} s training + "
-                      f"{sum(c['eval_s'] for c in done[m]):.0f} s evaluation" for m in methods)
-    speed = ", ".join(f"{m} {np.mean([c['train_images_per_s'] for c in done[m]]):.0f}"
-                      for m in methods if done[m] and all("train_images_per_s" in c for c in done[m]))
-    epochs = sorted({c["epochs"] for m in methods for c in done[m]})
-    return "\n".join([
-        f"**{table['dataset']}**, trials {', '.join(map(str, trials))}; {len(cells)} of "
-        f"{len(trials) * len(methods)} cells done; epochs per run: {', '.join(map(str, epochs)) or '…'}.",
-        "", *lines, "",
-        f"Accuracy: closed-set top-1 on the known test images (share, 0-1). AUROC: known vs unknown test "
-        f"images, the paper's scores (CAC: distance x (1 - softmin); CE: maximum softmax). "
-        f"Std over trials (numpy, ddof=0). Wall time: {times}. Training images/s, whole training script "
-        f"(start-up and validation included): {speed or '…'}.",
-        "", f"Machine: {table['machine']}. Code: git {table['git']}.", "",
-        f"Command: `{table['command']}`", ""])
 
 
 def main(argv=None):
@@ -197,18 +143,6 @@ def main(argv=None):
     write_table(table, json_path, md_path)
     print(markdown(table))
     return table
-
-
-def write_table(table, json_path, md_path):
-    """<out>.json then <out>.md, each whole or not at all; a failure is one UserError line."""
-    try:
-        with atomic_write(json_path, "w") as f:
-            json.dump(table, f, indent=1)
-        with atomic_write(md_path, "w") as f:
-            f.write(markdown(table))
-    except OSError as e:
-        raise UserError(f"cannot write {e.filename or json_path} ({e.strerror}); free disk space or fix "
-                        f"permissions, then run the same command: finished cells are kept") from None
 
 
 if __name__ == "__main__":
