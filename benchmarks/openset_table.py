@@ -9,9 +9,8 @@ user would. Finished cells are kept in <out>.json and skipped when the command i
 again, so an interrupted table resumes where it stopped; a cell not recorded there (trained
 but not evaluated when the table stopped, or never finished) is trained again from scratch
 with --overwrite, which replaces that cell's run of the table's --name (give the table a
-name of its own). A <out>.json that is not JSON or not a table is one error line, exit 2. <out>.md gets the Markdown
-table: per trial and mean ± std of closed-set top-1 accuracy and AUROC, the wall times,
-the machine and the exact command.
+name of its own). <out>.md gets the Markdown table (benchmarks/tables.py): per trial and
+mean ± std of accuracy and AUROC, the wall times, the machine and the exact command.
 """
 import argparse
 import json
