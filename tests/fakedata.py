@@ -1,4 +1,5 @@
-"""Writers of tiny synthetic datasets in each dataset's real on-disk format.
+"""Writers of tiny synthetic datasets in each dataset's real on-disk format, and the tests'
+own readers of those formats (what the raw files say, independently of the code under test).
 
 Tests use them to drive the real torchvision dataset classes (and our setup
 scripts) offline. Every image is low-level noise plus a bright square whose
@@ -6,6 +7,7 @@ position depends on the class (see `patch_box`), so a small CNN - or even a
 nearest-centroid classifier - can tell the classes apart.
 """
 import gzip
+import json
 import math
 import os
 import pickle
@@ -14,7 +16,9 @@ import tempfile
 import zipfile
 
 import numpy as np
+import scipy.io
 from PIL import Image
+from torchvision.datasets import ImageFolder
 
 
 def patch_box(c, num_classes, size):
@@ -278,3 +282,197 @@ def write_training_labels(dataset, root, train_labels):
     else:
         raise ValueError(f"no label writer for {dataset}")
     return root
+
+
+# ------------------------------------------------------------------ readers (independent of the code)
+
+
+def read_cifar(folder, names, label_key):
+    images, labels = [], []
+    for name in names:
+        with open(os.path.join(folder, name), "rb") as f:
+            d = pickle.load(f, encoding="latin1")
+        images.append(np.asarray(d["data"], np.uint8).reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1))
+        labels.extend(d[label_key])
+    return np.concatenate(images), np.asarray(labels, np.int64)
+
+
+def read_svhn(path):
+    mat = scipy.io.loadmat(path)
+    y = mat["y"].astype(np.int64).ravel()
+    return mat["X"].transpose(3, 0, 1, 2), y, np.where(y == 10, 0, y)
+
+
+REPO_DATASETS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "datasets")
+
+
+def read_split(dataset, trial):
+    with open(os.path.join(REPO_DATASETS, dataset, "class_splits", f"{trial}.json")) as f:
+        s = json.load(f)
+    return s["Known"], s["Unknown"]
+
+
+def mnist_train_labels(root):
+    """The labels of a fake MNIST training set under `root`, read from its file."""
+    return read_idx_gz(os.path.join(root, "MNIST", "raw", "train-labels-idx1-ubyte.gz")).astype(np.int64)
+
+
+# (image size, channels, number of known classes, validation fraction) per data set (SPEC 4, Digits: config)
+SHAPES = {"MNIST": (32, 1, 6, 0.2), "SVHN": (32, 3, 6, 0.2), "CIFAR10": (32, 3, 6, 0.2),
+          "CIFAR+10": (32, 3, 4, 0.2), "TinyImageNet": (64, 3, 20, 0.1), "Digits": (16, 1, 6, 0.2),
+          "FashionMNIST": (32, 1, 6, 0.2)}
+
+
+class Truth:
+    """What the raw files say: labels (original ids) by raw index, and raw images by index."""
+
+    def __init__(self, train_labels, test_labels, unknown_labels, train_image, test_image, unknown_image):
+        self.train_labels, self.test_labels, self.unknown_labels = train_labels, test_labels, unknown_labels
+        self.train_image, self.test_image, self.unknown_image = train_image, test_image, unknown_image
+
+
+def truth_for(dataset, root, data):
+    if dataset in ("MNIST", "FashionMNIST"):
+        raw = os.path.join(root, dataset, "raw")
+        tr_x, tr_y = read_idx_gz(f"{raw}/train-images-idx3-ubyte.gz"), read_idx_gz(f"{raw}/train-labels-idx1-ubyte.gz")
+        te_x, te_y = read_idx_gz(f"{raw}/t10k-images-idx3-ubyte.gz"), read_idx_gz(f"{raw}/t10k-labels-idx1-ubyte.gz")
+        return Truth(tr_y.astype(np.int64), te_y.astype(np.int64), te_y.astype(np.int64),
+                     tr_x.__getitem__, te_x.__getitem__, te_x.__getitem__)
+    if dataset == "SVHN":
+        tr_x, _, tr_y = read_svhn(os.path.join(root, "svhn", "train_32x32.mat"))
+        te_x, _, te_y = read_svhn(os.path.join(root, "svhn", "test_32x32.mat"))
+        return Truth(tr_y, te_y, te_y, tr_x.__getitem__, te_x.__getitem__, te_x.__getitem__)
+    if dataset in ("CIFAR10", "CIFAR+10"):
+        folder = os.path.join(root, "cifar-10-batches-py")
+        tr_x, tr_y = read_cifar(folder, [f"data_batch_{i}" for i in range(1, 6)], "labels")
+        te_x, te_y = read_cifar(folder, ["test_batch"], "labels")
+        if dataset == "CIFAR10":
+            return Truth(tr_y, te_y, te_y, tr_x.__getitem__, te_x.__getitem__, te_x.__getitem__)
+        un_x, un_y = read_cifar(os.path.join(root, "cifar-100-python"), ["test"], "fine_labels")
+        return Truth(tr_y, te_y, un_y, tr_x.__getitem__, te_x.__getitem__, un_x.__getitem__)
+    if dataset == "TinyImageNet":
+        top = os.path.join(root, "tiny-imagenet-200")
+        with open(os.path.join(top, "wnids.txt")) as f:
+            class_id = {w: i for i, w in enumerate(sorted(f.read().split()))}  # ImageFolder: sorted names
+
+        def by_path(split):
+            ds = data._test_set("TinyImageNet") if split == "val" else data.train_set
+            paths = [p for p, _ in ds.samples]
+            labels = []
+            for p in paths:  # .../<split>/<wnid>/[images/]file.JPEG
+                rel = os.path.relpath(p, os.path.join(top, split)).split(os.sep)
+                labels.append(class_id[rel[0]])
+            def image(i):
+                with Image.open(paths[i]) as img:
+                    return np.asarray(img.convert("RGB"))
+
+            return np.asarray(labels, np.int64), image
+
+        tr_y, tr_img = by_path("train")
+        te_y, te_img = by_path("val")
+        return Truth(tr_y, te_y, te_y, tr_img, te_img, te_img)
+    if dataset == "Digits":
+        from datasets.digits import Digits
+
+        train, test = Digits(train=True), Digits(train=False)
+        return Truth(train.targets, test.targets, test.targets, train.data.__getitem__,
+                     test.data.__getitem__, test.data.__getitem__)
+    raise AssertionError(dataset)
+
+
+# ------------------------------------------------------------------ image folders
+
+
+PETS_TRAIN = {"cat": 8, "dog": 8, "owl": 8, "fox": 2}  # fox: a class with training images that stays unknown
+
+
+PETS_TEST = {"cat": 3, "dog": 3, "owl": 3, "fox": 3, "yak": 2}  # yak: only in test/
+
+
+PETS_SPLIT = {"Known": ["owl", "cat", "dog"], "Unknown": ["fox", "yak"]}
+
+
+def write_pets(root):
+    """The users' own image folder of the README: root/pets (PETS_TRAIN, PETS_TEST) and
+    root/split.json (PETS_SPLIT); returns root."""
+    write_image_folder(str(root / "pets"), PETS_TRAIN, PETS_TEST, seed=0)
+    with open(root / "split.json", "w") as f:
+        json.dump(PETS_SPLIT, f)
+    return root
+
+
+def write_bmp_folder(root, seed):
+    """A tiny folder of uncompressed BMP images: an image's file size depends only on its
+    width, height and mode, so other pixels give a file of the same name and the same size."""
+    rng = np.random.default_rng(seed)
+    counts = {"train": {"a": 6, "b": 6, "c": 6}, "test": {"a": 2, "b": 2, "c": 2, "u": 3}}
+    for part, classes in counts.items():
+        for k, (name, n) in enumerate(sorted(classes.items())):
+            os.makedirs(os.path.join(root, part, name), exist_ok=True)
+            for i in range(n):
+                pixels = rng.integers(0, 80, (16, 16, 3), dtype=np.uint8)
+                pixels[:, 4 * k:4 * k + 4] = 255  # a bright stripe per class
+                Image.fromarray(pixels).save(os.path.join(root, part, name, f"{i}.bmp"))
+    return root
+
+
+def replace_training_images_keeping_name_size_and_time(root):
+    """Other pixels in every training image: same names, same sizes, same modification times."""
+    for folder, _, names in os.walk(os.path.join(root, "train")):
+        for name in names:
+            path = os.path.join(folder, name)
+            before = os.stat(path)
+            with Image.open(path) as image:
+                pixels = 255 - np.asarray(image)
+            Image.fromarray(np.ascontiguousarray(pixels[::-1])).save(path)
+            os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))
+            assert os.path.getsize(path) == before.st_size
+
+
+# ------------------------------------------------------------------ split files, however malformed
+
+
+MALFORMED = {
+    "nested 200,000 deep": ("[" * 200_000 + "]" * 200_000, "nested too deeply"),
+    "5,000-digit number": ('{"Known": [' + "9" * 5000 + '], "Unknown": [1]}', "integer too long"),
+    "NaN": ('{"Known": [NaN], "Unknown": [1]}', "NaN"),
+    "not UTF-8": (b'{"Known": ["\xff"], "Unknown": [1]}', "not UTF-8"),
+    "empty file": ("", "not valid JSON"),
+    "a folder in the way": (None, "is a folder"),
+    "floats as ids": ('{"Known": [0.0, 1.0, 2.0, 3.0, 4.0, 5.0], "Unknown": [6]}', "integer class ids"),
+    "bools as ids": ('{"Known": [true, false, 2, 3, 4, 5], "Unknown": [6]}', "integer class ids"),
+    "4,000-digit id": ('{"Known": [' + "9" * 4000 + ', 1, 2, 3, 4, 5], "Unknown": [6]}', "outside 0..9"),
+    "list, not object": ("[1, 2]", "'Known' and 'Unknown'"),
+}
+
+
+def write_split_file(path, content):
+    """Write MALFORMED content at `path` (None: a folder in the way)."""
+    if content is None:
+        os.makedirs(path)
+    elif isinstance(content, bytes):
+        path.write_bytes(content)
+    else:
+        path.write_text(content)
+
+
+# ------------------------------------------------------------------ Tiny ImageNet set up
+
+
+def read_annotations(top):
+    with open(os.path.join(top, "val", "val_annotations.txt")) as f:
+        return [line.split("\t")[:2] for line in f.read().splitlines()]
+
+
+def check_ready(top, classes, n_train, n_val):
+    """ImageFolder sees identical classes in train and val, every val image under its annotated wnid."""
+    train = ImageFolder(os.path.join(top, "train"))
+    val = ImageFolder(os.path.join(top, "val"))
+    wnids = open(os.path.join(top, "wnids.txt")).read().split()
+    assert train.classes == val.classes == sorted(wnids)
+    assert len(train) == classes * n_train and len(val) == classes * n_val
+    assert not os.path.exists(os.path.join(top, "val", "images"))
+    for name, wnid in read_annotations(top):
+        assert os.path.isfile(os.path.join(top, "val", wnid, name))
+    for path, label in val.samples:
+        assert os.path.basename(os.path.dirname(path)) == val.classes[label]
