@@ -196,7 +196,8 @@ def bench_eval(data, cfg, accel, pipeline, workers):
     start = time.perf_counter()
     acc, auroc = evaluate_network(net, data, loader, accel.device)
     elapsed = time.perf_counter() - start
-    images = len(data.train_idx) * (2 if cfg["anchor_flip"] else 1) + len(data.test_set)
+    images = (len(data.train_idx) * (2 if cfg["anchor_flip"] else 1) + len(data.known_test_dataset())
+              + len(data.unknown_test_dataset()))
     return elapsed, images, acc, auroc
 
 
