@@ -6,7 +6,8 @@ import sys
 
 import pytest
 from conftest import REPO as ROOT
-from fakedata import check_ready, make_tinyimagenet_zip
+from fakedata import make_tinyimagenet_zip
+from rawfiles import check_ready
 
 
 CLASSES, N_TRAIN, N_VAL = 5, 3, 2

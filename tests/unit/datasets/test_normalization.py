@@ -7,7 +7,7 @@ import os
 import numpy as np
 import pytest
 from conftest import REPO, one_line, stderr_lines
-from fakedata import SHAPES, read_split, truth_for
+from rawfiles import read_split, SHAPES, truth_for
 
 from core.errors import UserError
 from datasets.normalization import cached_normalization

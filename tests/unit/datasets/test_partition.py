@@ -14,7 +14,8 @@ import numpy as np
 import pytest
 
 from conftest import REPO, require_shared
-from fakedata import mnist_train_labels, read_split, write_mnist, write_training_labels
+from fakedata import write_mnist, write_training_labels
+from rawfiles import mnist_train_labels, read_split
 
 from datasets.config import load_config
 from datasets.partition import (ORIGINAL_CLASS_SIZES, canonical, make_partition, original_partition,

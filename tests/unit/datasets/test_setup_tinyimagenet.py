@@ -5,7 +5,8 @@ import shutil
 import zipfile
 
 import pytest
-from fakedata import check_ready, make_tinyimagenet_zip, write_tinyimagenet
+from fakedata import make_tinyimagenet_zip, write_tinyimagenet
+from rawfiles import check_ready
 
 from datasets.setup_tinyimagenet import SetupError, main, sort_val_images
 

@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 from conftest import PROTOCOL, REPO, one_line, require_shared
-from fakedata import MALFORMED, mnist_train_labels, read_idx_gz, write_split_file
+from fakedata import MALFORMED, read_idx_gz, write_split_file
+from rawfiles import mnist_train_labels
 
 from core.errors import UserError
 from datasets.config import load_config

@@ -10,7 +10,7 @@ import os
 import numpy as np
 import pytest
 import torch
-from fakedata import SHAPES, read_cifar, read_split, read_svhn, truth_for
+from rawfiles import read_cifar, read_split, read_svhn, SHAPES, truth_for
 from PIL import Image
 from torchvision import transforms as T
 
