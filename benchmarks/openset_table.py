@@ -108,7 +108,7 @@ def epochs_logged(path):
 
 def training_set_size(args, trial):
     """Training images of one trial (its known classes, less validation), as the scripts saw them."""
-    from datasets import OpenSetData
+    from datasets.trial import OpenSetData
 
     root = os.path.join(args.workdir, args.data_root)  # the runs resolve --data_root from --workdir
     return len(OpenSetData(args.dataset, trial, root, download=False).train_idx)

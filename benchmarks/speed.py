@@ -27,7 +27,8 @@ from PIL import Image
 from torch.utils.flop_counter import FlopCounterMode
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # run from anywhere
-from datasets.loaders import OpenSetData, load_config
+from datasets.config import load_config
+from datasets.trial import OpenSetData
 from datasets.pipeline import PIPELINES, build_loader
 from engine.accel import Accel
 from networks import openSetClassifier
@@ -53,26 +54,16 @@ class SyntheticSource:
         return Image.fromarray(self.data[i]), self.targets[i]
 
 
-class SyntheticTrial(OpenSetData):
-    """OpenSetData over synthetic sources: the real transforms, subsets and label remapping."""
-
-    def __init__(self, dataset, side, n_train, n_test):
-        self.name, self.trial, self.cfg = dataset, 0, load_config(dataset)
-        channels, known = self.cfg["im_channels"], self.cfg["num_known_classes"]
-        classes = known + 4
-        self.known, self.unknown = list(range(known)), list(range(known, classes))
-        self.num_known = known
-        self.label_map = torch.full((classes,), known, dtype=torch.int64)
-        self.label_map[:known] = torch.arange(known)
-        self.train_set = SyntheticSource(n_train * classes // known, side, channels, classes, seed=1)
-        self.train_labels = np.asarray(self.train_set.targets, dtype=np.int64)
-        self.train_idx = self.val_idx = np.flatnonzero(self.train_labels < known)
-        self.test_set = SyntheticSource(n_test, side, channels, classes, seed=2)
-        self.known_source = self.unknown_source = self.root = "synthetic"
-        self.mean, self.std = self.cfg["normalization"]["mean"][0], self.cfg["normalization"]["std"][0]
-
-    def _test_set(self, source):
-        return self.test_set
+def synthetic_trial(dataset, side, n_train, n_test):
+    """OpenSetData over synthetic sources: the real transforms, subsets and label remapping;
+    `dataset`'s config with its known classes plus 4 unknown ones."""
+    cfg = load_config(dataset)
+    channels, known = cfg["im_channels"], cfg["num_known_classes"]
+    classes = known + 4
+    train_set = SyntheticSource(n_train * classes // known, side, channels, classes, seed=1)
+    test_set = SyntheticSource(n_test, side, channels, classes, seed=2)
+    return OpenSetData.from_sources(dataset, cfg, train_set, test_set, range(known), range(known, classes),
+                                    source="synthetic")
 
 
 def sync(device):
@@ -205,7 +196,8 @@ def bench_eval(data, cfg, accel, pipeline, workers):
     start = time.perf_counter()
     acc, auroc = evaluate_network(net, data, loader, accel.device)
     elapsed = time.perf_counter() - start
-    images = len(data.train_idx) * (2 if cfg["anchor_flip"] else 1) + len(data.test_set)
+    images = (len(data.train_idx) * (2 if cfg["anchor_flip"] else 1) + len(data.known_test_dataset())
+              + len(data.unknown_test_dataset()))
     return elapsed, images, acc, auroc
 
 
@@ -298,7 +290,7 @@ def main(argv=None):
                   "gflop_train": round(train, 3)}
         ips = bench_step(cfg, accel, steps, warmup)
         emit({"measure": "step", **common, "images_per_s": round(ips, 1), "bound_share": round(ips / bound_train, 3)})
-        data = SyntheticTrial(dataset, side, n_train=cfg["batch_size"] * (steps + warmup) // 2,
+        data = synthetic_trial(dataset, side, n_train=cfg["batch_size"] * (steps + warmup) // 2,
                               n_test=4 * cfg["num_known_classes"])
         for pipeline in PIPELINES:
             workers = 0 if pipeline == "resident" else cfg["num_workers"]
@@ -307,7 +299,7 @@ def main(argv=None):
                   "bound_share": round(ips / bound_train, 3), "data_wait_share": round(wait, 3),
                   "data_alone_images_per_s": round(alone, 1), "data_share_of_step": round(ips / alone, 3),
                   "setup_s": round(setup, 2)})
-        eval_data = SyntheticTrial(dataset, side, n_train=n_eval, n_test=max(4 * cfg["num_known_classes"], n_eval // 3))
+        eval_data = synthetic_trial(dataset, side, n_train=n_eval, n_test=max(4 * cfg["num_known_classes"], n_eval // 3))
         for pipeline in PIPELINES:
             workers = 0 if pipeline == "resident" else cfg["num_workers"]
             seconds, images, acc, auroc = bench_eval(eval_data, cfg, accel, pipeline, workers)

@@ -1,14 +1,22 @@
-"""Pick the data pipeline of a run: device-resident batches where the data set allows, else the
-per-sample torchvision DataLoader; either one sharded across DistributedDataParallel ranks."""
+"""The batches of a run: device-resident batches where the data set allows, else the per-sample
+torchvision DataLoader (make_loader); either one sharded across DistributedDataParallel ranks."""
 import math
 
 import torch
 from torch.utils.data import DataLoader, Sampler
 
-from datasets.loaders import make_loader
 from datasets.resident import resident_loader
 
 PIPELINES = ("resident", "torchvision")
+
+
+def make_loader(dataset, batch_size, shuffle, workers, seed=0, pin_memory=False):
+    """A DataLoader whose shuffling and worker augmentation are fixed by `seed`."""
+    # workers are started afresh each epoch, seeded from `generator`: an epoch's augmentation then
+    # depends only on the generator's state at its start, which --continue restores
+    return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, num_workers=workers,
+                      pin_memory=pin_memory, persistent_workers=False,
+                      generator=torch.Generator().manual_seed(seed))
 
 
 class ShardedBatchSampler(Sampler):

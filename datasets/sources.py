@@ -17,7 +17,7 @@ import numpy as np
 from torchvision import datasets as tvd
 
 from datasets.digits import Digits
-from datasets.folder import SafeImageFolder
+from datasets.safe_folder import SafeImageFolder
 from datasets.splits import brief
 from core.errors import UserError
 from core.files import atomic_write
@@ -33,6 +33,7 @@ _MNIST_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-imag
                 "t10k-labels-idx1-ubyte")
 NUM_CLASSES = {"MNIST": 10, "SVHN": 10, "CIFAR10": 10, "CIFAR100": 100, "TinyImageNet": 200, "Digits": 10,
                "FashionMNIST": 10}
+CHANNELS_FIRST = {"SVHN"}  # sources whose `data` array is (n, C, H, W); the others (n, H, W[, C])
 # Debian's package dataset-fashion-mnist installs the four .gz files here (offline machines)
 SYSTEM_FASHION_MNIST = "/usr/share/datasets/fashion-mnist"
 

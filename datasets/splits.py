@@ -1,20 +1,18 @@
-"""Class splits (which classes are known) and per-trial normalization (the train/val
-partition is in datasets/partition.py).
+"""Class splits: which classes of a data set are known in a trial (its split file), and the
+labels' fingerprint that keys every cache made from them (the train/val partition is in
+datasets/partition.py, the per-trial normalization in datasets/normalization.py).
 
-Everything here is a pure function of the labels, the split file and a fixed seed, so
-two machines with the same data get the same split; caches carry a fingerprint of the
-labels they were made from and are rebuilt when the data changes.
+Everything here is a pure function of the labels and the split file, so two machines with
+the same data get the same split.
 """
 import hashlib
-import json
 import os
-import sys
 
 import numpy as np
 
 from core.errors import UserError
-from core.files import atomic_write, read_json
-from core.values import is_finite_number, is_number, is_whole_number
+from core.files import read_json
+from core.values import is_whole_number
 
 DATASETS_DIR = os.path.dirname(os.path.abspath(__file__))
 
@@ -82,73 +80,3 @@ def load_class_split(dataset, trial, num_known, num_classes, num_unknown_source_
 def labels_fingerprint(labels):
     labels = np.ascontiguousarray(np.asarray(labels, dtype=np.int64))
     return {"num_samples": int(len(labels)), "labels_sha1": hashlib.sha1(labels.tobytes()).hexdigest()}
-
-
-def _write_json_atomic(obj, path):
-    with atomic_write(path, "w") as f:
-        json.dump(obj, f)
-
-
-def normalization_problem(mean, std, channels):
-    """Why a mean/std pair cannot normalize `channels`-channel images (None when it can):
-    each a list of one finite number per channel, every std above 0 (it divides). Without
-    `channels`, mean and std need only be of one length."""
-    for name, values in (("mean", mean), ("std", std)):
-        if not isinstance(values, list) or not all(is_number(v) for v in values):
-            return f"{name} is not a list of numbers"
-        if len(values) != (len(mean) if channels is None else channels):
-            return f"{name} has {len(values)} value(s) for {channels or len(mean)}-channel images"
-        if not all(is_finite_number(v) for v in values):
-            return f"{name} is not finite"
-    if not all(v > 0 for v in std):
-        return "a std is not above 0"
-    return None
-
-
-def _read_normalization_cache(path, key, channels):
-    """(mean, std) of the cache at `path` when it was made from `key` and is valid, else None.
-    A cache of other data is simply replaced; an invalid one gets one warning line."""
-    if not os.path.exists(path):
-        return None
-    try:
-        cached = read_json(path, "normalization cache", "recomputing it")
-    except UserError as e:
-        print(f"warning: {e}", file=sys.stderr)
-        return None
-    if not isinstance(cached, dict):
-        problem = f"holds {type(cached).__name__}, not an object"
-    elif not {*key, "mean", "std"} <= set(cached):
-        problem = f"lacks {sorted({*key, 'mean', 'std'} - set(cached))}"
-    elif any(cached[k] != v for k, v in key.items()):
-        return None  # made from other data: recomputed without a word, as any stale cache
-    else:
-        problem = normalization_problem(cached["mean"], cached["std"], channels)
-    if problem:
-        print(f"warning: normalization cache {path} is invalid ({problem}); recomputing it", file=sys.stderr)
-        return None
-    return cached["mean"], cached["std"]
-
-
-def cached_normalization(dataset, trial, known, labels, im_size, compute, source=None, channels=None):
-    """Mean/std computed by `compute()` for a trial without listed values, cached in
-    datasets/<dataset>/normalization/<trial>.json and reused while the known classes, the
-    data and the image size (image folders are read at that size) all match; `source`
-    (users' image folders: a fingerprint of the files' contents) must match too. The cache is
-    checked when read: one finite mean and one std above 0 per channel (`channels`)."""
-    path = os.path.join(DATASETS_DIR, dataset, "normalization", f"{trial}.json")
-    key = {"Known": list(known), "im_size": im_size, "Fingerprint": labels_fingerprint(labels)}
-    if source is not None:
-        key["Source"] = source
-    cached = _read_normalization_cache(path, key, channels)
-    if cached is not None:
-        return cached
-    mean, std = compute()
-    problem = normalization_problem(list(mean), list(std), channels)
-    if problem:  # e.g. training images that are all one colour: dividing by a std of 0 gives NaN
-        raise UserError(f"cannot normalize the training images of {dataset} trial {trial}: {problem} "
-                        f"(mean {brief(list(mean))}, std {brief(list(std))}); check the images")
-    try:
-        _write_json_atomic({**key, "mean": mean, "std": std}, path)
-    except OSError:
-        pass
-    return mean, std

@@ -15,7 +15,8 @@ import sys
 import numpy as np
 import torch
 
-from datasets.splits import labels_fingerprint, normalization_problem
+from datasets.normalization import normalization_problem
+from datasets.splits import labels_fingerprint
 from core.errors import UserError
 from core.values import is_finite_number, is_whole_number
 from networks.checkpoint import read_checkpoint, save_checkpoint

@@ -15,7 +15,7 @@ import sys
 import numpy as np
 import torch
 
-from datasets.loaders import DATASET_NAMES
+from datasets.config import DATASET_NAMES
 from core.errors import Interrupted, UserError
 from networks.backbones import BACKBONE_HELP
 

@@ -6,7 +6,7 @@ import time
 import numpy as np
 import torch
 
-from datasets.loaders import OpenSetData
+from datasets.trial import OpenSetData
 from datasets.pipeline import build_loader
 from engine.accel import default_channels_last
 from engine.calibration import calibration_record, store_calibration

@@ -6,7 +6,7 @@ import shutil
 
 import torch
 
-from datasets.loaders import OpenSetData
+from datasets.trial import OpenSetData
 from datasets.pipeline import build_loader
 from engine.accel import Accel
 from engine.cli import check_common_args, git_commit, print_header, resolve_device, seed_everything

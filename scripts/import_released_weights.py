@@ -14,7 +14,7 @@ import shutil
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # run from anywhere
-from datasets import DATASET_NAMES  # noqa: E402
+from datasets.config import DATASET_NAMES  # noqa: E402
 from engine.cli import run_cli  # noqa: E402
 from core.errors import UserError  # noqa: E402
 from core.files import atomic_write  # noqa: E402

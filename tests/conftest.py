@@ -79,6 +79,18 @@ def assert_one_line_error(proc, *fragments):
     return lines[0]
 
 
+def one_line(error):
+    """A UserError's message is one line, of a readable length."""
+    message = str(error)
+    assert "\n" not in message and len(message) < 600, message
+    return message
+
+
+def stderr_lines(capsys):
+    """The non-blank lines written to stderr since the last read."""
+    return [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+
+
 @pytest.fixture
 def isolated_datasets_dir(tmp_path, monkeypatch):
     """The repo's class split files copied into a private folder that datasets/splits.py then

@@ -1,4 +1,5 @@
-"""Writers of tiny synthetic datasets in each dataset's real on-disk format.
+"""Writers of tiny synthetic datasets in each dataset's real on-disk format (the tests' readers
+of those formats are in tests/rawfiles.py).
 
 Tests use them to drive the real torchvision dataset classes (and our setup
 scripts) offline. Every image is low-level noise plus a bright square whose
@@ -6,6 +7,7 @@ position depends on the class (see `patch_box`), so a small CNN - or even a
 nearest-centroid classifier - can tell the classes apart.
 """
 import gzip
+import json
 import math
 import os
 import pickle
@@ -278,3 +280,79 @@ def write_training_labels(dataset, root, train_labels):
     else:
         raise ValueError(f"no label writer for {dataset}")
     return root
+
+
+# ------------------------------------------------------------------ image folders
+
+
+PETS_TRAIN = {"cat": 8, "dog": 8, "owl": 8, "fox": 2}  # fox: a class with training images that stays unknown
+
+
+PETS_TEST = {"cat": 3, "dog": 3, "owl": 3, "fox": 3, "yak": 2}  # yak: only in test/
+
+
+PETS_SPLIT = {"Known": ["owl", "cat", "dog"], "Unknown": ["fox", "yak"]}
+
+
+def write_pets(root):
+    """The users' own image folder of the README: root/pets (PETS_TRAIN, PETS_TEST) and
+    root/split.json (PETS_SPLIT); returns root."""
+    write_image_folder(str(root / "pets"), PETS_TRAIN, PETS_TEST, seed=0)
+    with open(root / "split.json", "w") as f:
+        json.dump(PETS_SPLIT, f)
+    return root
+
+
+def write_bmp_folder(root, seed):
+    """A tiny folder of uncompressed BMP images: an image's file size depends only on its
+    width, height and mode, so other pixels give a file of the same name and the same size."""
+    rng = np.random.default_rng(seed)
+    counts = {"train": {"a": 6, "b": 6, "c": 6}, "test": {"a": 2, "b": 2, "c": 2, "u": 3}}
+    for part, classes in counts.items():
+        for k, (name, n) in enumerate(sorted(classes.items())):
+            os.makedirs(os.path.join(root, part, name), exist_ok=True)
+            for i in range(n):
+                pixels = rng.integers(0, 80, (16, 16, 3), dtype=np.uint8)
+                pixels[:, 4 * k:4 * k + 4] = 255  # a bright stripe per class
+                Image.fromarray(pixels).save(os.path.join(root, part, name, f"{i}.bmp"))
+    return root
+
+
+def replace_training_images_keeping_name_size_and_time(root):
+    """Other pixels in every training image: same names, same sizes, same modification times."""
+    for folder, _, names in os.walk(os.path.join(root, "train")):
+        for name in names:
+            path = os.path.join(folder, name)
+            before = os.stat(path)
+            with Image.open(path) as image:
+                pixels = 255 - np.asarray(image)
+            Image.fromarray(np.ascontiguousarray(pixels[::-1])).save(path)
+            os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))
+            assert os.path.getsize(path) == before.st_size
+
+
+# ------------------------------------------------------------------ split files, however malformed
+
+
+MALFORMED = {
+    "nested 200,000 deep": ("[" * 200_000 + "]" * 200_000, "nested too deeply"),
+    "5,000-digit number": ('{"Known": [' + "9" * 5000 + '], "Unknown": [1]}', "integer too long"),
+    "NaN": ('{"Known": [NaN], "Unknown": [1]}', "NaN"),
+    "not UTF-8": (b'{"Known": ["\xff"], "Unknown": [1]}', "not UTF-8"),
+    "empty file": ("", "not valid JSON"),
+    "a folder in the way": (None, "is a folder"),
+    "floats as ids": ('{"Known": [0.0, 1.0, 2.0, 3.0, 4.0, 5.0], "Unknown": [6]}', "integer class ids"),
+    "bools as ids": ('{"Known": [true, false, 2, 3, 4, 5], "Unknown": [6]}', "integer class ids"),
+    "4,000-digit id": ('{"Known": [' + "9" * 4000 + ', 1, 2, 3, 4, 5], "Unknown": [6]}', "outside 0..9"),
+    "list, not object": ("[1, 2]", "'Known' and 'Unknown'"),
+}
+
+
+def write_split_file(path, content):
+    """Write MALFORMED content at `path` (None: a folder in the way)."""
+    if content is None:
+        os.makedirs(path)
+    elif isinstance(content, bytes):
+        path.write_bytes(content)
+    else:
+        path.write_text(content)

@@ -310,19 +310,19 @@ BAD_CONFIGS = {  # Digits entry change -> the key the line names
 
 @pytest.mark.parametrize("case", list(BAD_CONFIGS))
 def test_dataset_config_entries_are_checked_on_load(tmp_path, monkeypatch, case):
-    import datasets.loaders as loaders
+    import datasets.config as dataset_config
 
     change, key = BAD_CONFIGS[case]
     with open(os.path.join(REPO, "datasets", "config.json")) as f:
         config = json.load(f)
     change(config["Digits"])
     (tmp_path / "config.json").write_text(json.dumps(config))
-    monkeypatch.setattr(loaders, "DATASETS_DIR", str(tmp_path))
+    monkeypatch.setattr(dataset_config, "DATASETS_DIR", str(tmp_path))
     with pytest.raises(UserError) as info:
-        loaders.load_config("Digits")
+        dataset_config.load_config("Digits")
     message = str(info.value)
     assert f"{key} of Digits in {tmp_path / 'config.json'}" in message and "\n" not in message, message
-    loaders.load_config("MNIST")  # the other entries are still fine
+    dataset_config.load_config("MNIST")  # the other entries are still fine
 
 
 @pytest.mark.parametrize("text,fragment", [
@@ -330,12 +330,12 @@ def test_dataset_config_entries_are_checked_on_load(tmp_path, monkeypatch, case)
     ('{"Digits": 7}', "is a int, not an object"), ('{"Digits": {"im_size": NaN}}', "NaN"),
 ], ids=["truncated", "list", "entry_not_object", "nan"])
 def test_a_damaged_dataset_config_is_one_line(tmp_path, monkeypatch, text, fragment):
-    import datasets.loaders as loaders
+    import datasets.config as dataset_config
 
     (tmp_path / "config.json").write_text(text)
-    monkeypatch.setattr(loaders, "DATASETS_DIR", str(tmp_path))
+    monkeypatch.setattr(dataset_config, "DATASETS_DIR", str(tmp_path))
     with pytest.raises(UserError, match=fragment):
-        loaders.load_config("Digits")
+        dataset_config.load_config("Digits")
 
 
 def test_an_empty_validation_set_is_one_line_before_anything_runs(tmp_path, isolated_datasets_dir):

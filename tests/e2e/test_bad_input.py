@@ -261,12 +261,12 @@ def private_datasets_dir(folder, config_change=None):
 
 @contextlib.contextmanager
 def datasets_dir(folder):
-    import datasets.loaders as loaders
+    import datasets.config as config
     import datasets.splits as splits
 
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(splits, "DATASETS_DIR", folder)
-        mp.setattr(loaders, "DATASETS_DIR", folder)
+        mp.setattr(config, "DATASETS_DIR", folder)
         yield
 
 

@@ -2,18 +2,14 @@
 import gzip
 import os
 import shutil
-import sys
 import zipfile
 
+import fakedata
 import numpy as np
 import pytest
 import scipy.io
 from PIL import Image
 from torchvision import datasets as tvd
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, os.path.join(ROOT, "tests"))  # no conftest guaranteed yet
-import fakedata  # noqa: E402
 
 
 def gunzip_all(folder):

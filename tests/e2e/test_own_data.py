@@ -1,6 +1,6 @@
-"""Users' own images (--dataset ImageFolder): the README's three commands end to end on a tiny
-generated folder (assorted sizes, modes and formats), image-shape overrides, and one-line
-errors for bad folders and split files."""
+"""Users' own images (--dataset ImageFolder) through the scripts: the README's three commands end to
+end on a tiny generated folder (assorted sizes, modes and formats), image-shape overrides,
+one-line errors for bad folders and split files, and caches rebuilt when the images change."""
 import csv
 import io
 import json
@@ -9,31 +9,23 @@ import os
 import numpy as np
 import pytest
 import torch
-from torchvision import transforms as T
+from conftest import assert_one_line_error, ok, run_main
+from fakedata import (MALFORMED, PETS_SPLIT, PETS_TEST, replace_training_images_keeping_name_size_and_time,
+                      write_bmp_folder, write_image_folder, write_pets, write_split_file)
 
 import eval_cacOpenset
 import eval_closedSet
 import predict
 import train_cacOpenset
 import train_closedSet
-from conftest import assert_one_line_error, ok, run_main
-from datasets.folder import FolderData
-from datasets.loaders import OpenSetData, apply_overrides, load_config
-from fakedata import write_image_folder
 
-TRAIN = {"cat": 8, "dog": 8, "owl": 8, "fox": 2}  # fox: a class with training images that stays unknown
-TEST = {"cat": 3, "dog": 3, "owl": 3, "fox": 3, "yak": 2}  # yak: only in test/
-SPLIT = {"Known": ["owl", "cat", "dog"], "Unknown": ["fox", "yak"]}
+
 CKPT = os.path.join("networks", "weights", "ImageFolder", "ImageFolder_0_mineCACclassifierAnchorLoss.pth")
 
 
 @pytest.fixture(scope="module")
 def folder(tmp_path_factory):
-    root = tmp_path_factory.mktemp("own")
-    write_image_folder(str(root / "pets"), TRAIN, TEST, seed=0)
-    with open(root / "split.json", "w") as f:
-        json.dump(SPLIT, f)
-    return root
+    return write_pets(tmp_path_factory.mktemp("own"))
 
 
 @pytest.fixture(scope="module")
@@ -63,32 +55,6 @@ def three_commands(folder, private_caches):
     }
 
 
-def test_classes_are_the_union_of_train_and_test_folders(folder):
-    data = FolderData(str(folder / "pets"), str(folder / "split.json"), 32, 3)
-    assert data.classes == ["cat", "dog", "fox", "owl", "yak"]
-    assert data.known == [3, 0, 1] and data.unknown == [2, 4]
-
-
-def test_open_set_data_of_a_folder(folder, private_caches):
-    cfg = load_config("ImageFolder")
-    data = OpenSetData("ImageFolder", 0, str(folder / "pets"), config=cfg, split_file=str(folder / "split.json"))
-    assert data.cfg["num_known_classes"] == 3 and data.class_names == ["cat", "dog", "owl"]  # ascending id
-    assert len(data.train_idx) + len(data.val_idx) == 24  # fox's training images are not used
-    image, label = data.train_dataset()[0]
-    assert tuple(image.shape) == (3, 32, 32) and 0 <= int(label) < 3
-    known, unknown = data.known_test_dataset(), data.unknown_test_dataset()
-    assert len(known) == 9 and len(unknown) == 5
-    assert sorted(int(known[i][1]) for i in range(9)) == [0] * 3 + [1] * 3 + [2] * 3
-    assert {int(unknown[i][1]) for i in range(5)} == {3}
-    # normalization computed from the known classes' training images (every image 32 x 32 RGB)
-    plain = data._train_subset(data.train_idx, T.ToTensor())
-    pixels = torch.stack([plain[i][0] for i in range(len(plain))])
-    np.testing.assert_allclose(data.mean, pixels.mean((0, 2, 3)).numpy(), atol=1e-3)
-    grey = OpenSetData("ImageFolder", 0, str(folder / "pets"), split_file=str(folder / "split.json"),
-                       config=apply_overrides(cfg, "ImageFolder", im_size=16, im_channels=1))
-    assert tuple(grey.val_dataset()[0][0].shape) == (1, 16, 16) and len(grey.mean) == 1
-
-
 def test_three_commands_train_evaluate_and_predict(three_commands):
     cwd = three_commands["cwd"]
     assert os.path.isfile(os.path.join(cwd, CKPT))
@@ -96,12 +62,12 @@ def test_three_commands_train_evaluate_and_predict(three_commands):
         result = json.load(f)
     assert result["trials"] == [0] and set(result["metrics"]) == {"cac", "min_distance"}
     rows = list(csv.DictReader(io.StringIO(three_commands["predict"].stdout)))
-    assert len(rows) == sum(TEST.values())
+    assert len(rows) == sum(PETS_TEST.values())
     assert {r["prediction"] for r in rows} <= {"cat", "dog", "owl", "unknown"}
     assert {r["closest_class"] for r in rows} <= {"cat", "dog", "owl"}
     # predictions of the test images agree with the evaluation's saved scores
     z = np.load(os.path.join(cwd, "results", "ImageFolder_mineCAC_trials0-0.npz"))
-    known_rows = [r for r in rows if r["image"].split(os.sep)[-2] in SPLIT["Known"]]  # cat, dog, owl order
+    known_rows = [r for r in rows if r["image"].split(os.sep)[-2] in PETS_SPLIT["Known"]]  # cat, dog, owl order
     np.testing.assert_allclose(sorted(float(r["score"]) for r in known_rows),
                                sorted(z["trial0_cac_known_score"]), rtol=1e-4, atol=1e-6)
     with open(os.path.join(cwd, "results", "ImageFolder_mineClosedSet_trials0-0.json")) as f:
@@ -169,3 +135,47 @@ def test_bad_folders_and_flags_give_one_line_errors(folder, tmp_path, private_ca
     ]
     for extra, fragments in cases:
         assert_one_line_error(run_main(train_cacOpenset.main, [*base, *extra], str(tmp_path)), *fragments)
+
+
+# ------------------------------------------------------------------ caches keyed on the images' bytes, split files
+
+
+def test_replaced_training_images_recompute_normalization_and_anchor_means(tmp_path, isolated_datasets_dir):
+    """Same names, same sizes, same times, other pixels: the normalization cache and the anchor
+    means stored in the checkpoint are both made again (they were reused before)."""
+    root = write_bmp_folder(str(tmp_path / "imgs"), seed=1)
+    (tmp_path / "split.json").write_text(json.dumps({"Known": ["a", "b", "c"], "Unknown": ["u"]}))
+    cwd = str(tmp_path / "work")
+    os.makedirs(cwd)
+    data = ["--dataset", "ImageFolder", "--data_root", root, "--split_file", str(tmp_path / "split.json"),
+            "--workers", "0", "--im_size", "16"]
+    torch.set_num_threads(1)
+    ok(run_main(train_cacOpenset.main, [*data, "--trial", "0", "--name", "m", "--epochs", "1"], cwd))
+    evaluate = [*data, "--num_trials", "1", "--name", "m"]
+    assert "anchor means computed" in ok(run_main(eval_cacOpenset.main, evaluate, cwd)).stdout
+    cache = isolated_datasets_dir / "ImageFolder" / "normalization" / "0.json"
+    first_cache = json.loads(cache.read_text())
+    ckpt_path = os.path.join(cwd, "networks", "weights", "ImageFolder", "ImageFolder_0_mCACclassifierAnchorLoss.pth")
+    first_key = torch.load(ckpt_path, weights_only=True)["calibration"]["anchor_means"]["key"]
+    assert "anchor means read from the checkpoint" in ok(run_main(eval_cacOpenset.main, evaluate, cwd)).stdout
+
+    replace_training_images_keeping_name_size_and_time(root)
+    assert "anchor means computed" in ok(run_main(eval_cacOpenset.main, evaluate, cwd)).stdout
+    second_cache = json.loads(cache.read_text())
+    assert second_cache["Source"] != first_cache["Source"] and second_cache["mean"] != first_cache["mean"]
+    second_key = torch.load(ckpt_path, weights_only=True)["calibration"]["anchor_means"]["key"]
+    assert second_key["source"] != first_key["source"] and second_key["source"] is not None
+
+
+@pytest.mark.parametrize("case", ["nested 200,000 deep", "5,000-digit number", "not UTF-8", "a folder in the way"])
+def test_malformed_image_folder_split_file_is_one_line_through_the_script(case, tmp_path, isolated_datasets_dir):
+    root = tmp_path / "imgs"
+    write_image_folder(str(root), {"a": 2, "b": 2}, {"a": 1, "u": 1})
+    content, fragment = MALFORMED[case]
+    write_split_file(tmp_path / "split.json", content)
+    argv = ["--dataset", "ImageFolder", "--data_root", str(root), "--split_file", str(tmp_path / "split.json"),
+            "--trial", "0", "--epochs", "1", "--workers", "0"]
+    cwd = tmp_path / "work"
+    cwd.mkdir()
+    assert_one_line_error(run_main(train_cacOpenset.main, argv, str(cwd)), fragment, "split file")
+    assert os.listdir(cwd) == []

@@ -1,19 +1,15 @@
-"""Tests for datasets/setup_tinyimagenet.py on a tiny synthetic zip (no network)."""
+"""datasets/setup_tinyimagenet.py on a tiny synthetic zip (no network): the layout it makes, its
+one-line errors, and every check done before the first file moves."""
 import os
 import shutil
-import subprocess
-import sys
 import zipfile
 
 import pytest
-from torchvision.datasets import ImageFolder
+from fakedata import make_tinyimagenet_zip, write_tinyimagenet
+from rawfiles import check_ready
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-for p in (ROOT, os.path.join(ROOT, "tests")):  # no conftest guaranteed yet
-    if p not in sys.path:
-        sys.path.insert(0, p)
-from datasets.setup_tinyimagenet import SetupError, main, sort_val_images  # noqa: E402
-from fakedata import make_tinyimagenet_zip, write_tinyimagenet  # noqa: E402
+from datasets.setup_tinyimagenet import SetupError, main, sort_val_images
+
 
 CLASSES, N_TRAIN, N_VAL = 5, 3, 2
 
@@ -22,25 +18,6 @@ CLASSES, N_TRAIN, N_VAL = 5, 3, 2
 def zip_path(tmp_path_factory):
     path = tmp_path_factory.mktemp("zip") / "tiny-imagenet-200.zip"
     return str(make_tinyimagenet_zip(str(path), num_classes=CLASSES, n_train=N_TRAIN, n_val=N_VAL))
-
-
-def read_annotations(top):
-    with open(os.path.join(top, "val", "val_annotations.txt")) as f:
-        return [line.split("\t")[:2] for line in f.read().splitlines()]
-
-
-def check_ready(top):
-    """ImageFolder sees identical classes in train and val, every val image under its annotated wnid."""
-    train = ImageFolder(os.path.join(top, "train"))
-    val = ImageFolder(os.path.join(top, "val"))
-    wnids = open(os.path.join(top, "wnids.txt")).read().split()
-    assert train.classes == val.classes == sorted(wnids)
-    assert len(train) == CLASSES * N_TRAIN and len(val) == CLASSES * N_VAL
-    assert not os.path.exists(os.path.join(top, "val", "images"))
-    for name, wnid in read_annotations(top):
-        assert os.path.isfile(os.path.join(top, "val", wnid, name))
-    for path, label in val.samples:
-        assert os.path.basename(os.path.dirname(path)) == val.classes[label]
 
 
 def one_line_error(capsys):
@@ -53,7 +30,7 @@ def test_setup_from_zip_then_noop(tmp_path, zip_path, capsys):
     data = str(tmp_path / "data")
     assert main(["--data_root", data, "--zip", zip_path]) == 0
     top = os.path.join(data, "tiny-imagenet-200")
-    check_ready(top)
+    check_ready(top, CLASSES, N_TRAIN, N_VAL)
     assert os.path.isfile(zip_path)  # a zip given by --zip is the user's: kept
     assert "ready" in capsys.readouterr().out
     # second run: nothing to do, so it needs no zip at all
@@ -68,7 +45,7 @@ def test_zip_in_data_root_is_used_and_removed(tmp_path, zip_path):
     data.mkdir()
     shutil.copy(zip_path, data / "tiny-imagenet-200.zip")
     assert main(["--data_root", str(data), "--url", "file:///nonexistent/never-used.zip"]) == 0
-    check_ready(str(data / "tiny-imagenet-200"))
+    check_ready(str(data / "tiny-imagenet-200"), CLASSES, N_TRAIN, N_VAL)
     assert not (data / "tiny-imagenet-200.zip").exists()
 
 
@@ -77,7 +54,7 @@ def test_download_keep_zip(tmp_path, zip_path):
     data = tmp_path / "data"
     url = "file://" + os.path.abspath(zip_path)
     assert main(["--data_root", str(data), "--url", url, "--keep_zip"]) == 0
-    check_ready(str(data / "tiny-imagenet-200"))
+    check_ready(str(data / "tiny-imagenet-200"), CLASSES, N_TRAIN, N_VAL)
     assert (data / "tiny-imagenet-200.zip").is_file()
     assert sorted(os.listdir(data)) == ["tiny-imagenet-200", "tiny-imagenet-200.zip"]  # no temp file left
 
@@ -125,7 +102,7 @@ def test_missing_zip_argument(tmp_path, capsys):
 def test_sort_val_images_alone(tmp_path):
     top = write_tinyimagenet(str(tmp_path), num_classes=CLASSES, n_train=N_TRAIN, n_val=N_VAL)
     assert sort_val_images(top) == CLASSES * N_VAL
-    check_ready(top)
+    check_ready(top, CLASSES, N_TRAIN, N_VAL)
 
 
 def test_annotation_naming_missing_file(tmp_path, capsys):
@@ -141,15 +118,76 @@ def test_annotation_naming_missing_file(tmp_path, capsys):
     assert "val_3.JPEG" in one_line_error(capsys)
 
 
-def test_as_script(tmp_path, zip_path):
-    data = str(tmp_path / "data")
-    cmd = [sys.executable, "datasets/setup_tinyimagenet.py", "--data_root", data, "--zip", zip_path]
-    res = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=60)
-    assert res.returncode == 0, res.stderr
-    check_ready(os.path.join(data, "tiny-imagenet-200"))
-    bad = subprocess.run(cmd[:-1] + [os.path.join(data, "nope.zip"), "--data_root", str(tmp_path / "d2")],
-                         cwd=ROOT, capture_output=True, text=True, timeout=60)
-    assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "Traceback" not in bad.stderr
-    helptext = subprocess.run([sys.executable, "datasets/setup_tinyimagenet.py", "--help"],
-                              cwd=ROOT, capture_output=True, text=True, timeout=60).stdout
-    assert "datasets/data" in helptext and "--keep_zip" in helptext
+# ------------------------------------------------------------------ everything checked before a file moves
+
+
+def _annotations(top):
+    return os.path.join(top, "val", "val_annotations.txt")
+
+
+def _edit_annotations(top, edit):
+    with open(_annotations(top)) as f:
+        lines = f.read().splitlines()
+    with open(_annotations(top), "w") as f:
+        f.write("\n".join(edit(lines)) + "\n")
+
+
+def _first_wnid(top):
+    return open(_annotations(top)).readline().split("\t")[1]
+
+
+SETUP_FAULTS = {
+    "same line twice": (lambda top: _edit_annotations(top, lambda lines: lines + [lines[0]]), "listed again"),
+    "file with two classes": (lambda top: _edit_annotations(
+        top, lambda lines: lines + [lines[0].split("\t")[0] + "\t" + lines[-1].split("\t")[1]]), "listed again"),
+    "destination exists": (lambda top: (os.makedirs(os.path.join(top, "val", _first_wnid(top))), open(os.path.join(
+        top, "val", _first_wnid(top), "val_0.JPEG"), "w").close()), "exists already"),
+    "class named images": (lambda top: (os.remove(os.path.join(top, "wnids.txt")), _edit_annotations(
+        top, lambda lines: [lines[0].split("\t")[0] + "\timages"] + lines[1:])), "clashes"),
+    "class folder is a file": (lambda top: open(os.path.join(top, "val", _first_wnid(top)), "w").close(), "clashes"),
+    "path outside val": (lambda top: _edit_annotations(
+        top, lambda lines: ["../../x.JPEG\t" + lines[0].split("\t")[1]] + lines), "plain"),
+    "file not listed": (lambda top: _edit_annotations(top, lambda lines: lines[1:]), "not in val_annotations"),
+    "not UTF-8": (lambda top: open(_annotations(top), "ab").write(b"\xff\xfe bad\n"), "UTF-8"),
+}
+
+
+@pytest.mark.parametrize("case", list(SETUP_FAULTS))
+def test_setup_checks_everything_before_moving_a_file(case, tmp_path):
+    top = write_tinyimagenet(str(tmp_path), num_classes=4, n_train=1, n_val=2)
+    fault, fragment = SETUP_FAULTS[case]
+    fault(top)
+    images = os.path.join(top, "val", "images")
+    before = sorted(os.listdir(images)), sorted(os.listdir(os.path.join(top, "val")))
+    with pytest.raises(SetupError, match=fragment):
+        sort_val_images(top)
+    assert (sorted(os.listdir(images)), sorted(os.listdir(os.path.join(top, "val")))) == before  # nothing moved
+
+
+def test_setup_with_a_duplicate_line_is_one_line_exit_2(tmp_path, capsys):
+    raw = tmp_path / "raw"
+    top = write_tinyimagenet(str(raw), num_classes=4, n_train=1, n_val=2)
+    _edit_annotations(top, lambda lines: lines + [lines[2]])
+    zip_path = shutil.make_archive(str(tmp_path / "tiny"), "zip", str(raw), "tiny-imagenet-200")
+    assert main(["--data_root", str(tmp_path / "data"), "--zip", zip_path]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "listed again" in err and "Traceback" not in err
+    assert len(os.listdir(tmp_path / "data" / "tiny-imagenet-200" / "val" / "images")) == 8
+
+
+def test_setup_puts_moved_files_back_when_a_move_fails(tmp_path, monkeypatch):
+    top = write_tinyimagenet(str(tmp_path), num_classes=4, n_train=1, n_val=2)
+    before = sorted(os.listdir(os.path.join(top, "val")))
+    real, calls = os.replace, []
+
+    def failing(src, dst):
+        calls.append(src)
+        if len(calls) == 4:
+            raise OSError(28, "No space left on device")
+        return real(src, dst)
+
+    monkeypatch.setattr(os, "replace", failing)
+    with pytest.raises(OSError):
+        sort_val_images(top)
+    assert sorted(os.listdir(os.path.join(top, "val"))) == before
+    assert len(os.listdir(os.path.join(top, "val", "images"))) == 8

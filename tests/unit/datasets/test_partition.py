@@ -3,7 +3,8 @@
 The facts come from ../shared/protocol: each real training set's labels in file order
 (trainval_labels.npz) and the SHA-256 of each of the original's trainval_idxs.json files
 (trainval.md). Each test writes a training set in the real on-disk format with the real label
-order, opens it through OpenSetData as a training run does, and hashes the partition it made.
+order, opens it through OpenSetData as a training run does, and hashes the partition it made. The
+cache is rebuilt when the labels or the validation share change.
 """
 import json
 import os
@@ -13,10 +14,13 @@ import numpy as np
 import pytest
 
 from conftest import REPO, require_shared
-from datasets import OpenSetData
+from fakedata import write_mnist, write_training_labels
+from rawfiles import mnist_train_labels, read_split
+
+from datasets.config import load_config
 from datasets.partition import (ORIGINAL_CLASS_SIZES, canonical, make_partition, original_partition,
                                 partition_digest, split_per_class)
-from fakedata import write_mnist, write_training_labels
+from datasets.trial import OpenSetData
 
 PROTOCOL = os.path.join(os.path.dirname(REPO), "shared", "protocol")
 
@@ -87,7 +91,7 @@ def test_replay_equals_running_the_data_sets_in_order(protocol):
 
 # ------------------------------------------------------------------ the cache
 @pytest.fixture
-def mnist_root(tmp_path):
+def mnist_dir(tmp_path):
     write_mnist(str(tmp_path / "m"), n_train=20, n_test=5, seed=0)
     return tmp_path / "m"
 
@@ -100,18 +104,18 @@ def fresh(data, dataset="MNIST"):
     return make_partition(dataset, data.train_labels, data.cfg["val_fraction"], 10)
 
 
-def test_fresh_cache_has_the_procedure_and_is_reused_silently(mnist_root, isolated_datasets_dir, capsys):
-    partition, data = partition_through_open_set_data("MNIST", mnist_root, isolated_datasets_dir)
+def test_fresh_cache_has_the_procedure_and_is_reused_silently(mnist_dir, isolated_datasets_dir, capsys):
+    partition, data = partition_through_open_set_data("MNIST", mnist_dir, isolated_datasets_dir)
     assert partition["Fingerprint"]["procedure"] == "original-random1000"
     assert partition == fresh(data)
     capsys.readouterr()
-    OpenSetData("MNIST", 0, data_root=str(mnist_root), download=False)
+    OpenSetData("MNIST", 0, data_root=str(mnist_dir), download=False)
     assert "warning" not in capsys.readouterr().err
 
 
-def test_cache_of_the_earlier_procedure_is_rebuilt_with_a_warning(mnist_root, isolated_datasets_dir, capsys):
+def test_cache_of_the_earlier_procedure_is_rebuilt_with_a_warning(mnist_dir, isolated_datasets_dir, capsys):
     """What this repository wrote before: its own seeded draw, a fingerprint without a procedure."""
-    _, data = partition_through_open_set_data("MNIST", mnist_root, isolated_datasets_dir)
+    _, data = partition_through_open_set_data("MNIST", mnist_dir, isolated_datasets_dir)
     labels = mnist_labels(data)
     train, val = split_per_class(labels, 0.2, 0)
     old = {"Train": {str(c): v for c, v in train.items()}, "Val": {str(c): v for c, v in val.items()},
@@ -119,7 +123,7 @@ def test_cache_of_the_earlier_procedure_is_rebuilt_with_a_warning(mnist_root, is
     cache = isolated_datasets_dir / "MNIST" / "trainval_idxs.json"
     cache.write_text(json.dumps(old))
     capsys.readouterr()
-    data = OpenSetData("MNIST", 0, data_root=str(mnist_root), download=False)
+    data = OpenSetData("MNIST", 0, data_root=str(mnist_dir), download=False)
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("warning: rebuilding") and str(cache) in err[0]
     assert json.loads(cache.read_text()) == fresh(data)
@@ -127,12 +131,12 @@ def test_cache_of_the_earlier_procedure_is_rebuilt_with_a_warning(mnist_root, is
     assert data.val_idx.tolist() == sorted(i for c in data.known for i in expected["Val"][str(c)])
 
 
-def test_the_original_codes_own_file_is_used_as_is(mnist_root, isolated_datasets_dir, capsys):
-    _, data = partition_through_open_set_data("MNIST", mnist_root, isolated_datasets_dir)
+def test_the_original_codes_own_file_is_used_as_is(mnist_dir, isolated_datasets_dir, capsys):
+    _, data = partition_through_open_set_data("MNIST", mnist_dir, isolated_datasets_dir)
     cache = isolated_datasets_dir / "MNIST" / "trainval_idxs.json"
     cache.write_text(json.dumps(canonical(fresh(data))))  # the original's format: no Fingerprint
     capsys.readouterr()
-    again = OpenSetData("MNIST", 0, data_root=str(mnist_root), download=False)
+    again = OpenSetData("MNIST", 0, data_root=str(mnist_dir), download=False)
     assert "warning" not in capsys.readouterr().err
     assert again.val_idx.tolist() == data.val_idx.tolist()
 
@@ -167,25 +171,25 @@ def _bool_index(p):
     _missing_class, _index_out_of_range, _index_of_another_class, _repeated_index, _bool_index],
     ids=["null", "42", "list", "Train null", "class missing", "index out of range", "index of another class",
          "repeated index", "bool index"])
-def test_damaged_cache_is_rebuilt_with_one_warning(damage, mnist_root, isolated_datasets_dir, capsys):
+def test_damaged_cache_is_rebuilt_with_one_warning(damage, mnist_dir, isolated_datasets_dir, capsys):
     """Each damage returns what is written into the cache in place of the good partition."""
-    partition, data = partition_through_open_set_data("MNIST", mnist_root, isolated_datasets_dir)
+    partition, data = partition_through_open_set_data("MNIST", mnist_dir, isolated_datasets_dir)
     cache = isolated_datasets_dir / "MNIST" / "trainval_idxs.json"
     cache.write_text(json.dumps(damage(json.loads(json.dumps(partition)))))
     capsys.readouterr()
-    again = OpenSetData("MNIST", 0, data_root=str(mnist_root), download=False)
+    again = OpenSetData("MNIST", 0, data_root=str(mnist_dir), download=False)
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("warning: rebuilding"), err
     assert json.loads(cache.read_text()) == fresh(data)
     assert again.train_idx.tolist() == data.train_idx.tolist() and again.val_idx.tolist() == data.val_idx.tolist()
 
 
-def test_truncated_cache_is_rebuilt_with_one_warning(mnist_root, isolated_datasets_dir, capsys):
-    _, data = partition_through_open_set_data("MNIST", mnist_root, isolated_datasets_dir)
+def test_truncated_cache_is_rebuilt_with_one_warning(mnist_dir, isolated_datasets_dir, capsys):
+    _, data = partition_through_open_set_data("MNIST", mnist_dir, isolated_datasets_dir)
     cache = isolated_datasets_dir / "MNIST" / "trainval_idxs.json"
     cache.write_text(cache.read_text()[:100])
     capsys.readouterr()
-    OpenSetData("MNIST", 0, data_root=str(mnist_root), download=False)
+    OpenSetData("MNIST", 0, data_root=str(mnist_dir), download=False)
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "rebuilding" in err[0] and "JSON" in err[0]
     assert json.loads(cache.read_text()) == fresh(data)
@@ -204,3 +208,50 @@ def test_other_data_sets_use_the_seeded_procedure(isolated_datasets_dir):
         n_val = int(round(0.2 * len(idx)))
         assert partition["Val"][str(c)] == sorted(order[:n_val].tolist())
         assert partition["Train"][str(c)] == sorted(order[n_val:].tolist())
+
+
+# ------------------------------------------------------------------ the cache follows the labels
+def assert_split_fits(split, labels, fraction=0.2):
+    """The Train/Val lists cover each class's images once, with its class's label, ~fraction in Val."""
+    for c in range(10):
+        tr, va = split["Train"][str(c)], split["Val"][str(c)]
+        assert sorted(tr + va) == np.flatnonzero(labels == c).tolist()
+        n = len(tr) + len(va)
+        assert abs(len(va) - fraction * n) <= 0.5 + 1e-9
+
+
+def test_trainval_cache_is_rewritten_when_labels_change(isolated_datasets_dir, mnist_root, tmp_path):
+    cache = isolated_datasets_dir / "MNIST" / "trainval_idxs.json"
+    labels_a = mnist_train_labels(mnist_root)
+    data_a = OpenSetData("MNIST", 0, data_root=mnist_root, download=False)
+    first = json.loads(cache.read_text())
+    assert_split_fits(first, labels_a)
+    known = read_split("MNIST", 0)[0]
+    assert data_a.val_idx.tolist() == sorted(i for c in known for i in first["Val"][str(c)])
+
+    root_b = str(tmp_path / "b")
+    write_mnist(root_b, n_train=15, n_test=6, seed=7)  # other labels, other count
+    labels_b = mnist_train_labels(root_b)
+    assert len(labels_b) == 150
+    data_b = OpenSetData("MNIST", 0, data_root=root_b, download=False)
+    second = json.loads(cache.read_text())
+    assert second != first
+    assert_split_fits(second, labels_b)
+    assert second["Fingerprint"]["num_samples"] == 150
+    assert data_b.val_idx.tolist() == sorted(i for c in known for i in second["Val"][str(c)])
+    assert data_b.train_idx.tolist() == sorted(i for c in known for i in second["Train"][str(c)])
+
+    # a config with another validation share does not reuse the 80/20 split
+    OpenSetData("MNIST", 0, data_root=root_b, download=False, config={**load_config("MNIST"), "val_fraction": 0.4})
+    third = json.loads(cache.read_text())
+    assert third["Fingerprint"]["train_share"] == 0.6
+    assert_split_fits(third, labels_b, fraction=0.4)
+
+
+def test_tiny_classes_keep_one_validation_image(isolated_datasets_dir, tmp_path):
+    root = str(tmp_path / "two")
+    write_mnist(root, n_train=2, n_test=2, seed=3)  # 0.2 * 2 rounds to 0: one goes to val anyway
+    data = OpenSetData("MNIST", 0, data_root=root, download=False)
+    labels = mnist_train_labels(root)
+    for c in read_split("MNIST", 0)[0]:
+        assert int((labels[data.val_idx] == c).sum()) == 1 and int((labels[data.train_idx] == c).sum()) == 1

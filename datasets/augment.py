@@ -1,0 +1,65 @@
+"""The augmentation spec of one subset of a trial (SPEC section 4), built once from the config:
+both pipelines are made from it, the per-sample torchvision Compose (`transform`) and the
+device-resident one (datasets/resident.py reads the same fields).
+
+  train   Resize, RandomResizedCrop(scale (scale_min, 1)), RandomHorizontalFlip(flip),
+          RandomRotation(rotate), ToTensor, Normalize
+  eval    Resize, ToTensor, Normalize
+  anchor  Resize, CenterCrop, ToTensor, Normalize
+"""
+from dataclasses import dataclass
+
+from torchvision import transforms as T
+
+KINDS = ("train", "eval", "anchor")
+CROP_RATIO = (3.0 / 4.0, 4.0 / 3.0)  # RandomResizedCrop's default range of aspect ratios
+
+
+@dataclass(frozen=True)
+class AugmentSpec:
+    """kind (one of KINDS), the side of the square images out, the per-channel mean and std;
+    for `train` also the crop's smallest area share, the mirror probability and the rotation
+    range in degrees (uniform in -rotate..rotate)."""
+
+    kind: str
+    im_size: int
+    mean: list
+    std: list
+    scale_min: float = 1.0
+    flip: float = 0.0
+    rotate: float = 0.0
+
+    @classmethod
+    def from_config(cls, kind, cfg, mean, std):
+        """The spec of `kind` for a data set's config entry (its im_size and data_transforms)."""
+        if kind not in KINDS:
+            raise ValueError(f"augmentation kind {kind!r}: one of {KINDS}")
+        if kind != "train":
+            return cls(kind, cfg["im_size"], mean, std)
+        aug = cfg["data_transforms"]
+        return cls(kind, cfg["im_size"], mean, std, aug["scale_min"], aug["flip"], aug["rotate"])
+
+    @property
+    def random(self):
+        """True when the spec draws random parameters per image (crop, mirror, rotation)."""
+        return self.kind == "train"
+
+    @property
+    def degrees(self):
+        """The rotation range as RandomRotation stores it."""
+        return float(-self.rotate), float(self.rotate)
+
+    def head(self):
+        """The deterministic PIL steps before the random ones (the resident pipeline runs them
+        once per image, when it decodes the data set)."""
+        if self.kind == "anchor":
+            return [T.Resize(self.im_size), T.CenterCrop(self.im_size)]
+        return [T.Resize(self.im_size)]
+
+    def transform(self):
+        """The torchvision Compose of the per-sample pipeline."""
+        steps = self.head()
+        if self.random:
+            steps += [T.RandomResizedCrop(self.im_size, scale=(self.scale_min, 1.0)),
+                      T.RandomHorizontalFlip(self.flip), T.RandomRotation(self.rotate)]
+        return T.Compose([*steps, T.ToTensor(), T.Normalize(self.mean, self.std)])

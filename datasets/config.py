@@ -1,0 +1,122 @@
+"""The hyperparameters of each data set (datasets/config.json): read, checked key by key
+(CONFIG_RULES), and the command line's --im_size / --im_channels applied; DATASET_NAMES is
+what --dataset accepts."""
+import json
+import os
+
+from core.errors import UserError
+from core.files import read_json
+from core.values import is_finite_number, is_whole_number
+from datasets.folder import FOLDER_DATASET
+from datasets.normalization import normalization_problem
+from datasets.sources import SOURCES
+from datasets.splits import DATASETS_DIR
+from networks.config import im_size_problem
+
+DATASET_NAMES = (*SOURCES, FOLDER_DATASET)
+
+
+def load_config(dataset):
+    """The hyperparameters of `dataset` from datasets/config.json, checked (check_config)."""
+    path = os.path.join(DATASETS_DIR, "config.json")
+    config = read_json(path, "data set configuration", "restore it from the repository (git checkout "
+                       "datasets/config.json) or fix the edit")
+    if not isinstance(config, dict):
+        raise UserError(f"{path} holds a {type(config).__name__}, not an object of data sets; restore it "
+                        f"from the repository (git checkout datasets/config.json)")
+    if dataset not in config or dataset.startswith("_"):
+        names = ", ".join(k for k in config if not k.startswith("_"))
+        raise UserError(f"unknown dataset {dataset!r}: choose one of {names}")
+    check_config(dataset, config[dataset], path)
+    return config[dataset]
+
+
+def _pair(test):
+    return lambda x: isinstance(x, list) and len(x) == 2 and all(test(v) for v in x)
+
+
+# key -> (test, what the value must be); the training schedule's keys for both methods
+CONFIG_RULES = {
+    "batch_size": (lambda x: is_whole_number(x) and x >= 1, "a whole number, 1 or more"),
+    "num_workers": (lambda x: is_whole_number(x) and x >= 0, "a whole number, 0 or more"),
+    "im_channels": (lambda x: is_whole_number(x) and x in (1, 3), "1 (grey) or 3 (RGB)"),
+    "num_known_classes": (lambda x: is_whole_number(x) and x >= 2, "a whole number, 2 or more"),
+    "dropout": (lambda x: is_finite_number(x) and 0 <= x < 1, "a number from 0 up to (not including) 1"),
+    "val_fraction": (lambda x: is_finite_number(x) and 0 < x < 1, "a number between 0 and 1 (exclusive)"),
+    "anchor_flip": (lambda x: isinstance(x, bool), "true or false"),
+    "data_transforms.flip": (lambda x: is_finite_number(x) and 0 <= x <= 1, "a probability from 0 to 1"),
+    "data_transforms.rotate": (lambda x: is_finite_number(x) and x >= 0, "degrees, 0 or more"),
+    "data_transforms.scale_min": (lambda x: is_finite_number(x) and 0 < x <= 1, "a share in (0, 1]"),
+    **{f"{phase}.{key}": rule for phase in ("openset_training", "closedset_training") for key, rule in {
+        "learning_rate": (_pair(lambda v: is_finite_number(v) and v > 0),
+                          "a list of 2 positive numbers [first run, -r run]"),
+        "max_epoch": (_pair(lambda v: is_whole_number(v) and v >= 1), "a list of 2 whole numbers >= 1 [first run, -r run]"),
+        "weight_decay": (lambda x: is_finite_number(x) and x >= 0, "a number, 0 or more"),
+    }.items()},
+}
+OPTIONAL_RULES = {  # keys the code has a default for
+    "openset_training.momentum": (lambda x: is_finite_number(x) and 0 <= x < 1, "a number from 0 up to 1"),
+    "closedset_training.momentum": (lambda x: is_finite_number(x) and 0 <= x < 1, "a number from 0 up to 1"),
+}
+
+
+def check_config(dataset, entry, path):
+    """One UserError line naming the data set, the key and the file for an entry of
+    datasets/config.json that is missing, of the wrong type or out of range."""
+    def refuse(key, problem):
+        raise UserError(f"{key} of {dataset} in {path} {problem}; fix it, or restore the file from the "
+                        f"repository (git checkout datasets/config.json)")
+
+    if not isinstance(entry, dict):
+        refuse("the entry", f"is a {type(entry).__name__}, not an object")
+    size = entry.get("im_size")
+    if im_size_problem(size):
+        raise UserError(f"im_size {size!r} of {dataset} in {path} {im_size_problem(size)}: use e.g. 32 or 64")
+    for key, (test, want) in {**CONFIG_RULES, **OPTIONAL_RULES}.items():
+        value, found = entry, True
+        for part in key.split("."):
+            found = isinstance(value, dict) and part in value
+            value = value[part] if found else None
+            if not found:
+                break
+        if not found:
+            if key not in OPTIONAL_RULES:
+                refuse(key, "is missing")
+            continue
+        if key == "num_known_classes" and value is None and dataset == FOLDER_DATASET:
+            continue  # own image folders: the split file decides
+        if not test(value):
+            refuse(key, f"is {json.dumps(value)[:60]}, not {want}")
+    if entry.get("normalization") is not None:
+        check_listed_normalization(entry["normalization"], entry["im_channels"], refuse)
+
+
+def check_listed_normalization(listed, channels, refuse):
+    """normalization: {"mean": rows, "std": rows}, the same number of rows of `channels` finite
+    values each, std > 0."""
+    if not isinstance(listed, dict) or not all(isinstance(listed.get(k), list) for k in ("mean", "std")):
+        refuse("normalization", 'is not {"mean": [[...], ...], "std": [[...], ...]}')
+    if len(listed["mean"]) != len(listed["std"]):
+        refuse("normalization", f"has {len(listed['mean'])} mean rows but {len(listed['std'])} std rows")
+    for i, (mean, std) in enumerate(zip(listed["mean"], listed["std"])):
+        problem = normalization_problem(mean, std, channels)
+        if problem:
+            part = "mean" if problem.startswith("mean") else "std"  # the problems name mean first
+            refuse(f"normalization.{part}[{i}]", f"is wrong: {problem} (im_channels {channels})")
+
+
+def apply_overrides(cfg, dataset, im_size=None, im_channels=None):
+    """A copy of `cfg` with --im_size / --im_channels applied (channels: own image folders only)."""
+    cfg = dict(cfg)
+    if im_size is not None:
+        if im_size_problem(im_size):
+            raise UserError(f"--im_size {im_size} {im_size_problem(im_size)}: give e.g. 32 or 64")
+        cfg["im_size"] = im_size
+    if im_channels is not None:
+        if dataset != FOLDER_DATASET:
+            raise UserError(f"--im_channels applies to --dataset {FOLDER_DATASET} only; {dataset} has "
+                            f"{cfg['im_channels']} channel(s)")
+        if im_channels not in (1, 3):
+            raise UserError(f"--im_channels {im_channels}: give 1 (grey) or 3 (RGB)")
+        cfg["im_channels"] = im_channels
+    return cfg

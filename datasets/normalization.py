@@ -1,0 +1,118 @@
+"""Per-trial normalization (mean, std per channel): the config's listed rows, else the
+statistics of the known classes' training pixels, cached per trial in
+datasets/<dataset>/normalization/<trial>.json and checked wherever a mean/std pair is read."""
+import json
+import os
+import sys
+
+import numpy as np
+
+from core.errors import UserError
+from core.files import atomic_write, read_json
+from core.values import is_finite_number, is_number
+from datasets import splits
+from datasets.splits import brief, labels_fingerprint
+
+FIRST_RELEASE_TRIALS = 5  # trials 5-9 of the paper's data sets are its first-release class splits
+RAW_PIXELS = "raw-pixels"  # tag of computed normalization caches: stats of the files' own pixels
+
+
+def listed_normalization(cfg, trial):
+    """(mean, std) listed in the config for `trial`, or None. The listed rows were computed on
+    the paper's first-release splits (trials 5-9 here), which the released weights were trained
+    on: trial 5 + t uses row t; trials 0-4 (the standard splits) use row t, as the original
+    code does for whatever split file has that number."""
+    listed = cfg.get("normalization")
+    if not listed:
+        return None
+    for row in (trial, trial - FIRST_RELEASE_TRIALS):
+        if 0 <= row < len(listed["mean"]) and len(listed["mean"][row]) == cfg["im_channels"]:
+            return listed["mean"][row], listed["std"][row]
+    return None
+
+
+def raw_pixel_stats(chunks, channels):
+    """Per-channel mean and (population) std on the 0-1 scale of uint8 images given as chunks
+    (n, H, W) or (n, H, W, C), as the original's get_data_stats computes them; exact integer
+    sums, so the result does not depend on how the images are chunked."""
+    total = np.zeros(channels, dtype=np.int64)
+    squares = np.zeros(channels, dtype=np.int64)
+    count = 0
+    for chunk in chunks:
+        pixels = np.asarray(chunk).reshape(-1, channels).astype(np.int64)
+        total += pixels.sum(0)
+        squares += (pixels * pixels).sum(0)
+        count += len(pixels)
+    mean = total / count
+    std = np.sqrt(np.maximum(squares / count - mean * mean, 0.0))
+    return [float(v) for v in mean / 255.0], [float(v) for v in std / 255.0]
+
+
+def _write_json_atomic(obj, path):
+    with atomic_write(path, "w") as f:
+        json.dump(obj, f)
+
+
+def normalization_problem(mean, std, channels):
+    """Why a mean/std pair cannot normalize `channels`-channel images (None when it can):
+    each a list of one finite number per channel, every std above 0 (it divides). Without
+    `channels`, mean and std need only be of one length."""
+    for name, values in (("mean", mean), ("std", std)):
+        if not isinstance(values, list) or not all(is_number(v) for v in values):
+            return f"{name} is not a list of numbers"
+        if len(values) != (len(mean) if channels is None else channels):
+            return f"{name} has {len(values)} value(s) for {channels or len(mean)}-channel images"
+        if not all(is_finite_number(v) for v in values):
+            return f"{name} is not finite"
+    if not all(v > 0 for v in std):
+        return "a std is not above 0"
+    return None
+
+
+def _read_normalization_cache(path, key, channels):
+    """(mean, std) of the cache at `path` when it was made from `key` and is valid, else None.
+    A cache of other data is simply replaced; an invalid one gets one warning line."""
+    if not os.path.exists(path):
+        return None
+    try:
+        cached = read_json(path, "normalization cache", "recomputing it")
+    except UserError as e:
+        print(f"warning: {e}", file=sys.stderr)
+        return None
+    if not isinstance(cached, dict):
+        problem = f"holds {type(cached).__name__}, not an object"
+    elif not {*key, "mean", "std"} <= set(cached):
+        problem = f"lacks {sorted({*key, 'mean', 'std'} - set(cached))}"
+    elif any(cached[k] != v for k, v in key.items()):
+        return None  # made from other data: recomputed without a word, as any stale cache
+    else:
+        problem = normalization_problem(cached["mean"], cached["std"], channels)
+    if problem:
+        print(f"warning: normalization cache {path} is invalid ({problem}); recomputing it", file=sys.stderr)
+        return None
+    return cached["mean"], cached["std"]
+
+
+def cached_normalization(dataset, trial, known, labels, im_size, compute, source=None, channels=None):
+    """Mean/std computed by `compute()` for a trial without listed values, cached in
+    datasets/<dataset>/normalization/<trial>.json and reused while the known classes, the
+    data and the image size (image folders are read at that size) all match; `source`
+    (users' image folders: a fingerprint of the files' contents) must match too. The cache is
+    checked when read: one finite mean and one std above 0 per channel (`channels`)."""
+    path = os.path.join(splits.DATASETS_DIR, dataset, "normalization", f"{trial}.json")
+    key = {"Known": list(known), "im_size": im_size, "Fingerprint": labels_fingerprint(labels)}
+    if source is not None:
+        key["Source"] = source
+    cached = _read_normalization_cache(path, key, channels)
+    if cached is not None:
+        return cached
+    mean, std = compute()
+    problem = normalization_problem(list(mean), list(std), channels)
+    if problem:  # e.g. training images that are all one colour: dividing by a std of 0 gives NaN
+        raise UserError(f"cannot normalize the training images of {dataset} trial {trial}: {problem} "
+                        f"(mean {brief(list(mean))}, std {brief(list(std))}); check the images")
+    try:
+        _write_json_atomic({**key, "mean": mean, "std": std}, path)
+    except OSError:
+        pass
+    return mean, std

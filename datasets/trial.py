@@ -1,0 +1,206 @@
+"""One trial of one data set: class split, train/val/test subsets, their augmentation specs.
+
+Known labels are remapped to 0..N-1 in ascending order of the original class id through
+one lookup tensor; every unknown image gets the label N.
+"""
+import os
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from core.errors import UserError
+from datasets import splits
+from datasets.augment import AugmentSpec
+from datasets.config import apply_overrides, load_config
+from datasets.folder import FOLDER_DATASET, FolderData
+from datasets.normalization import RAW_PIXELS, cached_normalization, listed_normalization, raw_pixel_stats
+from datasets.partition import trainval_split
+from datasets.sources import CHANNELS_FIRST, NUM_CLASSES, SOURCES, open_source, source_labels
+from datasets.splits import load_class_split
+
+
+def read_item(base, index):
+    """(image, label) `index` of a raw data set; a damaged image file is one UserError naming it."""
+    try:
+        return base[index]
+    except (OSError, ValueError, SyntaxError) as e:  # what PIL raises for a damaged image file
+        where = base.samples[index][0] if hasattr(base, "samples") else f"image {index}"
+        raise UserError(f"cannot read {where} ({type(e).__name__}: {' '.join(str(e).split())[:120]}); "
+                        f"replace or delete the file") from None
+
+
+class RemappedSubset(Dataset):
+    """Images `indices` of a raw data set with remapped labels, transformed as `spec` says
+    (an AugmentSpec; the resident pipeline reads the same spec)."""
+
+    def __init__(self, base, indices, labels, spec):
+        self.base, self.indices, self.labels, self.spec = base, indices, labels, spec
+        self.transform = spec.transform()
+
+    def __len__(self):
+        return len(self.indices)
+
+    def __getitem__(self, i):
+        image, _ = read_item(self.base, int(self.indices[i]))
+        return self.transform(image), self.labels[i]
+
+
+class OpenSetData:
+    """Everything one trial needs; test sets are opened only when asked for.
+
+    `split_file` replaces datasets/<dataset>/class_splits/<trial>.json (for ImageFolder it is
+    required and names class folders, see datasets/folder.py). `from_sources` builds a trial
+    over sources already open (in memory)."""
+
+    def __init__(self, dataset, trial, data_root="datasets/data", download=True, config=None, split_file=None):
+        self.root, self.download = data_root, download
+        self._test_sets = {}  # source -> its opened test split (see _test_set)
+        cfg = dict(config if config is not None else load_config(dataset))
+        self.folder = None
+        if dataset == FOLDER_DATASET:
+            self.folder = FolderData(data_root, split_file, cfg["im_size"], cfg["im_channels"])
+            self.known_source = self.unknown_source = FOLDER_DATASET
+            known, unknown = self.folder.known, self.folder.unknown
+            cfg["num_known_classes"] = len(known)  # the split file decides the network's size
+            num_classes = len(self.folder.classes)
+        else:
+            self.known_source, self.unknown_source = SOURCES[dataset]
+            separate = self.unknown_source != self.known_source
+            known, unknown = load_class_split(
+                dataset, trial, cfg["num_known_classes"], NUM_CLASSES[self.known_source],
+                NUM_CLASSES[self.unknown_source] if separate else None, path=split_file)
+            num_classes = NUM_CLASSES[self.known_source]
+        self._set_classes(dataset, trial, cfg, known, unknown, num_classes)
+
+        self.train_set = self._open(self.known_source, train=True)
+        self.train_labels = labels = source_labels(self.train_set)  # read once, reused by every subset
+        absent = [c for c in self.known if not (labels == c).any()]
+        if absent:
+            raise UserError(f"known classes {absent} of {dataset} trial {trial} have no training "
+                            f"image under {data_root}; check the data or the split file")
+        split = trainval_split(dataset, labels, self.cfg["val_fraction"], num_classes,
+                               os.path.join(splits.DATASETS_DIR, dataset))
+        self.train_idx = np.sort(np.concatenate([split["Train"][str(c)] for c in self.known])).astype(np.int64)
+        self.val_idx = np.sort(np.concatenate([split["Val"][str(c)] for c in self.known])).astype(np.int64)
+        # image folders: a digest of the training images' bytes, part of every cache's key (None:
+        # built-in data sets, whose files are fixed)
+        self.source_fingerprint = self.folder.fingerprint(self.train_set) if self.folder else None
+        self.mean, self.std = self._normalization()
+        self._set_class_names(self.folder.classes if self.folder else getattr(self.train_set, "classes", None))
+
+    @classmethod
+    def from_args(cls, args, trial):
+        """The trial as the command line asks: --data_root, --split_file, --im_size, --im_channels."""
+        cfg = apply_overrides(load_config(args.dataset), args.dataset, getattr(args, "im_size", None),
+                              getattr(args, "im_channels", None))
+        return cls(args.dataset, trial, args.data_root, download=not args.no_download, config=cfg,
+                   split_file=getattr(args, "split_file", None))
+
+    @classmethod
+    def from_sources(cls, name, config, train_set, test_set, known, unknown, trial=0, source="memory"):
+        """A trial over sources already open, such as images in memory (benchmarks/speed.py):
+        items (PIL image, label), labels as source_labels reads them, class ids indexing both
+        sets; `test_set` holds the known and the unknown test images. Nothing is read from or
+        written to disk: every training image of a known class both trains and validates, and
+        mean/std are the config's listed row for `trial`, else those of the known training images."""
+        data = cls.__new__(cls)
+        data.root, data.download, data.folder, data.source_fingerprint = source, False, None, None
+        data.known_source = data.unknown_source = source
+        data._test_sets = {source: test_set}
+        data._set_classes(name, trial, dict(config), list(known), list(unknown), max([*known, *unknown]) + 1)
+        data.train_set, data.train_labels = train_set, source_labels(train_set)
+        data.train_idx = data.val_idx = np.flatnonzero(np.isin(data.train_labels, data.known))
+        listed = listed_normalization(data.cfg, trial)
+        data.mean, data.std = listed if listed is not None else data._pixel_stats()
+        data._set_class_names(getattr(train_set, "classes", None))
+        return data
+
+    def _set_classes(self, name, trial, cfg, known, unknown, num_classes):
+        self.name, self.trial, self.cfg = name, trial, cfg
+        self.known, self.unknown = known, unknown
+        self.num_known = len(known)
+        # lookup table: original class id -> 0..N-1 for known (ascending id), N for the rest
+        self.label_map = torch.full((num_classes,), self.num_known, dtype=torch.int64)
+        self.label_map[sorted(self.known)] = torch.arange(self.num_known)
+
+    def _set_class_names(self, names):
+        # name of each known label 0..N-1 (data sets without names: the class id)
+        self.class_names = [str(names[c]) if names else str(c) for c in sorted(self.known)]
+
+    def _open(self, source, train):
+        if self.folder is not None:
+            return self.folder.open(train)
+        return open_source(source, self.root, train=train, download=self.download)
+
+    def spec(self, kind):
+        """The AugmentSpec of `kind` (train, eval, anchor) for this trial's config and normalization."""
+        return AugmentSpec.from_config(kind, self.cfg, self.mean, self.std)
+
+    def _normalization(self):
+        listed = listed_normalization(self.cfg, self.trial)
+        if listed is not None:
+            return listed
+        source = RAW_PIXELS
+        if self.folder:
+            source += f":{self.source_fingerprint}:{self.cfg['im_channels']}ch"
+        return cached_normalization(self.name, self.trial, self.known, self.train_labels, self.cfg["im_size"],
+                                    self._pixel_stats, source=source, channels=self.cfg["im_channels"])
+
+    def _pixel_stats(self):
+        """Mean and std of the known classes' training pixels, all of them (train and val parts)."""
+        known_idx = np.flatnonzero(np.isin(self.train_labels, self.known))
+        return raw_pixel_stats(self._raw_images(known_idx), self.cfg["im_channels"])
+
+    def _raw_images(self, indices, chunk=1024):
+        """uint8 arrays (n, H, W) or (n, H, W, C) of training images `indices`, a chunk at a time:
+        the files' own pixels (an in-memory data set's `data`), or each image as read (folders)."""
+        data = getattr(self.train_set, "data", None)
+        if data is not None:
+            data = np.asarray(data)
+            if self.known_source in CHANNELS_FIRST:
+                data = data.transpose(0, 2, 3, 1)
+            for start in range(0, len(indices), chunk):
+                yield data[indices[start:start + chunk]]
+            return
+        for index in indices:
+            yield np.asarray(read_item(self.train_set, int(index))[0])[None]
+
+    def _train_subset(self, indices, kind):
+        labels = self.label_map[torch.from_numpy(self.train_labels[indices])]
+        return RemappedSubset(self.train_set, indices, labels, self.spec(kind))
+
+    # data sets of the trial
+    def train_dataset(self):
+        return self._train_subset(self.train_idx, "train")
+
+    def val_dataset(self):
+        return self._train_subset(self.val_idx, "eval")
+
+    def anchor_dataset(self):
+        return self._train_subset(self.train_idx, "anchor")
+
+    def _test_set(self, source):
+        """The test split of `source`, opened (read and parsed) once per trial: known and
+        unknown test images of a single-source data set come from the same files."""
+        if source not in self._test_sets:
+            self._test_sets[source] = self._open(source, train=False)
+        return self._test_sets[source]
+
+    def known_test_dataset(self):
+        test = self._test_set(self.known_source)
+        labels = source_labels(test)
+        idx = np.flatnonzero(np.isin(labels, self.known))
+        if len(idx) == 0:
+            raise UserError(f"the {self.known_source} test set under {self.root} has no image of "
+                            f"the known classes {self.class_names}")
+        return RemappedSubset(test, idx, self.label_map[torch.from_numpy(labels[idx])], self.spec("eval"))
+
+    def unknown_test_dataset(self):
+        test = self._test_set(self.unknown_source)
+        idx = np.flatnonzero(np.isin(source_labels(test), self.unknown))
+        if len(idx) == 0:
+            raise UserError(f"the {self.unknown_source} test set under {self.root} has no image of "
+                            f"the unknown classes {self.unknown}")
+        return RemappedSubset(test, idx, torch.full((len(idx),), self.num_known, dtype=torch.int64),
+                              self.spec("eval"))

@@ -1,0 +1,107 @@
+"""The device-resident pipeline (datasets/resident.py) against the torchvision transforms it
+replaces: evaluation batches equal bit for bit, augmentation drawn as configured, the
+generator's state restoring an epoch, and the data sets it leaves to the per-sample path."""
+import math
+
+import numpy as np
+import torch
+from fakedata import write_tinyimagenet
+from PIL import Image
+from scipy import stats
+from torch.utils.data import Subset
+
+from datasets.augment import AugmentSpec
+from datasets.pipeline import build_loader, make_loader
+from datasets.resident import ResidentLoader, resident_loader
+from datasets.trial import OpenSetData, RemappedSubset
+
+CPU = torch.device("cpu")
+
+
+def _batches(loader):
+    return [(x.contiguous(), y.cpu()) for x, y in loader]
+
+
+def test_evaluation_batches_equal_the_torchvision_path(trials):
+    for data in trials:
+        for dataset in (data.val_dataset(), data.anchor_dataset(), data.known_test_dataset(),
+                        data.unknown_test_dataset()):
+            fast = build_loader(dataset, 7, False, pipeline="resident")
+            assert isinstance(fast, ResidentLoader), data.name
+            want = _batches(make_loader(dataset, 7, False, 0))
+            got = _batches(fast)
+            assert len(got) == len(want)
+            for (x, y), (wx, wy) in zip(got, want):
+                assert torch.equal(y, wy) and x.dtype == wx.dtype and torch.equal(x, wx), data.name
+
+
+def test_channels_last_batches_hold_the_same_values(trials):
+    dataset = trials[2].val_dataset()
+    plain = _batches(build_loader(dataset, 5, False))
+    last = list(build_loader(dataset, 5, False, channels_last=True))
+    assert last[0][0].is_contiguous(memory_format=torch.channels_last)
+    assert all(torch.equal(a[0], b[0]) for a, b in zip(plain, last))
+
+
+def test_flip_rate_and_rotation_angles_follow_the_configuration():
+    images = torch.zeros(10, 1, 16, 16, dtype=torch.uint8)
+    spec = AugmentSpec("train", 16, [0.5], [0.25], scale_min=0.8, flip=0.3, rotate=10)
+    loader = ResidentLoader(images, torch.zeros(10), 10, spec, seed=3)
+    size, (_, _, _, _, flip, angle) = loader.draw_params(20000, 16, 16)
+    assert size == 16
+    p, n = 0.3, len(flip)
+    assert abs(flip.double().mean().item() - p) < 4 * math.sqrt(p * (1 - p) / n)
+    angle = angle.numpy()
+    assert angle.min() >= -10 and angle.max() <= 10
+    assert stats.kstest(angle, stats.uniform(loc=-10, scale=20).cdf).pvalue > 1e-3
+
+
+def test_no_augmentation_configured_means_identity(trials):
+    """Digits trains with flip 0 and rotation 0: with crop scale forced to 1 the batch equals eval."""
+    data = trials[0]
+    data.cfg["data_transforms"] = {**data.cfg["data_transforms"], "scale_min": 1.0}
+    train = data.train_dataset()
+    # area 1 and aspect 1 is the only box that fits, so it must be the whole image
+    got = next(iter(build_loader(train, 9, False)))[0]
+    want = next(iter(build_loader(data.anchor_dataset(), 9, False)))[0]
+    assert torch.equal(got, want)
+
+
+def test_generator_state_restores_the_same_epoch(trials):
+    loader = build_loader(trials[1].train_dataset(), 8, True, seed=5)
+    state = loader.state_dict()
+    first = _batches(loader)
+    loader.load_state_dict(state)
+    again = _batches(loader)
+    assert all(torch.equal(a[0], b[0]) and torch.equal(a[1], b[1]) for a, b in zip(first, again))
+    assert not torch.equal(_batches(loader)[0][0], first[0][0])  # the next epoch differs
+
+
+class InMemory:
+    """A raw data set as torchvision's in-memory ones: a uint8 `data` array, items (PIL image, label)."""
+
+    def __init__(self, height, width):
+        self.data = np.random.default_rng(0).integers(0, 256, (6, height, width), dtype=np.uint8)
+
+    def __len__(self):
+        return len(self.data)
+
+    def __getitem__(self, i):
+        return Image.fromarray(self.data[i]), 0
+
+
+def test_folder_data_sets_and_unknown_transforms_fall_back(tmp_path, isolated_datasets_dir):
+    write_tinyimagenet(str(tmp_path), n_train=3, n_val=2)
+    tiny = OpenSetData("TinyImageNet", 0, data_root=str(tmp_path), download=False)
+    assert resident_loader(tiny.val_dataset(), 4, False, CPU) is None
+    # a data set without an augmentation spec (not a trial's subset) stays per-sample
+    digits = Subset(OpenSetData("Digits", 0).val_dataset(), range(8))
+    assert resident_loader(digits, 4, False, CPU) is None
+    assert not isinstance(build_loader(digits, 4, False), ResidentLoader)
+    # a crop that would shrink the image (PIL filters wider then: an 8 x 12 image resized to
+    # 16 x 24 and cut to 16 x 16) stays per-sample too; a square one does not
+    spec = AugmentSpec("train", 16, [0.5], [0.2], scale_min=0.08, flip=0.5)
+    labels = torch.zeros(6, dtype=torch.int64)
+    assert resident_loader(RemappedSubset(InMemory(8, 12), np.arange(6), labels, spec), 4, False, CPU) is None
+    square = RemappedSubset(InMemory(8, 8), np.arange(6), labels, spec)
+    assert isinstance(resident_loader(square, 4, False, CPU), ResidentLoader)
