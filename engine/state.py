@@ -1,18 +1,19 @@
 """TrainState: where a training run stands, and what lets it stop and go on.
 
-It owns the epochs still to run, the best validation values so far, the running sums of the
+It owns the epochs still to run, the best validation values so far, the image count of the
 epoch in progress, SIGINT/SIGTERM, and the ...Last.pth state it saves after every epoch and
 on a stop (engine/resume.py says what that file holds). The loop itself stays in the script:
 
     state = TrainState(run, net, optimizer, run.epochs(start), best={"acc": 0.0})  # --continue: loads
+    run.save_config(keep_log_bytes=state.continued_log_size)
     with state.stop_signals():
         for epoch in state.epochs:
-            sums = state.epoch_sums(2)
-            for step, (images, targets) in state.iterate(run.train_loader, epoch, sums):
-                ...  # one training step; sums += its (loss, ..., correct)
-            losses, accuracy = state.epoch_means(sums)
+            sums = state.epoch_sums(2)  # loss, correct
+            for step, (images, targets) in state.iterate(loader, epoch, sums):
+                ...  # one training step; sums += its (loss, correct), in place
+            (loss,), accuracy = state.epoch_means(sums, len(loader))
             ...  # validate; if state.improved("acc", value): save the checkpoint; log
-            state.end_epoch(epoch)
+            state.end_epoch(epoch)  # saves ...Last.pth
 """
 import contextlib
 import math
