@@ -6,22 +6,21 @@
 
 Saves networks/weights/<dataset>/<dataset>_<trial>_<name>CACclassifier{AnchorLoss,CACLoss,
 Accuracy}.pth: the best validation anchor loss (used by evaluation), CAC loss and accuracy,
-and ...CACclassifierLast.pth, the state --continue picks up (engine/resume.py).
+and ...CACclassifierLast.pth, the state --continue picks up (engine/state.py, engine/resume.py).
 """
 import argparse
 import math
 import sys
 
 import torch
-from tqdm import tqdm
 
 from engine.accel import accel_parser
 from engine.cli import run_cli, runtime_parser, training_parser
 from core.errors import UserError
-from engine.resume import Progress
-from engine.training import LOG_EVERY, TrainingRun, check_finite
+from engine.state import TrainState
+from engine.training import TrainingRun
 from networks import build_network
-from networks.weights import CAC, CAC_ACCURACY, CAC_ANCHOR_LOSS, CAC_CAC_LOSS, CAC_LAST
+from networks.weights import CAC, CAC_ACCURACY, CAC_ANCHOR_LOSS, CAC_CAC_LOSS
 from utils import CACLoss
 
 
@@ -39,13 +38,10 @@ def parse_args(argv=None):
     return args
 
 
-def train_epoch(model, loader, criterion, optimizer, accel, epoch, progress):
+def train_epoch(model, loader, criterion, optimizer, accel, epoch, state):
     model.train()
-    # total, anchor, tuplet, correct: zeros, or the sums of an interrupted epoch's first batches
-    sums, seen, start = progress.begin_epoch(torch.zeros(4, device=accel.device, dtype=torch.float64))
-    bar = tqdm(progress.batches(loader), desc=f"epoch {epoch}", total=len(loader), initial=start, leave=False,
-               disable=None if accel.is_main else True)
-    for step, (images, targets) in enumerate(bar, start=start + 1):
+    sums = state.epoch_sums(4)  # total, anchor, tuplet, correct
+    for step, (images, targets) in state.iterate(loader, epoch, sums):
         images, targets = accel.inputs(images, targets)
         optimizer.zero_grad(set_to_none=True)
         with accel.autocast():
@@ -55,18 +51,9 @@ def train_epoch(model, loader, criterion, optimizer, accel, epoch, progress):
         optimizer.step()
         correct = (distances.argmin(1) == targets).sum()
         sums += torch.stack([total.detach(), anchor.detach(), tuplet.detach(), correct.double()])
-        seen += len(targets)
-        if step % LOG_EVERY == 0 or step == len(loader):
-            values = sums.tolist()  # the one host sync every LOG_EVERY steps
-            check_finite(values[:3], epoch, start + 1, step)
-            start = step
-            bar.set_postfix(loss=f"{values[0] / step:.3f}", acc=f"{100 * values[3] / seen:.1f}")
-        progress.after_step(epoch, step, len(loader), sums, seen)  # saves and stops after SIGINT/SIGTERM
-    # with torchrun: losses averaged over ranks, images counted over all
-    total, anchor, tuplet, correct, seen = accel.sum(torch.cat([sums, sums.new_full((1,), seen)])).tolist()
-    n = len(loader) * accel.world
-    return {"train/CAC_Loss": total / n, "train/anchor_Loss": anchor / n, "train/tuplet_Loss": tuplet / n,
-            "train/accuracy": 100.0 * correct / seen}
+    (total, anchor, tuplet), accuracy = state.epoch_means(sums, len(loader))
+    return {"train/CAC_Loss": total, "train/anchor_Loss": anchor, "train/tuplet_Loss": tuplet,
+            "train/accuracy": accuracy}
 
 
 @torch.no_grad()
@@ -103,27 +90,26 @@ def train(args, run):
     net, model = run.accel.prepare(net)  # model: what the training step calls (DDP, compiled)
     optimizer = run.optimizer(net)
     criterion = CACLoss(args.lbda)
-    best = {"anchor": float("inf"), "cac": float("inf"), "acc": 0.0}
-    progress = Progress(run, net, optimizer, best, run.generators(), CAC_LAST)
-    epochs = progress.epochs(run.epochs(start_epoch))  # --continue: the interrupted run's remaining epochs
-    run.save_config()
-    with progress.stop_signals():  # SIGINT/SIGTERM: finish the step, save ...Last.pth, exit
-        for epoch in epochs:
-            stats = train_epoch(model, run.train_loader, criterion, optimizer, run.accel, epoch, progress)
+    # --continue: loads the interrupted run (if its --alpha and --lbda are these) and its best values
+    state = TrainState(run, net, optimizer, run.epochs(start_epoch),
+                       best={"anchor": float("inf"), "cac": float("inf"), "acc": 0.0}, must_match=("alpha", "lbda"))
+    run.save_config(keep_log_bytes=state.continued_log_size)
+    with state.stop_signals():  # SIGINT/SIGTERM: finish the step, save ...Last.pth, exit
+        for epoch in state.epochs:
+            stats = train_epoch(model, run.train_loader, criterion, optimizer, run.accel, epoch, state)
             stats.update(validate(net, run.val_loader, criterion, run.accel))
             acc = stats["val/accuracy"]
-            state = None
-            for key, value, better, suffix in (
-                    ("anchor", stats["val/anchorLoss"], lambda v, b: v <= b, CAC_ANCHOR_LOSS),
-                    ("cac", stats["val/CACLoss"], lambda v, b: v <= b, CAC_CAC_LOSS),
-                    ("acc", acc, lambda v, b: v >= b, CAC_ACCURACY)):
-                if better(value, best[key]):
-                    best[key] = value
-                    state = state or run.checkpoint(net, acc, epoch)
-                    run.save(state, suffix)
+            checkpoint = None  # made once, saved under each name whose value improved (ties count)
+            for key, value, lower, suffix in (("anchor", stats["val/anchorLoss"], True, CAC_ANCHOR_LOSS),
+                                              ("cac", stats["val/CACLoss"], True, CAC_CAC_LOSS),
+                                              ("acc", acc, False, CAC_ACCURACY)):
+                if state.improved(key, value, lower=lower):
+                    checkpoint = checkpoint or run.checkpoint(net, acc, epoch)
+                    run.save(checkpoint, suffix)
             run.log(epoch, stats)
-            progress.end_epoch(epoch)
+            state.end_epoch(epoch)
     run.close()
+    best = state.best
     if run.is_main:
         print(f"best validation: accuracy {best['acc']:.2f}%, anchor loss {best['anchor']:.4f}, "
               f"CAC loss {best['cac']:.4f}; checkpoints in {run.weights(CAC_ANCHOR_LOSS)}")

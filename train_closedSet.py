@@ -6,7 +6,7 @@
 
 Saves networks/weights/<dataset>/<dataset>_<trial>_<name>closedSetClassifier.pth, the
 network of best validation accuracy, and ...closedSetClassifierLast.pth, the state
---continue picks up (engine/resume.py).
+--continue picks up (engine/state.py, engine/resume.py).
 """
 import argparse
 import math
@@ -14,14 +14,13 @@ import sys
 
 import torch
 import torch.nn.functional as F
-from tqdm import tqdm
 
 from engine.accel import accel_parser
 from engine.cli import run_cli, runtime_parser, training_parser
-from engine.resume import Progress
-from engine.training import LOG_EVERY, TrainingRun, check_finite
+from engine.state import TrainState
+from engine.training import TrainingRun
 from networks import build_network
-from networks.weights import CLOSED_SET, CLOSED_SET_BEST, CLOSED_SET_LAST
+from networks.weights import CLOSED_SET, CLOSED_SET_BEST
 
 
 def parse_args(argv=None):
@@ -30,13 +29,10 @@ def parse_args(argv=None):
     return p.parse_args(argv)
 
 
-def train_epoch(model, loader, optimizer, accel, epoch, progress):
+def train_epoch(model, loader, optimizer, accel, epoch, state):
     model.train()
-    # loss, correct: zeros, or the sums of an interrupted epoch's first batches
-    sums, seen, start = progress.begin_epoch(torch.zeros(2, device=accel.device, dtype=torch.float64))
-    bar = tqdm(progress.batches(loader), desc=f"epoch {epoch}", total=len(loader), initial=start, leave=False,
-               disable=None if accel.is_main else True)
-    for step, (images, targets) in enumerate(bar, start=start + 1):
+    sums = state.epoch_sums(2)  # loss, correct
+    for step, (images, targets) in state.iterate(loader, epoch, sums):
         images, targets = accel.inputs(images, targets)
         optimizer.zero_grad(set_to_none=True)
         with accel.autocast():
@@ -45,16 +41,8 @@ def train_epoch(model, loader, optimizer, accel, epoch, progress):
         loss.backward()
         optimizer.step()
         sums += torch.stack([loss.detach().double(), (logits.argmax(1) == targets).sum().double()])
-        seen += len(targets)
-        if step % LOG_EVERY == 0 or step == len(loader):
-            values = sums.tolist()  # the one host sync every LOG_EVERY steps
-            check_finite(values[:1], epoch, start + 1, step)
-            start = step
-            bar.set_postfix(loss=f"{values[0] / step:.3f}", acc=f"{100 * values[1] / seen:.1f}")
-        progress.after_step(epoch, step, len(loader), sums, seen)  # saves and stops after SIGINT/SIGTERM
-    # with torchrun: losses averaged over ranks, images counted over all
-    loss, correct, seen = accel.sum(torch.cat([sums, sums.new_full((1,), seen)])).tolist()
-    return {"train/CE_Loss": loss / (len(loader) * accel.world), "train/accuracy": 100.0 * correct / seen}
+    (loss,), accuracy = state.epoch_means(sums, len(loader))
+    return {"train/CE_Loss": loss, "train/accuracy": accuracy}
 
 
 @torch.no_grad()
@@ -89,22 +77,20 @@ def train(args, run):
     optimizer = run.optimizer(net)
     # as the original: -r keeps the loaded checkpoint's accuracy as the one to beat, and the file
     # is replaced only by a strictly better one; a first run always saves its first epoch
-    best = {"acc": float(run.resumed_from.get("acc", -math.inf)) if args.resume else -math.inf}
-    progress = Progress(run, net, optimizer, best, run.generators(), CLOSED_SET_LAST)
-    epochs = progress.epochs(run.epochs(start_epoch))  # --continue: the interrupted run's remaining epochs
-    run.save_config()
-    with progress.stop_signals():  # SIGINT/SIGTERM: finish the step, save ...Last.pth, exit
-        for epoch in epochs:
-            stats = train_epoch(model, run.train_loader, optimizer, run.accel, epoch, progress)
+    best = float(run.resumed_from.get("acc", -math.inf)) if args.resume else -math.inf
+    state = TrainState(run, net, optimizer, run.epochs(start_epoch), best={"acc": best})  # --continue: loads
+    run.save_config(keep_log_bytes=state.continued_log_size)
+    with state.stop_signals():  # SIGINT/SIGTERM: finish the step, save ...Last.pth, exit
+        for epoch in state.epochs:
+            stats = train_epoch(model, run.train_loader, optimizer, run.accel, epoch, state)
             stats.update(validate(net, run.val_loader, run.accel))
-            if stats["val/accuracy"] > best["acc"]:
-                best["acc"] = stats["val/accuracy"]
-                run.save(run.checkpoint(net, best["acc"], epoch), CLOSED_SET_BEST)
+            if state.improved("acc", stats["val/accuracy"], ties=False):
+                run.save(run.checkpoint(net, stats["val/accuracy"], epoch), CLOSED_SET_BEST)
             run.log(epoch, stats)
-            progress.end_epoch(epoch)
+            state.end_epoch(epoch)
     run.close()
     if run.is_main:
-        print(f"best validation accuracy {best['acc']:.2f}%; checkpoint {run.weights(CLOSED_SET_BEST)}")
+        print(f"best validation accuracy {state.best['acc']:.2f}%; checkpoint {run.weights(CLOSED_SET_BEST)}")
 
 
 if __name__ == "__main__":

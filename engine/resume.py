@@ -1,29 +1,22 @@
-"""Interrupted runs: the `...Last.pth` state, SIGINT/SIGTERM, and `--continue`.
+"""The `...Last.pth` file of an interrupted run: what it holds, its checks, and reading it back.
 
 After every epoch, and when SIGINT or SIGTERM stops a run after its current step, the
-training loop saves `networks/weights/<dataset>/<dataset>_<trial>_<name><Method>Last.pth`:
-network, optimizer, epoch, batches done in it, phase (-r or not), the epochs planned, best
-values so far, the epoch's partial training sums, and every random state (Python, NumPy,
-torch CPU and CUDA, each DataLoader generator) both at the start of the epoch and at the
-moment of saving. `--continue` loads it, replays the stopped epoch's first batches from the
-loader without training on them (the same permutation, and the same augmentation draws in
-worker processes), restores the random states of the moment of saving, and goes on: with
---seed on CPU the result equals the uninterrupted run's, bit for bit.
+training loop (engine/state.py) saves
+`networks/weights/<dataset>/<dataset>_<trial>_<name><Method>Last.pth`: network, optimizer,
+epoch, batches done in it, phase (-r or not), the epochs planned, best values so far, the
+epoch's partial training sums, and every random state (Python, NumPy, torch CPU and CUDA,
+each DataLoader generator) both at the start of the epoch and at the moment of saving.
+`--continue` reads it here; engine/state.py replays the stopped epoch's first batches and
+goes on: with --seed on CPU the result equals the uninterrupted run's, bit for bit.
 """
-import contextlib
 import random
-import signal
-import threading
 
 import numpy as np
 import torch
 
-from core.errors import Interrupted, UserError
-from engine.training import check_finite
+from core.errors import UserError
 from core.values import is_number, is_whole_number
-from networks.checkpoint import load_checkpoint, read_checkpoint, save_checkpoint
-
-STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+from networks.checkpoint import read_checkpoint
 
 
 def rng_state(generators):
@@ -52,6 +45,16 @@ def set_rng_state(state, generators):
         generator.set_state(saved)
 
 
+def interrupted_state(net, optimizer, epoch, step, end_epoch, phase, best, train_sums, seen, rng, epoch_rng,
+                      backbone, method, args, log_size):
+    """The ...Last.pth dict (key order as saved since the first version). `epoch`, `step`: the
+    next batch to train is batch step + 1 of epoch `epoch`; `train_sums`, `seen`: that epoch's
+    sums and image count so far (None, 0 after a whole epoch); `log_size`: metrics.jsonl's bytes."""
+    return {"net": net, "optimizer": optimizer, "epoch": epoch, "step": step, "end_epoch": end_epoch,
+            "phase": phase, "best": best, "train_sums": train_sums, "seen": seen, "rng": rng,
+            "epoch_rng": epoch_rng, "backbone": backbone, "method": method, "args": args, "log_size": log_size}
+
+
 RESTART = ("it is damaged or from another version of this code: start the run again without --continue, "
            "with --overwrite")
 
@@ -60,6 +63,7 @@ RESTART = ("it is damaged or from another version of this code: start the run ag
 STATE_HEAD = {"phase": int, "epoch": int, "end_epoch": int, "step": int, "args": dict}
 STATE_REST = {"seen": int, "optimizer": dict, "best": dict, "rng": dict, "epoch_rng": dict}
 RNG_KEYS = ("python", "numpy", "torch", "cuda", "generators")
+PHASES = ("a first run (no -r)", "a resumed run (-r)")
 
 
 def _refuse(path, what):
@@ -105,136 +109,26 @@ def check_state(state, path):
         _refuse(path, f"'log_size' is {size!r}")
 
 
-class Progress:
-    """Where a training run stands; the loop calls begin_epoch / batches / after_step / end_epoch.
-
-    `best` is the loop's dict of best values so far, kept up to date by the loop itself.
-    """
-
-    def __init__(self, run, net, optimizer, best, generators, suffix):
-        self.run, self.net, self.optimizer, self.best = run, net, optimizer, best
-        self.generators = generators
-        self.path = run.weights(suffix)
-        self.stop_signal = None  # name of the signal that asked to stop
-        self.saved = None  # the state --continue loaded, until its epoch has started again
-        self.end = None  # first epoch not to run
-        self.epoch_rng = None
-
-    def epochs(self, planned):
-        """`planned` (a range) for a new run; with --continue, the rest of the saved run's."""
-        self.end = planned.stop
-        if not self.run.args.continue_run:
-            return planned
-        a = self.run.args
-        try:
-            state = read_checkpoint(self.path)
-        except UserError as e:
-            raise UserError(f"{e}; --continue needs the state of an interrupted run (written after each "
-                            f"epoch): start it without --continue") from None
-        check_state_head(state, self.path)
-        phases = ("a first run (no -r)", "a resumed run (-r)")
-        if state["phase"] != self.run.phase:
-            raise UserError(f"{self.path} holds {phases[state['phase']]} but this command starts "
-                            f"{phases[self.run.phase]}: {'add' if not a.resume else 'drop'} -r to continue it")
-        saved_args = state["args"]
-        for key in ("alpha", "lbda"):  # the loss itself: a change would silently make another run
-            if key in saved_args and saved_args[key] != getattr(a, key, None):
-                raise UserError(f"{self.path} was trained with --{key} {saved_args[key]}, this command says "
-                                f"{getattr(a, key, None)}: continue it with --{key} {saved_args[key]}")
-        if state["epoch"] >= state["end_epoch"]:
-            raise UserError(f"{self.path}: that run finished all its epochs (to {state['end_epoch'] - 1}); "
-                            f"nothing to continue: start the next phase with -r, or evaluate")
-        check_state(state, self.path)
-        load_checkpoint(self.path, self.net, state)  # checks backbone, class and channel counts
-        try:
-            self.optimizer.load_state_dict(state["optimizer"])
-            set_rng_state(state["rng"], self.generators)  # tried for its shape only: the next line
-            set_rng_state(state["epoch_rng"], self.generators)  # sets every generator again
-        except (KeyError, TypeError, ValueError, IndexError, RuntimeError) as e:
-            raise UserError(f"{self.path}: its optimizer or random state does not fit this run "
-                            f"({type(e).__name__}: {str(e)[:100]}); {RESTART}") from None
-        self.best.update(state["best"])
-        self.saved, self.end = state, state["end_epoch"]
-        self.run.continued_log_size = state.get("log_size")  # older states: None, the log as it is
-        print(f"continuing {self.path}: epoch {state['epoch']}, after batch {state['step']}", flush=True)
-        return range(state["epoch"], state["end_epoch"])
-
-    def begin_epoch(self, zero_sums):
-        """(sums, images seen, batches done) of the epoch so far: zeros, or what was saved."""
-        if self.saved is None or self.saved["step"] == 0:
-            return zero_sums, 0, 0
-        return self.saved["train_sums"].to(zero_sums.device), self.saved["seen"], self.saved["step"]
-
-    def batches(self, loader):
-        """Iterate `loader`; when continuing mid-epoch, first replay the batches already trained on."""
-        saved, self.saved = self.saved, None
-        skip = saved["step"] if saved else 0
-        self.epoch_rng = rng_state(self.generators)  # fixes this epoch's permutation and worker seeds
-        batches = iter(loader)
-        for _ in range(skip):
-            next(batches)  # loaded, not trained on: the augmentation draws advance as they did
-        if skip:
-            set_rng_state(saved["rng"], self.generators)
-        yield from batches
-
-    def after_step(self, epoch, step, steps, sums, seen):
-        """Save and stop when a signal asked to; the last step of an epoch stops at end_epoch.
-        Under torchrun the ranks stop together at the end of the epoch instead: a signal reaches
-        them at different steps, and a rank that left mid-epoch would hang the others."""
-        if self.stop_signal is None or step == steps or self.run.accel.world > 1:
-            return
-        check_finite(sums.tolist(), epoch, 1, step)
-        self._save(epoch, step, sums, seen, self.epoch_rng)
-        raise Interrupted(f"{self.stop_signal} in epoch {epoch} after batch {step} of {steps}; saved "
-                          f"{self.path}: run the same command with --continue to go on", self._exit_status())
-
-    def end_epoch(self, epoch):
-        """Save the state after a finished epoch; stop here if a signal came during it."""
-        self._save(epoch + 1, 0, None, 0, None)
-        accel = self.run.accel
-        if accel.world > 1:  # one rank signalled: all stop here, together
-            asked = accel.sum(torch.tensor([float(self.stop_signal is not None)], device=accel.device)).item()
-            if asked and self.stop_signal is None:
-                self.stop_signal = "SIGTERM"
-        if self.stop_signal is not None:
-            raise Interrupted(f"{self.stop_signal} after epoch {epoch}; saved {self.path}: run the same "
-                              f"command with --continue to go on", self._exit_status())
-
-    def _exit_status(self):
-        return 128 + signal.Signals[self.stop_signal].value
-
-    def _save(self, epoch, step, sums, seen, epoch_rng):
-        if not all(bool(torch.isfinite(p).all()) for p in self.net.parameters()):
-            raise UserError(f"the network's weights became non-finite by epoch {epoch}; {self.path} was "
-                            f"not written from them: lower the learning rate or check the data")
-        if not self.run.is_main:  # under torchrun rank 0 alone writes files
-            return
-        now = rng_state(self.generators)
-        state = {"net": self.net.state_dict(), "optimizer": self.optimizer.state_dict(), "epoch": epoch,
-                 "step": step, "end_epoch": self.end, "phase": self.run.phase, "best": dict(self.best),
-                 "train_sums": None if sums is None else sums.detach().cpu(), "seen": seen,
-                 "rng": now, "epoch_rng": epoch_rng or now, "backbone": self.run.args.backbone,
-                 "method": self.run.method, "args": vars(self.run.args),
-                 "log_size": self.run.log_size()}  # metrics.jsonl so far: see engine.training.trim_log
-        save_checkpoint(state, self.path)
-
-    @contextlib.contextmanager
-    def stop_signals(self):
-        """SIGINT/SIGTERM ask the loop to stop after the current step; a second one acts at once."""
-        if threading.current_thread() is not threading.main_thread():  # only the main thread may
-            yield
-            return
-
-        def ask_to_stop(signum, frame):
-            self.stop_signal = signal.Signals(signum).name
-            for sig, handler in previous.items():
-                signal.signal(sig, handler)
-
-        previous = {sig: signal.getsignal(sig) for sig in STOP_SIGNALS}
-        for sig in STOP_SIGNALS:
-            signal.signal(sig, ask_to_stop)
-        try:
-            yield
-        finally:
-            for sig, handler in previous.items():
-                signal.signal(sig, handler)
+def read_interrupted(path, phase, args, must_match):
+    """The ...Last.pth at `path` that `--continue` in phase `phase` (0: first run, 1: -r) with
+    `args` can pick up, checked; `must_match`: the arguments it must have been saved with
+    (those that change what is computed, such as the loss), as the calling script names them."""
+    try:
+        state = read_checkpoint(path)
+    except UserError as e:
+        raise UserError(f"{e}; --continue needs the state of an interrupted run (written after each "
+                        f"epoch): start it without --continue") from None
+    check_state_head(state, path)
+    if state["phase"] != phase:
+        raise UserError(f"{path} holds {PHASES[state['phase']]} but this command starts "
+                        f"{PHASES[phase]}: {'add' if not args.resume else 'drop'} -r to continue it")
+    saved_args = state["args"]
+    for key in must_match:  # a change would silently make another run
+        if key in saved_args and saved_args[key] != getattr(args, key, None):
+            raise UserError(f"{path} was trained with --{key} {saved_args[key]}, this command says "
+                            f"{getattr(args, key, None)}: continue it with --{key} {saved_args[key]}")
+    if state["epoch"] >= state["end_epoch"]:
+        raise UserError(f"{path}: that run finished all its epochs (to {state['end_epoch'] - 1}); "
+                        f"nothing to continue: start the next phase with -r, or evaluate")
+    check_state(state, path)
+    return state

@@ -1,4 +1,5 @@
-"""Checkpoints: plain dicts {'net': state_dict, 'acc', 'epoch', + how the network was built}.
+"""Checkpoints: plain dicts {'net': state_dict, 'acc', 'epoch', + how the network was built},
+made by make_checkpoint.
 
 Loading accepts this project's files and the original code's (aliased layer names,
 `means` instead of `anchors`, unused `covars`/`invcovars`), always with
@@ -18,6 +19,16 @@ from core.files import atomic_write, check_file_writable
 
 _ALIAS = re.compile(r"^encoder\.encoder[123]\.")  # the original registered each layer twice
 _UNUSED = ("covars", "invcovars")  # Gaussian fits saved by the original, never used
+
+
+def make_checkpoint(net, acc, epoch, config, method, dataset, trial, known_classes, args, git):
+    """A best-checkpoint dict: the original's {'net', 'acc', 'epoch'} (`net`'s weights under the
+    original's layer names too) plus what rebuilds and explains the network: its NetworkConfig
+    `config`, the method, the data set, trial and known classes, the run's `args` (a dict) and git
+    commit. (An interrupted run's ...Last.pth is another schema: engine/resume.py.)"""
+    return {"net": net.state_dict_with_aliases(), "acc": acc, "epoch": epoch, "backbone": config.backbone,
+            "network": config.as_dict(), "method": method, "dataset": dataset, "trial": trial,
+            "known_classes": list(known_classes), "args": args, "git": git}
 
 
 def save_checkpoint(state, path):

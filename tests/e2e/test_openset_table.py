@@ -1,11 +1,13 @@
 """benchmarks/openset_table.py: cells from the repo's own eval results, resumable, honest Markdown."""
 import json
 import os
+import sys
 
 import numpy as np
 import pytest
 
-from conftest import assert_one_line_error, run_script
+from conftest import REPO, assert_one_line_error, run_main, run_script
+from core.errors import UserError
 
 
 @pytest.fixture(scope="module")
@@ -70,3 +72,31 @@ def test_other_settings_on_the_same_output_is_a_one_line_error(table):
                       "--out", out, "--workdir", work, cwd=work)
     assert_one_line_error(proc, "holds another table", "--out")
 
+
+@pytest.mark.parametrize("text,fragment", [
+    ('{"cells": {"0/CAC": {"accuracy"', "not valid JSON"), ("[]", "not a table"), ('{"cells": 3}', "not a table"),
+], ids=["truncated", "list", "cells_not_object"])
+def test_table_runner_refuses_a_damaged_table_file(tmp_path, text, fragment):
+    sys.path.insert(0, os.path.join(REPO, "benchmarks"))
+    import openset_table
+
+    (tmp_path / "tbl.json").write_text(text)
+    proc = run_main(openset_table.main, ["--dataset", "Digits", "--trials", "0", "--out", str(tmp_path / "tbl"),
+                                         "--workdir", str(tmp_path)], tmp_path)
+    assert_one_line_error(proc, "tbl.json", fragment, "--out")
+    assert sorted(os.listdir(tmp_path)) == ["tbl.json"]
+
+
+def test_table_runner_checks_cells_and_results(tmp_path, capsys):
+    sys.path.insert(0, os.path.join(REPO, "benchmarks"))
+    import openset_table
+
+    path = tmp_path / "tbl.json"
+    cell = {"accuracy": 0.9, "auroc": 0.8, "train_s": 1.0, "eval_s": 1.0, "epochs": 1}
+    path.write_text(json.dumps({"cells": {"0/CAC": cell, "1/CAC": {**cell, "auroc": "?"}}}))
+    assert list(openset_table.read_table(str(path))["cells"]) == ["0/CAC"]  # the broken cell is run again
+    assert "cell 1/CAC is incomplete" in capsys.readouterr().err
+    for text in ('{"raw_auroc": [0.5]', '{"raw_top1_accuracy": [0.9], "raw_auroc": []}'):
+        (tmp_path / "r.json").write_text(text)
+        with pytest.raises(UserError, match="r.json"):
+            openset_table.read_result(str(tmp_path / "r.json"))

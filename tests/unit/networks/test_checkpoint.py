@@ -1,4 +1,5 @@
 """Checkpoints: this project's and the original's format, mismatches, safety, atomic saves."""
+import errno
 import os
 import pickle
 
@@ -139,3 +140,36 @@ def test_failed_save_keeps_the_previous_file(tmp_path, monkeypatch):
     monkeypatch.undo()
     assert torch.load(path, weights_only=True)["epoch"] == 1
     assert os.listdir(tmp_path) == ["keep.pth"]
+
+
+@pytest.mark.parametrize("failure", [
+    RuntimeError("[enforce fail at inline_container.cc:664] . unexpected pos 1536 vs 1472"),  # torch, disk full
+    OSError(errno.ENOSPC, os.strerror(errno.ENOSPC)),
+], ids=["torch_unexpected_pos", "enospc"])
+def test_a_failed_checkpoint_save_is_one_line_and_keeps_the_previous_file(tmp_path, monkeypatch, failure):
+    import networks.checkpoint as ckpt_module
+
+    path = str(tmp_path / "Digits_0_xCACclassifierLast.pth")
+    ckpt_module.save_checkpoint({"net": {"w": torch.ones(3)}, "epoch": 1}, path)
+
+    def save(state, f):
+        f.write(b"PK\x03\x04 half a file")
+        raise failure
+
+    monkeypatch.setattr(ckpt_module.torch, "save", save)
+    with pytest.raises(UserError, match=f"cannot write checkpoint {path} .*disk is full or the file or its folder "
+                                        f"is not writable; the previous file is intact"):
+        ckpt_module.save_checkpoint({"net": {"w": torch.zeros(3)}, "epoch": 2}, path)
+    monkeypatch.undo()
+    assert ckpt_module.read_checkpoint(path)["epoch"] == 1
+    assert os.listdir(tmp_path) == ["Digits_0_xCACclassifierLast.pth"]  # no temporary left
+
+
+def test_a_folder_at_the_checkpoints_path_is_refused_by_the_save(tmp_path):
+    from networks.checkpoint import save_checkpoint
+
+    path = tmp_path / "x.pth"
+    path.mkdir()
+    with pytest.raises(UserError, match="cannot write checkpoint .*x.pth"):
+        save_checkpoint({"net": {}}, str(path))
+    assert path.is_dir() and os.listdir(tmp_path) == ["x.pth"]

@@ -2,12 +2,11 @@
 uninterrupted run with the same --seed ends (weights, optimizer, every logged number); a
 process killed while saving leaves the previous checkpoint loadable.
 
-In-process runs stop through a test hook at a chosen batch (engine.resume.Progress.after_step
+In-process runs stop through a test hook at a chosen batch (engine.state.TrainState.stop_if_asked
 sees a stop request there, as it would after SIGINT); one test sends a real signal to a
 training subprocess at whatever batch it is in.
 """
 import os
-import random
 import shutil
 import signal
 import subprocess
@@ -21,7 +20,7 @@ import train_cacOpenset
 import train_closedSet
 from conftest import REPO, run_script
 from core.errors import Interrupted
-from engine.resume import Progress, rng_state, set_rng_state
+from engine.state import TrainState
 
 CAC_FILES = ("CACclassifierAnchorLoss", "CACclassifierCACLoss", "CACclassifierAccuracy", "CACclassifierLast")
 CE_FILES = ("closedSetClassifier", "closedSetClassifierLast")
@@ -59,14 +58,14 @@ def assert_same_run(cwd, a, b, files, method):
 
 def stop_at(monkeypatch, epoch, step):
     """Ask the run to stop after batch `step` of `epoch`, as a SIGINT arriving then would."""
-    real = Progress.after_step
+    real = TrainState.stop_if_asked
 
-    def after_step(self, e, s, steps, sums, seen):
+    def stop_if_asked(self, e, s, steps, sums):
         if (e, s) == (epoch, step):
             self.stop_signal = "SIGINT"
-        return real(self, e, s, steps, sums, seen)
+        return real(self, e, s, steps, sums)
 
-    monkeypatch.setattr(Progress, "after_step", after_step)
+    monkeypatch.setattr(TrainState, "stop_if_asked", stop_if_asked)
 
 
 @pytest.mark.parametrize("script,method,files,workers,stops", [
@@ -144,52 +143,6 @@ def test_real_sigint_mid_run_then_continue(tmp_path, monkeypatch):
     assert f"epoch 1, after batch {saved['step']}" in proc.stdout
     assert whole.wait(timeout=300) == 0, whole.stderr.read()[-2000:]
     assert_same_run(tmp_path, "whole", "cut", CE_FILES, "ClosedSet")
-
-
-def test_stop_signals_ask_once_then_act():
-    """Inside stop_signals the first SIGINT/SIGTERM only sets a flag; a second SIGINT raises
-    KeyboardInterrupt at once; afterwards the previous handlers are back."""
-    # Python's own Ctrl-C handler, as in a terminal: a job started in the background (CI
-    # runners, `cmd &`) inherits SIGINT ignored, and then a second SIGINT has nothing to raise
-    outer = signal.signal(signal.SIGINT, signal.default_int_handler)
-    try:
-        before = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
-        for sig, name in ((signal.SIGINT, "SIGINT"), (signal.SIGTERM, "SIGTERM")):
-            progress = Progress.__new__(Progress)
-            progress.stop_signal = None
-            with progress.stop_signals():
-                os.kill(os.getpid(), sig)
-                time.sleep(0.05)
-                assert progress.stop_signal == name
-                if sig == signal.SIGINT:
-                    with pytest.raises(KeyboardInterrupt):
-                        os.kill(os.getpid(), sig)
-                        time.sleep(0.05)
-            assert {s: signal.getsignal(s) for s in before} == before
-    finally:
-        signal.signal(signal.SIGINT, outer)
-
-
-def test_rng_state_round_trip_through_a_weights_only_file(tmp_path):
-    generators = [torch.Generator().manual_seed(1), torch.Generator().manual_seed(2)]
-    random.seed(3)
-    torch.manual_seed(4)
-    import numpy as np
-
-    np.random.seed(5)
-    state = rng_state(generators)
-    path = tmp_path / "rng.pth"
-    torch.save(state, path)
-    first = (random.random(), np.random.rand(3).tolist(), torch.rand(3), [torch.rand(2, generator=g)
-                                                                          for g in generators])
-    random.seed(30)
-    np.random.seed(50)
-    torch.manual_seed(40)
-    set_rng_state(torch.load(path, weights_only=True), generators)
-    again = (random.random(), np.random.rand(3).tolist(), torch.rand(3), [torch.rand(2, generator=g)
-                                                                          for g in generators])
-    assert first[0] == again[0] and first[1] == again[1] and torch.equal(first[2], again[2])
-    assert all(torch.equal(a, b) for a, b in zip(first[3], again[3]))
 
 
 # A process that saves checkpoints in a loop, as a training run does every epoch, with files

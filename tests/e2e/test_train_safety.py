@@ -1,8 +1,8 @@
-"""A run never destroys another (issue 11): an existing run is refused unless --continue, -r or
---overwrite says what to do with it; a run holds a lock for its whole life; nothing is written
-before every input check has passed; --name, --seed, --alpha, --lbda and datasets/config.json
-are checked first; metrics.jsonl holds whole lines only; a failed checkpoint save is one line
-and keeps the previous file; a ...Last.pth that --continue cannot use is one line.
+"""A training run never destroys another (issue 11): an existing run is refused unless
+--continue, -r or --overwrite says what to do with it; a run holds a lock for its whole life;
+nothing is written before every input check has passed; --name, --seed, --alpha, --lbda and
+datasets/config.json are checked first; a full disk at metrics.jsonl, an unwritable checkpoint
+and a ...Last.pth that --continue cannot use are one line each.
 
 Most cases run a script's main() in this process (test_bad_input.run_in_process) from an
 empty working folder and compare every file's bytes before and after.
@@ -19,12 +19,11 @@ import pytest
 import torch
 
 from conftest import REPO, assert_one_line_error
-from engine.cli import check_common_args, run_cli
 from core.errors import UserError
 from core.lock import RunLock
-from core.logfile import append_line
+from e2e.test_bad_input import checkpoint, datasets_dir, private_datasets_dir, run_in_process
+from engine.cli import check_common_args
 from fakedata import write_image_folder
-from test_bad_input import checkpoint, datasets_dir, private_datasets_dir, run_in_process
 
 TRAIN_CAC, TRAIN_CE, EVAL_CAC = "train_cacOpenset.py", "train_closedSet.py", "eval_cacOpenset.py"
 DIGITS = ("--dataset", "Digits", "--trial", 0, "--epochs", 1, "--workers", 0)
@@ -276,68 +275,6 @@ def test_a_failed_config_write_keeps_the_old_config(tmp_path, monkeypatch, isola
 
 
 # ------------------------------------------------------------------ data set configuration and data
-BAD_CONFIGS = {  # Digits entry change -> the key the line names
-    "batch_size_0": (lambda c: c.update(batch_size=0), "batch_size"),
-    "batch_size_text": (lambda c: c.update(batch_size="32"), "batch_size"),
-    "missing_key": (lambda c: c.pop("val_fraction"), "val_fraction"),
-    "workers_negative": (lambda c: c.update(num_workers=-1), "num_workers"),
-    "channels_2": (lambda c: c.update(im_channels=2), "im_channels"),
-    "one_class": (lambda c: c.update(num_known_classes=1), "num_known_classes"),
-    "dropout_1": (lambda c: c.update(dropout=1), "dropout"),
-    "dropout_400_digits": (lambda c: c.update(dropout=10 ** 400), "dropout"),  # too large for a float
-    "val_fraction_0": (lambda c: c.update(val_fraction=0), "val_fraction"),
-    "val_fraction_1": (lambda c: c.update(val_fraction=1.0), "val_fraction"),
-    "flip_2": (lambda c: c["data_transforms"].update(flip=2), "data_transforms.flip"),
-    "rotate_negative": (lambda c: c["data_transforms"].update(rotate=-5), "data_transforms.rotate"),
-    "scale_min_0": (lambda c: c["data_transforms"].update(scale_min=0), "data_transforms.scale_min"),
-    "lr_one_value": (lambda c: c["openset_training"].update(learning_rate=[0.01]), "openset_training.learning_rate"),
-    "lr_zero": (lambda c: c["closedset_training"].update(learning_rate=[0.01, 0]),
-                "closedset_training.learning_rate"),
-    "epochs_fraction": (lambda c: c["openset_training"].update(max_epoch=[1.5, 2]), "openset_training.max_epoch"),
-    "epochs_0": (lambda c: c["openset_training"].update(max_epoch=[0, 2]), "openset_training.max_epoch"),
-    "weight_decay_negative": (lambda c: c["openset_training"].update(weight_decay=-1), "weight_decay"),
-    "momentum_1": (lambda c: c["openset_training"].update(momentum=1), "openset_training.momentum"),
-    "no_schedule": (lambda c: c.pop("closedset_training"), "closedset_training.learning_rate"),
-    "anchor_flip_text": (lambda c: c.update(anchor_flip="no"), "anchor_flip"),
-    "normalization_channels": (lambda c: c.update(normalization={"mean": [[0.1, 0.2, 0.3]], "std": [[0.3, 0.3, 0.3]]}),
-                               "normalization.mean[0]"),
-    "normalization_std_0": (lambda c: c.update(normalization={"mean": [[0.1]], "std": [[0.0]]}),
-                            "normalization.std[0]"),
-    "normalization_rows": (lambda c: c.update(normalization={"mean": [[0.1], [0.2]], "std": [[0.3]]}),
-                           "normalization"),
-}
-
-
-@pytest.mark.parametrize("case", list(BAD_CONFIGS))
-def test_dataset_config_entries_are_checked_on_load(tmp_path, monkeypatch, case):
-    import datasets.config as dataset_config
-
-    change, key = BAD_CONFIGS[case]
-    with open(os.path.join(REPO, "datasets", "config.json")) as f:
-        config = json.load(f)
-    change(config["Digits"])
-    (tmp_path / "config.json").write_text(json.dumps(config))
-    monkeypatch.setattr(dataset_config, "DATASETS_DIR", str(tmp_path))
-    with pytest.raises(UserError) as info:
-        dataset_config.load_config("Digits")
-    message = str(info.value)
-    assert f"{key} of Digits in {tmp_path / 'config.json'}" in message and "\n" not in message, message
-    dataset_config.load_config("MNIST")  # the other entries are still fine
-
-
-@pytest.mark.parametrize("text,fragment", [
-    ('{"Digits": {"im_size": 16', "not valid JSON"), ("[1, 2]", "not an object of data sets"),
-    ('{"Digits": 7}', "is a int, not an object"), ('{"Digits": {"im_size": NaN}}', "NaN"),
-], ids=["truncated", "list", "entry_not_object", "nan"])
-def test_a_damaged_dataset_config_is_one_line(tmp_path, monkeypatch, text, fragment):
-    import datasets.config as dataset_config
-
-    (tmp_path / "config.json").write_text(text)
-    monkeypatch.setattr(dataset_config, "DATASETS_DIR", str(tmp_path))
-    with pytest.raises(UserError, match=fragment):
-        dataset_config.load_config("Digits")
-
-
 def test_an_empty_validation_set_is_one_line_before_anything_runs(tmp_path, isolated_datasets_dir):
     """One training image per known class: all of them train, none validates."""
     write_image_folder(str(tmp_path / "pets"), {"cat": 1, "dog": 1, "fox": 1}, {"cat": 1, "dog": 1, "fox": 1})
@@ -352,51 +289,6 @@ def test_an_empty_validation_set_is_one_line_before_anything_runs(tmp_path, isol
 
 
 # ------------------------------------------------------------------ metrics.jsonl: whole lines only
-def test_training_log_reader_leaves_out_torn_lines(tmp_path, capsys):
-    from plots import read_training_log
-
-    path = tmp_path / "metrics.jsonl"
-    path.write_bytes(b'{"epoch": 0, "val/accuracy": 50.0}\n{"epoch": 1, "val/acc\n{"epoch": 2, "val/accuracy": 70.0}\n'
-                     b'{"epoch": 3, "val/accu')
-    runs = read_training_log(str(path))
-    assert [[e["epoch"] for e in run] for run in runs] == [[0, 2]]
-    err = [line for line in capsys.readouterr().err.splitlines() if line]
-    assert len(err) == 1 and err[0].startswith("warning: ") and "2 incomplete line(s)" in err[0]
-
-
-def test_a_torn_last_line_is_cut_off_before_the_next_append(tmp_path, capsys):
-    from core.logfile import trim_log
-
-    path = tmp_path / "metrics.jsonl"
-    whole = b'{"epoch": 0, "a": 1.0}\n{"epoch": 1, "a": 2.0}\n'
-    path.write_bytes(whole + b'{"epoch": 2, "a"')
-    trim_log(str(path))
-    assert path.read_bytes() == whole
-    assert "warning: " in capsys.readouterr().err
-    append_line(str(path), '{"epoch": 2, "a": 3.0}')
-    assert path.read_bytes() == whole + b'{"epoch": 2, "a": 3.0}\n'
-    trim_log(str(path), keep_bytes=len(whole))  # --continue: the state was saved after epoch 1
-    assert path.read_bytes() == whole and capsys.readouterr().err == ""
-
-
-@pytest.mark.parametrize("partial", [False, True], ids=["nothing_written", "half_written"])
-def test_a_full_disk_while_logging_keeps_whole_lines(tmp_path, monkeypatch, partial):
-    path = tmp_path / "metrics.jsonl"
-    path.write_bytes(b'{"epoch": 0}\n')
-    real_write = os.write
-
-    def full_disk(fd, data):
-        if not partial:
-            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-        return real_write(fd, data[: len(data) // 2])  # what a filling disk may do
-
-    monkeypatch.setattr(os, "write", full_disk)
-    with pytest.raises(UserError, match="metrics.jsonl .*No space left on device.*earlier lines are intact"):
-        append_line(str(path), '{"epoch": 1, "val/accuracy": 12.5}')
-    monkeypatch.undo()
-    assert path.read_bytes() == b'{"epoch": 0}\n'
-
-
 def test_a_full_disk_at_the_training_log_is_one_line(tmp_path, monkeypatch, isolated_datasets_dir):
     real_write = os.write
 
@@ -412,39 +304,6 @@ def test_a_full_disk_at_the_training_log_is_one_line(tmp_path, monkeypatch, isol
 
 
 # ------------------------------------------------------------------ checkpoint saves
-@pytest.mark.parametrize("failure", [
-    RuntimeError("[enforce fail at inline_container.cc:664] . unexpected pos 1536 vs 1472"),  # torch, disk full
-    OSError(errno.ENOSPC, os.strerror(errno.ENOSPC)),
-], ids=["torch_unexpected_pos", "enospc"])
-def test_a_failed_checkpoint_save_is_one_line_and_keeps_the_previous_file(tmp_path, monkeypatch, failure):
-    import networks.checkpoint as ckpt_module
-
-    path = str(tmp_path / "Digits_0_xCACclassifierLast.pth")
-    ckpt_module.save_checkpoint({"net": {"w": torch.ones(3)}, "epoch": 1}, path)
-
-    def save(state, f):
-        f.write(b"PK\x03\x04 half a file")
-        raise failure
-
-    monkeypatch.setattr(ckpt_module.torch, "save", save)
-    with pytest.raises(UserError, match=f"cannot write checkpoint {path} .*disk is full or the file or its folder "
-                                        f"is not writable; the previous file is intact"):
-        ckpt_module.save_checkpoint({"net": {"w": torch.zeros(3)}, "epoch": 2}, path)
-    monkeypatch.undo()
-    assert ckpt_module.read_checkpoint(path)["epoch"] == 1
-    assert os.listdir(tmp_path) == ["Digits_0_xCACclassifierLast.pth"]  # no temporary left
-
-
-def test_a_folder_at_the_checkpoints_path_is_refused_by_the_save(tmp_path):
-    from networks.checkpoint import save_checkpoint
-
-    path = tmp_path / "x.pth"
-    path.mkdir()
-    with pytest.raises(UserError, match="cannot write checkpoint .*x.pth"):
-        save_checkpoint({"net": {}}, str(path))
-    assert path.is_dir() and os.listdir(tmp_path) == ["x.pth"]
-
-
 def test_a_folder_at_a_checkpoints_path_is_refused_before_training(tmp_path, isolated_datasets_dir):
     (tmp_path / WEIGHTS / "Digits_0_dirCACclassifierLast.pth").mkdir(parents=True)
     before = snapshot(tmp_path)
@@ -503,54 +362,3 @@ def test_continue_refuses_a_state_it_cannot_use(tmp_path, isolated_datasets_dir,
     proc = run_in_process(TRAIN_CAC, *DIGITS, "--continue", "--name", "bad", cwd=tmp_path)
     assert_one_line_error(proc, "Digits_0_badCACclassifierLast.pth", fragment)
     assert snapshot(tmp_path) == before  # the lock file and nothing else came and went
-
-
-# ------------------------------------------------------------------ the table runner and results_table
-def run_main(main, argv, capsys):
-    code = run_cli(lambda: main(argv))
-    return subprocess.CompletedProcess(argv, code, *capsys.readouterr())
-
-
-@pytest.mark.parametrize("text,fragment", [
-    ('{"cells": {"0/CAC": {"accuracy"', "not valid JSON"), ("[]", "not a table"), ('{"cells": 3}', "not a table"),
-], ids=["truncated", "list", "cells_not_object"])
-def test_table_runner_refuses_a_damaged_table_file(tmp_path, capsys, text, fragment):
-    sys.path.insert(0, os.path.join(REPO, "benchmarks"))
-    import openset_table
-
-    (tmp_path / "tbl.json").write_text(text)
-    proc = run_main(openset_table.main, ["--dataset", "Digits", "--trials", "0", "--out", str(tmp_path / "tbl"),
-                                         "--workdir", str(tmp_path)], capsys)
-    assert_one_line_error(proc, "tbl.json", fragment, "--out")
-    assert sorted(os.listdir(tmp_path)) == ["tbl.json"]
-
-
-def test_table_runner_checks_cells_and_results(tmp_path, capsys):
-    sys.path.insert(0, os.path.join(REPO, "benchmarks"))
-    import openset_table
-
-    path = tmp_path / "tbl.json"
-    cell = {"accuracy": 0.9, "auroc": 0.8, "train_s": 1.0, "eval_s": 1.0, "epochs": 1}
-    path.write_text(json.dumps({"cells": {"0/CAC": cell, "1/CAC": {**cell, "auroc": "?"}}}))
-    assert list(openset_table.read_table(str(path))["cells"]) == ["0/CAC"]  # the broken cell is run again
-    assert "cell 1/CAC is incomplete" in capsys.readouterr().err
-    for text in ('{"raw_auroc": [0.5]', '{"raw_top1_accuracy": [0.9], "raw_auroc": []}'):
-        (tmp_path / "r.json").write_text(text)
-        with pytest.raises(UserError, match="r.json"):
-            openset_table.read_result(str(tmp_path / "r.json"))
-
-
-@pytest.mark.parametrize("text,fragment", [
-    ('{"method": "CAC", "dataset": "Digits", "trials": [0], "raw_top1_accuracy": [0.9', "not valid JSON"),
-    ('{"method": "CAC", "dataset": "Digits", "trials": [0], "raw_top1_accuracy": [0.9]}', "raw_auroc"),
-    ('{"method": "CAC", "dataset": "Digits", "trials": [0, 1], "raw_top1_accuracy": [0.9], "raw_auroc": [0.8]}',
-     "raw_top1_accuracy is not 2 finite"),
-    ('"results"', "not an object"),
-], ids=["truncated", "no_auroc", "too_few_values", "string"])
-def test_results_table_refuses_a_bad_results_file_in_one_line(tmp_path, capsys, text, fragment):
-    sys.path.insert(0, os.path.join(REPO, "scripts"))
-    import results_table
-
-    (tmp_path / "r.json").write_text(text)
-    proc = run_main(results_table.main, [str(tmp_path / "r.json")], capsys)
-    assert_one_line_error(proc, "r.json", fragment)

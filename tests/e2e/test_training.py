@@ -74,18 +74,18 @@ def test_nan_loss_keeps_the_last_good_state(tmp_path, monkeypatch):
 def test_stop_request_after_a_nan_saves_nothing(tmp_path, monkeypatch):
     """A stop (SIGINT) after batch 5 while the loss turned NaN at batch 3, before the next
     periodic check: the state is not saved, the message names the epoch and batches."""
-    from engine.resume import Progress
+    from engine.state import TrainState
 
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(train_cacOpenset, "CACLoss", type("NaNFrom3", (_NaNFromBatch,), {"good": 2}))
-    real = Progress.after_step
+    real = TrainState.stop_if_asked
 
-    def stop_after_batch_5(self, epoch, step, steps, sums, seen):
+    def stop_after_batch_5(self, epoch, step, steps, sums):
         if step == 5:
             self.stop_signal = "SIGINT"
-        return real(self, epoch, step, steps, sums, seen)
+        return real(self, epoch, step, steps, sums)
 
-    monkeypatch.setattr(Progress, "after_step", stop_after_batch_5)
+    monkeypatch.setattr(TrainState, "stop_if_asked", stop_after_batch_5)
     with pytest.raises(UserError, match=r"non-finite in epoch 0, batches 1-5"):
         train_cacOpenset.main(["--dataset", "Digits", "--trial", "0", "--epochs", "1", "--workers", "0"])
     assert not list(tmp_path.rglob("*.pth"))

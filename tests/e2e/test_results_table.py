@@ -1,0 +1,23 @@
+"""scripts/results_table.py: a bad results file is refused in one line."""
+import os
+import sys
+
+import pytest
+
+from conftest import REPO, assert_one_line_error, run_main
+
+
+@pytest.mark.parametrize("text,fragment", [
+    ('{"method": "CAC", "dataset": "Digits", "trials": [0], "raw_top1_accuracy": [0.9', "not valid JSON"),
+    ('{"method": "CAC", "dataset": "Digits", "trials": [0], "raw_top1_accuracy": [0.9]}', "raw_auroc"),
+    ('{"method": "CAC", "dataset": "Digits", "trials": [0, 1], "raw_top1_accuracy": [0.9], "raw_auroc": [0.8]}',
+     "raw_top1_accuracy is not 2 finite"),
+    ('"results"', "not an object"),
+], ids=["truncated", "no_auroc", "too_few_values", "string"])
+def test_results_table_refuses_a_bad_results_file_in_one_line(tmp_path, text, fragment):
+    sys.path.insert(0, os.path.join(REPO, "scripts"))
+    import results_table
+
+    (tmp_path / "r.json").write_text(text)
+    proc = run_main(results_table.main, [str(tmp_path / "r.json")], tmp_path)
+    assert_one_line_error(proc, "r.json", fragment)
