@@ -19,8 +19,8 @@ from datasets.splits import labels_fingerprint, normalization_problem
 from core.errors import UserError
 from core.values import is_finite_number, is_whole_number
 from networks.checkpoint import read_checkpoint, save_checkpoint
+from scorers import SCORERS
 
-SCORERS = {"CAC": ("cac", "min_distance"), "ClosedSet": ("max_softmax", "max_logit")}
 NETWORK_KEYS = {"num_classes", "num_channels", "im_size", "dropout", "backbone"}
 
 
@@ -118,7 +118,7 @@ def calibration_problem(cal, method=None, num_classes=None):
         return f"it is {type(cal).__name__}, not a dict"
     if cal.get("method") not in SCORERS or (method is not None and cal["method"] != method):
         return f"method {cal.get('method')!r}, not {method or ' or '.join(SCORERS)}"
-    thresholds, offered = cal.get("thresholds"), SCORERS[cal["method"]]
+    thresholds, offered = cal.get("thresholds"), SCORERS[cal["method"]].names
     if not isinstance(thresholds, dict) or not thresholds or not set(thresholds) <= set(offered) \
             or not all(map(is_finite_number, thresholds.values())):
         return f"thresholds {thresholds!r} are not finite numbers for scorers of {', '.join(offered)}"
