@@ -353,7 +353,7 @@ def test_an_empty_validation_set_is_one_line_before_anything_runs(tmp_path, isol
 
 # ------------------------------------------------------------------ metrics.jsonl: whole lines only
 def test_training_log_reader_leaves_out_torn_lines(tmp_path, capsys):
-    from plots import read_training_log
+    from engine.figures import read_training_log
 
     path = tmp_path / "metrics.jsonl"
     path.write_bytes(b'{"epoch": 0, "val/accuracy": 50.0}\n{"epoch": 1, "val/acc\n{"epoch": 2, "val/accuracy": 70.0}\n'
