@@ -15,7 +15,6 @@ import sys
 from engine.cli import evaluation_parser, run_cli, runtime_parser
 from engine.evaluation import Evaluation, TrialRun
 from networks.weights import CAC, CAC_ANCHOR_LOSS
-from scorers import SCORERS
 
 
 def parse_args(argv=None):
@@ -29,7 +28,7 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)
-    evaluation = Evaluation(args, SCORERS[CAC], CAC_ANCHOR_LOSS, "train_cacOpenset.py")
+    evaluation = Evaluation(args, CAC, CAC_ANCHOR_LOSS, "train_cacOpenset.py")
     results = []
     for trial in evaluation.trials:
         run = TrialRun(evaluation, trial)  # the trial's data and network, the calibration its checkpoint holds

@@ -9,7 +9,6 @@ import sys
 from engine.cli import evaluation_parser, run_cli, runtime_parser
 from engine.evaluation import Evaluation, TrialRun
 from networks.weights import CLOSED_SET, CLOSED_SET_BEST
-from scorers import SCORERS
 
 
 def parse_args(argv=None):
@@ -20,7 +19,7 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)
-    evaluation = Evaluation(args, SCORERS[CLOSED_SET], CLOSED_SET_BEST, "train_closedSet.py")
+    evaluation = Evaluation(args, CLOSED_SET, CLOSED_SET_BEST, "train_closedSet.py")
     results = []
     for trial in evaluation.trials:
         run = TrialRun(evaluation, trial)  # the trial's data and network, the calibration its checkpoint holds

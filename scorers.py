@@ -3,12 +3,11 @@
 where the scorers need one (CAC: the anchor pass over the training split).
 
 Unknown score: larger = more likely an image of no known class (the convention of
-metrics.py). Each network kind has the paper's scorer (`paper`) and the strongest simple
-alternative, evaluated side by side; `SCORERS[method]` gives a method's scorers.
+metrics.py). Each kind of network has the paper's scorer (`paper`) and the strongest
+simple alternative, evaluated side by side (engine.calibration.SCORERS: each method's).
 """
 import torch
 
-from networks.weights import CAC, CLOSED_SET
 from utils import cac_scores, compute_anchor_means
 
 SCORER_LABELS = {"cac": "CAC score (paper)", "min_distance": "min distance",
@@ -16,9 +15,9 @@ SCORER_LABELS = {"cac": "CAC score (paper)", "min_distance": "min distance",
 
 
 class Scorers:
-    """The scorers of one kind of network (`method`): `names` in the order of tables, files and
-    plots, `paper` the one the paper reports."""
-    method, names, paper = None, (), None
+    """The scorers of one kind of network: `names` in the order of tables, files and plots,
+    `paper` the one the paper reports."""
+    names, paper = (), None
 
     def score(self, outputs):
         raise NotImplementedError
@@ -28,7 +27,7 @@ class CACScorers(Scorers):
     """A CAC network, on its distances d to the class anchors (N per image):
     cac: s = d * (1 - softmin(d)), class argmin s, score min s (the paper);
     min_distance: class argmin d, score min d (plain nearest anchor)."""
-    method, names, paper = CAC, ("cac", "min_distance"), "cac"
+    names, paper = ("cac", "min_distance"), "cac"
 
     def setup(self, net, train_loader, num_classes, device, with_flipped):
         """The anchor pass: the network's anchors become the class means of the logits of the
@@ -47,12 +46,9 @@ class CACScorers(Scorers):
 class CrossEntropyScorers(Scorers):
     """A cross-entropy network, on its logits: max_softmax (the paper's baseline) and max_logit
     (MLS, Vaze et al. 2022); both predict argmax; the unknown score is minus the maximum."""
-    method, names, paper = CLOSED_SET, ("max_softmax", "max_logit"), "max_softmax"
+    names, paper = ("max_softmax", "max_logit"), "max_softmax"
 
     def score(self, outputs):
         probs = torch.softmax(outputs, 1)
         return {"max_softmax": (probs.argmax(1), -probs.max(1).values),
                 "max_logit": (outputs.argmax(1), -outputs.max(1).values)}
-
-
-SCORERS = {CAC: CACScorers(), CLOSED_SET: CrossEntropyScorers()}

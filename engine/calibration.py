@@ -1,4 +1,5 @@
-"""What evaluation stores in a checkpoint under `calibration`, for the next evaluation and predict.py.
+"""What evaluation stores in a checkpoint under `calibration`, for the next evaluation and predict.py,
+and which scorers each method has (SCORERS: their thresholds are stored).
 
 - the class-mean anchors of a CAC network (the pass over the training split is done once;
   `--recompute_anchors` forces it), with a key saying which weights and data made them;
@@ -19,8 +20,10 @@ from datasets.splits import labels_fingerprint, normalization_problem
 from core.errors import UserError
 from core.values import is_finite_number, is_whole_number
 from networks.checkpoint import read_checkpoint, save_checkpoint
-from scorers import SCORERS
+from networks.weights import CAC, CLOSED_SET
+from scorers import CACScorers, CrossEntropyScorers
 
+SCORERS = {CAC: CACScorers(), CLOSED_SET: CrossEntropyScorers()}  # each method's scorers
 NETWORK_KEYS = {"num_classes", "num_channels", "im_size", "dropout", "backbone"}
 
 
@@ -136,7 +139,7 @@ def calibration_problem(cal, method=None, num_classes=None):
     problem = _preprocessing_problem(cal.get("preprocessing"), cal["network"])
     if problem:
         return problem
-    if cal["method"] == "CAC":
+    if cal["method"] == CAC:
         return anchor_means_problem(cal.get("anchor_means"), cal["network"]["num_classes"])
     return None
 

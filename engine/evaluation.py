@@ -15,7 +15,8 @@ from core.files import check_file_writable, ensure_writable
 from datasets.loaders import OpenSetData
 from datasets.pipeline import build_loader
 from engine.accel import default_channels_last
-from engine.calibration import anchor_key, cached_anchor_means, calibration_record, store_calibration, stored_calibration
+from engine.calibration import (SCORERS, anchor_key, cached_anchor_means, calibration_record, store_calibration,
+                                stored_calibration)
 from engine.cli import check_common_args, print_header, resolve_device, seed_everything
 from engine.report import ScorerOutput, TrialResult, report, result_targets
 from metrics import ACCEPT_RATE, all_metrics
@@ -28,14 +29,15 @@ RESULTS_DIR = "results"  # relative to the working directory
 
 class Evaluation:
     """One run of an evaluation script, checked before any work: its arguments, device, trials
-    and results files. `scorers`: scorers.SCORERS[method]; each trial evaluates the checkpoint
-    <dataset>_<trial>_<name><checkpoint_suffix>.pth, which `train_script` writes."""
+    and results files. Each trial evaluates the `method`'s checkpoint
+    <dataset>_<trial>_<name><checkpoint_suffix>.pth, which `train_script` writes, with the
+    method's scorers (engine.calibration.SCORERS)."""
 
-    def __init__(self, args, scorers, checkpoint_suffix, train_script):
+    def __init__(self, args, method, checkpoint_suffix, train_script):
         check_common_args(args)
         if args.num_trials < 1:
             raise UserError(f"--num_trials {args.num_trials}: evaluate at least one trial")
-        self.args, self.scorers, self.method = args, scorers, scorers.method
+        self.args, self.method, self.scorers = args, method, SCORERS[method]
         self.checkpoint_suffix, self.train_script = checkpoint_suffix, train_script
         self.device = resolve_device(args.device)
         self.commit = print_header(args, self.device)

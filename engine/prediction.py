@@ -19,9 +19,9 @@ from torchvision.datasets.folder import IMG_EXTENSIONS
 
 from core.errors import UserError
 from datasets.folder import prepare_image
-from engine.calibration import calibration_problem
+from engine.calibration import SCORERS, calibration_problem
 from networks import closedSetClassifier, load_checkpoint, openSetClassifier, read_checkpoint
-from scorers import SCORERS
+from networks.weights import CAC, CLOSED_SET
 
 BATCH = 64  # images per forward pass: bounds memory for folders of any size
 
@@ -61,17 +61,17 @@ def load_predictor(path, device):
     if cal is None:
         raise UserError(f"checkpoint {path} has no calibration (class names, anchors, threshold, preprocessing): "
                         f"evaluate it once with {evaluate_command(ckpt)}")
-    method = "CAC" if "anchors" in ckpt["net"] or "means" in ckpt["net"] else "ClosedSet"
+    method = CAC if "anchors" in ckpt["net"] or "means" in ckpt["net"] else CLOSED_SET
     classify = ckpt["net"].get("classify.weight")
     num_classes = classify.shape[0] if torch.is_tensor(classify) and classify.dim() == 2 else None
     problem = calibration_problem(cal, method, num_classes)
     if problem:
         raise UserError(f"checkpoint {path} holds an invalid calibration ({problem}): evaluate it again with "
                         f"{evaluate_command(ckpt)}, which stores a new one")
-    network_class = openSetClassifier if method == "CAC" else closedSetClassifier
+    network_class = openSetClassifier if method == CAC else closedSetClassifier
     net = network_class(**cal["network"]).to(device)
     load_checkpoint(path, net, ckpt)
-    if method == "CAC":
+    if method == CAC:
         net.set_anchors(cal["anchor_means"]["means"])
     return net.eval(), cal
 

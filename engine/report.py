@@ -159,12 +159,12 @@ def report(evaluation, results):
     print(f"Average AUROC: {mean_auroc}")
     summary = summarize(results, scorers.names)
     print_table(summary, paper, trials)
-    result = {"dataset": args.dataset, "method": scorers.method, "name": args.name, "trials": trials,
+    result = {"dataset": args.dataset, "method": evaluation.method, "name": args.name, "trials": trials,
               "raw_top1_accuracy": all_accuracy, "raw_auroc": all_auroc,
               "average_top1_accuracy": mean_acc, "average_auroc": mean_auroc,
               "args": vars(args), "git": evaluation.commit, **summary, "paper_scorer": paper,
               "accept_rate": ACCEPT_RATE, "seconds_per_trial": [round(r.seconds, 3) for r in results]}
-    write_result_set(result, results, stem, scorers.method, args)
+    write_result_set(result, results, stem, evaluation.method, args)
     for path in result.get("plots", []):
         print(f"plot written to {path}")
     print(f"scores written to {result['scores_file']}")
