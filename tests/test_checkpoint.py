@@ -139,3 +139,14 @@ def test_failed_save_keeps_the_previous_file(tmp_path, monkeypatch):
     monkeypatch.undo()
     assert torch.load(path, weights_only=True)["epoch"] == 1
     assert os.listdir(tmp_path) == ["keep.pth"]
+
+
+def test_nan_weights_are_refused_at_load(tmp_path):
+    net = openSetClassifier(6, 1, 16)
+    state = net.state_dict()
+    state["encoder.bn2.running_var"][1] = float("inf")
+    path = str(tmp_path / "inf.pth")
+    save_checkpoint({"net": state, "acc": 0, "epoch": 0}, path)
+    with pytest.raises(UserError, match=r"inf\.pth holds non-finite weights .*1 of \d+ values of "
+                                        r"encoder\.bn2\.running_var"):
+        load_checkpoint(path, openSetClassifier(6, 1, 16))

@@ -1,0 +1,24 @@
+"""engine/figures.py: the training curves read from a damaged metrics.jsonl (torn lines,
+values that are not numbers) are drawn from what is usable, or refused with the reason."""
+import pytest
+from PIL import Image
+
+from engine import figures
+
+
+@pytest.mark.parametrize("text,usable", [
+    ('{"epoch": 0, "tr', False),  # nothing but a torn line (a crash while writing it)
+    ("", False),
+    ('42\n["a"]\n{"epoch": "one", "x_loss": 1}\n', False),
+    ('{"epoch": 0, "x_loss": null, "val_accuracy": 10}\n{"epoch": 1, "x_loss": 2.0}\n', True),
+    ('{"epoch": 0, "x_loss": 1.0}\n{"epoch": 1, "x_loss": "high"}\n{"epoch": 2}\n', True),
+])
+def test_training_curves_of_a_damaged_log(tmp_path, text, usable):
+    log = tmp_path / "metrics.jsonl"
+    log.write_text(text)
+    runs, problem = figures.training_curves(str(log))
+    assert (runs is not None, problem is None) == (usable, usable)
+    if usable:
+        figures.training_figure(runs, "t", str(tmp_path / "t.png"))
+        with Image.open(tmp_path / "t.png") as image:
+            assert image.format == "PNG"
