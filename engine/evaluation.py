@@ -56,7 +56,7 @@ class Evaluation:
 class TrialRun:
     """One trial of an evaluation: its data (seeded first), loaders, and the network of its
     checkpoint in eval mode with the calibration stored there (an invalid one: warned, made
-    again). Its `seconds` count from the network's loading."""
+    again). The result's `seconds` count from the network's loading."""
 
     def __init__(self, evaluation, trial):
         args, self.evaluation, self.trial = evaluation.args, evaluation, trial

@@ -41,7 +41,7 @@ class TrialResult:
     scores: dict  # scorer name -> ScorerOutput, in the scorers' order
     metrics: dict  # scorer name -> {metric of METRIC_LABELS: value}
     seconds: float
-    anchors: np.ndarray = None  # the class-mean anchors of a CAC network
+    anchors: np.ndarray | None = None  # the class-mean anchors of a CAC network
 
 
 def summarize(results, scorers):
