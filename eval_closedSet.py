@@ -6,11 +6,9 @@ then every open-set metric for the maximum softmax and the maximum logit (MLS).
 import argparse
 import sys
 
-from engine.calibration import stored_calibration
-from engine.cli import run_cli, runtime_parser, evaluation_parser
-from engine.evaluation import evaluate_trials, gather_splits, load_trial_network, scorer_outputs
+from engine.cli import evaluation_parser, run_cli, runtime_parser
+from engine.evaluation import Evaluation, TrialRun
 from networks.weights import CLOSED_SET, CLOSED_SET_BEST
-from scorers import ce_scorers
 
 
 def parse_args(argv=None):
@@ -19,20 +17,15 @@ def parse_args(argv=None):
     return p.parse_args(argv)
 
 
-def evaluate_trial(args, data, loader, device):
-    net, ckpt, path, config = load_trial_network(CLOSED_SET, args, data, CLOSED_SET_BEST,
-                                         "train_closedSet.py", device)
-    calibration = stored_calibration(ckpt, path, CLOSED_SET, data.num_known)  # an invalid one: warned, made again
-    print(f"==> Evaluating closed set network accuracy and AUROC for trial {data.trial}..")
-    outputs = gather_splits(net, data, loader, device)
-    return {"scorers": scorer_outputs(ce_scorers, outputs), "known_labels": outputs["known"][1].numpy(),
-            "known_logits": outputs["known"][0].numpy(), "unknown_logits": outputs["unknown"][0].numpy(),
-            "checkpoint": path, "network": config.as_dict(), "calibration": calibration}
-
-
 def main(argv=None):
     args = parse_args(argv)
-    return evaluate_trials(args, CLOSED_SET, lambda *a: evaluate_trial(args, *a))
+    evaluation = Evaluation(args, CLOSED_SET, CLOSED_SET_BEST, "train_closedSet.py")
+    results = []
+    for trial in evaluation.trials:
+        run = TrialRun(evaluation, trial)  # the trial's data and network, the calibration its checkpoint holds
+        print(f"==> Evaluating closed set network accuracy and AUROC for trial {trial}..")
+        results.append(run.evaluate())  # every scorer and metric; the calibration stored in the checkpoint
+    return evaluation.report(results)
 
 
 if __name__ == "__main__":

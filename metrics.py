@@ -1,4 +1,4 @@
-"""Open-set metrics computed from per-sample scores.
+"""The open-set metrics, computed from per-image scores (and the top-1 accuracy, the OSCR curve).
 
 Convention: every score here is an *unknown* score, larger = more likely an image of no
 known class (the paper's CAC score min_i s_i; minus the maximum softmax probability; ...).
@@ -46,17 +46,27 @@ def acceptance_threshold(scores, accept_rate=ACCEPT_RATE):
     return float(s[k - 1])
 
 
-def oscr(known_scores, known_correct, unknown_scores):
-    """Open-set classification rate (Dhamija et al. 2018): area under CCR(t) against FPR(t)
-    while the acceptance threshold t sweeps every score. CCR = share of known images that are
-    accepted and correctly classified, FPR = share of unknown images accepted. At most the
-    closed-set accuracy (CCR never exceeds it)."""
+def accuracy(predicted, labels):
+    """Top-1 accuracy: share of predictions equal to the labels."""
+    return float(np.mean(np.asarray(predicted).ravel() == np.asarray(labels).ravel()))
+
+
+def oscr_curve(known_scores, known_correct, unknown_scores):
+    """The OSCR curve (Dhamija et al. 2018): (FPR, CCR) points, from (0, 0), while the acceptance
+    threshold t sweeps every score in ascending order. CCR(t) = share of known images that are
+    accepted and correctly classified, FPR(t) = share of unknown images accepted."""
     known, unknown = _scores(known_scores), _scores(unknown_scores)
     correct = np.asarray(known_correct, dtype=bool).ravel()
     thresholds = np.unique(np.concatenate([known, unknown]))  # ascending
     ccr = np.searchsorted(np.sort(known[correct]), thresholds, side="right") / len(known)
     fpr = np.searchsorted(np.sort(unknown), thresholds, side="right") / len(unknown)
-    x, y = np.r_[0.0, fpr], np.r_[0.0, ccr]
+    return np.r_[0.0, fpr], np.r_[0.0, ccr]
+
+
+def oscr(known_scores, known_correct, unknown_scores):
+    """Open-set classification rate: the area under oscr_curve. At most the closed-set accuracy
+    (CCR never exceeds it)."""
+    x, y = oscr_curve(known_scores, known_correct, unknown_scores)
     return float(np.sum(np.diff(x) * (y[1:] + y[:-1]) / 2))  # trapezoids: a tie moves both at once
 
 

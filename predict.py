@@ -15,30 +15,14 @@ is skipped with one warning line; the others are predicted. Everything that woul
 run (the checkpoint, its calibration, --threshold, --out) is checked before any image is.
 """
 import argparse
-import csv
-import io
-import json
 import math
 import os
-import re
-import struct
 import sys
-import warnings
 
-import torch
-from PIL import Image
-from torchvision import transforms as T
-from torchvision.datasets.folder import IMG_EXTENSIONS
-
-from datasets.folder import prepare_image
-from engine.calibration import calibration_problem
-from engine.cli import resolve_device, run_cli
 from core.errors import UserError
 from core.files import atomic_write, ensure_writable
-from networks import closedSetClassifier, load_checkpoint, openSetClassifier, read_checkpoint
-from scorers import cac_scorers, ce_scorers
-
-BATCH = 64  # images per forward pass: bounds memory for folders of any size
+from engine.cli import resolve_device, run_cli
+from engine.prediction import find_images, load_predictor, predict, render
 
 
 def parse_args(argv=None):
@@ -58,22 +42,6 @@ def parse_args(argv=None):
     return p.parse_args(argv)
 
 
-def find_images(paths):
-    files = []
-    for path in paths:
-        if os.path.isdir(path):
-            for folder, subfolders, names in os.walk(path):
-                subfolders.sort()
-                files += [os.path.join(folder, n) for n in sorted(names) if n.lower().endswith(IMG_EXTENSIONS)]
-        elif os.path.isfile(path):
-            files.append(path)
-        else:
-            raise UserError(f"no such image file or folder: {path}")
-    if not files:
-        raise UserError(f"no image files ({', '.join(IMG_EXTENSIONS)}) in {', '.join(paths)}")
-    return files
-
-
 def check_output_args(args):
     """--threshold and --out, before any work: a NaN threshold would call every image known."""
     if args.threshold is not None and not math.isfinite(args.threshold):
@@ -88,103 +56,6 @@ def check_output_args(args):
         ensure_writable(os.path.dirname(args.out) or ".")
     except UserError as e:
         raise UserError(f"--out {args.out}: {e}") from None
-
-
-def evaluate_command(ckpt):
-    """The eval command that calibrates the file `ckpt` was read from (the one a user needs)."""
-    cac = "anchors" in ckpt["net"] or "means" in ckpt["net"]
-    script = "eval_cacOpenset.py" if cac else "eval_closedSet.py"
-    train_args = ckpt.get("args") if isinstance(ckpt.get("args"), dict) else {}
-    how = (f" -dataset {ckpt['dataset']} --start_trial {ckpt['trial']} --num_trials 1 "
-           f"--name '{train_args.get('name', '')}'") if "dataset" in ckpt and "trial" in ckpt else " ..."
-    return f"`python {script}{how}` (that calibrates the AnchorLoss / closedSetClassifier file of a trial)"
-
-
-def load_predictor(path, device):
-    """(network in eval mode with its evaluation anchors, the checkpoint's calibration record);
-    a missing or invalid calibration is refused with the eval command that stores one."""
-    ckpt = read_checkpoint(path, map_location=device)
-    cal = ckpt.get("calibration")
-    if cal is None:
-        raise UserError(f"checkpoint {path} has no calibration (class names, anchors, threshold, preprocessing): "
-                        f"evaluate it once with {evaluate_command(ckpt)}")
-    method = "CAC" if "anchors" in ckpt["net"] or "means" in ckpt["net"] else "ClosedSet"
-    classify = ckpt["net"].get("classify.weight")
-    num_classes = classify.shape[0] if torch.is_tensor(classify) and classify.dim() == 2 else None
-    problem = calibration_problem(cal, method, num_classes)
-    if problem:
-        raise UserError(f"checkpoint {path} holds an invalid calibration ({problem}): evaluate it again with "
-                        f"{evaluate_command(ckpt)}, which stores a new one")
-    network_class = openSetClassifier if method == "CAC" else closedSetClassifier
-    net = network_class(**cal["network"]).to(device)
-    load_checkpoint(path, net, ckpt)
-    if method == "CAC":
-        net.set_anchors(cal["anchor_means"]["means"])
-    return net.eval(), cal
-
-
-class UnreadableImage(Exception):
-    """An image file that is skipped: the message says which and why."""
-
-
-# what PIL's decoders raise on damaged files, besides OSError (UnidentifiedImageError included)
-DECODE_ERRORS = (OSError, ValueError, SyntaxError, EOFError, struct.error, IndexError)
-
-
-def read_image(path, prep, transform):
-    try:
-        with warnings.catch_warnings():  # PIL only warns between 1x and 2x its limit: refuse both alike
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(path) as image:
-                return transform(prepare_image(image, prep["im_size"], prep["im_channels"]))
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
-        pixels = re.search(r"\((\d+) pixels\)", str(e))
-        size = f"has {int(pixels[1]):,} pixels, " if pixels else "is "
-        raise UnreadableImage(f"image {path} {size}over PIL's decompression-bomb limit of "
-                              f"{Image.MAX_IMAGE_PIXELS:,} pixels (downscale it first)") from None
-    except DECODE_ERRORS as e:
-        raise UnreadableImage(f"cannot read image {path} ({type(e).__name__}: {e})".splitlines()[0][:300]) from None
-
-
-@torch.no_grad()
-def predict(net, cal, files, scorer, threshold, device, checkpoint="the checkpoint"):
-    """([{image, prediction (class name or 'unknown'), score, closest_class}] for the images that
-    could be read, in the order of `files`; [why each other image was skipped])."""
-    prep = cal["preprocessing"]
-    transform = T.Compose([T.ToTensor(), T.Normalize(prep["mean"], prep["std"])])
-    score_fn = (lambda out: cac_scorers(out[1])) if cal["method"] == "CAC" else ce_scorers
-    rows, skipped = [], []
-    for start in range(0, len(files), BATCH):
-        images, readable = [], []
-        for path in files[start:start + BATCH]:
-            try:
-                images.append(read_image(path, prep, transform))
-                readable.append(path)
-            except UnreadableImage as e:
-                skipped.append(str(e))
-        if not images:
-            continue
-        predicted, scores = score_fn(net(torch.stack(images).to(device)))[scorer]
-        finite = torch.isfinite(scores)
-        if not bool(finite.all()):  # never print a NaN score (not JSON) or a class chosen by it
-            first = readable[int((~finite).nonzero()[0])]
-            raise UserError(f"checkpoint {checkpoint} gives a non-finite score (NaN or inf) for image {first}: "
-                            f"its weights overflow; train it again or use another checkpoint")
-        for path, c, s in zip(readable, predicted.tolist(), scores.tolist()):
-            name = cal["class_names"][c]
-            rows.append({"image": path, "prediction": name if s <= threshold else "unknown", "score": s,
-                         "closest_class": name})
-    return rows, skipped
-
-
-def render(rows, fmt, meta):
-    if fmt == "json":
-        return json.dumps({**meta, "predictions": rows}, indent=1, allow_nan=False) + "\n"
-    out = io.StringIO()
-    writer = csv.DictWriter(out, fieldnames=["image", "prediction", "score", "closest_class"], lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(rows)
-    return out.getvalue()
 
 
 def main(argv=None):

@@ -1,29 +1,54 @@
-"""Open-set scorers: network outputs -> (predicted known class, unknown score) per image.
+"""Open-set scorers as objects (as OpenOOD's postprocessors): `score(outputs)` -> {scorer name:
+(predicted known class, unknown score)} per image, after a `setup` step once per network
+where the scorers need one (CAC: the anchor pass over the training split).
 
 Unknown score: larger = more likely an image of no known class (the convention of
-metrics.py). The first scorer of each method is the paper's; the others are the strongest
-simple alternatives evaluated side by side.
+metrics.py). Each kind of network has the paper's scorer (`paper`) and the strongest
+simple alternative, evaluated side by side (engine.calibration.SCORERS: each method's).
 """
 import torch
 
-from utils import cac_scores
-
-
-def cac_scorers(distances):
-    """CAC network, distances to the class-mean anchors (N per image):
-    cac: s = d * (1 - softmin(d)), class argmin s, score min s (the paper);
-    min_distance: class argmin d, score min d (plain nearest anchor)."""
-    s = cac_scores(distances)
-    return {"cac": (s.argmin(1), s.min(1).values), "min_distance": (distances.argmin(1), distances.min(1).values)}
-
-
-def ce_scorers(logits):
-    """Cross-entropy network: max_softmax (the paper's baseline) and max_logit (MLS, Vaze et al.
-    2022); both predict argmax; the unknown score is minus the maximum."""
-    probs = torch.softmax(logits, 1)
-    return {"max_softmax": (probs.argmax(1), -probs.max(1).values),
-            "max_logit": (logits.argmax(1), -logits.max(1).values)}
-
+from utils import cac_scores, compute_anchor_means
 
 SCORER_LABELS = {"cac": "CAC score (paper)", "min_distance": "min distance",
                  "max_softmax": "max softmax (paper baseline)", "max_logit": "max logit (MLS)"}
+
+
+class Scorers:
+    """The scorers of one kind of network: `names` in the order of tables, files and plots,
+    `paper` the one the paper reports."""
+    names, paper = (), None
+
+    def score(self, outputs):
+        raise NotImplementedError
+
+
+class CACScorers(Scorers):
+    """A CAC network, on its distances d to the class anchors (N per image):
+    cac: s = d * (1 - softmin(d)), class argmin s, score min s (the paper);
+    min_distance: class argmin d, score min d (plain nearest anchor)."""
+    names, paper = ("cac", "min_distance"), "cac"
+
+    def setup(self, net, train_loader, num_classes, device, with_flipped):
+        """The anchor pass: the network's anchors become the class means of the logits of the
+        correctly classified training images (+ their flipped copies when `with_flipped`);
+        returns (means, classes with no correctly classified image: their mean is of all)."""
+        means, fallback = compute_anchor_means(net, train_loader, num_classes, device, with_flipped=with_flipped)
+        net.set_anchors(means)
+        return means, fallback
+
+    def score(self, outputs):
+        distances = outputs[1]
+        s = cac_scores(distances)
+        return {"cac": (s.argmin(1), s.min(1).values), "min_distance": (distances.argmin(1), distances.min(1).values)}
+
+
+class CrossEntropyScorers(Scorers):
+    """A cross-entropy network, on its logits: max_softmax (the paper's baseline) and max_logit
+    (MLS, Vaze et al. 2022); both predict argmax; the unknown score is minus the maximum."""
+    names, paper = ("max_softmax", "max_logit"), "max_softmax"
+
+    def score(self, outputs):
+        probs = torch.softmax(outputs, 1)
+        return {"max_softmax": (probs.argmax(1), -probs.max(1).values),
+                "max_logit": (outputs.argmax(1), -outputs.max(1).values)}

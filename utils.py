@@ -1,11 +1,9 @@
-"""CAC loss, CAC scores, anchor means, and the paper's two metrics (accuracy, AUROC).
+"""The method's math: the CAC loss, the CAC scores, and the class-mean anchors evaluation uses.
 
-AUROC lives in metrics.py with the other open-set metrics; it is importable from here too.
+The metrics computed from scores live in metrics.py, the scorers built on these in scorers.py.
 """
 import torch
 import torch.nn as nn
-
-from metrics import auroc  # noqa: F401 - the paper's metric, where the original kept it
 
 
 class CACLoss(nn.Module):
@@ -32,24 +30,6 @@ class CACLoss(nn.Module):
 def cac_scores(distances):
     """Per-class CAC score d_i * (1 - softmin(d)_i); the open-set score is its minimum."""
     return distances * (1 - torch.softmax(-distances, dim=1))
-
-
-@torch.no_grad()
-def gather_outputs(net, loader, device):
-    """Run `net` (in eval mode) over `loader`; return (outputs, labels) concatenated on the CPU.
-
-    `outputs` is the logits for a cross-entropy network and (logits, distances) for a CAC network.
-    """
-    net.eval()
-    outputs, labels = [], []
-    for images, targets in loader:
-        out = net(images.to(device, non_blocking=True))
-        outputs.append(tuple(o.cpu() for o in out) if isinstance(out, tuple) else out.cpu())
-        labels.append(targets.cpu())  # device-resident batches carry their labels on the device
-    labels = torch.cat(labels)
-    if outputs and isinstance(outputs[0], tuple):
-        return tuple(torch.cat(parts) for parts in zip(*outputs)), labels
-    return torch.cat(outputs), labels
 
 
 def anchor_means(logits, labels, num_classes):
@@ -87,7 +67,3 @@ def compute_anchor_means(net, loader, num_classes, device, with_flipped):
             labels.append(targets.cpu())
     return anchor_means(torch.cat(logits), torch.cat(labels), num_classes)
 
-
-def accuracy(predicted, labels):
-    """Top-1 accuracy: share of predictions equal to the labels."""
-    return float((torch.as_tensor(predicted) == torch.as_tensor(labels)).double().mean())

@@ -31,8 +31,10 @@ from datasets.config import load_config
 from datasets.trial import OpenSetData
 from datasets.pipeline import PIPELINES, build_loader
 from engine.accel import Accel
+from engine.evaluation import gather_outputs
 from networks import openSetClassifier
-from utils import CACLoss, accuracy, auroc, cac_scores, compute_anchor_means, gather_outputs
+from metrics import accuracy, auroc
+from utils import CACLoss, cac_scores, compute_anchor_means
 
 # shape name -> (data set whose config it uses, raw image side before Resize)
 SHAPES = {"1x32x32": ("MNIST", 28), "3x32x32": ("CIFAR10", 32), "3x64x64": ("TinyImageNet", 64)}

@@ -1,4 +1,5 @@
-"""What evaluation stores in a checkpoint under `calibration`, for the next evaluation and predict.py.
+"""What evaluation stores in a checkpoint under `calibration`, for the next evaluation and predict.py,
+and which scorers each method has (SCORERS: their thresholds are stored).
 
 - the class-mean anchors of a CAC network (the pass over the training split is done once;
   `--recompute_anchors` forces it), with a key saying which weights and data made them;
@@ -20,8 +21,10 @@ from datasets.splits import labels_fingerprint
 from core.errors import UserError
 from core.values import is_finite_number, is_whole_number
 from networks.checkpoint import read_checkpoint, save_checkpoint
+from networks.weights import CAC, CLOSED_SET
+from scorers import CACScorers, CrossEntropyScorers
 
-SCORERS = {"CAC": ("cac", "min_distance"), "ClosedSet": ("max_softmax", "max_logit")}
+SCORERS = {CAC: CACScorers(), CLOSED_SET: CrossEntropyScorers()}  # each method's scorers
 NETWORK_KEYS = {"num_classes", "num_channels", "im_size", "dropout", "backbone"}
 
 
@@ -119,7 +122,7 @@ def calibration_problem(cal, method=None, num_classes=None):
         return f"it is {type(cal).__name__}, not a dict"
     if cal.get("method") not in SCORERS or (method is not None and cal["method"] != method):
         return f"method {cal.get('method')!r}, not {method or ' or '.join(SCORERS)}"
-    thresholds, offered = cal.get("thresholds"), SCORERS[cal["method"]]
+    thresholds, offered = cal.get("thresholds"), SCORERS[cal["method"]].names
     if not isinstance(thresholds, dict) or not thresholds or not set(thresholds) <= set(offered) \
             or not all(map(is_finite_number, thresholds.values())):
         return f"thresholds {thresholds!r} are not finite numbers for scorers of {', '.join(offered)}"
@@ -137,7 +140,7 @@ def calibration_problem(cal, method=None, num_classes=None):
     problem = _preprocessing_problem(cal.get("preprocessing"), cal["network"])
     if problem:
         return problem
-    if cal["method"] == "CAC":
+    if cal["method"] == CAC:
         return anchor_means_problem(cal.get("anchor_means"), cal["network"]["num_classes"])
     return None
 

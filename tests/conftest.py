@@ -1,6 +1,7 @@
 """Shared test helpers: repo paths on sys.path, the released reference files, the script runner,
-and the two kinds of test: tests/unit/ (one file per module, fast: `pytest tests/unit`) and
-tests/e2e/ (whole script runs), marked `unit` and `e2e` by their folder."""
+the Digits networks trained and evaluated once for the evaluation and predict.py tests, and the
+two kinds of test: tests/unit/ (one file per module, fast: `pytest tests/unit`) and tests/e2e/
+(whole script runs), marked `unit` and `e2e` by their folder."""
 import os
 import shutil
 import subprocess
@@ -86,9 +87,93 @@ def one_line(error):
     return message
 
 
-def stderr_lines(capsys):
+def captured_stderr_lines(capsys):
     """The non-blank lines written to stderr since the last read."""
     return [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+
+
+# the networks of `evaluated_digits`: where they are, and the evaluation that calibrated them
+DIGITS_EVAL = ["-dataset", "Digits", "--num_trials", "1", "--start_trial", "0", "--name", "s", "--workers", "0"]
+DIGITS_WEIGHTS = os.path.join("networks", "weights", "Digits")
+DIGITS_CAC = os.path.join(DIGITS_WEIGHTS, "Digits_0_sCACclassifierAnchorLoss.pth")
+DIGITS_CE = os.path.join(DIGITS_WEIGHTS, "Digits_0_sclosedSetClassifier.pth")
+DIGITS_STEM = {"CAC": os.path.join("results", "Digits_sCAC_trials0-0"),
+               "ClosedSet": os.path.join("results", "Digits_sClosedSet_trials0-0")}
+
+
+@pytest.fixture(scope="session")
+def evaluated_digits(tmp_path_factory):
+    """A folder where CAC and cross-entropy networks were trained for one epoch on Digits trial 0
+    (--name s, in-process) and evaluated once (results/, a calibration in each checkpoint), with
+    the CAC checkpoint as training left it (uncalibrated_cac.pth) and the first 3 Digits test
+    images as 8 x 8 PNG files (images/). Shared by a whole session: change only a copy (`work`)."""
+    import torch
+    from PIL import Image
+
+    import eval_cacOpenset
+    import eval_closedSet
+    import train_cacOpenset
+    import train_closedSet
+    from datasets.digits import Digits
+
+    base = str(tmp_path_factory.mktemp("trained"))
+    torch.set_num_threads(1)
+    train = ["--dataset", "Digits", "--trial", "0", "--epochs", "1", "--name", "s", "--workers", "0"]
+    ok(run_main(train_cacOpenset.main, train, base))
+    ok(run_main(train_closedSet.main, train, base))
+    shutil.copy(os.path.join(base, DIGITS_CAC), os.path.join(base, "uncalibrated_cac.pth"))
+    ok(run_main(eval_cacOpenset.main, DIGITS_EVAL, base))
+    ok(run_main(eval_closedSet.main, DIGITS_EVAL, base))
+    images = os.path.join(base, "images")
+    os.makedirs(images)
+    test = Digits(train=False)
+    for i in range(3):
+        Image.fromarray(test.data[i]).save(os.path.join(images, f"digit_{i}.png"))
+    return base
+
+
+def work(trained, tmp_path, uncalibrated=False):
+    """A private copy of the trained folder (weights, results, runs); optionally with the CAC
+    checkpoint as training left it (no calibration yet)."""
+    cwd = str(tmp_path / "w")
+    shutil.copytree(trained, cwd)
+    if uncalibrated:
+        shutil.copy(os.path.join(cwd, "uncalibrated_cac.pth"), os.path.join(cwd, DIGITS_CAC))
+    return cwd
+
+
+def edit_checkpoint(cwd, path, change):
+    """Load the checkpoint `path` under `cwd`, let `change` edit it, save it back."""
+    import torch
+
+    ckpt = torch.load(os.path.join(cwd, path), weights_only=True)
+    change(ckpt)
+    torch.save(ckpt, os.path.join(cwd, path))
+
+
+def nan_weight(ckpt):
+    """A NaN weight: refused when the checkpoint is loaded."""
+    ckpt["net"]["classify.weight"][0, 0] = float("nan")
+
+
+def overflowing_weights(ckpt):
+    """Finite weights whose outputs overflow to inf."""
+    ckpt["net"]["classify.weight"].fill_(3e38)  # finite, but the logits overflow to inf
+
+
+def snapshot(folder):
+    """{relative path: bytes} of every file under `folder`."""
+    found = {}
+    for dirpath, _, names in os.walk(folder):
+        for name in names:
+            path = os.path.join(dirpath, name)
+            with open(path, "rb") as f:
+                found[os.path.relpath(path, folder)] = f.read()
+    return found
+
+
+def stderr_lines(proc):
+    return [line for line in proc.stderr.splitlines() if line.strip()]
 
 
 @pytest.fixture

@@ -1,11 +1,12 @@
 """core/files.py: atomic writes and the early writable-folder check."""
+import errno
 import os
 import stat
 
 import pytest
 
 from core.errors import UserError
-from core.files import atomic_write, ensure_writable
+from core.files import FileSet, atomic_write, ensure_writable
 
 
 def test_atomic_write_replaces_with_usual_permissions(tmp_path):
@@ -48,3 +49,29 @@ def test_ensure_writable_refuses_a_read_only_folder(tmp_path):
             ensure_writable(str(locked / "new"))
     finally:
         locked.chmod(0o755)
+
+
+def test_failed_rename_restores_the_set_already_replaced(tmp_path, monkeypatch):
+    """A rename that fails after the .npz was replaced (the JSON's) puts the old .npz back."""
+    folder = tmp_path / "results"
+    folder.mkdir()
+    for name in ("r.npz", "r.json"):
+        (folder / name).write_text(f"old {name}")
+    files = FileSet()
+    for name in ("r.npz", "r.json"):
+        with open(files.stage(str(folder / name)), "w") as f:
+            f.write(f"new {name}")
+    real_replace = os.replace
+
+    def replace(src, dst):
+        if str(dst).endswith("r.json"):
+            raise OSError(errno.EIO, os.strerror(errno.EIO))
+        return real_replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", replace)
+    with pytest.raises(OSError):
+        files.commit()
+    monkeypatch.undo()
+    files.discard()
+    assert sorted(os.listdir(folder)) == ["r.json", "r.npz"]
+    assert [(folder / n).read_text() for n in ("r.npz", "r.json")] == ["old r.npz", "old r.json"]

@@ -4,7 +4,7 @@ import json
 import os
 
 import pytest
-from conftest import one_line, stderr_lines
+from conftest import one_line, captured_stderr_lines
 from fakedata import replace_training_images_keeping_name_size_and_time, write_bmp_folder, write_image_folder
 from PIL import Image
 
@@ -38,10 +38,10 @@ def test_test_classes_without_images_are_named_in_one_warning_each(tmp_path, iso
     capsys.readouterr()
     data = OpenSetData("ImageFolder", 0, str(root), config=load_config("ImageFolder"),
                        split_file=str(tmp_path / "split.json"))
-    at_split = stderr_lines(capsys)  # u3 has no folder at all
+    at_split = captured_stderr_lines(capsys)  # u3 has no folder at all
     assert len(at_split) == 1 and "'u3'" in at_split[0] and at_split[0].startswith("warning: "), at_split
     assert len(data.known_test_dataset()) == 4 and len(data.unknown_test_dataset()) == 2
-    at_test = stderr_lines(capsys)
+    at_test = captured_stderr_lines(capsys)
     assert len(at_test) == 2 and all(line.startswith("warning: ") for line in at_test), at_test
     assert "'b'" in at_test[0] and "does not exist" in at_test[0]
     assert "'u2'" in at_test[1] and "no image file" in at_test[1]
@@ -58,7 +58,7 @@ def test_no_test_image_for_any_known_or_unknown_class_is_one_error(kind, tmp_pat
     with pytest.raises(UserError, match=f"no {kind} class has a test image") as err:
         folder.open(train=False)
     one_line(err.value)
-    assert stderr_lines(capsys) == []  # the error alone, no warnings before it
+    assert captured_stderr_lines(capsys) == []  # the error alone, no warnings before it
 
 
 def test_known_class_folder_without_training_images_is_named(tmp_path):

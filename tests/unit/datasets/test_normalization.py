@@ -6,7 +6,7 @@ import os
 
 import numpy as np
 import pytest
-from conftest import REPO, one_line, stderr_lines
+from conftest import REPO, one_line, captured_stderr_lines
 from rawfiles import read_split, SHAPES, truth_for
 
 from core.errors import UserError
@@ -148,7 +148,7 @@ def test_invalid_normalization_cache_is_rebuilt_with_one_warning(case, isolated_
     else:
         cache.write_text(json.dumps(bad(good)))
     data = OpenSetData("Digits", 0, download=False)
-    lines = stderr_lines(capsys)
+    lines = captured_stderr_lines(capsys)
     assert len(lines) == 1 and lines[0].startswith("warning: ") and "normalization cache" in lines[0], lines
     assert data.mean == good_data.mean and data.std == good_data.std  # recomputed
     assert json.loads(cache.read_text()) == good  # and the cache rewritten whole
@@ -163,7 +163,7 @@ def test_stale_normalization_cache_is_rebuilt_quietly_and_a_valid_one_used(isola
     cache.write_text(json.dumps({**good, "im_size": 64, "mean": [0.25]}))  # other data: recomputed
     capsys.readouterr()
     assert OpenSetData("Digits", 0, download=False).mean == first.mean
-    assert stderr_lines(capsys) == []
+    assert captured_stderr_lines(capsys) == []
 
 
 def test_a_computed_std_of_zero_is_refused(isolated_datasets_dir):

@@ -4,7 +4,7 @@ import json
 import os
 import threading
 
-from conftest import stderr_lines
+from conftest import captured_stderr_lines
 from fakedata import write_image_folder
 
 from datasets.folder import FolderData
@@ -23,7 +23,7 @@ def test_links_read_each_real_folder_and_file_once(tmp_path, capsys):
     os.symlink("0.png", root / "train" / "cat" / "again.png")  # the same file twice
     linked = folder.open(train=True).samples
     assert linked == plain  # each image once, under its own class
-    lines = stderr_lines(capsys)
+    lines = captured_stderr_lines(capsys)
     assert len(lines) == 1 and lines[0].startswith("warning: ") and "4 folder(s) or file(s)" in lines[0], lines
 
 
@@ -43,5 +43,5 @@ def test_an_image_name_that_is_not_a_plain_file_is_skipped(tmp_path, capsys):
         os.close(os.open(fifo, os.O_RDONLY | os.O_NONBLOCK))  # releases the writer
         writer.join(5)
     assert len(dataset.samples) == 6
-    lines = stderr_lines(capsys)
+    lines = captured_stderr_lines(capsys)
     assert len(lines) == 1 and "not plain files" in lines[0] and "pipe.png" in lines[0], lines

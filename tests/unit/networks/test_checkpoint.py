@@ -173,3 +173,14 @@ def test_a_folder_at_the_checkpoints_path_is_refused_by_the_save(tmp_path):
     with pytest.raises(UserError, match="cannot write checkpoint .*x.pth"):
         save_checkpoint({"net": {}}, str(path))
     assert path.is_dir() and os.listdir(tmp_path) == ["x.pth"]
+
+
+def test_nan_weights_are_refused_at_load(tmp_path):
+    net = openSetClassifier(6, 1, 16)
+    state = net.state_dict()
+    state["encoder.bn2.running_var"][1] = float("inf")
+    path = str(tmp_path / "inf.pth")
+    save_checkpoint({"net": state, "acc": 0, "epoch": 0}, path)
+    with pytest.raises(UserError, match=r"inf\.pth holds non-finite weights .*1 of \d+ values of "
+                                        r"encoder\.bn2\.running_var"):
+        load_checkpoint(path, openSetClassifier(6, 1, 16))

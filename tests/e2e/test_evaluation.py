@@ -1,9 +1,8 @@
-"""Evaluation beyond the four lines, on Digits networks trained for one epoch (in-process):
-every scorer's metrics recomputed from the saved .npz, anchor means cached in the checkpoint
+"""Evaluation beyond the four lines, on Digits networks trained for one epoch (conftest's
+`evaluated_digits`, evaluated again here from the CAC checkpoint as training left it): every
+scorer's metrics recomputed from the saved .npz, anchor means cached in the checkpoint
 (identical metrics, --recompute_anchors, invalidated when the weights change), the stored
-threshold, --plots, and predict.py on images written as PNG files."""
-import csv
-import io
+threshold, --plots, and the anchor-cache benchmark."""
 import json
 import os
 import shutil
@@ -16,42 +15,33 @@ from sklearn.metrics import roc_auc_score
 
 import eval_cacOpenset
 import eval_closedSet
-import predict
-import train_cacOpenset
-import train_closedSet
-from conftest import assert_one_line_error, ok, run_main
-from datasets.digits import Digits
+from conftest import DIGITS_CAC, DIGITS_EVAL, DIGITS_STEM, REPO, ok, run_main, work
 from metrics import acceptance_threshold, all_metrics
-
-COMMON = ["--workers", "0"]
-EVAL = ["-dataset", "Digits", "--num_trials", "1", "--start_trial", "0", "--name", "t", *COMMON]
-CAC_CKPT = os.path.join("networks", "weights", "Digits", "Digits_0_tCACclassifierAnchorLoss.pth")
-CE_CKPT = os.path.join("networks", "weights", "Digits", "Digits_0_tclosedSetClassifier.pth")
 
 
 def results(cwd, method):
-    stem = os.path.join(cwd, "results", f"Digits_t{method}_trials0-0")
+    stem = os.path.join(cwd, DIGITS_STEM[method])
     with open(stem + ".json") as f:
         return json.load(f), dict(np.load(stem + ".npz"))
 
 
 @pytest.fixture(scope="module")
-def digits(tmp_path_factory):
-    cwd = str(tmp_path_factory.mktemp("eval"))
-    torch.set_num_threads(1)
-    train = ["--dataset", "Digits", "--trial", "0", "--epochs", "1", "--name", "t", *COMMON]
-    ok(run_main(train_cacOpenset.main, train, cwd))
-    ok(run_main(train_closedSet.main, train, cwd))
-    trained = torch.load(os.path.join(cwd, CAC_CKPT), weights_only=True)
-    runs = {"cac_first": ok(run_main(eval_cacOpenset.main, EVAL, cwd))}
+def digits(evaluated_digits, tmp_path_factory):
+    """The evaluations of the CAC checkpoint as training left it: first (the anchor pass),
+    again with --plots (anchor means read back), with --recompute_anchors; then the
+    cross-entropy one with --plots."""
+    cwd = work(evaluated_digits, tmp_path_factory.mktemp("eval"), uncalibrated=True)
+    shutil.rmtree(os.path.join(cwd, "results"))
+    trained = torch.load(os.path.join(cwd, DIGITS_CAC), weights_only=True)
+    runs = {"cac_first": ok(run_main(eval_cacOpenset.main, DIGITS_EVAL, cwd))}
     runs["cac_first_results"] = results(cwd, "CAC")
-    runs["inode_first"] = os.stat(os.path.join(cwd, CAC_CKPT)).st_ino
-    runs["cac_cached"] = ok(run_main(eval_cacOpenset.main, EVAL + ["--plots"], cwd))
+    runs["inode_first"] = os.stat(os.path.join(cwd, DIGITS_CAC)).st_ino
+    runs["cac_cached"] = ok(run_main(eval_cacOpenset.main, DIGITS_EVAL + ["--plots"], cwd))
     runs["cac_cached_results"] = results(cwd, "CAC")
-    runs["inode_cached"] = os.stat(os.path.join(cwd, CAC_CKPT)).st_ino
-    runs["cac_recomputed"] = ok(run_main(eval_cacOpenset.main, EVAL + ["--recompute_anchors"], cwd))
+    runs["inode_cached"] = os.stat(os.path.join(cwd, DIGITS_CAC)).st_ino
+    runs["cac_recomputed"] = ok(run_main(eval_cacOpenset.main, DIGITS_EVAL + ["--recompute_anchors"], cwd))
     runs["cac_recomputed_results"] = results(cwd, "CAC")
-    runs["ce"] = ok(run_main(eval_closedSet.main, EVAL + ["--plots"], cwd))
+    runs["ce"] = ok(run_main(eval_closedSet.main, DIGITS_EVAL + ["--plots"], cwd))
     return {"cwd": cwd, "runs": runs, "trained": trained}
 
 
@@ -115,7 +105,7 @@ def test_anchor_means_are_cached_with_identical_metrics(digits):
 
 
 def test_checkpoint_keeps_its_weights_and_gains_the_calibration(digits):
-    ckpt = torch.load(os.path.join(digits["cwd"], CAC_CKPT), weights_only=True)
+    ckpt = torch.load(os.path.join(digits["cwd"], DIGITS_CAC), weights_only=True)
     trained = digits["trained"]
     assert {k: v for k, v in ckpt.items() if k != "calibration"}.keys() == trained.keys()
     assert all(torch.equal(ckpt["net"][k], trained["net"][k]) for k in trained["net"])  # training anchors too
@@ -125,106 +115,42 @@ def test_checkpoint_keeps_its_weights_and_gains_the_calibration(digits):
     for scorer in ("cac", "min_distance"):
         assert cal["thresholds"][scorer] == acceptance_threshold(z[f"trial0_{scorer}_val_score"])
     assert cal["class_names"] == [str(c) for c in sorted(json.load(open(os.path.join(
-        os.path.dirname(__file__), "..", "datasets", "Digits", "class_splits", "0.json")))["Known"])]
+        REPO, "datasets", "Digits", "class_splits", "0.json")))["Known"])]
     assert cal["preprocessing"]["im_size"] == 16 and cal["preprocessing"]["im_channels"] == 1
 
 
 def test_changed_weights_invalidate_the_cached_anchor_means(digits, tmp_path):
     cwd = str(tmp_path)
     shutil.copytree(os.path.join(digits["cwd"], "networks"), os.path.join(cwd, "networks"))
-    path = os.path.join(cwd, CAC_CKPT)
+    path = os.path.join(cwd, DIGITS_CAC)
     ckpt = torch.load(path, weights_only=True)
     ckpt["net"]["classify.bias"] += 0.5  # other weights, same stored calibration
     torch.save(ckpt, path)
-    proc = ok(run_main(eval_cacOpenset.main, EVAL, cwd))
+    proc = ok(run_main(eval_cacOpenset.main, DIGITS_EVAL, cwd))
     assert "anchor means computed" in proc.stdout
 
 
 def test_plots_are_written(digits):
     for method, kinds in (("CAC", ("roc", "hist", "logits", "training")), ("ClosedSet", ("roc", "hist", "training"))):
         result = digits["runs"]["cac_cached_results"][0] if method == "CAC" else results(digits["cwd"], method)[0]
-        want = [os.path.join("results", f"Digits_t{method}_trials0-0_trial0_{k}.png") for k in kinds]
+        want = [f"{DIGITS_STEM[method]}_trial0_{k}.png" for k in kinds]
         assert result["plots"] == want
         for path in want:
             with Image.open(os.path.join(digits["cwd"], path)) as image:
                 assert image.format == "PNG" and image.size[0] > 300 and image.size[1] > 300
 
 
-@pytest.fixture(scope="module")
-def pngs(digits, tmp_path_factory):
-    """The first 4 known and 4 unknown Digits test images as PNG files (8 x 8, as stored)."""
-    folder = tmp_path_factory.mktemp("pngs")
-    test = Digits(train=False)
-    with open(os.path.join(os.path.dirname(__file__), "..", "datasets", "Digits", "class_splits", "0.json")) as f:
-        known = json.load(f)["Known"]
-    rows = {"known": np.flatnonzero(np.isin(test.targets, known))[:4],
-            "unknown": np.flatnonzero(~np.isin(test.targets, known))[:4]}
-    files = {part: [] for part in rows}
-    for part, idx in rows.items():
-        for j, i in enumerate(idx):
-            files[part].append(str(folder / f"{part}_{j}.png"))
-            Image.fromarray(test.data[i]).save(files[part][-1])
-    return {"folder": str(folder), "files": files, "digits": [int(test.targets[i]) for i in rows["known"]]}
-
-
-@pytest.mark.parametrize("method,ckpt,scorer", [("CAC", CAC_CKPT, "cac"), ("CAC", CAC_CKPT, "min_distance"),
-                                                ("ClosedSet", CE_CKPT, "max_logit")])
-def test_predict_reproduces_the_evaluation(digits, pngs, method, ckpt, scorer):
-    cwd = digits["cwd"]
-    _, z = results(cwd, method)
-    out = ok(run_main(predict.main, [ckpt, *pngs["files"]["known"], *pngs["files"]["unknown"], "--scorer", scorer], cwd))
-    rows = list(csv.DictReader(io.StringIO(out.stdout)))
-    threshold = torch.load(os.path.join(cwd, ckpt), weights_only=True)["calibration"]["thresholds"][scorer]
-    names = torch.load(os.path.join(cwd, ckpt), weights_only=True)["calibration"]["class_names"]
-    for part in ("known", "unknown"):
-        mine = [r for r in rows if os.path.basename(r["image"]).startswith(part)]
-        scores = z[f"trial0_{scorer}_{part}_score"][:4]
-        np.testing.assert_allclose([float(r["score"]) for r in mine], scores, rtol=1e-4, atol=1e-6)
-        classes = [names[c] for c in z[f"trial0_{scorer}_{part}_pred"][:4]]
-        assert [r["closest_class"] for r in mine] == classes
-        assert [r["prediction"] for r in mine] == [c if s <= threshold else "unknown" for c, s in zip(classes, scores)]
-
-
-def test_predict_folder_json_and_threshold_override(digits, pngs, tmp_path):
-    cwd, out_file = digits["cwd"], str(tmp_path / "p.json")
-    ok(run_main(predict.main, [CAC_CKPT, pngs["folder"], "--format", "json", "--out", out_file, "--threshold", "-1"], cwd))
-    with open(out_file) as f:
-        written = json.load(f)
-    assert written["threshold"] == -1 and len(written["predictions"]) == 8
-    assert {r["prediction"] for r in written["predictions"]} == {"unknown"}  # scores are >= 0
-    ok(run_main(predict.main, [CAC_CKPT, pngs["folder"], "--format", "json", "--out", out_file, "--threshold", "1e9"], cwd))
-    with open(out_file) as f:
-        assert "unknown" not in {r["prediction"] for r in json.load(f)["predictions"]}
-
-
-def test_predict_errors_are_one_line(digits, pngs, tmp_path):
-    cwd = digits["cwd"]
-    bad = tmp_path / "bad.png"
-    bad.write_bytes(b"not an image")
-    uncalibrated = os.path.join("networks", "weights", "Digits", "Digits_0_tCACclassifierCACLoss.pth")
-    cases = [
-        ([str(tmp_path / "none.pth"), pngs["folder"]], ["checkpoint not found", "none.pth"]),
-        ([uncalibrated, pngs["folder"]], ["no calibration", "python eval_cacOpenset.py -dataset Digits --start_trial 0"]),
-        ([CAC_CKPT, str(bad)], ["cannot read image", "bad.png"]),
-        ([CAC_CKPT, str(tmp_path / "missing.png")], ["no such image file or folder", "missing.png"]),
-        ([CAC_CKPT, str(tmp_path / "p.json"), "--scorer", "max_logit"], ["no such image"]),
-        ([CAC_CKPT, pngs["folder"], "--scorer", "max_logit"], ["--scorer max_logit", "cac, min_distance"]),
-    ]
-    for argv, fragments in cases:
-        assert_one_line_error(run_main(predict.main, argv, cwd), *fragments)
-
-
 def test_anchor_cache_benchmark_runs(digits, capsys):
     import importlib.util
 
-    path = os.path.join(os.path.dirname(__file__), "..", "benchmarks", "eval_anchor_cache.py")
+    path = os.path.join(REPO, "benchmarks", "eval_anchor_cache.py")
     spec = importlib.util.spec_from_file_location("eval_anchor_cache", path)
     bench = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench)
     old = os.getcwd()
     os.chdir(digits["cwd"])
     try:
-        assert bench.main(["--name", "t", "--repeats", "1"]) == 0
+        assert bench.main(["--name", "s", "--repeats", "1"]) == 0
     finally:
         os.chdir(old)
     rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]

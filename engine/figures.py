@@ -1,4 +1,4 @@
-"""Pictures of an evaluation (`--plots`): PNG files under results/, drawn without a display.
+"""The pictures of an evaluation (`--plots`): PNG files under results/, drawn without a display.
 
 Per trial: ROC and OSCR curves of every scorer; histograms of known and unknown test
 scores with the calibrated threshold; for CAC, the logit space (test images of known
@@ -6,7 +6,8 @@ classes coloured by class, unknown ones grey, class-mean anchors as stars; a 2-D
 projection when there are more than 2 known classes); the training curves of the run
 (runs/<dataset>_<trial>_<name><method>/metrics.jsonl; a log without one usable line is
 skipped with a warning). Each picture is saved where the caller's `stage` says: evaluation
-writes its files as one set (core.files.FileSet).
+writes its files as one set (core.files.FileSet). Pictures are drawn from the typed results
+of engine/report.py (TrialResult).
 """
 import os
 import sys
@@ -20,8 +21,9 @@ import numpy as np  # noqa: E402
 from sklearn.metrics import roc_curve  # noqa: E402
 
 from core.logfile import parse_log_line  # noqa: E402
-from networks.weights import trained_on  # noqa: E402
 from core.values import is_finite_number  # noqa: E402
+from metrics import oscr_curve  # noqa: E402
+from networks.weights import trained_on  # noqa: E402
 from scorers import SCORER_LABELS  # noqa: E402
 
 DPI = 110  # ~700 x 500 pixels per 6.4 x 4.8 inch panel pair: readable, small files
@@ -46,40 +48,32 @@ def planned_plots(stem, trials, cac):
     return [plot_path(stem, t, kind) for t in trials for kind in kinds]
 
 
-def oscr_curve(known_scores, known_correct, unknown_scores):
-    """(FPR, CCR) points as the acceptance threshold sweeps the scores (see metrics.oscr)."""
-    thresholds = np.unique(np.r_[known_scores, unknown_scores])
-    ccr = np.searchsorted(np.sort(known_scores[known_correct]), thresholds, side="right") / len(known_scores)
-    fpr = np.searchsorted(np.sort(unknown_scores), thresholds, side="right") / len(unknown_scores)
-    return np.r_[0.0, fpr], np.r_[0.0, ccr]
-
-
-def roc_figure(record, path):
+def roc_figure(result, path):
     fig, (roc_ax, oscr_ax) = plt.subplots(1, 2, figsize=(11, 4.8))
-    labels = record["known_labels"]
-    for i, (name, s) in enumerate(record["scorers"].items()):
-        m, style = record["metrics"][name], ("-", "--", ":")[i % 3]  # curves often overlap: tell them apart
-        truth = np.r_[np.zeros(len(s["known_score"])), np.ones(len(s["unknown_score"]))]
-        fpr, tpr, _ = roc_curve(truth, np.r_[s["known_score"], s["unknown_score"]])
+    labels = result.known_labels
+    for i, (name, s) in enumerate(result.scores.items()):
+        m, style = result.metrics[name], ("-", "--", ":")[i % 3]  # curves often overlap: tell them apart
+        truth = np.r_[np.zeros(len(s.known_score)), np.ones(len(s.unknown_score))]
+        fpr, tpr, _ = roc_curve(truth, np.r_[s.known_score, s.unknown_score])
         roc_ax.plot(fpr, tpr, ls=style, label=f"{SCORER_LABELS.get(name, name)}: AUROC {m['auroc']:.4f}")
-        x, y = oscr_curve(s["known_score"], s["known_pred"] == labels, s["unknown_score"])
+        x, y = oscr_curve(s.known_score, s.known_pred == labels, s.unknown_score)
         oscr_ax.plot(x, y, ls=style, label=f"{SCORER_LABELS.get(name, name)}: OSCR {m['oscr']:.4f}")
     roc_ax.plot([0, 1], [0, 1], color="lightgrey", ls="--", lw=1)
     roc_ax.set(xlabel="known test images rejected (FPR)", ylabel="unknown test images rejected (TPR)",
-               title=f"ROC, trial {record['trial']} (unknown = positive)", xlim=(0, 1), ylim=(0, 1.01))
+               title=f"ROC, trial {result.trial} (unknown = positive)", xlim=(0, 1), ylim=(0, 1.01))
     oscr_ax.set(xlabel="unknown test images accepted (FPR)", ylabel="known images accepted and correct (CCR)",
-                title=f"OSCR, trial {record['trial']}", xlim=(0, 1), ylim=(0, 1.01))
+                title=f"OSCR, trial {result.trial}", xlim=(0, 1), ylim=(0, 1.01))
     for ax in (roc_ax, oscr_ax):
         ax.legend(loc="lower right")
         ax.grid(alpha=0.3)
     return _save(fig, path)
 
 
-def histogram_figure(record, path):
-    names = list(record["scorers"])
+def histogram_figure(result, path):
+    names = list(result.scores)
     fig, axes = plt.subplots(1, len(names), figsize=(5.5 * len(names), 4.2), squeeze=False)
     for ax, name in zip(axes[0], names):
-        s, m = record["scorers"][name], record["metrics"][name]
+        s, m = result.scores[name].arrays(), result.metrics[name]
         both = np.r_[s["known_score"], s["unknown_score"]]
         # scores spanning decades (the CAC score: ~1e-4 for knowns, ~1 for unknowns) on a log axis
         log = both.min() > 0 and both.max() / both.min() > 100
@@ -93,7 +87,7 @@ def histogram_figure(record, path):
         ax.axvline(m["threshold"], color="black", ls="--", lw=1, label="threshold (95% of known val)")
         ax.set(xlabel="unknown score (larger = more likely unknown)" + (", log scale" if log else ""),
                ylabel="images", xscale="log" if log else "linear",
-               title=f"{SCORER_LABELS.get(name, name)}, trial {record['trial']}")
+               title=f"{SCORER_LABELS.get(name, name)}, trial {result.trial}")
         ax.legend()
     return _save(fig, path)
 
@@ -111,21 +105,21 @@ def project_2d(known_logits, *others):
             (f"PC 1 ({100 * share[0]:.0f}% of variance)", f"PC 2 ({100 * share[1]:.0f}% of variance)"))
 
 
-def logit_space_figure(record, path):
-    known, unknown, anchors = (np.asarray(record[k], dtype=np.float64) for k in
-                               ("known_logits", "unknown_logits", "anchors"))
+def logit_space_figure(result, path):
+    known, unknown, anchors = (np.asarray(a, dtype=np.float64) for a in
+                               (result.known_logits, result.unknown_logits, result.anchors))
     (known2, unknown2, anchors2), (xlabel, ylabel) = project_2d(known, unknown, anchors)
     fig, ax = plt.subplots(figsize=(7.5, 6.5))
     colors = plt.get_cmap("tab10" if len(anchors) <= 10 else "tab20")
     ax.scatter(unknown2[:, 0], unknown2[:, 1], s=8, color="grey", alpha=0.45, label="unknown", zorder=1)
-    for c, name in enumerate(record["class_names"]):
-        mine = record["known_labels"] == c
+    for c, name in enumerate(result.class_names):
+        mine = result.known_labels == c
         ax.scatter(known2[mine, 0], known2[mine, 1], s=8, color=colors(c % colors.N), alpha=0.8,
                    label=f"{name}", zorder=2)
         ax.scatter(*anchors2[c], s=260, marker="*", color=colors(c % colors.N), edgecolor="black",
                    linewidth=1.2, zorder=3)
     ax.scatter([], [], s=150, marker="*", color="white", edgecolor="black", label="class-mean anchor")
-    ax.set(xlabel=xlabel, ylabel=ylabel, title=f"CAC logit space, trial {record['trial']} (test images)")
+    ax.set(xlabel=xlabel, ylabel=ylabel, title=f"CAC logit space, trial {result.trial} (test images)")
     ax.legend(fontsize=8, markerscale=1.5, loc="best", ncol=2 if len(anchors) > 6 else 1)
     ax.grid(alpha=0.3)
     return _save(fig, path)
@@ -189,7 +183,7 @@ def training_figure(runs, title, path):
     return _save(fig, path)
 
 
-def draw_evaluation(records, stem, method, args, stage=lambda path: path):
+def draw_evaluation(results, stem, method, args, stage=lambda path: path):
     """All pictures of one evaluation, each saved to `stage(its path)` (a temporary the caller
     renames later, or the path itself); returns the paths the pictures belong at."""
     paths = []
@@ -199,12 +193,12 @@ def draw_evaluation(records, stem, method, args, stage=lambda path: path):
         figure(*inputs, stage(final))
         paths.append(final)
 
-    for record in records:
-        t = record["trial"]
-        draw(roc_figure, t, "roc", record)
-        draw(histogram_figure, t, "hist", record)
-        if record.get("anchors") is not None:
-            draw(logit_space_figure, t, "logits", record)
+    for result in results:
+        t = result.trial
+        draw(roc_figure, t, "roc", result)
+        draw(histogram_figure, t, "hist", result)
+        if result.anchors is not None:
+            draw(logit_space_figure, t, "logits", result)
         source = trained_on(args.dataset)  # CIFAR+50 reuses CIFAR+10's run
         log = os.path.join("runs", f"{source}_{t}_{args.name}{method}", "metrics.jsonl")
         if not os.path.isfile(log):

@@ -3,17 +3,23 @@ import itertools
 
 import numpy as np
 import pytest
-from sklearn.metrics import average_precision_score, f1_score, roc_curve
+import torch
+from sklearn.metrics import auc, average_precision_score, f1_score, roc_curve
 
-import utils
-from metrics import (acceptance_threshold, all_metrics, auroc, average_precision, fpr_at_tpr, macro_f1,
-                     open_set_predictions, oscr)
+from metrics import (accuracy, acceptance_threshold, all_metrics, auroc, average_precision, fpr_at_tpr, macro_f1,
+                     open_set_predictions, oscr, oscr_curve)
 
 
 def _rounded_scores(seed, n_known=150, n_unknown=60):
     """Scores on a coarse grid, so that many known and unknown scores tie."""
     rng = np.random.default_rng(seed)
     return np.round(rng.normal(0, 1, n_known), 1), np.round(rng.normal(0.8, 1, n_unknown), 1)
+
+
+def _pairwise_auroc(known, unknown):
+    """AUROC as a probability: an unknown image scores above a known one (ties half)."""
+    total = sum((u > k) + 0.5 * (u == k) for k, u in itertools.product(known, unknown))
+    return total / (len(known) * len(unknown))
 
 
 def _pairwise_oscr(known, correct, unknown):
@@ -23,11 +29,11 @@ def _pairwise_oscr(known, correct, unknown):
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
-def test_auroc_is_the_papers_and_matches_utils(seed):
+def test_auroc_is_the_papers_and_matches_the_pairwise_formula(seed):
     known, unknown = _rounded_scores(seed)
     fpr, tpr, _ = roc_curve(np.r_[np.zeros(len(known)), np.ones(len(unknown))], np.r_[known, unknown])
     assert auroc(known, unknown) == pytest.approx(np.trapezoid(tpr, fpr), abs=1e-12)
-    assert auroc(known, unknown) == utils.auroc(known, unknown)
+    assert auroc(known, unknown) == pytest.approx(_pairwise_auroc(known, unknown), abs=1e-12)
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
@@ -48,6 +54,13 @@ def test_oscr_hand_cases():
     assert oscr([0, 2], [True, False], [1]) == pytest.approx(0.5)
     # inverted separator: every unknown accepted before any known -> 0
     assert oscr([5, 6], [True, True], [1, 2]) == 0.0
+
+
+def test_oscr_curve_points():
+    # known 0 (correct), 2 (wrong), 3 (correct); unknown 1, 3: thresholds 0, 1, 2, 3
+    x, y = oscr_curve([0, 2, 3], [True, False, True], [1, 3])
+    assert x.tolist() == [0, 0, 0.5, 0.5, 1] and y.tolist() == pytest.approx([0, 1 / 3, 1 / 3, 1 / 3, 2 / 3])
+    assert oscr([0, 2, 3], [True, False, True], [1, 3]) == pytest.approx(np.trapezoid(y, x))
 
 
 def test_perfect_separator_gives_auroc_1_and_oscr_equal_to_accuracy():
@@ -127,3 +140,20 @@ def test_all_metrics_hand_case():
     assert m["oscr"] == pytest.approx(_pairwise_oscr(known_scores, known_pred == known_labels, unknown_scores))
     assert m["fpr95"] == 0.5  # accepting 95% of 4 knowns = all (t = 0.9) also accepts unknown 0.5
     assert m["aupr_out"] == pytest.approx(average_precision_score([0] * 4 + [1] * 2, np.r_[known_scores, unknown_scores]))
+
+
+def test_auroc_matches_sklearn_roc_curve_and_hand_cases():
+    rng = np.random.default_rng(0)
+    known, unknown = rng.normal(0, 1, 200), rng.normal(1, 1, 70)
+    labels = np.r_[np.zeros(200), np.ones(70)]
+    fpr, tpr, _ = roc_curve(labels, np.r_[known, unknown])  # the original's computation
+    assert auroc(known, unknown) == pytest.approx(auc(fpr, tpr), abs=1e-12)
+    assert auroc([0, 1], [2, 3]) == 1.0  # every unknown scores higher
+    assert auroc([2, 3], [0, 1]) == 0.0
+    assert auroc([1, 1], [1, 1]) == 0.5  # ties count half
+    # pairs (known, unknown): (0,1)>,(0,0)=,(2,1)<,(2,0)< -> (1 + 0.5) / 4
+    assert auroc([0, 2], [1, 0]) == pytest.approx(0.375)
+
+
+def test_accuracy():
+    assert accuracy(torch.tensor([0, 1, 2, 2]), torch.tensor([0, 1, 1, 2])) == 0.75
