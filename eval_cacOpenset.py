@@ -26,16 +26,18 @@ def parse_args(argv=None):
     return p.parse_args(argv)
 
 
+def evaluate_trial(evaluation, trial, recompute_anchors):
+    run = TrialRun(evaluation, trial)  # the trial's data and network, the calibration its checkpoint holds
+    run.place_anchors(recompute=recompute_anchors)  # the CAC scorer's setup: stored anchor means, or the pass
+    print(f"==> Evaluating open set network accuracy and AUROC for trial {trial}..")
+    return run.evaluate()  # every scorer and metric; the calibration stored in the checkpoint
+
+
 def main(argv=None):
     args = parse_args(argv)
     evaluation = Evaluation(args, CAC, CAC_ANCHOR_LOSS, "train_cacOpenset.py")
-    results = []
-    for trial in evaluation.trials:
-        run = TrialRun(evaluation, trial)  # the trial's data and network, the calibration its checkpoint holds
-        run.place_anchors(recompute=args.recompute_anchors)
-        print(f"==> Evaluating open set network accuracy and AUROC for trial {trial}..")
-        results.append(run.evaluate())  # every scorer and metric; the calibration stored in the checkpoint
-    return evaluation.report(results)
+    results = [evaluate_trial(evaluation, trial, args.recompute_anchors) for trial in evaluation.trials]
+    return evaluation.report(results)  # the original's four lines, the table, the results files
 
 
 if __name__ == "__main__":

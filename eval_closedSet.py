@@ -25,7 +25,7 @@ def main(argv=None):
         run = TrialRun(evaluation, trial)  # the trial's data and network, the calibration its checkpoint holds
         print(f"==> Evaluating closed set network accuracy and AUROC for trial {trial}..")
         results.append(run.evaluate())  # every scorer and metric; the calibration stored in the checkpoint
-    return evaluation.report(results)
+    return evaluation.report(results)  # the original's four lines, the table, the results files
 
 
 if __name__ == "__main__":
