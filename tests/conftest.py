@@ -34,32 +34,34 @@ def reference_dir():
     return require_shared(REFERENCE)
 
 
-def run_script(script, *args, cwd, timeout=600):
-    """Run one of the repo's scripts as a user would, from `cwd`; returns CompletedProcess."""
-    env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "2")}
-    return subprocess.run([sys.executable, os.path.join(REPO, script), *map(str, args)], cwd=cwd,
-                          capture_output=True, text=True, timeout=timeout, env=env)
-
-
-def run_main(main, argv, cwd):
-    """main(argv) from `cwd` in this process, through run_cli as the script's __main__ does,
-    with stdout and stderr captured; returns a CompletedProcess-like record."""
+def run_script(script, *args, cwd, in_process=False, timeout=600):
+    """`python <script> <args>` from `cwd`, as a user runs it; returns a CompletedProcess. By
+    default a real process; with `in_process` the script's main() through run_cli, as its
+    __main__ block does, in this process with stdout and stderr captured (much faster; a test
+    may monkeypatch the script's module)."""
+    argv = [str(a) for a in args]
+    if not in_process:
+        env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "2")}
+        return subprocess.run([sys.executable, os.path.join(REPO, script), *argv], cwd=cwd,
+                              capture_output=True, text=True, timeout=timeout, env=env)
     import contextlib
+    import importlib
     import io
 
     from engine.cli import run_cli
 
+    module = importlib.import_module(script.removesuffix(".py").replace("/", "."))
     out, err, old = io.StringIO(), io.StringIO(), os.getcwd()
     os.chdir(cwd)
     try:
         with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
             try:
-                code = run_cli(lambda: main([str(a) for a in argv]))
-            except SystemExit as e:
+                code = run_cli(lambda: module.main(argv))
+            except SystemExit as e:  # argparse's --help
                 code = e.code
     finally:
         os.chdir(old)
-    return subprocess.CompletedProcess(argv, code, out.getvalue(), err.getvalue())
+    return subprocess.CompletedProcess([script, *argv], code, out.getvalue(), err.getvalue())
 
 
 def ok(proc):
@@ -110,20 +112,16 @@ def evaluated_digits(tmp_path_factory):
     import torch
     from PIL import Image
 
-    import eval_cacOpenset
-    import eval_closedSet
-    import train_cacOpenset
-    import train_closedSet
     from datasets.digits import Digits
 
     base = str(tmp_path_factory.mktemp("trained"))
     torch.set_num_threads(1)
     train = ["--dataset", "Digits", "--trial", "0", "--epochs", "1", "--name", "s", "--workers", "0"]
-    ok(run_main(train_cacOpenset.main, train, base))
-    ok(run_main(train_closedSet.main, train, base))
+    ok(run_script("train_cacOpenset.py", *train, cwd=base, in_process=True))
+    ok(run_script("train_closedSet.py", *train, cwd=base, in_process=True))
     shutil.copy(os.path.join(base, DIGITS_CAC), os.path.join(base, "uncalibrated_cac.pth"))
-    ok(run_main(eval_cacOpenset.main, DIGITS_EVAL, base))
-    ok(run_main(eval_closedSet.main, DIGITS_EVAL, base))
+    ok(run_script("eval_cacOpenset.py", *DIGITS_EVAL, cwd=base, in_process=True))
+    ok(run_script("eval_closedSet.py", *DIGITS_EVAL, cwd=base, in_process=True))
     images = os.path.join(base, "images")
     os.makedirs(images)
     test = Digits(train=False)

@@ -10,13 +10,10 @@ as a user does. CAC_TEST_ERRORS_IN_SUBPROCESS=1 runs every case that needs no pr
 data-set folder as a subprocess.
 """
 import contextlib
-import importlib
-import io
 import json
 import os
 import pickle
 import shutil
-import subprocess
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -208,26 +205,6 @@ PRIVATE = {f"split_{key}" for key in SPLIT_TRIALS} | {"corrupt_image_in_worker"}
 ALL_IN_SUBPROCESS = os.environ.get("CAC_TEST_ERRORS_IN_SUBPROCESS") == "1"
 
 
-def run_in_process(script_name, *args, cwd):
-    """`python script_name args` from `cwd`, run as the script's __main__ block does
-    (sys.exit(run_cli(main))), in this process; returns a CompletedProcess like run_script."""
-    from engine.cli import run_cli
-
-    module = importlib.import_module(script_name[:-3])
-    argv = [str(a) for a in args]
-    out, err, old = io.StringIO(), io.StringIO(), os.getcwd()
-    os.chdir(cwd)
-    try:
-        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-            try:
-                code = run_cli(lambda: module.main(argv))
-            except SystemExit as e:  # argparse's own errors
-                code = e.code
-    finally:
-        os.chdir(old)
-    return subprocess.CompletedProcess([script_name, *argv], code, out.getvalue(), err.getvalue())
-
-
 def tree(folder):
     """Every file and folder under `folder`, relative to it."""
     found = set()
@@ -310,7 +287,7 @@ def errors(tmp_path_factory, roots):
             pending.append((name, script_name, args, cwd, before))
             continue
         with datasets_dir(splits):
-            results[name] = (run_in_process(script_name, *args, cwd=cwd), before, tree(cwd))
+            results[name] = (run_script(script_name, *args, cwd=cwd, in_process=True), before, tree(cwd))
 
     def run(name, script_name, args, cwd, before):
         results[name] = (run_script(script_name, *args, cwd=cwd), before, tree(cwd))
@@ -345,7 +322,7 @@ def test_image_size_not_a_multiple_of_8(tmp_path):
     cwd.mkdir()
     for script_name, args in ((TRAIN_CAC, DIGITS), (EVAL_CE, EVAL_DIGITS)):
         with datasets_dir(folder):
-            proc = run_in_process(script_name, *args, cwd=str(cwd))
+            proc = run_script(script_name, *args, cwd=str(cwd), in_process=True)
         assert_one_line_error(proc, "im_size 20", os.path.join(folder, "config.json"), "multiple of 8", "32 or 64")
     assert os.listdir(cwd) == []
 
@@ -357,7 +334,7 @@ def test_read_only_weights_folder(tmp_path):
     folder.mkdir(parents=True)
     folder.chmod(0o555)
     try:
-        proc = run_in_process(TRAIN_CAC, *DIGITS, cwd=str(cwd))
+        proc = run_script(TRAIN_CAC, *DIGITS, cwd=str(cwd), in_process=True)
     finally:
         folder.chmod(0o755)
     assert_one_line_error(proc, "cannot write to", "Permission denied", "permissions")

@@ -17,11 +17,8 @@ import torch
 
 import engine.calibration as calibration
 import engine.report as report
-import eval_cacOpenset
-import eval_closedSet
-import predict
 from conftest import (DIGITS_CAC, DIGITS_CE, DIGITS_EVAL, DIGITS_STEM, assert_one_line_error, edit_checkpoint,
-                      nan_weight, ok, overflowing_weights, run_main, snapshot, stderr_lines, work)
+                      nan_weight, ok, overflowing_weights, run_script, snapshot, stderr_lines, work)
 from core.errors import UserError
 
 
@@ -52,7 +49,7 @@ def test_full_disk_writing_the_json_keeps_the_previous_results(evaluated_digits,
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
     monkeypatch.setattr(report, "write_results", full_disk)
-    proc = run_main(eval_cacOpenset.main, DIGITS_EVAL, cwd)
+    proc = run_script("eval_cacOpenset.py", *DIGITS_EVAL, cwd=cwd, in_process=True)
     assert_one_line_error(proc, DIGITS_STEM["CAC"] + ".json", "No space left on device", "previous results are unchanged")
     assert snapshot(os.path.join(cwd, "results")) == before
 
@@ -64,7 +61,7 @@ def test_folder_in_place_of_a_results_file_is_refused_before_work(evaluated_digi
         os.remove(os.path.join(cwd, DIGITS_STEM["CAC"] + target))
     os.makedirs(os.path.join(cwd, DIGITS_STEM["CAC"] + target))
     before = snapshot(cwd)
-    proc = run_main(eval_cacOpenset.main, DIGITS_EVAL + flags, cwd)
+    proc = run_script("eval_cacOpenset.py", *DIGITS_EVAL + flags, cwd=cwd, in_process=True)
     assert_one_line_error(proc, DIGITS_STEM["CAC"] + target, "a folder is in its place", "move it away")
     assert "Evaluating" not in proc.stdout and "anchor means" not in proc.stdout  # refused before the work
     assert snapshot(cwd) == before  # the checkpoint did not gain a calibration either
@@ -78,7 +75,7 @@ def test_no_results_folder_is_left_by_a_failed_first_write(evaluated_digits, tmp
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
     monkeypatch.setattr(report, "write_scores", full_disk)
-    assert_one_line_error(run_main(eval_closedSet.main, DIGITS_EVAL, cwd), DIGITS_STEM["ClosedSet"] + ".npz", "No space left")
+    assert_one_line_error(run_script("eval_closedSet.py", *DIGITS_EVAL, cwd=cwd, in_process=True), DIGITS_STEM["ClosedSet"] + ".npz", "No space left")
     assert not os.path.exists(os.path.join(cwd, "results"))
 
 
@@ -99,7 +96,7 @@ def test_failed_calibration_store_is_one_warning_and_results_are_written(evaluat
         raise fault
 
     monkeypatch.setattr(calibration, "save_checkpoint", failing_save)
-    proc = ok(run_main(eval_cacOpenset.main, DIGITS_EVAL, cwd))
+    proc = ok(run_script("eval_cacOpenset.py", *DIGITS_EVAL, cwd=cwd, in_process=True))
     lines = stderr_lines(proc)
     assert len(lines) == 1 and lines[0].startswith(f"warning: could not store the calibration in {DIGITS_CAC}"), lines
     with open(os.path.join(cwd, DIGITS_STEM["CAC"] + ".json")) as f:
@@ -111,23 +108,23 @@ def test_failed_calibration_store_is_one_warning_and_results_are_written(evaluat
 
 # --- 4: non-finite weights and outputs -----------------------------------------------------------
 
-@pytest.mark.parametrize("main,ckpt", [(eval_cacOpenset.main, DIGITS_CAC), (eval_closedSet.main, DIGITS_CE)])
-def test_nan_weights_stop_evaluation_in_one_line(evaluated_digits, tmp_path, main, ckpt):
+@pytest.mark.parametrize("script,ckpt", [("eval_cacOpenset.py", DIGITS_CAC), ("eval_closedSet.py", DIGITS_CE)])
+def test_nan_weights_stop_evaluation_in_one_line(evaluated_digits, tmp_path, script, ckpt):
     cwd = work(evaluated_digits, tmp_path)
     edit_checkpoint(cwd, ckpt, nan_weight)
     before = snapshot(cwd)
-    assert_one_line_error(run_main(main, DIGITS_EVAL, cwd), ckpt, "non-finite weights", "classify.weight", "train it again")
+    assert_one_line_error(run_script(script, *DIGITS_EVAL, cwd=cwd, in_process=True), ckpt, "non-finite weights", "classify.weight", "train it again")
     assert snapshot(cwd) == before
 
 
-@pytest.mark.parametrize("main,ckpt,fragment", [
-    (eval_cacOpenset.main, DIGITS_CAC, "non-finite logits on its training images (anchor means)"),
-    (eval_closedSet.main, DIGITS_CE, "non-finite known test logits for")])
-def test_overflowing_outputs_stop_evaluation_in_one_line(evaluated_digits, tmp_path, main, ckpt, fragment):
+@pytest.mark.parametrize("script,ckpt,fragment", [
+    ("eval_cacOpenset.py", DIGITS_CAC, "non-finite logits on its training images (anchor means)"),
+    ("eval_closedSet.py", DIGITS_CE, "non-finite known test logits for")])
+def test_overflowing_outputs_stop_evaluation_in_one_line(evaluated_digits, tmp_path, script, ckpt, fragment):
     cwd = work(evaluated_digits, tmp_path)
     edit_checkpoint(cwd, ckpt, overflowing_weights)
     before = snapshot(cwd)
-    assert_one_line_error(run_main(main, DIGITS_EVAL, cwd), ckpt, fragment, "overflow")
+    assert_one_line_error(run_script(script, *DIGITS_EVAL, cwd=cwd, in_process=True), ckpt, fragment, "overflow")
     assert snapshot(cwd) == before  # no NaN threshold stored, no results
 
 
@@ -171,24 +168,24 @@ BAD_CALIBRATIONS = {
 def test_invalid_calibration_refused_by_predict_and_remade_by_evaluation(evaluated_digits, tmp_path, case):
     cwd = work(evaluated_digits, tmp_path)
     edit_checkpoint(cwd, DIGITS_CAC, lambda ckpt: ckpt.update(calibration=BAD_CALIBRATIONS[case](ckpt["calibration"])))
-    assert_one_line_error(run_main(predict.main, [DIGITS_CAC, os.path.join(cwd, "images")], cwd),
+    assert_one_line_error(run_script("predict.py", *[DIGITS_CAC, os.path.join(cwd, "images")], cwd=cwd, in_process=True),
                           DIGITS_CAC, "invalid calibration", "evaluate it again",
                           "python eval_cacOpenset.py -dataset Digits --start_trial 0 --num_trials 1 --name 's'")
-    proc = ok(run_main(eval_cacOpenset.main, DIGITS_EVAL, cwd))
+    proc = ok(run_script("eval_cacOpenset.py", *DIGITS_EVAL, cwd=cwd, in_process=True))
     assert stderr_lines(proc) == [line for line in stderr_lines(proc) if line.startswith(
         f"warning: ignoring the calibration stored in {DIGITS_CAC}")] and len(stderr_lines(proc)) == 1, proc.stderr
     assert "anchor means computed" in proc.stdout
     cal = torch.load(os.path.join(cwd, DIGITS_CAC), weights_only=True)["calibration"]
     assert calibration.calibration_problem(cal, "CAC", 6) is None
-    ok(run_main(predict.main, [DIGITS_CAC, os.path.join(cwd, "images")], cwd))
+    ok(run_script("predict.py", *[DIGITS_CAC, os.path.join(cwd, "images")], cwd=cwd, in_process=True))
 
 
 def test_closed_set_calibration_with_another_methods_scorers_is_remade(evaluated_digits, tmp_path):
     cwd = work(evaluated_digits, tmp_path)
     edit_checkpoint(cwd, DIGITS_CE, lambda ckpt: ckpt["calibration"].update(thresholds={"cac": 0.5}, scorer="cac"))
-    assert_one_line_error(run_main(predict.main, [DIGITS_CE, os.path.join(cwd, "images")], cwd),
+    assert_one_line_error(run_script("predict.py", *[DIGITS_CE, os.path.join(cwd, "images")], cwd=cwd, in_process=True),
                           "invalid calibration", "python eval_closedSet.py -dataset Digits")
-    proc = ok(run_main(eval_closedSet.main, DIGITS_EVAL, cwd))
+    proc = ok(run_script("eval_closedSet.py", *DIGITS_EVAL, cwd=cwd, in_process=True))
     assert len(stderr_lines(proc)) == 1 and "ignoring the calibration" in proc.stderr
     cal = torch.load(os.path.join(cwd, DIGITS_CE), weights_only=True)["calibration"]
     assert set(cal["thresholds"]) == {"max_softmax", "max_logit"}
@@ -215,7 +212,7 @@ def test_eval_plots_with_a_damaged_training_log(evaluated_digits, tmp_path):
     log = os.path.join(cwd, "runs", "Digits_0_sClosedSet", "metrics.jsonl")
     with open(log, "w") as f:
         f.write('{"epoch": 0, "train/CE_Lo')  # a crash while the first line was written
-    proc = ok(run_main(eval_closedSet.main, DIGITS_EVAL + ["--plots"], cwd))
+    proc = ok(run_script("eval_closedSet.py", *DIGITS_EVAL + ["--plots"], cwd=cwd, in_process=True))
     assert "no training-curve plot for trial 0" in proc.stderr and log.replace(cwd + os.sep, "") in proc.stderr
     with open(os.path.join(cwd, DIGITS_STEM["ClosedSet"] + ".json")) as f:
         assert json.load(f)["plots"] == [f"{DIGITS_STEM['ClosedSet']}_trial0_{k}.png" for k in ("roc", "hist")]

@@ -13,9 +13,7 @@ import torch
 from PIL import Image
 from sklearn.metrics import roc_auc_score
 
-import eval_cacOpenset
-import eval_closedSet
-from conftest import DIGITS_CAC, DIGITS_EVAL, DIGITS_STEM, REPO, ok, run_main, work
+from conftest import DIGITS_CAC, DIGITS_EVAL, DIGITS_STEM, REPO, ok, run_script, work
 from metrics import acceptance_threshold, all_metrics
 
 
@@ -33,15 +31,15 @@ def digits(evaluated_digits, tmp_path_factory):
     cwd = work(evaluated_digits, tmp_path_factory.mktemp("eval"), uncalibrated=True)
     shutil.rmtree(os.path.join(cwd, "results"))
     trained = torch.load(os.path.join(cwd, DIGITS_CAC), weights_only=True)
-    runs = {"cac_first": ok(run_main(eval_cacOpenset.main, DIGITS_EVAL, cwd))}
+    runs = {"cac_first": ok(run_script("eval_cacOpenset.py", *DIGITS_EVAL, cwd=cwd, in_process=True))}
     runs["cac_first_results"] = results(cwd, "CAC")
     runs["inode_first"] = os.stat(os.path.join(cwd, DIGITS_CAC)).st_ino
-    runs["cac_cached"] = ok(run_main(eval_cacOpenset.main, DIGITS_EVAL + ["--plots"], cwd))
+    runs["cac_cached"] = ok(run_script("eval_cacOpenset.py", *DIGITS_EVAL + ["--plots"], cwd=cwd, in_process=True))
     runs["cac_cached_results"] = results(cwd, "CAC")
     runs["inode_cached"] = os.stat(os.path.join(cwd, DIGITS_CAC)).st_ino
-    runs["cac_recomputed"] = ok(run_main(eval_cacOpenset.main, DIGITS_EVAL + ["--recompute_anchors"], cwd))
+    runs["cac_recomputed"] = ok(run_script("eval_cacOpenset.py", *DIGITS_EVAL + ["--recompute_anchors"], cwd=cwd, in_process=True))
     runs["cac_recomputed_results"] = results(cwd, "CAC")
-    runs["ce"] = ok(run_main(eval_closedSet.main, DIGITS_EVAL + ["--plots"], cwd))
+    runs["ce"] = ok(run_script("eval_closedSet.py", *DIGITS_EVAL + ["--plots"], cwd=cwd, in_process=True))
     return {"cwd": cwd, "runs": runs, "trained": trained}
 
 
@@ -126,7 +124,7 @@ def test_changed_weights_invalidate_the_cached_anchor_means(digits, tmp_path):
     ckpt = torch.load(path, weights_only=True)
     ckpt["net"]["classify.bias"] += 0.5  # other weights, same stored calibration
     torch.save(ckpt, path)
-    proc = ok(run_main(eval_cacOpenset.main, DIGITS_EVAL, cwd))
+    proc = ok(run_script("eval_cacOpenset.py", *DIGITS_EVAL, cwd=cwd, in_process=True))
     assert "anchor means computed" in proc.stdout
 
 

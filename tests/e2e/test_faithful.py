@@ -20,8 +20,7 @@ import torch
 import torch.nn as nn
 from PIL import Image
 
-from conftest import REPO
-from engine.cli import run_cli
+from conftest import REPO, run_script
 from fakedata import read_idx_gz, write_mnist
 
 DIGITS = ["--dataset", "Digits", "--trial", "0", "--epochs", "1", "--workers", "0"]
@@ -31,11 +30,6 @@ def listed_row(dataset, row):
     with open(os.path.join(REPO, "datasets", "config.json")) as f:
         listed = json.load(f)[dataset]["normalization"]
     return listed["mean"][row], listed["std"][row]
-
-
-def run_main(module, argv):
-    mod = __import__(module)
-    return run_cli(lambda: mod.main(argv))
 
 
 # ------------------------------------------------------------------ released weights, trial 5
@@ -49,8 +43,8 @@ def test_released_weights_on_trial_5_see_listed_row_0(tag, script, reference_dir
     weights.mkdir(parents=True)
     shutil.copy(os.path.join(reference_dir, "checkpoints", f"MNIST_0_{tag}.pth"), weights / f"MNIST_5_{tag}.pth")
     monkeypatch.chdir(tmp_path)
-    assert run_main(script, ["-dataset", "MNIST", "--start_trial", "5", "--num_trials", "1",
-                             "--data_root", str(root), "--workers", "0", "--device", "cpu"]) == 0
+    assert run_script(f"{script}.py", "-dataset", "MNIST", "--start_trial", "5", "--num_trials", "1", "--data_root",
+                      root, "--workers", "0", "--device", "cpu", cwd=tmp_path, in_process=True).returncode == 0
 
     # the trial's known test images, prepared here: resized to 32 (PIL bilinear, as torchvision's
     # Resize does on PIL images), scaled to 0-1, normalized with listed row 0
@@ -101,8 +95,8 @@ def first_run(tmp_path_factory):
     here = os.getcwd()
     os.chdir(cwd)
     try:
-        assert run_main("train_closedSet", DIGITS + ["--name", "t"]) == 0
-        assert run_main("train_cacOpenset", DIGITS + ["--name", "t"]) == 0
+        assert run_script("train_closedSet.py", *DIGITS, "--name", "t", cwd=".", in_process=True).returncode == 0
+        assert run_script("train_cacOpenset.py", *DIGITS, "--name", "t", cwd=".", in_process=True).returncode == 0
     finally:
         os.chdir(here)
     return cwd
@@ -117,7 +111,7 @@ def resume_with_saved_accuracy(first_run, tmp_path, monkeypatch, acc):
     before["acc"] = acc
     torch.save(before, target)
     monkeypatch.chdir(tmp_path)
-    assert run_main("train_closedSet", DIGITS + ["--name", "t", "-r"]) == 0
+    assert run_script("train_closedSet.py", *DIGITS, "--name", "t", "-r", cwd=".", in_process=True).returncode == 0
     with open(tmp_path / "runs" / "Digits_0_tClosedSet" / "metrics.jsonl") as f:
         val_acc = [json.loads(line) for line in f][-1]["val/accuracy"]
     return before, load(target), val_acc

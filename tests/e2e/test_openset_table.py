@@ -6,7 +6,7 @@ import sys
 import numpy as np
 import pytest
 
-from conftest import REPO, assert_one_line_error, run_main, run_script
+from conftest import REPO, assert_one_line_error, run_script
 from core.errors import UserError
 
 
@@ -77,12 +77,9 @@ def test_other_settings_on_the_same_output_is_a_one_line_error(table):
     ('{"cells": {"0/CAC": {"accuracy"', "not valid JSON"), ("[]", "not a table"), ('{"cells": 3}', "not a table"),
 ], ids=["truncated", "list", "cells_not_object"])
 def test_table_runner_refuses_a_damaged_table_file(tmp_path, text, fragment):
-    sys.path.insert(0, os.path.join(REPO, "benchmarks"))
-    import openset_table
-
     (tmp_path / "tbl.json").write_text(text)
-    proc = run_main(openset_table.main, ["--dataset", "Digits", "--trials", "0", "--out", str(tmp_path / "tbl"),
-                                         "--workdir", str(tmp_path)], tmp_path)
+    proc = run_script("benchmarks/openset_table.py", "--dataset", "Digits", "--trials", "0", "--out", tmp_path / "tbl",
+                      "--workdir", tmp_path, cwd=tmp_path, in_process=True)
     assert_one_line_error(proc, "tbl.json", fragment, "--out")
     assert sorted(os.listdir(tmp_path)) == ["tbl.json"]
 

@@ -9,15 +9,9 @@ import os
 import numpy as np
 import pytest
 import torch
-from conftest import assert_one_line_error, ok, run_main
+from conftest import assert_one_line_error, ok, run_script
 from fakedata import (MALFORMED, PETS_SPLIT, PETS_TEST, replace_training_images_keeping_name_size_and_time,
                       write_bmp_folder, write_image_folder, write_pets, write_split_file)
-
-import eval_cacOpenset
-import eval_closedSet
-import predict
-import train_cacOpenset
-import train_closedSet
 
 
 CKPT = os.path.join("networks", "weights", "ImageFolder", "ImageFolder_0_mineCACclassifierAnchorLoss.pth")
@@ -47,11 +41,11 @@ def three_commands(folder, private_caches):
     torch.set_num_threads(1)
     return {
         "cwd": cwd,
-        "train": ok(run_main(train_cacOpenset.main, [*data, "--trial", "0", "--name", "mine", "--epochs", "1"], cwd)),
-        "eval": ok(run_main(eval_cacOpenset.main, [*data, "--num_trials", "1", "--name", "mine"], cwd)),
-        "predict": ok(run_main(predict.main, [CKPT, "../pets/test"], cwd)),
-        "ce_train": ok(run_main(train_closedSet.main, [*data, "--trial", "0", "--name", "mine", "--epochs", "1"], cwd)),
-        "ce_eval": ok(run_main(eval_closedSet.main, [*data, "--num_trials", "1", "--name", "mine"], cwd)),
+        "train": ok(run_script("train_cacOpenset.py", *[*data, "--trial", "0", "--name", "mine", "--epochs", "1"], cwd=cwd, in_process=True)),
+        "eval": ok(run_script("eval_cacOpenset.py", *[*data, "--num_trials", "1", "--name", "mine"], cwd=cwd, in_process=True)),
+        "predict": ok(run_script("predict.py", *[CKPT, "../pets/test"], cwd=cwd, in_process=True)),
+        "ce_train": ok(run_script("train_closedSet.py", *[*data, "--trial", "0", "--name", "mine", "--epochs", "1"], cwd=cwd, in_process=True)),
+        "ce_eval": ok(run_script("eval_closedSet.py", *[*data, "--num_trials", "1", "--name", "mine"], cwd=cwd, in_process=True)),
     }
 
 
@@ -78,7 +72,7 @@ def test_evaluation_needs_the_image_shape_training_used(three_commands, private_
     cwd = three_commands["cwd"]
     argv = ["--dataset", "ImageFolder", "--data_root", "../pets", "--split_file", "../split.json", "--workers", "0",
             "--num_trials", "1", "--name", "mine", "--im_size", "16"]
-    assert_one_line_error(run_main(eval_cacOpenset.main, argv, cwd), "im_size 32", "--im_size 32")
+    assert_one_line_error(run_script("eval_cacOpenset.py", *argv, cwd=cwd, in_process=True), "im_size 32", "--im_size 32")
 
 
 SPLIT_CASES = ["no_split_file", "missing_file", "not_json", "no_lists", "ids_not_names", "unknown_folder",
@@ -114,7 +108,7 @@ def test_bad_split_file_gives_one_line_error(folder, tmp_path, case, private_cac
         argv += ["--split_file", str(path)]
     elif split is not None:
         argv += ["--split_file", split]
-    assert_one_line_error(run_main(train_cacOpenset.main, argv, str(tmp_path)), *fragments)
+    assert_one_line_error(run_script("train_cacOpenset.py", *argv, cwd=str(tmp_path), in_process=True), *fragments)
     assert not (tmp_path / "networks").exists()
 
 
@@ -134,7 +128,7 @@ def test_bad_folders_and_flags_give_one_line_errors(folder, tmp_path, private_ca
          ["--im_channels applies to --dataset ImageFolder only"]),
     ]
     for extra, fragments in cases:
-        assert_one_line_error(run_main(train_cacOpenset.main, [*base, *extra], str(tmp_path)), *fragments)
+        assert_one_line_error(run_script("train_cacOpenset.py", *[*base, *extra], cwd=str(tmp_path), in_process=True), *fragments)
 
 
 # ------------------------------------------------------------------ caches keyed on the images' bytes, split files
@@ -150,17 +144,17 @@ def test_replaced_training_images_recompute_normalization_and_anchor_means(tmp_p
     data = ["--dataset", "ImageFolder", "--data_root", root, "--split_file", str(tmp_path / "split.json"),
             "--workers", "0", "--im_size", "16"]
     torch.set_num_threads(1)
-    ok(run_main(train_cacOpenset.main, [*data, "--trial", "0", "--name", "m", "--epochs", "1"], cwd))
+    ok(run_script("train_cacOpenset.py", *[*data, "--trial", "0", "--name", "m", "--epochs", "1"], cwd=cwd, in_process=True))
     evaluate = [*data, "--num_trials", "1", "--name", "m"]
-    assert "anchor means computed" in ok(run_main(eval_cacOpenset.main, evaluate, cwd)).stdout
+    assert "anchor means computed" in ok(run_script("eval_cacOpenset.py", *evaluate, cwd=cwd, in_process=True)).stdout
     cache = isolated_datasets_dir / "ImageFolder" / "normalization" / "0.json"
     first_cache = json.loads(cache.read_text())
     ckpt_path = os.path.join(cwd, "networks", "weights", "ImageFolder", "ImageFolder_0_mCACclassifierAnchorLoss.pth")
     first_key = torch.load(ckpt_path, weights_only=True)["calibration"]["anchor_means"]["key"]
-    assert "anchor means read from the checkpoint" in ok(run_main(eval_cacOpenset.main, evaluate, cwd)).stdout
+    assert "anchor means read from the checkpoint" in ok(run_script("eval_cacOpenset.py", *evaluate, cwd=cwd, in_process=True)).stdout
 
     replace_training_images_keeping_name_size_and_time(root)
-    assert "anchor means computed" in ok(run_main(eval_cacOpenset.main, evaluate, cwd)).stdout
+    assert "anchor means computed" in ok(run_script("eval_cacOpenset.py", *evaluate, cwd=cwd, in_process=True)).stdout
     second_cache = json.loads(cache.read_text())
     assert second_cache["Source"] != first_cache["Source"] and second_cache["mean"] != first_cache["mean"]
     second_key = torch.load(ckpt_path, weights_only=True)["calibration"]["anchor_means"]["key"]
@@ -177,5 +171,5 @@ def test_malformed_image_folder_split_file_is_one_line_through_the_script(case, 
             "--trial", "0", "--epochs", "1", "--workers", "0"]
     cwd = tmp_path / "work"
     cwd.mkdir()
-    assert_one_line_error(run_main(train_cacOpenset.main, argv, str(cwd)), fragment, "split file")
+    assert_one_line_error(run_script("train_cacOpenset.py", *argv, cwd=str(cwd), in_process=True), fragment, "split file")
     assert os.listdir(cwd) == []

@@ -17,7 +17,7 @@ from PIL import Image
 
 import predict
 from conftest import (DIGITS_CAC, DIGITS_CE, DIGITS_STEM, DIGITS_WEIGHTS, REPO, assert_one_line_error,
-                      edit_checkpoint, nan_weight, ok, overflowing_weights, run_main, snapshot, stderr_lines, work)
+                      edit_checkpoint, nan_weight, ok, overflowing_weights, run_script, snapshot, stderr_lines, work)
 from datasets.digits import Digits
 
 
@@ -43,7 +43,7 @@ def pngs(tmp_path_factory):
 def test_predict_reproduces_the_evaluation(evaluated_digits, pngs, method, ckpt, scorer):
     cwd = evaluated_digits
     z = np.load(os.path.join(cwd, DIGITS_STEM[method] + ".npz"))
-    out = ok(run_main(predict.main, [ckpt, *pngs["files"]["known"], *pngs["files"]["unknown"], "--scorer", scorer], cwd))
+    out = ok(run_script("predict.py", *[ckpt, *pngs["files"]["known"], *pngs["files"]["unknown"], "--scorer", scorer], cwd=cwd, in_process=True))
     rows = list(csv.DictReader(io.StringIO(out.stdout)))
     threshold = torch.load(os.path.join(cwd, ckpt), weights_only=True)["calibration"]["thresholds"][scorer]
     names = torch.load(os.path.join(cwd, ckpt), weights_only=True)["calibration"]["class_names"]
@@ -58,12 +58,12 @@ def test_predict_reproduces_the_evaluation(evaluated_digits, pngs, method, ckpt,
 
 def test_predict_folder_json_and_threshold_override(evaluated_digits, pngs, tmp_path):
     cwd, out_file = evaluated_digits, str(tmp_path / "p.json")
-    ok(run_main(predict.main, [DIGITS_CAC, pngs["folder"], "--format", "json", "--out", out_file, "--threshold", "-1"], cwd))
+    ok(run_script("predict.py", *[DIGITS_CAC, pngs["folder"], "--format", "json", "--out", out_file, "--threshold", "-1"], cwd=cwd, in_process=True))
     with open(out_file) as f:
         written = json.load(f)
     assert written["threshold"] == -1 and len(written["predictions"]) == 8
     assert {r["prediction"] for r in written["predictions"]} == {"unknown"}  # scores are >= 0
-    ok(run_main(predict.main, [DIGITS_CAC, pngs["folder"], "--format", "json", "--out", out_file, "--threshold", "1e9"], cwd))
+    ok(run_script("predict.py", *[DIGITS_CAC, pngs["folder"], "--format", "json", "--out", out_file, "--threshold", "1e9"], cwd=cwd, in_process=True))
     with open(out_file) as f:
         assert "unknown" not in {r["prediction"] for r in json.load(f)["predictions"]}
 
@@ -82,7 +82,7 @@ def test_predict_errors_are_one_line(evaluated_digits, pngs, tmp_path):
         ([DIGITS_CAC, pngs["folder"], "--scorer", "max_logit"], ["--scorer max_logit", "cac, min_distance"]),
     ]
     for argv, fragments in cases:
-        assert_one_line_error(run_main(predict.main, argv, cwd), *fragments)
+        assert_one_line_error(run_script("predict.py", *argv, cwd=cwd, in_process=True), *fragments)
 
 
 @pytest.mark.parametrize("change,fragments", [(nan_weight, ["non-finite weights", "classify.weight"]),
@@ -90,7 +90,7 @@ def test_predict_errors_are_one_line(evaluated_digits, pngs, tmp_path):
 def test_predict_never_prints_a_nan(evaluated_digits, tmp_path, change, fragments):
     cwd = work(evaluated_digits, tmp_path)
     edit_checkpoint(cwd, DIGITS_CAC, change)
-    proc = run_main(predict.main, [DIGITS_CAC, os.path.join(cwd, "images"), "--format", "json"], cwd)
+    proc = run_script("predict.py", *[DIGITS_CAC, os.path.join(cwd, "images"), "--format", "json"], cwd=cwd, in_process=True)
     assert_one_line_error(proc, DIGITS_CAC, *fragments)
     assert proc.stdout == ""
 
@@ -99,7 +99,7 @@ def test_predict_never_prints_a_nan(evaluated_digits, tmp_path, change, fragment
 
 @pytest.mark.parametrize("value", ["nan", "inf", "-inf"])
 def test_predict_refuses_a_non_finite_threshold_before_work(tmp_path, value):
-    proc = run_main(predict.main, [str(tmp_path / "none.pth"), str(tmp_path), f"--threshold={value}"], str(tmp_path))
+    proc = run_script("predict.py", *[str(tmp_path / "none.pth"), str(tmp_path), f"--threshold={value}"], cwd=str(tmp_path), in_process=True)
     assert_one_line_error(proc, f"--threshold {value}", "finite")
 
 
@@ -109,7 +109,7 @@ def test_predict_skips_an_unreadable_image_with_one_warning(evaluated_digits, tm
     with open(bad, "wb") as f:
         f.write(b"\x89PNG\r\n\x1a\n" + b"not the rest of a PNG")
     out = os.path.join(cwd, "p.json")
-    proc = ok(run_main(predict.main, [DIGITS_CAC, os.path.join(cwd, "images"), "--format", "json", "--out", out], cwd))
+    proc = ok(run_script("predict.py", *[DIGITS_CAC, os.path.join(cwd, "images"), "--format", "json", "--out", out], cwd=cwd, in_process=True))
     warnings = [line for line in stderr_lines(proc) if line.startswith("warning:")]
     assert len(warnings) == 1 and "broken.png" in warnings[0] and "skipped" in warnings[0], proc.stderr
     with open(out) as f:
@@ -122,7 +122,7 @@ def test_predict_with_no_readable_image_is_one_error(evaluated_digits, tmp_path)
     for name in ("a.png", "b.jpg"):
         with open(os.path.join(cwd, name), "wb") as f:
             f.write(b"not an image")
-    proc = run_main(predict.main, [DIGITS_CAC, os.path.join(cwd, "a.png"), os.path.join(cwd, "b.jpg")], cwd)
+    proc = run_script("predict.py", *[DIGITS_CAC, os.path.join(cwd, "a.png"), os.path.join(cwd, "b.jpg")], cwd=cwd, in_process=True)
     assert_one_line_error(proc, "cannot read image", "a.png", "no image could be read (2 tried)")
 
 
@@ -131,7 +131,7 @@ def test_predict_skips_an_image_over_the_decompression_limit(evaluated_digits, t
     cwd = work(evaluated_digits, tmp_path)
     Image.new("L", (60, 60), 128).save(os.path.join(cwd, "images", "huge.png"))
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", limit)
-    proc = ok(run_main(predict.main, [DIGITS_CAC, os.path.join(cwd, "images")], cwd))
+    proc = ok(run_script("predict.py", *[DIGITS_CAC, os.path.join(cwd, "images")], cwd=cwd, in_process=True))
     lines = stderr_lines(proc)
     assert len(lines) == 1 and "huge.png has 3,600 pixels" in lines[0], lines
     assert f"decompression-bomb limit of {limit:,} pixels" in lines[0] and lines[0].startswith("warning:")
@@ -147,7 +147,7 @@ def test_predict_refuses_an_out_it_cannot_write_before_work(evaluated_digits, tm
     before = snapshot(cwd)
     for out, fragments in ((os.path.join(cwd, "out_folder"), ["--out", "out_folder is a folder", "file name"]),
                            (os.path.join(cwd, "a_file", "p.csv"), ["--out", "a_file", "is a file, not a folder"])):
-        proc = run_main(predict.main, [DIGITS_CAC, os.path.join(cwd, "missing_images"), "--out", out], cwd)
+        proc = run_script("predict.py", *[DIGITS_CAC, os.path.join(cwd, "missing_images"), "--out", out], cwd=cwd, in_process=True)
         assert_one_line_error(proc, *fragments)  # refused before the images are looked for
     assert snapshot(cwd) == before
 
@@ -164,7 +164,7 @@ def test_predict_full_disk_keeps_the_previous_output(evaluated_digits, tmp_path,
         yield
 
     monkeypatch.setattr(predict, "atomic_write", full_disk)
-    proc = run_main(predict.main, [DIGITS_CAC, os.path.join(cwd, "images"), "--out", out], cwd)
+    proc = run_script("predict.py", *[DIGITS_CAC, os.path.join(cwd, "images"), "--out", out], cwd=cwd, in_process=True)
     assert_one_line_error(proc, "cannot write the predictions", "p.csv", "No space left")
     with open(out) as f:
         assert f.read() == "previous predictions\n"

@@ -1,10 +1,7 @@
 """scripts/results_table.py: a bad results file is refused in one line."""
-import os
-import sys
-
 import pytest
 
-from conftest import REPO, assert_one_line_error, run_main
+from conftest import assert_one_line_error, run_script
 
 
 @pytest.mark.parametrize("text,fragment", [
@@ -15,9 +12,6 @@ from conftest import REPO, assert_one_line_error, run_main
     ('"results"', "not an object"),
 ], ids=["truncated", "no_auroc", "too_few_values", "string"])
 def test_results_table_refuses_a_bad_results_file_in_one_line(tmp_path, text, fragment):
-    sys.path.insert(0, os.path.join(REPO, "scripts"))
-    import results_table
-
     (tmp_path / "r.json").write_text(text)
-    proc = run_main(results_table.main, [str(tmp_path / "r.json")], tmp_path)
+    proc = run_script("scripts/results_table.py", tmp_path / "r.json", cwd=tmp_path, in_process=True)
     assert_one_line_error(proc, "r.json", fragment)

@@ -4,7 +4,7 @@ nothing is written before every input check has passed; --name, --seed, --alpha,
 datasets/config.json are checked first; a full disk at metrics.jsonl, an unwritable checkpoint
 and a ...Last.pth that --continue cannot use are one line each.
 
-Most cases run a script's main() in this process (test_bad_input.run_in_process) from an
+Most cases run a script's main() in this process (conftest.run_script, in_process=True) from an
 empty working folder and compare every file's bytes before and after.
 """
 import errno
@@ -18,10 +18,10 @@ from argparse import Namespace
 import pytest
 import torch
 
-from conftest import REPO, assert_one_line_error
+from conftest import REPO, assert_one_line_error, run_script
 from core.errors import UserError
 from core.lock import RunLock
-from e2e.test_bad_input import checkpoint, datasets_dir, private_datasets_dir, run_in_process
+from e2e.test_bad_input import checkpoint, datasets_dir, private_datasets_dir
 from engine.cli import check_common_args
 from fakedata import write_image_folder
 
@@ -73,7 +73,7 @@ def good_run(cwd, name="good"):
 def test_first_run_refuses_to_replace_an_existing_run(tmp_path, script, dataset, existing):
     put(tmp_path, existing)
     before = snapshot(tmp_path)
-    proc = run_in_process(script, "--dataset", dataset, "--trial", 0, "--name", "old", "--workers", 0, cwd=tmp_path)
+    proc = run_script(script, "--dataset", dataset, "--trial", 0, "--name", "old", "--workers", 0, cwd=tmp_path, in_process=True)
     line = assert_one_line_error(proc, "exists", *CHOICES)
     assert existing.split(os.sep)[-1] in line or "runs" in line, line
     assert snapshot(tmp_path) == before
@@ -90,7 +90,7 @@ def test_bad_input_never_touches_a_good_run(tmp_path, isolated_datasets_dir):
                             (["--lbda=inf"], "--lbda inf"), (["--seed=-1"], "--seed -1"),
                             ([f"--seed={2**64}"], f"--seed {2**64}"), (["--epochs=0"], "--epochs 0"),
                             (["--epochs=1e3"], "invalid int value"), (["--continue"], "give one of them")):
-        proc = run_in_process(TRAIN_CAC, *base, *extra, cwd=tmp_path)
+        proc = run_script(TRAIN_CAC, *base, *extra, cwd=tmp_path, in_process=True)
         assert_one_line_error(proc, fragment)
         assert snapshot(tmp_path) == before, extra
 
@@ -104,7 +104,7 @@ def test_bad_dataset_config_never_touches_a_good_run(tmp_path):
     good_run(cwd)
     before = snapshot(cwd)
     with datasets_dir(folder):
-        proc = run_in_process(TRAIN_CAC, *DIGITS, "--name", "good", "--overwrite", cwd=str(cwd))
+        proc = run_script(TRAIN_CAC, *DIGITS, "--name", "good", "--overwrite", cwd=str(cwd), in_process=True)
     assert_one_line_error(proc, "batch_size of Digits", os.path.join(folder, "config.json"), "is 0")
     assert snapshot(cwd) == before
 
@@ -113,7 +113,7 @@ def test_bad_dataset_config_never_touches_a_good_run(tmp_path):
 @pytest.mark.parametrize("script", [TRAIN_CAC, EVAL_CAC])
 def test_name_is_a_plain_file_name_part(tmp_path, script, name):
     args = DIGITS if script == TRAIN_CAC else ("-dataset", "Digits", "--num_trials", 1)
-    proc = run_in_process(script, *args, f"--name={name}", cwd=tmp_path)
+    proc = run_script(script, *args, f"--name={name}", cwd=tmp_path, in_process=True)
     assert_one_line_error(proc, "--name", "plain name")
     assert os.listdir(tmp_path) == [] and not os.path.exists(tmp_path.parent / "x")
 
@@ -122,7 +122,7 @@ def test_name_is_a_plain_file_name_part(tmp_path, script, name):
 @pytest.mark.parametrize("script", [TRAIN_CE, EVAL_CAC])
 def test_seed_outside_numpys_range_is_one_line(tmp_path, script, seed):
     args = DIGITS if script == TRAIN_CE else ("-dataset", "Digits", "--num_trials", 1)
-    proc = run_in_process(script, *args, f"--seed={seed}", cwd=tmp_path)
+    proc = run_script(script, *args, f"--seed={seed}", cwd=tmp_path, in_process=True)
     assert_one_line_error(proc, f"--seed {seed}", "4294967295")
     assert os.listdir(tmp_path) == []
 
@@ -151,7 +151,7 @@ def test_resume_refuses_when_the_last_state_says_so(tmp_path, phase, epoch, end,
     checkpoint(tmp_path, "p", "CACclassifierAnchorLoss")
     last_state(tmp_path, "p", phase, epoch, end)
     before = snapshot(tmp_path)
-    proc = run_in_process(TRAIN_CAC, *DIGITS, "-r", "--name", "p", cwd=tmp_path)
+    proc = run_script(TRAIN_CAC, *DIGITS, "-r", "--name", "p", cwd=tmp_path, in_process=True)
     assert_one_line_error(proc, "Digits_0_pCACclassifierLast.pth", *fragments)
     assert snapshot(tmp_path) == before
 
@@ -159,14 +159,14 @@ def test_resume_refuses_when_the_last_state_says_so(tmp_path, phase, epoch, end,
 def test_resume_names_overwrite_for_a_damaged_last_state(tmp_path):
     checkpoint(tmp_path, "p", "CACclassifierAnchorLoss")
     put(tmp_path, os.path.join(WEIGHTS, "Digits_0_pCACclassifierLast.pth"), b"half a checkpoint")
-    proc = run_in_process(TRAIN_CAC, *DIGITS, "-r", "--name", "p", cwd=tmp_path)
+    proc = run_script(TRAIN_CAC, *DIGITS, "-r", "--name", "p", cwd=tmp_path, in_process=True)
     assert_one_line_error(proc, "Digits_0_pCACclassifierLast.pth", "corrupt", "--overwrite")
 
 
 def test_resume_with_overwrite_runs_the_second_phase_again(tmp_path, isolated_datasets_dir):
     checkpoint(tmp_path, "p", "CACclassifierAnchorLoss")  # a first run's best checkpoint, epoch 0
     last_state(tmp_path, "p", phase=1, epoch=3, end_epoch=3)  # a finished -r phase
-    proc = run_in_process(TRAIN_CAC, *DIGITS, "-r", "--overwrite", "--name", "p", cwd=tmp_path)
+    proc = run_script(TRAIN_CAC, *DIGITS, "-r", "--overwrite", "--name", "p", cwd=tmp_path, in_process=True)
     assert proc.returncode == 0, proc.stderr
     last = torch.load(tmp_path / WEIGHTS / "Digits_0_pCACclassifierLast.pth", weights_only=True)
     assert (last["phase"], last["epoch"], last["end_epoch"]) == (1, 2, 2)  # -r ran epoch 1, after the file's 0
@@ -194,7 +194,7 @@ def test_a_second_training_refuses_while_the_first_holds_the_lock(tmp_path):
     try:
         assert holder.stdout.readline().strip() == "locked"
         before = snapshot(tmp_path)
-        proc = run_in_process(TRAIN_CAC, *DIGITS, "--name", "held", "--overwrite", cwd=tmp_path)
+        proc = run_script(TRAIN_CAC, *DIGITS, "--name", "held", "--overwrite", cwd=tmp_path, in_process=True)
         assert_one_line_error(proc, "being trained now by process", str(holder.pid), "another --name")
         assert snapshot(tmp_path) == before
     finally:
@@ -221,13 +221,13 @@ def test_a_real_training_holds_its_lock_and_a_killed_ones_is_taken_over(tmp_path
             if line.startswith('{"epoch": 0'):
                 break
         assert lock.holder() == str(first.pid)
-        proc = run_in_process(TRAIN_CE, *DIGITS, "--name", "twice", "--overwrite", cwd=tmp_path)
+        proc = run_script(TRAIN_CE, *DIGITS, "--name", "twice", "--overwrite", cwd=tmp_path, in_process=True)
         assert_one_line_error(proc, "being trained now by process", str(first.pid))
     finally:
         first.send_signal(signal.SIGKILL)
         first.wait()
     assert os.path.exists(lock.path)  # left by the killed process
-    proc = run_in_process(TRAIN_CE, *DIGITS, "--name", "twice", "--overwrite", cwd=tmp_path)
+    proc = run_script(TRAIN_CE, *DIGITS, "--name", "twice", "--overwrite", cwd=tmp_path, in_process=True)
     assert proc.returncode == 0, proc.stderr
     assert not os.path.exists(lock.path)
     with open(tmp_path / "runs" / "Digits_0_twiceClosedSet" / "config.json") as f:
@@ -241,7 +241,7 @@ def test_overwrite_removes_every_file_of_the_old_run(tmp_path, isolated_datasets
     put(tmp_path, os.path.join(WEIGHTS, "Digits_0_oldCACclassifierLast.pth"), b"old")
     put(tmp_path, os.path.join("runs", "Digits_0_oldCAC", "events.out.tfevents.old"), b"old")
     keep = put(tmp_path, os.path.join(WEIGHTS, "Digits_0_otherCACclassifierAnchorLoss.pth"), b"another run")
-    proc = run_in_process(TRAIN_CAC, *DIGITS, "--name", "old", "--overwrite", cwd=tmp_path)
+    proc = run_script(TRAIN_CAC, *DIGITS, "--name", "old", "--overwrite", cwd=tmp_path, in_process=True)
     assert proc.returncode == 0, proc.stderr
     assert "--overwrite: removed the previous run's" in proc.stdout
     run_dir = tmp_path / "runs" / "Digits_0_oldCAC"
@@ -268,7 +268,7 @@ def test_a_failed_config_write_keeps_the_old_config(tmp_path, monkeypatch, isola
         return real_dump(obj, f, **kwargs)
 
     monkeypatch.setattr(engine.training.json, "dump", dump)
-    proc = run_in_process(TRAIN_CAC, *DIGITS, "-r", "--name", "good", cwd=tmp_path)
+    proc = run_script(TRAIN_CAC, *DIGITS, "-r", "--name", "good", cwd=tmp_path, in_process=True)
     assert_one_line_error(proc, "config.json", "No space left on device")
     assert open(config, "rb").read() == b'{"good": "config"}'
     assert os.listdir(os.path.dirname(config)) == ["config.json"]  # no temporary left
@@ -281,8 +281,7 @@ def test_an_empty_validation_set_is_one_line_before_anything_runs(tmp_path, isol
     (tmp_path / "split.json").write_text(json.dumps({"Known": ["cat", "dog"], "Unknown": ["fox"]}))
     cwd = tmp_path / "work"
     cwd.mkdir()
-    proc = run_in_process(TRAIN_CAC, "--dataset", "ImageFolder", "--data_root", "../pets", "--split_file",
-                          "../split.json", "--trial", 0, "--epochs", 1, "--workers", 0, "--im_size", 16, cwd=cwd)
+    proc = run_script(TRAIN_CAC, "--dataset", "ImageFolder", "--data_root", "../pets", "--split_file", "../split.json", "--trial", 0, "--epochs", 1, "--workers", 0, "--im_size", 16, cwd=cwd, in_process=True)
     assert_one_line_error(proc, "ImageFolder trial 0 has no validation image", "2 training, 0 validation",
                           "val_fraction")
     assert os.listdir(cwd) == []
@@ -298,7 +297,7 @@ def test_a_full_disk_at_the_training_log_is_one_line(tmp_path, monkeypatch, isol
         return real_write(fd, data)
 
     monkeypatch.setattr(os, "write", write)
-    proc = run_in_process(TRAIN_CE, *DIGITS, "--name", "full", cwd=tmp_path)
+    proc = run_script(TRAIN_CE, *DIGITS, "--name", "full", cwd=tmp_path, in_process=True)
     assert_one_line_error(proc, os.path.join("runs", "Digits_0_fullClosedSet", "metrics.jsonl"), "No space left")
     assert (tmp_path / "runs" / "Digits_0_fullClosedSet" / "metrics.jsonl").read_bytes() == b""
 
@@ -307,7 +306,7 @@ def test_a_full_disk_at_the_training_log_is_one_line(tmp_path, monkeypatch, isol
 def test_a_folder_at_a_checkpoints_path_is_refused_before_training(tmp_path, isolated_datasets_dir):
     (tmp_path / WEIGHTS / "Digits_0_dirCACclassifierLast.pth").mkdir(parents=True)
     before = snapshot(tmp_path)
-    proc = run_in_process(TRAIN_CAC, *DIGITS, "--name", "dir", cwd=tmp_path)
+    proc = run_script(TRAIN_CAC, *DIGITS, "--name", "dir", cwd=tmp_path, in_process=True)
     assert_one_line_error(proc, "Digits_0_dirCACclassifierLast.pth", "a folder is in its place")
     assert snapshot(tmp_path) == before
 
@@ -318,7 +317,7 @@ def test_a_read_only_checkpoint_is_refused_before_training(tmp_path, isolated_da
     path = tmp_path / WEIGHTS / "Digits_0_roCACclassifierCACLoss.pth"
     path.write_bytes(b"kept")
     path.chmod(0o444)
-    proc = run_in_process(TRAIN_CAC, *DIGITS, "-r", "--name", "ro", cwd=tmp_path)
+    proc = run_script(TRAIN_CAC, *DIGITS, "-r", "--name", "ro", cwd=tmp_path, in_process=True)
     assert_one_line_error(proc, "Digits_0_roCACclassifierCACLoss.pth", "read-only")
     assert path.read_bytes() == b"kept"
 
@@ -359,6 +358,6 @@ def test_continue_refuses_a_state_it_cannot_use(tmp_path, isolated_datasets_dir,
     os.makedirs(tmp_path / WEIGHTS)
     torch.save(state, tmp_path / WEIGHTS / "Digits_0_badCACclassifierLast.pth")
     before = snapshot(tmp_path)
-    proc = run_in_process(TRAIN_CAC, *DIGITS, "--continue", "--name", "bad", cwd=tmp_path)
+    proc = run_script(TRAIN_CAC, *DIGITS, "--continue", "--name", "bad", cwd=tmp_path, in_process=True)
     assert_one_line_error(proc, "Digits_0_badCACclassifierLast.pth", fragment)
     assert snapshot(tmp_path) == before  # the lock file and nothing else came and went
