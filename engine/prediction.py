@@ -20,7 +20,7 @@ from torchvision.datasets.folder import IMG_EXTENSIONS
 from core.errors import UserError
 from datasets.folder import prepare_image
 from engine.calibration import SCORERS, calibration_problem
-from networks import closedSetClassifier, load_checkpoint, openSetClassifier, read_checkpoint
+from networks import NetworkConfig, build_network, load_checkpoint, read_checkpoint
 from networks.weights import CAC, CLOSED_SET
 
 BATCH = 64  # images per forward pass: bounds memory for folders of any size
@@ -68,8 +68,7 @@ def load_predictor(path, device):
     if problem:
         raise UserError(f"checkpoint {path} holds an invalid calibration ({problem}): evaluate it again with "
                         f"{evaluate_command(ckpt)}, which stores a new one")
-    network_class = openSetClassifier if method == CAC else closedSetClassifier
-    net = network_class(**cal["network"]).to(device)
+    net = build_network(NetworkConfig(**cal["network"]), method).to(device)
     load_checkpoint(path, net, ckpt)
     if method == CAC:
         net.set_anchors(cal["anchor_means"]["means"])
