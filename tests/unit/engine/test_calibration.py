@@ -64,6 +64,8 @@ DELETE = object()
 DAMAGE = {
     "not_a_dict": (lambda cal: [cal], "it is list, not a dict"),
     "unknown_method": (_set("method", "Other"), "method 'Other'"),
+    "method_a_list": (_set("method", ["CAC"]), "method ['CAC']"),  # unhashable: once a TypeError
+    "method_a_dict": (_set("method", {"CAC": 1}), "method {'CAC': 1}"),
     "thresholds_not_a_dict": (_set("thresholds", [0.5, 1.25]), "thresholds [0.5, 1.25]"),
     "thresholds_empty": (_set("thresholds", {}), "thresholds {}"),
     "threshold_nan": (_set("thresholds", "cac", float("nan")), "thresholds"),
