@@ -120,7 +120,8 @@ def calibration_problem(cal, method=None, num_classes=None):
     with the network: `method`, `num_classes` when known), or None when it can be used."""
     if not isinstance(cal, dict):
         return f"it is {type(cal).__name__}, not a dict"
-    if cal.get("method") not in SCORERS or (method is not None and cal["method"] != method):
+    if not isinstance(cal.get("method"), str) or cal["method"] not in SCORERS \
+            or (method is not None and cal["method"] != method):
         return f"method {cal.get('method')!r}, not {method or ' or '.join(SCORERS)}"
     thresholds, offered = cal.get("thresholds"), SCORERS[cal["method"]].names
     if not isinstance(thresholds, dict) or not thresholds or not set(thresholds) <= set(offered) \

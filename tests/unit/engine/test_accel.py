@@ -1,0 +1,151 @@
+"""engine.accel: one process on a CPU (sums, batch means, autocast, memory format, prepare), the
+speed flags, and the refusals made before any process group is joined."""
+import numpy as np
+import pytest
+import torch
+
+import engine.accel as accel
+from core.errors import UserError
+from engine.accel import Accel, accel_parser, default_channels_last
+
+CPU = torch.device("cpu")
+
+
+@pytest.fixture
+def one_process(monkeypatch):
+    """No torchrun variables: a plain single-process run."""
+    for name in ("WORLD_SIZE", "RANK", "LOCAL_RANK"):
+        monkeypatch.delenv(name, raising=False)
+
+
+def test_one_process_is_rank_0_of_1(one_process):
+    a = Accel(CPU)
+    assert (a.world, a.rank, a.shard, a.is_main) == (1, 0, (0, 1), True)
+    assert a.device == CPU
+
+
+def test_rank_and_world_come_from_torchrun_variables(monkeypatch):
+    monkeypatch.setenv("WORLD_SIZE", "4")
+    monkeypatch.setenv("RANK", "3")
+    joined = []
+    monkeypatch.setattr(accel.dist, "is_initialized", lambda: False)
+    monkeypatch.setattr(accel.dist, "init_process_group", lambda backend: joined.append(backend))
+    a = Accel(CPU)
+    assert (a.world, a.rank, a.shard, a.is_main) == (4, 3, (3, 4), False)
+    assert joined == ["gloo"]  # CPU processes join over gloo
+
+
+def test_sum_with_one_process_is_the_tensor_itself(one_process):
+    t = torch.tensor([1.5, -2.0, 3.0])
+    assert Accel(CPU).sum(t) is t
+    assert t.tolist() == [1.5, -2.0, 3.0]
+
+
+def test_batch_means_with_one_process_is_the_plain_mean(one_process):
+    means = torch.tensor([[1.0, 10.0], [2.0, 20.0], [6.0, 0.0]], dtype=torch.float64)
+    counts = torch.tensor([4.0, 4.0, 1.0], dtype=torch.float64)  # slice sizes play no part with one process
+    got = Accel(CPU).batch_means(means, counts)
+    assert got.tolist() == [(1 + 2 + 6) / 3, (10 + 20 + 0) / 3]
+
+
+def test_batch_means_over_two_ranks_equal_the_means_of_whole_batches(one_process, monkeypatch):
+    """Rank 0's view of two ranks, each holding a slice of every global batch (slices of unequal
+    size): the result is the mean over batches of each whole batch's mean, computed here in
+    numpy from the whole batches."""
+    rng = np.random.default_rng(0)
+    sizes = [(3, 5), (4, 4), (1, 2)]  # (rank 0's, rank 1's) slice of each of 3 batches
+    batches = [rng.normal(size=(a + b, 2)) for a, b in sizes]
+    expected = np.mean([batch.mean(0) for batch in batches], axis=0)
+
+    def slices(rank):
+        parts = [batch[:a] if rank == 0 else batch[a:] for batch, (a, _) in zip(batches, sizes)]
+        return (torch.tensor(np.stack([p.mean(0) for p in parts])),
+                torch.tensor([float(len(p)) for p in parts], dtype=torch.float64))
+
+    (means0, counts0), (means1, counts1) = slices(0), slices(1)
+    other = {2: means1 * counts1.unsqueeze(1), 1: counts1}  # what rank 1 contributes to each sum
+
+    def all_reduce(tensor):
+        tensor += other[tensor.dim()]
+
+    monkeypatch.setattr(accel.dist, "all_reduce", all_reduce)
+    a = Accel(CPU)
+    a.world = 2
+    got = a.batch_means(means0, counts0)
+    np.testing.assert_allclose(got.numpy(), expected, rtol=1e-12)
+    # the plain mean of rank 0's slice means is not it: the test tells the two apart
+    assert not np.allclose(means0.mean(0).numpy(), expected)
+
+
+def test_autocast_is_a_no_op_without_amp(one_process):
+    x = torch.randn(4, 4)
+    with Accel(CPU).autocast():
+        assert (x @ x).dtype == torch.float32
+
+
+def test_autocast_is_bfloat16_with_amp(one_process):
+    x = torch.randn(4, 4)
+    with Accel(CPU, amp=True).autocast():
+        assert (x @ x).dtype == torch.bfloat16
+    assert (x @ x).dtype == torch.float32  # and only inside the block
+
+
+@pytest.mark.parametrize("device,expected", [("cpu", True), ("cuda", True), ("meta", False), ("mps", False)])
+def test_default_channels_last(device, expected):
+    assert default_channels_last(torch.device(device)) is expected
+
+
+def test_channels_last_follows_the_device_unless_given(one_process):
+    assert Accel(CPU).channels_last is True
+    assert Accel(CPU, channels_last=False).channels_last is False
+
+
+def test_inputs_gives_channels_last_4d_batches_with_the_same_values(one_process):
+    images = torch.arange(2 * 3 * 4 * 5, dtype=torch.float32).reshape(2, 3, 4, 5)
+    targets = torch.tensor([1, 0])
+    x, y = Accel(CPU).inputs(images, targets)
+    assert x.is_contiguous(memory_format=torch.channels_last) and not images.is_contiguous(
+        memory_format=torch.channels_last)
+    assert torch.equal(x, images) and torch.equal(y, targets)
+    x, _ = Accel(CPU, channels_last=False).inputs(images, targets)
+    assert x.is_contiguous() and not x.is_contiguous(memory_format=torch.channels_last)
+    flat = torch.randn(3, 7)  # not an image batch: left as it is
+    x, _ = Accel(CPU).inputs(flat, targets)
+    assert torch.equal(x, flat) and x.is_contiguous()
+
+
+def test_prepare_with_one_process_returns_the_network_twice_in_channels_last(one_process):
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.ReLU())
+    prepared, model = Accel(CPU).prepare(net)
+    assert prepared is model  # no DDP, no compile
+    assert prepared[0].weight.is_contiguous(memory_format=torch.channels_last)
+    x = torch.randn(1, 3, 5, 5)
+    expected = torch.relu(torch.nn.functional.conv2d(x, prepared[0].weight, prepared[0].bias))
+    torch.testing.assert_close(model(x), expected)
+
+
+def test_sync_bn_on_cpu_under_torchrun_is_refused_before_joining_a_group(monkeypatch):
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    joined = []
+    monkeypatch.setattr(accel.dist, "init_process_group", lambda *a, **k: joined.append(a))
+    with pytest.raises(UserError, match="--sync_bn needs CUDA devices"):
+        Accel(CPU, sync_bn=True)
+    assert joined == []
+
+
+def test_sync_bn_in_one_process_is_accepted(one_process):
+    assert Accel(CPU, sync_bn=True).sync_bn is True  # no effect, no refusal
+
+
+def test_compile_on_cpu_without_a_compiler_is_refused(one_process, monkeypatch, tmp_path):
+    monkeypatch.setenv("PATH", str(tmp_path))  # an empty folder: no g++, no c++
+    monkeypatch.setenv("CXX", "no-such-compiler")
+    with pytest.raises(UserError, match="--compile on CPU needs a C\\+\\+ compiler"):
+        Accel(CPU, compile=True)
+
+
+def test_speed_flags_default_off():
+    args = accel_parser().parse_args([])
+    assert (args.amp, args.compile, args.sync_bn) == (False, False, False)
+    args = accel_parser().parse_args(["--amp", "--compile", "--sync_bn"])
+    assert (args.amp, args.compile, args.sync_bn) == (True, True, True)

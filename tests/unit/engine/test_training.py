@@ -1,0 +1,137 @@
+"""engine.training without training: the argument checks made before anything else, and
+TrainingRun's helpers (epoch range, optimizer, file names, checkpoint copies, the log line) on a
+run whose set-up (device, data, loaders) is skipped. Whole runs: tests/e2e/."""
+import json
+import os
+from argparse import Namespace
+
+import pytest
+import torch
+
+from core.errors import UserError
+from engine.training import TrainingRun, check_training_args
+from networks.config import NetworkConfig
+
+
+def training_args(**change):
+    return Namespace(**{"dataset": "Digits", "trial": 0, "name": "x", "workers": 0, "seed": 0, "epochs": None,
+                        "overwrite": False, "continue_run": False, "resume": False, "backbone": "cnn", **change})
+
+
+def test_check_training_args_accepts_a_plain_run():
+    assert check_training_args(training_args()) is None
+    assert check_training_args(training_args(epochs=1, overwrite=True)) is None
+    assert check_training_args(training_args(continue_run=True, resume=True)) is None
+
+
+@pytest.mark.parametrize("change,fragment", [
+    ({"epochs": 0}, "--epochs 0: give a positive number of epochs"),
+    ({"epochs": -2}, "--epochs -2"),
+    ({"overwrite": True, "continue_run": True}, "give one of them"),
+    ({"name": "../x"}, "--name '../x' contains '/'"),  # the common checks come first
+    ({"seed": -1}, "--seed -1"),
+    ({"dataset": "Nope"}, "unknown dataset 'Nope'"),
+])
+def test_check_training_args_refusals(change, fragment):
+    with pytest.raises(UserError) as refused:
+        check_training_args(training_args(**change))
+    assert fragment in str(refused.value)
+
+
+HPARAMS = {"learning_rate": [0.01, 0.001], "max_epoch": [20, 10], "weight_decay": 5e-06, "momentum": 0.8}
+CFG = {"num_known_classes": 6, "im_channels": 1, "im_size": 16, "dropout": 0.2}
+
+
+def bare_run(is_main=True, resume=False, **change):
+    """A TrainingRun with the attributes its __init__ sets, without the device, data and loaders."""
+    run = TrainingRun.__new__(TrainingRun)
+    run.args = training_args(resume=resume, **change)
+    run.method, run.phase, run.hparams, run.cfg = "CAC", int(resume), dict(HPARAMS), CFG
+    run.run_dir = os.path.join("runs", f"{run.args.dataset}_0_xCAC")
+    run.datasets = ["CIFAR+10", "CIFAR+50"] if run.args.dataset == "CIFAR+10" else [run.args.dataset]
+    run.is_main, run.writer, run.resumed_from = is_main, None, None
+    return run
+
+
+def test_epochs_are_the_configs_unless_given():
+    assert bare_run().epochs(0) == range(0, 20)
+    assert bare_run(resume=True).epochs(7) == range(7, 17)  # -r: the second max_epoch, after the loaded epoch
+    assert bare_run(epochs=3).epochs(5) == range(5, 8)
+
+
+@pytest.mark.parametrize("resume,lr", [(False, 0.01), (True, 0.001)])
+def test_optimizer_is_sgd_with_the_phases_learning_rate(resume, lr):
+    net = torch.nn.Linear(2, 2)
+    opt = bare_run(resume=resume).optimizer(net)
+    assert isinstance(opt, torch.optim.SGD)
+    group = opt.param_groups[0]
+    assert (group["lr"], group["momentum"], group["weight_decay"]) == (lr, 0.8, 5e-06)
+    run = bare_run()
+    del run.hparams["momentum"]
+    assert run.optimizer(net).param_groups[0]["momentum"] == 0.9  # the default when the config has none
+
+
+def test_weights_and_network_config():
+    run = bare_run()
+    assert run.weights("CACclassifierLast") == os.path.join("networks", "weights", "Digits",
+                                                            "Digits_0_xCACclassifierLast.pth")
+    assert run.weights("A", dataset="CIFAR+50") == os.path.join("networks", "weights", "CIFAR+50", "CIFAR+50_0_xA.pth")
+    assert run.network_config() == NetworkConfig(6, 1, 16, 0.2, "cnn")
+    assert bare_run(backbone="wrn-10-1").network_config().backbone == "wrn-10-1"
+
+
+def test_save_writes_every_copy_on_rank_0_only(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    state = {"net": {"w": torch.arange(3.0)}, "epoch": 2}
+    bare_run(dataset="CIFAR+10").save(state, "CACclassifierAccuracy")
+    for dataset in ("CIFAR+10", "CIFAR+50"):
+        saved = torch.load(os.path.join("networks", "weights", dataset, f"{dataset}_0_xCACclassifierAccuracy.pth"),
+                           weights_only=True)
+        assert saved["epoch"] == 2 and torch.equal(saved["net"]["w"], torch.arange(3.0))
+    bare_run(is_main=False).save(state, "CACclassifierAccuracy")  # another rank: nothing
+    assert not os.path.exists(os.path.join("networks", "weights", "Digits"))
+
+
+def test_log_writes_one_rounded_json_line_on_stdout_and_in_the_run(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    run = bare_run()
+    assert run.log_size() == 0
+    os.makedirs(run.run_dir)  # save_config makes it, first thing
+    run.log(0, {"train/accuracy": 12.3456789, "val/loss": 1 / 3})
+    run.log(1, {"train/accuracy": 50.0, "val/loss": 0.25})
+    expected = ['{"epoch": 0, "train/accuracy": 12.345679, "val/loss": 0.333333}',
+                '{"epoch": 1, "train/accuracy": 50.0, "val/loss": 0.25}']
+    assert capsys.readouterr().out.splitlines() == expected
+    with open(run.log_path()) as f:
+        text = f.read()
+    assert text.splitlines() == expected and text.endswith("\n")
+    assert [json.loads(line)["epoch"] for line in text.splitlines()] == [0, 1]
+    assert run.log_size() == len(text.encode())
+    bare_run(is_main=False).log(2, {"train/accuracy": 1.0})  # another rank: nothing
+    assert capsys.readouterr().out == "" and run.log_size() == len(text.encode())
+
+
+def test_start_epoch_of_a_first_run_is_0_and_r_needs_the_first_runs_checkpoint(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    net = torch.nn.Linear(2, 2)
+    assert bare_run().start_epoch(net, "CACclassifierAnchorLoss", "train_cacOpenset.py") == 0
+    with pytest.raises(UserError) as refused:
+        bare_run(resume=True).start_epoch(net, "CACclassifierAnchorLoss", "train_cacOpenset.py")
+    message = str(refused.value)
+    assert message.startswith("checkpoint not found: " + os.path.join("networks", "weights", "Digits",
+                                                                      "Digits_0_xCACclassifierAnchorLoss.pth"))
+    assert message.endswith("-r continues a first run: train one with "
+                            "`python train_cacOpenset.py --dataset Digits --trial 0 --name x`")
+
+
+def test_r_starts_after_the_first_runs_saved_epoch_with_its_weights(tmp_path, monkeypatch):
+    from networks import build_network, save_checkpoint
+
+    monkeypatch.chdir(tmp_path)
+    first = build_network(NetworkConfig(6, 1, 16), "CAC", init_weights=True)
+    run = bare_run(resume=True)
+    save_checkpoint({"net": first.state_dict(), "acc": 40.0, "epoch": 4}, run.weights("CACclassifierAnchorLoss"))
+    net = build_network(NetworkConfig(6, 1, 16), "CAC")
+    assert run.start_epoch(net, "CACclassifierAnchorLoss", "train_cacOpenset.py") == 5
+    assert run.resumed_from["acc"] == 40.0
+    assert all(torch.equal(v, net.state_dict()[k]) for k, v in first.state_dict().items())
