@@ -188,7 +188,7 @@ def run_cli(main):
         return e.exit_status
     except UserError as e:
         # raised in a DataLoader worker, it arrives wrapped in the worker's traceback: keep its own line
-        message = str(e).strip().splitlines()[-1].split("UserError: ", 1)[-1]
+        message = (str(e).strip().splitlines() or ["bad input (no message)"])[-1].split("UserError: ", 1)[-1]
         print(f"error: {message}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -81,6 +81,11 @@ def test_run_cli_keeps_the_line_of_a_user_error_from_a_dataloader_worker(capsys)
     assert capsys.readouterr().err == "error: image a.png is damaged\n"
 
 
+def test_run_cli_gives_one_line_for_a_user_error_without_a_message(capsys):
+    assert run_cli(raising(UserError())) == 2  # IndexError before: no line to keep
+    assert capsys.readouterr().err == "error: bad input (no message)\n"
+
+
 @pytest.mark.parametrize("status", [130, 143])
 def test_run_cli_gives_an_interrupted_runs_exit_status(status, capsys):
     assert run_cli(raising(Interrupted("saved; continue with --continue", status))) == status
