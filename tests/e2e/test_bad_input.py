@@ -9,8 +9,6 @@ config.json, caches) replaced by a private copy; those in SUBPROCESS_CASES run t
 as a user does. CAC_TEST_ERRORS_IN_SUBPROCESS=1 runs every case that needs no private
 data-set folder as a subprocess.
 """
-import contextlib
-import json
 import os
 import pickle
 import shutil
@@ -19,7 +17,8 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import torch
 
-from conftest import REPO, assert_one_line_error, run_script
+from conftest import assert_one_line_error, run_script
+from e2e.workdirs import SPLIT_TRIALS, checkpoint, datasets_dir, private_datasets_dir
 from fakedata import write_cifar10, write_mnist, write_tinyimagenet
 
 TRAIN_CAC, TRAIN_CE = "train_cacOpenset.py", "train_closedSet.py"
@@ -28,20 +27,6 @@ FAST = ("--workers", "0")
 DIGITS = ("--dataset", "Digits", "--trial", 0, "--epochs", 1, *FAST)
 EVAL_DIGITS = ("-dataset", "Digits", "--num_trials", 1, "--start_trial", 0, *FAST)
 CUDA = torch.cuda.is_available()
-SPLIT_TRIALS = {"not_json": 101, "no_known": 102, "repeat": 103, "out_of_range": 104, "overlap": 105}
-
-
-def checkpoint(cwd, name, suffix, **network):
-    """Write a checkpoint of a network built with `network` (class count, channels, size, ...)
-    where Digits trial 0 looks for `<name><suffix>`."""
-    from networks import closedSetClassifier, openSetClassifier
-
-    kwargs = {"num_classes": 6, "num_channels": 1, "im_size": 16, **network}
-    net = (openSetClassifier if suffix.startswith("CAC") else closedSetClassifier)(**kwargs)
-    path = os.path.join(cwd, "networks", "weights", "Digits", f"Digits_0_{name}{suffix}.pth")
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    torch.save({"net": net.state_dict(), "acc": 0.0, "epoch": 0, "backbone": kwargs.get("backbone", "cnn")}, path)
-    return path
 
 
 class _RunsCode:
@@ -211,40 +196,6 @@ def tree(folder):
     for dirpath, dirnames, filenames in os.walk(folder):
         found.update(os.path.relpath(os.path.join(dirpath, n), folder) for n in dirnames + filenames)
     return found
-
-
-def private_datasets_dir(folder, config_change=None):
-    """The repo's split files and config.json copied to `folder`, plus bad split files."""
-    source = os.path.join(REPO, "datasets")
-    for name in os.listdir(source):
-        if os.path.isdir(os.path.join(source, name, "class_splits")):
-            shutil.copytree(os.path.join(source, name, "class_splits"), os.path.join(folder, name, "class_splits"))
-    with open(os.path.join(source, "config.json")) as f:
-        config = json.load(f)
-    if config_change:
-        config_change(config)
-    with open(os.path.join(folder, "config.json"), "w") as f:
-        json.dump(config, f)
-    texts = {"not_json": '{"Known": [0, 1, 2, 3, 4, 5], "Unknown": [6, 7',
-             "no_known": '{"Unknown": [6, 7, 8, 9]}',
-             "repeat": '{"Known": [0, 1, 2, 3, 4, 4], "Unknown": [6, 7, 8, 9]}',
-             "out_of_range": '{"Known": [0, 1, 2, 3, 4, 10], "Unknown": [6, 7, 8, 9]}',
-             "overlap": '{"Known": [0, 1, 2, 3, 4, 5], "Unknown": [5, 7, 8, 9]}'}
-    for key, text in texts.items():
-        with open(os.path.join(folder, "Digits", "class_splits", f"{SPLIT_TRIALS[key]}.json"), "w") as f:
-            f.write(text)
-    return folder
-
-
-@contextlib.contextmanager
-def datasets_dir(folder):
-    import datasets.config as config
-    import datasets.splits as splits
-
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(splits, "DATASETS_DIR", folder)
-        mp.setattr(config, "DATASETS_DIR", folder)
-        yield
 
 
 @pytest.fixture(scope="module")

@@ -19,7 +19,7 @@ import torch
 
 from conftest import REPO, assert_one_line_error, run_script
 from core.lock import RunLock
-from e2e.test_bad_input import checkpoint, datasets_dir, private_datasets_dir
+from e2e.workdirs import checkpoint, datasets_dir, private_datasets_dir
 from fakedata import write_image_folder
 
 TRAIN_CAC, TRAIN_CE, EVAL_CAC = "train_cacOpenset.py", "train_closedSet.py", "eval_cacOpenset.py"
