@@ -4,6 +4,7 @@
 
 A file that is missing, not JSON, or not an evaluation's results is one error line, exit 2.
 """
+import argparse
 import os
 import sys
 
@@ -12,7 +13,6 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from engine.cli import run_cli  # noqa: E402
-from core.errors import UserError  # noqa: E402
 from engine.report import read_results  # noqa: E402
 
 FIX = "give a results file that eval_cacOpenset.py or eval_closedSet.py wrote"
@@ -32,10 +32,9 @@ def table(paths):
 
 
 def main(argv=None):
-    paths = sys.argv[1:] if argv is None else argv
-    if not paths:
-        raise UserError("no results file given; usage: python scripts/results_table.py RESULTS.json [...]")
-    print(table(paths))
+    p = argparse.ArgumentParser(description="Markdown table of evaluation results files")
+    p.add_argument("results", nargs="+", metavar="RESULTS.json", help="results/*.json files the eval scripts wrote")
+    print(table(p.parse_args(argv).results))
 
 
 if __name__ == "__main__":

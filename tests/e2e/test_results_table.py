@@ -15,3 +15,10 @@ def test_results_table_refuses_a_bad_results_file_in_one_line(tmp_path, text, fr
     (tmp_path / "r.json").write_text(text)
     proc = run_script("scripts/results_table.py", tmp_path / "r.json", cwd=tmp_path, in_process=True)
     assert_one_line_error(proc, "r.json", fragment)
+
+
+def test_results_table_help_and_no_file(tmp_path):
+    shown = run_script("scripts/results_table.py", "--help", cwd=tmp_path, in_process=True)
+    assert shown.returncode == 0 and "RESULTS.json" in shown.stdout  # was read as a results file named --help
+    assert_one_line_error(run_script("scripts/results_table.py", cwd=tmp_path, in_process=True),
+                          "required: RESULTS.json")
