@@ -97,7 +97,7 @@ def captured_stderr_lines(capsys):
 # the networks of `evaluated_digits`: where they are, and the evaluation that calibrated them
 DIGITS_EVAL = ["-dataset", "Digits", "--num_trials", "1", "--start_trial", "0", "--name", "s", "--workers", "0"]
 DIGITS_WEIGHTS = os.path.join("networks", "weights", "Digits")
-DIGITS_CAC = os.path.join(DIGITS_WEIGHTS, "Digits_0_sCACclassifierAnchorLoss.pth")
+DIGITS_CAC = os.path.join(DIGITS_WEIGHTS, "Digits_0_sCACclassifierAnchorLoss.pth")  # literal: what a user sees
 DIGITS_CE = os.path.join(DIGITS_WEIGHTS, "Digits_0_sclosedSetClassifier.pth")
 DIGITS_STEM = {"CAC": os.path.join("results", "Digits_sCAC_trials0-0"),
                "ClosedSet": os.path.join("results", "Digits_sClosedSet_trials0-0")}

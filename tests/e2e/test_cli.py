@@ -20,6 +20,7 @@ import torch
 from conftest import run_script
 from datasets.setup_tinyimagenet import main as setup_tinyimagenet
 from fakedata import make_tinyimagenet_zip, write_cifar10, write_cifar100, write_mnist, write_svhn
+from networks.weights import CAC, RUN_FILES
 
 TRAIN_CAC, TRAIN_CE = "train_cacOpenset.py", "train_closedSet.py"
 EVAL_CAC, EVAL_CE = "eval_cacOpenset.py", "eval_closedSet.py"
@@ -28,7 +29,7 @@ FAST = ("--workers", "0")
 CAC_SCALARS = {"train/CAC_Loss", "train/anchor_Loss", "train/tuplet_Loss", "train/accuracy",
                "val/accuracy", "val/anchorLoss", "val/CACLoss"}
 CE_SCALARS = {"train/CE_Loss", "train/accuracy", "val/accuracy", "val/CE_Loss"}
-CAC_SUFFIXES = ("CACclassifierAnchorLoss", "CACclassifierCACLoss", "CACclassifierAccuracy")
+CAC_SUFFIXES = RUN_FILES[CAC][:-1]  # the best checkpoints (not ...Last); the names: unit/networks/test_weights.py
 
 # (image size, channels, known classes) per data set: SPEC sections 2 and 4 (Digits: 16 x 16 grey)
 SHAPES = {"MNIST": (32, 1, 6), "SVHN": (32, 3, 6), "CIFAR10": (32, 3, 6), "CIFAR+10": (32, 3, 4),

@@ -11,6 +11,7 @@ from conftest import REPO
 
 import train_closedSet
 from core.errors import UserError
+from networks.weights import CAC, CLOSED_SET, RUN_FILES
 
 # Runs a training script under torchrun; each rank also saves the weights it ended with, so
 # that the test can compare them (the scripts themselves save on rank 0 only).
@@ -46,9 +47,8 @@ def torchrun(tmp_path, *args):
 
 
 @pytest.mark.parametrize("script, suffixes, loss", [
-    ("train_cacOpenset.py", ["CACclassifierAnchorLoss", "CACclassifierCACLoss", "CACclassifierAccuracy"],
-     "train/CAC_Loss"),
-    ("train_closedSet.py", ["closedSetClassifier"], "train/CE_Loss"),
+    ("train_cacOpenset.py", RUN_FILES[CAC][:-1], "train/CAC_Loss"),  # the best checkpoints, not ...Last
+    ("train_closedSet.py", RUN_FILES[CLOSED_SET][:-1], "train/CE_Loss"),
 ])
 def test_two_gloo_processes_train_one_network(tmp_path, script, suffixes, loss):
     epochs = 2 if script == "train_cacOpenset.py" else 1
@@ -62,7 +62,7 @@ def test_two_gloo_processes_train_one_network(tmp_path, script, suffixes, loss):
     # one set of checkpoints (and one interrupted-run state), one log written once, one final line
     last = "CACclassifierLast" if script == "train_cacOpenset.py" else "closedSetClassifierLast"
     saved = sorted(p.name for p in (tmp_path / "networks" / "weights" / "Digits").iterdir())
-    assert saved == sorted(f"Digits_0_ddp{s}.pth" for s in suffixes + [last])
+    assert saved == sorted(f"Digits_0_ddp{s}.pth" for s in [*suffixes, last])
     state = torch.load(tmp_path / "networks" / "weights" / "Digits" / f"Digits_0_ddp{last}.pth", weights_only=True)
     assert state["epoch"] == epochs and all(torch.equal(state["net"][k], ranks[0][k]) for k in ranks[0])
     run_dir = next((tmp_path / "runs").iterdir())

@@ -21,9 +21,9 @@ import train_closedSet
 from conftest import REPO, run_script
 from core.errors import Interrupted
 from engine.state import TrainState
+from networks.weights import CAC, CLOSED_SET, RUN_FILES
 
-CAC_FILES = ("CACclassifierAnchorLoss", "CACclassifierCACLoss", "CACclassifierAccuracy", "CACclassifierLast")
-CE_FILES = ("closedSetClassifier", "closedSetClassifierLast")
+CAC_FILES, CE_FILES = RUN_FILES[CAC], RUN_FILES[CLOSED_SET]  # the names: tests/unit/networks/test_weights.py
 
 
 def weights(cwd, name, suffix):
