@@ -118,7 +118,7 @@ def all_metrics(known_pred, known_scores, known_labels, unknown_pred, unknown_sc
                       open_set_predictions(unknown_pred, unknown_scores, threshold, num_known)]
     open_labels = np.r_[known_labels, np.full(len(unknown_scores), num_known)]
     return {
-        "accuracy": float(correct.mean()),
+        "accuracy": accuracy(known_pred, known_labels),
         "auroc": auroc(known_scores, unknown_scores),
         "oscr": oscr(known_scores, correct, unknown_scores),
         "aupr_in": average_precision(-known_scores, -unknown_scores),
