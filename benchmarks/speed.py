@@ -18,7 +18,6 @@ measures themselves are in benchmarks/measure.py.
 import argparse
 import json
 import os
-import platform
 import sys
 
 import torch
@@ -28,22 +27,9 @@ from benchmarks.measure import (SHAPES, bench_eval, bench_loop, bench_step, coun
                                 matmul_peak, sweep, synthetic_trial)
 from datasets.config import load_config  # noqa: E402
 from datasets.pipeline import PIPELINES  # noqa: E402
-from engine.accel import Accel  # noqa: E402
+from engine.accel import Accel, describe_machine  # noqa: E402
 from networks import NetworkConfig, build_network  # noqa: E402
 from networks.weights import CAC  # noqa: E402
-
-
-def machine(device):
-    info = {"device": str(device), "torch": torch.__version__, "threads": torch.get_num_threads(),
-            "cpu_count": os.cpu_count(), "platform": platform.platform(), "load_average": os.getloadavg()}
-    if device.type == "cuda":
-        info["gpu"] = torch.cuda.get_device_name(device)
-    try:
-        with open("/proc/cpuinfo") as f:
-            info["cpu"] = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    return info
 
 
 def markdown(result):
@@ -82,7 +68,7 @@ def main(argv=None):
     warmup = 1 if args.quick else 3
     n_eval = args.eval_images or (48 if args.quick else 3000)
     accel = Accel(device, amp=args.amp)
-    result = {"machine": machine(device), "args": vars(args), "rows": []}
+    result = {"machine": describe_machine(device), "args": vars(args), "rows": []}
     peak = matmul_peak(device, 512 if args.quick else 2048, 5 if args.quick else 20)
     result["matmul_gflops"] = round(peak, 1)
     print(f"matmul peak: {peak:.1f} GFLOP/s on {device} ({torch.get_num_threads()} threads)", flush=True)

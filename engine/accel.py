@@ -10,6 +10,7 @@ and saves, and validation sums are added up across ranks. Backend: nccl on CUDA,
 import argparse
 import contextlib
 import os
+import platform
 
 import torch
 import torch.distributed as dist
@@ -21,6 +22,21 @@ def default_channels_last(device):
     """Measured on a 2-core CPU (docs/performance.md): channels_last speeds up the paper's CNN's
     training step on CPU (oneDNN) as well as on CUDA (tensor cores), so it is on everywhere."""
     return device.type in ("cpu", "cuda")
+
+
+def describe_machine(device):
+    """What a measured number depends on, recorded with it: the device, torch, the thread count
+    (it sets the order floats are summed in on a CPU), the CPU and the load while measuring."""
+    info = {"device": str(device), "torch": torch.__version__, "threads": torch.get_num_threads(),
+            "cpu_count": os.cpu_count(), "platform": platform.platform(), "load_average": os.getloadavg()}
+    if device.type == "cuda":
+        info["gpu"] = torch.cuda.get_device_name(device)
+    try:
+        with open("/proc/cpuinfo") as f:
+            info["cpu"] = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    return info
 
 
 def accel_parser():

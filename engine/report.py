@@ -10,6 +10,7 @@ import numpy as np
 from core.errors import UserError
 from core.files import FileSet, read_json
 from core.values import is_finite_number
+from engine.accel import describe_machine
 from metrics import ACCEPT_RATE, METRIC_LABELS
 from networks.weights import CAC
 from scorers import SCORER_LABELS
@@ -163,7 +164,8 @@ def report(evaluation, results):
               "raw_top1_accuracy": all_accuracy, "raw_auroc": all_auroc,
               "average_top1_accuracy": mean_acc, "average_auroc": mean_auroc,
               "args": vars(args), "git": evaluation.commit, **summary, "paper_scorer": paper,
-              "accept_rate": ACCEPT_RATE, "seconds_per_trial": [round(r.seconds, 3) for r in results]}
+              "accept_rate": ACCEPT_RATE, "seconds_per_trial": [round(r.seconds, 3) for r in results],
+              "machine": describe_machine(evaluation.device)}
     write_result_set(result, results, stem, evaluation.method, args)
     for path in result.get("plots", []):
         print(f"plot written to {path}")

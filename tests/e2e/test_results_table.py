@@ -22,3 +22,37 @@ def test_results_table_help_and_no_file(tmp_path):
     assert shown.returncode == 0 and "RESULTS.json" in shown.stdout  # was read as a results file named --help
     assert_one_line_error(run_script("scripts/results_table.py", cwd=tmp_path, in_process=True),
                           "required: RESULTS.json")
+
+
+def test_results_table_rows_match_the_saved_scores(evaluated_digits, tmp_path):
+    """Each scorer's row: accuracy and AUROC recomputed from the .npz with numpy and scikit-learn;
+    the machine line carries the thread count the evaluation ran with (1 in the fixture)."""
+    import glob
+    import json
+
+    import numpy as np
+    from sklearn.metrics import roc_auc_score
+
+    paths = sorted(glob.glob(f"{evaluated_digits}/results/*.json"))
+    shown = run_script("scripts/results_table.py", *paths, cwd=tmp_path, in_process=True)
+    assert shown.returncode == 0, shown.stderr
+    rows = {tuple(c.strip() for c in line.strip("|").split("|")[:2]): line
+            for line in shown.stdout.splitlines() if line.startswith(("| CAC |", "| cross-entropy |"))}
+    expected_scorers = {("CAC", "CAC score (paper)"), ("CAC", "min distance"),
+                        ("cross-entropy", "max softmax (paper baseline)"), ("cross-entropy", "max logit (MLS)")}
+    assert set(rows) == expected_scorers
+    for path in paths:
+        scores = np.load(path.replace(".json", ".npz"))
+        with open(path) as f:
+            network = "CAC" if json.load(f)["method"] == "CAC" else "cross-entropy"
+        for (net, label), line in rows.items():
+            if net != network:
+                continue
+            scorer = {"CAC score (paper)": "cac", "min distance": "min_distance",
+                      "max softmax (paper baseline)": "max_softmax", "max logit (MLS)": "max_logit"}[label]
+            known, unknown = scores[f"trial0_{scorer}_known_score"], scores[f"trial0_{scorer}_unknown_score"]
+            auroc = roc_auc_score(np.r_[np.zeros(len(known)), np.ones(len(unknown))], np.r_[known, unknown])
+            accuracy = np.mean(scores[f"trial0_{scorer}_known_pred"] == scores["trial0_known_labels"])
+            cells = [c.strip() for c in line.strip("|").split("|")]
+            assert cells[4] == f"{accuracy:.4f}" and cells[5] == f"{auroc:.4f}", (line, accuracy, auroc)
+    assert shown.stdout.count("1 torch threads") == 1 and "Measured on" in shown.stdout
