@@ -1,12 +1,13 @@
-"""Classify new images with a trained, evaluated checkpoint: a known class by name, or `unknown`.
+"""Classify new images with a trained checkpoint: a known class by name, or `unknown`.
 
     python predict.py networks/weights/Digits/Digits_0_demoCACclassifierAnchorLoss.pth my_images/
     python predict.py CHECKPOINT a.png b.jpg --format json --out predictions.json
 
-The evaluation scripts store in each checkpoint what this needs (see engine/calibration.py):
-the class names, the class-mean anchors of a CAC network, the image size, channels and
-normalization of the trial, and per scorer the threshold that accepts 95% of the known
-validation images. An image is `unknown` when its unknown score exceeds the threshold
+Each checkpoint stores what this needs (see engine/calibration.py): the class names, the
+class-mean anchors of a CAC network, the image size, channels and normalization of the trial,
+and per scorer the threshold that accepts 95% of the known validation images. The first
+prediction with a checkpoint makes it from the training data the checkpoint records and
+stores it (engine/calibrating.py); an evaluation refreshes it. An image is `unknown` when its unknown score exceeds the threshold
 (`--threshold` overrides it). Images of any size and mode are converted as the test images
 were: grey or RGB, shorter side resized to the trained size, centre square, normalized.
 
@@ -27,7 +28,7 @@ from engine.prediction import find_images, load_predictor, predict, render
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description="Predict a known class or 'unknown' for new images")
-    p.add_argument("checkpoint", help="a .pth file evaluated once by eval_cacOpenset.py / eval_closedSet.py")
+    p.add_argument("checkpoint", help="a .pth file a training run saved (any of them)")
     p.add_argument("images", nargs="+", help="image files and/or folders (searched recursively)")
     p.add_argument("--threshold", type=float, default=None,
                    help="unknown-score threshold: above it an image is 'unknown' (default: the one stored by "
@@ -39,6 +40,11 @@ def parse_args(argv=None):
     p.add_argument("--out", default=None, help="write the predictions to this file (default: print them)")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"],
                    help="auto = CUDA when available, else CPU (default: auto)")
+    p.add_argument("--data_root", default=None,
+                   help="where the training data is now, when the checkpoint has no calibration yet and its "
+                        "data moved (default: the --data_root training recorded)")
+    p.add_argument("--split_file", default=None,
+                   help="where training's split file is now, as --data_root (default: the one training recorded)")
     return p.parse_args(argv)
 
 
@@ -66,7 +72,7 @@ def main(argv=None):
                         f"under networks/weights/<dataset>/")
     files = find_images(args.images)
     device = resolve_device(args.device)
-    net, cal = load_predictor(args.checkpoint, device)
+    net, cal = load_predictor(args.checkpoint, device, args.data_root, args.split_file)
     scorer = args.scorer or cal["scorer"]
     if scorer not in cal["thresholds"]:
         raise UserError(f"--scorer {scorer}: a {cal['method']} checkpoint offers {', '.join(cal['thresholds'])}")

@@ -12,6 +12,7 @@ from torch.utils.data import Dataset
 from core.errors import UserError
 from datasets import splits
 from datasets.augment import AugmentSpec
+from datasets.classnames import TrialClasses, class_names, image_origins
 from datasets.config import apply_overrides, load_config
 from datasets.folder import FOLDER_DATASET, FolderData
 from datasets.normalization import RAW_PIXELS, cached_normalization, listed_normalization, raw_pixel_stats
@@ -87,7 +88,7 @@ class OpenSetData:
         # built-in data sets, whose files are fixed)
         self.source_fingerprint = self.folder.fingerprint(self.train_set) if self.folder else None
         self.mean, self.std = self._normalization()
-        self._set_class_names(self.folder.classes if self.folder else getattr(self.train_set, "classes", None))
+        self._set_class_names()
 
     @classmethod
     def from_args(cls, args, trial):
@@ -113,7 +114,7 @@ class OpenSetData:
         data.train_idx = data.val_idx = np.flatnonzero(np.isin(data.train_labels, data.known))
         listed = listed_normalization(data.cfg, trial)
         data.mean, data.std = listed if listed is not None else data._pixel_stats()
-        data._set_class_names(getattr(train_set, "classes", None))
+        data._set_class_names()
         return data
 
     def _set_classes(self, name, trial, cfg, known, unknown, num_classes):
@@ -124,9 +125,24 @@ class OpenSetData:
         self.label_map = torch.full((num_classes,), self.num_known, dtype=torch.int64)
         self.label_map[sorted(self.known)] = torch.arange(self.num_known)
 
-    def _set_class_names(self, names):
-        # name of each known label 0..N-1 (data sets without names: the class id)
-        self.class_names = [str(names[c]) if names else str(c) for c in sorted(self.known)]
+    def _set_class_names(self):
+        # name of each known label 0..N-1 (datasets/classnames.py: data sets without names give the id)
+        names = self.names_of(self.known_source)
+        self.class_names = [names[c] for c in sorted(self.known)]
+
+    def names_of(self, source):
+        """The name of each class id of `source` (the known or the unknown classes' source)."""
+        if source == self.known_source:
+            return class_names(self.train_set, len(self.label_map))
+        return class_names(self._test_set(source), NUM_CLASSES[source])
+
+    def trial_classes(self, known_test, unknown_test):
+        """The TrialClasses of this trial; `known_test`, `unknown_test`: its test subsets."""
+        (known_ids, known_paths), (unknown_ids, unknown_paths) = map(image_origins, (known_test, unknown_test))
+        unknown_names = self.names_of(self.unknown_source)
+        return TrialClasses(sorted(int(c) for c in self.known), list(self.class_names),
+                            [int(c) for c in self.unknown], [unknown_names[c] for c in self.unknown],
+                            known_ids, unknown_ids, known_paths, unknown_paths)
 
     def _open(self, source, train):
         if self.folder is not None:

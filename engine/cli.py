@@ -92,7 +92,9 @@ def evaluation_parser():
     g = p.add_argument_group("evaluation")
     g.add_argument("-dataset", "--dataset", dest="dataset", default="MNIST", type=str,
                    help=f"dataset to evaluate, one of: {', '.join(DATASET_NAMES)} (default: MNIST, as the original)")
-    g.add_argument("--num_trials", default=5, type=int, help="number of trials to average results over (default: 5)")
+    g.add_argument("--num_trials", default=None, type=int,
+                   help="number of trials to average results over (default: those of --start_trial to "
+                        "--start_trial + 4 with a checkpoint: 0-4 once all five are trained, as the original's 5)")
     g.add_argument("--start_trial", default=0, type=int, help="trial number to start evaluation at (default: 0)")
     g.add_argument("--name", default="", type=str,
                    help="name the networks were trained with (default: '' = the paper's released weights)")

@@ -18,13 +18,16 @@ from engine.accel import default_channels_last
 from engine.calibration import (SCORERS, anchor_key, cached_anchor_means, calibration_record, store_calibration,
                                 stored_calibration)
 from engine.cli import check_common_args, print_header, resolve_device, seed_everything
+from engine.commands import train_command
+from engine.trial_choice import chosen_trials, trials_label
 from engine.report import ScorerOutput, TrialResult, report, result_targets
 from metrics import ACCEPT_RATE, all_metrics
 from networks import NetworkConfig, build_network
 from networks.checkpoint import load_checkpoint, read_checkpoint
-from networks.weights import weights_path
+from networks.weights import CAC, CLOSED_SET, weights_path
 
 RESULTS_DIR = "results"  # relative to the working directory
+EVAL_SCRIPTS = {CAC: "eval_cacOpenset.py", CLOSED_SET: "eval_closedSet.py"}
 
 
 class Evaluation:
@@ -35,16 +38,15 @@ class Evaluation:
 
     def __init__(self, args, method, checkpoint_suffix, train_script):
         check_common_args(args)
-        if args.num_trials < 1:
-            raise UserError(f"--num_trials {args.num_trials}: evaluate at least one trial")
         self.args, self.method, self.scorers = args, method, SCORERS[method]
         self.checkpoint_suffix, self.train_script = checkpoint_suffix, train_script
+        self.trials, why = chosen_trials(args, checkpoint_suffix, train_script, EVAL_SCRIPTS[method])
         self.device = resolve_device(args.device)
         self.commit = print_header(args, self.device)
+        print(f"evaluating trials {self.trials} of {args.dataset} --name {args.name!r} ({why})", flush=True)
         ensure_writable(RESULTS_DIR)
-        self.trials = list(range(args.start_trial, args.start_trial + args.num_trials))
         self.stem = os.path.join(RESULTS_DIR, f"{args.dataset}_{args.name}{self.method}_trials"
-                                              f"{self.trials[0]}-{self.trials[-1]}")
+                                              f"{trials_label(self.trials)}")
         for path in result_targets(self.stem, self.trials, self.method, args.plots):
             check_file_writable(path, "evaluate under another --name", what="results file ")  # renames must not fail
 
@@ -117,10 +119,9 @@ def load_trial_network(evaluation, data):
     args, device = evaluation.args, evaluation.device
     path = weights_path(args.dataset, data.trial, args.name, evaluation.checkpoint_suffix)
     if not os.path.isfile(path):
-        name = f" --name {args.name}" if args.name else " --name ''"
-        raise UserError(f"checkpoint not found: {path}; train it with `python {evaluation.train_script} "
-                        f"--dataset {args.dataset} --trial {data.trial}{name}` (evaluation's --name "
-                        f"defaults to '' for the paper's released weights, training's to myTest)")
+        raise UserError(f"checkpoint not found: {path}; train it with "
+                        f"`{train_command(evaluation.train_script, args.dataset, data.trial, args.name, args)}` "
+                        f"(evaluation's --name defaults to '' for the paper's released weights, training's to myTest)")
     ckpt = read_checkpoint(path, map_location=device)
     cfg = data.cfg
     trained = ckpt.get("network") or {}
@@ -170,8 +171,9 @@ def evaluate_network(net, data, loader, device, scorers, source, start, anchors=
     if len(val) == 0:
         raise UserError(f"{data.name} trial {data.trial} has no validation image to calibrate the open-set "
                         f"threshold on; give each known class at least 2 training images")
+    known_test, unknown_test = data.known_test_dataset(), data.unknown_test_dataset()
     outputs = {part: gather_outputs(net, loader(ds), device) for part, ds in
-               (("known", data.known_test_dataset()), ("unknown", data.unknown_test_dataset()), ("val", val))}
+               (("known", known_test), ("unknown", unknown_test), ("val", val))}
     per_part = {part: scorers.score(out) for part, (out, _) in outputs.items()}
     scores = {name: ScorerOutput(*(t.numpy() for t in (*per_part["known"][name], *per_part["unknown"][name],
                                                        per_part["val"][name][1])))
@@ -180,7 +182,8 @@ def evaluate_network(net, data, loader, device, scorers, source, start, anchors=
     result = TrialResult(trial=data.trial, num_known=data.num_known, class_names=data.class_names,
                          known_labels=outputs["known"][1].numpy(), known_logits=logits["known"],
                          unknown_logits=logits["unknown"], scores=scores, metrics={},
-                         seconds=time.perf_counter() - start, anchors=anchors)
+                         seconds=time.perf_counter() - start, anchors=anchors,
+                         classes=data.trial_classes(known_test, unknown_test))
     check_finite_outputs(result, source)
     result.metrics = {name: all_metrics(s.known_pred, s.known_score, result.known_labels, s.unknown_pred,
                                         s.unknown_score, s.val_score, data.num_known, ACCEPT_RATE)

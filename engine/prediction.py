@@ -1,5 +1,6 @@
-"""Predicting new images with an evaluated checkpoint (predict.py): the image files to read,
-the network and the calibration evaluation stored in its checkpoint (engine/calibration.py),
+"""Predicting new images with a trained checkpoint (predict.py): the image files to read,
+the network and the calibration stored in its checkpoint (engine/calibration.py; made from the
+training data on first use, engine/calibrating.py),
 each image converted as the trial's test images were (grey or RGB, shorter side resized to
 the trained size, centre square, normalized), every scorer of scorers.py, and the rows as CSV
 or JSON. An image that cannot be read (damaged, not an image, over PIL's decompression-bomb
@@ -10,6 +11,7 @@ import json
 import os
 import re
 import struct
+import sys
 import warnings
 
 import torch
@@ -19,9 +21,11 @@ from torchvision.datasets.folder import IMG_EXTENSIONS
 
 from core.errors import UserError
 from datasets.folder import prepare_image
+from engine.calibrating import calibrate_and_store, can_calibrate
 from engine.calibration import SCORERS, calibration_problem
+from engine.commands import eval_command
 from networks import NetworkConfig, build_network, load_checkpoint, read_checkpoint
-from networks.weights import CAC, CLOSED_SET
+from networks.weights import CAC, CLOSED_SET, EVALUATED
 
 BATCH = 64  # images per forward pass: bounds memory for folders of any size
 
@@ -43,31 +47,36 @@ def find_images(paths):
     return files
 
 
-def evaluate_command(ckpt):
-    """The eval command that calibrates the file `ckpt` was read from (the one a user needs)."""
+def evaluate_command(ckpt, path):
+    """The eval command that calibrates the file `ckpt` was read from, for a checkpoint that does
+    not record its training data (the original code's): data set and trial from its name."""
     cac = "anchors" in ckpt["net"] or "means" in ckpt["net"]
     script = "eval_cacOpenset.py" if cac else "eval_closedSet.py"
-    train_args = ckpt.get("args") if isinstance(ckpt.get("args"), dict) else {}
-    how = (f" -dataset {ckpt['dataset']} --start_trial {ckpt['trial']} --num_trials 1 "
-           f"--name '{train_args.get('name', '')}'") if "dataset" in ckpt and "trial" in ckpt else " ..."
-    return f"`python {script}{how}` (that calibrates the AnchorLoss / closedSetClassifier file of a trial)"
+    suffix = EVALUATED[CAC if cac else CLOSED_SET]
+    named = re.fullmatch(r"(.+?)_(\d+)_(.*)" + re.escape(suffix) + r"\.pth", os.path.basename(path))
+    if not named:
+        return f"`python {script} ...` (it calibrates the {suffix}.pth file of a trial)"
+    return f"`{eval_command(script, named[1], int(named[2]), named[3], {}, num=1)}`"
 
 
-def load_predictor(path, device):
-    """(network in eval mode with its evaluation anchors, the checkpoint's calibration record);
-    a missing or invalid calibration is refused with the eval command that stores one."""
+def load_predictor(path, device, data_root=None, split_file=None):
+    """(network in eval mode with its anchors, the checkpoint's calibration record). A checkpoint
+    without one, or with an invalid one, gets one made from its training data and stored
+    (engine/calibrating.py); one that does not record its data is refused with the eval command."""
     ckpt = read_checkpoint(path, map_location=device)
-    cal = ckpt.get("calibration")
-    if cal is None:
-        raise UserError(f"checkpoint {path} has no calibration (class names, anchors, threshold, preprocessing): "
-                        f"evaluate it once with {evaluate_command(ckpt)}")
     method = CAC if "anchors" in ckpt["net"] or "means" in ckpt["net"] else CLOSED_SET
     classify = ckpt["net"].get("classify.weight")
     num_classes = classify.shape[0] if torch.is_tensor(classify) and classify.dim() == 2 else None
-    problem = calibration_problem(cal, method, num_classes)
+    cal = ckpt.get("calibration")
+    problem = None if cal is None else calibration_problem(cal, method, num_classes)
+    if (cal is None or problem) and not can_calibrate(ckpt):
+        what = "no calibration" if cal is None else f"an invalid calibration ({problem})"
+        raise UserError(f"checkpoint {path} has {what} (class names, anchors, threshold, preprocessing) and "
+                        f"does not record its training data: evaluate it once with {evaluate_command(ckpt, path)}")
     if problem:
-        raise UserError(f"checkpoint {path} holds an invalid calibration ({problem}): evaluate it again with "
-                        f"{evaluate_command(ckpt)}, which stores a new one")
+        print(f"warning: ignoring the calibration stored in {path} ({problem}); making it again", file=sys.stderr)
+    if cal is None or problem:
+        cal = calibrate_and_store(path, ckpt, method, device, data_root, split_file)
     net = build_network(NetworkConfig(**cal["network"]), method).to(device)
     load_checkpoint(path, net, ckpt)
     if method == CAC:

@@ -10,6 +10,7 @@ import numpy as np
 from core.errors import UserError
 from core.files import FileSet, read_json
 from core.values import is_finite_number
+from datasets.classnames import TrialClasses
 from engine.accel import describe_machine
 from metrics import ACCEPT_RATE, METRIC_LABELS
 from networks.weights import CAC
@@ -43,6 +44,7 @@ class TrialResult:
     metrics: dict  # scorer name -> {metric of METRIC_LABELS: value}
     seconds: float
     anchors: np.ndarray | None = None  # the class-mean anchors of a CAC network
+    classes: TrialClasses | None = None  # the classes by id and name, each test image's own class and file
 
 
 def summarize(results, scorers):
@@ -93,13 +95,30 @@ def write_results(result, path):
         json.dump(result, f, indent=1, allow_nan=False)
 
 
+def class_arrays(classes, t):
+    """The .npz arrays naming the classes of trial key `t`: trial<T>_class_names (of labels
+    0..N-1), per test image trial<T>_{known,unknown}_classes (original class id),
+    trial<T>_{known,unknown}_class_names and, for image files, trial<T>_{known,unknown}_paths."""
+    arrays = {f"{t}_class_names": np.asarray(classes.known_names, dtype=str)}
+    for part in ("known", "unknown"):
+        arrays[f"{t}_{part}_classes"] = np.asarray(getattr(classes, f"{part}_image_classes"), dtype=np.int64)
+        arrays[f"{t}_{part}_class_names"] = np.asarray(classes.image_names(part), dtype=str)
+        paths = getattr(classes, f"{part}_paths")
+        if paths is not None:
+            arrays[f"{t}_{part}_paths"] = np.asarray(paths, dtype=str)
+    return arrays
+
+
 def write_scores(results, path):
     """One .npz for all trials; keys trial<T>_<array> (known_labels, unknown_labels = N,
-    known_logits, unknown_logits, anchors for CAC) and trial<T>_<scorer>_<array> (known_pred,
-    known_score, unknown_pred, unknown_score, val_score). Scores: larger = more likely unknown."""
+    known_logits, unknown_logits, anchors for CAC), trial<T>_<scorer>_<array> (known_pred,
+    known_score, unknown_pred, unknown_score, val_score) and the class arrays (class_arrays).
+    Scores: larger = more likely unknown. Strings are numpy str arrays: no pickle to load."""
     arrays = {}
     for r in results:
         t = f"trial{r.trial}"
+        if r.classes is not None:
+            arrays.update(class_arrays(r.classes, t))
         arrays[f"{t}_known_labels"] = np.asarray(r.known_labels)
         arrays[f"{t}_unknown_labels"] = np.full(len(r.unknown_logits), r.num_known, dtype=np.int64)
         arrays[f"{t}_known_logits"] = np.asarray(r.known_logits)
@@ -165,7 +184,8 @@ def report(evaluation, results):
               "average_top1_accuracy": mean_acc, "average_auroc": mean_auroc,
               "args": vars(args), "git": evaluation.commit, **summary, "paper_scorer": paper,
               "accept_rate": ACCEPT_RATE, "seconds_per_trial": [round(r.seconds, 3) for r in results],
-              "machine": describe_machine(evaluation.device)}
+              "machine": describe_machine(evaluation.device),
+              "classes": [{"trial": r.trial, **r.classes.as_json()} for r in results if r.classes is not None]}
     write_result_set(result, results, stem, evaluation.method, args)
     for path in result.get("plots", []):
         print(f"plot written to {path}")

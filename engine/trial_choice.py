@@ -1,0 +1,53 @@
+"""Which trials an evaluation evaluates. With --num_trials given: the original's, --start_trial
+and the next ones, exactly as asked. Without it: of the original's window (--start_trial and
+the 4 after it: the 5 standard splits 0-4 by default, the paper's 5-9 with --start_trial 5),
+those whose checkpoint exists; none there: one line naming the trials that do exist, or the
+command that trains one."""
+import os
+import re
+
+from core.errors import UserError
+from engine.commands import eval_command, train_command
+from networks.weights import weights_path
+
+WINDOW = 5  # the original's default --num_trials
+
+
+def trained_trials(dataset, name, suffix):
+    """The trials whose checkpoint <dataset>_<T>_<name><suffix>.pth exists, ascending."""
+    folder = os.path.dirname(weights_path(dataset, 0, name, suffix))
+    pattern = re.compile(re.escape(f"{dataset}_") + r"(\d+)" + re.escape(f"_{name}{suffix}.pth") + "$")
+    try:
+        names = os.listdir(folder)
+    except OSError:
+        return []
+    return sorted(int(m[1]) for m in map(pattern.match, names) if m and os.path.isfile(os.path.join(folder, m[0])))
+
+
+def chosen_trials(args, suffix, train_script, eval_script):
+    """(trials to evaluate, why: a phrase for the line that names them)."""
+    if args.num_trials is not None:
+        if args.num_trials < 1:
+            raise UserError(f"--num_trials {args.num_trials}: evaluate at least one trial")
+        return list(range(args.start_trial, args.start_trial + args.num_trials)), "as --num_trials asks"
+    window = range(args.start_trial, args.start_trial + WINDOW)
+    found = trained_trials(args.dataset, args.name, suffix)
+    trials = [t for t in found if t in window]
+    if trials:
+        return trials, (f"those of trials {window[0]}-{window[-1]} with a checkpoint; --num_trials and "
+                        f"--start_trial choose others")
+    where = weights_path(args.dataset, args.start_trial, args.name, suffix)
+    if found:
+        raise UserError(f"no checkpoint of trials {window[0]}-{window[-1]} for {args.dataset} --name "
+                        f"{args.name!r} (such as {where}); trained trials: {found}: evaluate them with "
+                        f"`{eval_command(eval_script, args.dataset, found[0], args.name, args)}`")
+    raise UserError(f"no trained checkpoint for {args.dataset} --name {args.name!r} (such as {where}); "
+                    f"train one with `{train_command(train_script, args.dataset, args.start_trial, args.name, args)}`"
+                    f" (evaluation's --name defaults to '' for the paper's released weights)")
+
+
+def trials_label(trials):
+    """The part of a results file's name that says its trials: 0-4 when consecutive, else 0_2_3."""
+    if trials == list(range(trials[0], trials[-1] + 1)):
+        return f"{trials[0]}-{trials[-1]}"
+    return "_".join(map(str, trials))
