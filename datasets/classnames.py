@@ -6,6 +6,7 @@ Names come from the data set itself: torchvision's `classes` (MNIST's "0 - zero"
 known and unknown classes by id and name and each test image's original class (and file, for
 image folders), for the results of an evaluation.
 """
+import os
 from dataclasses import dataclass
 
 import numpy as np
@@ -22,12 +23,13 @@ def class_names(raw, num_classes):
 
 
 def image_origins(subset):
-    """(original class id of each image, its file path or None) of a subset (.base, .indices) of
-    a raw data set; paths exist for data sets read from files (image folders, TinyImageNet)."""
+    """(original class id of each image, its absolute file path or None) of a subset (.base,
+    .indices) of a raw data set; paths exist for data sets read from files (image folders,
+    TinyImageNet)."""
     indices = np.asarray(subset.indices, dtype=np.int64)
     labels = source_labels(subset.base)[indices]
     samples = getattr(subset.base, "samples", None)
-    paths = [str(samples[int(i)][0]) for i in indices] if samples is not None else None
+    paths = [os.path.abspath(samples[int(i)][0]) for i in indices] if samples is not None else None
     return labels, paths
 
 

@@ -48,15 +48,20 @@ def find_images(paths):
 
 
 def evaluate_command(ckpt, path):
-    """The eval command that calibrates the file `ckpt` was read from, for a checkpoint that does
-    not record its training data (the original code's): data set and trial from its name."""
+    """The eval command that calibrates the file `ckpt` was read from (`path`), for a checkpoint
+    that does not record its training data: data set, trial and name from the checkpoint, else
+    from the file's name <dataset>_<trial>_<name><suffix>.pth (the original code's files)."""
     cac = "anchors" in ckpt["net"] or "means" in ckpt["net"]
     script = "eval_cacOpenset.py" if cac else "eval_closedSet.py"
     suffix = EVALUATED[CAC if cac else CLOSED_SET]
+    args = ckpt["args"] if isinstance(ckpt.get("args"), dict) else {}
     named = re.fullmatch(r"(.+?)_(\d+)_(.*)" + re.escape(suffix) + r"\.pth", os.path.basename(path))
-    if not named:
+    dataset = ckpt.get("dataset", named[1] if named else None)
+    trial = ckpt.get("trial", int(named[2]) if named else None)
+    if dataset is None or trial is None:
         return f"`python {script} ...` (it calibrates the {suffix}.pth file of a trial)"
-    return f"`{eval_command(script, named[1], int(named[2]), named[3], {}, num=1)}`"
+    name = args.get("name", named[3] if named else "")
+    return f"`{eval_command(script, dataset, trial, name, args, num=1)}`"
 
 
 def load_predictor(path, device, data_root=None, split_file=None):

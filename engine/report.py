@@ -117,8 +117,6 @@ def write_scores(results, path):
     arrays = {}
     for r in results:
         t = f"trial{r.trial}"
-        if r.classes is not None:
-            arrays.update(class_arrays(r.classes, t))
         arrays[f"{t}_known_labels"] = np.asarray(r.known_labels)
         arrays[f"{t}_unknown_labels"] = np.full(len(r.unknown_logits), r.num_known, dtype=np.int64)
         arrays[f"{t}_known_logits"] = np.asarray(r.known_logits)
@@ -128,6 +126,8 @@ def write_scores(results, path):
         for scorer, output in r.scores.items():
             for key, value in output.arrays().items():
                 arrays[f"{t}_{scorer}_{key}"] = np.asarray(value)
+        if r.classes is not None:
+            arrays.update(class_arrays(r.classes, t))
     with open(path, "wb") as f:
         np.savez_compressed(f, **arrays)
     return path

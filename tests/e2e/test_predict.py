@@ -72,10 +72,15 @@ def test_predict_errors_are_one_line(evaluated_digits, pngs, tmp_path):
     cwd = evaluated_digits
     bad = tmp_path / "bad.png"
     bad.write_bytes(b"not an image")
-    uncalibrated = os.path.join(DIGITS_WEIGHTS, "Digits_0_sCACclassifierCACLoss.pth")
+    # a checkpoint that records neither calibration nor training data (as the original code's)
+    uncalibrated = str(tmp_path / "Digits_0_sCACclassifierAnchorLoss.pth")
+    ckpt = torch.load(os.path.join(cwd, "uncalibrated_cac.pth"), weights_only=True)
+    torch.save({"net": ckpt["net"], "acc": ckpt["acc"], "epoch": ckpt["epoch"]}, uncalibrated)
     cases = [
         ([str(tmp_path / "none.pth"), pngs["folder"]], ["checkpoint not found", "none.pth"]),
-        ([uncalibrated, pngs["folder"]], ["no calibration", "python eval_cacOpenset.py -dataset Digits --start_trial 0"]),
+        ([uncalibrated, pngs["folder"]], ["no calibration", "does not record its training data",
+                                          "`python eval_cacOpenset.py -dataset Digits --start_trial 0 --num_trials 1 "
+                                          "--name s`"]),
         ([DIGITS_CAC, str(bad)], ["cannot read image", "bad.png"]),
         ([DIGITS_CAC, str(tmp_path / "missing.png")], ["no such image file or folder", "missing.png"]),
         ([DIGITS_CAC, str(tmp_path / "p.json"), "--scorer", "max_logit"], ["no such image"]),

@@ -242,3 +242,21 @@ def test_a_trial_over_in_memory_sources(isolated_datasets_dir):
     assert data.class_names == ["1", "3", "5", "7", "8", "9"]
     assert not (isolated_datasets_dir / "Digits" / "normalization").exists()
     assert not (isolated_datasets_dir / "Digits" / "trainval_idxs.json").exists()
+
+
+def test_cifar_plus_classes_are_named_by_their_own_source(cifar_root):
+    """CIFAR+N: known names from CIFAR-10's meta file, unknown ones from CIFAR-100's (their ids overlap)."""
+    data = OpenSetData("CIFAR+10", 0, data_root=cifar_root, download=False)
+    known, unknown = read_split("CIFAR+10", 0)
+    cifar10 = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
+    assert data.class_names == [cifar10[c] for c in sorted(known)]
+    known_test, unknown_test = data.known_test_dataset(), data.unknown_test_dataset()
+    classes = data.trial_classes(known_test, unknown_test)
+    assert classes.known == sorted(known) and classes.unknown == unknown
+    assert classes.unknown_names == [f"fine_{c:02d}" for c in unknown]  # write_cifar100's names
+    _, fine = read_cifar(os.path.join(cifar_root, "cifar-100-python"), ["test"], "fine_labels")
+    _, te_y = read_cifar(os.path.join(cifar_root, "cifar-10-batches-py"), ["test_batch"], "labels")
+    assert classes.unknown_image_classes.tolist() == [fine[i] for i in unknown_test.indices]
+    assert classes.known_image_classes.tolist() == [te_y[i] for i in known_test.indices]
+    assert classes.image_names("unknown")[:3] == [f"fine_{fine[i]:02d}" for i in unknown_test.indices[:3]]
+    assert classes.known_paths is None and classes.unknown_paths is None

@@ -164,14 +164,20 @@ def test_render_json_reads_back_to_the_meta_and_rows():
         render([{**ROWS[0], "score": float("nan")}], "json", meta)
 
 
-def test_evaluate_command_names_the_script_and_the_run():
+def test_evaluate_command_names_the_script_the_run_and_its_data_flags():
     cac = {"net": {"anchors": torch.eye(2)}, "dataset": "MNIST", "trial": 3, "args": {"name": "mine"}}
-    assert evaluate_command(cac).startswith(
-        "`python eval_cacOpenset.py -dataset MNIST --start_trial 3 --num_trials 1 --name 'mine'`")
-    assert evaluate_command({"net": {"means": torch.eye(2)}}).startswith("`python eval_cacOpenset.py ...`")
-    closed = {"net": {"classify.weight": torch.zeros(2, 2)}, "dataset": "SVHN", "trial": 0}
-    assert evaluate_command(closed).startswith("`python eval_closedSet.py -dataset SVHN --start_trial 0 "
-                                               "--num_trials 1 --name ''`")
+    assert evaluate_command(cac, "x.pth") == \
+        "`python eval_cacOpenset.py -dataset MNIST --start_trial 3 --num_trials 1 --name mine`"
+    assert evaluate_command({"net": {"means": torch.eye(2)}}, "x.pth").startswith("`python eval_cacOpenset.py ...`")
+    # the original code's files record nothing: data set, trial and name from the file's name
+    assert evaluate_command({"net": {"means": torch.eye(2)}}, "w/CIFAR+10_4_CACclassifierAnchorLoss.pth") == \
+        "`python eval_cacOpenset.py -dataset CIFAR+10 --start_trial 4 --num_trials 1 --name ''`"
+    closed = {"net": {"classify.weight": torch.zeros(2, 2)}, "dataset": "ImageFolder", "trial": 0,
+              "args": {"name": "my run", "data_root": "../pets", "split_file": "s.json", "im_size": 16,
+                       "im_channels": None}}
+    assert evaluate_command(closed, "x.pth") == (
+        "`python eval_closedSet.py -dataset ImageFolder --start_trial 0 --num_trials 1 --name 'my run' "
+        "--data_root ../pets --split_file s.json --im_size 16`")
 
 
 def test_load_predictor_refuses_a_checkpoint_without_a_valid_calibration(tmp_path):
@@ -179,8 +185,9 @@ def test_load_predictor_refuses_a_checkpoint_without_a_valid_calibration(tmp_pat
 
     net = build_network(NetworkConfig(3, 1, 8), "ClosedSet")
     path = str(tmp_path / "c.pth")
-    save_checkpoint({"net": net.state_dict(), "dataset": "Digits", "trial": 0}, path)
-    with pytest.raises(UserError, match="has no calibration .* eval_closedSet.py -dataset Digits"):
+    save_checkpoint({"net": net.state_dict(), "dataset": "Digits", "trial": 0}, path)  # no training args
+    with pytest.raises(UserError, match="has no calibration .*does not record its training data: .*"
+                                        "eval_closedSet.py -dataset Digits"):
         prediction.load_predictor(path, torch.device("cpu"))
     cal = {**closed_set_cal(), "scorer": "max_softmax", "thresholds": {"max_softmax": -0.5}, "accept_rate": 0.95,
            "network": {"num_classes": 4, "num_channels": 1, "im_size": 8}}
