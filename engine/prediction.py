@@ -25,7 +25,7 @@ from engine.calibrating import calibrate_and_store, can_calibrate
 from engine.calibration import SCORERS, calibration_problem
 from engine.commands import eval_command
 from networks import NetworkConfig, build_network, load_checkpoint, read_checkpoint
-from networks.weights import CAC, CLOSED_SET, EVALUATED
+from networks.weights import CAC, CLOSED_SET, EVALUATED, LAST
 
 BATCH = 64  # images per forward pass: bounds memory for folders of any size
 
@@ -70,6 +70,10 @@ def load_predictor(path, device, data_root=None, split_file=None):
     (engine/calibrating.py); one that does not record its data is refused with the eval command."""
     ckpt = read_checkpoint(path, map_location=device)
     method = CAC if "anchors" in ckpt["net"] or "means" in ckpt["net"] else CLOSED_SET
+    if "optimizer" in ckpt and "step" in ckpt:  # engine/resume.py's schema: never rewritten here
+        best = path.replace(LAST[method] + ".pth", EVALUATED[method] + ".pth")
+        raise UserError(f"{path} is the state of an unfinished run that --continue reads, not a best checkpoint: "
+                        f"predict with one the run saved, such as {best}")
     classify = ckpt["net"].get("classify.weight")
     num_classes = classify.shape[0] if torch.is_tensor(classify) and classify.dim() == 2 else None
     cal = ckpt.get("calibration")

@@ -186,3 +186,14 @@ def test_image_folder_eval_without_num_trials_names_classes_and_files(pets_run, 
         assert sorted(os.path.relpath(p, os.path.join(cwd, "../pets/test")) for p in paths) == listed
         assert z[f"trial0_{part}_class_names"].tolist() == folders
         assert z[f"trial0_{part}_classes"].tolist() == [names.index(c) for c in folders]
+
+
+def test_predict_refuses_the_state_of_an_unfinished_run(trained, tmp_path):
+    cwd = copy_of(trained, tmp_path)
+    last = weights_path("Digits", 0, "t", RUN_FILES[CAC][-1])
+    with open(os.path.join(cwd, last), "rb") as f:
+        before = f.read()
+    proc = run_script("predict.py", last, "images", cwd=cwd, in_process=True)
+    assert_one_line_error(proc, "--continue reads", CAC_FILES[0])
+    with open(os.path.join(cwd, last), "rb") as f:
+        assert f.read() == before

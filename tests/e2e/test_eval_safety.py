@@ -1,7 +1,7 @@
 """Evaluation under faults (issue 11): the results set is written all or nothing, a failed
 calibration store is a warning, non-finite weights and outputs are one line, a stored
-calibration or anchor cache of the wrong shape is checked when read (predict.py refuses it,
-evaluation makes it again), a damaged training log only loses its plot.
+calibration or anchor cache of the wrong shape is checked when read (predict.py and
+evaluation make it again), a damaged training log only loses its plot.
 
 Each test works in a copy of conftest's `evaluated_digits` (Digits networks trained for one
 epoch and evaluated once)."""
@@ -187,9 +187,13 @@ def test_invalid_calibration_remade_by_predict_and_by_evaluation(evaluated_digit
 
 def test_closed_set_calibration_with_another_methods_scorers_is_remade(evaluated_digits, tmp_path):
     cwd = work(evaluated_digits, tmp_path)
-    edit_checkpoint(cwd, DIGITS_CE, lambda ckpt: ckpt["calibration"].update(thresholds={"cac": 0.5}, scorer="cac"))
-    assert_one_line_error(run_script("predict.py", *[DIGITS_CE, os.path.join(cwd, "images")], cwd=cwd, in_process=True),
-                          "invalid calibration", "python eval_closedSet.py -dataset Digits")
+    wrong = {"thresholds": {"cac": 0.5}, "scorer": "cac"}
+    edit_checkpoint(cwd, DIGITS_CE, lambda ckpt: ckpt["calibration"].update(wrong))
+    proc = ok(run_script("predict.py", *[DIGITS_CE, os.path.join(cwd, "images")], cwd=cwd, in_process=True))
+    assert stderr_lines(proc)[0].startswith(f"warning: ignoring the calibration stored in {DIGITS_CE}")
+    cal = torch.load(os.path.join(cwd, DIGITS_CE), weights_only=True)["calibration"]
+    assert set(cal["thresholds"]) == {"max_softmax", "max_logit"} and cal["scorer"] == "max_softmax"
+    edit_checkpoint(cwd, DIGITS_CE, lambda ckpt: ckpt["calibration"].update(wrong))
     proc = ok(run_script("eval_closedSet.py", *DIGITS_EVAL, cwd=cwd, in_process=True))
     assert len(stderr_lines(proc)) == 1 and "ignoring the calibration" in proc.stderr
     cal = torch.load(os.path.join(cwd, DIGITS_CE), weights_only=True)["calibration"]
