@@ -190,6 +190,19 @@ def isolated_datasets_dir(tmp_path, monkeypatch):
     return private
 
 
+@pytest.fixture(scope="module")
+def private_caches(tmp_path_factory):
+    """Train/val and normalization caches of a whole test module in a private folder, not the repo's
+    (datasets.config, which reads config.json from the repo's folder, is imported first: it binds
+    that folder when first imported)."""
+    import datasets.config  # noqa: F401
+    import datasets.splits as splits
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(splits, "DATASETS_DIR", str(tmp_path_factory.mktemp("datasets_dir")))
+        yield
+
+
 def pytest_configure(config):
     config.addinivalue_line("markers", "unit: a module's own test (tests/unit/, fast)")
     config.addinivalue_line("markers", "e2e: runs whole scripts (tests/e2e/)")

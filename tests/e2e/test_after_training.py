@@ -137,16 +137,6 @@ def test_no_trained_trial_is_one_line_with_the_train_command(tmp_path):
 
 
 @pytest.fixture(scope="module")
-def private_caches(tmp_path_factory):
-    """The image folder's train/val and normalization caches in a private folder, not the repo's."""
-    import datasets.splits as splits
-
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(splits, "DATASETS_DIR", str(tmp_path_factory.mktemp("datasets_dir")))
-        yield
-
-
-@pytest.fixture(scope="module")
 def pets_run(tmp_path_factory, private_caches):
     """The README's image folder, trained for one epoch from work/ (relative --data_root), no evaluation."""
     root = write_pets(tmp_path_factory.mktemp("own"))

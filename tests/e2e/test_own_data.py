@@ -23,16 +23,6 @@ def folder(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def private_caches(tmp_path_factory):
-    """Train/val and normalization caches of this module in a private folder, not the repo's."""
-    import datasets.splits as splits
-
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(splits, "DATASETS_DIR", str(tmp_path_factory.mktemp("datasets_dir")))
-        yield
-
-
-@pytest.fixture(scope="module")
 def three_commands(folder, private_caches):
     """The README's commands, 1 epoch: train, evaluate, predict (plus the cross-entropy pair)."""
     cwd = str(folder / "work")
