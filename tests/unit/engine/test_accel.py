@@ -1,5 +1,7 @@
 """engine.accel: one process on a CPU (sums, batch means, autocast, memory format, prepare), the
 speed flags, and the refusals made before any process group is joined."""
+import datetime
+
 import numpy as np
 import pytest
 import torch
@@ -29,10 +31,11 @@ def test_rank_and_world_come_from_torchrun_variables(monkeypatch):
     monkeypatch.setenv("RANK", "3")
     joined = []
     monkeypatch.setattr(accel.dist, "is_initialized", lambda: False)
-    monkeypatch.setattr(accel.dist, "init_process_group", lambda backend: joined.append(backend))
+    monkeypatch.setattr(accel.dist, "init_process_group", lambda backend, timeout: joined.append((backend, timeout)))
     a = Accel(CPU)
     assert (a.world, a.rank, a.shard, a.is_main) == (4, 3, (3, 4), False)
-    assert joined == ["gloo"]  # CPU processes join over gloo
+    # CPU processes join over gloo, waiting an hour for collectives (rank 0's set-up: engine/accel.py)
+    assert joined == [("gloo", datetime.timedelta(hours=1))]
 
 
 def test_sum_with_one_process_is_the_tensor_itself(one_process):
