@@ -56,5 +56,6 @@ def build_loader(dataset, batch_size, shuffle, *, pipeline="resident", workers=0
     if shard[1] == 1:
         return make_loader(dataset, batch_size, shuffle, workers, seed, pin)
     sampler = ShardedBatchSampler(len(dataset), batch_size, shuffle, seed, *shard)
+    # workers started afresh each epoch, as make_loader's: --continue restores an epoch's seeds
     return DataLoader(dataset, batch_sampler=sampler, num_workers=workers, pin_memory=pin,
-                      persistent_workers=workers > 0, generator=torch.Generator().manual_seed(seed))
+                      persistent_workers=False, generator=torch.Generator().manual_seed(seed))
