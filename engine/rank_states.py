@@ -64,9 +64,10 @@ def changes(state, world, device, pipeline, generators):
                     f"{'is not used' if device.type != 'cuda' else 'starts from --seed + rank'}")
     saved_world = state.get("world", 1)
     if saved_world != world:
-        said.append(f"saved by {saved_world} processes, continued by {world}: the epoch's sums are carried by rank 0"
-                    + (f", ranks {saved_world}-{world - 1} draw dropout from --seed + rank" if world > saved_world
-                       else ""))
+        one = world == saved_world + 1
+        new = f", rank {saved_world} draws" if one else f", ranks {saved_world}-{world - 1} draw"
+        said.append(f"saved by {saved_world} process{'es' * (saved_world > 1)}, continued by {world}: the epoch's "
+                    f"sums are carried by rank 0" + (f"{new} dropout from --seed + rank" if world > saved_world else ""))
     if not generators_fit(state["rng"]["generators"], generators):
         said.append(f"the data generators ({saved_pipeline} pipeline on {saved_device}) do not fit this run's "
                     f"({pipeline} on {device.type}): re-seeded from --seed and the epoch, so the rest of epoch "

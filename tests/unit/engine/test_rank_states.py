@@ -65,7 +65,10 @@ def test_changes_name_what_changed_and_nothing_otherwise():
     said = changes({**state, "device": "cuda"}, 2, CPU, "resident", generators)
     assert len(said) == 1 and said[0].startswith("saved on cuda, continued on cpu")
     said = changes(state, 3, CPU, "resident", generators)
-    assert len(said) == 1 and "saved by 2 processes, continued by 3" in said[0] and "ranks 2-2" in said[0]
+    assert len(said) == 1 and "saved by 2 processes, continued by 3" in said[0] and ", rank 2 draws dropout" in said[0]
+    said = changes({**state, "world": 1}, 4, CPU, "resident", generators)
+    assert said == ["saved by 1 process, continued by 4: the epoch's sums are carried by rank 0, ranks 1-3 draw "
+                    "dropout from --seed + rank"]
     cuda_sized = {**state, "rng": {**state["rng"], "generators": [torch.zeros(16, dtype=torch.uint8)]}}
     said = changes(cuda_sized, 2, CPU, "resident", generators)
     assert len(said) == 1 and "re-seeded from --seed and the epoch" in said[0] and "epoch 3" in said[0]
