@@ -42,17 +42,20 @@ class ShardedBatchSampler(Sampler):
 
 
 def build_loader(dataset, batch_size, shuffle, *, pipeline="resident", workers=0, seed=0,
-                 device=None, shard=(0, 1), channels_last=False):
+                 device=None, shard=(0, 1), channels_last=False, check_memory=True):
     """Batches of `dataset` (a RemappedSubset): `batch_size` is the global batch; with
-    shard=(rank, world) this process gets its slice of every batch; device None means the CPU."""
+    shard=(rank, world) this process gets its slice of every batch; device None means the CPU.
+    "resident" falls back to torchvision where the data set is not one it reproduces, or (with
+    `check_memory`) does not fit this process's free memory."""
     device = device or torch.device("cpu")
     if pipeline == "resident":
-        loader = resident_loader(dataset, batch_size, shuffle, device, seed, shard, channels_last)
+        loader = resident_loader(dataset, batch_size, shuffle, device, seed, shard, channels_last, check_memory)
         if loader is not None:
             return loader
     pin = device.type == "cuda"
     if shard[1] == 1:
         return make_loader(dataset, batch_size, shuffle, workers, seed, pin)
     sampler = ShardedBatchSampler(len(dataset), batch_size, shuffle, seed, *shard)
+    # workers started afresh each epoch, as make_loader's: --continue restores an epoch's seeds
     return DataLoader(dataset, batch_sampler=sampler, num_workers=workers, pin_memory=pin,
-                      persistent_workers=workers > 0, generator=torch.Generator().manual_seed(seed))
+                      persistent_workers=False, generator=torch.Generator().manual_seed(seed))

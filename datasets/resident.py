@@ -51,18 +51,26 @@ def free_memory(device):
     return None
 
 
-def fits(dataset, spec, device):
-    """In-memory source (torchvision's MNIST/CIFAR/SVHN, Digits: a `data` array) whose decoded
-    images fit comfortably; folder data sets such as TinyImageNet stay per-sample. A crop must
-    only enlarge (PIL's bilinear filter widens when shrinking; one grid_sample does not)."""
-    base = getattr(dataset, "base", None)
-    if base is None or getattr(base, "data", None) is None or len(dataset) == 0:
-        return False
+def resident_bytes(dataset):
+    """Bytes of the decoded images of `dataset` (a subset with an AugmentSpec), or None where
+    this pipeline does not reproduce it: only an in-memory source (torchvision's MNIST/CIFAR/
+    SVHN, Digits: a `data` array); folder data sets such as TinyImageNet stay per-sample. A crop
+    must only enlarge (PIL's bilinear filter widens when shrinking; one grid_sample does not)."""
+    spec, base = getattr(dataset, "spec", None), getattr(dataset, "base", None)
+    if spec is None or base is None or getattr(base, "data", None) is None or len(dataset) == 0:
+        return None
     first = _head_array(base, dataset.indices[0], spec.head())
     if spec.random and max(first.shape[:2]) > spec.im_size:
-        return False
+        return None
+    return len(dataset) * first.size
+
+
+def fits(dataset, device):
+    """Whether `dataset` is one this pipeline reproduces and its images fit comfortably in the
+    memory free on `device` (a training run counts more: engine/placement.py)."""
+    size = resident_bytes(dataset)
     free = free_memory(device)
-    return free is None or len(dataset) * first.size <= MEMORY_SHARE * free
+    return size is not None and (free is None or size <= MEMORY_SHARE * free)
 
 
 class ResidentLoader:
@@ -141,11 +149,13 @@ class ResidentLoader:
         return warp(images, size, *params, rotate=rotate).round_().clamp_(0, 255)  # back on PIL's 8-bit grid
 
 
-def resident_loader(dataset, batch_size, shuffle, device, seed=0, shard=(0, 1), channels_last=False):
+def resident_loader(dataset, batch_size, shuffle, device, seed=0, shard=(0, 1), channels_last=False,
+                    check_memory=True):
     """A ResidentLoader for a subset with an AugmentSpec (datasets/trial.py's RemappedSubset),
-    or None where the data set is not one this pipeline reproduces (see fits)."""
+    or None where the data set is not one this pipeline reproduces, or (`check_memory`) does
+    not fit (see fits; a training run decides on memory for all its ranks beforehand)."""
     spec = getattr(dataset, "spec", None)
-    if spec is None or not fits(dataset, spec, device):
+    if not (fits(dataset, device) if check_memory else resident_bytes(dataset) is not None):
         return None
     images = decode(dataset.base, dataset.indices, spec.head()).to(device)
     labels = torch.as_tensor(dataset.labels, dtype=torch.int64)

@@ -6,16 +6,25 @@ DistributedDataParallel when started by torchrun. Everything also runs on a CPU.
 torchrun sets WORLD_SIZE, RANK and LOCAL_RANK; each process then trains on its slice of
 every global batch (datasets/pipeline.py), gradients are averaged by DDP, rank 0 alone logs
 and saves, and validation sums are added up across ranks. Backend: nccl on CUDA, gloo on CPU.
+The process group waits up to PROCESS_GROUP_TIMEOUT for a collective: the other ranks wait at
+a barrier while rank 0 downloads the data and computes its normalization (engine/training.py);
+a rank that dies ends the others at once through torchrun, so the long wait costs nothing then.
+Numbers on CUDA: float32 convolutions and matmuls are exact float32 (IEEE) unless --tf32.
 """
 import argparse
 import contextlib
+import datetime
+import importlib.util
 import os
 import platform
+import shutil
 
 import torch
 import torch.distributed as dist
 
 from core.errors import UserError
+
+PROCESS_GROUP_TIMEOUT = datetime.timedelta(hours=1)  # covers rank 0's set-up (downloads, normalization)
 
 
 def default_channels_last(device):
@@ -50,31 +59,42 @@ def accel_parser():
     g.add_argument("--sync_bn", action="store_true",
                    help="with torchrun: BatchNorm statistics over the global batch, not each rank's slice "
                         "(default: off, as plain DDP; CUDA only; no effect in a single process)")
+    g.add_argument("--tf32", action="store_true",
+                   help="CUDA: TensorFloat-32 for float32 convolutions and matmuls (faster on Ampere and newer, "
+                        "10-bit mantissa); default: off, exact float32 as the paper's GPUs computed")
     return p
 
 
 class Accel:
     """Device and distributed context of one process; `world` is 1 without torchrun."""
 
-    def __init__(self, device, amp=False, compile=False, sync_bn=False, channels_last=None):
+    def __init__(self, device, amp=False, compile=False, sync_bn=False, channels_last=None, tf32=False):
         self.world = int(os.environ.get("WORLD_SIZE", "1"))
         self.rank = int(os.environ.get("RANK", "0"))
-        self.amp, self.compile, self.sync_bn = amp, compile, sync_bn
+        self.amp, self.compile, self.sync_bn, self.tf32 = amp, compile, sync_bn, tf32
         if sync_bn and self.world > 1 and device.type != "cuda":
             raise UserError("--sync_bn needs CUDA devices (PyTorch's SyncBatchNorm is GPU-only); "
                             "drop it on CPU, where each rank normalizes its own slice of the batch")
+        if compile:
+            check_compile(device)  # every refusal before the process group is joined
         if self.world > 1:
             if device.type == "cuda":
                 device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
                 torch.cuda.set_device(device)
             if not dist.is_initialized():
-                dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+                dist.init_process_group("nccl" if device.type == "cuda" else "gloo", timeout=PROCESS_GROUP_TIMEOUT)
         self.device = device
         self.channels_last = default_channels_last(device) if channels_last is None else channels_last
         if device.type == "cuda":
             torch.backends.cudnn.benchmark = True  # fixed input shapes: pick the fastest kernels once
-        if compile and device.type == "cpu" and not _have_compiler():
-            raise UserError("--compile on CPU needs a C++ compiler (g++) on PATH; install one or drop --compile")
+            precision = "tf32" if tf32 else "ieee"  # PyTorch's default is TF32 convolutions: said, not implied
+            torch.backends.cudnn.conv.fp32_precision = torch.backends.cuda.matmul.fp32_precision = precision
+
+    def describe(self):
+        """One line of the run header: what this process computes with."""
+        float32 = ("; float32 " + ("TF32" if self.tf32 else "exact (no TF32)")) if self.device.type == "cuda" else ""
+        return (f"amp {'bfloat16' if self.amp else 'off'}, compile {'on' if self.compile else 'off'}, "
+                f"processes {self.world}{float32}")
 
     @property
     def is_main(self):
@@ -136,6 +156,20 @@ class Accel:
             for buffer in net.buffers():
                 dist.broadcast(buffer, 0)
 
+    def all_agree(self, flag):
+        """Whether `flag` is true on every rank (the flag itself with one process)."""
+        if self.world == 1:
+            return bool(flag)
+        return self.sum(torch.tensor([float(bool(flag))], device=self.device)).item() == self.world
+
+    def gather(self, obj):
+        """Every rank's `obj` (picklable; tensors on the CPU), by rank, on rank 0; None elsewhere."""
+        if self.world == 1:
+            return [obj]
+        found = [None] * self.world if self.is_main else None
+        dist.gather_object(obj, found, dst=0)
+        return found
+
     def barrier(self):
         if self.world > 1:
             dist.barrier()
@@ -145,7 +179,18 @@ class Accel:
             dist.destroy_process_group()
 
 
-def _have_compiler():
-    import shutil
+def _found(variable, *names):
+    return any(shutil.which(name) for name in (os.environ.get(variable, names[0]), *names))
 
-    return shutil.which(os.environ.get("CXX", "g++")) is not None or shutil.which("c++") is not None
+
+def check_compile(device):
+    """What torch.compile needs, checked before any work: on CPU a C++ compiler (Inductor's C++
+    kernels); on CUDA Triton (the GPU kernels) and a C compiler (Triton builds its launchers)."""
+    if device.type == "cpu" and not _found("CXX", "g++", "c++"):
+        raise UserError("--compile on CPU needs a C++ compiler (g++) on PATH; install one or drop --compile")
+    if device.type == "cuda" and importlib.util.find_spec("triton") is None:
+        raise UserError("--compile on CUDA needs Triton (pip install triton, the version of your torch); "
+                        "install it or drop --compile")
+    if device.type == "cuda" and not _found("CC", "cc", "gcc", "clang"):
+        raise UserError("--compile on CUDA needs a C compiler (gcc) on PATH, with which Triton builds its "
+                        "kernel launchers; install one or drop --compile")

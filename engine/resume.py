@@ -8,6 +8,11 @@ epoch's partial training sums, and every random state (Python, NumPy, torch CPU 
 each DataLoader generator) both at the start of the epoch and at the moment of saving.
 `--continue` reads it here; engine/state.py replays the stopped epoch's first batches and
 goes on: with --seed on CPU the result equals the uninterrupted run's, bit for bit.
+
+Under torchrun those are rank 0's; `ranks` holds the same four (rng, epoch_rng, train_sums,
+seen) of every other rank (engine/rank_states.py gathers and hands them back), `world` their
+count. Where the saved states cannot be put back (another device type, world size or
+pipeline) rank_states.py re-derives them and says so in one line (docs/multi_gpu.md).
 """
 import random
 
@@ -19,40 +24,54 @@ from core.values import is_number, is_whole_number
 from networks.checkpoint import read_checkpoint
 
 
-def rng_state(generators):
+def rng_state(generators, device=None):
     """Every random state a run draws from, as tensors and plain Python values (so that a
-    weights_only load reads it back); `generators` are the torch.Generators of the data."""
+    weights_only load reads it back); `generators` are the torch.Generators of the data;
+    `cuda`: the generator of this process's own CUDA device (none on a CPU run)."""
     name, keys, pos, has_gauss, cached = np.random.get_state()
+    on_cuda = device is not None and device.type == "cuda"
     return {"python": random.getstate(), "numpy": [name, torch.from_numpy(keys.astype(np.int64)), pos, has_gauss,
                                                    cached],
             "torch": torch.get_rng_state(),
-            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+            "cuda": [torch.cuda.get_rng_state(device)] if on_cuda else [],
             "generators": [g.get_state() for g in generators]}
 
 
-def set_rng_state(state, generators):
-    """Put back what rng_state saved, in the same generators (same number, same order)."""
-    if len(state["generators"]) != len(generators):
-        raise UserError(f"the saved state has {len(state['generators'])} data generators, this run "
-                        f"{len(generators)}: continue it with the code version that saved it")
+def generators_fit(saved, generators):
+    """Whether the saved data generator states `saved` can go back into `generators`: as many,
+    each of the same kind (a CUDA generator's state is 16 bytes, a CPU one's 5,056)."""
+    return len(saved) == len(generators) and all(
+        s.shape == g.get_state().shape for s, g in zip(saved, generators))
+
+
+def set_rng_state(state, generators, device=None, data=True):
+    """Put back what rng_state saved; the data `generators` too when `data` (they must fit:
+    generators_fit). A CUDA state goes back only to a CUDA run (where none was saved the
+    CUDA generator stays as --seed and the rank seeded it)."""
     random.setstate(state["python"])
     name, keys, pos, has_gauss, cached = state["numpy"]
     np.random.set_state((name, keys.numpy().astype(np.uint32), pos, has_gauss, cached))
     torch.set_rng_state(state["torch"])
-    if state["cuda"] and len(state["cuda"]) == torch.cuda.device_count():
-        torch.cuda.set_rng_state_all(state["cuda"])
-    for generator, saved in zip(generators, state["generators"]):
-        generator.set_state(saved)
+    if state["cuda"] and device is not None and device.type == "cuda":
+        torch.cuda.set_rng_state(state["cuda"][0], device)
+    if data:
+        for generator, saved in zip(generators, state["generators"]):
+            generator.set_state(saved)
 
 
-def interrupted_state(net, optimizer, epoch, step, end_epoch, phase, best, train_sums, seen, rng, epoch_rng,
-                      backbone, method, args, log_size):
+def interrupted_state(net, optimizer, epoch, step, end_epoch, phase, best, ranks, backbone, method, args, log_size,
+                      device, pipeline):
     """The ...Last.pth dict (key order as saved since the first version). `epoch`, `step`: the
-    next batch to train is batch step + 1 of epoch `epoch`; `train_sums`, `seen`: that epoch's
-    sums and image count so far (None, 0 after a whole epoch); `log_size`: metrics.jsonl's bytes."""
+    next batch to train is batch step + 1 of epoch `epoch`; `ranks`: each rank's dict of
+    train_sums, seen (that epoch's sums and image count so far; None, 0 after a whole epoch),
+    rng and epoch_rng, rank 0 first; `log_size`: metrics.jsonl's bytes; `device` (its type) and
+    `pipeline` (the data's) say where it was saved."""
+    first = ranks[0]
     return {"net": net, "optimizer": optimizer, "epoch": epoch, "step": step, "end_epoch": end_epoch,
-            "phase": phase, "best": best, "train_sums": train_sums, "seen": seen, "rng": rng,
-            "epoch_rng": epoch_rng, "backbone": backbone, "method": method, "args": args, "log_size": log_size}
+            "phase": phase, "best": best, "train_sums": first["train_sums"], "seen": first["seen"],
+            "rng": first["rng"], "epoch_rng": first["epoch_rng"], "backbone": backbone, "method": method,
+            "args": args, "log_size": log_size, "device": device, "pipeline": pipeline,
+            "world": len(ranks), "ranks": ranks[1:]}
 
 
 RESTART = ("it is damaged or from another version of this code: start the run again without --continue, "
@@ -98,9 +117,15 @@ def check_state(state, path):
         _refuse(path, "a stop mid-epoch without its partial sums 'train_sums'")
     if not all(is_number(v) for v in state["best"].values()):  # inf: no best value yet
         _refuse(path, "'best' holds a value that is not a number")
-    for key in ("rng", "epoch_rng"):
-        if any(k not in state[key] for k in RNG_KEYS) or not isinstance(state[key]["generators"], list):
-            _refuse(path, f"{key!r} lacks one of {', '.join(RNG_KEYS)}")
+    ranks = state.get("ranks", [])  # older states: one process
+    if not isinstance(ranks, list) or not all(isinstance(r, dict) for r in ranks):
+        _refuse(path, "'ranks' is not a list of per-rank states")
+    for holder in [state, *ranks]:
+        for key in ("rng", "epoch_rng"):
+            rng = holder.get(key)
+            if not isinstance(rng, dict) or any(k not in rng for k in RNG_KEYS) or \
+                    not isinstance(rng["generators"], list):
+                _refuse(path, f"{key!r} lacks one of {', '.join(RNG_KEYS)}")
     if not isinstance(state["optimizer"].get("state"), dict) or \
             not isinstance(state["optimizer"].get("param_groups"), list):
         _refuse(path, "'optimizer' is not an optimizer's state dict")

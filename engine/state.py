@@ -24,11 +24,13 @@ import torch
 from tqdm import tqdm
 
 from core.errors import Interrupted, UserError
-from engine.resume import RESTART, interrupted_state, read_interrupted, rng_state, set_rng_state
+from engine.rank_states import changes, rank_share, reseed, share
+from engine.resume import RESTART, generators_fit, interrupted_state, read_interrupted, rng_state, set_rng_state
 from networks.checkpoint import load_checkpoint, save_checkpoint
 from networks.weights import LAST
 
-LOG_EVERY = 20  # steps between host reads of the running loss (no per-step device sync)
+LOG_EVERY = 20  # steps between host reads of the running loss (no per-step device sync); under
+# torchrun also between the ranks' agreements on a stop (a signal saves within LOG_EVERY steps)
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
@@ -53,7 +55,8 @@ class TrainState:
         self.generators = run.generators()
         self.path = run.weights(LAST[run.method])
         self.stop_signal = None  # name of the signal that asked to stop
-        self.saved = None  # the state --continue loaded, until its epoch has started again
+        self.saved = None  # the state --continue loaded (this rank's share), until its epoch has started again
+        self.data_rng_fits = True  # False: --continue re-seeded the data generators (engine/rank_states.py)
         self.epoch_rng = None  # the random states at the start of the epoch in progress
         self.seen = 0  # images trained on in the epoch in progress
         self.continued_log_size = None  # --continue: metrics.jsonl's size in the state it continues
@@ -64,17 +67,25 @@ class TrainState:
         """Load the interrupted run's state; its remaining epochs."""
         state = read_interrupted(self.path, self.run.phase, args, must_match)
         load_checkpoint(self.path, self.net, state)  # checks backbone, class and channel counts
+        accel = self.accel
+        changed = changes(state, accel.world, accel.device, self.run.pipeline, self.generators)
+        self.data_rng_fits = generators_fit(state["rng"]["generators"], self.generators)
         try:
             self.optimizer.load_state_dict(state["optimizer"])
-            set_rng_state(state["rng"], self.generators)  # tried for its shape only: the next line
-            set_rng_state(state["epoch_rng"], self.generators)  # sets every generator again
+            mine = rank_share(state, accel.rank, accel.world)
+            set_rng_state(mine["epoch_rng"], self.generators, accel.device, data=self.data_rng_fits)
         except (KeyError, TypeError, ValueError, IndexError, RuntimeError) as e:
             raise UserError(f"{self.path}: its optimizer or random state does not fit this run "
                             f"({type(e).__name__}: {str(e)[:100]}); {RESTART}") from None
+        if not self.data_rng_fits:
+            reseed(self.generators, args.seed, state["epoch"])
         self.best.update(state["best"])
-        self.saved, self.end = state, state["end_epoch"]
+        self.saved, self.end = {**state, **mine}, state["end_epoch"]
         self.continued_log_size = state.get("log_size")  # older states: None, the log as it is
-        print(f"continuing {self.path}: epoch {state['epoch']}, after batch {state['step']}", flush=True)
+        if accel.is_main:
+            print(f"continuing {self.path}: epoch {state['epoch']}, after batch {state['step']}", flush=True)
+            if changed:
+                print(f"--continue re-derives what it cannot restore: {'; '.join(changed)}", flush=True)
         return range(state["epoch"], state["end_epoch"])
 
     def improved(self, key, value, lower=False, ties=True):
@@ -120,12 +131,12 @@ class TrainState:
 
     def _batches(self, loader, saved):
         skip = saved["step"] if saved else 0
-        self.epoch_rng = rng_state(self.generators)  # fixes this epoch's permutation and worker seeds
+        self.epoch_rng = rng_state(self.generators, self.accel.device)  # fixes this epoch's permutation and worker seeds
         batches = iter(loader)
         for _ in range(skip):
             next(batches)  # loaded, not trained on: the augmentation draws advance as they did
         if skip:
-            set_rng_state(saved["rng"], self.generators)
+            set_rng_state(saved["rng"], self.generators, self.accel.device, data=self.data_rng_fits)
         yield from batches
 
     def epoch_means(self, sums, steps):
@@ -137,10 +148,16 @@ class TrainState:
 
     def stop_if_asked(self, epoch, step, steps, sums):
         """After each step (iterate): save and stop when a signal asked to; the last step of an
-        epoch stops at end_epoch. Under torchrun the ranks stop together at the end of the epoch
-        instead: a signal reaches them at different steps, and a rank that left mid-epoch would
-        hang the others."""
-        if self.stop_signal is None or step == steps or self.accel.world > 1:
+        epoch stops at end_epoch. Under torchrun a signal reaches the ranks at different steps,
+        and a rank that left alone would hang the others: every LOG_EVERY steps they agree
+        (one all-reduce of one number), and all save and stop at the same step."""
+        if step == steps:
+            return
+        if self.accel.world > 1:
+            if step % LOG_EVERY:
+                return
+            self._agree_on_stop()
+        if self.stop_signal is None:
             return
         check_finite(sums.tolist(), epoch, 1, step)
         self._save(epoch, step, sums, self.seen, self.epoch_rng)
@@ -151,13 +168,17 @@ class TrainState:
         """Save the state after a finished epoch; stop here if a signal came during it."""
         self._save(epoch + 1, 0, None, 0, None)
         if self.accel.world > 1:  # one rank signalled: all stop here, together
-            asked = self.accel.sum(torch.tensor([float(self.stop_signal is not None)],
-                                                device=self.accel.device)).item()
-            if asked and self.stop_signal is None:
-                self.stop_signal = "SIGTERM"
+            self._agree_on_stop()
         if self.stop_signal is not None:
             raise Interrupted(f"{self.stop_signal} after epoch {epoch}; saved {self.path}: run the same "
                               f"command with --continue to go on", self._exit_status())
+
+    def _agree_on_stop(self):
+        """Under torchrun: whether any rank was asked to stop, known to all (a rank that got no
+        signal stops too, as on SIGTERM)."""
+        asked = self.accel.sum(torch.tensor([float(self.stop_signal is not None)], device=self.accel.device))
+        if asked.item() and self.stop_signal is None:
+            self.stop_signal = "SIGTERM"
 
     def _exit_status(self):
         return 128 + signal.Signals[self.stop_signal].value
@@ -166,13 +187,14 @@ class TrainState:
         if not all(bool(torch.isfinite(p).all()) for p in self.net.parameters()):
             raise UserError(f"the network's weights became non-finite by epoch {epoch}; {self.path} was "
                             f"not written from them: lower the learning rate or check the data")
-        if not self.run.is_main:  # under torchrun rank 0 alone writes files
+        now, run = rng_state(self.generators, self.accel.device), self.run
+        ranks = self.accel.gather(share(now, epoch_rng or now, sums, seen))  # every rank's, on rank 0
+        if not run.is_main:  # under torchrun rank 0 alone writes files
             return
-        now, run = rng_state(self.generators), self.run
         save_checkpoint(interrupted_state(
             self.net.state_dict(), self.optimizer.state_dict(), epoch, step, self.end, run.phase, dict(self.best),
-            None if sums is None else sums.detach().cpu(), seen, now, epoch_rng or now, run.args.backbone,
-            run.method, vars(run.args), run.log_size()), self.path)  # log_size: see core.logfile.trim_log
+            ranks, run.args.backbone, run.method, vars(run.args), run.log_size(),  # log_size: see core.logfile
+            self.accel.device.type, run.pipeline), self.path)
 
     @contextlib.contextmanager
     def stop_signals(self):

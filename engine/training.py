@@ -13,6 +13,7 @@ from core.logfile import append_line, trim_log
 from datasets.pipeline import build_loader
 from datasets.trial import OpenSetData
 from engine.accel import Accel
+from engine.placement import choose_pipeline, pipeline_name
 from engine.cli import check_common_args, git_commit, print_header, resolve_device, seed_everything
 from engine.run_guard import check_run_state, check_writable, remove_old_run, run_files
 from networks.checkpoint import load_checkpoint, make_checkpoint, save_checkpoint
@@ -33,7 +34,9 @@ class TrainingRun:
     """Device, data loaders, epoch range and logs of one training run.
 
     A context manager: entering takes the run's lock (rank 0), leaving releases it. Nothing
-    is written before __enter__, and __enter__ writes only the lock file."""
+    is written before __enter__, and __enter__ writes only the lock file. Every way out (a
+    refusal in the constructor or __enter__, an error, a stop by signal) goes through close:
+    the tensorboard writer closed, the process group left, the lock released."""
 
     def __init__(self, args, method, phase_key):
         """Set up in six steps whose order matters:
@@ -57,16 +60,21 @@ class TrainingRun:
         self.locks = [RunLock(lock_path(ds, args.trial, args.name, method), f"run {ds}_{args.trial}_{args.name}{method}")
                       for ds in self.datasets]
         self.check_run_state()  # 1. at once; again under the lock (__enter__)
-        self._open_device()  # 2.
-        self._load_trial_rank0_first(phase_key)  # 3.
-        self._build_loaders()  # 4.
-        if self.is_main:
-            check_writable(self.files, self.run_dir)  # 5.
+        self.accel = None
+        try:
+            self._open_device()  # 2.
+            self._load_trial_rank0_first(phase_key)  # 3.
+            self._build_loaders()  # 4.
+            if self.is_main:
+                check_writable(self.files, self.run_dir)  # 5.
+        except BaseException:
+            self.close()  # no __exit__ follows a failed constructor
+            raise
         seed_everything(args.seed)  # 6.
 
     def _open_device(self):
         a = self.args
-        self.accel = Accel(resolve_device(a.device), a.amp, a.compile, a.sync_bn)
+        self.accel = Accel(resolve_device(a.device), a.amp, a.compile, a.sync_bn, tf32=a.tf32)
         self.device, self.is_main = self.accel.device, self.accel.is_main
         self.git = print_header(a, self.device) if self.is_main else git_commit()
 
@@ -90,10 +98,16 @@ class TrainingRun:
         a = self.args
         workers = self.cfg["num_workers"] if a.workers is None else a.workers
         batch = self.cfg["batch_size"]  # the global batch: torchrun splits it across ranks
-        loader = {"pipeline": a.pipeline, "workers": workers, "seed": a.seed, "device": self.device,
-                  "shard": self.accel.shard, "channels_last": self.accel.channels_last}
-        self.train_loader = build_loader(self.data.train_dataset(), batch, True, **loader)
-        self.val_loader = build_loader(self.data.val_dataset(), batch, False, **loader)
+        train, val = self.data.train_dataset(), self.data.val_dataset()
+        # one decision for all ranks (engine/placement.py)
+        pipeline = choose_pipeline(self.accel, a.pipeline, [train, val], self.network_config(), self.method, batch)
+        loader = {"pipeline": pipeline, "workers": workers, "seed": a.seed, "device": self.device,
+                  "shard": self.accel.shard, "channels_last": self.accel.channels_last, "check_memory": False}
+        self.train_loader = build_loader(train, batch, True, **loader)
+        self.val_loader = build_loader(val, batch, False, **loader)
+        self.pipeline = pipeline_name(self.train_loader)  # saved in ...Last.pth
+        if self.is_main:  # the run header's last line
+            print(f"speed: pipeline {self.pipeline}, {self.accel.describe()}", flush=True)
 
     def __enter__(self):
         """Lock the run (rank 0; the OS releases it if the process dies) and check, now that no
@@ -106,14 +120,15 @@ class TrainingRun:
                     lock.acquire()
                 self.check_run_state()
             except UserError as e:
-                self.release()
                 refusal = e
-        if self.accel.world > 1:
-            refused = self.accel.sum(torch.tensor([float(refusal is not None)], device=self.device)).item()
-            if refused and refusal is None:
+        try:
+            if not self.accel.all_agree(refusal is None) and refusal is None:
                 raise UserError(f"rank 0 refused to start {self.run_dir}: see its message")
-        if refusal is not None:
-            raise refusal
+            if refusal is not None:
+                raise refusal
+        except BaseException:
+            self.close()  # no __exit__ follows a failed __enter__
+            raise
         return self
 
     def __exit__(self, *exc_info):
@@ -220,8 +235,14 @@ class TrainingRun:
             self.writer = SummaryWriter(self.run_dir)
 
     def close(self):
-        if self.writer is not None:
-            self.writer.close()
-            self.writer = None
-        self.accel.close()
-        self.release()
+        """Close the writer, leave the process group, release the lock; safe to call again."""
+        try:
+            if self.writer is not None:
+                self.writer.close()
+                self.writer = None
+        finally:
+            try:
+                if self.accel is not None:
+                    self.accel.close()
+            finally:
+                self.release()

@@ -1,6 +1,7 @@
 """torchrun + DistributedDataParallel on CPU (gloo), 2 processes, the embedded Digits data."""
 import json
 import os
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -14,36 +15,76 @@ from core.errors import UserError
 from networks.weights import CAC, CLOSED_SET, RUN_FILES
 
 # Runs a training script under torchrun; each rank also saves the weights it ended with, so
-# that the test can compare them (the scripts themselves save on rank 0 only).
+# that the test can compare them (the scripts themselves save on rank 0 only). Test hooks, set
+# by environment variables: TEST_LOG_EVERY (engine.state.LOG_EVERY), TEST_STOP=epoch,step,rank
+# (that rank is asked to stop after that step, as SIGINT would), TEST_SHORT_RANK (that rank's
+# device has no free memory); each rank writes the pipeline it trains with (pipeline<rank>),
+# and after a --continue the dropout mask its restored generator draws next (mask<rank>.pt).
 LAUNCHER = textwrap.dedent("""
     import os, runpy, sys
     import torch
     sys.path.insert(0, {repo!r})
-    from engine import accel
+    import datasets.resident
+    from engine import accel, state, training
 
     prepare, close = accel.Accel.prepare, accel.Accel.close
+    rank = int(os.environ["RANK"])
 
     def remember(self, net):
         self.net, model = prepare(self, net)
         return self.net, model
 
     def save_then_close(self):
-        torch.save(self.net.state_dict(), f"rank{{self.rank}}.pt")
+        if getattr(self, "net", None) is not None:
+            torch.save(self.net.state_dict(), f"rank{{self.rank}}.pt")
         close(self)
 
     accel.Accel.prepare, accel.Accel.close = remember, save_then_close
+    state.LOG_EVERY = int(os.environ.get("TEST_LOG_EVERY", state.LOG_EVERY))
+    if os.environ.get("TEST_SHORT_RANK") == str(rank):
+        datasets.resident.free_memory = lambda device: 1
+        if hasattr(training, "choose_pipeline"):  # engine.placement reads it through its own name
+            sys.modules["engine.placement"].free_memory = lambda device: 1
+    build = training.TrainingRun._build_loaders
+
+    def build_and_tell(self):
+        build(self)
+        with open(f"pipeline{{rank}}", "w") as f:
+            f.write("resident" if type(self.train_loader).__name__ == "ResidentLoader" else "torchvision")
+
+    training.TrainingRun._build_loaders = build_and_tell
+    if "TEST_STOP" in os.environ:
+        stop = tuple(map(int, os.environ["TEST_STOP"].split(",")))
+        stop_if_asked = state.TrainState.stop_if_asked
+
+        def stop_there(self, epoch, step, steps, sums):
+            if (epoch, step, rank) == stop:
+                self.stop_signal = "SIGINT"
+            return stop_if_asked(self, epoch, step, steps, sums)
+
+        state.TrainState.stop_if_asked = stop_there
+    resume = state.TrainState._continue
+
+    def continue_and_draw(self, *args):
+        epochs = resume(self, *args)
+        with torch.random.fork_rng():  # the mask the network's first dropout would draw
+            torch.save(torch.nn.functional.dropout(torch.ones(4096), 0.3) > 0, f"mask{{rank}}.pt")
+        return epochs
+
+    state.TrainState._continue = continue_and_draw
     script = os.path.join({repo!r}, sys.argv[1])
     sys.argv = sys.argv[1:]
     runpy.run_path(script, run_name="__main__")
 """)
 
 
-def torchrun(tmp_path, *args):
+def torchrun(tmp_path, *args, processes=2, **hooks):
     launcher = tmp_path / "launch.py"
     launcher.write_text(LAUNCHER.format(repo=REPO))
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": REPO}
-    return subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-                           str(launcher), *map(str, args)], cwd=tmp_path, capture_output=True, text=True, timeout=600, env=env, check=False)
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": REPO, **{k: str(v) for k, v in hooks.items()}}
+    return subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node",
+                           str(processes), str(launcher), *map(str, args)], cwd=tmp_path, capture_output=True,
+                          text=True, timeout=600, env=env, check=False)
 
 
 @pytest.mark.parametrize("script, suffixes, loss", [
@@ -85,3 +126,64 @@ def test_sync_bn_on_cpu_is_a_clear_error_before_any_process_group(tmp_path, monk
     monkeypatch.setenv("WORLD_SIZE", "2")  # as torchrun sets it; no group is joined before the check
     with pytest.raises(UserError, match="--sync_bn needs CUDA devices"):
         train_closedSet.main(["--dataset", "Digits", "--trial", "0", "--device", "cpu", "--sync_bn"])
+
+
+LAST = os.path.join("networks", "weights", "Digits", "Digits_0_{}CACclassifierLast.pth")
+
+
+def last_state(tmp_path, name):
+    return torch.load(tmp_path / LAST.format(name), weights_only=True)
+
+
+def ranks_torch_states(state):
+    return [state["rng"]["torch"], *(r["rng"]["torch"] for r in state["ranks"])]
+
+
+@pytest.mark.parametrize("processes", [2, 3])
+def test_stop_and_continue_under_torchrun_equals_the_uninterrupted_run(tmp_path, processes):
+    """One rank is asked to stop after step 3 of epoch 0: all ranks agree at the next check
+    (every LOG_EVERY = 5 steps here) and save at step 5, every rank's random states and sums in
+    ...Last.pth; --continue gives each rank its own (their dropout masks differ) and ends where
+    the uninterrupted run ends. With 3 processes the third rank has no free memory: all three
+    train on the torchvision pipeline, as one decision."""
+    # torchvision's per-sample transforms draw from the process's torch generator, which dropout
+    # also draws from: a replay is exact only where they run in worker processes (seeded per epoch)
+    workers = 1 if processes == 3 else 0
+    common = ["train_cacOpenset.py", "--dataset", "Digits", "--trial", "0", "--epochs", "1", "--device", "cpu",
+              "--seed", "5", "--workers", workers]
+    hooks = {"TEST_LOG_EVERY": 5, **({"TEST_SHORT_RANK": 2} if processes == 3 else {})}
+    pipeline = "torchvision" if processes == 3 else "resident"
+    proc = torchrun(tmp_path, *common, "--name", "whole", processes=processes, **hooks)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert [(tmp_path / f"pipeline{r}").read_text() for r in range(processes)] == [pipeline] * processes
+    header = proc.stdout
+    proc = torchrun(tmp_path, *common, "--name", "cut", processes=processes, TEST_STOP="0,3,1", **hooks)
+    assert proc.returncode != 0 and "stopped: SIGTERM in epoch 0 after batch 5 of 19" in proc.stderr, \
+        proc.stderr[-3000:]  # rank 1 was asked (SIGINT); the others stop with it
+    cut = last_state(tmp_path, "cut")
+    assert (cut["epoch"], cut["step"], cut["world"], len(cut["ranks"])) == (0, 5, processes, processes - 1)
+    torch_states = ranks_torch_states(cut)
+    assert all(not torch.equal(torch_states[0], other) for other in torch_states[1:])
+    assert cut["pipeline"] == pipeline and all(r["seen"] > 0 for r in cut["ranks"])
+    if processes == 2:  # the same state continued by 3 processes runs, and says what it re-derives
+        shutil.copy(tmp_path / LAST.format("cut"), tmp_path / LAST.format("more"))
+        proc = torchrun(tmp_path, *common, "--name", "more", "--continue", processes=3, TEST_LOG_EVERY=5)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        said = [line for line in proc.stdout.splitlines() if "re-derives" in line]
+        assert len(said) == 1 and "saved by 2 processes, continued by 3" in said[0], proc.stdout[-3000:]
+        assert len(last_state(tmp_path, "more")["ranks"]) == 2
+    proc = torchrun(tmp_path, *common, "--name", "cut", "--continue", processes=processes, **hooks)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "continuing" in proc.stdout and "re-derives" not in proc.stdout
+    masks = [torch.load(tmp_path / f"mask{r}.pt") for r in range(processes)]
+    assert all(not torch.equal(masks[0], other) for other in masks[1:])  # each rank its own dropout
+    whole, done = last_state(tmp_path, "whole"), last_state(tmp_path, "cut")
+    # every rank drew exactly what it drew in the uninterrupted run (dropout, batches, augmentation)
+    assert all(torch.equal(a, b) for a, b in zip(ranks_torch_states(whole), ranks_torch_states(done)))
+    assert all(torch.equal(a, b) for a, b in zip(whole["rng"]["generators"], done["rng"]["generators"]))
+    logs = [json.loads((tmp_path / "runs" / f"Digits_0_{n}CAC" / "metrics.jsonl").read_text()) for n in ("whole", "cut")]
+    if processes == 2:  # bit for bit
+        assert logs[0] == logs[1] and all(torch.equal(whole["net"][k], done["net"][k]) for k in whole["net"])
+    else:  # DDP sums 3 ranks' gradients in another order in the first step after a restart (docs/multi_gpu.md)
+        assert logs[0]["train/CAC_Loss"] == pytest.approx(logs[1]["train/CAC_Loss"], rel=1e-3)
+    assert f"speed: pipeline {pipeline}," in header

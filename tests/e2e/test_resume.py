@@ -174,3 +174,30 @@ def test_sigkill_during_save_loop_keeps_a_loadable_checkpoint(tmp_path, delay):
     ckpt = read_checkpoint(path)  # a complete file, never half of one
     assert ckpt["epoch"] >= done
     assert torch.equal(ckpt["net"]["w"], torch.full((4_000_000,), float(ckpt["epoch"])))
+
+
+def test_a_state_saved_on_cuda_continues_on_the_cpu_and_says_what_it_re_derived(tmp_path, monkeypatch, capsys):
+    """A ...Last.pth as a CUDA run writes it (a CUDA generator's state is 16 bytes: the resident
+    pipeline's two generators and the device's own) continued on the CPU: it trains on, and
+    says in one line what it could not restore, instead of a traceback or a wrong 'version' line."""
+    monkeypatch.chdir(tmp_path)
+    args = ["--dataset", "Digits", "--trial", "0", "--epochs", "1", "--workers", "0", "--name", "gpu"]
+    with monkeypatch.context() as m:
+        stop_at(m, 0, 5)
+        with pytest.raises(Interrupted):
+            train_closedSet.main(args)
+    path = weights(tmp_path, "gpu", "closedSetClassifierLast")
+    state = torch.load(path, weights_only=True)
+    philox = torch.zeros(16, dtype=torch.uint8)  # what torch.Generator("cuda").get_state() holds
+    for key in ("rng", "epoch_rng"):
+        state[key].update(cuda=[philox], generators=[philox, philox])
+    state["device"] = "cuda"
+    torch.save(state, path)
+    capsys.readouterr()
+    proc = run_script("train_closedSet.py", *args, "--continue", cwd=tmp_path, in_process=True)
+    assert proc.returncode == 0 and proc.stderr == "", proc.stderr
+    said = [line for line in proc.stdout.splitlines() if "re-derives" in line]
+    assert len(said) == 1 and "saved on cuda, continued on cpu" in said[0], proc.stdout
+    assert "data generators (resident pipeline on cuda) do not fit this run's (resident on cpu)" in said[0]
+    done = torch.load(path, weights_only=True)
+    assert (done["epoch"], done["step"], done["device"]) == (1, 0, "cpu") and done["rng"]["cuda"] == []

@@ -1,5 +1,7 @@
 """engine.accel: one process on a CPU (sums, batch means, autocast, memory format, prepare), the
 speed flags, and the refusals made before any process group is joined."""
+import datetime
+
 import numpy as np
 import pytest
 import torch
@@ -29,10 +31,11 @@ def test_rank_and_world_come_from_torchrun_variables(monkeypatch):
     monkeypatch.setenv("RANK", "3")
     joined = []
     monkeypatch.setattr(accel.dist, "is_initialized", lambda: False)
-    monkeypatch.setattr(accel.dist, "init_process_group", lambda backend: joined.append(backend))
+    monkeypatch.setattr(accel.dist, "init_process_group", lambda backend, timeout: joined.append((backend, timeout)))
     a = Accel(CPU)
     assert (a.world, a.rank, a.shard, a.is_main) == (4, 3, (3, 4), False)
-    assert joined == ["gloo"]  # CPU processes join over gloo
+    # CPU processes join over gloo, waiting an hour for collectives (rank 0's set-up: engine/accel.py)
+    assert joined == [("gloo", datetime.timedelta(hours=1))]
 
 
 def test_sum_with_one_process_is_the_tensor_itself(one_process):
@@ -149,3 +152,62 @@ def test_speed_flags_default_off():
     assert (args.amp, args.compile, args.sync_bn) == (False, False, False)
     args = accel_parser().parse_args(["--amp", "--compile", "--sync_bn"])
     assert (args.amp, args.compile, args.sync_bn) == (True, True, True)
+
+
+CUDA = torch.device("cuda")  # only named: nothing below runs on it
+
+
+def test_compile_on_cuda_without_triton_is_refused_before_joining_a_group(monkeypatch):
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    joined = []
+    monkeypatch.setattr(accel.dist, "init_process_group", lambda *a, **k: joined.append(a))
+    real = accel.importlib.util.find_spec
+    monkeypatch.setattr(accel.importlib.util, "find_spec", lambda name: None if name == "triton" else real(name))
+    with pytest.raises(UserError) as refused:
+        Accel(CUDA, compile=True)
+    assert str(refused.value).startswith("--compile on CUDA needs Triton (pip install triton")
+    assert "drop --compile" in str(refused.value) and "\n" not in str(refused.value) and joined == []
+
+
+def test_compile_on_cuda_without_a_c_compiler_is_refused(monkeypatch, tmp_path):
+    monkeypatch.setattr(accel.importlib.util, "find_spec", lambda name: object())  # Triton found
+    monkeypatch.setenv("PATH", str(tmp_path))  # an empty folder: no cc, gcc, clang
+    monkeypatch.delenv("CC", raising=False)
+    with pytest.raises(UserError, match="--compile on CUDA needs a C compiler \\(gcc\\) on PATH"):
+        accel.check_compile(CUDA)
+    (tmp_path / "cc").write_text("#!/bin/sh\n")
+    (tmp_path / "cc").chmod(0o755)
+    assert accel.check_compile(CUDA) is None
+
+
+@pytest.fixture
+def float32_settings():
+    """CUDA's float32 precision settings as they were, put back after the test."""
+    conv, matmul = torch.backends.cudnn.conv.fp32_precision, torch.backends.cuda.matmul.fp32_precision
+    yield
+    torch.backends.cudnn.conv.fp32_precision, torch.backends.cuda.matmul.fp32_precision = conv, matmul
+
+
+@pytest.mark.parametrize("tf32, precision, said", [(False, "ieee", "float32 exact (no TF32)"),
+                                                   (True, "tf32", "float32 TF32")])
+def test_tf32_is_set_explicitly_on_cuda_and_said_in_the_header(one_process, float32_settings, tf32, precision,
+                                                               said):
+    a = Accel(CUDA, tf32=tf32)
+    assert torch.backends.cudnn.conv.fp32_precision == torch.backends.cuda.matmul.fp32_precision == precision
+    assert a.describe() == f"amp off, compile off, processes 1; {said}"
+
+
+def test_cpu_runs_leave_the_float32_settings_and_say_nothing_of_tf32(one_process, float32_settings):
+    torch.backends.cudnn.conv.fp32_precision = "none"
+    assert Accel(CPU, amp=True).describe() == "amp bfloat16, compile off, processes 1"
+    assert torch.backends.cudnn.conv.fp32_precision == "none"
+
+
+def test_one_process_agrees_with_itself_and_gathers_its_own(one_process):
+    a = Accel(CPU)
+    assert a.all_agree(True) is True and a.all_agree(0) is False
+    assert a.gather({"x": 1}) == [{"x": 1}]
+
+
+def test_tf32_flag_defaults_off():
+    assert accel_parser().parse_args([]).tf32 is False and accel_parser().parse_args(["--tf32"]).tf32 is True

@@ -26,3 +26,41 @@ def test_rng_state_round_trip_through_a_weights_only_file(tmp_path):
                                                                           for g in generators])
     assert first[0] == again[0] and first[1] == again[1] and torch.equal(first[2], again[2])
     assert all(torch.equal(a, b) for a, b in zip(first[3], again[3]))
+
+
+def test_a_cpu_run_saves_no_cuda_state_and_a_cuda_sized_generator_does_not_fit():
+    from engine.resume import generators_fit
+
+    cpu = [torch.Generator().manual_seed(1)]
+    state = rng_state(cpu, torch.device("cpu"))
+    assert state["cuda"] == [] and state["generators"][0].numel() == 5056  # a CPU generator's state
+    assert generators_fit(state["generators"], cpu)
+    assert not generators_fit([torch.zeros(16, dtype=torch.uint8)], cpu)  # a CUDA generator's: 16 bytes
+    assert not generators_fit(state["generators"] * 2, cpu)  # another pipeline: another count
+
+
+def test_set_rng_state_without_data_leaves_the_data_generators():
+    g = torch.Generator().manual_seed(1)
+    state = rng_state([g], torch.device("cpu"))
+    g.manual_seed(2)
+    before = g.get_state()
+    set_rng_state(state, [g], torch.device("cpu"), data=False)
+    assert torch.equal(g.get_state(), before)
+    set_rng_state(state, [g], torch.device("cpu"))
+    assert torch.equal(g.get_state(), state["generators"][0])
+
+
+def test_check_state_reads_every_ranks_random_states(tmp_path):
+    import pytest
+
+    from core.errors import UserError
+    from engine.resume import check_state
+
+    rng = rng_state([], torch.device("cpu"))
+    state = {"seen": 0, "optimizer": {"state": {}, "param_groups": []}, "best": {"acc": 0.0}, "rng": rng,
+             "epoch_rng": rng, "step": 0, "ranks": [{"rng": rng, "epoch_rng": rng}]}
+    check_state(state, "x.pth")
+    with pytest.raises(UserError, match="'rng' lacks one of"):
+        check_state({**state, "ranks": [{"rng": {"torch": rng["torch"]}, "epoch_rng": rng}]}, "x.pth")
+    with pytest.raises(UserError, match="'ranks' is not a list"):
+        check_state({**state, "ranks": {"1": rng}}, "x.pth")

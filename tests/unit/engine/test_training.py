@@ -135,3 +135,78 @@ def test_r_starts_after_the_first_runs_saved_epoch_with_its_weights(tmp_path, mo
     assert run.start_epoch(net, "CACclassifierAnchorLoss", "train_cacOpenset.py") == 5
     assert run.resumed_from["acc"] == 40.0
     assert all(torch.equal(v, net.state_dict()[k]) for k, v in first.state_dict().items())
+
+
+class RecordedAccel:
+    """An Accel stand-in on the CPU, one process, that records being closed."""
+
+    closed = []
+
+    def __init__(self, device, *args, **kwargs):
+        self.device, self.is_main, self.world = torch.device("cpu"), True, 1
+
+    def close(self):
+        RecordedAccel.closed.append(self)
+
+    def all_agree(self, flag):
+        return bool(flag)
+
+
+@pytest.fixture
+def recorded(tmp_path, monkeypatch):
+    import engine.training as training
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(training, "Accel", RecordedAccel)
+    RecordedAccel.closed = []
+    return training
+
+
+def full_args(**change):
+    return training_args(device="cpu", amp=False, compile=False, sync_bn=False, tf32=False, **change)
+
+
+def test_a_refusal_after_the_device_is_open_leaves_the_process_group(recorded, monkeypatch):
+    def no_data(self, phase_key):
+        raise UserError("no data")
+
+    monkeypatch.setattr(recorded.TrainingRun, "_load_trial_rank0_first", no_data)
+    with pytest.raises(UserError, match="no data"):
+        recorded.TrainingRun(full_args(), "CAC", "openset_training")
+    assert len(RecordedAccel.closed) == 1
+
+
+def skip_set_up(monkeypatch, training):
+    for step in ("_load_trial_rank0_first", "_build_loaders"):
+        monkeypatch.setattr(training.TrainingRun, step, lambda self, *a: None)
+    monkeypatch.setattr(training, "check_writable", lambda *a: None)
+
+
+def test_a_refusal_under_the_lock_closes_everything_and_releases_the_lock(recorded, monkeypatch):
+    skip_set_up(monkeypatch, recorded)
+    run = recorded.TrainingRun(full_args(), "CAC", "openset_training")
+
+    def refuse():
+        raise UserError("refused")
+
+    monkeypatch.setattr(run, "check_run_state", refuse)
+    with pytest.raises(UserError, match="refused"):
+        run.__enter__()
+    assert RecordedAccel.closed == [run.accel] and all(lock.fd is None for lock in run.locks)
+
+
+def test_a_stop_by_signal_closes_the_writer_and_the_process_group(recorded, monkeypatch):
+    from core.errors import Interrupted
+
+    skip_set_up(monkeypatch, recorded)
+    closed = []
+
+    class Writer:
+        def close(self):
+            closed.append(self)
+
+    with pytest.raises(Interrupted):
+        with recorded.TrainingRun(full_args(), "CAC", "openset_training") as run:
+            run.writer = Writer()
+            raise Interrupted("SIGTERM after epoch 0", 143)
+    assert len(closed) == 1 and run.writer is None and RecordedAccel.closed == [run.accel]
