@@ -7,7 +7,6 @@ torchrun sets WORLD_SIZE, RANK and LOCAL_RANK; each process then trains on its s
 every global batch (datasets/pipeline.py), gradients are averaged by DDP, rank 0 alone logs
 and saves, and validation sums are added up across ranks. Backend: nccl on CUDA, gloo on CPU.
 """
-import argparse
 import contextlib
 import os
 
@@ -21,20 +20,6 @@ def default_channels_last(device):
     """Measured on a 2-core CPU (docs/performance.md): channels_last speeds up the paper's CNN's
     training step on CPU (oneDNN) as well as on CUDA (tensor cores), so it is on everywhere."""
     return device.type in ("cpu", "cuda")
-
-
-def accel_parser():
-    """Speed flags of the training scripts; none of them changes what is computed beyond noise."""
-    p = argparse.ArgumentParser(add_help=False)
-    g = p.add_argument_group("speed")
-    g.add_argument("--amp", action="store_true",
-                   help="bfloat16 autocast for forward and loss (default: off, float32); CAC distances stay float64")
-    g.add_argument("--compile", action="store_true",
-                   help="torch.compile the network (default: off; compiling takes a minute, pays off on long GPU runs)")
-    g.add_argument("--sync_bn", action="store_true",
-                   help="with torchrun: BatchNorm statistics over the global batch, not each rank's slice "
-                        "(default: off, as plain DDP; CUDA only; no effect in a single process)")
-    return p
 
 
 class Accel:

@@ -20,7 +20,9 @@ from torchvision.datasets.folder import IMG_EXTENSIONS
 from core.errors import UserError
 from datasets.folder import prepare_image
 from engine.calibration import SCORERS, calibration_problem
-from networks import NetworkConfig, build_network, load_checkpoint, read_checkpoint
+from networks.build import build_network
+from networks.checkpoint import load_checkpoint, read_checkpoint
+from networks.config import NetworkConfig
 from networks.weights import CAC, CLOSED_SET
 
 BATCH = 64  # images per forward pass: bounds memory for folders of any size

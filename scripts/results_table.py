@@ -8,17 +8,18 @@ import argparse
 import os
 import sys
 
-import numpy as np
-
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from engine.cli import run_cli  # noqa: E402
-from engine.report import read_results  # noqa: E402
 
 FIX = "give a results file that eval_cacOpenset.py or eval_closedSet.py wrote"
 
 
 def table(paths):
+    import numpy as np  # here, after parsing: --help answers at once
+
+    from engine.report import read_results
+
     rows = ["| method | dataset | trials | top-1 accuracy | AUROC |", "|---|---|---|---|---|"]
     for path in paths:
         r = read_results(path, FIX)

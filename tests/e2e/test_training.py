@@ -5,6 +5,7 @@ import torch
 
 import train_cacOpenset
 import train_closedSet
+import utils
 from core.errors import UserError
 from utils import CACLoss
 
@@ -18,7 +19,7 @@ class _NaNAfterFirstBatch(CACLoss):
 
 def test_nan_loss_stops_cac_training_without_a_checkpoint(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr(train_cacOpenset, "CACLoss", _NaNAfterFirstBatch)
+    monkeypatch.setattr(utils, "CACLoss", _NaNAfterFirstBatch)  # the script imports it when training starts
     with pytest.raises(UserError, match=r"non-finite in epoch 0, batches 1-\d+"):
         train_cacOpenset.main(["--dataset", "Digits", "--trial", "0", "--epochs", "1", "--workers", "0"])
     assert not list(tmp_path.rglob("*.pth"))  # no checkpoint from NaN weights
@@ -27,7 +28,7 @@ def test_nan_loss_stops_cac_training_without_a_checkpoint(tmp_path, monkeypatch)
 def test_nan_loss_stops_cross_entropy_training(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     real = torch.nn.functional.cross_entropy
-    monkeypatch.setattr(train_closedSet.F, "cross_entropy", lambda logits, t: real(logits, t) * float("inf"))
+    monkeypatch.setattr(torch.nn.functional, "cross_entropy", lambda logits, t: real(logits, t) * float("inf"))
     with pytest.raises(UserError, match="non-finite in epoch 0"):
         train_closedSet.main(["--dataset", "Digits", "--trial", "0", "--epochs", "1", "--workers", "0"])
     assert not list(tmp_path.rglob("*.pth"))  # no checkpoint from NaN weights
