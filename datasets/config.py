@@ -9,8 +9,11 @@ from core.files import read_json
 from core.values import is_finite_number, is_whole_number
 from datasets.names import FOLDER_DATASET
 from datasets.normalization import normalization_problem
-from datasets.splits import DATASETS_DIR
 from networks.config import im_size_problem
+
+# the repo's datasets/ folder, bound here (not taken from datasets.splits, whose DATASETS_DIR tests
+# point at private caches): config.json is the repo's whenever this module is first imported
+DATASETS_DIR = os.path.dirname(os.path.abspath(__file__))
 
 
 def load_config(dataset):
