@@ -9,7 +9,6 @@ from torchvision import models
 
 from conftest import one_line
 from core.errors import UserError
-from networks import pretrained as pretrained_module
 from networks.build import build_network
 from networks.config import NetworkConfig
 from networks.pretrained import IMAGENET, IMAGENET_FILES, imagenet_path, pretrained_file
@@ -96,5 +95,5 @@ def test_the_imagenet_file_in_torch_hubs_cache_is_used_without_a_download(tmp_pa
 ])
 def test_bad_pretrained_arguments_are_one_line(backbone, pretrained, fragment):
     with pytest.raises(UserError) as e:
-        pretrained_module.pretrained_file(backbone, pretrained)
+        pretrained_file(backbone, pretrained)
     assert fragment in one_line(e.value)
