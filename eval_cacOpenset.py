@@ -13,7 +13,6 @@ import argparse
 import sys
 
 from engine.cli import evaluation_parser, run_cli, runtime_parser
-from engine.evaluation import Evaluation, TrialRun
 from networks.weights import CAC, CAC_ANCHOR_LOSS
 
 
@@ -27,6 +26,8 @@ def parse_args(argv=None):
 
 
 def evaluate_trial(evaluation, trial, recompute_anchors):
+    from engine.evaluation import TrialRun
+
     run = TrialRun(evaluation, trial)  # the trial's data and network, the calibration its checkpoint holds
     run.place_anchors(recompute=recompute_anchors)  # the CAC scorer's setup: stored anchor means, or the pass
     print(f"==> Evaluating open set network accuracy and AUROC for trial {trial}..")
@@ -35,6 +36,8 @@ def evaluate_trial(evaluation, trial, recompute_anchors):
 
 def main(argv=None):
     args = parse_args(argv)
+    from engine.evaluation import Evaluation  # after parsing: --help answers at once
+
     evaluation = Evaluation(args, CAC, CAC_ANCHOR_LOSS, "train_cacOpenset.py")
     results = [evaluate_trial(evaluation, trial, args.recompute_anchors) for trial in evaluation.trials]
     return evaluation.report(results)  # the original's four lines, the table, the results files

@@ -7,7 +7,6 @@ import argparse
 import sys
 
 from engine.cli import evaluation_parser, run_cli, runtime_parser
-from engine.evaluation import Evaluation, TrialRun
 from networks.weights import CLOSED_SET, CLOSED_SET_BEST
 
 
@@ -19,6 +18,8 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)
+    from engine.evaluation import Evaluation, TrialRun  # after parsing: --help answers at once
+
     evaluation = Evaluation(args, CLOSED_SET, CLOSED_SET_BEST, "train_closedSet.py")
     results = []
     for trial in evaluation.trials:

@@ -23,7 +23,6 @@ import sys
 from core.errors import UserError
 from core.files import atomic_write, ensure_writable
 from engine.cli import resolve_device, run_cli
-from engine.prediction import find_images, load_predictor, predict, render
 
 
 def parse_args(argv=None):
@@ -66,6 +65,8 @@ def check_output_args(args):
 
 def main(argv=None):
     args = parse_args(argv)
+    from engine.prediction import find_images, load_predictor, predict, render  # after parsing: --help at once
+
     check_output_args(args)
     if not os.path.isfile(args.checkpoint):
         raise UserError(f"checkpoint not found: {args.checkpoint}; give the .pth file training wrote "

@@ -12,16 +12,10 @@ import argparse
 import math
 import sys
 
-import torch
-
-from engine.accel import accel_parser
-from engine.cli import run_cli, runtime_parser, training_parser
+from engine.cli import accel_parser, run_cli, runtime_parser, training_parser
 from core.errors import UserError
-from engine.state import TrainState
-from engine.training import TrainingRun
-from networks import build_network
+from engine.lazy import no_grad
 from networks.weights import CAC, CAC_ACCURACY, CAC_ANCHOR_LOSS, CAC_CAC_LOSS
-from utils import CACLoss
 
 
 def parse_args(argv=None):
@@ -39,6 +33,8 @@ def parse_args(argv=None):
 
 
 def train_epoch(model, loader, criterion, optimizer, accel, epoch, state):
+    import torch  # here and below: after parsing, so that --help answers at once
+
     model.train()
     sums = state.epoch_sums(4)  # total, anchor, tuplet, correct
     for step, (images, targets) in state.iterate(loader, epoch, sums):
@@ -56,8 +52,10 @@ def train_epoch(model, loader, criterion, optimizer, accel, epoch, state):
             "train/accuracy": accuracy}
 
 
-@torch.no_grad()
+@no_grad
 def validate(net, loader, criterion, accel):
+    import torch
+
     net.eval()
     accel.sync_buffers(net)
     means, counts = [], []  # per batch: (total, anchor) over this rank's images, its image count
@@ -77,12 +75,20 @@ def validate(net, loader, criterion, accel):
 
 def main(argv=None):
     args = parse_args(argv)
+    from engine.training import TrainingRun
+
     with TrainingRun(args, method=CAC, phase_key="openset_training") as run:  # holds the run's lock
         train(args, run)
 
 
 def train(args, run):
     """A first run, a -r run or a --continue of either, in `run` (locked, checked)."""
+    import torch
+
+    from engine.state import TrainState
+    from networks.build import build_network
+    from utils import CACLoss
+
     config = run.network_config()
     net = build_network(config, CAC, init_weights=not args.resume).to(run.device)
     net.set_anchors(torch.diag(torch.full((config.num_classes,), float(args.alpha))))

@@ -12,14 +12,8 @@ import argparse
 import math
 import sys
 
-import torch
-import torch.nn.functional as F
-
-from engine.accel import accel_parser
-from engine.cli import run_cli, runtime_parser, training_parser
-from engine.state import TrainState
-from engine.training import TrainingRun
-from networks import build_network
+from engine.cli import accel_parser, run_cli, runtime_parser, training_parser
+from engine.lazy import no_grad
 from networks.weights import CLOSED_SET, CLOSED_SET_BEST
 
 
@@ -30,6 +24,9 @@ def parse_args(argv=None):
 
 
 def train_epoch(model, loader, optimizer, accel, epoch, state):
+    import torch  # here and below: after parsing, so that --help answers at once
+    import torch.nn.functional as F
+
     model.train()
     sums = state.epoch_sums(2)  # loss, correct
     for step, (images, targets) in state.iterate(loader, epoch, sums):
@@ -45,8 +42,11 @@ def train_epoch(model, loader, optimizer, accel, epoch, state):
     return {"train/CE_Loss": loss, "train/accuracy": accuracy}
 
 
-@torch.no_grad()
+@no_grad
 def validate(net, loader, accel):
+    import torch
+    import torch.nn.functional as F
+
     net.eval()
     accel.sync_buffers(net)
     means, counts = [], []  # per batch: loss over this rank's images, its image count
@@ -65,12 +65,17 @@ def validate(net, loader, accel):
 
 def main(argv=None):
     args = parse_args(argv)
+    from engine.training import TrainingRun
+
     with TrainingRun(args, method=CLOSED_SET, phase_key="closedset_training") as run:  # holds the run's lock
         train(args, run)
 
 
 def train(args, run):
     """A first run, a -r run or a --continue of either, in `run` (locked, checked)."""
+    from engine.state import TrainState
+    from networks.build import build_network
+
     net = build_network(run.network_config(), CLOSED_SET, init_weights=not args.resume).to(run.device)
     start_epoch = run.start_epoch(net, CLOSED_SET_BEST, "train_closedSet.py")
     net, model = run.accel.prepare(net)  # model: what the training step calls (DDP, compiled)

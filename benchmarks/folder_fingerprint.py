@@ -20,16 +20,16 @@ import sys
 import tempfile
 import time
 
-import numpy as np
-from PIL import Image
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # run from anywhere
-from datasets.folder import FolderData  # noqa: E402
-from datasets.sources import system_fashion_mnist  # noqa: E402
 
 
 def fashion_images(n):
     """n 28x28 uint8 images and labels: the real Fashion-MNIST when installed, else noise."""
+    import numpy as np  # here and below: after parsing, so that --help answers at once
+
+    from datasets.sources import system_fashion_mnist
+
     path = os.path.join(system_fashion_mnist(), "train-images-idx3-ubyte.gz")
     if os.path.isfile(path):
         with gzip.open(path) as f:
@@ -42,6 +42,9 @@ def fashion_images(n):
 
 
 def write_folder(root, n, side):
+    import numpy as np
+    from PIL import Image
+
     images, labels, kind = fashion_images(n)
     ext = ".png" if side == 28 else ".jpg"
     for part in ("train", "test"):
@@ -85,6 +88,8 @@ def main(argv=None):
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--keep", help="write the folders here and keep them (default: a temporary folder)")
     args = p.parse_args(argv)
+    from datasets.folder import FolderData  # after parsing: --help answers at once
+
     base = args.keep or tempfile.mkdtemp(prefix="folder_fingerprint_")
     for n in args.images:
         root = os.path.join(base, f"{n}x{args.side}")

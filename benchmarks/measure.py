@@ -15,15 +15,13 @@ from datasets.pipeline import build_loader
 from datasets.trial import OpenSetData
 from engine.accel import Accel
 from engine.evaluation import evaluate_network
-from networks import NetworkConfig, build_network
+from networks.build import build_network
+from networks.config import NetworkConfig
 from networks.weights import CAC
 from scorers import CACScorers
 from utils import CACLoss
 
 # shape name -> (data set whose config it uses, raw image side before Resize)
-SHAPES = {"1x32x32": ("MNIST", 28), "3x32x32": ("CIFAR10", 32), "3x64x64": ("TinyImageNet", 64)}
-
-
 class SyntheticSource:
     """In-memory images in torchvision's layout (`data` uint8, `targets`, items are PIL images)."""
 

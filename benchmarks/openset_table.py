@@ -28,7 +28,6 @@ from benchmarks.tables import markdown, read_table, write_table  # noqa: E402
 from core.errors import UserError  # noqa: E402
 from core.logfile import parse_log_line  # noqa: E402
 from engine.cli import git_commit  # noqa: E402
-from engine.report import read_results  # noqa: E402
 from networks.weights import CAC, CLOSED_SET  # noqa: E402
 
 # method -> (training script, evaluation script, results-file tag)
@@ -93,6 +92,7 @@ def run_cell(args, trial, method):
 
 def read_result(path):
     """(accuracy, AUROC) of a one-trial results JSON, or one UserError line."""
+    from engine.report import read_results  # here, not at the top: --help answers at once
     result = read_results(path, "evaluate the trial again")
     return result["raw_top1_accuracy"][0], result["raw_auroc"][0]
 

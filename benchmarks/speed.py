@@ -20,16 +20,11 @@ import json
 import os
 import sys
 
-import torch
-
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # run from anywhere
-from benchmarks.measure import (SHAPES, bench_eval, bench_loop, bench_step, count_flops,  # noqa: E402
-                                matmul_peak, sweep, synthetic_trial)
-from datasets.config import load_config  # noqa: E402
-from datasets.pipeline import PIPELINES  # noqa: E402
-from engine.accel import Accel, describe_machine  # noqa: E402
-from networks import NetworkConfig, build_network  # noqa: E402
 from networks.weights import CAC  # noqa: E402
+
+# shape -> (data set whose config is used, side of the synthetic images)
+SHAPES = {"1x32x32": ("MNIST", 28), "3x32x32": ("CIFAR10", 32), "3x64x64": ("TinyImageNet", 64)}
 
 
 def markdown(result):
@@ -51,7 +46,7 @@ def markdown(result):
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", choices=["cpu", "cuda"])
+    p.add_argument("--device", default=None, choices=["cpu", "cuda"])  # default: cuda when available
     p.add_argument("--quick", action="store_true", help="CI size: tiny data, 2 steps, batch 8")
     p.add_argument("--shapes", nargs="+", default=list(SHAPES), choices=list(SHAPES))
     p.add_argument("--steps", type=int, default=None, help="timed steps per measurement (default: 30; quick: 2)")
@@ -63,6 +58,16 @@ def main(argv=None):
                    help="known training images of the evaluation trial (default: 3000; quick: 48)")
     p.add_argument("--out", default="speed.json", help="JSON file of all rows (default: speed.json)")
     args = p.parse_args(argv)
+    import torch  # after parsing: --help answers at once
+
+    from benchmarks.measure import bench_eval, bench_loop, bench_step, count_flops, matmul_peak, sweep, synthetic_trial
+    from datasets.config import load_config
+    from datasets.pipeline import PIPELINES
+    from engine.accel import Accel, describe_machine
+    from networks.build import build_network
+    from networks.config import NetworkConfig
+
+    args.device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     device = torch.device(args.device)
     steps = args.steps or (2 if args.quick else 30)
     warmup = 1 if args.quick else 3

@@ -1,19 +1,19 @@
 """The hyperparameters of each data set (datasets/config.json): read, checked key by key
-(CONFIG_RULES), and the command line's --im_size / --im_channels applied; DATASET_NAMES is
-what --dataset accepts."""
+(CONFIG_RULES), and the command line's --im_size / --im_channels applied (what --dataset
+accepts: datasets/names.py)."""
 import json
 import os
 
 from core.errors import UserError
 from core.files import read_json
 from core.values import is_finite_number, is_whole_number
-from datasets.folder import FOLDER_DATASET
+from datasets.names import FOLDER_DATASET
 from datasets.normalization import normalization_problem
-from datasets.sources import SOURCES
-from datasets.splits import DATASETS_DIR
 from networks.config import im_size_problem
 
-DATASET_NAMES = (*SOURCES, FOLDER_DATASET)
+# the repo's datasets/ folder, bound here (not taken from datasets.splits, whose DATASETS_DIR tests
+# point at private caches): config.json is the repo's whenever this module is first imported
+DATASETS_DIR = os.path.dirname(os.path.abspath(__file__))
 
 
 def load_config(dataset):

@@ -20,11 +20,11 @@ from PIL import Image, UnidentifiedImageError
 from torchvision import datasets as tvd
 from torchvision import transforms as T
 
+from datasets.names import FOLDER_DATASET
 from datasets.safe_folder import SafeImageFolder
 from datasets.splits import brief, read_split_json
 from core.errors import UserError
 
-FOLDER_DATASET = "ImageFolder"  # the --dataset name of users' own data
 
 
 def prepare_image(image, im_size, channels):

@@ -22,13 +22,6 @@ from datasets.splits import brief
 from core.errors import UserError
 from core.files import atomic_write
 
-# data set name -> (source of the known classes, source of the unknown classes)
-SOURCES = {
-    "MNIST": ("MNIST", "MNIST"), "SVHN": ("SVHN", "SVHN"), "CIFAR10": ("CIFAR10", "CIFAR10"),
-    "CIFAR+10": ("CIFAR10", "CIFAR100"), "CIFAR+50": ("CIFAR10", "CIFAR100"),
-    "TinyImageNet": ("TinyImageNet", "TinyImageNet"), "Digits": ("Digits", "Digits"),
-    "FashionMNIST": ("FashionMNIST", "FashionMNIST"),
-}
 _MNIST_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte",
                 "t10k-labels-idx1-ubyte")
 NUM_CLASSES = {"MNIST": 10, "SVHN": 10, "CIFAR10": 10, "CIFAR100": 100, "TinyImageNet": 200, "Digits": 10,

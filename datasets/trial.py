@@ -14,10 +14,11 @@ from datasets import splits
 from datasets.augment import AugmentSpec
 from datasets.classnames import TrialClasses, class_names, image_origins
 from datasets.config import apply_overrides, load_config
-from datasets.folder import FOLDER_DATASET, FolderData
+from datasets.folder import FolderData
+from datasets.names import FOLDER_DATASET, SOURCES
 from datasets.normalization import RAW_PIXELS, cached_normalization, listed_normalization, raw_pixel_stats
 from datasets.partition import trainval_split
-from datasets.sources import CHANNELS_FIRST, NUM_CLASSES, SOURCES, open_source, source_labels
+from datasets.sources import CHANNELS_FIRST, NUM_CLASSES, open_source, source_labels
 from datasets.splits import load_class_split
 
 

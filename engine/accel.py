@@ -11,7 +11,6 @@ a barrier while rank 0 downloads the data and computes its normalization (engine
 a rank that dies ends the others at once through torchrun, so the long wait costs nothing then.
 Numbers on CUDA: float32 convolutions and matmuls are exact float32 (IEEE) unless --tf32.
 """
-import argparse
 import contextlib
 import datetime
 import importlib.util
@@ -46,23 +45,6 @@ def describe_machine(device):
     except (OSError, StopIteration):
         pass
     return info
-
-
-def accel_parser():
-    """Speed flags of the training scripts; none of them changes what is computed beyond noise."""
-    p = argparse.ArgumentParser(add_help=False)
-    g = p.add_argument_group("speed")
-    g.add_argument("--amp", action="store_true",
-                   help="bfloat16 autocast for forward and loss (default: off, float32); CAC distances stay float64")
-    g.add_argument("--compile", action="store_true",
-                   help="torch.compile the network (default: off; compiling takes a minute, pays off on long GPU runs)")
-    g.add_argument("--sync_bn", action="store_true",
-                   help="with torchrun: BatchNorm statistics over the global batch, not each rank's slice "
-                        "(default: off, as plain DDP; CUDA only; no effect in a single process)")
-    g.add_argument("--tf32", action="store_true",
-                   help="CUDA: TensorFloat-32 for float32 convolutions and matmuls (faster on Ampere and newer, "
-                        "10-bit mantissa); default: off, exact float32 as the paper's GPUs computed")
-    return p
 
 
 class Accel:

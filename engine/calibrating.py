@@ -25,7 +25,8 @@ from engine.calibration import SCORERS, anchor_key, calibration_record, weights_
 from engine.cli import seed_everything
 from engine.evaluation import gather_outputs, overflow_error
 from metrics import ACCEPT_RATE, acceptance_threshold
-from networks import NetworkConfig, build_network
+from networks.build import build_network
+from networks.config import NetworkConfig
 from networks.checkpoint import load_checkpoint, read_checkpoint, save_checkpoint
 from networks.weights import RUN_FILES
 

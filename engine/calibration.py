@@ -25,7 +25,7 @@ from networks.weights import CAC, CLOSED_SET
 from scorers import CACScorers, CrossEntropyScorers
 
 SCORERS = {CAC: CACScorers(), CLOSED_SET: CrossEntropyScorers()}  # each method's scorers
-NETWORK_KEYS = {"num_classes", "num_channels", "im_size", "dropout", "backbone"}
+NETWORK_KEYS = {"num_classes", "num_channels", "im_size", "dropout", "backbone", "pretrained"}
 
 
 def weights_digest(state):
@@ -110,6 +110,8 @@ def _network_problem(network, num_classes):
         return f"network dropout {network['dropout']!r}"
     if "backbone" in network and not isinstance(network["backbone"], str):
         return f"network backbone {network['backbone']!r}"
+    if network.get("pretrained") is not None and not isinstance(network["pretrained"], str):
+        return f"network pretrained {network['pretrained']!r}"
     if num_classes is not None and network["num_classes"] != num_classes:
         return f"a network of {network['num_classes']} classes, not {num_classes}"
     return None

@@ -2,7 +2,8 @@
 
 Every script builds its parser from these parents (one parser per concern), keeps a
 `main(argv=None)` that raises UserError on bad input, and wraps it in `run_cli`, which
-turns a UserError into one line on stderr and exit status 2.
+turns a UserError into one line on stderr and exit status 2. This module imports no torch
+(nor numpy): the scripts import torch after parsing, so that `--help` answers at once.
 """
 import argparse
 import contextlib
@@ -12,12 +13,9 @@ import random
 import subprocess
 import sys
 
-import numpy as np
-import torch
-
-from datasets.config import DATASET_NAMES
+from datasets.names import DATASET_NAMES
 from core.errors import Interrupted, UserError
-from networks.backbones import BACKBONE_HELP
+from networks.config import BACKBONE_HELP
 
 REPO_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -76,6 +74,10 @@ def training_parser(default_name="myTest", trial_required=True):
     g.add_argument("--epochs", type=int, default=None,
                    help="epochs of this run (default: the config's max_epoch for this phase)")
     g.add_argument("--backbone", default="cnn", help=f"network backbone: {BACKBONE_HELP} (default: cnn)")
+    g.add_argument("--pretrained", nargs="?", const="imagenet", default=None, metavar="FILE",
+                   help="ResNet backbones: start from torchvision's ImageNet weights (alone: downloaded into torch "
+                        "hub's cache, or read from there offline) or from FILE, a torchvision state_dict saved "
+                        "with torch.save (default: none, from scratch)")
     g.add_argument("--continue", dest="continue_run", action="store_true",
                    help="pick up the interrupted run (first or -r phase) from its ...Last.pth file, "
                         "at the batch where it stopped, for the epochs it had planned")
@@ -83,6 +85,23 @@ def training_parser(default_name="myTest", trial_required=True):
                    help="replace an existing run of the same dataset, trial and name: its checkpoints and "
                         "runs/ folder are removed once every check has passed (with -r: run the -r phase "
                         "again); without it, training refuses to replace a run")
+    return p
+
+
+def accel_parser():
+    """Speed flags of the training scripts; none of them changes what is computed beyond noise."""
+    p = argparse.ArgumentParser(add_help=False)
+    g = p.add_argument_group("speed")
+    g.add_argument("--amp", action="store_true",
+                   help="bfloat16 autocast for forward and loss (default: off, float32); CAC distances stay float64")
+    g.add_argument("--compile", action="store_true",
+                   help="torch.compile the network (default: off; compiling takes a minute, pays off on long GPU runs)")
+    g.add_argument("--sync_bn", action="store_true",
+                   help="with torchrun: BatchNorm statistics over the global batch, not each rank's slice "
+                        "(default: off, as plain DDP; CUDA only; no effect in a single process)")
+    g.add_argument("--tf32", action="store_true",
+                   help="CUDA: TensorFloat-32 for float32 convolutions and matmuls (faster on Ampere and newer, "
+                        "10-bit mantissa); default: off, exact float32 as the paper's GPUs computed")
     return p
 
 
@@ -132,6 +151,8 @@ def check_name(name):
 
 
 def resolve_device(name):
+    import torch
+
     if name == "cuda" and not torch.cuda.is_available():
         raise UserError("--device cuda was asked for but no CUDA device is available; use --device cpu or auto")
     if name == "auto":
@@ -140,6 +161,9 @@ def resolve_device(name):
 
 
 def seed_everything(seed):
+    import numpy as np
+    import torch
+
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)  # seeds CUDA devices too
@@ -157,6 +181,8 @@ def git_commit():
 def print_header(args, device):
     """Git commit and every argument, first thing, so a log says what produced it; returns
     the commit so that the run records the same one without asking git again."""
+    import torch
+
     commit = git_commit()
     print(f"git: {commit}  device: {device}  torch: {torch.__version__}", flush=True)
     print("args: " + json.dumps(vars(args), sort_keys=True), flush=True)

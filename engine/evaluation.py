@@ -22,7 +22,8 @@ from engine.commands import train_command
 from engine.trial_choice import chosen_trials, trials_label
 from engine.report import ScorerOutput, TrialResult, report, result_targets
 from metrics import ACCEPT_RATE, all_metrics
-from networks import NetworkConfig, build_network
+from networks.build import build_network
+from networks.config import NetworkConfig
 from networks.checkpoint import load_checkpoint, read_checkpoint
 from networks.weights import CAC, CLOSED_SET, weights_path
 
@@ -134,7 +135,7 @@ def load_trial_network(evaluation, data):
     if saved_known is not None and sorted(saved_known) != sorted(data.known):
         raise UserError(f"checkpoint {path} was trained on known classes {saved_known} but the split of this "
                         f"evaluation has {list(data.known)}: use the split file training used")
-    config = NetworkConfig.for_data(cfg, ckpt.get("backbone", "cnn"))
+    config = NetworkConfig.for_data(cfg, ckpt.get("backbone", "cnn"), trained.get("pretrained"))
     net = build_network(config, evaluation.method).to(device)
     load_checkpoint(path, net, ckpt)
     if default_channels_last(device):

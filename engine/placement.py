@@ -19,7 +19,7 @@ import os
 import torch
 
 from datasets.resident import MEMORY_SHARE, ResidentLoader, free_memory, resident_bytes
-from networks import build_network
+from networks.build import build_network
 
 
 def training_bytes(config, method, batch):

@@ -24,7 +24,9 @@ from datasets.folder import prepare_image
 from engine.calibrating import calibrate_and_store, can_calibrate
 from engine.calibration import SCORERS, calibration_problem
 from engine.commands import eval_command
-from networks import NetworkConfig, build_network, load_checkpoint, read_checkpoint
+from networks.build import build_network
+from networks.checkpoint import load_checkpoint, read_checkpoint
+from networks.config import NetworkConfig
 from networks.weights import CAC, CLOSED_SET, EVALUATED, LAST
 
 BATCH = 64  # images per forward pass: bounds memory for folders of any size

@@ -18,6 +18,7 @@ from engine.cli import check_common_args, git_commit, print_header, resolve_devi
 from engine.run_guard import check_run_state, check_writable, remove_old_run, run_files
 from networks.checkpoint import load_checkpoint, make_checkpoint, save_checkpoint
 from networks.config import NetworkConfig
+from networks.pretrained import IMAGENET, pretrained_file
 from networks.weights import lock_path, saved_under, weights_path
 
 
@@ -28,6 +29,11 @@ def check_training_args(args):
     if args.overwrite and args.continue_run:
         raise UserError("--overwrite starts the run afresh and --continue picks up the interrupted one: "
                         "give one of them")
+    if getattr(args, "pretrained", None) is not None:  # the file there (downloaded) and the backbone a ResNet
+        if args.resume:
+            raise UserError("--pretrained gives a first run its starting weights; -r starts from the first run's "
+                            "checkpoint: drop --pretrained")
+        pretrained_file(args.backbone, args.pretrained, download=not args.no_download)
 
 
 class TrainingRun:
@@ -177,7 +183,15 @@ class TrainingRun:
                                weight_decay=h["weight_decay"])
 
     def network_config(self):
-        return NetworkConfig.for_data(self.cfg, self.args.backbone)
+        """The NetworkConfig of this run; `pretrained`: --pretrained ("imagenet" or the file's
+        absolute path), or with -r the first run's (recorded once start_epoch has read it)."""
+        a = self.args
+        pretrained = getattr(a, "pretrained", None)
+        if pretrained not in (None, IMAGENET):
+            pretrained = os.path.abspath(pretrained)
+        if a.resume and self.resumed_from:
+            pretrained = (self.resumed_from.get("network") or {}).get("pretrained")
+        return NetworkConfig.for_data(self.cfg, a.backbone, pretrained)
 
     def checkpoint(self, net, acc, epoch):
         """The best-checkpoint dict of `net` (networks.checkpoint.make_checkpoint)."""

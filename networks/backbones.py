@@ -5,11 +5,10 @@ import torch.nn as nn
 
 from core.errors import UserError
 
-from networks.config import im_size_problem
+from networks.config import BACKBONE_HELP, im_size_problem
 from networks.cnn import CNNEncoder
+from networks.resnet import RESNETS, ResNetEncoder
 from networks.wideresnet import WideResNetEncoder
-
-BACKBONE_HELP = "'cnn' (the paper's 9-layer CNN) or 'wrn-DEPTH-WIDTH', e.g. wrn-16-4, wrn-28-10"
 
 
 def build_encoder(backbone, num_channels, im_size, dropout):
@@ -19,6 +18,8 @@ def build_encoder(backbone, num_channels, im_size, dropout):
         raise UserError(f"image size {im_size} {problem}: resize images to e.g. 32 or 64")
     if backbone == "cnn":
         return CNNEncoder(num_channels, im_size, dropout)
+    if backbone in RESNETS:
+        return ResNetEncoder(backbone, num_channels, im_size)
     match = re.fullmatch(r"wrn-(\d+)-(\d+)", backbone)
     if match:
         return WideResNetEncoder(int(match[1]), int(match[2]), num_channels, dropout)

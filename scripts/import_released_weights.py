@@ -14,12 +14,11 @@ import shutil
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # run from anywhere
-from datasets.config import DATASET_NAMES  # noqa: E402
+from datasets.names import DATASET_NAMES  # noqa: E402
 from engine.cli import run_cli  # noqa: E402
 from core.errors import UserError  # noqa: E402
 from core.files import atomic_write  # noqa: E402
 from networks.weights import WEIGHTS_DIR  # noqa: E402
-from networks import read_checkpoint  # noqa: E402
 
 _NAME = re.compile(r"^(?P<dataset>.+?)_(?P<trial>\d+)_(?P<rest>.*\.pth)$")
 
@@ -42,6 +41,8 @@ def main(argv=None):
                    help="added to each file's trial number (default: 5, the first-release splits)")
     p.add_argument("--force", action="store_true", help="overwrite files already in networks/weights/")
     args = p.parse_args(argv)
+    from networks.checkpoint import read_checkpoint  # after parsing: --help answers at once
+
     copied = 0
     for path in released_files(args.paths):
         match = _NAME.match(os.path.basename(path))

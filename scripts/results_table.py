@@ -12,6 +12,8 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from engine.cli import run_cli  # noqa: E402
+
 FIX = "give a results file that eval_cacOpenset.py or eval_closedSet.py wrote"
 COLUMNS = (("accuracy", "top-1 accuracy"), ("auroc", "AUROC"), ("oscr", "OSCR"))
 
@@ -68,5 +70,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    from engine.cli import run_cli
     sys.exit(run_cli(main))

@@ -5,7 +5,11 @@ import numpy as np
 import pytest
 import torch
 
-from networks import closedSetClassifier, load_checkpoint, openSetClassifier
+from networks.checkpoint import load_checkpoint
+
+from networks.closedSetClassifier import closedSetClassifier
+
+from networks.openSetClassifier import openSetClassifier
 from utils import cac_scores
 
 TAGS = ["MNIST_0_CACclassifierAnchorLoss", "MNIST_0_closedSetClassifier",

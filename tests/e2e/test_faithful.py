@@ -58,7 +58,11 @@ def test_released_weights_on_trial_5_see_listed_row_0(tag, script, reference_dir
                   for i in chosen])[:, None]
     x = torch.from_numpy((x - mean[0]) / std[0])
 
-    from networks import closedSetClassifier, load_checkpoint, openSetClassifier
+    from networks.checkpoint import load_checkpoint
+
+    from networks.closedSetClassifier import closedSetClassifier
+
+    from networks.openSetClassifier import openSetClassifier
     net = (openSetClassifier if "CAC" in tag else closedSetClassifier)(6, 1, 32)
     load_checkpoint(str(weights / f"MNIST_5_{tag}.pth"), net)
     with torch.no_grad():
@@ -193,7 +197,8 @@ def test_saved_checkpoints_load_strictly_into_the_original_network(first_run, su
 
 
 def test_aliases_are_dropped_again_on_load(first_run):
-    from networks import load_checkpoint, openSetClassifier
+    from networks.checkpoint import load_checkpoint
+    from networks.openSetClassifier import openSetClassifier
 
     net = openSetClassifier(6, 1, 16)
     load_checkpoint(str(first_run / "networks" / "weights" / "Digits" / "Digits_0_tCACclassifierAnchorLoss.pth"), net)

@@ -316,7 +316,7 @@ def test_a_read_only_checkpoint_is_refused_before_training(tmp_path, isolated_da
 def usable_state():
     """A ...Last.pth as a CAC run on Digits saves it after epoch 0 of 3."""
     from engine.resume import rng_state
-    from networks import openSetClassifier
+    from networks.openSetClassifier import openSetClassifier
 
     net = openSetClassifier(num_classes=6, num_channels=1, im_size=16)
     optimizer = torch.optim.SGD(net.parameters(), lr=0.01, momentum=0.9)

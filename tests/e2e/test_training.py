@@ -5,6 +5,7 @@ import torch
 
 import train_cacOpenset
 import train_closedSet
+import utils
 from core.errors import UserError
 from utils import CACLoss
 
@@ -18,7 +19,7 @@ class _NaNAfterFirstBatch(CACLoss):
 
 def test_nan_loss_stops_cac_training_without_a_checkpoint(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr(train_cacOpenset, "CACLoss", _NaNAfterFirstBatch)
+    monkeypatch.setattr(utils, "CACLoss", _NaNAfterFirstBatch)  # the script imports it when training starts
     with pytest.raises(UserError, match=r"non-finite in epoch 0, batches 1-\d+"):
         train_cacOpenset.main(["--dataset", "Digits", "--trial", "0", "--epochs", "1", "--workers", "0"])
     assert not list(tmp_path.rglob("*.pth"))  # no checkpoint from NaN weights
@@ -27,7 +28,7 @@ def test_nan_loss_stops_cac_training_without_a_checkpoint(tmp_path, monkeypatch)
 def test_nan_loss_stops_cross_entropy_training(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     real = torch.nn.functional.cross_entropy
-    monkeypatch.setattr(train_closedSet.F, "cross_entropy", lambda logits, t: real(logits, t) * float("inf"))
+    monkeypatch.setattr(torch.nn.functional, "cross_entropy", lambda logits, t: real(logits, t) * float("inf"))
     with pytest.raises(UserError, match="non-finite in epoch 0"):
         train_closedSet.main(["--dataset", "Digits", "--trial", "0", "--epochs", "1", "--workers", "0"])
     assert not list(tmp_path.rglob("*.pth"))  # no checkpoint from NaN weights
@@ -63,7 +64,7 @@ def test_nan_loss_keeps_the_last_good_state(tmp_path, monkeypatch):
     """NaN in epoch 1: the message names epoch 1 and its batches; ...Last.pth still holds the
     finite state after epoch 0, which --continue can pick up."""
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr(train_cacOpenset, "CACLoss", _NaNFromBatch)
+    monkeypatch.setattr(utils, "CACLoss", _NaNFromBatch)
     with pytest.raises(UserError, match=r"non-finite in epoch 1, batches 1-19"):
         train_cacOpenset.main(["--dataset", "Digits", "--trial", "0", "--epochs", "2", "--workers", "0"])
     last = torch.load(tmp_path / "networks/weights/Digits/Digits_0_myTestCACclassifierLast.pth", weights_only=True)
@@ -77,7 +78,7 @@ def test_stop_request_after_a_nan_saves_nothing(tmp_path, monkeypatch):
     from engine.state import TrainState
 
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr(train_cacOpenset, "CACLoss", type("NaNFrom3", (_NaNFromBatch,), {"good": 2}))
+    monkeypatch.setattr(utils, "CACLoss", type("NaNFrom3", (_NaNFromBatch,), {"good": 2}))
     real = TrainState.stop_if_asked
 
     def stop_after_batch_5(self, epoch, step, steps, sums):

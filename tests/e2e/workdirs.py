@@ -17,7 +17,8 @@ SPLIT_TRIALS = {"not_json": 101, "no_known": 102, "repeat": 103, "out_of_range":
 def checkpoint(cwd, name, suffix, **network):
     """Write a checkpoint of a network built with `network` (class count, channels, size, ...)
     where Digits trial 0 looks for `<name><suffix>`."""
-    from networks import closedSetClassifier, openSetClassifier
+    from networks.closedSetClassifier import closedSetClassifier
+    from networks.openSetClassifier import openSetClassifier
 
     kwargs = {"num_classes": 6, "num_channels": 1, "im_size": 16, **network}
     net = (openSetClassifier if suffix.startswith("CAC") else closedSetClassifier)(**kwargs)

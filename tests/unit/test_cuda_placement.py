@@ -15,7 +15,7 @@ from torch.utils._pytree import tree_leaves
 import datasets.resident as resident
 from datasets.augment import AugmentSpec
 from datasets.resident import ResidentLoader
-from networks import build_network
+from networks.build import build_network
 from networks.config import NetworkConfig
 from utils import CACLoss
 

@@ -13,7 +13,8 @@ from rawfiles import mnist_train_labels
 from core.errors import UserError
 from datasets.config import load_config
 from datasets.partition import split_per_class
-from datasets.sources import NUM_CLASSES, SOURCES
+from datasets.names import SOURCES
+from datasets.sources import NUM_CLASSES
 from datasets.splits import load_class_split
 from datasets.trial import OpenSetData
 

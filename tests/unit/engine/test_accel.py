@@ -8,7 +8,8 @@ import torch
 
 import engine.accel as accel
 from core.errors import UserError
-from engine.accel import Accel, accel_parser, default_channels_last
+from engine.accel import Accel, default_channels_last
+from engine.cli import accel_parser
 
 CPU = torch.device("cpu")
 

@@ -181,7 +181,9 @@ def test_evaluate_command_names_the_script_the_run_and_its_data_flags():
 
 
 def test_load_predictor_refuses_a_checkpoint_without_a_valid_calibration(tmp_path):
-    from networks import NetworkConfig, build_network, save_checkpoint
+    from networks.build import build_network
+    from networks.checkpoint import save_checkpoint
+    from networks.config import NetworkConfig
 
     net = build_network(NetworkConfig(3, 1, 8), "ClosedSet")
     path = str(tmp_path / "c.pth")

@@ -125,7 +125,8 @@ def test_start_epoch_of_a_first_run_is_0_and_r_needs_the_first_runs_checkpoint(t
 
 
 def test_r_starts_after_the_first_runs_saved_epoch_with_its_weights(tmp_path, monkeypatch):
-    from networks import build_network, save_checkpoint
+    from networks.build import build_network
+    from networks.checkpoint import save_checkpoint
 
     monkeypatch.chdir(tmp_path)
     first = build_network(NetworkConfig(6, 1, 16), "CAC", init_weights=True)

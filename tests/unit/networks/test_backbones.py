@@ -4,7 +4,8 @@ import pytest
 import torch
 
 from core.errors import UserError
-from networks import closedSetClassifier, openSetClassifier
+from networks.closedSetClassifier import closedSetClassifier
+from networks.openSetClassifier import openSetClassifier
 from networks.backbones import build_encoder
 
 

@@ -7,7 +7,9 @@ import pytest
 import torch
 
 from core.errors import UserError
-from networks import closedSetClassifier, load_checkpoint, openSetClassifier, save_checkpoint
+from networks.checkpoint import load_checkpoint, save_checkpoint
+from networks.closedSetClassifier import closedSetClassifier
+from networks.openSetClassifier import openSetClassifier
 
 
 def _original_style(net):

@@ -4,7 +4,9 @@ import io
 
 import torch
 
-from networks import closedSetClassifier, openSetClassifier
+from networks.closedSetClassifier import closedSetClassifier
+
+from networks.openSetClassifier import openSetClassifier
 from networks.cnn import CNNEncoder
 
 

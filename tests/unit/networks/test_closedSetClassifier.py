@@ -1,7 +1,7 @@
 """networks/closedSetClassifier.py: the cross-entropy baseline returns logits only, no anchors."""
 import torch
 
-from networks import closedSetClassifier
+from networks.closedSetClassifier import closedSetClassifier
 
 
 def test_logits_only_and_no_anchor_buffer():

@@ -3,7 +3,8 @@ import pytest
 import torch
 
 from core.errors import UserError
-from networks import closedSetClassifier, openSetClassifier
+from networks.closedSetClassifier import closedSetClassifier
+from networks.openSetClassifier import openSetClassifier
 
 
 def _expected_keys(with_anchors):

@@ -2,17 +2,23 @@
 import pytest
 import torch
 
-from networks import build_network, closedSetClassifier, openSetClassifier
+from networks.build import build_network
+
+from networks.closedSetClassifier import closedSetClassifier
+
+from networks.openSetClassifier import openSetClassifier
 from networks.config import NetworkConfig, im_size_problem
 
 
 def test_built_once_from_the_data_config_and_saved_as_before():
     cfg = {"num_known_classes": 6, "im_channels": 1, "im_size": 32, "dropout": 0.2}
     config = NetworkConfig.for_data(cfg, "wrn-16-1")
-    # the checkpoint's `network` entry: these keys, in this order, since the first version
+    # the checkpoint's `network` entry: these keys, in this order, since the first version; `pretrained` last
     assert list(config.as_dict().items()) == [("num_classes", 6), ("num_channels", 1), ("im_size", 32),
-                                              ("dropout", 0.2), ("backbone", "wrn-16-1")]
+                                              ("dropout", 0.2), ("backbone", "wrn-16-1"), ("pretrained", None)]
     assert NetworkConfig(**config.as_dict()) == config
+    old = {k: v for k, v in config.as_dict().items() if k != "pretrained"}  # a checkpoint of an earlier version
+    assert NetworkConfig(**old) == config
 
 
 @pytest.mark.parametrize("method, cls, out", [("CAC", openSetClassifier, 2), ("ClosedSet", closedSetClassifier, 1)])

@@ -2,7 +2,7 @@
 import numpy as np
 import torch
 
-from networks import openSetClassifier
+from networks.openSetClassifier import openSetClassifier
 
 
 def test_distances_are_euclidean_to_anchors():

@@ -1,0 +1,90 @@
+"""`--pretrained`: the starting weights of a ResNet backbone (networks/resnet.py).
+
+`--pretrained` alone is torchvision's ImageNet file of the backbone, read from torch hub's
+cache (TORCH_HOME, default ~/.cache/torch/hub/checkpoints/<torchvision's file name>) and
+downloaded there when missing and the network allows; `--pretrained FILE` is a local
+torchvision state dict (torch.save(model.state_dict(), FILE)). Either is checked (a dict of
+tensors, the backbone's keys and shapes, finite values) before use: a wrong file is one
+UserError line. The fc layer of a file is ignored: the repo's head replaces it.
+"""
+import os
+
+import torch
+
+from core.errors import UserError
+from networks.resnet import RESNETS
+
+IMAGENET = "imagenet"  # the value of `--pretrained` given without a file
+# torchvision's ImageNet weights (IMAGENET1K_V1, what torchvision's `pretrained=True` loaded)
+IMAGENET_FILES = {"resnet18": "resnet18-f37072fd.pth", "resnet50": "resnet50-0676ba61.pth"}
+DOWNLOAD_URL = "https://download.pytorch.org/models/"
+
+
+def imagenet_path(backbone):
+    """Where torchvision keeps (and torch hub finds) the ImageNet file of `backbone`."""
+    return os.path.join(torch.hub.get_dir(), "checkpoints", IMAGENET_FILES[backbone])
+
+
+def pretrained_file(backbone, pretrained, download=True):
+    """The local file `--pretrained` names for `backbone`, downloading torchvision's ImageNet
+    file into torch hub's cache when it is missing and `download` allows; UserError otherwise."""
+    if backbone not in RESNETS:
+        raise UserError(f"--pretrained applies to --backbone {' or '.join(RESNETS)}, not {backbone!r}: "
+                        f"drop --pretrained or choose a ResNet backbone")
+    if pretrained != IMAGENET:
+        if not os.path.isfile(pretrained):
+            raise UserError(f"--pretrained {pretrained}: no such file; give a state_dict file of torchvision's "
+                            f"{backbone} (torch.save(model.state_dict(), FILE)) or --pretrained alone for ImageNet")
+        return pretrained
+    path = imagenet_path(backbone)
+    if os.path.isfile(path):
+        return path
+    url = DOWNLOAD_URL + IMAGENET_FILES[backbone]
+    fix = (f"put torchvision's file {IMAGENET_FILES[backbone]} (from {url}) at {path}, or pass "
+           f"--pretrained FILE")
+    if not download:
+        raise UserError(f"ImageNet weights of {backbone} are not at {path} and --no_download is set: {fix}")
+    try:
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        torch.hub.download_url_to_file(url, path, hash_prefix=IMAGENET_FILES[backbone].split("-")[1][:8],
+                                       progress=False)
+    except Exception as e:  # URLError, timeouts, a hash mismatch, an unwritable cache: all one line
+        reason = " ".join(str(getattr(e, "reason", e)).split())[:100] or type(e).__name__
+        raise UserError(f"ImageNet weights of {backbone} are not at {path} and cannot be downloaded "
+                        f"({reason}): {fix}") from None
+    return path
+
+
+def read_state_dict(path, backbone, expected):
+    """The tensors of `path` checked against `expected` ({name: shape} of the backbone without
+    fc): the file's fc entries dropped. UserError naming the problem otherwise."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # not a torch.save file, damaged, or holding code: weights_only refuses
+        raise UserError(f"--pretrained {path} cannot be read as tensors ({type(e).__name__}): give a state_dict "
+                        f"saved with torch.save(model.state_dict(), FILE)") from None
+    if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
+        state = state["state_dict"]
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise UserError(f"--pretrained {path} is not a state_dict (a dict of tensors): save one with "
+                        f"torch.save(model.state_dict(), FILE)")
+    state = {k: v for k, v in state.items() if not k.startswith("fc.")}
+    missing, unexpected = sorted(set(expected) - set(state)), sorted(set(state) - set(expected))
+    if missing or unexpected:
+        raise UserError(f"--pretrained {path} does not fit torchvision's {backbone}: missing {missing[:3]}, "
+                        f"unexpected {unexpected[:3]} ({len(missing)} and {len(unexpected)} keys): give a "
+                        f"{backbone} state_dict")
+    for name, tensor in state.items():
+        if tuple(tensor.shape) != tuple(expected[name]):
+            raise UserError(f"--pretrained {path} does not fit torchvision's {backbone}: {name} is "
+                            f"{tuple(tensor.shape)} in the file, {tuple(expected[name])} in {backbone}")
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            raise UserError(f"--pretrained {path} holds NaN or inf values in {name}: use another file")
+    return state
+
+
+def load_pretrained(encoder, backbone, pretrained, download=True):
+    """Load `--pretrained` (IMAGENET or a file) into a ResNetEncoder."""
+    path = pretrained_file(backbone, pretrained, download)
+    expected = {k: v.shape for k, v in encoder.resnet.state_dict().items()}
+    encoder.load_resnet_state(read_state_dict(path, backbone, expected))
