@@ -53,10 +53,11 @@ def free_memory(device):
 
 def fits(dataset, spec, device):
     """In-memory source (torchvision's MNIST/CIFAR/SVHN, Digits: a `data` array) whose decoded
-    images fit comfortably; folder data sets such as TinyImageNet stay per-sample. A crop must
+    images fit comfortably; folder data sets such as TinyImageNet stay per-sample, and so does
+    RandAugment (--recipe modern: per-image PIL operations, no batched equivalent). A crop must
     only enlarge (PIL's bilinear filter widens when shrinking; one grid_sample does not)."""
     base = getattr(dataset, "base", None)
-    if base is None or getattr(base, "data", None) is None or len(dataset) == 0:
+    if base is None or getattr(base, "data", None) is None or len(dataset) == 0 or spec.randaugment is not None:
         return False
     first = _head_array(base, dataset.indices[0], spec.head())
     if spec.random and max(first.shape[:2]) > spec.im_size:

@@ -76,6 +76,10 @@ def training_parser(default_name="myTest", trial_required=True):
     g.add_argument("--epochs", type=int, default=None,
                    help="epochs of this run (default: the config's max_epoch for this phase)")
     g.add_argument("--backbone", default="cnn", help=f"network backbone: {BACKBONE_HELP} (default: cnn)")
+    g.add_argument("--recipe", default="paper", choices=["paper", "modern"],
+                   help="paper: the config's schedule and augmentation (the original); modern: Vaze et al. 2022's "
+                        "(SGD lr 0.1, cosine warm restarts, 600 epochs, RandAugment; engine/recipe.py) "
+                        "(default: paper)")
     g.add_argument("--continue", dest="continue_run", action="store_true",
                    help="pick up the interrupted run (first or -r phase) from its ...Last.pth file, "
                         "at the batch where it stopped, for the epochs it had planned")

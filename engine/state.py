@@ -58,6 +58,8 @@ class TrainState:
         self.seen = 0  # images trained on in the epoch in progress
         self.continued_log_size = None  # --continue: metrics.jsonl's size in the state it continues
         self.end = planned.stop  # first epoch not to run
+        self.scheduler = run.recipe.scheduler(optimizer, len(planned), planned.start)  # None: constant lr
+        must_match = ("recipe", *must_match)
         self.epochs = self._continue(run.args, must_match) if run.args.continue_run else planned
 
     def _continue(self, args, must_match):
@@ -71,6 +73,10 @@ class TrainState:
         except (KeyError, TypeError, ValueError, IndexError, RuntimeError) as e:
             raise UserError(f"{self.path}: its optimizer or random state does not fit this run "
                             f"({type(e).__name__}: {str(e)[:100]}); {RESTART}") from None
+        if self.scheduler is not None:
+            if not isinstance(state.get("scheduler"), dict):
+                raise UserError(f"{self.path} has no learning-rate schedule state; {RESTART}")
+            self.scheduler.load_state_dict(state["scheduler"])
         self.best.update(state["best"])
         self.saved, self.end = state, state["end_epoch"]
         self.continued_log_size = state.get("log_size")  # older states: None, the log as it is
@@ -105,6 +111,8 @@ class TrainState:
         to `sums`; every LOG_EVERY steps it is read once from the device, checked finite and
         shown on the tqdm bar; after SIGINT/SIGTERM the state is saved and the run stops."""
         saved, self.saved = self.saved, None
+        if self.scheduler is not None:
+            self.scheduler.set_epoch(epoch)  # the lr of this epoch (--recipe modern)
         start, self.seen = (saved["step"], saved["seen"]) if saved else (0, 0)
         bar = tqdm(self._batches(loader, saved), desc=f"epoch {epoch}", total=len(loader), initial=start,
                    leave=False, disable=None if self.accel.is_main else True)
@@ -169,10 +177,13 @@ class TrainState:
         if not self.run.is_main:  # under torchrun rank 0 alone writes files
             return
         now, run = rng_state(self.generators), self.run
-        save_checkpoint(interrupted_state(
+        state = interrupted_state(
             self.net.state_dict(), self.optimizer.state_dict(), epoch, step, self.end, run.phase, dict(self.best),
             None if sums is None else sums.detach().cpu(), seen, now, epoch_rng or now, run.args.backbone,
-            run.method, vars(run.args), run.log_size()), self.path)  # log_size: see core.logfile.trim_log
+            run.method, vars(run.args), run.log_size())  # log_size: see core.logfile.trim_log
+        if self.scheduler is not None:
+            state["scheduler"] = self.scheduler.state_dict()
+        save_checkpoint(state, self.path)
 
     @contextlib.contextmanager
     def stop_signals(self):

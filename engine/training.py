@@ -14,6 +14,7 @@ from datasets.pipeline import build_loader
 from datasets.trial import OpenSetData
 from engine.accel import Accel
 from engine.cli import check_common_args, git_commit, print_header, resolve_device, seed_everything
+from engine.recipe import Recipe
 from engine.run_guard import check_run_state, check_writable, remove_old_run, run_files
 from networks.checkpoint import load_checkpoint, make_checkpoint, save_checkpoint
 from networks.config import NetworkConfig
@@ -85,14 +86,18 @@ class TrainingRun:
                                 f"{self.cfg['val_fraction']}): add images (two or more per class), or change "
                                 f"val_fraction in datasets/config.json")
         self.hparams = self.cfg[phase_key]
+        self.recipe = Recipe.for_run(self.args.recipe, self.args.dataset, self.cfg, self.hparams)
 
     def _build_loaders(self):
         a = self.args
         workers = self.cfg["num_workers"] if a.workers is None else a.workers
-        batch = self.cfg["batch_size"]  # the global batch: torchrun splits it across ranks
+        batch = self.recipe.batch_size  # the global batch: torchrun splits it across ranks
         loader = {"pipeline": a.pipeline, "workers": workers, "seed": a.seed, "device": self.device,
                   "shard": self.accel.shard, "channels_last": self.accel.channels_last}
-        self.train_loader = build_loader(self.data.train_dataset(), batch, True, **loader)
+        train = self.data.train_dataset()
+        if self.recipe.modern:  # the recipe's augmentation (RandAugment: per sample, see datasets/augment.py)
+            train = type(train)(train.base, train.indices, train.labels, self.recipe.train_spec(train.spec))
+        self.train_loader = build_loader(train, batch, True, **loader)
         self.val_loader = build_loader(self.data.val_dataset(), batch, False, **loader)
 
     def __enter__(self):
@@ -140,7 +145,7 @@ class TrainingRun:
         return weights_path(dataset or self.args.dataset, self.args.trial, self.args.name, suffix)
 
     def epochs(self, start_epoch):
-        count = self.args.epochs or self.hparams["max_epoch"][self.phase]
+        count = self.args.epochs or self.recipe.max_epoch[self.phase]
         return range(start_epoch, start_epoch + count)
 
     def start_epoch(self, net, suffix, script):
@@ -157,9 +162,7 @@ class TrainingRun:
                             f"--dataset {a.dataset} --trial {a.trial} --name {a.name}`") from None
 
     def optimizer(self, net):
-        h = self.hparams
-        return torch.optim.SGD(net.parameters(), lr=h["learning_rate"][self.phase], momentum=h.get("momentum", 0.9),
-                               weight_decay=h["weight_decay"])
+        return self.recipe.optimizer(net.parameters(), self.phase)
 
     def network_config(self):
         return NetworkConfig.for_data(self.cfg, self.args.backbone)
