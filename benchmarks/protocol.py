@@ -2,6 +2,7 @@
 error line becomes the benchmark's), the machine and command lines of a table, reading an
 evaluation's results file, and benchmarks/reproduce.py's per-cell phases (what is done, what to
 continue) and its paper-shaped table (mean ± std over trials per data set, method and scorer)."""
+import json
 import os
 import platform
 import shlex
@@ -12,6 +13,7 @@ import time
 import numpy as np
 
 from core.errors import UserError
+from core.files import atomic_write
 from engine.report import read_results
 from networks.checkpoint import read_checkpoint
 from networks.weights import CAC, CLOSED_SET, LAST, weights_path
@@ -36,6 +38,15 @@ def run(script, argv, workdir, log=None):
         last = (proc.stderr.strip().splitlines() or ["(no output)"])[-1]
         raise UserError(f"{script} failed (exit {proc.returncode}): {last.removeprefix('error: ')}")
     return time.perf_counter() - start, proc.stdout
+
+
+def trial_list(text):
+    """'0-4' -> [0..4], '3' -> [3]; argparse turns the ValueError into its usage line."""
+    lo, _, hi = text.partition("-")
+    first, last = int(lo), int(hi or lo)
+    if first < 0 or last < first:
+        raise ValueError(text)
+    return list(range(first, last + 1))
 
 
 def machine():
@@ -117,3 +128,22 @@ def markdown(table):
               "", f"Machine: {table['machine']}. Code: git {table['git']}. Wall time: {table['wall_s']:.0f} s "
               f"(this command's runs).", "", f"Command: `{table['command']}`", ""]
     return "\n".join(lines)
+
+
+def write_table(table, out):
+    """Summarize the cells of `table` (reproduce.py's) and write <out>.json and <out>.md, each
+    whole or not at all; a failure is one UserError line."""
+    cells = table["cells"]
+    table.update(summary=summarize(cells, table["datasets"], table["trials"], table["methods"]),
+                 done=sum("result" in c for c in cells.values()),
+                 wall_s=sum((c.get(f"phase{p}", {}).get("train_s") or 0) for c in cells.values() for p in (0, 1))
+                 + sum(c.get("eval_s", 0) for c in cells.values()))
+    try:
+        os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
+        with atomic_write(out + ".json", "w") as f:
+            json.dump(table, f, indent=1)
+        with atomic_write(out + ".md", "w") as f:
+            f.write(markdown(table))
+    except OSError as e:
+        raise UserError(f"cannot write {e.filename or out} ({e.strerror}); free space or fix "
+                        f"permissions, then run the same command: finished phases are kept") from None

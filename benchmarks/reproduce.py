@@ -11,28 +11,19 @@ command skips; a phase that was interrupted (its ...Last.pth says so) goes on wi
 one not started or unrecorded runs with --overwrite. Each script's output goes to <out>.log.
 """
 import argparse
-import json
 import os
 import sys
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
-from benchmarks.protocol import METHODS, command_line, machine, markdown, phase_state, read_scorers, run, summarize  # noqa: E402,E501
+from benchmarks.protocol import (METHODS, command_line, machine, markdown, phase_state, read_scorers, run,  # noqa: E402
+                                 trial_list, write_table)
 from core.errors import UserError  # noqa: E402
-from core.files import atomic_write, read_json  # noqa: E402
+from core.files import read_json  # noqa: E402
 from datasets.config import DATASET_NAMES, load_config  # noqa: E402
 from engine.cli import check_name, git_commit  # noqa: E402
 from engine.recipe import RECIPES, Recipe  # noqa: E402
-
-
-def trial_list(text):
-    """'0-4' -> [0..4], '3' -> [3]; argparse turns the ValueError into its usage line."""
-    lo, _, hi = text.partition("-")
-    first, last = int(lo), int(hi or lo)
-    if first < 0 or last < first:
-        raise ValueError(text)
-    return list(range(first, last + 1))
 
 
 def parse_args(argv=None):
@@ -126,20 +117,7 @@ def main(argv=None):
                  planned=len(args.datasets) * len(args.trials) * len(args.methods))
 
     def save():
-        cells = table["cells"]
-        table.update(summary=summarize(cells, args.datasets, args.trials, args.methods),
-                     done=sum("result" in c for c in cells.values()),
-                     wall_s=sum((c.get(f"phase{p}", {}).get("train_s") or 0) for c in cells.values() for p in (0, 1))
-                     + sum(c.get("eval_s", 0) for c in cells.values()))
-        try:
-            os.makedirs(os.path.dirname(os.path.abspath(json_path)), exist_ok=True)
-            with atomic_write(json_path, "w") as f:
-                json.dump(table, f, indent=1)
-            with atomic_write(args.out + ".md", "w") as f:
-                f.write(markdown(table))
-        except OSError as e:
-            raise UserError(f"cannot write {e.filename or json_path} ({e.strerror}); free space or fix "
-                            f"permissions, then run the same command: finished phases are kept") from None
+        write_table(table, args.out)
 
     save()
     with open(args.out + ".log", "a") as log:
