@@ -44,8 +44,8 @@ def parse_args(argv=None):
     p.add_argument("--workers", type=int, default=None, help="DataLoader workers (default: the config's)")
     p.add_argument("--workdir", default=".", help="where networks/weights, runs, results go (default: .)")
     p.add_argument("--out", default=None, help="output path without extension (default: <workdir>/results/reproduce_<name>)")
-    p.add_argument("--extra", nargs=argparse.REMAINDER, default=[], help="further arguments for every script run "
-                   "(last; e.g. --extra --device cuda --amp)")
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="of every script (default: auto)")
+    p.add_argument("--amp", action="store_true", help="train with bfloat16 autocast (training scripts' --amp)")
     args = p.parse_args(argv)
     args.trials = sorted({t for group in args.trials for t in group})
     bad = [d for d in args.datasets if d not in DATASET_NAMES]
@@ -77,7 +77,7 @@ def run_cell(args, table, ds, trial, method, save, log):
     train_script, eval_script, tag, _ = METHODS[method]
     common = ["--seed", args.seed, "--data_root", args.data_root, "--name", args.name,
               *(["--workers", args.workers] if args.workers is not None else []),
-              *([] if args.download else ["--no_download"])]
+              *([] if args.download else ["--no_download"]), "--device", args.device]
     for phase, epochs in enumerate(phase_epochs(args, ds, method)):
         key = f"phase{phase}"
         if key in cell:
@@ -85,7 +85,7 @@ def run_cell(args, table, ds, trial, method, save, log):
         state = phase_state(args.workdir, ds, trial, args.name, method, phase)
         if state != "done":
             argv = ["--dataset", ds, "--trial", trial, *common, "--recipe", args.recipe, "--epochs", epochs,
-                    *(["-r"] if phase else []), "--continue" if state == "stopped" else "--overwrite", *args.extra]
+                    *(["-r"] if phase else []), "--continue" if state == "stopped" else "--overwrite", *(["--amp"] if args.amp else [])]
             print(f"{ds} trial {trial} {method}: phase {phase} ({epochs} epochs"
                   f"{', continued' if state == 'stopped' else ''})", flush=True)
             seconds, _ = run(train_script, argv, args.workdir, log)
@@ -94,7 +94,7 @@ def run_cell(args, table, ds, trial, method, save, log):
             cell[key] = {"epochs": epochs, "train_s": None}  # finished before it was recorded
         save()
     if "result" not in cell:
-        seconds, _ = run(eval_script, ["-dataset", ds, "--start_trial", trial, "--num_trials", 1, *common, *args.extra],
+        seconds, _ = run(eval_script, ["-dataset", ds, "--start_trial", trial, "--num_trials", 1, *common],
                          args.workdir, log)
         path = os.path.join(args.workdir, "results", f"{ds}_{args.name}{tag}_trials{trial}-{trial}.json")
         cell.update(result=read_scorers(path), eval_s=round(seconds, 1))
