@@ -86,7 +86,6 @@ class TrainingRun:
                                 f"{self.cfg['val_fraction']}): add images (two or more per class), or change "
                                 f"val_fraction in datasets/config.json")
         self.hparams = self.cfg[phase_key]
-        self.recipe = Recipe.for_run(self.args.recipe, self.args.dataset, self.cfg, self.hparams)
 
     def _build_loaders(self):
         a = self.args
@@ -130,6 +129,11 @@ class TrainingRun:
 
     def check_run_state(self):
         check_run_state(self.args, self.method, self.run_dir, self.locks)
+
+    @property
+    def recipe(self):
+        """The run's training recipe (engine/recipe.py): --recipe over the config's schedule."""
+        return Recipe.for_run(self.args.recipe, self.args.dataset, self.cfg, self.hparams)
 
     def generators(self):
         """The data's random generators, saved and restored with an interrupted run's state."""
