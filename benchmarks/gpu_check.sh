@@ -117,7 +117,7 @@ PYEOF
 }
 ddp() {
   (cd "$WORK" && $PY -m torch.distributed.run --standalone --nproc_per_node 1 "$REPO/train_closedSet.py" \
-    --dataset Digits --trial 0 --epochs 1 --device $DEVICE --name ddp --no_download) || return 1
+    --dataset Digits --trial 0 --epochs 1 --device $DEVICE --name ddp --no_download --overwrite) || return 1
   $PY -c "import torch.distributed as d; print('backend on $DEVICE:', 'nccl' if '$DEVICE' == 'cuda' else 'gloo', \
 '(engine/accel.py), nccl available:', d.is_nccl_available())"
 }
