@@ -23,7 +23,7 @@ def parse_args(argv=None):
     return p.parse_args(argv)
 
 
-def train_epoch(model, loader, optimizer, accel, epoch, state):
+def train_epoch(model, loader, optimizer, accel, epoch, state, smoothing=0.0):
     import torch  # here and below: after parsing, so that --help answers at once
     import torch.nn.functional as F
 
@@ -34,7 +34,7 @@ def train_epoch(model, loader, optimizer, accel, epoch, state):
         optimizer.zero_grad(set_to_none=True)
         with accel.autocast():
             logits = model(images)
-            loss = F.cross_entropy(logits, targets)
+            loss = F.cross_entropy(logits, targets, label_smoothing=smoothing)  # smoothing: --recipe modern
         loss.backward()
         optimizer.step()
         sums += torch.stack([loss.detach().double(), (logits.argmax(1) == targets).sum().double()])
@@ -87,7 +87,8 @@ def train(args, run):
     run.save_config(keep_log_bytes=state.continued_log_size)
     with state.stop_signals():  # SIGINT/SIGTERM: finish the step, save ...Last.pth, exit
         for epoch in state.epochs:
-            stats = train_epoch(model, run.train_loader, optimizer, run.accel, epoch, state)
+            stats = train_epoch(model, run.train_loader, optimizer, run.accel, epoch, state,
+                                run.recipe.label_smoothing)
             stats.update(validate(net, run.val_loader, run.accel))
             if state.improved("acc", stats["val/accuracy"], ties=False):
                 run.save(run.checkpoint(net, stats["val/accuracy"], epoch), CLOSED_SET_BEST)

@@ -15,24 +15,16 @@ mean ± std of accuracy and AUROC, the wall times, the machine and the exact com
 import argparse
 import json
 import os
-import platform
-import shlex
-import subprocess
 import sys
-import time
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
+from benchmarks.protocol import METHODS, command_line, machine, run  # noqa: E402
 from benchmarks.tables import markdown, read_table, write_table  # noqa: E402
 from core.errors import UserError  # noqa: E402
 from core.logfile import parse_log_line  # noqa: E402
 from engine.cli import git_commit  # noqa: E402
-from networks.weights import CAC, CLOSED_SET  # noqa: E402
-
-# method -> (training script, evaluation script, results-file tag)
-METHODS = {"CAC": ("train_cacOpenset.py", "eval_cacOpenset.py", CAC),
-           "CE": ("train_closedSet.py", "eval_closedSet.py", CLOSED_SET)}
 
 
 def parse_args(argv=None):
@@ -59,19 +51,8 @@ def parse_args(argv=None):
     return args
 
 
-def run(script, argv, workdir):
-    """Run one of the repo's scripts; its own one-line error ends the table with the same line."""
-    command = [sys.executable, os.path.join(REPO, script), *map(str, argv)]
-    start = time.perf_counter()
-    proc = subprocess.run(command, cwd=workdir, capture_output=True, text=True)
-    if proc.returncode != 0:
-        last = (proc.stderr.strip().splitlines() or ["(no output)"])[-1]
-        raise UserError(f"{script} failed (exit {proc.returncode}): {last.removeprefix('error: ')}")
-    return time.perf_counter() - start, proc.stdout
-
-
 def run_cell(args, trial, method):
-    train_script, eval_script, tag = METHODS[method]
+    train_script, eval_script, tag, _ = METHODS[method]
     common = ["--seed", args.seed, "--data_root", args.data_root, "--name", args.name]
     if args.workers is not None:
         common += ["--workers", args.workers]
@@ -125,10 +106,7 @@ def main(argv=None):
             raise UserError(f"{json_path} holds another table {same}; give another --out or delete it")
     table.update(dataset=args.dataset, name=args.name, epochs=args.epochs, seed=args.seed, trials=args.trials,
                  methods=args.methods, git=git_commit(),
-                 machine=f"{platform.machine()}, {os.cpu_count()} CPU cores, {platform.system()}, "
-                         f"Python {platform.python_version()}",
-                 command="python " + " ".join(shlex.quote(a) for a in
-                                              ["benchmarks/openset_table.py", *(argv or sys.argv[1:])]))
+                 machine=machine(), command=command_line("benchmarks/openset_table.py", argv or sys.argv[1:]))
     os.makedirs(os.path.dirname(os.path.abspath(json_path)), exist_ok=True)
     for trial in args.trials:
         for method in args.methods:

@@ -51,6 +51,9 @@ def main(argv=None):
     p.add_argument("--shapes", nargs="+", default=list(SHAPES), choices=list(SHAPES))
     p.add_argument("--steps", type=int, default=None, help="timed steps per measurement (default: 30; quick: 2)")
     p.add_argument("--amp", action="store_true", help="bfloat16 autocast in step and loop")
+    p.add_argument("--compile", action="store_true", help="torch.compile the network in step and loop")
+    p.add_argument("--channels_last", choices=["auto", "on", "off"], default="auto",
+                   help="memory format of step and loop (default: auto, Accel's choice for the device)")
     p.add_argument("--sweep", action="store_true", help="also time the step for every threads/channels_last/amp")
     p.add_argument("--repeats", type=int, default=1,
                    help="rounds of all measurements, interleaved so that a busy machine slows each alike (default: 1)")
@@ -72,7 +75,8 @@ def main(argv=None):
     steps = args.steps or (2 if args.quick else 30)
     warmup = 1 if args.quick else 3
     n_eval = args.eval_images or (48 if args.quick else 3000)
-    accel = Accel(device, amp=args.amp)
+    accel = Accel(device, amp=args.amp, compile=args.compile,
+                  channels_last={"auto": None, "on": True, "off": False}[args.channels_last])
     result = {"machine": describe_machine(device), "args": vars(args), "rows": []}
     peak = matmul_peak(device, 512 if args.quick else 2048, 5 if args.quick else 20)
     result["matmul_gflops"] = round(peak, 1)

@@ -6,6 +6,9 @@ device-resident one (datasets/resident.py reads the same fields).
           RandomRotation(rotate), ToTensor, Normalize
   eval    Resize, ToTensor, Normalize
   anchor  Resize, CenterCrop, ToTensor, Normalize
+  train under --recipe modern (engine/recipe.py, `randaugment` set): Resize, RandAugment(1, M),
+          RandomCrop(padding pad), RandomHorizontalFlip(flip), ToTensor, Normalize; per sample
+          only (the resident pipeline leaves such a subset to the torchvision DataLoader)
 """
 from dataclasses import dataclass
 
@@ -28,6 +31,8 @@ class AugmentSpec:
     scale_min: float = 1.0
     flip: float = 0.0
     rotate: float = 0.0
+    randaugment: int | None = None  # RandAugment's magnitude M (N=1); None: the paper's augmentation
+    pad: int = 0  # RandomCrop's padding, with randaugment
 
     @classmethod
     def from_config(cls, kind, cfg, mean, std):
@@ -59,7 +64,10 @@ class AugmentSpec:
     def transform(self):
         """The torchvision Compose of the per-sample pipeline."""
         steps = self.head()
-        if self.random:
+        if self.random and self.randaugment is not None:
+            steps += [T.RandAugment(num_ops=1, magnitude=self.randaugment),
+                      T.RandomCrop(self.im_size, padding=self.pad), T.RandomHorizontalFlip(self.flip)]
+        elif self.random:
             steps += [T.RandomResizedCrop(self.im_size, scale=(self.scale_min, 1.0)),
                       T.RandomHorizontalFlip(self.flip), T.RandomRotation(self.rotate)]
         return T.Compose([*steps, T.ToTensor(), T.Normalize(self.mean, self.std)])

@@ -54,10 +54,12 @@ def free_memory(device):
 def resident_bytes(dataset):
     """Bytes of the decoded images of `dataset` (a subset with an AugmentSpec), or None where
     this pipeline does not reproduce it: only an in-memory source (torchvision's MNIST/CIFAR/
-    SVHN, Digits: a `data` array); folder data sets such as TinyImageNet stay per-sample. A crop
+    SVHN, Digits: a `data` array); folder data sets such as TinyImageNet stay per-sample, and so does
+    RandAugment (--recipe modern: per-image PIL operations, no batched equivalent). A crop
     must only enlarge (PIL's bilinear filter widens when shrinking; one grid_sample does not)."""
     spec, base = getattr(dataset, "spec", None), getattr(dataset, "base", None)
-    if spec is None or base is None or getattr(base, "data", None) is None or len(dataset) == 0:
+    if (spec is None or base is None or getattr(base, "data", None) is None or len(dataset) == 0
+            or spec.randaugment is not None):
         return None
     first = _head_array(base, dataset.indices[0], spec.head())
     if spec.random and max(first.shape[:2]) > spec.im_size:

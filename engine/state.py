@@ -61,6 +61,8 @@ class TrainState:
         self.seen = 0  # images trained on in the epoch in progress
         self.continued_log_size = None  # --continue: metrics.jsonl's size in the state it continues
         self.end = planned.stop  # first epoch not to run
+        self.scheduler = run.recipe.scheduler(optimizer, len(planned), planned.start)  # None: constant lr
+        must_match = ("recipe", *must_match)
         self.epochs = self._continue(run.args, must_match) if run.args.continue_run else planned
 
     def _continue(self, args, must_match):
@@ -79,6 +81,10 @@ class TrainState:
                             f"({type(e).__name__}: {str(e)[:100]}); {RESTART}") from None
         if not self.data_rng_fits:
             reseed(self.generators, args.seed, state["epoch"])
+        if self.scheduler is not None:
+            if not isinstance(state.get("scheduler"), dict):
+                raise UserError(f"{self.path} has no learning-rate schedule state; {RESTART}")
+            self.scheduler.load_state_dict(state["scheduler"])
         self.best.update(state["best"])
         self.saved, self.end = {**state, **mine}, state["end_epoch"]
         self.continued_log_size = state.get("log_size")  # older states: None, the log as it is
@@ -116,6 +122,8 @@ class TrainState:
         to `sums`; every LOG_EVERY steps it is read once from the device, checked finite and
         shown on the tqdm bar; after SIGINT/SIGTERM the state is saved and the run stops."""
         saved, self.saved = self.saved, None
+        if self.scheduler is not None:
+            self.scheduler.set_epoch(epoch)  # the lr of this epoch (--recipe modern)
         start, self.seen = (saved["step"], saved["seen"]) if saved else (0, 0)
         bar = tqdm(self._batches(loader, saved), desc=f"epoch {epoch}", total=len(loader), initial=start,
                    leave=False, disable=None if self.accel.is_main else True)
@@ -191,10 +199,13 @@ class TrainState:
         ranks = self.accel.gather(share(now, epoch_rng or now, sums, seen))  # every rank's, on rank 0
         if not run.is_main:  # under torchrun rank 0 alone writes files
             return
-        save_checkpoint(interrupted_state(
+        state = interrupted_state(
             self.net.state_dict(), self.optimizer.state_dict(), epoch, step, self.end, run.phase, dict(self.best),
             ranks, run.args.backbone, run.method, vars(run.args), run.log_size(),  # log_size: see core.logfile
-            self.accel.device.type, run.pipeline), self.path)
+            self.accel.device.type, run.pipeline)
+        if self.scheduler is not None:
+            state["scheduler"] = self.scheduler.state_dict()
+        save_checkpoint(state, self.path)
 
     @contextlib.contextmanager
     def stop_signals(self):

@@ -4,8 +4,6 @@ and the run's log and config in runs/<run>/. (The loop's own state: engine/state
 import json
 import os
 
-import torch
-
 from core.errors import UserError
 from core.files import atomic_write
 from core.lock import RunLock
@@ -15,6 +13,7 @@ from datasets.trial import OpenSetData
 from engine.accel import Accel
 from engine.placement import choose_pipeline, pipeline_name
 from engine.cli import check_common_args, git_commit, print_header, resolve_device, seed_everything
+from engine.recipe import Recipe
 from engine.run_guard import check_run_state, check_writable, remove_old_run, run_files
 from networks.checkpoint import load_checkpoint, make_checkpoint, save_checkpoint
 from networks.config import NetworkConfig
@@ -103,8 +102,10 @@ class TrainingRun:
     def _build_loaders(self):
         a = self.args
         workers = self.cfg["num_workers"] if a.workers is None else a.workers
-        batch = self.cfg["batch_size"]  # the global batch: torchrun splits it across ranks
+        batch = self.recipe.batch_size  # the global batch: torchrun splits it across ranks
         train, val = self.data.train_dataset(), self.data.val_dataset()
+        if self.recipe.modern:  # the recipe's augmentation (RandAugment: per sample, see datasets/augment.py)
+            train = type(train)(train.base, train.indices, train.labels, self.recipe.train_spec(train.spec))
         # one decision for all ranks (engine/placement.py)
         pipeline = choose_pipeline(self.accel, a.pipeline, [train, val], self.network_config(), self.method, batch)
         loader = {"pipeline": pipeline, "workers": workers, "seed": a.seed, "device": self.device,
@@ -147,6 +148,11 @@ class TrainingRun:
     def check_run_state(self):
         check_run_state(self.args, self.method, self.run_dir, self.locks)
 
+    @property
+    def recipe(self):
+        """The run's training recipe (engine/recipe.py): --recipe over the config's schedule."""
+        return Recipe.for_run(self.args.recipe, self.args.dataset, self.cfg, self.hparams)
+
     def generators(self):
         """The data's random generators, saved and restored with an interrupted run's state."""
         found = []
@@ -161,7 +167,7 @@ class TrainingRun:
         return weights_path(dataset or self.args.dataset, self.args.trial, self.args.name, suffix)
 
     def epochs(self, start_epoch):
-        count = self.args.epochs or self.hparams["max_epoch"][self.phase]
+        count = self.args.epochs or self.recipe.max_epoch[self.phase]
         return range(start_epoch, start_epoch + count)
 
     def start_epoch(self, net, suffix, script):
@@ -178,9 +184,7 @@ class TrainingRun:
                             f"--dataset {a.dataset} --trial {a.trial} --name {a.name}`") from None
 
     def optimizer(self, net):
-        h = self.hparams
-        return torch.optim.SGD(net.parameters(), lr=h["learning_rate"][self.phase], momentum=h.get("momentum", 0.9),
-                               weight_decay=h["weight_decay"])
+        return self.recipe.optimizer(net.parameters(), self.phase)
 
     def network_config(self):
         """The NetworkConfig of this run; `pretrained`: --pretrained ("imagenet" or the file's

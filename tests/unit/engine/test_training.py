@@ -15,7 +15,8 @@ from networks.config import NetworkConfig
 
 def training_args(**change):
     return Namespace(**{"dataset": "Digits", "trial": 0, "name": "x", "workers": 0, "seed": 0, "epochs": None,
-                        "overwrite": False, "continue_run": False, "resume": False, "backbone": "cnn", **change})
+                        "overwrite": False, "continue_run": False, "resume": False, "backbone": "cnn", "recipe": "paper",
+                        **change})
 
 
 def test_check_training_args_accepts_a_plain_run():
@@ -39,7 +40,7 @@ def test_check_training_args_refusals(change, fragment):
 
 
 HPARAMS = {"learning_rate": [0.01, 0.001], "max_epoch": [20, 10], "weight_decay": 5e-06, "momentum": 0.8}
-CFG = {"num_known_classes": 6, "im_channels": 1, "im_size": 16, "dropout": 0.2}
+CFG = {"num_known_classes": 6, "im_channels": 1, "im_size": 16, "dropout": 0.2, "batch_size": 32}
 
 
 def bare_run(is_main=True, resume=False, **change):

@@ -1,0 +1,151 @@
+"""What the benchmark scripts share: running one of the repo's scripts as a user would (its one
+error line becomes the benchmark's), the machine and command lines of a table, reading an
+evaluation's results file, and benchmarks/reproduce.py's per-cell phases (what is done, what to
+continue) and its paper-shaped table (mean ± std over trials per data set, method and scorer)."""
+import json
+import os
+import platform
+import shlex
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+from core.errors import UserError
+from core.files import atomic_write
+from networks.weights import CAC, CLOSED_SET, LAST, weights_path
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# method -> (training script, evaluation script, file tag, config key of its schedule)
+METHODS = {"CAC": ("train_cacOpenset.py", "eval_cacOpenset.py", CAC, "openset_training"),
+           "CE": ("train_closedSet.py", "eval_closedSet.py", CLOSED_SET, "closedset_training")}
+TABLE_METRICS = {"auroc": "AUROC", "accuracy": "accuracy", "oscr": "OSCR"}
+
+
+def run(script, argv, workdir, log=None):
+    """Run one of the repo's scripts (in `workdir`); (seconds, stdout). Its own one-line error
+    ends the benchmark with the same line; `log`: a file that gets the script's output too."""
+    command = [sys.executable, os.path.join(REPO, script), *map(str, argv)]
+    start = time.perf_counter()
+    proc = subprocess.run(command, cwd=workdir, capture_output=True, text=True)
+    if log is not None:
+        log.write(f"$ {shlex.join(command)}\n{proc.stdout}{proc.stderr}\n")
+        log.flush()
+    if proc.returncode != 0:
+        last = (proc.stderr.strip().splitlines() or ["(no output)"])[-1]
+        raise UserError(f"{script} failed (exit {proc.returncode}): {last.removeprefix('error: ')}")
+    return time.perf_counter() - start, proc.stdout
+
+
+def trial_list(text):
+    """'0-4' -> [0..4], '3' -> [3]; argparse turns the ValueError into its usage line."""
+    lo, _, hi = text.partition("-")
+    first, last = int(lo), int(hi or lo)
+    if first < 0 or last < first:
+        raise ValueError(text)
+    return list(range(first, last + 1))
+
+
+def machine():
+    return (f"{platform.machine()}, {os.cpu_count()} CPU cores, {platform.system()}, "
+            f"Python {platform.python_version()}")
+
+
+def command_line(script, argv):
+    return "python " + " ".join(shlex.quote(str(a)) for a in [script, *argv])
+
+
+def read_scorers(path):
+    """{scorer: {metric of TABLE_METRICS: value}} of a one-trial results JSON, or one UserError line."""
+    from engine.report import read_results  # here: --help answers without torch
+
+    result = read_results(path, "evaluate the trial again")
+    try:
+        return {s: {m: float(result["metrics"][s][m][0]) for m in TABLE_METRICS} for s in result["scorers"]}
+    except (KeyError, TypeError, IndexError, ValueError):
+        raise UserError(f"results file {path} lacks the per-scorer metrics; evaluate the trial again") from None
+
+
+def phase_state(workdir, dataset, trial, name, method, phase):
+    """What the ...Last.pth of a cell says about `phase` (0: first run, 1: -r): "done" (all its
+    epochs ran), "stopped" (interrupted: --continue it) or "none" (not started: run it)."""
+    path = os.path.join(workdir, weights_path(dataset, trial, name, LAST[METHODS[method][2]]))
+    if not os.path.isfile(path):
+        return "none"
+    try:
+        from networks.checkpoint import read_checkpoint
+
+        state = read_checkpoint(path)
+        if state["phase"] != phase:
+            return "done" if state["phase"] > phase else "none"
+        return "done" if state["epoch"] >= state["end_epoch"] else "stopped"
+    except (UserError, KeyError, TypeError):
+        return "none"  # unreadable: the phase runs again (--overwrite)
+
+
+def mean_std(values):
+    return {"mean": float(np.mean(values)), "std": float(np.std(values)), "n": len(values)}
+
+
+def summarize(cells, datasets, trials, methods):
+    """{dataset: {method: {scorer: {metric: {mean, std, n}}}}} over the trials whose cell has
+    a result (std: numpy's population std, ddof 0)."""
+    out = {}
+    for ds in datasets:
+        for method in methods:
+            results = [cells[k]["result"] for t in trials
+                       if (k := f"{ds}/{t}/{method}") in cells and "result" in cells[k]]
+            if results:
+                out.setdefault(ds, {})[method] = {
+                    s: {m: mean_std([r[s][m] for r in results]) for m in TABLE_METRICS} for s in results[0]}
+    return out
+
+
+def fmt(entry):
+    return f"{entry['mean']:.4f} ± {entry['std']:.4f}"
+
+
+def markdown(table):
+    """Per metric (AUROC, accuracy, OSCR), a table: rows data sets, columns method/scorer."""
+    summary, methods = table["summary"], table["methods"]
+    columns = [(m, s) for m in methods for s in next(
+        (summary[ds][m] for ds in summary if m in summary[ds]), {})]
+    lines = [f"**Open-set protocol**, recipe `{table['recipe']}`, trials {', '.join(map(str, table['trials']))}, "
+             f"both phases (first run, then -r at the lower lr); epochs per phase: "
+             + "; ".join(f"{ds} {e[0]} + {e[1]}" for ds, e in table["epochs"].items())
+             + f" (budget {table['budget']}). {table['done']} of {table['planned']} cells done.", ""]
+    for metric, label in TABLE_METRICS.items():
+        lines += [f"{label} (mean ± std over trials; n = trials done):", "",
+                  "| data set | " + " | ".join(f"{m} {s}" for m, s in columns) + " |",
+                  "|---" * (len(columns) + 1) + "|"]
+        for ds in table["datasets"]:
+            row = summary.get(ds, {})
+            lines.append(f"| {ds} | " + " | ".join(
+                f"{fmt(row[m][s][metric])} (n={row[m][s][metric]['n']})" if m in row and s in row[m] else "…"
+                for m, s in columns) + " |")
+        lines.append("")
+    lines += ["Scorers: CAC `cac` (paper), `min_distance`; CE `max_softmax` (paper baseline), `max_logit` "
+              "(Vaze et al.). Accuracy: closed-set top-1 (share); OSCR: open-set classification rate.",
+              "", f"Machine: {table['machine']}. Code: git {table['git']}. Wall time: {table['wall_s']:.0f} s "
+              f"(this command's runs).", "", f"Command: `{table['command']}`", ""]
+    return "\n".join(lines)
+
+
+def write_table(table, out):
+    """Summarize the cells of `table` (reproduce.py's) and write <out>.json and <out>.md, each
+    whole or not at all; a failure is one UserError line."""
+    cells = table["cells"]
+    table.update(summary=summarize(cells, table["datasets"], table["trials"], table["methods"]),
+                 done=sum("result" in c for c in cells.values()),
+                 wall_s=sum((c.get(f"phase{p}", {}).get("train_s") or 0) for c in cells.values() for p in (0, 1))
+                 + sum(c.get("eval_s", 0) for c in cells.values()))
+    try:
+        os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
+        with atomic_write(out + ".json", "w") as f:
+            json.dump(table, f, indent=1)
+        with atomic_write(out + ".md", "w") as f:
+            f.write(markdown(table))
+    except OSError as e:
+        raise UserError(f"cannot write {e.filename or out} ({e.strerror}); free space or fix "
+                        f"permissions, then run the same command: finished phases are kept") from None
