@@ -14,12 +14,14 @@ converts new images the same way.
 import collections
 import hashlib
 import os
+import re
 import sys
 
 from PIL import Image, UnidentifiedImageError
 from torchvision import datasets as tvd
 from torchvision import transforms as T
 
+from datasets import splits
 from datasets.safe_folder import SafeImageFolder
 from datasets.splits import brief, read_split_json
 from core.errors import UserError
@@ -168,6 +170,15 @@ class FolderData:
                 state = "holds no image file" if os.path.isdir(where) else "does not exist"
                 print(f"warning: {kind} class {name!r} has no test images ({where} {state}); the evaluation "
                       f"goes on without it", file=sys.stderr)
+
+    def cache_folder(self):
+        """Where this folder's caches (train/val partition, normalization) live: one folder per
+        image folder, datasets/ImageFolder/<its name>-<sha1 of its real path>/, so two folders never
+        share a cache; each cache is still checked against the labels and bytes it was made from."""
+        real = os.path.realpath(self.root)
+        name = re.sub(r"[^A-Za-z0-9_.-]", "_", os.path.basename(real))[:40] or "root"
+        tag = hashlib.sha1(real.encode()).hexdigest()[:12]
+        return os.path.join(splits.DATASETS_DIR, FOLDER_DATASET, f"{name}-{tag}")
 
     def fingerprint(self, dataset):
         """sha1 of the known classes' training files: relative path, label and every byte. Any

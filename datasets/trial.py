@@ -12,7 +12,7 @@ from torch.utils.data import Dataset
 from core.errors import UserError
 from datasets import splits
 from datasets.augment import AugmentSpec
-from datasets.config import apply_overrides, load_config
+from datasets.config import OVERRIDE_FLAGS, apply_overrides, load_config
 from datasets.folder import FOLDER_DATASET, FolderData
 from datasets.normalization import RAW_PIXELS, cached_normalization, listed_normalization, raw_pixel_stats
 from datasets.partition import trainval_split
@@ -79,8 +79,8 @@ class OpenSetData:
         if absent:
             raise UserError(f"known classes {absent} of {dataset} trial {trial} have no training "
                             f"image under {data_root}; check the data or the split file")
-        split = trainval_split(dataset, labels, self.cfg["val_fraction"], num_classes,
-                               os.path.join(splits.DATASETS_DIR, dataset))
+        self.cache_dir = self.folder.cache_folder() if self.folder else os.path.join(splits.DATASETS_DIR, dataset)
+        split = trainval_split(dataset, labels, self.cfg["val_fraction"], num_classes, self.cache_dir)
         self.train_idx = np.sort(np.concatenate([split["Train"][str(c)] for c in self.known])).astype(np.int64)
         self.val_idx = np.sort(np.concatenate([split["Val"][str(c)] for c in self.known])).astype(np.int64)
         # image folders: a digest of the training images' bytes, part of every cache's key (None:
@@ -91,9 +91,11 @@ class OpenSetData:
 
     @classmethod
     def from_args(cls, args, trial):
-        """The trial as the command line asks: --data_root, --split_file, --im_size, --im_channels."""
+        """The trial as the command line asks: --data_root, --split_file, --im_size, --im_channels and
+        the training overrides (--hflip, --rotation, --crop_scale, --batch_size)."""
         cfg = apply_overrides(load_config(args.dataset), args.dataset, getattr(args, "im_size", None),
-                              getattr(args, "im_channels", None))
+                              getattr(args, "im_channels", None),
+                              **{flag: getattr(args, flag, None) for flag in OVERRIDE_FLAGS})
         return cls(args.dataset, trial, args.data_root, download=not args.no_download, config=cfg,
                    split_file=getattr(args, "split_file", None))
 
@@ -145,7 +147,8 @@ class OpenSetData:
         if self.folder:
             source += f":{self.source_fingerprint}:{self.cfg['im_channels']}ch"
         return cached_normalization(self.name, self.trial, self.known, self.train_labels, self.cfg["im_size"],
-                                    self._pixel_stats, source=source, channels=self.cfg["im_channels"])
+                                    self._pixel_stats, source=source, channels=self.cfg["im_channels"],
+                                    folder=self.cache_dir)
 
     def _pixel_stats(self):
         """Mean and std of the known classes' training pixels, all of them (train and val parts)."""

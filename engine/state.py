@@ -24,6 +24,7 @@ import torch
 from tqdm import tqdm
 
 from core.errors import Interrupted, UserError
+from engine.cli import OVERRIDE_ARGS
 from engine.resume import RESTART, interrupted_state, read_interrupted, rng_state, set_rng_state
 from networks.checkpoint import load_checkpoint, save_checkpoint
 from networks.weights import LAST
@@ -58,6 +59,7 @@ class TrainState:
         self.seen = 0  # images trained on in the epoch in progress
         self.continued_log_size = None  # --continue: metrics.jsonl's size in the state it continues
         self.end = planned.stop  # first epoch not to run
+        must_match = (*must_match, *OVERRIDE_ARGS)  # a change would silently make another run
         self.epochs = self._continue(run.args, must_match) if run.args.continue_run else planned
 
     def _continue(self, args, must_match):

@@ -2,6 +2,7 @@
 loaders, seeding), the run's lock and checks, -r's start, the optimizer, best-checkpoint saving,
 and the run's log and config in runs/<run>/. (The loop's own state: engine/state.py.)"""
 import json
+import math
 import os
 
 import torch
@@ -24,9 +25,22 @@ def check_training_args(args):
     check_common_args(args)
     if args.epochs is not None and args.epochs < 1:
         raise UserError(f"--epochs {args.epochs}: give a positive number of epochs")
+    if args.lr is not None and not (args.lr > 0 and math.isfinite(args.lr)):
+        raise UserError(f"--lr {args.lr}: give a positive, finite learning rate, e.g. --lr 0.01")
     if args.overwrite and args.continue_run:
         raise UserError("--overwrite starts the run afresh and --continue picks up the interrupted one: "
                         "give one of them")
+
+
+def phase_schedule(schedule, phase, lr=None):
+    """A copy of a config's schedule (openset_training / closedset_training) with --lr, when
+    given, as the learning rate of `phase` (0: first run, 1: -r); the other phase's stays."""
+    schedule = dict(schedule)
+    if lr is not None:
+        rates = list(schedule["learning_rate"])
+        rates[phase] = lr
+        schedule["learning_rate"] = rates
+    return schedule
 
 
 class TrainingRun:
@@ -84,7 +98,7 @@ class TrainingRun:
                                 f"({len(d.train_idx)} training, {len(d.val_idx)} validation images; val_fraction "
                                 f"{self.cfg['val_fraction']}): add images (two or more per class), or change "
                                 f"val_fraction in datasets/config.json")
-        self.hparams = self.cfg[phase_key]
+        self.hparams = self.cfg[phase_key] = phase_schedule(self.cfg[phase_key], self.phase, self.args.lr)
 
     def _build_loaders(self):
         a = self.args

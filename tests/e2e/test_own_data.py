@@ -147,7 +147,7 @@ def test_replaced_training_images_recompute_normalization_and_anchor_means(tmp_p
     ok(run_script("train_cacOpenset.py", *[*data, "--trial", "0", "--name", "m", "--epochs", "1"], cwd=cwd, in_process=True))
     evaluate = [*data, "--num_trials", "1", "--name", "m"]
     assert "anchor means computed" in ok(run_script("eval_cacOpenset.py", *evaluate, cwd=cwd, in_process=True)).stdout
-    cache = isolated_datasets_dir / "ImageFolder" / "normalization" / "0.json"
+    [cache] = (isolated_datasets_dir / "ImageFolder").glob("imgs-*/normalization/0.json")  # this folder's own
     first_cache = json.loads(cache.read_text())
     ckpt_path = os.path.join(cwd, "networks", "weights", "ImageFolder", "ImageFolder_0_mCACclassifierAnchorLoss.pth")
     first_key = torch.load(ckpt_path, weights_only=True)["calibration"]["anchor_means"]["key"]

@@ -208,6 +208,28 @@ def test_open_set_data_of_a_folder(folder, isolated_datasets_dir):
     assert tuple(grey.val_dataset()[0][0].shape) == (1, 16, 16) and len(grey.mean) == 1
 
 
+def test_two_image_folders_keep_separate_caches(folder, tmp_path, isolated_datasets_dir):
+    """Each folder's train/val partition and normalization live in a cache folder of its own,
+    keyed by its real path; the shared datasets/ImageFolder/ holds no cache file of its own."""
+    from fakedata import PETS_TRAIN, write_image_folder
+
+    other = write_image_folder(str(tmp_path / "pets"), PETS_TRAIN, {"cat": 1, "fox": 1}, seed=5)
+    split = str(folder / "split.json")
+    first = OpenSetData("ImageFolder", 0, str(folder / "pets"), config=load_config("ImageFolder"), split_file=split)
+    second = OpenSetData("ImageFolder", 0, other, config=load_config("ImageFolder"), split_file=split)
+    shared = isolated_datasets_dir / "ImageFolder"
+    assert first.cache_dir != second.cache_dir
+    assert {os.path.dirname(first.cache_dir), os.path.dirname(second.cache_dir)} == {str(shared)}
+    for data in (first, second):
+        assert os.path.isfile(os.path.join(data.cache_dir, "trainval_idxs.json"))
+        assert os.path.isfile(os.path.join(data.cache_dir, "normalization", "0.json"))
+    assert not (shared / "trainval_idxs.json").exists() and not (shared / "normalization").exists()
+    assert first.mean != second.mean  # other pixels: the other folder's cache did not answer
+    again = OpenSetData("ImageFolder", 0, os.path.join(str(folder), ".", "pets"), config=load_config("ImageFolder"),
+                        split_file=split)  # the same folder by another spelling: the same cache
+    assert again.cache_dir == first.cache_dir and again.mean == first.mean
+
+
 class InMemory:
     """Grey 8 x 8 images in memory, as torchvision's in-memory data sets hold them."""
 
