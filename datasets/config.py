@@ -10,10 +10,12 @@ from core.values import is_finite_number, is_whole_number
 from datasets.folder import FOLDER_DATASET
 from datasets.normalization import normalization_problem
 from datasets.sources import SOURCES
-from datasets.splits import DATASETS_DIR
 from networks.config import im_size_problem
 
 DATASET_NAMES = (*SOURCES, FOLDER_DATASET)
+# the folder of config.json: this module's own, so that where the caches go (datasets.splits's
+# DATASETS_DIR, which tests point elsewhere) never moves the configuration
+DATASETS_DIR = os.path.dirname(os.path.abspath(__file__))
 
 
 def load_config(dataset):

@@ -17,6 +17,7 @@ from datasets.pipeline import build_loader
 from engine.accel import default_channels_last
 from engine.calibration import (SCORERS, anchor_key, cached_anchor_means, calibration_record, store_calibration,
                                 stored_calibration)
+from engine.commands import train_command
 from engine.cli import check_common_args, print_header, resolve_device, seed_everything
 from engine.report import ScorerOutput, TrialResult, report, result_targets
 from metrics import ACCEPT_RATE, all_metrics
@@ -117,10 +118,9 @@ def load_trial_network(evaluation, data):
     args, device = evaluation.args, evaluation.device
     path = weights_path(args.dataset, data.trial, args.name, evaluation.checkpoint_suffix)
     if not os.path.isfile(path):
-        name = f" --name {args.name}" if args.name else " --name ''"
-        raise UserError(f"checkpoint not found: {path}; train it with `python {evaluation.train_script} "
-                        f"--dataset {args.dataset} --trial {data.trial}{name}` (evaluation's --name "
-                        f"defaults to '' for the paper's released weights, training's to myTest)")
+        raise UserError(f"checkpoint not found: {path}; train it with "
+                        f"`{train_command(evaluation.train_script, vars(args), data.trial)}` (evaluation's "
+                        f"--name defaults to '' for the paper's released weights, training's to myTest)")
     ckpt = read_checkpoint(path, map_location=device)
     cfg = data.cfg
     trained = ckpt.get("network") or {}

@@ -14,6 +14,7 @@ from core.logfile import append_line, trim_log
 from datasets.pipeline import build_loader
 from datasets.trial import OpenSetData
 from engine.accel import Accel
+from engine.commands import train_command
 from engine.cli import check_common_args, git_commit, print_header, resolve_device, seed_everything
 from engine.run_guard import check_run_state, check_writable, remove_old_run, run_files
 from networks.checkpoint import load_checkpoint, make_checkpoint, save_checkpoint
@@ -162,13 +163,12 @@ class TrainingRun:
         as `resumed_from`) and continue after its saved (finished) epoch."""
         if not self.args.resume:
             return 0
-        a = self.args
         try:
             self.resumed_from = load_checkpoint(self.weights(suffix), net)
             return self.resumed_from["epoch"] + 1
         except UserError as e:
-            raise UserError(f"{e}; -r continues a first run: train one with `python {script} "
-                            f"--dataset {a.dataset} --trial {a.trial} --name {a.name}`") from None
+            raise UserError(f"{e}; -r continues a first run: train one with "
+                            f"`{train_command(script, vars(self.args))}`") from None
 
     def optimizer(self, net):
         h = self.hparams

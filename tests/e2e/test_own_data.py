@@ -173,3 +173,35 @@ def test_malformed_image_folder_split_file_is_one_line_through_the_script(case, 
     cwd.mkdir()
     assert_one_line_error(run_script("train_cacOpenset.py", *argv, cwd=str(cwd), in_process=True), fragment, "split file")
     assert os.listdir(cwd) == []
+
+
+# ------------------------------------------------------------------ fix-it lines run as printed
+
+
+def printed_command(proc):
+    """The command between backticks in a one-line error, split as a shell would."""
+    import shlex
+
+    line = assert_one_line_error(proc)
+    assert line.count("`") == 2, line
+    words = shlex.split(line.split("`")[1])
+    assert words[0] == "python"
+    return words[1], words[2:]
+
+
+def test_fix_it_commands_run_as_printed(folder, tmp_path, private_caches):
+    """Evaluation before training, and -r before a first run, name the training command with every
+    flag of the folder (data root, split file, image shape); run as printed (only --epochs 1 added,
+    to keep the test short), it trains, and the evaluation that failed then gets past that point."""
+    cwd = str(tmp_path)
+    data = ["--dataset", "ImageFolder", "--data_root", str(folder / "pets"), "--split_file",
+            str(folder / "split.json"), "--im_size", "16", "--im_channels", "1", "--workers", "0"]
+    torch.set_num_threads(1)
+    evaluate = [*data, "--num_trials", "1", "--name", "fix"]
+    script, argv = printed_command(run_script("eval_cacOpenset.py", *evaluate, cwd=cwd, in_process=True))
+    assert script == "train_cacOpenset.py" and "--data_root" in argv and "--im_channels" in argv
+    second = run_script(script, *argv, "-r", cwd=cwd, in_process=True)  # -r before its first run
+    first_script, first_argv = printed_command(second)
+    assert (first_script, first_argv) == (script, argv)
+    ok(run_script(script, *argv, "--epochs", "1", cwd=cwd, in_process=True))
+    assert "anchor means computed" in ok(run_script("eval_cacOpenset.py", *evaluate, cwd=cwd, in_process=True)).stdout
