@@ -90,8 +90,8 @@ class TrialRun:
             if not bool(torch.isfinite(means).all()):  # before any other line: the means say nothing here
                 raise overflow_error(self.path, "logits on its training images (anchor means)", data.trial)
             if fallback:
-                print(f"warning: trial {data.trial}: classes {fallback} have no correctly classified training "
-                      f"image; their anchors are the mean of all their images", file=sys.stderr)
+                print(f"warning: trial {data.trial}: classes {data.describe_labels(fallback)} have no correctly "
+                      f"classified training image; their anchors are the mean of all their images", file=sys.stderr)
             print(f"trial {data.trial}: anchor means computed from {len(data.train_idx)} training images "
                   f"in {time.perf_counter() - start:.2f} s")
         self.anchors, self.anchor_key = means, key

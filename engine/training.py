@@ -224,6 +224,8 @@ class TrainingRun:
             with atomic_write(config, "w") as f:
                 json.dump({"args": vars(a), "dataset_config": self.cfg, "git": self.git,
                            "known_classes": self.data.known, "unknown_classes": self.data.unknown,
+                           "known_class_names": self.data.known_names,
+                           "unknown_class_names": self.data.unknown_names,
                            "normalization": {"mean": self.data.mean, "std": self.data.std}}, f, indent=1)
         except OSError as e:
             raise UserError(f"cannot write {e.filename or config} ({e.strerror}): the disk is full or the "

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 from conftest import assert_one_line_error, ok, run_script
-from fakedata import (MALFORMED, PETS_SPLIT, PETS_TEST, replace_training_images_keeping_name_size_and_time,
+from fakedata import (MALFORMED, PETS_SPLIT, PETS_TEST, PETS_TRAIN, replace_training_images_keeping_name_size_and_time,
                       write_bmp_folder, write_image_folder, write_pets, write_split_file)
 
 
@@ -66,6 +66,17 @@ def test_three_commands_train_evaluate_and_predict(three_commands):
                                sorted(z["trial0_cac_known_score"]), rtol=1e-4, atol=1e-6)
     with open(os.path.join(cwd, "results", "ImageFolder_mineClosedSet_trials0-0.json")) as f:
         assert set(json.load(f)["metrics"]) == {"max_softmax", "max_logit"}
+
+
+def test_run_config_names_the_classes(three_commands):
+    """config.json keeps the class ids (positions in the sorted folder names) and adds the names."""
+    with open(os.path.join(three_commands["cwd"], "runs", "ImageFolder_0_mineCAC", "config.json")) as f:
+        config = json.load(f)
+    folders = sorted({*PETS_TRAIN, *PETS_TEST})
+    assert config["known_class_names"] == PETS_SPLIT["Known"]
+    assert config["unknown_class_names"] == PETS_SPLIT["Unknown"]
+    assert config["known_classes"] == [folders.index(n) for n in PETS_SPLIT["Known"]]
+    assert config["unknown_classes"] == [folders.index(n) for n in PETS_SPLIT["Unknown"]]
 
 
 def test_evaluation_needs_the_image_shape_training_used(three_commands, private_caches):

@@ -264,3 +264,26 @@ def test_a_trial_over_in_memory_sources(isolated_datasets_dir):
     assert data.class_names == ["1", "3", "5", "7", "8", "9"]
     assert not (isolated_datasets_dir / "Digits" / "normalization").exists()
     assert not (isolated_datasets_dir / "Digits" / "trainval_idxs.json").exists()
+
+
+def test_class_names_in_messages_and_lists(tmp_path, isolated_datasets_dir):
+    """A known class without training images is named ('1 - one', MNIST's own name) with its id
+    as the split file has it; known_names / unknown_names follow the split file's order."""
+    import json
+
+    from fakedata import write_training_labels
+
+    from core.errors import UserError
+
+    root = write_training_labels("MNIST", str(tmp_path / "data"), np.repeat([0, 2, 3, 4, 5, 6, 7, 8, 9], 3))
+    split = tmp_path / "split.json"
+    split.write_text(json.dumps({"Known": [2, 1, 3, 4, 5, 6], "Unknown": [0, 9]}))
+    with pytest.raises(UserError) as err:
+        OpenSetData("MNIST", 0, root, download=False, split_file=str(split))
+    assert "known classes '1 - one' (id 1) of MNIST trial 0 have no training image" in str(err.value)
+    split.write_text(json.dumps({"Known": [2, 8, 3, 4, 5, 6], "Unknown": [0, 9]}))
+    data = OpenSetData("MNIST", 0, root, download=False, split_file=str(split))
+    assert data.known_names == ["2 - two", "8 - eight", "3 - three", "4 - four", "5 - five", "6 - six"]
+    assert data.unknown_names == ["0 - zero", "9 - nine"]
+    # remapped label 4 is the fifth known class in ascending id: 6 (8 is the last)
+    assert data.describe_labels([4, 5]) == "'6 - six' (id 6), '8 - eight' (id 8)"
