@@ -71,11 +71,15 @@ def _listing(names, limit=200):
 
 
 def _check_images(dataset, root):
-    """Read each image's header once, so a broken file fails here, named, not mid-epoch."""
+    """Read each image's header once, so a broken file fails here, named, not mid-epoch; the
+    modes and sizes met are kept on `dataset` (image_modes: Counter, image_sizes: set of (w, h))
+    for the start-up summary."""
+    dataset.image_modes, dataset.image_sizes = collections.Counter(), set()
     for path, _ in dataset.samples:
         try:
             with Image.open(path) as image:
-                image.size  # noqa: B018 - the header is parsed by open; size proves it
+                dataset.image_modes[image.mode] += 1
+                dataset.image_sizes.add(image.size)
         except Image.DecompressionBombError:
             raise UserError(f"image {path} has more pixels than PIL's safety limit ({Image.MAX_IMAGE_PIXELS} "
                             f"x 2); shrink or delete it") from None
@@ -156,6 +160,12 @@ class FolderData:
         else:
             self._check_test_classes(folder, counts)
         return dataset
+
+    def list_test(self):
+        """The test/ folder's samples, listed without reading any image (the start-up summary's
+        counts; evaluation opens and checks them)."""
+        folder = os.path.join(self.root, "test")
+        return _FixedClasses(folder, self.classes, ImageReader(self.im_size, self.channels))
 
     def _check_test_classes(self, folder, counts):
         """One warning per known or unknown class without test images, by folder name; an error

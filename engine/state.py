@@ -19,6 +19,7 @@ import contextlib
 import math
 import signal
 import threading
+import time
 
 import torch
 from tqdm import tqdm
@@ -30,7 +31,21 @@ from networks.checkpoint import load_checkpoint, save_checkpoint
 from networks.weights import LAST
 
 LOG_EVERY = 20  # steps between host reads of the running loss (no per-step device sync)
+PROGRESS_SHARES = 10  # without a terminal (logs): a progress line per tenth of an epoch
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+def progress_marks(steps, shares=PROGRESS_SHARES):
+    """The steps (from 1) after which a log line reports progress: the first at or past each
+    `shares`-th of an epoch of `steps` batches (fewer when the epoch has fewer batches)."""
+    return sorted({math.ceil(steps * k / shares) for k in range(1, shares + 1)} - {0})
+
+
+def progress_line(epoch, step, steps, loss, images, seconds):
+    """One line of progress in a log: share done, steps, the epoch's mean loss so far, speed."""
+    rate = images / seconds if seconds > 0 else float("inf")
+    return (f"epoch {epoch}: {100 * step // steps}% ({step}/{steps} steps), loss {loss:.4f}, "
+            f"{rate:.0f} images/s")
 
 
 def check_finite(values, epoch, first_batch, last_batch):
@@ -105,19 +120,27 @@ class TrainState:
         When continuing mid-epoch the batches already trained on are loaded first, not
         yielded (the same permutation and augmentation draws). After each step the loop adds
         to `sums`; every LOG_EVERY steps it is read once from the device, checked finite and
-        shown on the tqdm bar; after SIGINT/SIGTERM the state is saved and the run stops."""
+        shown on the tqdm bar. Without a terminal (tqdm's bar off: a log) rank 0 prints a
+        progress line instead at each tenth of the epoch (progress_marks; read at the same time,
+        so at most 10 more reads an epoch). After SIGINT/SIGTERM the state is saved and the run stops."""
         saved, self.saved = self.saved, None
         start, self.seen = (saved["step"], saved["seen"]) if saved else (0, 0)
         bar = tqdm(self._batches(loader, saved), desc=f"epoch {epoch}", total=len(loader), initial=start,
                    leave=False, disable=None if self.accel.is_main else True)
+        marks = set(progress_marks(len(loader))) if self.accel.is_main and bar.disable else set()
+        began, seen_before = time.perf_counter(), self.seen
         for step, batch in enumerate(bar, start=start + 1):
             yield step, batch
             self.seen += len(batch[1])
-            if step % LOG_EVERY == 0 or step == len(loader):
+            if step % LOG_EVERY == 0 or step == len(loader) or step in marks:
                 values = sums.tolist()  # the one host sync every LOG_EVERY steps
                 check_finite(values[:-1], epoch, start + 1, step)
                 start = step
                 bar.set_postfix(loss=f"{values[0] / step:.3f}", acc=f"{100 * values[-1] / self.seen:.1f}")
+                if step in marks:
+                    images = (self.seen - seen_before) * self.accel.world
+                    print(progress_line(epoch, step, len(loader), values[0] / step, images,
+                                        time.perf_counter() - began), flush=True)
             self.stop_if_asked(epoch, step, len(loader), sums)
 
     def _batches(self, loader, saved):

@@ -12,6 +12,7 @@ from core.files import atomic_write
 from core.lock import RunLock
 from core.logfile import append_line, trim_log
 from datasets.pipeline import build_loader
+from datasets.summary import summary_line
 from datasets.trial import OpenSetData
 from engine.accel import Accel
 from engine.commands import train_command
@@ -76,6 +77,7 @@ class TrainingRun:
         self._load_trial_rank0_first(phase_key)  # 3.
         self._build_loaders()  # 4.
         if self.is_main:
+            print(summary_line(self.data), flush=True)
             check_writable(self.files, self.run_dir)  # 5.
         seed_everything(args.seed)  # 6.
 

@@ -214,5 +214,8 @@ def test_fix_it_commands_run_as_printed(folder, tmp_path, private_caches):
     second = run_script(script, *argv, "-r", cwd=cwd, in_process=True)  # -r before its first run
     first_script, first_argv = printed_command(second)
     assert (first_script, first_argv) == (script, argv)
-    ok(run_script(script, *argv, "--epochs", "1", cwd=cwd, in_process=True))
+    trained = ok(run_script(script, *argv, "--epochs", "1", cwd=cwd, in_process=True)).stdout
+    # not a terminal: the start-up summary, then a line per tenth of the epoch (short epoch: per step)
+    assert "\ndata: ImageFolder trial 0: 18 train, 6 val images; test 9 known, 5 unknown; " in trained
+    assert "epoch 0: 100% (1/1 steps), loss " in trained
     assert "anchor means computed" in ok(run_script("eval_cacOpenset.py", *evaluate, cwd=cwd, in_process=True)).stdout
