@@ -103,3 +103,24 @@ def test_progress_lines_without_a_terminal_and_no_read_per_step(terminal, capsys
     assert [line.split(" (")[1].split(" steps")[0] for line in lines] == [f"{m}/{steps}" for m in marks]
     assert all(", loss 2.0000, " in line and line.endswith(" images/s") for line in lines)
     assert lines[-1].startswith("epoch 3: 100% ") and sums.reads == len(syncs | set(marks)) < steps
+
+
+def test_continue_must_repeat_the_command_line_overrides(monkeypatch):
+    """--continue checks the script's own arguments and every override of the config (a changed
+    augmentation, batch or rate would silently make another run)."""
+    from types import SimpleNamespace
+
+    import engine.state as state_module
+
+    asked = {}
+
+    def read_interrupted(path, phase, args, must_match):
+        asked["must_match"] = must_match
+        raise RuntimeError("stop here")
+
+    monkeypatch.setattr(state_module, "read_interrupted", read_interrupted)
+    run = SimpleNamespace(accel=None, method="CAC", phase=0, args=SimpleNamespace(continue_run=True),
+                          generators=lambda: [], weights=lambda suffix: suffix)
+    with pytest.raises(RuntimeError, match="stop here"):
+        TrainState(run, None, None, range(0, 2), {"acc": 0.0}, must_match=("alpha", "lbda"))
+    assert set(asked["must_match"]) == {"alpha", "lbda", "hflip", "rotation", "crop_scale", "lr", "batch_size"}
