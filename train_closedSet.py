@@ -19,7 +19,7 @@ from networks.weights import CLOSED_SET, CLOSED_SET_BEST
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description="Closed-set training with cross-entropy (the baseline)",
-                                parents=[training_parser(trial_required=False), runtime_parser(), accel_parser()])
+                                parents=[training_parser(), runtime_parser(), accel_parser()])
     return p.parse_args(argv)
 
 

@@ -105,8 +105,20 @@ def check_listed_normalization(listed, channels, refuse):
             refuse(f"normalization.{part}[{i}]", f"is wrong: {problem} (im_channels {channels})")
 
 
-def apply_overrides(cfg, dataset, im_size=None, im_channels=None):
-    """A copy of `cfg` with --im_size / --im_channels applied (channels: own image folders only)."""
+# command-line flag -> (key path in the config entry, CONFIG_RULES key that checks its value)
+OVERRIDE_FLAGS = {
+    "hflip": ("data_transforms", "flip"),
+    "rotation": ("data_transforms", "rotate"),
+    "crop_scale": ("data_transforms", "scale_min"),
+    "batch_size": (None, "batch_size"),
+}
+
+
+def apply_overrides(cfg, dataset, im_size=None, im_channels=None, **flags):
+    """A copy of `cfg` with --im_size / --im_channels applied (channels: own image folders only)
+    and the OVERRIDE_FLAGS given (not None): --hflip, --rotation, --crop_scale (the training
+    augmentation of both pipelines, datasets/augment.py), --batch_size; each checked by the
+    rule of the config key it replaces."""
     cfg = dict(cfg)
     if im_size is not None:
         if im_size_problem(im_size):
@@ -119,4 +131,13 @@ def apply_overrides(cfg, dataset, im_size=None, im_channels=None):
         if im_channels not in (1, 3):
             raise UserError(f"--im_channels {im_channels}: give 1 (grey) or 3 (RGB)")
         cfg["im_channels"] = im_channels
+    cfg["data_transforms"] = dict(cfg["data_transforms"])
+    for flag, value in flags.items():
+        if value is None:
+            continue
+        section, key = OVERRIDE_FLAGS[flag]
+        test, want = CONFIG_RULES[f"{section}.{key}" if section else key]
+        if not test(value):
+            raise UserError(f"--{flag} {value}: give {want}")
+        (cfg[section] if section else cfg)[key] = value
     return cfg

@@ -14,12 +14,14 @@ converts new images the same way.
 import collections
 import hashlib
 import os
+import re
 import sys
 
 from PIL import Image, UnidentifiedImageError
 from torchvision import datasets as tvd
 from torchvision import transforms as T
 
+from datasets import splits
 from datasets.names import FOLDER_DATASET
 from datasets.safe_folder import SafeImageFolder
 from datasets.splits import brief, read_split_json
@@ -69,11 +71,15 @@ def _listing(names, limit=200):
 
 
 def _check_images(dataset, root):
-    """Read each image's header once, so a broken file fails here, named, not mid-epoch."""
+    """Read each image's header once, so a broken file fails here, named, not mid-epoch; the
+    modes and sizes met are kept on `dataset` (image_modes: Counter, image_sizes: set of (w, h))
+    for the start-up summary."""
+    dataset.image_modes, dataset.image_sizes = collections.Counter(), set()
     for path, _ in dataset.samples:
         try:
             with Image.open(path) as image:
-                image.size  # noqa: B018 - the header is parsed by open; size proves it
+                dataset.image_modes[image.mode] += 1
+                dataset.image_sizes.add(image.size)
         except Image.DecompressionBombError:
             raise UserError(f"image {path} has more pixels than PIL's safety limit ({Image.MAX_IMAGE_PIXELS} "
                             f"x 2); shrink or delete it") from None
@@ -155,6 +161,12 @@ class FolderData:
             self._check_test_classes(folder, counts)
         return dataset
 
+    def list_test(self):
+        """The test/ folder's samples, listed without reading any image (the start-up summary's
+        counts; evaluation opens and checks them)."""
+        folder = os.path.join(self.root, "test")
+        return _FixedClasses(folder, self.classes, ImageReader(self.im_size, self.channels))
+
     def _check_test_classes(self, folder, counts):
         """One warning per known or unknown class without test images, by folder name; an error
         when none of the known, or none of the unknown, classes has one (nothing to evaluate)."""
@@ -168,6 +180,15 @@ class FolderData:
                 state = "holds no image file" if os.path.isdir(where) else "does not exist"
                 print(f"warning: {kind} class {name!r} has no test images ({where} {state}); the evaluation "
                       f"goes on without it", file=sys.stderr)
+
+    def cache_folder(self):
+        """Where this folder's caches (train/val partition, normalization) live: one folder per
+        image folder, datasets/ImageFolder/<its name>-<sha1 of its real path>/, so two folders never
+        share a cache; each cache is still checked against the labels and bytes it was made from."""
+        real = os.path.realpath(self.root)
+        name = re.sub(r"[^A-Za-z0-9_.-]", "_", os.path.basename(real))[:40] or "root"
+        tag = hashlib.sha1(real.encode()).hexdigest()[:12]
+        return os.path.join(splits.DATASETS_DIR, FOLDER_DATASET, f"{name}-{tag}")
 
     def fingerprint(self, dataset):
         """sha1 of the known classes' training files: relative path, label and every byte. Any

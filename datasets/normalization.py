@@ -93,13 +93,13 @@ def _read_normalization_cache(path, key, channels):
     return cached["mean"], cached["std"]
 
 
-def cached_normalization(dataset, trial, known, labels, im_size, compute, source=None, channels=None):
+def cached_normalization(dataset, trial, known, labels, im_size, compute, source=None, channels=None, folder=None):
     """Mean/std computed by `compute()` for a trial without listed values, cached in
-    datasets/<dataset>/normalization/<trial>.json and reused while the known classes, the
+    `folder`/normalization/<trial>.json (default folder: datasets/<dataset>) and reused while the known classes, the
     data and the image size (image folders are read at that size) all match; `source`
     (users' image folders: a fingerprint of the files' contents) must match too. The cache is
     checked when read: one finite mean and one std above 0 per channel (`channels`)."""
-    path = os.path.join(splits.DATASETS_DIR, dataset, "normalization", f"{trial}.json")
+    path = os.path.join(folder or os.path.join(splits.DATASETS_DIR, dataset), "normalization", f"{trial}.json")
     key = {"Known": list(known), "im_size": im_size, "Fingerprint": labels_fingerprint(labels)}
     if source is not None:
         key["Source"] = source

@@ -59,3 +59,15 @@ def build_loader(dataset, batch_size, shuffle, *, pipeline="resident", workers=0
     # workers started afresh each epoch, as make_loader's: --continue restores an epoch's seeds
     return DataLoader(dataset, batch_sampler=sampler, num_workers=workers, pin_memory=pin,
                       persistent_workers=False, generator=torch.Generator().manual_seed(seed))
+
+
+def loader_generators(loaders):
+    """The random generators of `loaders` (build_loader's), in a fixed order: each loader's own
+    (the resident loader's, or a DataLoader's shuffle and worker seeds), then a sharded sampler's."""
+    found = []
+    for loader in loaders:
+        found.append(loader.generator)
+        sampler = getattr(loader, "batch_sampler", None)  # torchrun's sharded sampler shuffles itself
+        if getattr(sampler, "generator", None) is not None:
+            found.append(sampler.generator)
+    return found

@@ -1,6 +1,7 @@
 """torchvision's ImageFolder made safe against links (SafeImageFolder): the same samples in the
 same order, except that each real folder and each real file is read once however links point,
-and names that are not plain files (a named pipe, a device) are skipped with a warning."""
+and names that are not plain files (a named pipe, a device) are skipped with a warning; files
+that are not images by their name are left out as torchvision does, and listed in `strays`."""
 import os
 import stat
 import sys
@@ -93,6 +94,7 @@ class SafeImageFolder(tvd.ImageFolder):
         if is_valid_file is None:
             def is_valid_file(path):
                 return tvd.folder.has_file_allowed_extension(path, extensions)
+        self.strays = []  # files under the class folders that are not images by their name
         walk = _Walk(directory)
         walk.claim_dir(directory)  # a link back to the top is a loop, not more images
         classes = [c for c in sorted(class_to_idx) if os.path.isdir(os.path.join(directory, c))]
@@ -105,7 +107,9 @@ class SafeImageFolder(tvd.ImageFolder):
             for folder, names in sorted(walk.files(os.path.join(directory, target_class))):
                 for name in names:
                     path = os.path.join(folder, name)
-                    if is_valid_file(path) and walk.claim_file(path):
+                    if not is_valid_file(path):
+                        self.strays.append(path)  # not an image file name: left out (counted)
+                    elif walk.claim_file(path):
                         samples.append((path, class_to_idx[target_class]))
             if len(samples) == before:
                 empty.append(target_class)

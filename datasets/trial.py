@@ -12,8 +12,8 @@ from torch.utils.data import Dataset
 from core.errors import UserError
 from datasets import splits
 from datasets.augment import AugmentSpec
-from datasets.classnames import TrialClasses, class_names, image_origins
-from datasets.config import apply_overrides, load_config
+from datasets.classnames import TrialClasses, class_names, describe_classes, image_origins
+from datasets.config import OVERRIDE_FLAGS, apply_overrides, load_config
 from datasets.folder import FolderData
 from datasets.names import FOLDER_DATASET, SOURCES
 from datasets.normalization import RAW_PIXELS, cached_normalization, listed_normalization, raw_pixel_stats
@@ -77,25 +77,28 @@ class OpenSetData:
 
         self.train_set = self._open(self.known_source, train=True)
         self.train_labels = labels = source_labels(self.train_set)  # read once, reused by every subset
+        self._set_class_names(self.folder.classes if self.folder else
+                              class_names(self.train_set, num_classes))
         absent = [c for c in self.known if not (labels == c).any()]
         if absent:
-            raise UserError(f"known classes {absent} of {dataset} trial {trial} have no training "
-                            f"image under {data_root}; check the data or the split file")
-        split = trainval_split(dataset, labels, self.cfg["val_fraction"], num_classes,
-                               os.path.join(splits.DATASETS_DIR, dataset))
+            raise UserError(f"known classes {self.describe(absent)} of {dataset} trial {trial} have no "
+                            f"training image under {data_root}; check the data or the split file")
+        self.cache_dir = self.folder.cache_folder() if self.folder else os.path.join(splits.DATASETS_DIR, dataset)
+        split = trainval_split(dataset, labels, self.cfg["val_fraction"], num_classes, self.cache_dir)
         self.train_idx = np.sort(np.concatenate([split["Train"][str(c)] for c in self.known])).astype(np.int64)
         self.val_idx = np.sort(np.concatenate([split["Val"][str(c)] for c in self.known])).astype(np.int64)
         # image folders: a digest of the training images' bytes, part of every cache's key (None:
         # built-in data sets, whose files are fixed)
         self.source_fingerprint = self.folder.fingerprint(self.train_set) if self.folder else None
         self.mean, self.std = self._normalization()
-        self._set_class_names()
 
     @classmethod
     def from_args(cls, args, trial):
-        """The trial as the command line asks: --data_root, --split_file, --im_size, --im_channels."""
+        """The trial as the command line asks: --data_root, --split_file, --im_size, --im_channels and
+        the training overrides (--hflip, --rotation, --crop_scale, --batch_size)."""
         cfg = apply_overrides(load_config(args.dataset), args.dataset, getattr(args, "im_size", None),
-                              getattr(args, "im_channels", None))
+                              getattr(args, "im_channels", None),
+                              **{flag: getattr(args, flag, None) for flag in OVERRIDE_FLAGS})
         return cls(args.dataset, trial, args.data_root, download=not args.no_download, config=cfg,
                    split_file=getattr(args, "split_file", None))
 
@@ -115,7 +118,7 @@ class OpenSetData:
         data.train_idx = data.val_idx = np.flatnonzero(np.isin(data.train_labels, data.known))
         listed = listed_normalization(data.cfg, trial)
         data.mean, data.std = listed if listed is not None else data._pixel_stats()
-        data._set_class_names()
+        data._set_class_names(class_names(train_set, len(data.label_map)))
         return data
 
     def _set_classes(self, name, trial, cfg, known, unknown, num_classes):
@@ -126,15 +129,28 @@ class OpenSetData:
         self.label_map = torch.full((num_classes,), self.num_known, dtype=torch.int64)
         self.label_map[sorted(self.known)] = torch.arange(self.num_known)
 
-    def _set_class_names(self):
-        # name of each known label 0..N-1 (datasets/classnames.py: data sets without names give the id)
-        names = self.names_of(self.known_source)
+    def _set_class_names(self, names):
+        """`names`: of each class id of the known source (datasets/classnames.py). class_names: of
+        each known label 0..N-1; known_names / unknown_names: in the split file's order (unknown
+        classes of another source, CIFAR+N's CIFAR-100 ones: their ids as text)."""
+        self.source_names = names
         self.class_names = [names[c] for c in sorted(self.known)]
+        self.known_names = [names[c] for c in self.known]
+        same = self.unknown_source == self.known_source
+        self.unknown_names = [names[c] if same else str(c) for c in self.unknown]
+
+    def describe(self, ids):
+        """Class ids (as the split file has them) named for a message: 'cat' (id 3), ..."""
+        return describe_classes(ids, self.source_names, by_name=self.folder is not None)
+
+    def describe_labels(self, labels):
+        """Known labels 0..N-1 (remapped) named for a message, by their class and split-file id."""
+        return self.describe([sorted(self.known)[int(label)] for label in labels])
 
     def names_of(self, source):
         """The name of each class id of `source` (the known or the unknown classes' source)."""
         if source == self.known_source:
-            return class_names(self.train_set, len(self.label_map))
+            return self.source_names
         return class_names(self._test_set(source), NUM_CLASSES[source])
 
     def trial_classes(self, known_test, unknown_test):
@@ -162,7 +178,8 @@ class OpenSetData:
         if self.folder:
             source += f":{self.source_fingerprint}:{self.cfg['im_channels']}ch"
         return cached_normalization(self.name, self.trial, self.known, self.train_labels, self.cfg["im_size"],
-                                    self._pixel_stats, source=source, channels=self.cfg["im_channels"])
+                                    self._pixel_stats, source=source, channels=self.cfg["im_channels"],
+                                    folder=self.cache_dir)
 
     def _pixel_stats(self):
         """Mean and std of the known classes' training pixels, all of them (train and val parts)."""
@@ -217,7 +234,9 @@ class OpenSetData:
         test = self._test_set(self.unknown_source)
         idx = np.flatnonzero(np.isin(source_labels(test), self.unknown))
         if len(idx) == 0:
+            unknown = (self.describe(self.unknown) if self.unknown_source == self.known_source
+                       else ", ".join(map(str, self.unknown)))
             raise UserError(f"the {self.unknown_source} test set under {self.root} has no image of "
-                            f"the unknown classes {self.unknown}")
+                            f"the unknown classes {unknown}")
         return RemappedSubset(test, idx, torch.full((len(idx),), self.num_known, dtype=torch.int64),
                               self.spec("eval"))

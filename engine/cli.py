@@ -55,17 +55,19 @@ def add_own_data_arguments(group):
                        help="ImageFolder only: 1 = grey, 3 = RGB (default: 3, from datasets/config.json)")
 
 
-def training_parser(default_name="myTest", trial_required=True):
-    """The seed's training flags plus --epochs and --backbone; `trial_required=False` gives
-    --trial the default 0 (the original's train_closedSet.py; its CAC script requires it)."""
+def training_parser(default_name="myTest"):
+    """The seed's training flags plus --epochs, --backbone and the overrides of the data set's
+    augmentation and schedule (default: datasets/config.json's values, so default runs are
+    unchanged); --trial defaults to 0."""
     p = argparse.ArgumentParser(add_help=False)
     g = p.add_argument_group("training")
     g.add_argument("--dataset", required=True, type=str,
                    help=f"dataset for training, one of: {', '.join(DATASET_NAMES)}")
-    g.add_argument("--trial", required=trial_required, default=None if trial_required else 0, type=int,
-                   help="trial number = class split file datasets/<dataset>/class_splits/<trial>.json "
-                        "(0-4: standard splits, 5-9: the paper's first-release splits)"
-                        + ("" if trial_required else " (default: 0)"))
+    g.add_argument("--trial", default=0, type=int,
+                   help="the paper's data sets: trial number = class split file "
+                        "datasets/<dataset>/class_splits/<trial>.json (0-4: standard splits, 5-9: the paper's "
+                        "first-release splits); an image folder has one split, its --split_file: leave it "
+                        "at 0 (default: 0)")
     g.add_argument("--resume", "-r", action="store_true",
                    help="resume from the saved checkpoint with the second learning rate and epoch count")
     g.add_argument("--tensorboard", "-t", action="store_true", help="plot on tensorboardX under runs/")
@@ -73,6 +75,7 @@ def training_parser(default_name="myTest", trial_required=True):
                    help=f"name for saving and tensorboard (default: {default_name})")
     g.add_argument("--epochs", type=int, default=None,
                    help="epochs of this run (default: the config's max_epoch for this phase)")
+    add_override_arguments(p)
     g.add_argument("--backbone", default="cnn", help=f"network backbone: {BACKBONE_HELP} (default: cnn)")
     g.add_argument("--pretrained", nargs="?", const="imagenet", default=None, metavar="FILE",
                    help="ResNet backbones: start from torchvision's ImageNet weights (alone: downloaded into torch "
@@ -107,6 +110,23 @@ def accel_parser():
                    help="CUDA: TensorFloat-32 for float32 convolutions and matmuls (faster on Ampere and newer, "
                         "10-bit mantissa); default: off, exact float32 as the paper's GPUs computed")
     return p
+
+
+OVERRIDE_ARGS = ("hflip", "rotation", "crop_scale", "lr", "batch_size")  # what --continue must repeat
+
+
+def add_override_arguments(parser):
+    """Overrides of datasets/config.json for this run (saved in its config.json and checkpoints;
+    --continue must repeat them): the training augmentation, for both pipelines, and the schedule."""
+    g = parser.add_argument_group("augmentation and schedule (default: the dataset's values in datasets/config.json)")
+    g.add_argument("--hflip", type=float, default=None, metavar="P",
+                   help="probability of a horizontal flip of a training image; 0 turns flips off")
+    g.add_argument("--rotation", type=float, default=None, metavar="DEG",
+                   help="random rotation of training images, uniform in -DEG..DEG degrees; 0 turns it off")
+    g.add_argument("--crop_scale", type=float, default=None, metavar="MIN",
+                   help="smallest area share (0-1] of a training image's random crop; 1 turns crops off")
+    g.add_argument("--lr", type=float, default=None, help="learning rate of this phase (first run, or -r)")
+    g.add_argument("--batch_size", type=int, default=None, help="images per batch (the global batch under torchrun)")
 
 
 def evaluation_parser():

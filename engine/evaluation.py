@@ -17,8 +17,8 @@ from datasets.pipeline import build_loader
 from engine.accel import default_channels_last
 from engine.calibration import (SCORERS, anchor_key, cached_anchor_means, calibration_record, store_calibration,
                                 stored_calibration)
-from engine.cli import check_common_args, print_header, resolve_device, seed_everything
 from engine.commands import train_command
+from engine.cli import check_common_args, print_header, resolve_device, seed_everything
 from engine.trial_choice import chosen_trials, trials_label
 from engine.report import ScorerOutput, TrialResult, report, result_targets
 from metrics import ACCEPT_RATE, all_metrics
@@ -92,8 +92,8 @@ class TrialRun:
             if not bool(torch.isfinite(means).all()):  # before any other line: the means say nothing here
                 raise overflow_error(self.path, "logits on its training images (anchor means)", data.trial)
             if fallback:
-                print(f"warning: trial {data.trial}: classes {fallback} have no correctly classified training "
-                      f"image; their anchors are the mean of all their images", file=sys.stderr)
+                print(f"warning: trial {data.trial}: classes {data.describe_labels(fallback)} have no correctly "
+                      f"classified training image; their anchors are the mean of all their images", file=sys.stderr)
             print(f"trial {data.trial}: anchor means computed from {len(data.train_idx)} training images "
                   f"in {time.perf_counter() - start:.2f} s")
         self.anchors, self.anchor_key = means, key
@@ -121,8 +121,8 @@ def load_trial_network(evaluation, data):
     path = weights_path(args.dataset, data.trial, args.name, evaluation.checkpoint_suffix)
     if not os.path.isfile(path):
         raise UserError(f"checkpoint not found: {path}; train it with "
-                        f"`{train_command(evaluation.train_script, args.dataset, data.trial, args.name, args)}` "
-                        f"(evaluation's --name defaults to '' for the paper's released weights, training's to myTest)")
+                        f"`{train_command(evaluation.train_script, vars(args), data.trial)}` (evaluation's "
+                        f"--name defaults to '' for the paper's released weights, training's to myTest)")
     ckpt = read_checkpoint(path, map_location=device)
     cfg = data.cfg
     trained = ckpt.get("network") or {}

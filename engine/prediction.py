@@ -23,7 +23,7 @@ from core.errors import UserError
 from datasets.folder import prepare_image
 from engine.calibrating import calibrate_and_store, can_calibrate
 from engine.calibration import SCORERS, calibration_problem
-from engine.commands import eval_command
+from engine import commands
 from networks.build import build_network
 from networks.checkpoint import load_checkpoint, read_checkpoint
 from networks.config import NetworkConfig
@@ -63,7 +63,7 @@ def evaluate_command(ckpt, path):
     if dataset is None or trial is None:
         return f"`python {script} ...` (it calibrates the {suffix}.pth file of a trial)"
     name = args.get("name", named[3] if named else "")
-    return f"`{eval_command(script, dataset, trial, name, args, num=1)}`"
+    return f"`{commands.evaluate_command(script, {**args, 'dataset': dataset, 'name': name}, trial)}`"
 
 
 def load_predictor(path, device, data_root=None, split_file=None):

@@ -114,3 +114,14 @@ class WarmRestarts:
     def load_state_dict(self, state):
         self.first_epoch = state["first_epoch"]
         self.cosine.load_state_dict(state["cosine"])
+
+
+def phase_schedule(schedule, phase, lr=None):
+    """A copy of a config's schedule (openset_training / closedset_training) with --lr, when
+    given, as the learning rate of `phase` (0: first run, 1: -r); the other phase's stays."""
+    schedule = dict(schedule)
+    if lr is not None:
+        rates = list(schedule["learning_rate"])
+        rates[phase] = lr
+        schedule["learning_rate"] = rates
+    return schedule

@@ -150,8 +150,12 @@ def read_interrupted(path, phase, args, must_match):
     saved_args = state["args"]
     for key in must_match:  # a change would silently make another run
         if key in saved_args and saved_args[key] != getattr(args, key, None):
-            raise UserError(f"{path} was trained with --{key} {saved_args[key]}, this command says "
-                            f"{getattr(args, key, None)}: continue it with --{key} {saved_args[key]}")
+            saved, given = saved_args[key], getattr(args, key, None)
+            if saved is None:  # an override the run did not have (its config's value)
+                raise UserError(f"{path} was trained without --{key}, this command gives --{key} {given}: "
+                                f"continue it without --{key}")
+            raise UserError(f"{path} was trained with --{key} {saved}, this command says "
+                            f"{'nothing' if given is None else given}: continue it with --{key} {saved}")
     if state["epoch"] >= state["end_epoch"]:
         raise UserError(f"{path}: that run finished all its epochs (to {state['end_epoch'] - 1}); "
                         f"nothing to continue: start the next phase with -r, or evaluate")

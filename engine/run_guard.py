@@ -1,12 +1,15 @@
 """What a training run may replace, and what it removes: the checks that keep one run from
 destroying another (an existing run, a begun -r phase, a run training now, an unwritable
-file), and --overwrite's removal of the old run's files."""
+file, arguments that cannot make a run), and --overwrite's removal of the old run's files."""
+import math
 import os
 import shutil
 
 from core.errors import UserError
 from core.files import check_file_writable, ensure_writable
+from engine.cli import check_common_args
 from networks.checkpoint import read_checkpoint
+from networks.pretrained import pretrained_file
 from networks.weights import LAST, RUN_FILES, saved_under, weights_path
 
 
@@ -87,3 +90,19 @@ def remove_old_run(files, run_dir):
                         f"or give another --name") from None
     if old:
         print(f"--overwrite: removed the previous run's {', '.join(old)}", flush=True)
+
+
+def check_training_args(args):
+    check_common_args(args)
+    if args.epochs is not None and args.epochs < 1:
+        raise UserError(f"--epochs {args.epochs}: give a positive number of epochs")
+    if args.lr is not None and not (args.lr > 0 and math.isfinite(args.lr)):
+        raise UserError(f"--lr {args.lr}: give a positive, finite learning rate, e.g. --lr 0.01")
+    if args.overwrite and args.continue_run:
+        raise UserError("--overwrite starts the run afresh and --continue picks up the interrupted one: "
+                        "give one of them")
+    if getattr(args, "pretrained", None) is not None:  # the file there (downloaded) and the backbone a ResNet
+        if args.resume:
+            raise UserError("--pretrained gives a first run its starting weights; -r starts from the first run's "
+                            "checkpoint: drop --pretrained")
+        pretrained_file(args.backbone, args.pretrained, download=not args.no_download)

@@ -19,11 +19,14 @@ import contextlib
 import math
 import signal
 import threading
+import time
 
 import torch
 from tqdm import tqdm
 
 from core.errors import Interrupted, UserError
+from engine.cli import OVERRIDE_ARGS
+from engine.progress import progress_line, progress_marks
 from engine.rank_states import changes, rank_share, reseed, share
 from engine.resume import RESTART, generators_fit, interrupted_state, read_interrupted, rng_state, set_rng_state
 from networks.checkpoint import load_checkpoint, save_checkpoint
@@ -62,7 +65,7 @@ class TrainState:
         self.continued_log_size = None  # --continue: metrics.jsonl's size in the state it continues
         self.end = planned.stop  # first epoch not to run
         self.scheduler = run.recipe.scheduler(optimizer, len(planned), planned.start)  # None: constant lr
-        must_match = ("recipe", *must_match)
+        must_match = ("recipe", *must_match, *OVERRIDE_ARGS)  # a change would silently make another run
         self.epochs = self._continue(run.args, must_match) if run.args.continue_run else planned
 
     def _continue(self, args, must_match):
@@ -120,21 +123,29 @@ class TrainState:
         When continuing mid-epoch the batches already trained on are loaded first, not
         yielded (the same permutation and augmentation draws). After each step the loop adds
         to `sums`; every LOG_EVERY steps it is read once from the device, checked finite and
-        shown on the tqdm bar; after SIGINT/SIGTERM the state is saved and the run stops."""
+        shown on the tqdm bar. Without a terminal (tqdm's bar off: a log) rank 0 prints a
+        progress line instead at each tenth of the epoch (progress_marks; read at the same time,
+        so at most 10 more reads an epoch). After SIGINT/SIGTERM the state is saved and the run stops."""
         saved, self.saved = self.saved, None
         if self.scheduler is not None:
             self.scheduler.set_epoch(epoch)  # the lr of this epoch (--recipe modern)
         start, self.seen = (saved["step"], saved["seen"]) if saved else (0, 0)
         bar = tqdm(self._batches(loader, saved), desc=f"epoch {epoch}", total=len(loader), initial=start,
                    leave=False, disable=None if self.accel.is_main else True)
+        marks = set(progress_marks(len(loader))) if self.accel.is_main and bar.disable else set()
+        began, seen_before = time.perf_counter(), self.seen
         for step, batch in enumerate(bar, start=start + 1):
             yield step, batch
             self.seen += len(batch[1])
-            if step % LOG_EVERY == 0 or step == len(loader):
+            if step % LOG_EVERY == 0 or step == len(loader) or step in marks:
                 values = sums.tolist()  # the one host sync every LOG_EVERY steps
                 check_finite(values[:-1], epoch, start + 1, step)
                 start = step
                 bar.set_postfix(loss=f"{values[0] / step:.3f}", acc=f"{100 * values[-1] / self.seen:.1f}")
+                if step in marks:
+                    images = (self.seen - seen_before) * self.accel.world
+                    print(progress_line(epoch, step, len(loader), values[0] / step, images,
+                                        time.perf_counter() - began), flush=True)
             self.stop_if_asked(epoch, step, len(loader), sums)
 
     def _batches(self, loader, saved):

@@ -8,31 +8,19 @@ from core.errors import UserError
 from core.files import atomic_write
 from core.lock import RunLock
 from core.logfile import append_line, trim_log
-from datasets.pipeline import build_loader
+from datasets.pipeline import build_loader, loader_generators
+from datasets.summary import summary_line
 from datasets.trial import OpenSetData
 from engine.accel import Accel
+from engine.commands import train_command
 from engine.placement import choose_pipeline, pipeline_name
-from engine.cli import check_common_args, git_commit, print_header, resolve_device, seed_everything
-from engine.recipe import Recipe
-from engine.run_guard import check_run_state, check_writable, remove_old_run, run_files
+from engine.cli import git_commit, print_header, resolve_device, seed_everything
+from engine.recipe import Recipe, phase_schedule
+from engine.run_guard import check_run_state, check_training_args, check_writable, remove_old_run, run_files
 from networks.checkpoint import load_checkpoint, make_checkpoint, save_checkpoint
 from networks.config import NetworkConfig
-from networks.pretrained import IMAGENET, pretrained_file
+from networks.pretrained import IMAGENET
 from networks.weights import lock_path, saved_under, weights_path
-
-
-def check_training_args(args):
-    check_common_args(args)
-    if args.epochs is not None and args.epochs < 1:
-        raise UserError(f"--epochs {args.epochs}: give a positive number of epochs")
-    if args.overwrite and args.continue_run:
-        raise UserError("--overwrite starts the run afresh and --continue picks up the interrupted one: "
-                        "give one of them")
-    if getattr(args, "pretrained", None) is not None:  # the file there (downloaded) and the backbone a ResNet
-        if args.resume:
-            raise UserError("--pretrained gives a first run its starting weights; -r starts from the first run's "
-                            "checkpoint: drop --pretrained")
-        pretrained_file(args.backbone, args.pretrained, download=not args.no_download)
 
 
 class TrainingRun:
@@ -71,6 +59,7 @@ class TrainingRun:
             self._load_trial_rank0_first(phase_key)  # 3.
             self._build_loaders()  # 4.
             if self.is_main:
+                print(summary_line(self.data), flush=True)
                 check_writable(self.files, self.run_dir)  # 5.
         except BaseException:
             self.close()  # no __exit__ follows a failed constructor
@@ -97,7 +86,7 @@ class TrainingRun:
                                 f"({len(d.train_idx)} training, {len(d.val_idx)} validation images; val_fraction "
                                 f"{self.cfg['val_fraction']}): add images (two or more per class), or change "
                                 f"val_fraction in datasets/config.json")
-        self.hparams = self.cfg[phase_key]
+        self.hparams = self.cfg[phase_key] = phase_schedule(self.cfg[phase_key], self.phase, self.args.lr)
 
     def _build_loaders(self):
         a = self.args
@@ -155,13 +144,7 @@ class TrainingRun:
 
     def generators(self):
         """The data's random generators, saved and restored with an interrupted run's state."""
-        found = []
-        for loader in (self.train_loader, self.val_loader):
-            found.append(loader.generator)  # resident loader's, or a DataLoader's (shuffle, worker seeds)
-            sampler = getattr(loader, "batch_sampler", None)  # torchrun's sharded sampler shuffles itself
-            if getattr(sampler, "generator", None) is not None:
-                found.append(sampler.generator)
-        return found
+        return loader_generators([self.train_loader, self.val_loader])
 
     def weights(self, suffix, dataset=None):
         return weights_path(dataset or self.args.dataset, self.args.trial, self.args.name, suffix)
@@ -175,13 +158,12 @@ class TrainingRun:
         as `resumed_from`) and continue after its saved (finished) epoch."""
         if not self.args.resume:
             return 0
-        a = self.args
         try:
             self.resumed_from = load_checkpoint(self.weights(suffix), net)
             return self.resumed_from["epoch"] + 1
         except UserError as e:
-            raise UserError(f"{e}; -r continues a first run: train one with `python {script} "
-                            f"--dataset {a.dataset} --trial {a.trial} --name {a.name}`") from None
+            raise UserError(f"{e}; -r continues a first run: train one with "
+                            f"`{train_command(script, vars(self.args))}`") from None
 
     def optimizer(self, net):
         return self.recipe.optimizer(net.parameters(), self.phase)
@@ -243,6 +225,8 @@ class TrainingRun:
             with atomic_write(config, "w") as f:
                 json.dump({"args": vars(a), "dataset_config": self.cfg, "git": self.git,
                            "known_classes": self.data.known, "unknown_classes": self.data.unknown,
+                           "known_class_names": self.data.known_names,
+                           "unknown_class_names": self.data.unknown_names,
                            "normalization": {"mean": self.data.mean, "std": self.data.std}}, f, indent=1)
         except OSError as e:
             raise UserError(f"cannot write {e.filename or config} ({e.strerror}): the disk is full or the "

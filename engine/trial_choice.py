@@ -7,7 +7,7 @@ import os
 import re
 
 from core.errors import UserError
-from engine.commands import eval_command, train_command
+from engine.commands import evaluate_command, train_command
 from networks.weights import weights_path
 
 WINDOW = 5  # the original's default --num_trials
@@ -40,9 +40,9 @@ def chosen_trials(args, suffix, train_script, eval_script):
     if found:
         raise UserError(f"no checkpoint of trials {window[0]}-{window[-1]} for {args.dataset} --name "
                         f"{args.name!r} (such as {where}); trained trials: {found}: evaluate them with "
-                        f"`{eval_command(eval_script, args.dataset, found[0], args.name, args)}`")
+                        f"`{evaluate_command(eval_script, vars(args), found[0], num=None)}`")
     raise UserError(f"no trained checkpoint for {args.dataset} --name {args.name!r} (such as {where}); "
-                    f"train one with `{train_command(train_script, args.dataset, args.start_trial, args.name, args)}`"
+                    f"train one with `{train_command(train_script, vars(args), args.start_trial)}`"
                     f" (evaluation's --name defaults to '' for the paper's released weights)")
 
 

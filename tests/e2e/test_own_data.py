@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 from conftest import assert_one_line_error, ok, run_script
-from fakedata import (MALFORMED, PETS_SPLIT, PETS_TEST, replace_training_images_keeping_name_size_and_time,
+from fakedata import (MALFORMED, PETS_SPLIT, PETS_TEST, PETS_TRAIN, replace_training_images_keeping_name_size_and_time,
                       write_bmp_folder, write_image_folder, write_pets, write_split_file)
 
 
@@ -56,6 +56,17 @@ def test_three_commands_train_evaluate_and_predict(three_commands):
                                sorted(z["trial0_cac_known_score"]), rtol=1e-4, atol=1e-6)
     with open(os.path.join(cwd, "results", "ImageFolder_mineClosedSet_trials0-0.json")) as f:
         assert set(json.load(f)["metrics"]) == {"max_softmax", "max_logit"}
+
+
+def test_run_config_names_the_classes(three_commands):
+    """config.json keeps the class ids (positions in the sorted folder names) and adds the names."""
+    with open(os.path.join(three_commands["cwd"], "runs", "ImageFolder_0_mineCAC", "config.json")) as f:
+        config = json.load(f)
+    folders = sorted({*PETS_TRAIN, *PETS_TEST})
+    assert config["known_class_names"] == PETS_SPLIT["Known"]
+    assert config["unknown_class_names"] == PETS_SPLIT["Unknown"]
+    assert config["known_classes"] == [folders.index(n) for n in PETS_SPLIT["Known"]]
+    assert config["unknown_classes"] == [folders.index(n) for n in PETS_SPLIT["Unknown"]]
 
 
 def test_evaluation_needs_the_image_shape_training_used(three_commands, private_caches):
@@ -137,7 +148,7 @@ def test_replaced_training_images_recompute_normalization_and_anchor_means(tmp_p
     ok(run_script("train_cacOpenset.py", *[*data, "--trial", "0", "--name", "m", "--epochs", "1"], cwd=cwd, in_process=True))
     evaluate = [*data, "--num_trials", "1", "--name", "m"]
     assert "anchor means computed" in ok(run_script("eval_cacOpenset.py", *evaluate, cwd=cwd, in_process=True)).stdout
-    cache = isolated_datasets_dir / "ImageFolder" / "normalization" / "0.json"
+    [cache] = (isolated_datasets_dir / "ImageFolder").glob("imgs-*/normalization/0.json")  # this folder's own
     first_cache = json.loads(cache.read_text())
     ckpt_path = os.path.join(cwd, "networks", "weights", "ImageFolder", "ImageFolder_0_mCACclassifierAnchorLoss.pth")
     first_key = torch.load(ckpt_path, weights_only=True)["calibration"]["anchor_means"]["key"]
@@ -163,3 +174,38 @@ def test_malformed_image_folder_split_file_is_one_line_through_the_script(case, 
     cwd.mkdir()
     assert_one_line_error(run_script("train_cacOpenset.py", *argv, cwd=str(cwd), in_process=True), fragment, "split file")
     assert os.listdir(cwd) == []
+
+
+# ------------------------------------------------------------------ fix-it lines run as printed
+
+
+def printed_command(proc):
+    """The command between backticks in a one-line error, split as a shell would."""
+    import shlex
+
+    line = assert_one_line_error(proc)
+    assert line.count("`") == 2, line
+    words = shlex.split(line.split("`")[1])
+    assert words[0] == "python"
+    return words[1], words[2:]
+
+
+def test_fix_it_commands_run_as_printed(folder, tmp_path, private_caches):
+    """Evaluation before training, and -r before a first run, name the training command with every
+    flag of the folder (data root, split file, image shape); run as printed (only --epochs 1 added,
+    to keep the test short), it trains, and the evaluation that failed then gets past that point."""
+    cwd = str(tmp_path)
+    data = ["--dataset", "ImageFolder", "--data_root", str(folder / "pets"), "--split_file",
+            str(folder / "split.json"), "--im_size", "16", "--im_channels", "1", "--workers", "0"]
+    torch.set_num_threads(1)
+    evaluate = [*data, "--num_trials", "1", "--name", "fix"]
+    script, argv = printed_command(run_script("eval_cacOpenset.py", *evaluate, cwd=cwd, in_process=True))
+    assert script == "train_cacOpenset.py" and "--data_root" in argv and "--im_channels" in argv
+    second = run_script(script, *argv, "-r", cwd=cwd, in_process=True)  # -r before its first run
+    first_script, first_argv = printed_command(second)
+    assert (first_script, first_argv) == (script, argv)
+    trained = ok(run_script(script, *argv, "--epochs", "1", cwd=cwd, in_process=True)).stdout
+    # not a terminal: the start-up summary, then a line per tenth of the epoch (short epoch: per step)
+    assert "\ndata: ImageFolder trial 0: 18 train, 6 val images; test 9 known, 5 unknown; " in trained
+    assert "epoch 0: 100% (1/1 steps), loss " in trained
+    assert "anchor means computed" in ok(run_script("eval_cacOpenset.py", *evaluate, cwd=cwd, in_process=True)).stdout

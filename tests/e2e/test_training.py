@@ -61,11 +61,14 @@ class _NaNFromBatch(CACLoss):
 
 
 def test_nan_loss_keeps_the_last_good_state(tmp_path, monkeypatch):
-    """NaN in epoch 1: the message names epoch 1 and its batches; ...Last.pth still holds the
-    finite state after epoch 0, which --continue can pick up."""
+    """NaN in epoch 1: the message names epoch 1 and its batches up to the first read of the
+    sums (here, not a terminal: the first progress mark); ...Last.pth still holds the finite state
+    after epoch 0, which --continue can pick up."""
+    from engine.progress import progress_marks
+
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(utils, "CACLoss", _NaNFromBatch)
-    with pytest.raises(UserError, match=r"non-finite in epoch 1, batches 1-19"):
+    with pytest.raises(UserError, match=rf"non-finite in epoch 1, batches 1-{progress_marks(19)[0]}\b"):
         train_cacOpenset.main(["--dataset", "Digits", "--trial", "0", "--epochs", "2", "--workers", "0"])
     last = torch.load(tmp_path / "networks/weights/Digits/Digits_0_myTestCACclassifierLast.pth", weights_only=True)
     assert (last["epoch"], last["step"]) == (1, 0)
@@ -73,20 +76,21 @@ def test_nan_loss_keeps_the_last_good_state(tmp_path, monkeypatch):
 
 
 def test_stop_request_after_a_nan_saves_nothing(tmp_path, monkeypatch):
-    """A stop (SIGINT) after batch 5 while the loss turned NaN at batch 3, before the next
-    periodic check: the state is not saved, the message names the epoch and batches."""
+    """A stop (SIGINT) after batch 3 while the loss turned NaN at batch 3, before the next
+    periodic check (or progress mark, at even steps here): the state is not saved, the message
+    names the epoch and batches."""
     from engine.state import TrainState
 
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(utils, "CACLoss", type("NaNFrom3", (_NaNFromBatch,), {"good": 2}))
     real = TrainState.stop_if_asked
 
-    def stop_after_batch_5(self, epoch, step, steps, sums):
-        if step == 5:
+    def stop_after_batch_3(self, epoch, step, steps, sums):
+        if step == 3:
             self.stop_signal = "SIGINT"
         return real(self, epoch, step, steps, sums)
 
-    monkeypatch.setattr(TrainState, "stop_if_asked", stop_after_batch_5)
-    with pytest.raises(UserError, match=r"non-finite in epoch 0, batches 1-5"):
+    monkeypatch.setattr(TrainState, "stop_if_asked", stop_after_batch_3)
+    with pytest.raises(UserError, match=r"non-finite in epoch 0, batches 1-3\b"):
         train_cacOpenset.main(["--dataset", "Digits", "--trial", "0", "--epochs", "1", "--workers", "0"])
     assert not list(tmp_path.rglob("*.pth"))

@@ -73,3 +73,43 @@ def test_a_damaged_dataset_config_is_one_line(tmp_path, monkeypatch, text, fragm
     monkeypatch.setattr(dataset_config, "DATASETS_DIR", str(tmp_path))
     with pytest.raises(UserError, match=fragment):
         dataset_config.load_config("Digits")
+
+
+# ------------------------------------------------------------------ command-line overrides of augmentation, batch
+
+
+def override_args(**flags):
+    from argparse import Namespace
+
+    return Namespace(dataset="Digits", data_root="unused", no_download=True, split_file=None, im_size=None,
+                     im_channels=None, **{"hflip": None, "rotation": None, "crop_scale": None, "batch_size": None,
+                                          **flags})
+
+
+def test_overrides_change_the_augmentation_of_both_pipelines(isolated_datasets_dir):
+    from torchvision import transforms as T
+
+    from datasets.pipeline import build_loader
+
+    default = OpenSetData.from_args(override_args(), 0)
+    aug = default.cfg["data_transforms"]
+    data = OpenSetData.from_args(override_args(hflip=0.0, rotation=7.5, crop_scale=0.6, batch_size=16), 0)
+    spec = data.train_dataset().spec
+    assert (spec.flip, spec.rotate, spec.scale_min) == (0.0, 7.5, 0.6) != (aug["flip"], aug["rotate"], aug["scale_min"])
+    steps = {type(t): t for t in data.train_dataset().transform.transforms}  # the torchvision pipeline
+    assert steps[T.RandomHorizontalFlip].p == 0.0 and steps[T.RandomRotation].degrees == [-7.5, 7.5]
+    assert steps[T.RandomResizedCrop].scale == (0.6, 1.0)
+    resident = build_loader(data.train_dataset(), data.cfg["batch_size"], True, pipeline="resident")
+    assert resident.spec == spec and resident.batch_size == 16  # the resident pipeline reads the same spec
+    assert data.val_dataset().spec == default.val_dataset().spec  # evaluation images are not augmented
+    assert default.train_dataset().spec.flip == aug["flip"] and default.cfg == dataset_config.load_config("Digits")
+
+
+@pytest.mark.parametrize("flag,value,fragment", [("hflip", 1.5, "a probability from 0 to 1"),
+                                                 ("rotation", -1.0, "degrees, 0 or more"),
+                                                 ("crop_scale", 0.0, "a share in (0, 1]"),
+                                                 ("batch_size", 0, "1 or more")])
+def test_bad_override_is_one_line_naming_the_flag(flag, value, fragment):
+    with pytest.raises(UserError) as err:
+        dataset_config.apply_overrides(dataset_config.load_config("Digits"), "Digits", **{flag: value})
+    assert f"--{flag} {value}: give" in str(err.value) and fragment in str(err.value)

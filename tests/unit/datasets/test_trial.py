@@ -208,6 +208,28 @@ def test_open_set_data_of_a_folder(folder, isolated_datasets_dir):
     assert tuple(grey.val_dataset()[0][0].shape) == (1, 16, 16) and len(grey.mean) == 1
 
 
+def test_two_image_folders_keep_separate_caches(folder, tmp_path, isolated_datasets_dir):
+    """Each folder's train/val partition and normalization live in a cache folder of its own,
+    keyed by its real path; the shared datasets/ImageFolder/ holds no cache file of its own."""
+    from fakedata import PETS_TRAIN, write_image_folder
+
+    other = write_image_folder(str(tmp_path / "pets"), PETS_TRAIN, {"cat": 1, "fox": 1}, seed=5)
+    split = str(folder / "split.json")
+    first = OpenSetData("ImageFolder", 0, str(folder / "pets"), config=load_config("ImageFolder"), split_file=split)
+    second = OpenSetData("ImageFolder", 0, other, config=load_config("ImageFolder"), split_file=split)
+    shared = isolated_datasets_dir / "ImageFolder"
+    assert first.cache_dir != second.cache_dir
+    assert {os.path.dirname(first.cache_dir), os.path.dirname(second.cache_dir)} == {str(shared)}
+    for data in (first, second):
+        assert os.path.isfile(os.path.join(data.cache_dir, "trainval_idxs.json"))
+        assert os.path.isfile(os.path.join(data.cache_dir, "normalization", "0.json"))
+    assert not (shared / "trainval_idxs.json").exists() and not (shared / "normalization").exists()
+    assert first.mean != second.mean  # other pixels: the other folder's cache did not answer
+    again = OpenSetData("ImageFolder", 0, os.path.join(str(folder), ".", "pets"), config=load_config("ImageFolder"),
+                        split_file=split)  # the same folder by another spelling: the same cache
+    assert again.cache_dir == first.cache_dir and again.mean == first.mean
+
+
 class InMemory:
     """Grey 8 x 8 images in memory, as torchvision's in-memory data sets hold them."""
 
@@ -260,3 +282,26 @@ def test_cifar_plus_classes_are_named_by_their_own_source(cifar_root):
     assert classes.known_image_classes.tolist() == [te_y[i] for i in known_test.indices]
     assert classes.image_names("unknown")[:3] == [f"fine_{fine[i]:02d}" for i in unknown_test.indices[:3]]
     assert classes.known_paths is None and classes.unknown_paths is None
+
+
+def test_class_names_in_messages_and_lists(tmp_path, isolated_datasets_dir):
+    """A known class without training images is named ('1 - one', MNIST's own name) with its id
+    as the split file has it; known_names / unknown_names follow the split file's order."""
+    import json
+
+    from fakedata import write_training_labels
+
+    from core.errors import UserError
+
+    root = write_training_labels("MNIST", str(tmp_path / "data"), np.repeat([0, 2, 3, 4, 5, 6, 7, 8, 9], 3))
+    split = tmp_path / "split.json"
+    split.write_text(json.dumps({"Known": [2, 1, 3, 4, 5, 6], "Unknown": [0, 9]}))
+    with pytest.raises(UserError) as err:
+        OpenSetData("MNIST", 0, root, download=False, split_file=str(split))
+    assert "known classes '1 - one' (id 1) of MNIST trial 0 have no training image" in str(err.value)
+    split.write_text(json.dumps({"Known": [2, 8, 3, 4, 5, 6], "Unknown": [0, 9]}))
+    data = OpenSetData("MNIST", 0, root, download=False, split_file=str(split))
+    assert data.known_names == ["2 - two", "8 - eight", "3 - three", "4 - four", "5 - five", "6 - six"]
+    assert data.unknown_names == ["0 - zero", "9 - nine"]
+    # remapped label 4 is the fifth known class in ascending id: 6 (8 is the last)
+    assert data.describe_labels([4, 5]) == "'6 - six' (id 6), '8 - eight' (id 8)"

@@ -174,12 +174,13 @@ def test_parsers_defaults_and_spellings():
     runtime = runtime_parser().parse_args([])
     assert (runtime.data_root, runtime.device, runtime.workers, runtime.seed, runtime.pipeline) == \
         ("datasets/data", "auto", None, 0, "resident")
-    train = argparse.ArgumentParser(parents=[training_parser(trial_required=False)])
+    train = argparse.ArgumentParser(parents=[training_parser()])
     args = train.parse_args(["--dataset", "Digits", "-r", "--continue"])
     assert (args.trial, args.resume, args.continue_run, args.name, args.backbone) == (0, True, True, "myTest", "cnn")
-    required = argparse.ArgumentParser(parents=[training_parser()])
-    with one_line_usage_errors(), pytest.raises(UserError, match="--trial"):
-        required.parse_args(["--dataset", "Digits"])
+    # the overrides default to None: the config's values, so a default run is unchanged
+    assert [getattr(args, f) for f in ("hflip", "rotation", "crop_scale", "lr", "batch_size")] == [None] * 5
+    with one_line_usage_errors(), pytest.raises(UserError, match="--dataset"):
+        train.parse_args(["--trial", "0"])
     evaluation = argparse.ArgumentParser(parents=[evaluation_parser()])
     assert evaluation.parse_args(["-dataset", "SVHN"]).dataset == "SVHN"
     assert evaluation.parse_args(["--dataset", "SVHN"]).dataset == "SVHN"

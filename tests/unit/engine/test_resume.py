@@ -64,3 +64,33 @@ def test_check_state_reads_every_ranks_random_states(tmp_path):
         check_state({**state, "ranks": [{"rng": {"torch": rng["torch"]}, "epoch_rng": rng}]}, "x.pth")
     with pytest.raises(UserError, match="'ranks' is not a list"):
         check_state({**state, "ranks": {"1": rng}}, "x.pth")
+
+
+def test_continue_with_other_overrides_is_refused_with_a_runnable_fix(tmp_path):
+    """The fix names the flag as the interrupted run had it: its value, or no flag at all."""
+    from argparse import Namespace
+
+    import pytest
+
+    from core.errors import UserError
+    from engine.resume import interrupted_state, read_interrupted
+
+    def saved(**args):
+        path = tmp_path / "Last.pth"
+        now = rng_state([])
+        optimizer = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.1).state_dict()
+        ranks = [{"rng": now, "epoch_rng": now, "train_sums": None, "seen": 0}]
+        torch.save(interrupted_state({"w": torch.zeros(1)}, optimizer, 1, 0, 3, 0, {"acc": 0.0}, ranks,
+                                     "cnn", "CAC", {"resume": False, **args}, 0, "cpu", "resident"), path)
+        return str(path)
+
+    cases = [({"hflip": 0.0}, {"hflip": None}, "trained with --hflip 0.0, this command says nothing: "
+                                               "continue it with --hflip 0.0"),
+             ({"hflip": None}, {"hflip": 1.0}, "trained without --hflip, this command gives --hflip 1.0: "
+                                               "continue it without --hflip")]
+    for before, now, message in cases:
+        with pytest.raises(UserError) as refused:
+            read_interrupted(saved(**before), 0, Namespace(resume=False, **now), ("hflip",))
+        assert str(refused.value).endswith(message)
+    state = read_interrupted(saved(hflip=0.5), 0, Namespace(resume=False, hflip=0.5), ("hflip",))
+    assert state["args"]["hflip"] == 0.5

@@ -9,13 +9,15 @@ import pytest
 import torch
 
 from core.errors import UserError
-from engine.training import TrainingRun, check_training_args
+from engine.recipe import phase_schedule
+from engine.run_guard import check_training_args
+from engine.training import TrainingRun
 from networks.config import NetworkConfig
 
 
 def training_args(**change):
     return Namespace(**{"dataset": "Digits", "trial": 0, "name": "x", "workers": 0, "seed": 0, "epochs": None,
-                        "overwrite": False, "continue_run": False, "resume": False, "backbone": "cnn", "recipe": "paper",
+                        "overwrite": False, "continue_run": False, "resume": False, "backbone": "cnn", "recipe": "paper", "lr": None,
                         **change})
 
 
@@ -32,6 +34,8 @@ def test_check_training_args_accepts_a_plain_run():
     ({"name": "../x"}, "--name '../x' contains '/'"),  # the common checks come first
     ({"seed": -1}, "--seed -1"),
     ({"dataset": "Nope"}, "unknown dataset 'Nope'"),
+    ({"lr": 0.0}, "--lr 0.0: give a positive, finite learning rate"),
+    ({"lr": float("nan")}, "--lr nan"),
 ])
 def test_check_training_args_refusals(change, fragment):
     with pytest.raises(UserError) as refused:
@@ -52,6 +56,16 @@ def bare_run(is_main=True, resume=False, **change):
     run.datasets = ["CIFAR+10", "CIFAR+50"] if run.args.dataset == "CIFAR+10" else [run.args.dataset]
     run.is_main, run.writer, run.resumed_from = is_main, None, None
     return run
+
+
+def test_lr_replaces_the_rate_of_its_phase_only():
+    assert phase_schedule(HPARAMS, 0) == HPARAMS  # default: the config's schedule
+    assert phase_schedule(HPARAMS, 0, 0.5)["learning_rate"] == [0.5, 0.001]
+    assert phase_schedule(HPARAMS, 1, 0.5)["learning_rate"] == [0.01, 0.5]
+    assert HPARAMS["learning_rate"] == [0.01, 0.001]  # the config is not changed in place
+    run = bare_run(resume=True)
+    run.hparams = phase_schedule(HPARAMS, 1, 0.25)
+    assert run.optimizer(torch.nn.Linear(2, 2)).param_groups[0]["lr"] == 0.25
 
 
 def test_epochs_are_the_configs_unless_given():
@@ -182,6 +196,8 @@ def skip_set_up(monkeypatch, training):
     for step in ("_load_trial_rank0_first", "_build_loaders"):
         monkeypatch.setattr(training.TrainingRun, step, lambda self, *a: None)
     monkeypatch.setattr(training, "check_writable", lambda *a: None)
+    monkeypatch.setattr(training, "summary_line", lambda data: "data: (set-up skipped)")
+    monkeypatch.setattr(training.TrainingRun, "data", None, raising=False)  # what _load_trial_rank0_first sets
 
 
 def test_a_refusal_under_the_lock_closes_everything_and_releases_the_lock(recorded, monkeypatch):
