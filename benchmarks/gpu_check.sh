@@ -13,6 +13,7 @@
 #   fashion    a full-schedule Fashion-MNIST trial 0 (both phases, CAC and CE) via reproduce.py
 #   amp        the same trial with --amp, its metrics beside the fp32 ones
 #   ddp        torchrun, one process, nccl: a Digits training run
+#   cuda_paths benchmarks/gpu_check_ddp.py: --amp --compile epoch, nccl ranks, CPU <-> CUDA --continue
 # --dry-run: the same steps on the CPU at toy size (gloo, no nvidia-smi, Digits 1 + 1 epochs
 # instead of Fashion's schedule, speed.py --quick on one shape); CI runs it
 # (tests/e2e/test_gpu_check.py). To add a step: write a function and list it in STEPS.
@@ -47,14 +48,16 @@ if [ $DRY = 1 ]; then
   # toy size: --compile is left out of the speed step (inductor's C++ build takes minutes on a CPU)
   DEVICE=cpu; SHAPES="1x32x32"; SPEED=(--quick --steps 1 --eval_images 24); SETTINGS=("" "--amp" "--channels_last on")
   TRIAL=(--datasets Digits --epochs 1 1 --methods ce); CUDA_TESTS=(tests/unit/engine/test_accel.py -k "cuda or channels")
-  LIMITS=(300 300 300 300 300 300)  # per step, in STEPS' order: a busy 2-core machine
+  LIMITS=(300 300 300 300 300 300 400)  # per step, in STEPS' order: a busy 2-core machine
 else
   # --compile on 3x32x32 only (its compile time); limits sum to 480 s, the slot's 8 minutes
   DEVICE=cuda; SHAPES="1x32x32 3x32x32 3x64x64"; SPEED=(--steps 30 --eval_images 600)
   SETTINGS=("" "--amp" "--channels_last on" "--compile")
   TRIAL=(--datasets FashionMNIST --methods cac ce)
   CUDA_TESTS=(tests/unit/engine/test_accel.py tests/e2e/test_accel.py tests/e2e/test_recipe.py)
-  LIMITS=(20 60 110 130 130 30)
+  # the first six fit the slot's 8 minutes; cuda_paths (issue 15) adds up to 2 more, last so a
+  # short slot loses only it
+  LIMITS=(20 60 110 130 130 30 120)
 fi
 BODY="$WORK/body.md"
 START=$SECONDS
@@ -122,9 +125,13 @@ ddp() {
 '(engine/accel.py), nccl available:', d.is_nccl_available())"
 }
 
+# issue 15's CUDA paths (benchmarks/gpu_check_ddp.py): one CAC epoch with --amp --compile, two
+# ranks on nccl with --sync_bn (one without a second GPU), a CPU -> CUDA and a CUDA -> CPU --continue
+cuda_paths() { $PY benchmarks/gpu_check_ddp.py $([ $DRY = 1 ] && echo --dry-run) --work "$WORK/cuda_paths"; }
+
 if [ -n "${GPU_CHECK_STEP:-}" ]; then "$GPU_CHECK_STEP"; exit; fi
 : > "$BODY"
-STEPS=(versions tests speed fashion amp ddp)  # append new steps here (and their limits to LIMITS)
+STEPS=(versions tests speed fashion amp ddp cuda_paths)  # append new steps here (and their limits to LIMITS)
 for i in "${!STEPS[@]}"; do
   step "${STEPS[$i]}" "${LIMITS[$i]:-60}"
 done

@@ -1,5 +1,6 @@
 """benchmarks/gpu_check.sh --dry-run: every step of the GPU check on the CPU at toy size
-(Digits instead of Fashion's schedule, gloo), one Markdown report; bad input is one line."""
+(Digits instead of Fashion's schedule, gloo; issue 15's CUDA-path steps on the CPU), one Markdown
+report; bad input is one line."""
 import os
 import subprocess
 import sys
@@ -23,7 +24,7 @@ def test_dry_run_writes_one_report_with_every_step(tmp_path):
                           capture_output=True, text=True, env={**os.environ, "PYTHON": sys.executable}, timeout=1800)
     text = report.read_text()
     assert proc.returncode == 0, text[-4000:]
-    for step in ("versions", "tests", "speed", "fashion", "amp", "ddp"):
+    for step in ("versions", "tests", "speed", "fashion", "amp", "ddp", "cuda_paths"):
         assert f"- {step}: ok" in text and f"### {step}: ok" in text, step
     assert "(dry run on the CPU)" in text and "backend on cpu: gloo" in text
     speed_rows = [line for line in text.splitlines() if line.startswith("| 1x32x32 |")]

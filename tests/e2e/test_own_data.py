@@ -6,15 +6,32 @@ import io
 import json
 import os
 
+import shlex
+
 import numpy as np
 import pytest
 import torch
-from conftest import assert_one_line_error, ok, run_script
+from conftest import REPO, assert_one_line_error, ok, run_script
 from fakedata import (MALFORMED, PETS_SPLIT, PETS_TEST, PETS_TRAIN, replace_training_images_keeping_name_size_and_time,
                       write_bmp_folder, write_image_folder, write_pets, write_split_file)
 
 
 CKPT = os.path.join("networks", "weights", "ImageFolder", "ImageFolder_0_mineCACclassifierAnchorLoss.pth")
+# the README's names -> the generated folder's (relative to the fixture's working folder)
+README_PATHS = {"my_images": "../pets", "my_split.json": "../split.json", "new_images/": "../pets/test"}
+
+
+def readme_commands():
+    """The commands of the README's "Your own images" section, as a newcomer pastes them:
+    {script: [arguments]}, with the README's example paths pointing at the generated folder."""
+    with open(os.path.join(REPO, "README.md")) as f:
+        section = f.read().split("## Your own images", 1)[1].split("\n## ", 1)[0]
+    commands = {}
+    for line in section.splitlines():
+        if line.startswith("python "):
+            words = [README_PATHS.get(w, w) for w in shlex.split(line)[1:]]
+            commands[words[0]] = words[1:]
+    return commands
 
 
 @pytest.fixture(scope="module")
@@ -24,16 +41,21 @@ def folder(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def three_commands(folder, private_caches):
-    """The README's commands, 1 epoch: train, evaluate, predict (plus the cross-entropy pair)."""
+    """The README's three commands as printed there (plus 1 epoch and no worker processes):
+    train, evaluate with plots, predict; then the cross-entropy pair."""
     cwd = str(folder / "work")
     os.makedirs(cwd)
     data = ["--dataset", "ImageFolder", "--data_root", "../pets", "--split_file", "../split.json", "--workers", "0"]
+    readme = readme_commands()
+    assert list(readme) == ["train_cacOpenset.py", "eval_cacOpenset.py", "predict.py"]
     torch.set_num_threads(1)
     return {
         "cwd": cwd,
-        "train": ok(run_script("train_cacOpenset.py", *[*data, "--trial", "0", "--name", "mine", "--epochs", "1"], cwd=cwd, in_process=True)),
-        "eval": ok(run_script("eval_cacOpenset.py", *[*data, "--num_trials", "1", "--name", "mine"], cwd=cwd, in_process=True)),
-        "predict": ok(run_script("predict.py", *[CKPT, "../pets/test"], cwd=cwd, in_process=True)),
+        "train": ok(run_script("train_cacOpenset.py", *readme["train_cacOpenset.py"], "--epochs", "1", "--workers", "0",
+                               cwd=cwd, in_process=True)),
+        "eval": ok(run_script("eval_cacOpenset.py", *readme["eval_cacOpenset.py"], "--workers", "0", cwd=cwd,
+                              in_process=True)),
+        "predict": ok(run_script("predict.py", *readme["predict.py"], cwd=cwd, in_process=True)),
         "ce_train": ok(run_script("train_closedSet.py", *[*data, "--trial", "0", "--name", "mine", "--epochs", "1"], cwd=cwd, in_process=True)),
         "ce_eval": ok(run_script("eval_closedSet.py", *[*data, "--num_trials", "1", "--name", "mine"], cwd=cwd, in_process=True)),
     }
@@ -45,6 +67,11 @@ def test_three_commands_train_evaluate_and_predict(three_commands):
     with open(os.path.join(cwd, "results", "ImageFolder_mineCAC_trials0-0.json")) as f:
         result = json.load(f)
     assert result["trials"] == [0] and set(result["metrics"]) == {"cac", "min_distance"}
+    assert result["classes"][0]["known_class_names"] == sorted(PETS_SPLIT["Known"])  # label order: folder order
+    assert result["classes"][0]["unknown_class_names"] == PETS_SPLIT["Unknown"]
+    assert "evaluating trials [0]" in three_commands["eval"].stdout  # no --num_trials: the trained one
+    assert "data: ImageFolder trial 0:" in three_commands["train"].stdout  # the start-up summary
+    assert os.path.isfile(os.path.join(cwd, "results", "ImageFolder_mineCAC_trials0-0_trial0_roc.png"))  # --plots
     rows = list(csv.DictReader(io.StringIO(three_commands["predict"].stdout)))
     assert len(rows) == sum(PETS_TEST.values())
     assert {r["prediction"] for r in rows} <= {"cat", "dog", "owl", "unknown"}
