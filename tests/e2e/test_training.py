@@ -28,7 +28,7 @@ def test_nan_loss_stops_cac_training_without_a_checkpoint(tmp_path, monkeypatch)
 def test_nan_loss_stops_cross_entropy_training(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     real = torch.nn.functional.cross_entropy
-    monkeypatch.setattr(torch.nn.functional, "cross_entropy", lambda logits, t: real(logits, t) * float("inf"))
+    monkeypatch.setattr(torch.nn.functional, "cross_entropy", lambda logits, t, **kw: real(logits, t, **kw) * float("inf"))
     with pytest.raises(UserError, match="non-finite in epoch 0"):
         train_closedSet.main(["--dataset", "Digits", "--trial", "0", "--epochs", "1", "--workers", "0"])
     assert not list(tmp_path.rglob("*.pth"))  # no checkpoint from NaN weights
