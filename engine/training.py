@@ -1,6 +1,7 @@
 """TrainingRun: what both training scripts share around their loop: set-up (device, data,
 loaders, seeding), the run's lock and checks, -r's start, the optimizer, best-checkpoint saving,
 and the run's log and config in runs/<run>/. (The loop's own state: engine/state.py.)"""
+import functools
 import json
 import os
 
@@ -137,9 +138,9 @@ class TrainingRun:
     def check_run_state(self):
         check_run_state(self.args, self.method, self.run_dir, self.locks)
 
-    @property
+    @functools.cached_property
     def recipe(self):
-        """The run's training recipe (engine/recipe.py): --recipe over the config's schedule."""
+        """The run's recipe (engine/recipe.py) over the config's schedule; built once."""
         return Recipe.for_run(self.args.recipe, self.args.dataset, self.cfg, self.hparams)
 
     def generators(self):
@@ -154,8 +155,7 @@ class TrainingRun:
         return range(start_epoch, start_epoch + count)
 
     def start_epoch(self, net, suffix, script):
-        """0 for a first run; with -r, load the first run's checkpoint `suffix` into `net` (kept
-        as `resumed_from`) and continue after its saved (finished) epoch."""
+        """0 for a first run; -r: load the first run's `suffix` into `net` (resumed_from), go on after its epoch."""
         if not self.args.resume:
             return 0
         try:
