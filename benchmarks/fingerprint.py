@@ -31,7 +31,7 @@ def run(script, *args, cwd, env):
     return proc.stdout
 
 
-def sha(data):
+def sha(data):  # 16 hex digits: enough to tell two values apart
     return hashlib.sha256(data).hexdigest()[:16]
 
 
@@ -61,7 +61,6 @@ def write_pngs(root):
     (split.json: 4 known, 1 unknown)."""
     sys.path.insert(0, REPO)
     from PIL import Image
-
     from datasets.digits import Digits
 
     for part, data in (("train", Digits(train=True)), ("test", Digits(train=False))):
@@ -73,8 +72,7 @@ def write_pngs(root):
             if part == "test" and i < 12:
                 os.makedirs(os.path.join(root, "images"), exist_ok=True)
                 Image.fromarray(image).save(os.path.join(root, "images", f"digit_{i:02d}.png"))
-    with open(os.path.join(root, "split.json"), "w") as f:
-        json.dump({"Known": ["d0", "d1", "d2", "d3"], "Unknown": ["d4"]}, f)
+    json.dump({"Known": ["d0", "d1", "d2", "d3"], "Unknown": ["d4"]}, open(os.path.join(root, "split.json"), "w"))
 
 
 def predict_prints(checkpoint, work, env):
