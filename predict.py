@@ -44,6 +44,8 @@ def parse_args(argv=None):
                         "data moved (default: the --data_root training recorded)")
     p.add_argument("--split_file", default=None,
                    help="where training's split file is now, as --data_root (default: the one training recorded)")
+    p.add_argument("--cache_dir", metavar="DIR", help="folder of the data caches (default: $CAC_CACHE_DIR, else "
+                   "${XDG_CACHE_HOME:-~/.cache}/cac)")
     return p.parse_args(argv)
 
 
@@ -73,7 +75,7 @@ def main(argv=None):
                         f"under networks/weights/<dataset>/")
     files = find_images(args.images)
     device = resolve_device(args.device)
-    net, cal = load_predictor(args.checkpoint, device, args.data_root, args.split_file)
+    net, cal = load_predictor(args.checkpoint, device, args.data_root, args.split_file, args.cache_dir)
     scorer = args.scorer or cal["scorer"]
     if scorer not in cal["thresholds"]:
         raise UserError(f"--scorer {scorer}: a {cal['method']} checkpoint offers {', '.join(cal['thresholds'])}")

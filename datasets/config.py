@@ -11,8 +11,6 @@ from datasets.names import FOLDER_DATASET
 from datasets.normalization import normalization_problem
 from networks.config import im_size_problem
 
-# the repo's datasets/ folder, bound here (not taken from datasets.splits, whose DATASETS_DIR tests
-# point at private caches): config.json is the repo's whenever this module is first imported
 DATASETS_DIR = os.path.dirname(os.path.abspath(__file__))
 
 

@@ -21,7 +21,6 @@ from PIL import Image, UnidentifiedImageError
 from torchvision import datasets as tvd
 from torchvision import transforms as T
 
-from datasets import splits
 from datasets.names import FOLDER_DATASET
 from datasets.safe_folder import SafeImageFolder
 from datasets.splits import brief, read_split_json
@@ -181,14 +180,14 @@ class FolderData:
                 print(f"warning: {kind} class {name!r} has no test images ({where} {state}); the evaluation "
                       f"goes on without it", file=sys.stderr)
 
-    def cache_folder(self):
-        """Where this folder's caches (train/val partition, normalization) live: one folder per
-        image folder, datasets/ImageFolder/<its name>-<sha1 of its real path>/, so two folders never
-        share a cache; each cache is still checked against the labels and bytes it was made from."""
+    def cache_folder(self, cache_dir):
+        """Where this folder's caches (train/val partition, normalization) live in the cache folder
+        `cache_dir`: ImageFolder/<its name>-<sha1 of its real path>/, so two image folders never share
+        a cache; each cache is still checked against the labels and bytes it was made from."""
         real = os.path.realpath(self.root)
         name = re.sub(r"[^A-Za-z0-9_.-]", "_", os.path.basename(real))[:40] or "root"
         tag = hashlib.sha1(real.encode()).hexdigest()[:12]
-        return os.path.join(splits.DATASETS_DIR, FOLDER_DATASET, f"{name}-{tag}")
+        return os.path.join(cache_dir, FOLDER_DATASET, f"{name}-{tag}")
 
     def fingerprint(self, dataset):
         """sha1 of the known classes' training files: relative path, label and every byte. Any

@@ -1,16 +1,16 @@
 """Per-trial normalization (mean, std per channel): the config's listed rows, else the
 statistics of the known classes' training pixels, cached per trial in
-datasets/<dataset>/normalization/<trial>.json and checked wherever a mean/std pair is read."""
-import json
+<cache>/<dataset>/normalization/<trial>.json (datasets/cache.py) and checked wherever a mean/std
+pair is read."""
 import os
 import sys
 
 import numpy as np
 
 from core.errors import UserError
-from core.files import atomic_write, read_json
+from core.files import read_json
 from core.values import is_finite_number, is_number
-from datasets import splits
+from datasets.cache import write_cache
 from datasets.splits import brief, labels_fingerprint
 
 FIRST_RELEASE_TRIALS = 5  # trials 5-9 of the paper's data sets are its first-release class splits
@@ -46,11 +46,6 @@ def raw_pixel_stats(chunks, channels):
     mean = total / count
     std = np.sqrt(np.maximum(squares / count - mean * mean, 0.0))
     return [float(v) for v in mean / 255.0], [float(v) for v in std / 255.0]
-
-
-def _write_json_atomic(obj, path):
-    with atomic_write(path, "w") as f:
-        json.dump(obj, f)
 
 
 def normalization_problem(mean, std, channels):
@@ -95,15 +90,15 @@ def _read_normalization_cache(path, key, channels):
 
 def cached_normalization(dataset, trial, known, labels, im_size, compute, source=None, channels=None, folder=None):
     """Mean/std computed by `compute()` for a trial without listed values, cached in
-    `folder`/normalization/<trial>.json (default folder: datasets/<dataset>) and reused while the known classes, the
+    `folder`/normalization/<trial>.json (`folder` None: not cached) and reused while the known classes, the
     data and the image size (image folders are read at that size) all match; `source`
     (users' image folders: a fingerprint of the files' contents) must match too. The cache is
     checked when read: one finite mean and one std above 0 per channel (`channels`)."""
-    path = os.path.join(folder or os.path.join(splits.DATASETS_DIR, dataset), "normalization", f"{trial}.json")
+    path = None if folder is None else os.path.join(folder, "normalization", f"{trial}.json")
     key = {"Known": list(known), "im_size": im_size, "Fingerprint": labels_fingerprint(labels)}
     if source is not None:
         key["Source"] = source
-    cached = _read_normalization_cache(path, key, channels)
+    cached = None if path is None else _read_normalization_cache(path, key, channels)
     if cached is not None:
         return cached
     mean, std = compute()
@@ -111,8 +106,6 @@ def cached_normalization(dataset, trial, known, labels, im_size, compute, source
     if problem:  # e.g. training images that are all one colour: dividing by a std of 0 gives NaN
         raise UserError(f"cannot normalize the training images of {dataset} trial {trial}: {problem} "
                         f"(mean {brief(list(mean))}, std {brief(list(std))}); check the images")
-    try:
-        _write_json_atomic({**key, "mean": mean, "std": std}, path)
-    except OSError:
-        pass
+    if path is not None:
+        write_cache({**key, "mean": mean, "std": std}, path)
     return mean, std

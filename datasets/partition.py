@@ -17,9 +17,9 @@ The other data sets (Digits, FashionMNIST, users' image folders) have no origina
 per class, a NumPy permutation seeded with (0, class id); the last `round(val_fraction * n)`
 of it (at least one image when the class has two or more) are Val.
 
-Either way the partition is cached as `datasets/<dataset>/trainval_idxs.json` with a
-`Fingerprint` of what made it (procedure, labels, share); a cache that is malformed, does not
-fit the labels or was made otherwise is rebuilt with one warning line.
+Either way the partition is cached as `<cache>/<dataset>/trainval_idxs.json` (datasets/cache.py)
+with a `Fingerprint` of what made it (procedure, labels, share); a cache that is malformed, does
+not fit the labels or was made otherwise is rebuilt with one warning line.
 """
 import hashlib
 import json
@@ -29,9 +29,10 @@ import sys
 
 import numpy as np
 
+from datasets.cache import write_cache
 from datasets.splits import labels_fingerprint
 from core.errors import UserError
-from core.files import atomic_write, read_json
+from core.files import read_json
 from core.values import is_whole_number
 
 # The original's procedure, as facts (../shared/protocol/trainval.md)
@@ -134,8 +135,10 @@ def make_partition(dataset, labels, val_fraction, num_classes):
 def trainval_split(dataset, labels, val_fraction, num_classes, folder):
     """{"Train": {class: [indices]}, "Val": {...}} of the official training set: read from
     `folder`/trainval_idxs.json when that cache was made the same way from the same labels,
-    else made (make_partition) and cached."""
+    else made (make_partition) and cached there; `folder` None: made, not cached."""
     labels = np.asarray(labels, dtype=np.int64)
+    if folder is None:
+        return make_partition(dataset, labels, val_fraction, num_classes)
     path = os.path.join(folder, "trainval_idxs.json")
     made = None
     present, cached, unreadable = _read_cache(path)
@@ -155,11 +158,7 @@ def trainval_split(dataset, labels, val_fraction, num_classes, folder):
     made = made or make_partition(dataset, labels, val_fraction, num_classes)
     if why is not None:
         print(f"warning: {why}" if why is unreadable else f"warning: rebuilding {path}: {why}", file=sys.stderr)
-    try:
-        with atomic_write(path, "w") as f:
-            json.dump(made, f)
-    except OSError:
-        pass  # a read-only checkout still trains; the partition is made again next time
+    write_cache(made, path)
     return made
 
 

@@ -10,8 +10,8 @@ import torch
 from torch.utils.data import Dataset
 
 from core.errors import UserError
-from datasets import splits
 from datasets.augment import AugmentSpec
+from datasets.cache import resolve_cache_dir
 from datasets.classnames import TrialClasses, class_names, describe_classes, image_origins
 from datasets.config import OVERRIDE_FLAGS, apply_overrides, load_config
 from datasets.folder import FolderData
@@ -52,10 +52,12 @@ class OpenSetData:
     """Everything one trial needs; test sets are opened only when asked for.
 
     `split_file` replaces datasets/<dataset>/class_splits/<trial>.json (for ImageFolder it is
-    required and names class folders, see datasets/folder.py). `from_sources` builds a trial
-    over sources already open (in memory)."""
+    required and names class folders, see datasets/folder.py). `cache_dir`: the cache folder
+    (datasets/cache.py) of the partition and normalization; None: made, nothing cached.
+    `from_sources` builds a trial over sources already open (in memory)."""
 
-    def __init__(self, dataset, trial, data_root="datasets/data", download=True, config=None, split_file=None):
+    def __init__(self, dataset, trial, data_root="datasets/data", download=True, config=None, split_file=None,
+                 cache_dir=None):
         self.root, self.download = data_root, download
         self._test_sets = {}  # source -> its opened test split (see _test_set)
         cfg = dict(config if config is not None else load_config(dataset))
@@ -83,7 +85,9 @@ class OpenSetData:
         if absent:
             raise UserError(f"known classes {self.describe(absent)} of {dataset} trial {trial} have no "
                             f"training image under {data_root}; check the data or the split file")
-        self.cache_dir = self.folder.cache_folder() if self.folder else os.path.join(splits.DATASETS_DIR, dataset)
+        if cache_dir is not None:  # this data set's own folder in it
+            cache_dir = self.folder.cache_folder(cache_dir) if self.folder else os.path.join(cache_dir, dataset)
+        self.cache_dir = cache_dir
         split = trainval_split(dataset, labels, self.cfg["val_fraction"], num_classes, self.cache_dir)
         self.train_idx = np.sort(np.concatenate([split["Train"][str(c)] for c in self.known])).astype(np.int64)
         self.val_idx = np.sort(np.concatenate([split["Val"][str(c)] for c in self.known])).astype(np.int64)
@@ -94,13 +98,14 @@ class OpenSetData:
 
     @classmethod
     def from_args(cls, args, trial):
-        """The trial as the command line asks: --data_root, --split_file, --im_size, --im_channels and
-        the training overrides (--hflip, --rotation, --crop_scale, --batch_size)."""
+        """The trial as the command line asks: --data_root, --split_file, --cache_dir, --im_size,
+        --im_channels and the training overrides (--hflip, --rotation, --crop_scale, --batch_size)."""
         cfg = apply_overrides(load_config(args.dataset), args.dataset, getattr(args, "im_size", None),
                               getattr(args, "im_channels", None),
                               **{flag: getattr(args, flag, None) for flag in OVERRIDE_FLAGS})
         return cls(args.dataset, trial, args.data_root, download=not args.no_download, config=cfg,
-                   split_file=getattr(args, "split_file", None))
+                   split_file=getattr(args, "split_file", None),
+                   cache_dir=resolve_cache_dir(getattr(args, "cache_dir", None)))
 
     @classmethod
     def from_sources(cls, name, config, train_set, test_set, known, unknown, trial=0, source="memory"):

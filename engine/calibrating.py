@@ -43,12 +43,13 @@ def _run_root(path):
     return os.sep.join(parts[:-4]) if len(parts) > 4 and parts[-4:-2] == ["networks", "weights"] else None
 
 
-def training_args(ckpt, path, data_root=None, split_file=None):
+def training_args(ckpt, path, data_root=None, split_file=None, cache_dir=None):
     """The training run's arguments, with its relative --data_root/--split_file found from the
-    folder it ran in (or the working directory); `data_root`/`split_file` replace them."""
+    folder it ran in (or the working directory); `data_root`/`split_file` replace them; the caches
+    go to this machine's cache folder (`cache_dir`, else its default), not the one training used."""
     args = argparse.Namespace(**{"workers": None, "pipeline": "torchvision", "seed": 0, "no_download": False,
                                  "split_file": None, "im_size": None, "im_channels": None,
-                                 "data_root": "datasets/data", **ckpt["args"]})
+                                 "data_root": "datasets/data", **ckpt["args"], "cache_dir": cache_dir})
     root = _run_root(path)
     for key, given in (("data_root", data_root), ("split_file", split_file)):
         value = getattr(args, key)
@@ -131,9 +132,9 @@ def store_made_calibration(path, record, digest, method):
     return True
 
 
-def calibrate_and_store(path, ckpt, method, device, data_root=None, split_file=None):
+def calibrate_and_store(path, ckpt, method, device, data_root=None, split_file=None, cache_dir=None):
     """make_calibration, then store_made_calibration; returns the record."""
-    args = training_args(ckpt, path, data_root, split_file)
+    args = training_args(ckpt, path, data_root, split_file, cache_dir)
     digest = weights_digest(ckpt["net"])
     with contextlib.redirect_stdout(sys.stderr):  # predict.py's stdout is the predictions
         record = make_calibration(path, ckpt, args, method, device)

@@ -38,6 +38,8 @@ def runtime_parser():
                    help="resident (default): decode in-memory data sets once onto the device and augment whole "
                         "batches there (same distributions; TinyImageNet falls back); torchvision: per-sample "
                         "transforms in DataLoader workers, as the original")
+    g.add_argument("--cache_dir", metavar="DIR", help="folder of the caches made from the data: train/validation "
+                   "partitions, normalization (default: $CAC_CACHE_DIR, else ${XDG_CACHE_HOME:-~/.cache}/cac)")
     add_own_data_arguments(g)
     return p
 

@@ -66,7 +66,7 @@ def evaluate_command(ckpt, path):
     return f"`{commands.evaluate_command(script, {**args, 'dataset': dataset, 'name': name}, trial)}`"
 
 
-def load_predictor(path, device, data_root=None, split_file=None):
+def load_predictor(path, device, data_root=None, split_file=None, cache_dir=None):
     """(network in eval mode with its anchors, the checkpoint's calibration record). A checkpoint
     without one, or with an invalid one, gets one made from its training data and stored
     (engine/calibrating.py); one that does not record its data is refused with the eval command."""
@@ -87,7 +87,7 @@ def load_predictor(path, device, data_root=None, split_file=None):
     if problem:
         print(f"warning: ignoring the calibration stored in {path} ({problem}); making it again", file=sys.stderr)
     if cal is None or problem:
-        cal = calibrate_and_store(path, ckpt, method, device, data_root, split_file)
+        cal = calibrate_and_store(path, ckpt, method, device, data_root, split_file, cache_dir)
     net = build_network(NetworkConfig(**cal["network"]), method).to(device)
     load_checkpoint(path, net, ckpt)
     if method == CAC:

@@ -1,7 +1,8 @@
 """Shared test helpers: repo paths on sys.path, the released reference files, the script runner,
 the Digits networks trained and evaluated once for the evaluation and predict.py tests, and the
 two kinds of test: tests/unit/ (one file per module, fast: `pytest tests/unit`) and tests/e2e/
-(whole script runs), marked `unit` and `e2e` by their folder."""
+(whole script runs), marked `unit` and `e2e` by their folder. The session keeps every cache in
+a private CAC_CACHE_DIR."""
 import os
 import shutil
 import subprocess
@@ -174,33 +175,26 @@ def stderr_lines(proc):
     return [line for line in proc.stderr.splitlines() if line.strip()]
 
 
+@pytest.fixture(scope="session", autouse=True)
+def session_cache_dir(tmp_path_factory):
+    """Every run of the session, in this process or a script's, keeps its caches in a private folder
+    ($CAC_CACHE_DIR, datasets/cache.py), never in the user's."""
+    previous = os.environ.get("CAC_CACHE_DIR")
+    os.environ["CAC_CACHE_DIR"] = str(tmp_path_factory.mktemp("cac_cache"))
+    yield
+    if previous is None:
+        os.environ.pop("CAC_CACHE_DIR", None)
+    else:
+        os.environ["CAC_CACHE_DIR"] = previous
+
+
 @pytest.fixture
-def isolated_datasets_dir(tmp_path, monkeypatch):
-    """The repo's class split files copied into a private folder that datasets/splits.py then
-    uses, so the caches seen here (train/val split, normalization) are written by this test
-    alone: a cache left by another run can neither hide a wrong computation nor race with it."""
-    import datasets.splits as splits
-
-    private = tmp_path / "datasets_dir"
-    source = os.path.join(REPO, "datasets")
-    for name in os.listdir(source):
-        if os.path.isdir(os.path.join(source, name, "class_splits")):
-            shutil.copytree(os.path.join(source, name, "class_splits"), private / name / "class_splits")
-    monkeypatch.setattr(splits, "DATASETS_DIR", str(private))
-    return private
-
-
-@pytest.fixture(scope="module")
-def private_caches(tmp_path_factory):
-    """Train/val and normalization caches of a whole test module in a private folder, not the repo's
-    (datasets.config, which reads config.json from the repo's folder, is imported first: it binds
-    that folder when first imported)."""
-    import datasets.config  # noqa: F401
-    import datasets.splits as splits
-
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(splits, "DATASETS_DIR", str(tmp_path_factory.mktemp("datasets_dir")))
-        yield
+def private_cache(tmp_path, monkeypatch):
+    """A cache folder of this test alone, also for the scripts it runs ($CAC_CACHE_DIR): a cache
+    left by another test can neither hide a wrong computation nor race with it."""
+    folder = tmp_path / "cache"
+    monkeypatch.setenv("CAC_CACHE_DIR", str(folder))
+    return folder
 
 
 def pytest_configure(config):

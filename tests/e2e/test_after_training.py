@@ -72,6 +72,13 @@ def test_predict_works_on_every_saved_checkpoint_right_after_training(trained, t
     assert again.stdout == first.stdout and stderr_lines(again) == []  # stored: not made again
 
 
+def test_predict_makes_the_data_caches_in_its_cache_dir(trained, tmp_path):
+    cwd = copy_of(trained, tmp_path)
+    ok(run_script("predict.py", CE_FILE, "images", "--cache_dir", tmp_path / "c", cwd=cwd, in_process=True))
+    digits = tmp_path / "c" / "Digits"
+    assert (digits / "trainval_idxs.json").is_file() and (digits / "normalization" / "0.json").is_file()
+
+
 def test_first_use_calibration_is_the_one_evaluation_makes(trained, tmp_path):
     cwd = copy_of(trained, tmp_path)
     ok(run_script("predict.py", CAC_FILES[0], "images", cwd=cwd, in_process=True))
@@ -137,7 +144,7 @@ def test_no_trained_trial_is_one_line_with_the_train_command(tmp_path):
 
 
 @pytest.fixture(scope="module")
-def pets_run(tmp_path_factory, private_caches):
+def pets_run(tmp_path_factory):
     """The README's image folder, trained for one epoch from work/ (relative --data_root), no evaluation."""
     root = write_pets(tmp_path_factory.mktemp("own"))
     cwd = root / "work"

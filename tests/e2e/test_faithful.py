@@ -36,7 +36,7 @@ def listed_row(dataset, row):
 @pytest.mark.parametrize("tag,script", [("CACclassifierAnchorLoss", "eval_cacOpenset"),
                                         ("closedSetClassifier", "eval_closedSet")])
 def test_released_weights_on_trial_5_see_listed_row_0(tag, script, reference_dir, tmp_path, monkeypatch,
-                                                      isolated_datasets_dir):
+                                                      private_cache):
     root = tmp_path / "data"
     write_mnist(str(root), n_train=12, n_test=8, seed=4)
     weights = tmp_path / "networks" / "weights" / "MNIST"

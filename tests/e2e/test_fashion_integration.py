@@ -63,7 +63,7 @@ def fashion_subset(tmp_path_factory):
 
 @pytest.mark.parametrize("method,train_module,eval_module", [
     ("CAC", "train_cacOpenset", "eval_cacOpenset"), ("ClosedSet", "train_closedSet", "eval_closedSet")])
-def test_learns_real_images(fashion_subset, isolated_datasets_dir, tmp_path, monkeypatch, method, train_module,
+def test_learns_real_images(fashion_subset, private_cache, tmp_path, monkeypatch, method, train_module,
                             eval_module):
     import importlib
 

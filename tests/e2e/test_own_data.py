@@ -40,7 +40,7 @@ def folder(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def three_commands(folder, private_caches):
+def three_commands(folder):
     """The README's three commands as printed there (plus 1 epoch and no worker processes):
     train, evaluate with plots, predict; then the cross-entropy pair."""
     cwd = str(folder / "work")
@@ -96,7 +96,7 @@ def test_run_config_names_the_classes(three_commands):
     assert config["unknown_classes"] == [folders.index(n) for n in PETS_SPLIT["Unknown"]]
 
 
-def test_evaluation_needs_the_image_shape_training_used(three_commands, private_caches):
+def test_evaluation_needs_the_image_shape_training_used(three_commands):
     cwd = three_commands["cwd"]
     argv = ["--dataset", "ImageFolder", "--data_root", "../pets", "--split_file", "../split.json", "--workers", "0",
             "--num_trials", "1", "--name", "mine", "--im_size", "16"]
@@ -124,7 +124,7 @@ def _split_errors(root):
 
 
 @pytest.mark.parametrize("case", SPLIT_CASES)
-def test_bad_split_file_gives_one_line_error(folder, tmp_path, case, private_caches):
+def test_bad_split_file_gives_one_line_error(folder, tmp_path, case):
     errors = _split_errors(folder)
     assert list(errors) == SPLIT_CASES
     split, fragments = errors[case]
@@ -140,7 +140,7 @@ def test_bad_split_file_gives_one_line_error(folder, tmp_path, case, private_cac
     assert not (tmp_path / "networks").exists()
 
 
-def test_bad_folders_and_flags_give_one_line_errors(folder, tmp_path, private_caches):
+def test_bad_folders_and_flags_give_one_line_errors(folder, tmp_path):
     split = str(folder / "split.json")
     base = ["--dataset", "ImageFolder", "--trial", "0", "--epochs", "1", "--workers", "0", "--split_file", split]
     broken = tmp_path / "broken"
@@ -162,7 +162,7 @@ def test_bad_folders_and_flags_give_one_line_errors(folder, tmp_path, private_ca
 # ------------------------------------------------------------------ caches keyed on the images' bytes, split files
 
 
-def test_replaced_training_images_recompute_normalization_and_anchor_means(tmp_path, isolated_datasets_dir):
+def test_replaced_training_images_recompute_normalization_and_anchor_means(tmp_path, private_cache):
     """Same names, same sizes, same times, other pixels: the normalization cache and the anchor
     means stored in the checkpoint are both made again (they were reused before)."""
     root = write_bmp_folder(str(tmp_path / "imgs"), seed=1)
@@ -175,7 +175,7 @@ def test_replaced_training_images_recompute_normalization_and_anchor_means(tmp_p
     ok(run_script("train_cacOpenset.py", *[*data, "--trial", "0", "--name", "m", "--epochs", "1"], cwd=cwd, in_process=True))
     evaluate = [*data, "--num_trials", "1", "--name", "m"]
     assert "anchor means computed" in ok(run_script("eval_cacOpenset.py", *evaluate, cwd=cwd, in_process=True)).stdout
-    [cache] = (isolated_datasets_dir / "ImageFolder").glob("imgs-*/normalization/0.json")  # this folder's own
+    [cache] = (private_cache / "ImageFolder").glob("imgs-*/normalization/0.json")  # this folder's own
     first_cache = json.loads(cache.read_text())
     ckpt_path = os.path.join(cwd, "networks", "weights", "ImageFolder", "ImageFolder_0_mCACclassifierAnchorLoss.pth")
     first_key = torch.load(ckpt_path, weights_only=True)["calibration"]["anchor_means"]["key"]
@@ -190,7 +190,7 @@ def test_replaced_training_images_recompute_normalization_and_anchor_means(tmp_p
 
 
 @pytest.mark.parametrize("case", ["nested 200,000 deep", "5,000-digit number", "not UTF-8", "a folder in the way"])
-def test_malformed_image_folder_split_file_is_one_line_through_the_script(case, tmp_path, isolated_datasets_dir):
+def test_malformed_image_folder_split_file_is_one_line_through_the_script(case, tmp_path, private_cache):
     root = tmp_path / "imgs"
     write_image_folder(str(root), {"a": 2, "b": 2}, {"a": 1, "u": 1})
     content, fragment = MALFORMED[case]
@@ -217,7 +217,7 @@ def printed_command(proc):
     return words[1], words[2:]
 
 
-def test_fix_it_commands_run_as_printed(folder, tmp_path, private_caches):
+def test_fix_it_commands_run_as_printed(folder, tmp_path):
     """Evaluation before training, and -r before a first run, name the training command with every
     flag of the folder (data root, split file, image shape); run as printed (only --epochs 1 added,
     to keep the test short), it trains, and the evaluation that failed then gets past that point."""

@@ -19,8 +19,6 @@ CKPT = os.path.join("networks", "weights", "ImageFolder", "ImageFolder_0_rCACcla
 def resnet_run(tmp_path_factory):
     """1 epoch of CAC with resnet18 from a random torchvision state_dict, then -r for 1 epoch,
     evaluation and predict; the file is removed before -r, so nothing after training reads it."""
-    import datasets.splits as splits
-
     root = tmp_path_factory.mktemp("resnet")
     write_pets(root)
     weights = str(root / "resnet18.pth")
@@ -33,15 +31,13 @@ def resnet_run(tmp_path_factory):
             "--im_size", "16", "--im_channels", "1"]
     train = ["--trial", "0", "--name", "r", "--epochs", "1", "--backbone", "resnet18"]
     torch.set_num_threads(1)
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(splits, "DATASETS_DIR", str(tmp_path_factory.mktemp("datasets_dir")))
-        first = ok(run_script("train_cacOpenset.py", *data, *train, "--pretrained", weights, cwd=cwd, in_process=True))
-        first_ckpt = torch.load(os.path.join(cwd, CKPT), weights_only=True)
-        os.remove(weights)
-        resumed = ok(run_script("train_cacOpenset.py", *data, *train, "-r", cwd=cwd, in_process=True))
-        evaluated = ok(run_script("eval_cacOpenset.py", *data, "--num_trials", "1", "--name", "r", cwd=cwd,
-                                  in_process=True))
-        predicted = ok(run_script("predict.py", CKPT, "../pets/test", cwd=cwd, in_process=True))
+    first = ok(run_script("train_cacOpenset.py", *data, *train, "--pretrained", weights, cwd=cwd, in_process=True))
+    first_ckpt = torch.load(os.path.join(cwd, CKPT), weights_only=True)
+    os.remove(weights)
+    resumed = ok(run_script("train_cacOpenset.py", *data, *train, "-r", cwd=cwd, in_process=True))
+    evaluated = ok(run_script("eval_cacOpenset.py", *data, "--num_trials", "1", "--name", "r", cwd=cwd,
+                              in_process=True))
+    predicted = ok(run_script("predict.py", CKPT, "../pets/test", cwd=cwd, in_process=True))
     return {"cwd": cwd, "weights": weights, "file_state": file_state, "first": first, "first_ckpt": first_ckpt,
             "resumed": resumed, "evaluated": evaluated, "predicted": predicted}
 

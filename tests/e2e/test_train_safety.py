@@ -29,12 +29,12 @@ CHOICES = ("--continue", "-r", "another --name", "--overwrite")
 
 
 def snapshot(folder):
-    """{relative path: bytes (files) or None (folders)} of everything under `folder`, except
-    the caches of isolated_datasets_dir (tmp_path/datasets_dir)."""
+    """{relative path: bytes (files) or None (folders)} of everything under `folder`, except the
+    private data sets' folder (tmp_path/datasets_dir) and cache folder (tmp_path/cache: private_cache)."""
     found = {}
     for dirpath, dirnames, filenames in os.walk(folder):
-        if dirpath == str(folder) and "datasets_dir" in dirnames:
-            dirnames.remove("datasets_dir")
+        if dirpath == str(folder):
+            dirnames[:] = [d for d in dirnames if d not in ("datasets_dir", "cache")]
         for name in dirnames:
             found[os.path.relpath(os.path.join(dirpath, name), folder)] = None
         for name in filenames:
@@ -76,7 +76,7 @@ def test_first_run_refuses_to_replace_an_existing_run(tmp_path, script, dataset,
     assert snapshot(tmp_path) == before
 
 
-def test_bad_input_never_touches_a_good_run(tmp_path, isolated_datasets_dir):
+def test_bad_input_never_touches_a_good_run(tmp_path, private_cache):
     """Bad input with --overwrite: the old run is removed only after every check has passed, so
     here it stays, byte for byte (--alpha nan used to rewrite its config.json first)."""
     good_run(tmp_path)
@@ -153,7 +153,7 @@ def test_resume_names_overwrite_for_a_damaged_last_state(tmp_path):
     assert_one_line_error(proc, "Digits_0_pCACclassifierLast.pth", "corrupt", "--overwrite")
 
 
-def test_resume_with_overwrite_runs_the_second_phase_again(tmp_path, isolated_datasets_dir):
+def test_resume_with_overwrite_runs_the_second_phase_again(tmp_path, private_cache):
     checkpoint(tmp_path, "p", "CACclassifierAnchorLoss")  # a first run's best checkpoint, epoch 0
     last_state(tmp_path, "p", phase=1, epoch=3, end_epoch=3)  # a finished -r phase
     proc = run_script(TRAIN_CAC, *DIGITS, "-r", "--overwrite", "--name", "p", cwd=tmp_path, in_process=True)
@@ -225,7 +225,7 @@ def test_a_real_training_holds_its_lock_and_a_killed_ones_is_taken_over(tmp_path
 
 
 # ------------------------------------------------------------------ --overwrite replaces the whole run
-def test_overwrite_removes_every_file_of_the_old_run(tmp_path, isolated_datasets_dir):
+def test_overwrite_removes_every_file_of_the_old_run(tmp_path, private_cache):
     good_run(tmp_path, "old")
     put(tmp_path, os.path.join(WEIGHTS, "Digits_0_oldCACclassifierCACLoss.pth"), b"old")
     put(tmp_path, os.path.join(WEIGHTS, "Digits_0_oldCACclassifierLast.pth"), b"old")
@@ -243,7 +243,7 @@ def test_overwrite_removes_every_file_of_the_old_run(tmp_path, isolated_datasets
     assert open(keep, "rb").read() == b"another run"
 
 
-def test_a_failed_config_write_keeps_the_old_config(tmp_path, monkeypatch, isolated_datasets_dir):
+def test_a_failed_config_write_keeps_the_old_config(tmp_path, monkeypatch, private_cache):
     """-r rewrites runs/<run>/config.json: atomically, so a full disk leaves the old one."""
     import engine.training
 
@@ -265,7 +265,7 @@ def test_a_failed_config_write_keeps_the_old_config(tmp_path, monkeypatch, isola
 
 
 # ------------------------------------------------------------------ data set configuration and data
-def test_an_empty_validation_set_is_one_line_before_anything_runs(tmp_path, isolated_datasets_dir):
+def test_an_empty_validation_set_is_one_line_before_anything_runs(tmp_path, private_cache):
     """One training image per known class: all of them train, none validates."""
     write_image_folder(str(tmp_path / "pets"), {"cat": 1, "dog": 1, "fox": 1}, {"cat": 1, "dog": 1, "fox": 1})
     (tmp_path / "split.json").write_text(json.dumps({"Known": ["cat", "dog"], "Unknown": ["fox"]}))
@@ -278,7 +278,7 @@ def test_an_empty_validation_set_is_one_line_before_anything_runs(tmp_path, isol
 
 
 # ------------------------------------------------------------------ metrics.jsonl: whole lines only
-def test_a_full_disk_at_the_training_log_is_one_line(tmp_path, monkeypatch, isolated_datasets_dir):
+def test_a_full_disk_at_the_training_log_is_one_line(tmp_path, monkeypatch, private_cache):
     real_write = os.write
 
     def write(fd, data):
@@ -293,7 +293,7 @@ def test_a_full_disk_at_the_training_log_is_one_line(tmp_path, monkeypatch, isol
 
 
 # ------------------------------------------------------------------ checkpoint saves
-def test_a_folder_at_a_checkpoints_path_is_refused_before_training(tmp_path, isolated_datasets_dir):
+def test_a_folder_at_a_checkpoints_path_is_refused_before_training(tmp_path, private_cache):
     (tmp_path / WEIGHTS / "Digits_0_dirCACclassifierLast.pth").mkdir(parents=True)
     before = snapshot(tmp_path)
     proc = run_script(TRAIN_CAC, *DIGITS, "--name", "dir", cwd=tmp_path, in_process=True)
@@ -302,7 +302,7 @@ def test_a_folder_at_a_checkpoints_path_is_refused_before_training(tmp_path, iso
 
 
 @pytest.mark.skipif(os.geteuid() == 0, reason="root may write read-only files")
-def test_a_read_only_checkpoint_is_refused_before_training(tmp_path, isolated_datasets_dir):
+def test_a_read_only_checkpoint_is_refused_before_training(tmp_path, private_cache):
     checkpoint(tmp_path, "ro", "CACclassifierAnchorLoss")
     path = tmp_path / WEIGHTS / "Digits_0_roCACclassifierCACLoss.pth"
     path.write_bytes(b"kept")
@@ -341,7 +341,7 @@ BAD_STATES = {
 
 
 @pytest.mark.parametrize("case", list(BAD_STATES))
-def test_continue_refuses_a_state_it_cannot_use(tmp_path, isolated_datasets_dir, case):
+def test_continue_refuses_a_state_it_cannot_use(tmp_path, private_cache, case):
     change, fragment = BAD_STATES[case]
     state = usable_state()
     change(state)

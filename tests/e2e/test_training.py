@@ -34,15 +34,17 @@ def test_nan_loss_stops_cross_entropy_training(tmp_path, monkeypatch):
     assert not list(tmp_path.rglob("*.pth"))  # no checkpoint from NaN weights
 
 
-def test_same_seed_same_weights_whether_caches_are_cold_or_warm(tmp_path, monkeypatch, isolated_datasets_dir):
-    """The first run of a trial builds the train/val split and normalization caches; the
-    second finds them. Both must train the same network from the same --seed."""
+def test_same_seed_same_weights_whether_caches_are_cold_or_warm(tmp_path, monkeypatch, private_cache):
+    """The first run of a trial builds the train/val split and normalization caches (in the
+    --cache_dir folder, not $CAC_CACHE_DIR's); the second finds them. Both must train the same
+    network from the same --seed."""
     monkeypatch.chdir(tmp_path)
-    args = ["--dataset", "Digits", "--trial", "0", "--epochs", "1", "--workers", "0"]
+    cache = tmp_path / "flag_cache"
+    args = ["--dataset", "Digits", "--trial", "0", "--epochs", "1", "--workers", "0", "--cache_dir", str(cache)]
     weights = tmp_path / "networks" / "weights" / "Digits" / "Digits_0_{}CACclassifierAnchorLoss.pth"
-    assert not (isolated_datasets_dir / "Digits" / "normalization").exists()
     train_cacOpenset.main(args + ["--name", "cold"])
-    assert (isolated_datasets_dir / "Digits" / "normalization" / "0.json").exists()
+    assert (cache / "Digits" / "normalization" / "0.json").exists() and (cache / "Digits" / "trainval_idxs.json").exists()
+    assert not private_cache.exists()
     train_cacOpenset.main(args + ["--name", "warm"])
     cold = torch.load(str(weights).format("cold"), weights_only=True)["net"]
     warm = torch.load(str(weights).format("warm"), weights_only=True)["net"]

@@ -55,7 +55,7 @@ def folder(tmp_path_factory):
 
 
 @pytest.fixture
-def trials(tmp_path, isolated_datasets_dir):
+def trials(tmp_path):
     """Digits (8 -> 16 px), fake MNIST (28 -> 32 px, grey) and fake CIFAR10 (3 channels)."""
     write_mnist(str(tmp_path), n_train=12, n_test=6)
     write_cifar10(str(tmp_path), n_train=12, n_test=6)

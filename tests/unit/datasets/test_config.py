@@ -86,7 +86,7 @@ def override_args(**flags):
                                           **flags})
 
 
-def test_overrides_change_the_augmentation_of_both_pipelines(isolated_datasets_dir):
+def test_overrides_change_the_augmentation_of_both_pipelines(private_cache):
     from torchvision import transforms as T
 
     from datasets.pipeline import build_loader

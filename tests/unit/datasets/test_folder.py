@@ -30,7 +30,7 @@ def test_fingerprint_changes_with_any_byte_of_a_training_image(tmp_path):
     assert folder.fingerprint(folder.open(train=True)) != before
 
 
-def test_test_classes_without_images_are_named_in_one_warning_each(tmp_path, isolated_datasets_dir, capsys):
+def test_test_classes_without_images_are_named_in_one_warning_each(tmp_path, capsys):
     root = tmp_path / "imgs"
     write_image_folder(str(root), {"a": 4, "b": 4, "c": 4}, {"a": 2, "c": 2, "u1": 2})
     os.makedirs(root / "test" / "u2")  # an empty unknown class folder

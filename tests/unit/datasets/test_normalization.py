@@ -1,6 +1,7 @@
 """Per-trial normalization (datasets/normalization.py): the config's listed rows (SPEC section 4,
 written out here), statistics computed from the raw training pixels otherwise, and their cache,
 checked when read."""
+import functools
 import json
 import os
 
@@ -82,13 +83,16 @@ def numpy_normalization(truth, indices):
 @pytest.mark.parametrize("dataset,trial,root_fixture", [
     ("MNIST", 10, "mnist_root"), ("SVHN", 10, "svhn_root"), ("CIFAR10", 10, "cifar_root"),
     ("TinyImageNet", 10, "tiny_root"), ("Digits", 0, None), ("FashionMNIST", 0, "fashion_root")])
-def test_computed_normalization_for_trials_without_listed_values(request, isolated_datasets_dir, dataset,
+def test_computed_normalization_for_trials_without_listed_values(request, private_cache, tmp_path, dataset,
                                                                  trial, root_fixture):
     root = request.getfixturevalue(root_fixture) if root_fixture else "/nonexistent"
-    splits = isolated_datasets_dir / dataset / "class_splits"
+    split_file = None
     if trial == 10:  # a user's own split: trial 5's classes under a number with no listed row
-        (splits / "10.json").write_text((splits / "5.json").read_text())
-    data = OpenSetData(dataset, trial, data_root=root, download=False)
+        split_file = str(tmp_path / "10.json")
+        (tmp_path / "10.json").write_text(json.dumps(dict(zip(("Known", "Unknown"), read_split(dataset, 5)))))
+    trial_data = functools.partial(OpenSetData, dataset, trial, data_root=root, download=False,
+                                   split_file=split_file, cache_dir=str(private_cache))
+    data = trial_data()
     truth = truth_for(dataset, root, data)
     known = read_split(dataset, 5 if trial == 10 else trial)[0]
     # the known classes' images of the whole official training set (train and validation parts),
@@ -101,19 +105,19 @@ def test_computed_normalization_for_trials_without_listed_values(request, isolat
     if dataset == "MNIST":
         assert all(abs(data.mean[0] - m[0]) > 0.01 for m in SPEC_NORMALIZATION["MNIST"][0])
     # cached, and the cache is what the next run of the same trial uses
-    cache = isolated_datasets_dir / dataset / "normalization" / f"{trial}.json"
+    cache = private_cache / dataset / "normalization" / f"{trial}.json"
     cached = json.loads(cache.read_text())
     assert cached["mean"] == data.mean and cached["std"] == data.std
     cached["mean"] = [0.5] * len(mean)
     cache.write_text(json.dumps(cached))
-    assert OpenSetData(dataset, trial, data_root=root, download=False).mean == [0.5] * len(mean)
+    assert trial_data().mean == [0.5] * len(mean)
     # ... but not once it was made from other data, for other known classes or another image size
     other_known = known[:-1] + read_split(dataset, 5 if trial == 10 else trial)[1][:1]
     for field, value in (("Fingerprint", {"num_samples": 1, "labels_sha1": "0" * 40}), ("Known", other_known),
                          ("im_size", 2 * SHAPES[dataset][0])):
         stale = {**cached, field: value}
         cache.write_text(json.dumps(stale))
-        again = OpenSetData(dataset, trial, data_root=root, download=False)
+        again = trial_data()
         np.testing.assert_allclose(again.mean, mean, rtol=1e-9)
 
 
@@ -135,9 +139,9 @@ BAD_CACHES = {
 
 
 @pytest.mark.parametrize("case", list(BAD_CACHES))
-def test_invalid_normalization_cache_is_rebuilt_with_one_warning(case, isolated_datasets_dir, capsys):
-    good_data = OpenSetData("Digits", 0, download=False)
-    cache = isolated_datasets_dir / "Digits" / "normalization" / "0.json"
+def test_invalid_normalization_cache_is_rebuilt_with_one_warning(case, private_cache, capsys):
+    good_data = OpenSetData("Digits", 0, download=False, cache_dir=str(private_cache))
+    cache = private_cache / "Digits" / "normalization" / "0.json"
     good = json.loads(cache.read_text())
     capsys.readouterr()
     bad = BAD_CACHES[case]
@@ -147,28 +151,30 @@ def test_invalid_normalization_cache_is_rebuilt_with_one_warning(case, isolated_
         cache.write_text(json.dumps(good).replace(str(good["mean"][0]), bad))
     else:
         cache.write_text(json.dumps(bad(good)))
-    data = OpenSetData("Digits", 0, download=False)
+    data = OpenSetData("Digits", 0, download=False, cache_dir=str(private_cache))
     lines = captured_stderr_lines(capsys)
     assert len(lines) == 1 and lines[0].startswith("warning: ") and "normalization cache" in lines[0], lines
     assert data.mean == good_data.mean and data.std == good_data.std  # recomputed
     assert json.loads(cache.read_text()) == good  # and the cache rewritten whole
 
 
-def test_stale_normalization_cache_is_rebuilt_quietly_and_a_valid_one_used(isolated_datasets_dir, capsys):
-    first = OpenSetData("Digits", 0, download=False)
-    cache = isolated_datasets_dir / "Digits" / "normalization" / "0.json"
+def test_stale_normalization_cache_is_rebuilt_quietly_and_a_valid_one_used(private_cache, capsys):
+    digits = functools.partial(OpenSetData, "Digits", 0, download=False, cache_dir=str(private_cache))
+    first = digits()
+    cache = private_cache / "Digits" / "normalization" / "0.json"
     good = json.loads(cache.read_text())
     cache.write_text(json.dumps({**good, "mean": [0.25]}))  # valid: used as it is
-    assert OpenSetData("Digits", 0, download=False).mean == [0.25]
+    assert digits().mean == [0.25]
     cache.write_text(json.dumps({**good, "im_size": 64, "mean": [0.25]}))  # other data: recomputed
     capsys.readouterr()
-    assert OpenSetData("Digits", 0, download=False).mean == first.mean
+    assert digits().mean == first.mean
     assert captured_stderr_lines(capsys) == []
 
 
-def test_a_computed_std_of_zero_is_refused(isolated_datasets_dir):
+def test_a_computed_std_of_zero_is_refused(private_cache):
     labels = np.zeros(10, dtype=np.int64)
     with pytest.raises(UserError, match="std is not above 0") as err:
-        cached_normalization("Digits", 0, [0], labels, 8, lambda: ([0.5], [0.0]), channels=1)
+        cached_normalization("Digits", 0, [0], labels, 8, lambda: ([0.5], [0.0]), channels=1,
+                             folder=str(private_cache / "Digits"))
     one_line(err.value)
-    assert not (isolated_datasets_dir / "Digits" / "normalization" / "0.json").exists()
+    assert not (private_cache / "Digits" / "normalization" / "0.json").exists()

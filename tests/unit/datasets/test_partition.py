@@ -37,18 +37,18 @@ def protocol():
     return labels, digests
 
 
-def partition_through_open_set_data(dataset, root, isolated_datasets_dir):
+def partition_through_open_set_data(dataset, root, private_cache):
     """What a training run of trial 0 reads: the cache OpenSetData wrote, and the data it built."""
-    data = OpenSetData(dataset, 0, data_root=str(root), download=False)
-    with open(isolated_datasets_dir / dataset / "trainval_idxs.json") as f:
+    data = OpenSetData(dataset, 0, data_root=str(root), download=False, cache_dir=str(private_cache))
+    with open(private_cache / dataset / "trainval_idxs.json") as f:
         return json.load(f), data
 
 
 @pytest.mark.parametrize("dataset", ["MNIST", "SVHN", "CIFAR10", "TinyImageNet"])
-def test_partition_is_the_original_files(dataset, protocol, tmp_path, isolated_datasets_dir):
+def test_partition_is_the_original_files(dataset, protocol, tmp_path, private_cache):
     labels, digests = protocol
     write_training_labels(dataset, tmp_path, labels[dataset])
-    partition, data = partition_through_open_set_data(dataset, tmp_path, isolated_datasets_dir)
+    partition, data = partition_through_open_set_data(dataset, tmp_path, private_cache)
     assert partition_digest(partition) == digests[dataset]
     # and the trial's subsets are exactly its known classes' lists of that partition
     known = data.known
@@ -57,10 +57,10 @@ def test_partition_is_the_original_files(dataset, protocol, tmp_path, isolated_d
 
 
 @pytest.mark.parametrize("dataset", ["CIFAR+10", "CIFAR+50"])
-def test_cifar_plus_uses_the_cifar10_partition(dataset, protocol, tmp_path, isolated_datasets_dir):
+def test_cifar_plus_uses_the_cifar10_partition(dataset, protocol, tmp_path, private_cache):
     labels, digests = protocol
     write_training_labels("CIFAR10", tmp_path, labels["CIFAR10"])
-    partition, _ = partition_through_open_set_data(dataset, tmp_path, isolated_datasets_dir)
+    partition, _ = partition_through_open_set_data(dataset, tmp_path, private_cache)
     assert partition_digest(partition) == digests["CIFAR10"]
 
 
@@ -104,26 +104,26 @@ def fresh(data, dataset="MNIST"):
     return make_partition(dataset, data.train_labels, data.cfg["val_fraction"], 10)
 
 
-def test_fresh_cache_has_the_procedure_and_is_reused_silently(mnist_dir, isolated_datasets_dir, capsys):
-    partition, data = partition_through_open_set_data("MNIST", mnist_dir, isolated_datasets_dir)
+def test_fresh_cache_has_the_procedure_and_is_reused_silently(mnist_dir, private_cache, capsys):
+    partition, data = partition_through_open_set_data("MNIST", mnist_dir, private_cache)
     assert partition["Fingerprint"]["procedure"] == "original-random1000"
     assert partition == fresh(data)
     capsys.readouterr()
-    OpenSetData("MNIST", 0, data_root=str(mnist_dir), download=False)
+    OpenSetData("MNIST", 0, data_root=str(mnist_dir), download=False, cache_dir=str(private_cache))
     assert "warning" not in capsys.readouterr().err
 
 
-def test_cache_of_the_earlier_procedure_is_rebuilt_with_a_warning(mnist_dir, isolated_datasets_dir, capsys):
+def test_cache_of_the_earlier_procedure_is_rebuilt_with_a_warning(mnist_dir, private_cache, capsys):
     """What this repository wrote before: its own seeded draw, a fingerprint without a procedure."""
-    _, data = partition_through_open_set_data("MNIST", mnist_dir, isolated_datasets_dir)
+    _, data = partition_through_open_set_data("MNIST", mnist_dir, private_cache)
     labels = mnist_labels(data)
     train, val = split_per_class(labels, 0.2, 0)
     old = {"Train": {str(c): v for c, v in train.items()}, "Val": {str(c): v for c, v in val.items()},
            "Fingerprint": {"num_samples": len(labels), "labels_sha1": "x", "val_fraction": 0.2}}
-    cache = isolated_datasets_dir / "MNIST" / "trainval_idxs.json"
+    cache = private_cache / "MNIST" / "trainval_idxs.json"
     cache.write_text(json.dumps(old))
     capsys.readouterr()
-    data = OpenSetData("MNIST", 0, data_root=str(mnist_dir), download=False)
+    data = OpenSetData("MNIST", 0, data_root=str(mnist_dir), download=False, cache_dir=str(private_cache))
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("warning: rebuilding") and str(cache) in err[0]
     assert json.loads(cache.read_text()) == fresh(data)
@@ -131,12 +131,12 @@ def test_cache_of_the_earlier_procedure_is_rebuilt_with_a_warning(mnist_dir, iso
     assert data.val_idx.tolist() == sorted(i for c in data.known for i in expected["Val"][str(c)])
 
 
-def test_the_original_codes_own_file_is_used_as_is(mnist_dir, isolated_datasets_dir, capsys):
-    _, data = partition_through_open_set_data("MNIST", mnist_dir, isolated_datasets_dir)
-    cache = isolated_datasets_dir / "MNIST" / "trainval_idxs.json"
+def test_the_original_codes_own_file_is_used_as_is(mnist_dir, private_cache, capsys):
+    _, data = partition_through_open_set_data("MNIST", mnist_dir, private_cache)
+    cache = private_cache / "MNIST" / "trainval_idxs.json"
     cache.write_text(json.dumps(canonical(fresh(data))))  # the original's format: no Fingerprint
     capsys.readouterr()
-    again = OpenSetData("MNIST", 0, data_root=str(mnist_dir), download=False)
+    again = OpenSetData("MNIST", 0, data_root=str(mnist_dir), download=False, cache_dir=str(private_cache))
     assert "warning" not in capsys.readouterr().err
     assert again.val_idx.tolist() == data.val_idx.tolist()
 
@@ -171,35 +171,35 @@ def _bool_index(p):
     _missing_class, _index_out_of_range, _index_of_another_class, _repeated_index, _bool_index],
     ids=["null", "42", "list", "Train null", "class missing", "index out of range", "index of another class",
          "repeated index", "bool index"])
-def test_damaged_cache_is_rebuilt_with_one_warning(damage, mnist_dir, isolated_datasets_dir, capsys):
+def test_damaged_cache_is_rebuilt_with_one_warning(damage, mnist_dir, private_cache, capsys):
     """Each damage returns what is written into the cache in place of the good partition."""
-    partition, data = partition_through_open_set_data("MNIST", mnist_dir, isolated_datasets_dir)
-    cache = isolated_datasets_dir / "MNIST" / "trainval_idxs.json"
+    partition, data = partition_through_open_set_data("MNIST", mnist_dir, private_cache)
+    cache = private_cache / "MNIST" / "trainval_idxs.json"
     cache.write_text(json.dumps(damage(json.loads(json.dumps(partition)))))
     capsys.readouterr()
-    again = OpenSetData("MNIST", 0, data_root=str(mnist_dir), download=False)
+    again = OpenSetData("MNIST", 0, data_root=str(mnist_dir), download=False, cache_dir=str(private_cache))
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("warning: rebuilding"), err
     assert json.loads(cache.read_text()) == fresh(data)
     assert again.train_idx.tolist() == data.train_idx.tolist() and again.val_idx.tolist() == data.val_idx.tolist()
 
 
-def test_truncated_cache_is_rebuilt_with_one_warning(mnist_dir, isolated_datasets_dir, capsys):
-    _, data = partition_through_open_set_data("MNIST", mnist_dir, isolated_datasets_dir)
-    cache = isolated_datasets_dir / "MNIST" / "trainval_idxs.json"
+def test_truncated_cache_is_rebuilt_with_one_warning(mnist_dir, private_cache, capsys):
+    _, data = partition_through_open_set_data("MNIST", mnist_dir, private_cache)
+    cache = private_cache / "MNIST" / "trainval_idxs.json"
     cache.write_text(cache.read_text()[:100])
     capsys.readouterr()
-    OpenSetData("MNIST", 0, data_root=str(mnist_dir), download=False)
+    OpenSetData("MNIST", 0, data_root=str(mnist_dir), download=False, cache_dir=str(private_cache))
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "rebuilding" in err[0] and "JSON" in err[0]
     assert json.loads(cache.read_text()) == fresh(data)
 
 
-def test_other_data_sets_use_the_seeded_procedure(isolated_datasets_dir):
+def test_other_data_sets_use_the_seeded_procedure(private_cache):
     """Digits (like FashionMNIST and image folders) has no original partition: per class a
     permutation from numpy.random.default_rng([0, class]); its last round(0.2 n) are Val."""
-    data = OpenSetData("Digits", 0, data_root="/nonexistent", download=False)
-    partition = json.loads((isolated_datasets_dir / "Digits" / "trainval_idxs.json").read_text())
+    data = OpenSetData("Digits", 0, data_root="/nonexistent", download=False, cache_dir=str(private_cache))
+    partition = json.loads((private_cache / "Digits" / "trainval_idxs.json").read_text())
     assert partition["Fingerprint"]["procedure"] == "numpy-per-class-seed0"
     labels = np.asarray(data.train_labels)
     for c in range(10):
@@ -220,10 +220,10 @@ def assert_split_fits(split, labels, fraction=0.2):
         assert abs(len(va) - fraction * n) <= 0.5 + 1e-9
 
 
-def test_trainval_cache_is_rewritten_when_labels_change(isolated_datasets_dir, mnist_root, tmp_path):
-    cache = isolated_datasets_dir / "MNIST" / "trainval_idxs.json"
+def test_trainval_cache_is_rewritten_when_labels_change(private_cache, mnist_root, tmp_path):
+    cache = private_cache / "MNIST" / "trainval_idxs.json"
     labels_a = mnist_train_labels(mnist_root)
-    data_a = OpenSetData("MNIST", 0, data_root=mnist_root, download=False)
+    data_a = OpenSetData("MNIST", 0, data_root=mnist_root, download=False, cache_dir=str(private_cache))
     first = json.loads(cache.read_text())
     assert_split_fits(first, labels_a)
     known = read_split("MNIST", 0)[0]
@@ -233,7 +233,7 @@ def test_trainval_cache_is_rewritten_when_labels_change(isolated_datasets_dir, m
     write_mnist(root_b, n_train=15, n_test=6, seed=7)  # other labels, other count
     labels_b = mnist_train_labels(root_b)
     assert len(labels_b) == 150
-    data_b = OpenSetData("MNIST", 0, data_root=root_b, download=False)
+    data_b = OpenSetData("MNIST", 0, data_root=root_b, download=False, cache_dir=str(private_cache))
     second = json.loads(cache.read_text())
     assert second != first
     assert_split_fits(second, labels_b)
@@ -242,13 +242,14 @@ def test_trainval_cache_is_rewritten_when_labels_change(isolated_datasets_dir, m
     assert data_b.train_idx.tolist() == sorted(i for c in known for i in second["Train"][str(c)])
 
     # a config with another validation share does not reuse the 80/20 split
-    OpenSetData("MNIST", 0, data_root=root_b, download=False, config={**load_config("MNIST"), "val_fraction": 0.4})
+    OpenSetData("MNIST", 0, data_root=root_b, download=False, cache_dir=str(private_cache),
+                config={**load_config("MNIST"), "val_fraction": 0.4})
     third = json.loads(cache.read_text())
     assert third["Fingerprint"]["train_share"] == 0.6
     assert_split_fits(third, labels_b, fraction=0.4)
 
 
-def test_tiny_classes_keep_one_validation_image(isolated_datasets_dir, tmp_path):
+def test_tiny_classes_keep_one_validation_image(tmp_path):
     root = str(tmp_path / "two")
     write_mnist(root, n_train=2, n_test=2, seed=3)  # 0.2 * 2 rounds to 0: one goes to val anyway
     data = OpenSetData("MNIST", 0, data_root=root, download=False)

@@ -90,7 +90,7 @@ class InMemory:
         return Image.fromarray(self.data[i]), 0
 
 
-def test_folder_data_sets_and_unknown_transforms_fall_back(tmp_path, isolated_datasets_dir):
+def test_folder_data_sets_and_unknown_transforms_fall_back(tmp_path):
     write_tinyimagenet(str(tmp_path), n_train=3, n_val=2)
     tiny = OpenSetData("TinyImageNet", 0, data_root=str(tmp_path), download=False)
     assert resident_loader(tiny.val_dataset(), 4, False, CPU) is None

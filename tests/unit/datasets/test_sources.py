@@ -160,7 +160,7 @@ def system_folder(tmp_path, monkeypatch):
     return folder
 
 
-def test_missing_files_are_taken_from_the_debian_package(tmp_path, system_folder, isolated_datasets_dir):
+def test_missing_files_are_taken_from_the_debian_package(tmp_path, system_folder):
     root = str(tmp_path / "data")
     data = OpenSetData("FashionMNIST", 0, data_root=root, download=False)
     # decompressed under --data_root, where torchvision's class reads them
@@ -174,7 +174,7 @@ def test_missing_files_are_taken_from_the_debian_package(tmp_path, system_folder
         read_idx_gz(os.path.join(system_folder, "t10k-labels-idx1-ubyte.gz")), data.known).sum()
 
 
-def test_files_under_data_root_win_over_the_debian_package(tmp_path, system_folder, isolated_datasets_dir):
+def test_files_under_data_root_win_over_the_debian_package(tmp_path, system_folder):
     root = str(tmp_path / "data")
     write_mnist(root, n_train=20, n_test=10, seed=7, folder="FashionMNIST")  # other images than the system's
     data = OpenSetData("FashionMNIST", 0, data_root=root, download=False)

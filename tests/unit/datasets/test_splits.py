@@ -15,10 +15,10 @@ from datasets.config import load_config
 from datasets.partition import split_per_class
 from datasets.names import SOURCES
 from datasets.sources import NUM_CLASSES
+from datasets import splits
 from datasets.splits import load_class_split
 from datasets.trial import OpenSetData
 
-DATASETS = os.path.join(REPO, "datasets")
 PAPER_DATASETS = ["MNIST", "SVHN", "CIFAR10", "CIFAR+10", "CIFAR+50", "TinyImageNet"]
 
 
@@ -72,8 +72,7 @@ def test_split_per_class_is_seeded_disjoint_and_proportional():
 
 
 # ------------------------------------------------------------------ split files, however written
-# split files written into the repo's datasets/MNIST/class_splits/ under unused trial numbers
-# (one number per case, so parallel workers never share a file), removed afterwards
+# MNIST split files under trial numbers the repo does not use, in a private data sets' folder
 BAD_SPLITS = [
     ("not json", '{"Known": [0, 1, 2, 3, 4, 5], "Unknown": [6, 7, 8, 9]', ["not valid JSON"]),
     ("no Known", '{"Unknown": [6, 7, 8, 9]}', ["'Known'"]),
@@ -87,22 +86,22 @@ BAD_SPLITS = [
 
 
 @pytest.fixture
-def split_file(request):
-    """Write request.param = (trial, text) as datasets/MNIST/class_splits/<trial>.json; delete it after."""
+def own_datasets_dir(tmp_path, monkeypatch):
+    """A private folder in place of the repo's datasets/ for the class split files (datasets.splits
+    reads <it>/<dataset>/class_splits/<trial>.json), so that a test's own split files never go
+    into the checkout."""
+    monkeypatch.setattr(splits, "DATASETS_DIR", str(tmp_path / "datasets"))
+    return tmp_path / "datasets"
+
+
+@pytest.fixture
+def split_file(request, own_datasets_dir):
+    """Write request.param = (trial, text) as MNIST's class split file of that trial."""
     trial, text = request.param
-    path = os.path.join(DATASETS, "MNIST", "class_splits", f"{trial}.json")
-    if os.path.exists(path):  # only a file left by an interrupted run of this test may be replaced
-        with open(path) as f:
-            left = f.read()
-        if left != text and left not in [b[1] for b in BAD_SPLITS]:
-            pytest.fail(f"{path} exists and is not this test's: move it away to run the test")
-    with open(path, "w") as f:
-        f.write(text)
-    yield trial, path
-    os.remove(path)
-    norm = os.path.join(DATASETS, "MNIST", "normalization", f"{trial}.json")
-    if os.path.exists(norm):
-        os.remove(norm)
+    path = own_datasets_dir / "MNIST" / "class_splits" / f"{trial}.json"
+    path.parent.mkdir(parents=True)
+    path.write_text(text)
+    return trial, str(path)
 
 
 @pytest.mark.parametrize("split_file,fragments",
@@ -142,7 +141,7 @@ def test_missing_split_file_lists_existing_trials(mnist_root):
 
 
 @pytest.mark.parametrize("case", list(MALFORMED))
-def test_malformed_split_file_is_one_line(case, tmp_path, isolated_datasets_dir):
+def test_malformed_split_file_is_one_line(case, tmp_path, own_datasets_dir):
     content, fragment = MALFORMED[case]
     given = tmp_path / "split.json"
     write_split_file(given, content)
@@ -150,7 +149,8 @@ def test_malformed_split_file_is_one_line(case, tmp_path, isolated_datasets_dir)
         load_class_split("Digits", 0, 6, 10, path=str(given))
     assert fragment in one_line(err.value) and str(given) in str(err.value)
     # the trial's own file in the data set's folder, read the same way
-    own = isolated_datasets_dir / "Digits" / "class_splits" / "77.json"
+    own = own_datasets_dir / "Digits" / "class_splits" / "77.json"
+    own.parent.mkdir(parents=True)
     write_split_file(own, content)
     with pytest.raises(UserError) as err:
         load_class_split("Digits", 77, 6, 10)

@@ -18,7 +18,7 @@ def val_count(n, fraction=0.2):
     return max(int(round(fraction * n)), 1 if n >= 2 else 0)
 
 
-def test_summary_of_an_image_folder_counts_names_and_strays(folder, tmp_path, isolated_datasets_dir):
+def test_summary_of_an_image_folder_counts_names_and_strays(folder, tmp_path):
     root = tmp_path / "pets"
     shutil.copytree(folder / "pets", root)
     (root / "train" / "cat" / "notes.txt").write_text("not an image")
@@ -39,7 +39,7 @@ def test_summary_of_an_image_folder_counts_names_and_strays(folder, tmp_path, is
                          f"{os.path.join('train', 'cat', 'notes.txt')})")
 
 
-def test_summary_of_a_built_in_data_set(isolated_datasets_dir):
+def test_summary_of_a_built_in_data_set():
     data = OpenSetData("Digits", 0, "unused")
     line = summary_line(data)
     known, _ = read_split("Digits", 0)

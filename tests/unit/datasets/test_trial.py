@@ -5,6 +5,7 @@ Every expectation is computed here from what the test itself knows: the raw file
 gzip / pickle / scipy / PIL directly, tests/fakedata.py), the class split files, and the
 numbers of SPEC section 4, never from a second run of the code under test.
 """
+import functools
 import os
 
 import numpy as np
@@ -172,7 +173,7 @@ def test_tinyimagenet_images_and_class_folders(tiny_root):
     assert tuple(image.shape) == (3, 64, 64)
 
 
-def test_test_split_is_opened_once_for_known_and_unknown(mnist_root, isolated_datasets_dir, monkeypatch):
+def test_test_split_is_opened_once_for_known_and_unknown(mnist_root, monkeypatch):
     import datasets.trial as trial_module
 
     calls = []
@@ -189,7 +190,7 @@ def test_test_split_is_opened_once_for_known_and_unknown(mnist_root, isolated_da
     assert known.base is unknown.base and len(known) + len(unknown) == len(known.base)
 
 
-def test_open_set_data_of_a_folder(folder, isolated_datasets_dir):
+def test_open_set_data_of_a_folder(folder):
     cfg = load_config("ImageFolder")
     data = OpenSetData("ImageFolder", 0, str(folder / "pets"), config=cfg, split_file=str(folder / "split.json"))
     assert data.cfg["num_known_classes"] == 3 and data.class_names == ["cat", "dog", "owl"]  # ascending id
@@ -208,16 +209,17 @@ def test_open_set_data_of_a_folder(folder, isolated_datasets_dir):
     assert tuple(grey.val_dataset()[0][0].shape) == (1, 16, 16) and len(grey.mean) == 1
 
 
-def test_two_image_folders_keep_separate_caches(folder, tmp_path, isolated_datasets_dir):
+def test_two_image_folders_keep_separate_caches(folder, tmp_path, private_cache):
     """Each folder's train/val partition and normalization live in a cache folder of its own,
-    keyed by its real path; the shared datasets/ImageFolder/ holds no cache file of its own."""
+    keyed by its real path; the shared <cache>/ImageFolder/ holds no cache file of its own."""
     from fakedata import PETS_TRAIN, write_image_folder
 
     other = write_image_folder(str(tmp_path / "pets"), PETS_TRAIN, {"cat": 1, "fox": 1}, seed=5)
     split = str(folder / "split.json")
-    first = OpenSetData("ImageFolder", 0, str(folder / "pets"), config=load_config("ImageFolder"), split_file=split)
-    second = OpenSetData("ImageFolder", 0, other, config=load_config("ImageFolder"), split_file=split)
-    shared = isolated_datasets_dir / "ImageFolder"
+    folder_data = functools.partial(OpenSetData, "ImageFolder", 0, config=load_config("ImageFolder"),
+                                    split_file=split, cache_dir=str(private_cache))
+    first, second = folder_data(str(folder / "pets")), folder_data(other)
+    shared = private_cache / "ImageFolder"
     assert first.cache_dir != second.cache_dir
     assert {os.path.dirname(first.cache_dir), os.path.dirname(second.cache_dir)} == {str(shared)}
     for data in (first, second):
@@ -225,8 +227,7 @@ def test_two_image_folders_keep_separate_caches(folder, tmp_path, isolated_datas
         assert os.path.isfile(os.path.join(data.cache_dir, "normalization", "0.json"))
     assert not (shared / "trainval_idxs.json").exists() and not (shared / "normalization").exists()
     assert first.mean != second.mean  # other pixels: the other folder's cache did not answer
-    again = OpenSetData("ImageFolder", 0, os.path.join(str(folder), ".", "pets"), config=load_config("ImageFolder"),
-                        split_file=split)  # the same folder by another spelling: the same cache
+    again = folder_data(os.path.join(str(folder), ".", "pets"))  # the same folder by another spelling: the same cache
     assert again.cache_dir == first.cache_dir and again.mean == first.mean
 
 
@@ -245,7 +246,7 @@ class InMemory:
         return Image.fromarray(self.data[i]), self.targets[i]
 
 
-def test_a_trial_over_in_memory_sources(isolated_datasets_dir):
+def test_a_trial_over_in_memory_sources(private_cache):
     """from_sources: the class split and sources given, nothing read from or written to disk."""
     train, test = InMemory(60, seed=1), InMemory(30, seed=2)
     known, unknown = [7, 1, 3, 5, 8, 9], [0, 2]
@@ -262,8 +263,7 @@ def test_a_trial_over_in_memory_sources(isolated_datasets_dir):
     assert len(known_test) == 18 and len(unknown_test) == 6 and known_test.base is unknown_test.base is test
     assert torch.as_tensor(unknown_test.labels).tolist() == [6] * 6
     assert data.class_names == ["1", "3", "5", "7", "8", "9"]
-    assert not (isolated_datasets_dir / "Digits" / "normalization").exists()
-    assert not (isolated_datasets_dir / "Digits" / "trainval_idxs.json").exists()
+    assert not private_cache.exists()  # not even the cache folder of $CAC_CACHE_DIR
 
 
 def test_cifar_plus_classes_are_named_by_their_own_source(cifar_root):
@@ -284,7 +284,7 @@ def test_cifar_plus_classes_are_named_by_their_own_source(cifar_root):
     assert classes.known_paths is None and classes.unknown_paths is None
 
 
-def test_class_names_in_messages_and_lists(tmp_path, isolated_datasets_dir):
+def test_class_names_in_messages_and_lists(tmp_path):
     """A known class without training images is named ('1 - one', MNIST's own name) with its id
     as the split file has it; known_names / unknown_names follow the split file's order."""
     import json

@@ -33,6 +33,12 @@ def test_relative_data_paths_are_found_from_the_folder_training_ran_in(tmp_path,
     assert training_args(ckpt, str(tmp_path / "loose.pth")).data_root == "data"  # not under networks/weights
 
 
+def test_the_caches_go_to_this_machines_cache_folder_not_the_one_training_used():
+    ckpt = {"args": {"dataset": "Digits", "trial": 0, "cache_dir": "/the/training/machine/cache"}}
+    assert training_args(ckpt, "x.pth").cache_dir is None  # then $CAC_CACHE_DIR or the default
+    assert training_args(ckpt, "x.pth", cache_dir="mine").cache_dir == "mine"  # predict.py --cache_dir
+
+
 def test_lock_is_the_one_training_holds(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     for method in (CAC, CLOSED_SET):

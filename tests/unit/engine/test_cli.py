@@ -174,6 +174,8 @@ def test_parsers_defaults_and_spellings():
     runtime = runtime_parser().parse_args([])
     assert (runtime.data_root, runtime.device, runtime.workers, runtime.seed, runtime.pipeline) == \
         ("datasets/data", "auto", None, 0, "resident")
+    # no --cache_dir: datasets/cache.py resolves $CAC_CACHE_DIR or the default where the trial is loaded
+    assert runtime.cache_dir is None and runtime_parser().parse_args(["--cache_dir", "c"]).cache_dir == "c"
     train = argparse.ArgumentParser(parents=[training_parser()])
     args = train.parse_args(["--dataset", "Digits", "-r", "--continue"])
     assert (args.trial, args.resume, args.continue_run, args.name, args.backbone) == (0, True, True, "myTest", "cnn")

@@ -1,0 +1,31 @@
+"""The cache folder, outside the source tree, of what is made from the data: where it is, and
+writing a cache in it (<dataset>/trainval_idxs.json, <dataset>/normalization/<trial>.json;
+image folders: ImageFolder/<folder>-<hash>/). Each cache is checked when read (partition.py,
+normalization.py), so deleting the folder only costs the time to make them again."""
+import json
+import os
+import sys
+
+from core.files import atomic_write
+
+CACHE_ENV = "CAC_CACHE_DIR"
+
+
+def resolve_cache_dir(given=None):
+    """--cache_dir `given`, else $CAC_CACHE_DIR, else ${XDG_CACHE_HOME:-~/.cache}/cac (a relative
+    XDG_CACHE_HOME is ignored, as the XDG specification says); read where arguments are parsed."""
+    if given or os.environ.get(CACHE_ENV):
+        return given or os.environ[CACHE_ENV]
+    xdg = os.environ.get("XDG_CACHE_HOME", "")
+    return os.path.join(xdg if os.path.isabs(xdg) else os.path.join(os.path.expanduser("~"), ".cache"), "cac")
+
+
+def write_cache(value, path):
+    """`value` as JSON at `path`, all or nothing. A folder that cannot be written costs one
+    warning, never the run: the cache is made again next time."""
+    try:
+        with atomic_write(path, "w") as f:
+            json.dump(value, f)
+    except OSError as e:
+        print(f"warning: cannot write the cache {path} ({e.strerror or e}); it is made again next time "
+              f"(--cache_dir or {CACHE_ENV}: a writable folder)", file=sys.stderr)
