@@ -2,7 +2,7 @@
 the Digits networks trained and evaluated once for the evaluation and predict.py tests, and the
 two kinds of test: tests/unit/ (one file per module, fast: `pytest tests/unit`) and tests/e2e/
 (whole script runs), marked `unit` and `e2e` by their folder. The session keeps every cache in
-a private CAC_CACHE_DIR."""
+a private CAC_CACHE_DIR and fails when a file of the checkout appeared or changed."""
 import os
 import shutil
 import subprocess
@@ -175,17 +175,47 @@ def stderr_lines(proc):
     return [line for line in proc.stderr.splitlines() if line.strip()]
 
 
+def checkout_files():
+    """{path: (size, mtime) or None (deleted)} of every file of the checkout that git does not
+    track (ignored ones included) or that differs from the commit, but Python's own caches; None
+    when git cannot say (no git, not a checkout)."""
+    try:
+        listed = subprocess.run(["git", "-C", REPO, "status", "--porcelain", "--ignored", "--untracked-files=all",
+                                 "-z", "--", ".", ":(exclude).venv"], capture_output=True, text=True, timeout=60)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    if listed.returncode != 0:
+        return None
+    found = {}
+    for entry in filter(None, listed.stdout.split("\0")):
+        path = entry[3:]
+        if any(part in ("__pycache__", ".pytest_cache") for part in path.split("/")) or path.endswith(".pyc"):
+            continue
+        try:
+            status = os.stat(os.path.join(REPO, path))
+            found[path] = (status.st_size, status.st_mtime_ns)
+        except OSError:  # deleted
+            found[path] = None
+    return found
+
+
 @pytest.fixture(scope="session", autouse=True)
-def session_cache_dir(tmp_path_factory):
+def checkout_left_as_found(tmp_path_factory):
     """Every run of the session, in this process or a script's, keeps its caches in a private folder
-    ($CAC_CACHE_DIR, datasets/cache.py), never in the user's."""
-    previous = os.environ.get("CAC_CACHE_DIR")
+    ($CAC_CACHE_DIR, datasets/cache.py); the session fails if it wrote any file into the checkout."""
+    before, previous = checkout_files(), os.environ.get("CAC_CACHE_DIR")
     os.environ["CAC_CACHE_DIR"] = str(tmp_path_factory.mktemp("cac_cache"))
     yield
     if previous is None:
         os.environ.pop("CAC_CACHE_DIR", None)
     else:
         os.environ["CAC_CACHE_DIR"] = previous
+    after = checkout_files()
+    if before is not None and after is not None and after != before:
+        written = sorted(p for p in set(before) | set(after) if before.get(p, "absent") != after.get(p, "absent"))
+        pytest.fail(f"files of the checkout {REPO} appeared or changed during the tests: {', '.join(written[:10])} "
+                    f"(unless edited meanwhile: a test must write under tmp_path, its caches in CAC_CACHE_DIR)",
+                    pytrace=False)
 
 
 @pytest.fixture
