@@ -1,13 +1,9 @@
-"""A checkpoint's calibration, kept beside it (X.pth -> X.calibration.json) so that no checkpoint
-is ever rewritten after training saved it. Evaluation writes it, and predict.py on first use:
-- per scorer, the threshold accepting 95% of the known validation images;
-- what predict.py needs to treat a new image as the trial's test images were: class names,
-  image size, channels, normalization, the network's arguments;
-- for CAC, the class-mean anchors and the data they were made from, so that the next
-  evaluation skips the pass over the training split.
-It is keyed on the SHA-256 of the checkpoint's bytes: a calibration of other weights is stale
-and made again, a damaged one is made again with one warning. Each method's scorers: SCORERS.
-"""
+"""A checkpoint's calibration, kept beside it (X.pth -> X.calibration.json: no checkpoint is
+modified after training): per scorer (SCORERS) the threshold accepting 95% of the known
+validation images; what predict.py needs to treat new images as the test images (class names,
+preprocessing, the network's arguments); CAC's class-mean anchors, and the data they were made
+from, so that the next evaluation skips the anchor pass. Keyed on the SHA-256 of the
+checkpoint's bytes: one of other weights is stale, a damaged one is named; both are made again."""
 import hashlib
 import json
 import os
@@ -61,15 +57,11 @@ def calibration_record(digest, method, data, network, scorer, thresholds, accept
     return record
 
 
-def _positive_int(value):
-    return is_whole_number(value) and value > 0
-
-
 def _network_problem(network, num_classes):
     if not isinstance(network, dict) or not {"num_classes", "num_channels", "im_size"} <= network.keys() \
             or not network.keys() <= NETWORK_KEYS:
         return f"network is not a dict of {', '.join(sorted(NETWORK_KEYS))}"
-    if not all(_positive_int(network[k]) for k in ("num_classes", "num_channels", "im_size")):
+    if not all(is_whole_number(network[k]) and network[k] > 0 for k in ("num_classes", "num_channels", "im_size")):
         return f"network {network!r} has a size that is not a positive integer"
     if "dropout" in network and not (is_finite_number(network["dropout"]) and 0 <= network["dropout"] < 1):
         return f"network dropout {network['dropout']!r}"

@@ -80,17 +80,14 @@ class TrialRun:
     def place_anchors(self, recompute=False):
         """The CAC scorer's setup: the anchor means of the checkpoint's calibration when made
         from this data (unless `recompute`), else the anchor pass."""
-        data, scorers = self.data, self.evaluation.scorers
+        data = self.data
         means = None if recompute else cached_anchor_means(self.calibration, data)
         if means is not None:
             print(f"trial {data.trial}: anchor means read from the calibration (--recompute_anchors to redo them)")
             self.net.set_anchors(means)
         else:
             start = time.perf_counter()
-            means, fallback = scorers.setup(self.net, self.loader(data.anchor_dataset()), data.num_known,
-                                            self.evaluation.device, with_flipped=data.cfg["anchor_flip"])
-            if not bool(torch.isfinite(means).all()):  # before any other line: the means say nothing here
-                raise overflow_error(self.path, "logits on its training images (anchor means)", data.trial)
+            means, fallback = anchor_pass(self.net, data, self.loader, self.evaluation.device, self.path)
             if fallback:
                 print(f"warning: trial {data.trial}: classes {data.describe_labels(fallback)} have no correctly "
                       f"classified training image; their anchors are the mean of all their images", file=sys.stderr)
@@ -113,9 +110,8 @@ class TrialRun:
 
 
 def load_trial_network(evaluation, data):
-    """Build the network a trial's checkpoint was trained with (its backbone, the data set's
-    shape) and load it, in eval mode; a missing file names the command that trains it.
-    Returns (network, path, NetworkConfig, SHA-256 of the checkpoint's bytes)."""
+    """The network of a trial's checkpoint (load_network); a missing file names the command that
+    trains it. Returns (network, path, NetworkConfig, SHA-256 of the checkpoint's bytes)."""
     args, device = evaluation.args, evaluation.device
     path = weights_path(args.dataset, data.trial, args.name, evaluation.checkpoint_suffix)
     if not os.path.isfile(path):
@@ -123,23 +119,38 @@ def load_trial_network(evaluation, data):
                         f"`{train_command(evaluation.train_script, vars(args), data.trial)}` (evaluation's "
                         f"--name defaults to '' for the paper's released weights, training's to myTest)")
     ckpt, digest = read_checkpoint(path, map_location=device, with_digest=True)
-    cfg = data.cfg
-    trained = ckpt.get("network") or {}
-    for key, flag in (("im_size", "--im_size"), ("num_channels", "--im_channels")):
-        here = cfg["im_size" if key == "im_size" else "im_channels"]
-        if key in trained and trained[key] != here:
-            raise UserError(f"checkpoint {path} was trained with {key} {trained[key]} but this evaluation "
-                            f"uses {here}: pass {flag} {trained[key]}, as in training")
-    saved_known = ckpt.get("known_classes")
-    if saved_known is not None and sorted(saved_known) != sorted(data.known):
-        raise UserError(f"checkpoint {path} was trained on known classes {saved_known} but the split of this "
-                        f"evaluation has {list(data.known)}: use the split file training used")
-    config = NetworkConfig.for_data(cfg, ckpt.get("backbone", "cnn"), trained.get("pretrained"))
-    net = build_network(config, evaluation.method).to(device)
-    load_checkpoint(path, net, ckpt)
+    net, config = load_network(path, ckpt, data, evaluation.method, device)
     if default_channels_last(device):
         net = net.to(memory_format=torch.channels_last)
-    return net.eval(), path, config, digest
+    return net, path, config, digest
+
+
+def load_network(path, ckpt, data, method, device):
+    """(network of checkpoint `path`, read as `ckpt`, loaded in eval mode; its NetworkConfig), built
+    for `data`, which must have the shape and known classes it was trained on."""
+    trained = ckpt.get("network") or {}
+    for key, flag in (("im_size", "--im_size"), ("num_channels", "--im_channels")):
+        here = data.cfg["im_size" if key == "im_size" else "im_channels"]
+        if key in trained and trained[key] != here:
+            raise UserError(f"checkpoint {path} was trained with {key} {trained[key]} but {data.name} here has "
+                            f"{here}: pass {flag} {trained[key]}, as in training")
+    saved_known = ckpt.get("known_classes")
+    if saved_known is not None and sorted(saved_known) != sorted(data.known):
+        raise UserError(f"checkpoint {path} was trained on known classes {saved_known} but the split here has "
+                        f"{list(data.known)}: use the split file training used (--split_file)")
+    config = NetworkConfig.for_data(data.cfg, ckpt.get("backbone", "cnn"), trained.get("pretrained"))
+    net = build_network(config, method).to(device)
+    load_checkpoint(path, net, ckpt)
+    return net.eval(), config
+
+
+def anchor_pass(net, data, loader, device, path):
+    """CACScorers.setup on `data`'s training split: (means, now `net`'s anchors; fallback classes)."""
+    means, fallback = SCORERS[CAC].setup(net, loader(data.anchor_dataset()), data.num_known, device,
+                                         with_flipped=data.cfg["anchor_flip"])
+    if not bool(torch.isfinite(means).all()):  # before any other line: the means say nothing here
+        raise overflow_error(path, "logits on its training images (anchor means)", data.trial)
+    return means, fallback
 
 
 @torch.no_grad()

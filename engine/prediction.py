@@ -32,7 +32,7 @@ from engine.accel import default_channels_last
 from engine.calibration import (SCORERS, calibration_path, calibration_record, embedded_calibration, read_calibration,
                                 write_calibration)
 from engine.cli import seed_everything
-from engine.evaluation import gather_outputs, overflow_error
+from engine.evaluation import anchor_pass, gather_outputs, load_network, overflow_error
 from metrics import ACCEPT_RATE, acceptance_threshold
 from networks.build import build_network
 from networks.checkpoint import load_checkpoint, read_checkpoint
@@ -144,25 +144,15 @@ def make_calibration(path, ckpt, digest, args, method, device):
     except UserError as e:
         raise UserError(f"checkpoint {path} has no calibration yet, and making it needs the data it was trained "
                         f"on: {e} (predict.py --data_root/--split_file: where that data is now)") from None
-    if ckpt.get("known_classes") is not None and sorted(ckpt["known_classes"]) != sorted(data.known):
-        raise UserError(f"checkpoint {path} was trained on known classes {ckpt['known_classes']} but its split "
-                        f"now has {list(data.known)}: give predict.py --split_file the split training used")
-    config = NetworkConfig.for_data(data.cfg, ckpt.get("backbone", "cnn"))
-    net = build_network(config, method).to(device)
-    load_checkpoint(path, net, ckpt)
-    net.eval()
+    net, config = load_network(path, ckpt, data, method, device)
     workers = data.cfg["num_workers"] if args.workers is None else args.workers
 
     def loader(dataset):
         return build_loader(dataset, data.cfg["batch_size"], False, pipeline=args.pipeline, workers=workers,
                             seed=args.seed, device=device, channels_last=default_channels_last(device))
 
-    scorers, means = SCORERS[method], None
-    if method == CAC:
-        means, _ = scorers.setup(net, loader(data.anchor_dataset()), data.num_known, device,
-                                 with_flipped=data.cfg["anchor_flip"])
-        if not bool(torch.isfinite(means).all()):
-            raise overflow_error(path, "logits on its training images (anchor means)", data.trial)
+    scorers = SCORERS[method]
+    means = anchor_pass(net, data, loader, device, path)[0] if method == CAC else None
     outputs, _ = gather_outputs(net, loader(data.val_dataset()), device)
     scores = {name: s.numpy() for name, (_, s) in scorers.score(outputs).items()}
     if not all(np.isfinite(s).all() for s in scores.values()):

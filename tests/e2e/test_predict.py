@@ -17,7 +17,7 @@ import torch
 from PIL import Image
 
 import predict
-from conftest import (DIGITS_CAC, DIGITS_CE, DIGITS_STEM, DIGITS_WEIGHTS, REPO, assert_one_line_error,
+from conftest import (DIGITS_CAC, DIGITS_CE, DIGITS_STEM, REPO, assert_one_line_error,
                       calibration_file, edit_checkpoint, nan_weight, ok, overflowing_weights, read_calibration_file, run_script, sha256,
                       snapshot, stderr_lines, work)
 from datasets.digits import Digits
