@@ -132,7 +132,7 @@ def load_network(path, ckpt, data, method, device):
     for key, flag in (("im_size", "--im_size"), ("num_channels", "--im_channels")):
         here = data.cfg["im_size" if key == "im_size" else "im_channels"]
         if key in trained and trained[key] != here:
-            raise UserError(f"checkpoint {path} was trained with {key} {trained[key]} but {data.name} here has "
+            raise UserError(f"checkpoint {path} was trained with {key} {trained[key]} but the data here has "
                             f"{here}: pass {flag} {trained[key]}, as in training")
     saved_known = ckpt.get("known_classes")
     if saved_known is not None and sorted(saved_known) != sorted(data.known):
