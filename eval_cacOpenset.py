@@ -6,8 +6,8 @@ then every open-set metric for the paper's CAC score and the plain minimum dista
 Per trial: load ...CACclassifierAnchorLoss.pth, replace the anchors by the mean logits of
 correctly classified training images (+ flipped copies for non-digit data), then score
 test images by d * (1 - softmin(d)): predicted class = argmin, unknown score = min.
-The anchor means are stored in the checkpoint and reused by the next evaluation of the
-same weights and data (--recompute_anchors forces the pass over the training split).
+The anchor means are kept in the calibration beside the checkpoint (X.calibration.json) and
+reused by the next evaluation of the same file and data (--recompute_anchors forces the pass).
 """
 import argparse
 import sys
@@ -20,18 +20,18 @@ def parse_args(argv=None):
     p = argparse.ArgumentParser(description="Open-set evaluation of CAC networks",
                                 parents=[evaluation_parser(), runtime_parser()])
     p.add_argument("--recompute_anchors", action="store_true",
-                   help="compute the class-mean anchors from the training split even when the checkpoint "
-                        "stores them for these weights and data (default: reuse them)")
+                   help="compute the class-mean anchors from the training split even when the checkpoint's "
+                        "calibration holds them for this data (default: reuse them)")
     return p.parse_args(argv)
 
 
 def evaluate_trial(evaluation, trial, recompute_anchors):
     from engine.evaluation import TrialRun
 
-    run = TrialRun(evaluation, trial)  # the trial's data and network, the calibration its checkpoint holds
-    run.place_anchors(recompute=recompute_anchors)  # the CAC scorer's setup: stored anchor means, or the pass
+    run = TrialRun(evaluation, trial)  # the trial's data and network, the calibration beside its checkpoint
+    run.place_anchors(recompute=recompute_anchors)  # the CAC scorer's setup: the calibration's means, or the pass
     print(f"==> Evaluating open set network accuracy and AUROC for trial {trial}..")
-    return run.evaluate()  # every scorer and metric; the calibration stored in the checkpoint
+    return run.evaluate()  # every scorer and metric; the calibration written beside the checkpoint
 
 
 def main(argv=None):

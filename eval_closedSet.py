@@ -23,9 +23,9 @@ def main(argv=None):
     evaluation = Evaluation(args, CLOSED_SET, CLOSED_SET_BEST, "train_closedSet.py")
     results = []
     for trial in evaluation.trials:
-        run = TrialRun(evaluation, trial)  # the trial's data and network, the calibration its checkpoint holds
+        run = TrialRun(evaluation, trial)  # the trial's data and network, the calibration beside its checkpoint
         print(f"==> Evaluating closed set network accuracy and AUROC for trial {trial}..")
-        results.append(run.evaluate())  # every scorer and metric; the calibration stored in the checkpoint
+        results.append(run.evaluate())  # every scorer and metric; the calibration written beside the checkpoint
     return evaluation.report(results)  # the original's four lines, the table, the results files
 
 

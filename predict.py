@@ -3,13 +3,14 @@
     python predict.py networks/weights/Digits/Digits_0_demoCACclassifierAnchorLoss.pth my_images/
     python predict.py CHECKPOINT a.png b.jpg --format json --out predictions.json
 
-Each checkpoint stores what this needs (see engine/calibration.py): the class names, the
-class-mean anchors of a CAC network, the image size, channels and normalization of the trial,
-and per scorer the threshold that accepts 95% of the known validation images. The first
-prediction with a checkpoint makes it from the training data the checkpoint records and
-stores it (engine/calibrating.py); an evaluation refreshes it. An image is `unknown` when its unknown score exceeds the threshold
-(`--threshold` overrides it). Images of any size and mode are converted as the test images
-were: grey or RGB, shorter side resized to the trained size, centre square, normalized.
+What this needs is kept beside the checkpoint X.pth in X.calibration.json (engine/calibration.py;
+the checkpoint itself is never modified): the class names, the class-mean anchors of a CAC
+network, the image size, channels and normalization of the trial, and per scorer the threshold
+that accepts 95% of the known validation images. An evaluation writes it; the first prediction
+with a checkpoint no evaluation saw makes it from the training data the checkpoint records.
+An image is `unknown` when its unknown score exceeds the threshold (`--threshold` overrides
+it). Images of any size and mode are converted as the test images were: grey or RGB, shorter
+side resized to the trained size, centre square, normalized.
 
 An image that cannot be read (damaged, not an image, over PIL's decompression-bomb limit)
 is skipped with one warning line; the others are predicted. Everything that would stop the
@@ -30,8 +31,8 @@ def parse_args(argv=None):
     p.add_argument("checkpoint", help="a .pth file a training run saved (any of them)")
     p.add_argument("images", nargs="+", help="image files and/or folders (searched recursively)")
     p.add_argument("--threshold", type=float, default=None,
-                   help="unknown-score threshold: above it an image is 'unknown' (default: the one stored by "
-                        "evaluation, accepting 95%% of the known validation images)")
+                   help="unknown-score threshold: above it an image is 'unknown' (default: the calibration's, "
+                        "accepting 95%% of the known validation images)")
     p.add_argument("--scorer", default=None,
                    help="cac or min_distance (CAC networks), max_softmax or max_logit (cross-entropy) "
                         "(default: the paper's scorer of the checkpoint's method)")

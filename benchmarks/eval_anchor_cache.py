@@ -1,9 +1,9 @@
-"""Time of a CAC evaluation with the anchor means read from the checkpoint vs computed again.
+"""Time of a CAC evaluation with the anchor means read from the calibration vs computed again.
 
     python benchmarks/eval_anchor_cache.py --dataset Digits --name demo [--trial 0] [--repeats 3]
 
 Runs eval_cacOpenset.main in this process on an already trained checkpoint (the first call
-stores the anchor means in it), then alternates `cached` and `--recompute_anchors` rounds
+writes the anchor means into the calibration beside it), then alternates `cached` and `--recompute_anchors` rounds
 (the machine's speed drifts; interleaving spreads that over both). Prints one JSON line per
 mode: seconds per evaluation (min, median) and the rounds.
 """
@@ -37,7 +37,7 @@ def main(argv=None):
             eval_cacOpenset.main(base + extra)
         return time.perf_counter() - start
 
-    timed([])  # warm-up: imports, caches, and the anchor means stored in the checkpoint
+    timed([])  # warm-up: imports, caches, and the anchor means kept in the calibration
     rounds = {"cached": [], "recompute": []}
     for _ in range(args.repeats):
         rounds["cached"].append(timed([]))

@@ -1,26 +1,22 @@
-"""What evaluation stores in a checkpoint under `calibration`, for the next evaluation and predict.py,
-and which scorers each method has (SCORERS: their thresholds are stored).
-
-- the class-mean anchors of a CAC network (the pass over the training split is done once;
-  `--recompute_anchors` forces it), with a key saying which weights and data made them;
-- per scorer, the threshold that accepts 95% of the known validation images;
-- what predict.py needs to treat a new image as the trial's test images were treated:
-  class names, image size, channels, normalization, the network's arguments.
-The rest of the checkpoint (the original's `net`, `acc`, `epoch`, ...) is left as it was.
-A stored calibration is checked when read (`calibration_problem`): evaluation ignores an
-invalid one with a warning and stores a new one; predict.py refuses it.
-"""
+"""A checkpoint's calibration, kept beside it (X.pth -> X.calibration.json: no checkpoint is
+modified after training): per scorer (SCORERS) the threshold accepting 95% of the known
+validation images; what predict.py needs to treat new images as the test images (class names,
+preprocessing, the network's arguments); CAC's class-mean anchors, and the data they were made
+from, so that the next evaluation skips the anchor pass. Keyed on the SHA-256 of the
+checkpoint's bytes: one of other weights is stale, a damaged one is named; both are made again."""
 import hashlib
+import json
+import os
+import re
 import sys
 
 import numpy as np
 import torch
 
+from core.files import atomic_write
+from core.values import is_finite_number, is_whole_number
 from datasets.normalization import normalization_problem
 from datasets.splits import labels_fingerprint
-from core.errors import UserError
-from core.values import is_finite_number, is_whole_number
-from networks.checkpoint import read_checkpoint, save_checkpoint
 from networks.weights import CAC, CLOSED_SET
 from scorers import CACScorers, CrossEntropyScorers
 
@@ -28,98 +24,79 @@ SCORERS = {CAC: CACScorers(), CLOSED_SET: CrossEntropyScorers()}  # each method'
 NETWORK_KEYS = {"num_classes", "num_channels", "im_size", "dropout", "backbone", "pretrained"}
 
 
-def weights_digest(state):
-    """sha1 of a state dict's tensors (names, shapes, bytes): changes whenever the weights do."""
-    h = hashlib.sha1()
-    for name in sorted(state):
-        tensor = state[name].detach().cpu().contiguous()
-        h.update(f"{name}{tuple(tensor.shape)}{tensor.dtype}".encode())
-        h.update(tensor.numpy().tobytes() if tensor.dtype != torch.bfloat16 else tensor.float().numpy().tobytes())
-    return h.hexdigest()
+def calibration_path(checkpoint):
+    return os.path.splitext(checkpoint)[0] + ".calibration.json"
 
 
-def anchor_key(data, ckpt):
-    """Everything the anchor means depend on: the weights, the training images and their classes,
-    how they are transformed, whether flipped copies are added."""
+def anchor_data_key(data):
+    """What the anchor means depend on besides the weights: the training images and their
+    classes, how they are transformed, whether flipped copies are added."""
     idx = np.ascontiguousarray(data.train_idx, dtype=np.int64)
-    return {"weights": weights_digest(ckpt["net"]), "dataset": data.name, "known": [int(c) for c in data.known],
+    return {"dataset": data.name, "known": [int(c) for c in data.known],
             "train_labels": labels_fingerprint(data.train_labels[idx])["labels_sha1"],
             "train_idx": hashlib.sha1(idx.tobytes()).hexdigest(), "im_size": int(data.cfg["im_size"]),
             "mean": [float(v) for v in data.mean], "std": [float(v) for v in data.std],
             "anchor_flip": bool(data.cfg["anchor_flip"]), "source": data.source_fingerprint}
 
 
-def cached_anchor_means(calibration, key, num_classes, path):
-    """The stored anchor means when they were made from exactly `key`, else None; means that
-    are not a finite num_classes x num_classes tensor are ignored with a warning."""
-    stored = calibration.get("anchor_means") if isinstance(calibration, dict) else None
-    if not isinstance(stored, dict) or not _same(stored.get("key"), key):
-        return None
-    problem = anchor_means_problem(stored, num_classes)
-    if problem:
-        print(f"warning: ignoring the anchor means stored in {path} ({problem}); computing them again",
-              file=sys.stderr)
-        return None
-    return stored["means"].double()
-
-
-def _positive_int(value):
-    return is_whole_number(value) and value > 0
-
-
-def anchor_means_problem(stored, num_classes):
-    """What is wrong with a stored {"means": N x N tensor, "key": dict}, or None."""
-    if not isinstance(stored, dict):
-        return f"anchor_means is {type(stored).__name__}, not a dict"
-    means = stored.get("means")
-    if not torch.is_tensor(means) or not means.is_floating_point():
-        return f"anchor_means holds {type(means).__name__}, not a tensor of floats"
-    if num_classes is not None and tuple(means.shape) != (num_classes, num_classes):
-        return f"anchor means of shape {tuple(means.shape)}, not {num_classes} x {num_classes}"
-    if means.dim() != 2 or means.shape[0] != means.shape[1]:
-        return f"anchor means of shape {tuple(means.shape)}, not N x N"
-    if not bool(torch.isfinite(means).all()):
-        return "anchor means that are NaN or inf"
-    if not isinstance(stored.get("key"), dict):
-        return "anchor means without the key saying what made them"
-    return None
-
-
-def _preprocessing_problem(prep, network):
-    if not isinstance(prep, dict) or not {"im_size", "im_channels", "mean", "std"} <= prep.keys():
-        return "preprocessing is not a dict with im_size, im_channels, mean and std"
-    channels = prep["im_channels"]
-    if not _positive_int(channels) or channels not in (1, 3) or not _positive_int(prep["im_size"]):
-        return f"preprocessing im_size {prep['im_size']!r}, im_channels {channels!r}"
-    problem = normalization_problem(prep["mean"], prep["std"], channels)
-    if problem:
-        return f"preprocessing: {problem}"
-    if (prep["im_size"], channels) != (network["im_size"], network["num_channels"]):
-        return (f"preprocessing for {prep['im_size']} px x {channels} channel(s), network for "
-                f"{network['im_size']} px x {network['num_channels']}")
-    return None
+def calibration_record(digest, method, data, network, scorer, thresholds, accept_rate, anchors=None):
+    """The calibration of the checkpoint whose bytes have SHA-256 `digest` (JSON: float64 values
+    round-trip exactly)."""
+    record = {
+        "checkpoint_sha256": digest, "method": method, "dataset": data.name, "trial": data.trial,
+        "scorer": scorer, "thresholds": {name: float(t) for name, t in thresholds.items()},
+        "accept_rate": accept_rate, "class_names": list(data.class_names),
+        "known_classes": sorted(int(c) for c in data.known),
+        "preprocessing": {"im_size": int(data.cfg["im_size"]), "im_channels": int(data.cfg["im_channels"]),
+                          "mean": [float(v) for v in data.mean], "std": [float(v) for v in data.std]},
+        "network": dict(network),
+    }
+    if anchors is not None:
+        means = torch.as_tensor(anchors, dtype=torch.float64).cpu().tolist()
+        record["anchor_means"] = {"means": means, "data": anchor_data_key(data)}
+    return record
 
 
 def _network_problem(network, num_classes):
     if not isinstance(network, dict) or not {"num_classes", "num_channels", "im_size"} <= network.keys() \
             or not network.keys() <= NETWORK_KEYS:
         return f"network is not a dict of {', '.join(sorted(NETWORK_KEYS))}"
-    if not all(_positive_int(network[k]) for k in ("num_classes", "num_channels", "im_size")):
+    if not all(is_whole_number(network[k]) and network[k] > 0 for k in ("num_classes", "num_channels", "im_size")):
         return f"network {network!r} has a size that is not a positive integer"
     if "dropout" in network and not (is_finite_number(network["dropout"]) and 0 <= network["dropout"] < 1):
         return f"network dropout {network['dropout']!r}"
-    if "backbone" in network and not isinstance(network["backbone"], str):
-        return f"network backbone {network['backbone']!r}"
-    if network.get("pretrained") is not None and not isinstance(network["pretrained"], str):
-        return f"network pretrained {network['pretrained']!r}"
+    if not isinstance(network.get("backbone", ""), str) or not isinstance(network.get("pretrained") or "", str):
+        return f"network backbone {network.get('backbone')!r}, pretrained {network.get('pretrained')!r}"
     if num_classes is not None and network["num_classes"] != num_classes:
         return f"a network of {network['num_classes']} classes, not {num_classes}"
     return None
 
 
+def _preprocessing_problem(prep, network):
+    if not isinstance(prep, dict) or not {"im_size", "im_channels", "mean", "std"} <= prep.keys():
+        return "preprocessing is not a dict with im_size, im_channels, mean and std"
+    size = (prep["im_size"], prep["im_channels"])
+    if not all(map(is_whole_number, size)) or size != (network["im_size"], network["num_channels"]) \
+            or prep["im_channels"] not in (1, 3):
+        return (f"preprocessing for {prep['im_size']!r} px x {prep['im_channels']!r} channel(s), network for "
+                f"{network['im_size']} px x {network['num_channels']}")
+    problem = normalization_problem(prep["mean"], prep["std"], prep["im_channels"])
+    return f"preprocessing: {problem}" if problem else None
+
+
+def _anchor_means_problem(stored, n):
+    if not isinstance(stored, dict) or not isinstance(stored.get("data"), dict):
+        return "anchor_means is not a dict of the means and the data that made them"
+    means = stored.get("means")
+    if not isinstance(means, list) or len(means) != n or not all(
+            isinstance(row, list) and len(row) == n and all(map(is_finite_number, row)) for row in means):
+        return f"anchor means are not {n} x {n} finite numbers"
+    return None
+
+
 def calibration_problem(cal, method=None, num_classes=None):
-    """What is wrong with a stored calibration (type, keys, shapes, finite values, agreement
-    with the network: `method`, `num_classes` when known), or None when it can be used."""
+    """What is wrong with a calibration (types, keys, shapes, finite values, agreement with the
+    network: `method`, `num_classes` when known), or None when it can be used."""
     if not isinstance(cal, dict):
         return f"it is {type(cal).__name__}, not a dict"
     if not isinstance(cal.get("method"), str) or cal["method"] not in SCORERS \
@@ -141,67 +118,58 @@ def calibration_problem(cal, method=None, num_classes=None):
             or len(names) != cal["network"]["num_classes"]:
         return f"class_names is not a list of {cal['network']['num_classes']} names"
     problem = _preprocessing_problem(cal.get("preprocessing"), cal["network"])
-    if problem:
+    if problem or cal["method"] != CAC:
         return problem
-    if cal["method"] == CAC:
-        return anchor_means_problem(cal.get("anchor_means"), cal["network"]["num_classes"])
-    return None
+    return _anchor_means_problem(cal.get("anchor_means"), cal["network"]["num_classes"])
 
 
-def stored_calibration(ckpt, path, method, num_classes):
-    """The calibration `ckpt` holds, or None when it holds none or an invalid one (one warning:
-    the evaluation then computes it again and stores it in place of the invalid one)."""
-    cal = ckpt.get("calibration")
-    if cal is None:
-        return None
-    problem = calibration_problem(cal, method, num_classes)
-    if problem:
-        print(f"warning: ignoring the calibration stored in {path} ({problem}); this evaluation computes "
-              f"it again and stores it", file=sys.stderr)
-        return None
-    return cal
-
-
-def calibration_record(method, data, network_kwargs, scorer, thresholds, accept_rate, anchors=None, key=None):
-    record = {
-        "method": method, "dataset": data.name, "trial": data.trial, "scorer": scorer,
-        "thresholds": {name: float(t) for name, t in thresholds.items()}, "accept_rate": accept_rate,
-        "class_names": list(data.class_names), "known_classes": sorted(int(c) for c in data.known),
-        "preprocessing": {"im_size": int(data.cfg["im_size"]), "im_channels": int(data.cfg["im_channels"]),
-                          "mean": [float(v) for v in data.mean], "std": [float(v) for v in data.std]},
-        "network": dict(network_kwargs),
-    }
-    if anchors is not None:
-        record["anchor_means"] = {"means": torch.as_tensor(anchors, dtype=torch.float64).cpu(), "key": key}
-    return record
-
-
-def _same(a, b):
-    """Equal in type, structure and value (tensors included), never raising on odd values."""
-    if isinstance(a, dict) and isinstance(b, dict):
-        return a.keys() == b.keys() and all(_same(a[k], b[k]) for k in a)
-    if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
-        return type(a) is type(b) and len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b))
-    if torch.is_tensor(a) or torch.is_tensor(b):
-        return torch.is_tensor(a) and torch.is_tensor(b) and a.dtype == b.dtype and torch.equal(a.cpu(), b.cpu())
-    return type(a) is type(b) and a == b
-
-
-def store_calibration(path, record, current=None):
-    """Put `record` into the checkpoint at `path` (atomically) unless `current` (the calibration
-    the file holds now) is the same already. A failed write (a read-only file, a full disk:
-    torch then raises RuntimeError "unexpected pos") is one warning line: the evaluation's
-    results do not depend on it. Returns whether the file was rewritten."""
-    if current is not None and _same(current, record):
-        return False
+def read_calibration(checkpoint, digest, method, num_classes):
+    """(calibration, None) when the file beside `checkpoint` was made from its bytes (`digest`) and
+    is valid for this network; (None, None) when there is none or it is stale (another
+    checkpoint's); (None, what is wrong) when it is damaged."""
+    path = calibration_path(checkpoint)
+    if not os.path.lexists(path):
+        return None, None
     try:
-        ckpt = read_checkpoint(path, map_location="cpu")
-        ckpt["calibration"] = record
-        save_checkpoint(ckpt, path)
-        return True
-    except (OSError, RuntimeError, UserError) as e:
-        reason = (getattr(e, "strerror", None) or str(e) or type(e).__name__).strip().splitlines()[0][:200]
-        print(f"warning: could not store the calibration in {path} ({reason}); the evaluation's results are "
-              f"still written, but predict.py needs the calibration: free space and evaluate again",
-              file=sys.stderr)
-        return False
+        with open(path, encoding="utf-8") as f:
+            cal = json.load(f)
+    except (OSError, ValueError, RecursionError) as e:  # ValueError: not JSON, not UTF-8, too long a number
+        return None, f"calibration {path} cannot be read ({type(e).__name__}: {str(e)[:100]})"
+    key = cal.get("checkpoint_sha256") if isinstance(cal, dict) else None
+    if isinstance(key, str) and re.fullmatch("[0-9a-f]{64}", key) and key != digest:
+        return None, None  # made from other weights: stale, not damaged
+    problem = "checkpoint_sha256 is not a SHA-256" if key != digest else calibration_problem(cal, method, num_classes)
+    return (None, f"calibration {path} is invalid ({problem})") if problem else (cal, None)
+
+
+def write_calibration(checkpoint, record):
+    """Write `record` beside `checkpoint`, all or nothing. A failure (a read-only folder, a full
+    disk) is one warning line: nothing else depends on it, it is made again next time. Returns
+    the file written, or None."""
+    path = calibration_path(checkpoint)
+    try:
+        with atomic_write(path, "w") as f:
+            f.write(json.dumps(record, indent=1, allow_nan=False) + "\n")
+        return path
+    except OSError as e:
+        print(f"warning: could not write the calibration {path} ({e.strerror or e}); it is made again next "
+              f"time", file=sys.stderr)
+        return None
+
+
+def cached_anchor_means(calibration, data):
+    """The anchor means of a valid calibration when they were made from `data`, else None."""
+    stored = (calibration or {}).get("anchor_means")
+    if stored is None or stored["data"] != anchor_data_key(data):
+        return None
+    return torch.tensor(stored["means"], dtype=torch.float64)
+
+
+def embedded_calibration(ckpt, method, num_classes):
+    """The calibration an earlier version stored inside the checkpoint, in this module's form,
+    when it is valid; else None."""
+    cal = ckpt.get("calibration")
+    stored = cal.get("anchor_means") if isinstance(cal, dict) else None
+    if isinstance(stored, dict) and torch.is_tensor(stored.get("means")) and stored["means"].is_floating_point():
+        cal = {**cal, "anchor_means": {"means": stored["means"].double().tolist(), "data": stored.get("key")}}
+    return cal if calibration_problem(cal, method, num_classes) is None else None

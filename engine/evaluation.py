@@ -1,8 +1,8 @@
 """Running an evaluation, for both evaluation scripts (which own the loop over trials):
 `Evaluation` checks everything before any work; `TrialRun` is one trial: its data, the
-network its checkpoint holds and the calibration stored there, the CAC scorer's setup (anchor
-means cached in the checkpoint), then `evaluate_network`'s typed TrialResult and the new
-calibration stored. The report of all trials is engine/report.py."""
+network its checkpoint holds and the calibration kept beside it (engine/calibration.py), the
+CAC scorer's setup (anchor means reused from that calibration), then `evaluate_network`'s typed
+TrialResult and the calibration written again. The report of all trials is engine/report.py."""
 import os
 import sys
 import time
@@ -15,8 +15,7 @@ from core.files import check_file_writable, ensure_writable
 from datasets.trial import OpenSetData
 from datasets.pipeline import build_loader
 from engine.accel import default_channels_last
-from engine.calibration import (SCORERS, anchor_key, cached_anchor_means, calibration_record, store_calibration,
-                                stored_calibration)
+from engine.calibration import SCORERS, cached_anchor_means, calibration_record, read_calibration, write_calibration
 from engine.commands import train_command
 from engine.cli import check_common_args, print_header, resolve_device, seed_everything
 from engine.trial_choice import chosen_trials, trials_label
@@ -58,7 +57,7 @@ class Evaluation:
 
 class TrialRun:
     """One trial of an evaluation: its data (seeded first), loaders, and the network of its
-    checkpoint in eval mode with the calibration stored there (an invalid one: warned, made
+    checkpoint in eval mode with the calibration kept beside it (a damaged one: warned, made
     again). The result's `seconds` count from the network's loading."""
 
     def __init__(self, evaluation, trial):
@@ -67,9 +66,11 @@ class TrialRun:
         self.data = data = OpenSetData.from_args(args, trial)
         self.workers = data.cfg["num_workers"] if args.workers is None else args.workers
         self.start = time.perf_counter()
-        self.net, self.ckpt, self.path, self.config = load_trial_network(evaluation, data)
-        self.calibration = stored_calibration(self.ckpt, self.path, evaluation.method, data.num_known)
-        self.anchors = self.anchor_key = None
+        self.net, self.path, self.config, self.digest = load_trial_network(evaluation, data)
+        self.calibration, problem = read_calibration(self.path, self.digest, evaluation.method, data.num_known)
+        if problem:
+            print(f"warning: {problem}; this evaluation makes it again", file=sys.stderr)
+        self.anchors = None
 
     def loader(self, dataset):
         args, device = self.evaluation.args, self.evaluation.device
@@ -77,70 +78,79 @@ class TrialRun:
                             seed=args.seed, device=device, channels_last=default_channels_last(device))
 
     def place_anchors(self, recompute=False):
-        """The CAC scorer's setup: the anchor means stored in the checkpoint's calibration when
-        these weights and data made them (unless `recompute`), else the anchor pass."""
-        data, scorers = self.data, self.evaluation.scorers
-        key = anchor_key(data, self.ckpt)
-        means = None if recompute else cached_anchor_means(self.calibration, key, data.num_known, self.path)
+        """The CAC scorer's setup: the anchor means of the checkpoint's calibration when made
+        from this data (unless `recompute`), else the anchor pass."""
+        data = self.data
+        means = None if recompute else cached_anchor_means(self.calibration, data)
         if means is not None:
-            print(f"trial {data.trial}: anchor means read from the checkpoint (--recompute_anchors to redo them)")
+            print(f"trial {data.trial}: anchor means read from the calibration (--recompute_anchors to redo them)")
             self.net.set_anchors(means)
         else:
             start = time.perf_counter()
-            means, fallback = scorers.setup(self.net, self.loader(data.anchor_dataset()), data.num_known,
-                                            self.evaluation.device, with_flipped=data.cfg["anchor_flip"])
-            if not bool(torch.isfinite(means).all()):  # before any other line: the means say nothing here
-                raise overflow_error(self.path, "logits on its training images (anchor means)", data.trial)
+            means, fallback = anchor_pass(self.net, data, self.loader, self.evaluation.device, self.path)
             if fallback:
                 print(f"warning: trial {data.trial}: classes {data.describe_labels(fallback)} have no correctly "
                       f"classified training image; their anchors are the mean of all their images", file=sys.stderr)
             print(f"trial {data.trial}: anchor means computed from {len(data.train_idx)} training images "
                   f"in {time.perf_counter() - start:.2f} s")
-        self.anchors, self.anchor_key = means, key
+        self.anchors = means
 
     def evaluate(self):
         """Every scorer on the trial's test and validation images and every metric
-        (evaluate_network); then the calibration stored in the checkpoint (a failure there is a
-        warning). Returns the TrialResult."""
+        (evaluate_network); then the calibration written beside the checkpoint (a failure there
+        is a warning). Returns the TrialResult."""
         evaluation, data = self.evaluation, self.data
         anchors = None if self.anchors is None else self.anchors.cpu().numpy()
         result = evaluate_network(self.net, data, self.loader, evaluation.device, evaluation.scorers,
                                   source=self.path, start=self.start, anchors=anchors)
         thresholds = {name: m["threshold"] for name, m in result.metrics.items()}
-        store_calibration(self.path, calibration_record(
-            evaluation.method, data, self.config.as_dict(), evaluation.scorers.paper, thresholds, ACCEPT_RATE,
-            anchors, self.anchor_key), self.calibration)
+        write_calibration(self.path, calibration_record(self.digest, evaluation.method, data, self.config.as_dict(),
+                                                        evaluation.scorers.paper, thresholds, ACCEPT_RATE, anchors))
         return result
 
 
 def load_trial_network(evaluation, data):
-    """Build the network a trial's checkpoint was trained with (its backbone, the data set's
-    shape) and load it, in eval mode; a missing file names the command that trains it.
-    Returns (network, checkpoint dict, path, NetworkConfig)."""
+    """The network of a trial's checkpoint (load_network); a missing file names the command that
+    trains it. Returns (network, path, NetworkConfig, SHA-256 of the checkpoint's bytes)."""
     args, device = evaluation.args, evaluation.device
     path = weights_path(args.dataset, data.trial, args.name, evaluation.checkpoint_suffix)
     if not os.path.isfile(path):
         raise UserError(f"checkpoint not found: {path}; train it with "
                         f"`{train_command(evaluation.train_script, vars(args), data.trial)}` (evaluation's "
                         f"--name defaults to '' for the paper's released weights, training's to myTest)")
-    ckpt = read_checkpoint(path, map_location=device)
-    cfg = data.cfg
-    trained = ckpt.get("network") or {}
-    for key, flag in (("im_size", "--im_size"), ("num_channels", "--im_channels")):
-        here = cfg["im_size" if key == "im_size" else "im_channels"]
-        if key in trained and trained[key] != here:
-            raise UserError(f"checkpoint {path} was trained with {key} {trained[key]} but this evaluation "
-                            f"uses {here}: pass {flag} {trained[key]}, as in training")
-    saved_known = ckpt.get("known_classes")
-    if saved_known is not None and sorted(saved_known) != sorted(data.known):
-        raise UserError(f"checkpoint {path} was trained on known classes {saved_known} but the split of this "
-                        f"evaluation has {list(data.known)}: use the split file training used")
-    config = NetworkConfig.for_data(cfg, ckpt.get("backbone", "cnn"), trained.get("pretrained"))
-    net = build_network(config, evaluation.method).to(device)
-    load_checkpoint(path, net, ckpt)
+    ckpt, digest = read_checkpoint(path, map_location=device, with_digest=True)
+    net, config = load_network(path, ckpt, data, evaluation.method, device)
     if default_channels_last(device):
         net = net.to(memory_format=torch.channels_last)
-    return net.eval(), ckpt, path, config
+    return net, path, config, digest
+
+
+def load_network(path, ckpt, data, method, device):
+    """(network of checkpoint `path`, read as `ckpt`, loaded in eval mode; its NetworkConfig), built
+    for `data`, which must have the shape and known classes it was trained on."""
+    trained = ckpt.get("network") or {}
+    for key, flag in (("im_size", "--im_size"), ("num_channels", "--im_channels")):
+        here = data.cfg["im_size" if key == "im_size" else "im_channels"]
+        if key in trained and trained[key] != here:
+            raise UserError(f"checkpoint {path} was trained with {key} {trained[key]} but the data here has "
+                            f"{here}: pass {flag} {trained[key]}, as in training")
+    saved_known = ckpt.get("known_classes")
+    if saved_known is not None and sorted(saved_known) != sorted(data.known):
+        raise UserError(f"checkpoint {path} was trained on known classes {saved_known} but the split here has "
+                        f"{list(data.known)}: use the split file training used (--split_file)")
+    config = NetworkConfig.for_data(data.cfg, ckpt.get("backbone", "cnn"), trained.get("pretrained"))
+    net = build_network(config, method).to(device)
+    load_checkpoint(path, net, ckpt)
+    return net.eval(), config
+
+
+def anchor_pass(net, data, loader, device, path):
+    """CACScorers.setup on `data`'s training split: (means, now `net`'s anchors; fallback classes)."""
+    means, fallback = SCORERS[CAC].setup(net, loader(data.anchor_dataset()), data.num_known, device,
+                                         with_flipped=data.cfg["anchor_flip"])
+    if not bool(torch.isfinite(means).all()):  # before any other line: the means say nothing here
+        raise overflow_error(path, "logits on its training images (anchor means)", data.trial)
+    return means, fallback
 
 
 @torch.no_grad()

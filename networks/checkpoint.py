@@ -6,6 +6,8 @@ Loading accepts this project's files and the original code's (aliased layer name
 `weights_only=True` so a checkpoint can never run code, onto the network's device.
 Saving writes a temporary file then renames it, so a crash never leaves half a file.
 """
+import hashlib
+import io
 import os
 import pickle
 import re
@@ -47,18 +49,21 @@ def save_checkpoint(state, path):
                         f"permissions, then run the command again") from None
 
 
-def read_checkpoint(path, map_location="cpu"):
-    """Load a checkpoint dict safely; UserError for a missing, corrupt or code-carrying file."""
+def read_checkpoint(path, map_location="cpu", with_digest=False):
+    """Load a checkpoint dict safely; UserError for a missing, corrupt or code-carrying file.
+    `with_digest`: (dict, SHA-256 of the very bytes loaded), what a calibration is keyed on."""
     if not os.path.isfile(path):
         raise UserError(f"checkpoint not found: {path}")
     try:
+        with open(path, "rb") as f:
+            data = f.read()
         with warnings.catch_warnings():  # torch warns about a plain pickle's protocol, then refuses it
             warnings.filterwarnings("ignore", message="Detected pickle protocol")
-            ckpt = torch.load(path, map_location=map_location, weights_only=True)
+            ckpt = torch.load(io.BytesIO(data), map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as e:
         # weights_only names the callable it refused ("... GLOBAL posix.system ..."), or the
         # opcode a plain pickle uses that torch.save files never do; anything else is damage
-        if "Unsupported operand" in str(e) and _is_pickle(path):
+        if "Unsupported operand" in str(e) and _is_pickle(data):
             raise UserError(f"refusing to load {path}: it is a plain pickle, not a torch.save file of "
                             f"tensors, and could run code; load only checkpoints you trust") from None
         reason = [line.strip() for line in str(e).splitlines() if "global" in line.lower()]
@@ -73,13 +78,11 @@ def read_checkpoint(path, map_location="cpu"):
                         f"delete it and train again") from None
     if not isinstance(ckpt, dict) or not isinstance(ckpt.get("net"), dict):
         raise UserError(f"checkpoint {path} is not a dict with a 'net' state dict")
-    return ckpt
+    return (ckpt, hashlib.sha256(data).hexdigest()) if with_digest else ckpt
 
 
-def _is_pickle(path):
-    with open(path, "rb") as f:
-        head = f.read(2)
-    return len(head) == 2 and head[0] == 0x80 and 2 <= head[1] <= 5  # PROTO opcode, protocol 2-5
+def _is_pickle(head):
+    return len(head) >= 2 and head[0] == 0x80 and 2 <= head[1] <= 5  # PROTO opcode, protocol 2-5
 
 
 def _clean_state_dict(state, wants_anchors):

@@ -107,9 +107,9 @@ DIGITS_STEM = {"CAC": os.path.join("results", "Digits_sCAC_trials0-0"),
 @pytest.fixture(scope="session")
 def evaluated_digits(tmp_path_factory):
     """A folder where CAC and cross-entropy networks were trained for one epoch on Digits trial 0
-    (--name s, in-process) and evaluated once (results/, a calibration in each checkpoint), with
-    the CAC checkpoint as training left it (uncalibrated_cac.pth) and the first 3 Digits test
-    images as 8 x 8 PNG files (images/). Shared by a whole session: change only a copy (`work`)."""
+    (--name s, in-process) and evaluated once (results/, a calibration beside each checkpoint),
+    with the first 3 Digits test images as 8 x 8 PNG files (images/). Shared by a whole session:
+    change only a copy (`work`)."""
     import torch
     from PIL import Image
 
@@ -120,7 +120,6 @@ def evaluated_digits(tmp_path_factory):
     train = ["--dataset", "Digits", "--trial", "0", "--epochs", "1", "--name", "s", "--workers", "0"]
     ok(run_script("train_cacOpenset.py", *train, cwd=base, in_process=True))
     ok(run_script("train_closedSet.py", *train, cwd=base, in_process=True))
-    shutil.copy(os.path.join(base, DIGITS_CAC), os.path.join(base, "uncalibrated_cac.pth"))
     ok(run_script("eval_cacOpenset.py", *DIGITS_EVAL, cwd=base, in_process=True))
     ok(run_script("eval_closedSet.py", *DIGITS_EVAL, cwd=base, in_process=True))
     images = os.path.join(base, "images")
@@ -133,12 +132,32 @@ def evaluated_digits(tmp_path_factory):
 
 def work(trained, tmp_path, uncalibrated=False):
     """A private copy of the trained folder (weights, results, runs); optionally with the CAC
-    checkpoint as training left it (no calibration yet)."""
+    checkpoint as training left it (no calibration beside it yet)."""
     cwd = str(tmp_path / "w")
     shutil.copytree(trained, cwd)
     if uncalibrated:
-        shutil.copy(os.path.join(cwd, "uncalibrated_cac.pth"), os.path.join(cwd, DIGITS_CAC))
+        os.remove(calibration_file(os.path.join(cwd, DIGITS_CAC)))
     return cwd
+
+
+def calibration_file(checkpoint):
+    """Where the calibration of `checkpoint` (X.pth) is kept: X.calibration.json, written out here."""
+    assert checkpoint.endswith(".pth")
+    return checkpoint[:-len(".pth")] + ".calibration.json"
+
+
+def read_calibration_file(checkpoint):
+    import json
+
+    with open(calibration_file(checkpoint)) as f:
+        return json.load(f)
+
+
+def sha256(path):
+    import hashlib
+
+    with open(path, "rb") as f:
+        return hashlib.sha256(f.read()).hexdigest()
 
 
 def edit_checkpoint(cwd, path, change):

@@ -1,7 +1,7 @@
 """Right after training, with no evaluation (issue 13): predict.py works on every checkpoint a run
 saved, making the calibration from the training data the checkpoint records (equal to the one
-an evaluation makes) and storing it without touching the weights, never while the run trains;
-an image folder that moved is one line naming --data_root; evaluation without --num_trials
+an evaluation makes) and writing it beside the checkpoint, whose bytes never change; an image
+folder that moved is one line naming --data_root; evaluation without --num_trials
 evaluates the trials that were trained; its results name the classes, and the .npz holds each
 test image's original class and, for image folders, its file."""
 import csv
@@ -15,12 +15,12 @@ import pytest
 import torch
 from PIL import Image
 
-from conftest import REPO, assert_one_line_error, ok, run_script, stderr_lines
-from core.lock import RunLock
+from conftest import (REPO, assert_one_line_error, calibration_file, ok, read_calibration_file, run_script, sha256,
+                      stderr_lines)
 from datasets.digits import Digits
 from engine.calibration import calibration_problem
 from fakedata import PETS_SPLIT, write_pets
-from networks.weights import CAC, RUN_FILES, lock_path, weights_path
+from networks.weights import CAC, RUN_FILES, weights_path
 
 CAC_FILES = [weights_path("Digits", 0, "t", s) for s in RUN_FILES[CAC][:3]]  # AnchorLoss, CACLoss, Accuracy
 CE_FILE = weights_path("Digits", 0, "t", "closedSetClassifier")
@@ -55,21 +55,22 @@ def load(cwd, path):
 @pytest.mark.parametrize("path", CAC_FILES + [CE_FILE])
 def test_predict_works_on_every_saved_checkpoint_right_after_training(trained, tmp_path, path):
     cwd = copy_of(trained, tmp_path)
-    before = load(cwd, path)
-    assert "calibration" not in before and not os.path.exists(os.path.join(cwd, "results"))
+    before = sha256(os.path.join(cwd, path))
+    assert "calibration" not in load(cwd, path) and not os.path.exists(os.path.join(cwd, "results"))
+    assert not os.path.exists(os.path.join(cwd, calibration_file(path)))
     first = ok(run_script("predict.py", path, "images", cwd=cwd, in_process=True))
-    lines = stderr_lines(first)
-    assert lines[0].startswith(f"calibration of {path} made in") and lines[1].startswith(f"calibration stored in {path}")
+    assert [line.split(" made in ")[0] for line in stderr_lines(first)] == [
+        f"calibration of {path}", f"calibration written to {calibration_file(path)}"]
     rows = list(csv.DictReader(io.StringIO(first.stdout)))
     assert [os.path.basename(r["image"]) for r in rows] == ["0.png", "1.png", "2.png", "3.png"]
-    after = load(cwd, path)
+    assert sha256(os.path.join(cwd, path)) == before  # the checkpoint, byte for byte
+    made = read_calibration_file(os.path.join(cwd, path))
     method = "CAC" if path in CAC_FILES else "ClosedSet"
-    assert calibration_problem(after["calibration"], method, 6) is None
-    assert after["calibration"]["class_names"] == ["2", "3", "4", "5", "6", "7"]  # Digits trial 0's known digits
-    assert {k for k in after if k != "calibration"} == set(before)  # the rest of the file as it was
-    assert all(torch.equal(before["net"][k], after["net"][k]) for k in before["net"])
+    assert calibration_problem(made, method, 6) is None and made["checkpoint_sha256"] == before
+    assert made["class_names"] == ["2", "3", "4", "5", "6", "7"]  # Digits trial 0's known digits
     again = ok(run_script("predict.py", path, "images", cwd=cwd, in_process=True))
-    assert again.stdout == first.stdout and stderr_lines(again) == []  # stored: not made again
+    assert again.stdout == first.stdout and stderr_lines(again) == []  # read: not made again
+    assert sha256(os.path.join(cwd, path)) == before
 
 
 def test_predict_makes_the_data_caches_in_its_cache_dir(trained, tmp_path):
@@ -82,33 +83,16 @@ def test_predict_makes_the_data_caches_in_its_cache_dir(trained, tmp_path):
 def test_first_use_calibration_is_the_one_evaluation_makes(trained, tmp_path):
     cwd = copy_of(trained, tmp_path)
     ok(run_script("predict.py", CAC_FILES[0], "images", cwd=cwd, in_process=True))
-    made = load(cwd, CAC_FILES[0])["calibration"]
+    made = read_calibration_file(os.path.join(cwd, CAC_FILES[0]))
     proc = ok(run_script("eval_cacOpenset.py", "-dataset", "Digits", "--name", "t", "--recompute_anchors", *FAST,
                          cwd=cwd, in_process=True))
     assert "anchor means computed" in proc.stdout
-    evaluated = load(cwd, CAC_FILES[0])["calibration"]
+    evaluated = read_calibration_file(os.path.join(cwd, CAC_FILES[0]))
     assert made["thresholds"] == pytest.approx(evaluated["thresholds"], rel=1e-6)
-    torch.testing.assert_close(made["anchor_means"]["means"], evaluated["anchor_means"]["means"])
-    assert made["anchor_means"]["key"] == evaluated["anchor_means"]["key"]
+    np.testing.assert_allclose(made["anchor_means"]["means"], evaluated["anchor_means"]["means"], rtol=1e-6)
+    assert made["anchor_means"]["data"] == evaluated["anchor_means"]["data"]
     assert {k: v for k, v in made.items() if k not in ("thresholds", "anchor_means")} == \
         {k: v for k, v in evaluated.items() if k not in ("thresholds", "anchor_means")}
-
-
-def test_predict_never_stores_while_the_run_trains(trained, tmp_path):
-    cwd = copy_of(trained, tmp_path)
-    with open(os.path.join(cwd, CAC_FILES[1]), "rb") as f:
-        before = f.read()
-    lock = RunLock(os.path.join(cwd, lock_path("Digits", 0, "t", CAC)), "run")  # what training holds
-    lock.acquire()
-    try:
-        proc = ok(run_script("predict.py", CAC_FILES[1], "images", cwd=cwd, in_process=True))
-    finally:
-        lock.release()
-    assert any(line.startswith(f"warning: the calibration was not stored in {CAC_FILES[1]}") and "being trained now"
-               in line for line in stderr_lines(proc)), proc.stderr
-    assert len(list(csv.DictReader(io.StringIO(proc.stdout)))) == 4
-    with open(os.path.join(cwd, CAC_FILES[1]), "rb") as f:
-        assert f.read() == before
 
 
 def test_eval_without_num_trials_evaluates_the_trained_trial_and_names_classes(trained, tmp_path):
@@ -168,7 +152,7 @@ def test_image_folder_predict_after_training_from_elsewhere_and_after_a_move(pet
                          cwd=str(tmp_path / "own"), in_process=True))
     rows = list(csv.DictReader(io.StringIO(proc.stdout)))
     assert len(rows) == 14 and {r["closest_class"] for r in rows} <= set(PETS_SPLIT["Known"])
-    assert load(str(tmp_path / "own"), ckpt)["calibration"]["class_names"] == sorted(PETS_SPLIT["Known"])
+    assert read_calibration_file(str(tmp_path / "own" / ckpt))["class_names"] == sorted(PETS_SPLIT["Known"])
 
 
 def test_image_folder_eval_without_num_trials_names_classes_and_files(pets_run, tmp_path):
@@ -204,3 +188,4 @@ def test_predict_refuses_the_state_of_an_unfinished_run(trained, tmp_path):
     assert_one_line_error(proc, "--continue reads", CAC_FILES[0])
     with open(os.path.join(cwd, last), "rb") as f:
         assert f.read() == before
+    assert not os.path.exists(os.path.join(cwd, calibration_file(last)))

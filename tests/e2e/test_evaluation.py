@@ -1,8 +1,8 @@
 """Evaluation beyond the four lines, on Digits networks trained for one epoch (conftest's
 `evaluated_digits`, evaluated again here from the CAC checkpoint as training left it): every
-scorer's metrics recomputed from the saved .npz, anchor means cached in the checkpoint
-(identical metrics, --recompute_anchors, invalidated when the weights change), the stored
-threshold, --plots, and the anchor-cache benchmark."""
+scorer's metrics recomputed from the saved .npz, anchor means kept in the calibration beside
+the checkpoint (identical metrics, --recompute_anchors, made again when the weights change),
+its thresholds, the checkpoint never written, --plots, and the anchor-cache benchmark."""
 import json
 import os
 import shutil
@@ -13,7 +13,8 @@ import torch
 from PIL import Image
 from sklearn.metrics import roc_auc_score
 
-from conftest import DIGITS_CAC, DIGITS_EVAL, DIGITS_STEM, REPO, ok, run_script, work
+from conftest import (DIGITS_CAC, DIGITS_CE, DIGITS_EVAL, DIGITS_STEM, REPO, ok, read_calibration_file,
+                      run_script, sha256, stderr_lines, work)
 from metrics import acceptance_threshold, all_metrics
 
 
@@ -27,20 +28,19 @@ def results(cwd, method):
 def digits(evaluated_digits, tmp_path_factory):
     """The evaluations of the CAC checkpoint as training left it: first (the anchor pass),
     again with --plots (anchor means read back), with --recompute_anchors; then the
-    cross-entropy one with --plots."""
+    cross-entropy one with --plots. `digests`: the SHA-256 of both checkpoints before and after each."""
     cwd = work(evaluated_digits, tmp_path_factory.mktemp("eval"), uncalibrated=True)
     shutil.rmtree(os.path.join(cwd, "results"))
-    trained = torch.load(os.path.join(cwd, DIGITS_CAC), weights_only=True)
-    runs = {"cac_first": ok(run_script("eval_cacOpenset.py", *DIGITS_EVAL, cwd=cwd, in_process=True))}
-    runs["cac_first_results"] = results(cwd, "CAC")
-    runs["inode_first"] = os.stat(os.path.join(cwd, DIGITS_CAC)).st_ino
-    runs["cac_cached"] = ok(run_script("eval_cacOpenset.py", *DIGITS_EVAL + ["--plots"], cwd=cwd, in_process=True))
-    runs["cac_cached_results"] = results(cwd, "CAC")
-    runs["inode_cached"] = os.stat(os.path.join(cwd, DIGITS_CAC)).st_ino
-    runs["cac_recomputed"] = ok(run_script("eval_cacOpenset.py", *DIGITS_EVAL + ["--recompute_anchors"], cwd=cwd, in_process=True))
-    runs["cac_recomputed_results"] = results(cwd, "CAC")
-    runs["ce"] = ok(run_script("eval_closedSet.py", *DIGITS_EVAL + ["--plots"], cwd=cwd, in_process=True))
-    return {"cwd": cwd, "runs": runs, "trained": trained}
+    checkpoints = [os.path.join(cwd, DIGITS_CAC), os.path.join(cwd, DIGITS_CE)]
+    digests = [[sha256(path) for path in checkpoints]]
+    runs = {}
+    for name, script, extra in (("cac_first", "eval_cacOpenset.py", []), ("cac_cached", "eval_cacOpenset.py", ["--plots"]),
+                                ("cac_recomputed", "eval_cacOpenset.py", ["--recompute_anchors"]),
+                                ("ce", "eval_closedSet.py", ["--plots"])):
+        runs[name] = ok(run_script(script, *DIGITS_EVAL + extra, cwd=cwd, in_process=True))
+        runs[f"{name}_results"] = results(cwd, "CAC" if name.startswith("cac") else "ClosedSet")
+        digests.append([sha256(path) for path in checkpoints])
+    return {"cwd": cwd, "runs": runs, "digests": digests}
 
 
 def test_four_lines_come_first_and_match_the_npz(digits):
@@ -93,28 +93,28 @@ def test_json_holds_every_metric_of_every_scorer(digits, method, scorers):
 def test_anchor_means_are_cached_with_identical_metrics(digits):
     runs = digits["runs"]
     assert "anchor means computed" in runs["cac_first"].stdout
-    assert "anchor means read from the checkpoint" in runs["cac_cached"].stdout
+    assert "anchor means read from the calibration" in runs["cac_cached"].stdout
     assert "anchor means computed" in runs["cac_recomputed"].stdout
     first, cached, recomputed = (runs[k][0] for k in ("cac_first_results", "cac_cached_results",
                                                       "cac_recomputed_results"))
     assert first["metrics"] == cached["metrics"] == recomputed["metrics"]
     assert np.array_equal(runs["cac_first_results"][1]["trial0_anchors"], runs["cac_cached_results"][1]["trial0_anchors"])
-    assert runs["inode_first"] == runs["inode_cached"]  # same calibration: the file is not rewritten
 
 
-def test_checkpoint_keeps_its_weights_and_gains_the_calibration(digits):
-    ckpt = torch.load(os.path.join(digits["cwd"], DIGITS_CAC), weights_only=True)
-    trained = digits["trained"]
-    assert {k: v for k, v in ckpt.items() if k != "calibration"}.keys() == trained.keys()
-    assert all(torch.equal(ckpt["net"][k], trained["net"][k]) for k in trained["net"])  # training anchors too
-    cal = ckpt["calibration"]
+def test_checkpoints_stay_byte_identical_and_the_calibration_is_beside_them(digits):
+    assert all(after == digits["digests"][0] for after in digits["digests"][1:]), digits["digests"]
+    cal = read_calibration_file(os.path.join(digits["cwd"], DIGITS_CAC))
+    assert cal["checkpoint_sha256"] == digits["digests"][0][0] and cal["method"] == "CAC"
     _, z = results(digits["cwd"], "CAC")
-    assert torch.equal(cal["anchor_means"]["means"], torch.from_numpy(z["trial0_anchors"]))
+    assert np.array_equal(np.array(cal["anchor_means"]["means"]), z["trial0_anchors"])  # float64, bit for bit
     for scorer in ("cac", "min_distance"):
         assert cal["thresholds"][scorer] == acceptance_threshold(z[f"trial0_{scorer}_val_score"])
     assert cal["class_names"] == [str(c) for c in sorted(json.load(open(os.path.join(
         REPO, "datasets", "Digits", "class_splits", "0.json")))["Known"])]
     assert cal["preprocessing"]["im_size"] == 16 and cal["preprocessing"]["im_channels"] == 1
+    closed = read_calibration_file(os.path.join(digits["cwd"], DIGITS_CE))
+    assert closed["checkpoint_sha256"] == digits["digests"][0][1] and set(closed["thresholds"]) == {"max_softmax",
+                                                                                                    "max_logit"}
 
 
 def test_changed_weights_invalidate_the_cached_anchor_means(digits, tmp_path):
@@ -122,10 +122,11 @@ def test_changed_weights_invalidate_the_cached_anchor_means(digits, tmp_path):
     shutil.copytree(os.path.join(digits["cwd"], "networks"), os.path.join(cwd, "networks"))
     path = os.path.join(cwd, DIGITS_CAC)
     ckpt = torch.load(path, weights_only=True)
-    ckpt["net"]["classify.bias"] += 0.5  # other weights, same stored calibration
+    ckpt["net"]["classify.bias"] += 0.5  # other weights, the same calibration file beside them
     torch.save(ckpt, path)
     proc = ok(run_script("eval_cacOpenset.py", *DIGITS_EVAL, cwd=cwd, in_process=True))
-    assert "anchor means computed" in proc.stdout
+    assert "anchor means computed" in proc.stdout and stderr_lines(proc) == []  # stale, not damaged: no warning
+    assert read_calibration_file(path)["checkpoint_sha256"] == sha256(path)
 
 
 def test_plots_are_written(digits):

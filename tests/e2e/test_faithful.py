@@ -20,7 +20,8 @@ import torch
 import torch.nn as nn
 from PIL import Image
 
-from conftest import REPO, run_script
+from conftest import (REPO, assert_one_line_error, calibration_file, ok, read_calibration_file, run_script,
+                      sha256)
 from fakedata import read_idx_gz, write_mnist
 
 DIGITS = ["--dataset", "Digits", "--trial", "0", "--epochs", "1", "--workers", "0"]
@@ -74,9 +75,21 @@ def test_released_weights_on_trial_5_see_listed_row_0(tag, script, reference_dir
     got = scores["trial5_known_logits"]
     assert got.shape == expected.shape
     assert np.abs(got - expected).max() <= 1e-4 * np.abs(expected).max()
-    ckpt = torch.load(weights / f"MNIST_5_{tag}.pth", map_location="cpu", weights_only=True)
-    assert ckpt["calibration"]["preprocessing"]["mean"] == mean
-    assert ckpt["calibration"]["preprocessing"]["std"] == std
+    released = os.path.join(reference_dir, "checkpoints", f"MNIST_0_{tag}.pth")
+    copy = str(weights / f"MNIST_5_{tag}.pth")
+    calibration = read_calibration_file(copy)
+    assert calibration["preprocessing"]["mean"] == mean and calibration["preprocessing"]["std"] == std
+
+    # predict.py reads that calibration; neither it nor the evaluation ever wrote the checkpoint
+    Image.fromarray(images[chosen[0]]).save(tmp_path / "digit.png")
+    ok(run_script("predict.py", copy, tmp_path / "digit.png", "--device", "cpu", cwd=tmp_path, in_process=True))
+    assert sha256(copy) == sha256(released) == calibration["checkpoint_sha256"]
+    # the released file itself records no training data and has no calibration beside it: refused, untouched
+    mtime = os.stat(released).st_mtime_ns
+    proc = run_script("predict.py", released, tmp_path / "digit.png", cwd=tmp_path, in_process=True)
+    assert_one_line_error(proc, "has no calibration", f"`python {script}.py -dataset MNIST --start_trial 0")
+    assert os.stat(released).st_mtime_ns == mtime and sha256(released) == calibration["checkpoint_sha256"]
+    assert not os.path.exists(calibration_file(released))
 
 
 # ------------------------------------------------------------------ closed-set -r

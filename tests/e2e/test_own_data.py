@@ -11,7 +11,7 @@ import shlex
 import numpy as np
 import pytest
 import torch
-from conftest import REPO, assert_one_line_error, ok, run_script
+from conftest import REPO, assert_one_line_error, ok, read_calibration_file, run_script
 from fakedata import (MALFORMED, PETS_SPLIT, PETS_TEST, PETS_TRAIN, replace_training_images_keeping_name_size_and_time,
                       write_bmp_folder, write_image_folder, write_pets, write_split_file)
 
@@ -164,7 +164,7 @@ def test_bad_folders_and_flags_give_one_line_errors(folder, tmp_path):
 
 def test_replaced_training_images_recompute_normalization_and_anchor_means(tmp_path, private_cache):
     """Same names, same sizes, same times, other pixels: the normalization cache and the anchor
-    means stored in the checkpoint are both made again (they were reused before)."""
+    means kept in the calibration are both made again (they were reused before)."""
     root = write_bmp_folder(str(tmp_path / "imgs"), seed=1)
     (tmp_path / "split.json").write_text(json.dumps({"Known": ["a", "b", "c"], "Unknown": ["u"]}))
     cwd = str(tmp_path / "work")
@@ -178,14 +178,14 @@ def test_replaced_training_images_recompute_normalization_and_anchor_means(tmp_p
     [cache] = (private_cache / "ImageFolder").glob("imgs-*/normalization/0.json")  # this folder's own
     first_cache = json.loads(cache.read_text())
     ckpt_path = os.path.join(cwd, "networks", "weights", "ImageFolder", "ImageFolder_0_mCACclassifierAnchorLoss.pth")
-    first_key = torch.load(ckpt_path, weights_only=True)["calibration"]["anchor_means"]["key"]
-    assert "anchor means read from the checkpoint" in ok(run_script("eval_cacOpenset.py", *evaluate, cwd=cwd, in_process=True)).stdout
+    first_key = read_calibration_file(ckpt_path)["anchor_means"]["data"]
+    assert "anchor means read from the calibration" in ok(run_script("eval_cacOpenset.py", *evaluate, cwd=cwd, in_process=True)).stdout
 
     replace_training_images_keeping_name_size_and_time(root)
     assert "anchor means computed" in ok(run_script("eval_cacOpenset.py", *evaluate, cwd=cwd, in_process=True)).stdout
     second_cache = json.loads(cache.read_text())
     assert second_cache["Source"] != first_cache["Source"] and second_cache["mean"] != first_cache["mean"]
-    second_key = torch.load(ckpt_path, weights_only=True)["calibration"]["anchor_means"]["key"]
+    second_key = read_calibration_file(ckpt_path)["anchor_means"]["data"]
     assert second_key["source"] != first_key["source"] and second_key["source"] is not None
 
 

@@ -2,7 +2,8 @@
 (conftest's `evaluated_digits`): it reproduces the evaluation's scores and classes on PNG
 files, reads folders, writes CSV or JSON, takes --threshold; and under faults (issue 11) it
 refuses what would stop it before any image, skips what it cannot read with one warning line,
-and never prints a NaN. Tests that change files work in a copy (`work`)."""
+and never prints a NaN; the checkpoint it reads is never written. Tests that change files work
+in a copy (`work`)."""
 import contextlib
 import csv
 import errno
@@ -16,8 +17,9 @@ import torch
 from PIL import Image
 
 import predict
-from conftest import (DIGITS_CAC, DIGITS_CE, DIGITS_STEM, DIGITS_WEIGHTS, REPO, assert_one_line_error,
-                      edit_checkpoint, nan_weight, ok, overflowing_weights, run_script, snapshot, stderr_lines, work)
+from conftest import (DIGITS_CAC, DIGITS_CE, DIGITS_STEM, REPO, assert_one_line_error,
+                      calibration_file, edit_checkpoint, nan_weight, ok, overflowing_weights, read_calibration_file, run_script, sha256,
+                      snapshot, stderr_lines, work)
 from datasets.digits import Digits
 
 
@@ -43,10 +45,12 @@ def pngs(tmp_path_factory):
 def test_predict_reproduces_the_evaluation(evaluated_digits, pngs, method, ckpt, scorer):
     cwd = evaluated_digits
     z = np.load(os.path.join(cwd, DIGITS_STEM[method] + ".npz"))
+    before = sha256(os.path.join(cwd, ckpt))
     out = ok(run_script("predict.py", *[ckpt, *pngs["files"]["known"], *pngs["files"]["unknown"], "--scorer", scorer], cwd=cwd, in_process=True))
+    assert sha256(os.path.join(cwd, ckpt)) == before
     rows = list(csv.DictReader(io.StringIO(out.stdout)))
-    threshold = torch.load(os.path.join(cwd, ckpt), weights_only=True)["calibration"]["thresholds"][scorer]
-    names = torch.load(os.path.join(cwd, ckpt), weights_only=True)["calibration"]["class_names"]
+    calibration = read_calibration_file(os.path.join(cwd, ckpt))
+    threshold, names = calibration["thresholds"][scorer], calibration["class_names"]
     for part in ("known", "unknown"):
         mine = [r for r in rows if os.path.basename(r["image"]).startswith(part)]
         scores = z[f"trial0_{scorer}_{part}_score"][:4]
@@ -74,7 +78,7 @@ def test_predict_errors_are_one_line(evaluated_digits, pngs, tmp_path):
     bad.write_bytes(b"not an image")
     # a checkpoint that records neither calibration nor training data (as the original code's)
     uncalibrated = str(tmp_path / "Digits_0_sCACclassifierAnchorLoss.pth")
-    ckpt = torch.load(os.path.join(cwd, "uncalibrated_cac.pth"), weights_only=True)
+    ckpt = torch.load(os.path.join(cwd, DIGITS_CAC), weights_only=True)
     torch.save({"net": ckpt["net"], "acc": ckpt["acc"], "epoch": ckpt["epoch"]}, uncalibrated)
     cases = [
         ([str(tmp_path / "none.pth"), pngs["folder"]], ["checkpoint not found", "none.pth"]),
@@ -90,11 +94,17 @@ def test_predict_errors_are_one_line(evaluated_digits, pngs, tmp_path):
         assert_one_line_error(run_script("predict.py", *argv, cwd=cwd, in_process=True), *fragments)
 
 
-@pytest.mark.parametrize("change,fragments", [(nan_weight, ["non-finite weights", "classify.weight"]),
-                                              (overflowing_weights, ["non-finite score", "digit_0.png"])])
-def test_predict_never_prints_a_nan(evaluated_digits, tmp_path, change, fragments):
+@pytest.mark.parametrize("change,fragments,calibrated", [
+    (nan_weight, ["non-finite weights", "classify.weight"], False),
+    (overflowing_weights, ["non-finite logits on its training images"], False),  # making the calibration
+    (overflowing_weights, ["non-finite score", "digit_0.png"], True)])  # with one made for these weights
+def test_predict_never_prints_a_nan(evaluated_digits, tmp_path, change, fragments, calibrated):
     cwd = work(evaluated_digits, tmp_path)
     edit_checkpoint(cwd, DIGITS_CAC, change)
+    if calibrated:
+        cal = read_calibration_file(os.path.join(cwd, DIGITS_CAC))
+        with open(os.path.join(cwd, calibration_file(DIGITS_CAC)), "w") as f:
+            json.dump({**cal, "checkpoint_sha256": sha256(os.path.join(cwd, DIGITS_CAC))}, f)
     proc = run_script("predict.py", *[DIGITS_CAC, os.path.join(cwd, "images"), "--format", "json"], cwd=cwd, in_process=True)
     assert_one_line_error(proc, DIGITS_CAC, *fragments)
     assert proc.stdout == ""

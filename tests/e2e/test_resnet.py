@@ -9,7 +9,7 @@ import pytest
 import torch
 from torchvision import models
 
-from conftest import assert_one_line_error, ok, run_script
+from conftest import assert_one_line_error, ok, read_calibration_file, run_script
 from fakedata import PETS_TEST, write_pets
 
 CKPT = os.path.join("networks", "weights", "ImageFolder", "ImageFolder_0_rCACclassifierAnchorLoss.pth")
@@ -57,7 +57,7 @@ def test_r_evaluation_and_predict_rebuild_the_resnet_from_the_checkpoint(resnet_
     cwd = resnet_run["cwd"]
     ckpt = torch.load(os.path.join(cwd, CKPT), weights_only=True)
     assert ckpt["network"]["pretrained"] == resnet_run["weights"]  # -r keeps what the first run started from
-    assert ckpt["calibration"]["network"]["backbone"] == "resnet18"
+    assert read_calibration_file(os.path.join(cwd, CKPT))["network"]["backbone"] == "resnet18"
     assert os.path.isfile(os.path.join(cwd, "results", "ImageFolder_rCAC_trials0-0.json"))
     rows = list(csv.DictReader(io.StringIO(resnet_run["predicted"].stdout)))
     assert len(rows) == sum(PETS_TEST.values()) and {r["prediction"] for r in rows} <= {"cat", "dog", "owl", "unknown"}

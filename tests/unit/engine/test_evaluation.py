@@ -1,5 +1,6 @@
-"""engine/evaluation.py on its own: the network's outputs gathered in order, and non-finite
-outputs refused before any metric (one line naming the checkpoint and the images)."""
+"""engine/evaluation.py on its own: the network's outputs gathered in order, a checkpoint refused
+for other data than it was trained on, and non-finite outputs refused before any metric (one
+line naming the checkpoint and the images)."""
 import numpy as np
 import pytest
 import torch
@@ -30,3 +31,25 @@ def test_non_finite_scores_are_one_line_naming_the_images():
     with pytest.raises(UserError, match=r"^checkpoint c\.pth gives non-finite cac scores \(unknown images\) for 1 "
                                         r"of 2 images \(NaN or inf\) on trial 3: its weights overflow"):
         check_finite_outputs(_result(np.array([0.3, np.nan])), "c.pth")
+
+
+def test_load_network_refuses_other_data_than_training_had(tmp_path):
+    from types import SimpleNamespace
+
+    from engine.evaluation import load_network
+    from networks.checkpoint import make_checkpoint, read_checkpoint, save_checkpoint
+    from networks.config import NetworkConfig
+    from networks.build import build_network
+
+    config = NetworkConfig(3, 1, 16)
+    path = str(tmp_path / "c.pth")
+    save_checkpoint(make_checkpoint(build_network(config, "ClosedSet"), 1.0, 0, config, "ClosedSet", "Digits", 0,
+                                    [2, 5, 7], {}, None), path)
+    ckpt = read_checkpoint(path)
+    cfg = {"num_known_classes": 3, "im_channels": 1, "im_size": 16, "dropout": 0.3}
+    net, got = load_network(path, ckpt, SimpleNamespace(cfg=cfg, known=[7, 2, 5]), "ClosedSet", "cpu")
+    assert got == config and not net.training
+    with pytest.raises(UserError, match=r"trained with im_size 16 but the data here has 32: pass --im_size 16"):
+        load_network(path, ckpt, SimpleNamespace(cfg={**cfg, "im_size": 32}, known=[2, 5, 7]), "ClosedSet", "cpu")
+    with pytest.raises(UserError, match=r"trained on known classes \[2, 5, 7\] but the split here has \[2, 5, 8\]"):
+        load_network(path, ckpt, SimpleNamespace(cfg=cfg, known=[2, 5, 8]), "ClosedSet", "cpu")

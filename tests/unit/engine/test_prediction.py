@@ -1,8 +1,11 @@
 """engine.prediction: which files are read and in what order, each image converted as the
 trial's test images were, a damaged image skipped with its reason, the rows scored, thresholded
-and written as CSV or JSON that read back to the same values, and the checkpoint's calibration
-checked before use."""
+and written as CSV or JSON that read back to the same values; the calibration: the one beside
+the checkpoint, else an earlier version's inside it, else made on first use from the training
+data (its thresholds and anchor means recomputed here with numpy), the checkpoint never written;
+where relative training data paths are found."""
 import csv
+import hashlib
 import io
 import json
 import os
@@ -15,7 +18,13 @@ from torchvision import transforms as T
 
 import engine.prediction as prediction
 from core.errors import UserError
-from engine.prediction import UnreadableImage, evaluate_command, find_images, predict, read_image, render
+from engine.calibration import calibration_path
+from engine.prediction import (UnreadableImage, can_calibrate, evaluate_command, find_images, predict, read_image,
+                               render, training_args)
+from networks.build import build_network
+from networks.checkpoint import load_checkpoint, make_checkpoint, save_checkpoint
+from networks.config import NetworkConfig
+from networks.weights import CAC, RUN_FILES, weights_path
 
 
 def touch(path, content=b""):
@@ -180,25 +189,167 @@ def test_evaluate_command_names_the_script_the_run_and_its_data_flags():
         "--data_root ../pets --split_file s.json --im_size 16`")
 
 
-def test_load_predictor_refuses_a_checkpoint_without_a_valid_calibration(tmp_path):
-    from networks.build import build_network
-    from networks.checkpoint import save_checkpoint
-    from networks.config import NetworkConfig
+# ---------------------------------------------------------------- the calibration
 
+def sha256(path):
+    with open(path, "rb") as f:
+        return hashlib.sha256(f.read()).hexdigest()
+
+
+def untrained_digits_checkpoint(method, name="u", seed=0):
+    """A Digits trial 0 checkpoint (under the working directory) of a seeded, freshly initialized
+    network, recording its training data as training does; returns its path."""
+    torch.manual_seed(seed)
+    config = NetworkConfig(num_classes=6, num_channels=1, im_size=16, dropout=0.2)
+    net = build_network(config, method, init_weights=True)
+    path = weights_path("Digits", 0, name, RUN_FILES[method][0])
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    args = {"dataset": "Digits", "trial": 0, "name": name, "workers": 0}
+    save_checkpoint(make_checkpoint(net, 10.0, 0, config, method, "Digits", 0, [2, 3, 4, 5, 6, 7], args, None), path)
+    return path
+
+
+@torch.no_grad()
+def logits_and_labels(net, dataset):
+    images, labels = zip(*(dataset[i] for i in range(len(dataset))))
+    out = net(torch.stack(images))
+    return (out[0] if isinstance(out, tuple) else out).double().numpy(), np.asarray(labels)
+
+
+def accepting(scores, rate):
+    """The smallest score t with at least `rate` of the scores <= t, by trying each."""
+    return min(t for t in scores if np.mean(scores <= t) >= rate)
+
+
+@pytest.mark.parametrize("method", ["CAC", "ClosedSet"])
+def test_first_use_calibration_thresholds_accept_95_percent_of_the_validation_images(
+        method, tmp_path, monkeypatch, private_cache, capsys):
+    from datasets.trial import OpenSetData
+
+    monkeypatch.chdir(tmp_path)
+    path = untrained_digits_checkpoint(method)
+    before = sha256(path)
+    _, cal = prediction.load_predictor(path, torch.device("cpu"))
+    assert sha256(path) == before  # the checkpoint is never written
+    assert capsys.readouterr().err.splitlines()[-1] == f"calibration written to {calibration_path(path)}"
+    with open(calibration_path(path)) as f:
+        assert json.load(f) == cal and cal["checkpoint_sha256"] == before
+
+    # independently: the network's outputs on the trial's images, then numpy
+    data = OpenSetData("Digits", 0)
+    assert data.cfg["anchor_flip"] is False  # digits: no flipped copies in the anchor pass
+    net = build_network(NetworkConfig(6, 1, 16, 0.2), method)
+    load_checkpoint(path, net)
+    val, _ = logits_and_labels(net.eval(), data.val_dataset())
+    if method == CAC:
+        train, labels = logits_and_labels(net, data.anchor_dataset())
+        correct = train.argmax(1) == labels
+        means = np.stack([train[(labels == c) & correct].mean(0) if ((labels == c) & correct).any()
+                          else train[labels == c].mean(0) for c in range(6)])
+        np.testing.assert_allclose(cal["anchor_means"]["means"], means, rtol=1e-9, atol=1e-12)
+        d = np.sqrt(((val[:, None, :] - means[None]) ** 2).sum(2))
+        softmin = np.exp(-d) / np.exp(-d).sum(1, keepdims=True)
+        scores = {"cac": (d * (1 - softmin)).min(1), "min_distance": d.min(1)}
+    else:
+        p = np.exp(val - val.max(1, keepdims=True))
+        p /= p.sum(1, keepdims=True)
+        scores = {"max_softmax": -p.max(1), "max_logit": -val.max(1)}
+    assert set(cal["thresholds"]) == set(scores) and len(val) == 151
+    for name, s in scores.items():
+        expected = accepting(s, 0.95)
+        assert cal["thresholds"][name] == pytest.approx(expected, rel=1e-6), name
+        assert accepting(s, 0.93) != pytest.approx(expected, rel=1e-6) != accepting(s, 0.97)  # it tells them apart
+
+    # the second use reads it: nothing made, nothing written
+    mtime = os.stat(calibration_path(path)).st_mtime_ns
+    assert prediction.load_predictor(path, torch.device("cpu"))[1] == cal
+    assert capsys.readouterr().err == "" and os.stat(calibration_path(path)).st_mtime_ns == mtime
+    assert sha256(path) == before
+
+
+def test_a_calibration_of_other_weights_is_made_again(tmp_path, monkeypatch, private_cache, capsys):
+    monkeypatch.chdir(tmp_path)
+    path = untrained_digits_checkpoint(CAC, seed=0)
+    first = prediction.load_predictor(path, torch.device("cpu"))[1]
+    untrained_digits_checkpoint(CAC, seed=1)  # retrained: other weights in the same file
+    capsys.readouterr()
+    second = prediction.load_predictor(path, torch.device("cpu"))[1]
+    err = capsys.readouterr().err
+    assert "warning" not in err and f"calibration of {path} made in" in err  # stale, not damaged: no warning
+    assert second["checkpoint_sha256"] == sha256(path) != first["checkpoint_sha256"]
+    assert second["thresholds"] != first["thresholds"]
+
+
+def closed_set_checkpoint(tmp_path, **extra):
+    """A 3-class cross-entropy checkpoint that records no training data (as the original code's)."""
     net = build_network(NetworkConfig(3, 1, 8), "ClosedSet")
     path = str(tmp_path / "c.pth")
-    save_checkpoint({"net": net.state_dict(), "dataset": "Digits", "trial": 0}, path)  # no training args
+    save_checkpoint({"net": net.state_dict(), "dataset": "Digits", "trial": 0, **extra}, path)
+    return net, path
+
+
+def valid_closed_set_cal(**change):
+    return {**closed_set_cal(), "scorer": "max_softmax", "thresholds": {"max_softmax": -0.5}, "accept_rate": 0.95,
+            "network": {"num_classes": 3, "num_channels": 1, "im_size": 8}, **change}
+
+
+def test_without_a_calibration_or_training_data_the_eval_command_is_named(tmp_path):
+    _, path = closed_set_checkpoint(tmp_path)
     with pytest.raises(UserError, match="has no calibration .*does not record its training data: .*"
-                                        "eval_closedSet.py -dataset Digits"):
+                                        "eval_closedSet.py -dataset Digits") as refused:
         prediction.load_predictor(path, torch.device("cpu"))
-    cal = {**closed_set_cal(), "scorer": "max_softmax", "thresholds": {"max_softmax": -0.5}, "accept_rate": 0.95,
-           "network": {"num_classes": 4, "num_channels": 1, "im_size": 8}}
-    cal["class_names"].append("owl")
-    save_checkpoint({"net": net.state_dict(), "calibration": cal}, path)
-    with pytest.raises(UserError, match="invalid calibration \\(a network of 4 classes, not 3\\)"):
+    assert "\n" not in str(refused.value)
+    with open(calibration_path(path), "w") as f:
+        f.write("{not json")
+    with pytest.raises(UserError, match="has no usable calibration \\(calibration .*c.calibration.json cannot be "
+                                        "read .*\\) and does not record its training data: .*eval_closedSet.py"):
         prediction.load_predictor(path, torch.device("cpu"))
-    cal["network"]["num_classes"], cal["class_names"] = 3, ["cat", "dog", "fox"]
-    save_checkpoint({"net": net.state_dict(), "calibration": cal}, path)
-    loaded, got = prediction.load_predictor(path, torch.device("cpu"))
-    assert not loaded.training and got == cal
+    os.remove(calibration_path(path))
+    _, path = closed_set_checkpoint(tmp_path, calibration=valid_closed_set_cal(
+        network={"num_classes": 4, "num_channels": 1, "im_size": 8}, class_names=["a", "b", "c", "d"]))
+    with pytest.raises(UserError, match="has no calibration"):  # an earlier version's, for 4 classes: not usable
+        prediction.load_predictor(path, torch.device("cpu"))
+
+
+def test_a_calibration_an_earlier_version_stored_inside_is_used_and_nothing_written(tmp_path):
+    net, path = closed_set_checkpoint(tmp_path, calibration=valid_closed_set_cal())
+    before = sha256(path)
+    loaded, cal = prediction.load_predictor(path, torch.device("cpu"))
+    assert not loaded.training and cal == valid_closed_set_cal()
     assert all(torch.equal(v, loaded.state_dict()[k]) for k, v in net.state_dict().items())
+    assert sha256(path) == before and os.listdir(tmp_path) == ["c.pth"]
+
+
+def test_the_file_beside_is_preferred_to_the_one_inside(tmp_path):
+    _, path = closed_set_checkpoint(tmp_path, calibration=valid_closed_set_cal())
+    beside = valid_closed_set_cal(thresholds={"max_softmax": -0.25}, checkpoint_sha256=sha256(path))
+    with open(calibration_path(path), "w") as f:
+        json.dump(beside, f)
+    assert prediction.load_predictor(path, torch.device("cpu"))[1] == beside
+
+
+def test_can_calibrate_needs_the_recorded_training_args():
+    assert can_calibrate({"args": {"dataset": "Digits", "trial": 0}})
+    assert not can_calibrate({"net": {}}) and not can_calibrate({"args": {"dataset": "Digits"}})
+
+
+def test_relative_data_paths_are_found_from_the_folder_training_ran_in(tmp_path, monkeypatch):
+    run = tmp_path / "run"
+    (run / "data").mkdir(parents=True)
+    (tmp_path / "split.json").write_text("{}")
+    path = str(run / weights_path("ImageFolder", 0, "m", RUN_FILES[CAC][0]))
+    ckpt = {"args": {"dataset": "ImageFolder", "trial": 0, "data_root": "data", "split_file": "../split.json"}}
+    monkeypatch.chdir(tmp_path)
+    args = training_args(ckpt, path)
+    assert args.data_root == os.path.join(str(run), "data") and os.path.isdir(args.data_root)
+    assert os.path.samefile(args.split_file, tmp_path / "split.json")
+    assert args.pipeline == "torchvision" and args.workers is None  # defaults for older args
+    given = training_args(ckpt, path, data_root="elsewhere", split_file="s.json")
+    assert (given.data_root, given.split_file) == ("elsewhere", "s.json")
+    assert training_args(ckpt, str(tmp_path / "loose.pth")).data_root == "data"  # not under networks/weights
+
+
+def test_the_caches_go_to_this_machines_cache_folder_not_the_one_training_used():
+    ckpt = {"args": {"dataset": "Digits", "trial": 0, "cache_dir": "/the/training/machine/cache"}}
+    assert training_args(ckpt, "x.pth").cache_dir is None  # then $CAC_CACHE_DIR or the default
+    assert training_args(ckpt, "x.pth", cache_dir="mine").cache_dir == "mine"  # predict.py --cache_dir
