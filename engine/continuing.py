@@ -70,8 +70,8 @@ def read_last_state(path, phase, args):
     for key, kind in STATE_TYPES.items():
         value = state.get(key)
         if not isinstance(value, kind) or (kind is int and not is_whole_number(value)):
-            raise UserError(f"{path} is not a usable interrupted-run state ({key!r} is missing or not a "
-                            f"{kind.__name__}); {RESTART}")
+            raise UserError(f"{path} is not a usable interrupted-run state ({key!r} is missing or not "
+                            f"{'a whole number' if kind is int else 'a dict'}); {RESTART}")
     if state["phase"] not in (0, 1):
         raise UserError(f"{path} holds an unknown phase {state['phase']!r}; {RESTART}")
     if state["phase"] != phase:
