@@ -1,12 +1,12 @@
-"""Train the cross-entropy ("closed set") baseline on the known classes of one trial.
+"""Train the cross-entropy baseline ("closed set") on the known classes of one trial.
 
     python train_closedSet.py --dataset MNIST --trial 0            # first run
-    python train_closedSet.py --dataset MNIST --trial 0 -r         # resumed run, lower lr
+    python train_closedSet.py --dataset MNIST --trial 0 -r         # second phase, lower lr
     python train_closedSet.py --dataset MNIST --trial 0 --continue # after Ctrl-C (add -r in that phase)
 
-Saves networks/weights/<dataset>/<dataset>_<trial>_<name>closedSetClassifier.pth, the
-network of best validation accuracy, and ...closedSetClassifierLast.pth, the state
---continue picks up (engine/state.py, engine/resume.py).
+Saves networks/weights/<dataset>/<dataset>_<trial>_<name>closedSetClassifier.pth, the network of
+best validation accuracy, and ...closedSetClassifierLast.pth after every epoch, which --continue
+picks up.
 """
 import argparse
 import math
@@ -23,80 +23,65 @@ def parse_args(argv=None):
     return p.parse_args(argv)
 
 
-def train_epoch(model, loader, optimizer, accel, epoch, state, smoothing=0.0):
-    import torch  # here and below: after parsing, so that --help answers at once
+def train_epoch(model, loader, optimizer, sums, smoothing=0.0):
+    """One epoch of SGD; `sums` adds up the losses and correct predictions (on the device)."""
     import torch.nn.functional as F
 
     model.train()
-    sums = state.epoch_sums(2)  # loss, correct
-    for step, (images, targets) in state.iterate(loader, epoch, sums):
-        images, targets = accel.inputs(images, targets)
+    for images, targets in loader:
         optimizer.zero_grad(set_to_none=True)
-        with accel.autocast():
-            logits = model(images)
-            loss = F.cross_entropy(logits, targets, label_smoothing=smoothing)  # smoothing: --recipe modern
+        logits = model(images)
+        loss = F.cross_entropy(logits, targets, label_smoothing=smoothing)  # smoothing: --recipe modern
         loss.backward()
         optimizer.step()
-        sums += torch.stack([loss.detach().double(), (logits.argmax(1) == targets).sum().double()])
-    (loss,), accuracy = state.epoch_means(sums, len(loader))
-    return {"train/CE_Loss": loss, "train/accuracy": accuracy}
+        sums.add(loss, predicted=logits.argmax(1), targets=targets)
 
 
 @no_grad
-def validate(net, loader, accel):
-    import torch
+def validate(net, loader, means):
+    """The validation images' cross-entropy and accuracy."""
     import torch.nn.functional as F
 
     net.eval()
-    accel.sync_buffers(net)
-    means, counts = [], []  # per batch: loss over this rank's images, its image count
-    correct = torch.zeros((), device=accel.device, dtype=torch.float64)
     for images, targets in loader:
-        images, targets = accel.inputs(images, targets)
-        with accel.autocast():
-            logits = net(images)
-            means.append(F.cross_entropy(logits, targets).double().view(1))
-        counts.append(torch.full((), len(targets), device=accel.device, dtype=torch.float64))
-        correct += (logits.argmax(1) == targets).sum()
-    loss = accel.batch_means(torch.stack(means), torch.stack(counts)).item()
-    correct, seen = accel.sum(torch.stack([correct, sum(counts)])).tolist()
-    return {"val/accuracy": 100.0 * correct / seen, "val/CE_Loss": loss}
+        logits = net(images)
+        means.add(F.cross_entropy(logits, targets), predicted=logits.argmax(1), targets=targets)
+
+
+def starting_best(loaded):
+    """The validation accuracy to beat: -r keeps the loaded first run's (the original's rule)."""
+    return {"acc": float(loaded.get("acc", -math.inf)) if loaded else -math.inf}
+
+
+def save_best(run, net, stats, epoch):
+    """Save `net` when its validation accuracy is strictly better than the best so far (the original's >)."""
+    if stats["val/accuracy"] > run.best["acc"]:
+        run.best["acc"] = stats["val/accuracy"]
+        run.save(run.checkpoint(net, stats["val/accuracy"], epoch), CLOSED_SET_BEST)
 
 
 def main(argv=None):
     args = parse_args(argv)
+    from engine.loop import BatchMeans, TrainSums  # after parsing: --help answers at once
     from engine.training import TrainingRun
-
-    with TrainingRun(args, method=CLOSED_SET, phase_key="closedset_training") as run:  # holds the run's lock
-        train(args, run)
-
-
-def train(args, run):
-    """A first run, a -r run or a --continue of either, in `run` (locked, checked)."""
-    from engine.state import TrainState
     from networks.build import build_network
 
-    net = build_network(run.network_config(), CLOSED_SET, init_weights=not args.resume).to(run.device)
-    start_epoch = run.start_epoch(net, CLOSED_SET_BEST, "train_closedSet.py")
-    net, model = run.accel.prepare(net)  # model: what the training step calls (DDP, compiled)
-    optimizer = run.optimizer(net)
-    # as the original: -r keeps the loaded checkpoint's accuracy as the one to beat, and the file
-    # is replaced only by a strictly better one; a first run always saves its first epoch
-    best = float(run.resumed_from.get("acc", -math.inf)) if args.resume else -math.inf
-    state = TrainState(run, net, optimizer, run.epochs(start_epoch), best={"acc": best})  # --continue: loads
-    run.save_config(keep_log_bytes=state.continued_log_size)
-    with state.stop_signals():  # SIGINT/SIGTERM: finish the step, save ...Last.pth, exit
-        for epoch in state.epochs:
-            stats = train_epoch(model, run.train_loader, optimizer, run.accel, epoch, state,
-                                run.recipe.label_smoothing)
-            stats.update(validate(net, run.val_loader, run.accel))
-            if state.improved("acc", stats["val/accuracy"], ties=False):
-                run.save(run.checkpoint(net, stats["val/accuracy"], epoch), CLOSED_SET_BEST)
-            run.log(epoch, stats)
-            state.end_epoch(epoch)
-    run.close()
+    with TrainingRun(args, CLOSED_SET, argv) as run:  # the run's lock; Ctrl-C says how to continue
+        net = build_network(run.network_config(), CLOSED_SET, init_weights=not args.resume).to(run.device)
+        loaded = run.load_first_run(net)  # -r: the first run's best checkpoint
+        model, optimizer = run.prepare(net, starting_best(loaded))  # --continue: the interrupted run's state
+        for epoch in run.epoch_loop():
+            sums, means = TrainSums(run.accel, 1), BatchMeans(run.accel)
+            train_epoch(model, run.batches(epoch, sums), optimizer, sums, run.recipe.label_smoothing)
+            validate(run.evaluator, run.validation_batches(), means)
+            (loss,), accuracy = sums.means(epoch)
+            (val_loss,), val_accuracy = means.means()
+            stats = {"train/CE_Loss": loss, "train/accuracy": accuracy, "val/accuracy": val_accuracy,
+                     "val/CE_Loss": val_loss}
+            save_best(run, run.net, stats, epoch)
+            run.end_epoch(epoch, stats)  # the log line, ...Last.pth
     if run.is_main:
-        print(f"best validation accuracy {state.best['acc']:.2f}%; checkpoint {run.weights(CLOSED_SET_BEST)}")
+        print(f"best validation accuracy {run.best['acc']:.2f}%; checkpoint {run.weights(CLOSED_SET_BEST)}")
 
 
 if __name__ == "__main__":

@@ -10,7 +10,7 @@ is the number of failed steps (0: all passed):
   cpu-to-cuda   a CAC run stopped after batch 5 on the CPU, continued with --continue on CUDA
   cuda-to-cpu   the same, stopped on CUDA and continued on the CPU
 A continue to another device must finish and say in one line what it re-derived
-(engine/rank_states.py). --dry-run: the same steps on the CPU (gloo, two ranks, no --compile
+(engine/continuing.py). --dry-run: the same steps on the CPU (gloo, two ranks, no --compile
 and no --sync_bn, which are CUDA matters here; one continue, CPU to CPU); CI runs it.
 Digits is embedded in the repo: no download, as the GPU machine has no network.
 """
@@ -23,19 +23,20 @@ import time
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
-# `python gpu_check_ddp.py --stop-at EPOCH STEP SCRIPT ARGS...`: run SCRIPT as asked to stop
-# after batch STEP of EPOCH, as a SIGINT then would (the way tests/e2e/test_resume.py stops runs)
+# `python -c STOPPER EPOCH STEP SCRIPT ARGS...`: run SCRIPT with a Ctrl-C arriving after batch
+# STEP of EPOCH (the way tests/e2e/test_resume.py stops runs)
 STOPPER = """
 import runpy, sys
 sys.path.insert(0, {repo!r})
-from engine.state import TrainState
+from engine import loop
 epoch, step = int(sys.argv[1]), int(sys.argv[2])
-real = TrainState.stop_if_asked
-def stop_if_asked(self, e, s, steps, sums):
-    if (e, s) == (epoch, step):
-        self.stop_signal = "SIGINT"
-    return real(self, e, s, steps, sums)
-TrainState.stop_if_asked = stop_if_asked
+real = loop.batches
+def batches(loader, accel, e, sums):
+    for s, batch in enumerate(real(loader, accel, e, sums), start=1):
+        yield batch
+        if (e, s) == (epoch, step):
+            raise KeyboardInterrupt
+loop.batches = batches
 sys.argv = sys.argv[3:]
 runpy.run_path(sys.argv[0], run_name="__main__")
 """

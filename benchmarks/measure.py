@@ -90,9 +90,8 @@ def fresh_network(cfg, accel, seed=0):
 
 def train_step(model, optimizer, criterion, accel, images, targets):
     optimizer.zero_grad(set_to_none=True)
-    with accel.autocast():
-        _, distances = model(images)
-        loss = criterion(distances, targets)[0]
+    _, distances = model(images)  # under autocast with --amp (Accel.prepare)
+    loss = criterion(distances, targets)[0]
     loss.backward()
     optimizer.step()
     return loss

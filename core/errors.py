@@ -5,8 +5,9 @@ class UserError(ValueError):
     """Bad input a user can fix: the message names the problem and the fix."""
 
 
-class Interrupted(Exception):
-    """A run stopped on SIGINT/SIGTERM after saving its state; the message says how to go on."""
+class Interrupted(BaseException):
+    """A training run stopped by SIGINT or SIGTERM; the message says how to continue it. A
+    BaseException, as KeyboardInterrupt: no `except Exception` on the way may swallow it."""
 
     def __init__(self, message, exit_status):
         super().__init__(message)

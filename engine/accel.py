@@ -11,7 +11,6 @@ a barrier while rank 0 downloads the data and computes its normalization (engine
 a rank that dies ends the others at once through torchrun, so the long wait costs nothing then.
 Numbers on CUDA: float32 convolutions and matmuls are exact float32 (IEEE) unless --tf32.
 """
-import contextlib
 import datetime
 import importlib.util
 import os
@@ -88,7 +87,7 @@ class Accel:
 
     def prepare(self, net):
         """(net, model): `net` on the device (saved, validated), `model` the module the training
-        step calls: `net` wrapped in DDP and/or compiled."""
+        step calls: `net` wrapped in DDP and/or compiled, under bfloat16 autocast with --amp."""
         memory_format = torch.channels_last if self.channels_last else torch.contiguous_format
         net = net.to(self.device, memory_format=memory_format)
         model = net
@@ -102,13 +101,11 @@ class Accel:
             torch.manual_seed(torch.initial_seed() + self.rank)
         if self.compile:
             model = torch.compile(model)
-        return net, model
+        return net, self.inference(model)
 
-    def autocast(self):
-        """bfloat16 autocast with --amp; a no-op context otherwise."""
-        if not self.amp:
-            return contextlib.nullcontext()
-        return torch.autocast(self.device.type, dtype=torch.bfloat16)
+    def inference(self, module):
+        """`module` as the run calls it: under bfloat16 autocast with --amp (Autocast), else itself."""
+        return Autocast(module, self.device.type) if self.amp else module
 
     def inputs(self, images, targets):
         """A batch on the device in the network's memory format (a no-op for resident batches)."""
@@ -159,6 +156,22 @@ class Accel:
     def close(self):
         if self.world > 1 and dist.is_initialized():
             dist.destroy_process_group()
+
+
+class Autocast(torch.nn.Module):
+    """Runs `module` under bfloat16 autocast and gives its bfloat16 outputs back as float32, so that
+    the loss outside is computed as autocast would (its float32 list); float64 outputs (CAC's
+    distances) are left as they are."""
+
+    def __init__(self, module, device_type):
+        super().__init__()
+        self.module, self.device_type = module, device_type
+
+    def forward(self, images):
+        with torch.autocast(self.device_type, dtype=torch.bfloat16):
+            out = self.module(images)
+        as_float = lambda t: t.float() if t.dtype == torch.bfloat16 else t  # noqa: E731
+        return tuple(map(as_float, out)) if isinstance(out, tuple) else as_float(out)
 
 
 def _found(variable, *names):

@@ -238,7 +238,8 @@ def run_cli(main):
             main()
         return 0
     except Interrupted as e:
-        print(f"stopped: {e}", file=sys.stderr)
+        if str(e):  # under torchrun rank 0 alone says it
+            print(f"stopped: {e}", file=sys.stderr)
         return e.exit_status
     except UserError as e:
         # raised in a DataLoader worker, it arrives wrapped in the worker's traceback: keep its own line

@@ -5,11 +5,12 @@ import math
 import os
 import shutil
 
+from filelock import Timeout
+
 from core.errors import UserError
 from core.files import check_file_writable, ensure_writable
 from engine.cli import check_common_args
 from networks.checkpoint import read_checkpoint
-from networks.pretrained import pretrained_file
 from networks.weights import LAST, RUN_FILES, saved_under, weights_path
 
 
@@ -21,12 +22,18 @@ def run_files(args, method):
 
 def check_run_state(args, method, run_dir, locks):
     """Refuse to start a run that would replace another: a first run whose checkpoints or runs/
-    folder exist, a -r phase already started or finished, a run that is training now (`locks`
-    held by another process). --overwrite lifts the first two; --continue is checked against the
-    state it continues (engine/resume.py)."""
+    folder exist, a -r phase already started or finished, a run that is training now (one of
+    `locks`, filelock.FileLocks, held by another process; probed only where its file exists, so
+    that nothing is written). --overwrite lifts the first two; --continue is checked against the
+    state it continues (engine/continuing.py)."""
     for lock in locks:
-        if lock.fd is None:
-            lock.refuse_if_held()
+        if os.path.exists(lock.lock_file):
+            try:
+                lock.acquire(timeout=0)
+                lock.release()
+            except Timeout:
+                raise UserError(f"run {os.path.basename(run_dir)} is being trained now by another process (it "
+                                f"holds {lock.lock_file}); wait for it to end, stop it, or give another --name") from None
     if args.continue_run or args.overwrite:
         return
     if args.resume:
@@ -101,8 +108,6 @@ def check_training_args(args):
     if args.overwrite and args.continue_run:
         raise UserError("--overwrite starts the run afresh and --continue picks up the interrupted one: "
                         "give one of them")
-    if getattr(args, "pretrained", None) is not None:  # the file there (downloaded) and the backbone a ResNet
-        if args.resume:
-            raise UserError("--pretrained gives a first run its starting weights; -r starts from the first run's "
-                            "checkpoint: drop --pretrained")
-        pretrained_file(args.backbone, args.pretrained, download=not args.no_download)
+    if getattr(args, "pretrained", None) is not None and args.resume:
+        raise UserError("--pretrained gives a first run its starting weights; -r starts from the first run's "
+                        "checkpoint: drop --pretrained")

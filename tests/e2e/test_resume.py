@@ -1,12 +1,13 @@
 """Interrupted runs and --continue: a run stopped and continued ends exactly where an
-uninterrupted run with the same --seed ends (weights, optimizer, every logged number); a
-process killed while saving leaves the previous checkpoint loadable.
+uninterrupted run with the same --seed ends (weights, optimizer, every logged number), losing at
+most the epoch it was stopped in; a process killed while saving leaves the previous checkpoint
+loadable.
 
-In-process runs stop through a test hook at a chosen batch (engine.state.TrainState.stop_if_asked
-sees a stop request there, as it would after SIGINT); one test sends a real signal to a
-training subprocess at whatever batch it is in.
+In-process runs stop through a test hook at a chosen batch (a KeyboardInterrupt raised after that
+batch, as Ctrl-C would); one test sends a real SIGINT to a training subprocess.
 """
 import os
+import shlex
 import shutil
 import signal
 import subprocess
@@ -20,7 +21,7 @@ import train_cacOpenset
 import train_closedSet
 from conftest import REPO, run_script
 from core.errors import Interrupted
-from engine.state import TrainState
+from engine import loop
 from networks.weights import CAC, CLOSED_SET, RUN_FILES
 
 CAC_FILES, CE_FILES = RUN_FILES[CAC], RUN_FILES[CLOSED_SET]  # the names: tests/unit/networks/test_weights.py
@@ -48,7 +49,7 @@ def assert_same_run(cwd, a, b, files, method):
         for key in x["net"]:
             assert torch.equal(x["net"][key], y["net"][key]), (suffix, key)
         if suffix.endswith("Last"):
-            assert x["best"] == y["best"] and x["step"] == y["step"] == 0
+            assert x["best"] == y["best"]
             mx, my = x["optimizer"]["state"], y["optimizer"]["state"]
             assert set(mx) == set(my) and all(torch.equal(mx[i]["momentum_buffer"], my[i]["momentum_buffer"])
                                               for i in mx)
@@ -57,27 +58,26 @@ def assert_same_run(cwd, a, b, files, method):
 
 
 def stop_at(monkeypatch, epoch, step):
-    """Ask the run to stop after batch `step` of `epoch`, as a SIGINT arriving then would."""
-    real = TrainState.stop_if_asked
+    """Ctrl-C after batch `step` of `epoch` (a KeyboardInterrupt, as Python's own SIGINT handler raises)."""
+    real = loop.batches
 
-    def stop_if_asked(self, e, s, steps, sums):
-        if (e, s) == (epoch, step):
-            self.stop_signal = "SIGINT"
-        return real(self, e, s, steps, sums)
+    def batches(loader, accel, e, sums):
+        for s, batch in enumerate(real(loader, accel, e, sums), start=1):
+            yield batch
+            if (e, s) == (epoch, step):
+                raise KeyboardInterrupt
 
-    monkeypatch.setattr(TrainState, "stop_if_asked", stop_if_asked)
+    monkeypatch.setattr(loop, "batches", batches)
 
 
 @pytest.mark.parametrize("script,method,files,workers,stops", [
-    # stops after epoch 0 (a stop during the last batch waits for the epoch's end), then after
-    # batch 5 of the 19 of epoch 1
-    (train_cacOpenset, "CAC", CAC_FILES, 0, [(0, 19), (1, 5)]),
-    (train_closedSet, "ClosedSet", CE_FILES, 1, [(0, 19)]),  # a worker process augments the images
+    (train_cacOpenset, "CAC", CAC_FILES, 0, [(0, 5), (1, 19)]),  # in the first epoch; in the last batch of the second
+    (train_closedSet, "ClosedSet", CE_FILES, 1, [(1, 5)]),  # a worker process augments the images
 ], ids=["cac", "ce-worker"])
 def test_interrupted_and_continued_run_equals_uninterrupted(tmp_path, monkeypatch, script, method, files, workers,
                                                             stops):
     monkeypatch.chdir(tmp_path)
-    args = ["--dataset", "Digits", "--trial", "0", "--epochs", "2", "--workers", str(workers), "--seed", "5"]
+    args = ["--dataset", "Digits", "--trial", "0", "--epochs", "3", "--workers", str(workers), "--seed", "5"]
     script.main(args + ["--name", "whole"])
     for i, (epoch, step) in enumerate(stops):
         with monkeypatch.context() as m:
@@ -85,16 +85,16 @@ def test_interrupted_and_continued_run_equals_uninterrupted(tmp_path, monkeypatc
             with pytest.raises(Interrupted) as info:
                 script.main(args + ["--name", "cut"] + (["--continue"] if i else []))
         assert info.value.exit_status == 128 + signal.SIGINT
-        assert "--continue" in str(info.value) and f"Digits_0_cut{files[-1]}.pth" in str(info.value)
+        command = str(info.value).split("continue it with `")[1].rstrip("`")
+        assert shlex.split(command) == ["python", f"{script.__name__}.py", *args, "--name", "cut", "--continue"]
         saved = torch.load(weights(tmp_path, "cut", files[-1]), weights_only=True)
-        mid_epoch = step < 19
-        assert (saved["epoch"], saved["step"]) == ((epoch, step) if mid_epoch else (epoch + 1, 0))
-        assert len(metrics(tmp_path, "cut", method)) == saved["epoch"]  # epochs finished so far
+        assert saved["epoch"] == epoch  # the state after the last finished epoch
+        assert len(metrics(tmp_path, "cut", method)) == epoch  # epochs finished so far
     script.main(args + ["--name", "cut", "--continue"])
     assert_same_run(tmp_path, "whole", "cut", files, method)
 
 
-def test_continue_in_the_resumed_phase_keeps_its_learning_rate(tmp_path, monkeypatch):
+def test_continue_in_the_second_phase_keeps_its_learning_rate(tmp_path, monkeypatch):
     """-r (lower learning rate, from the first run's best checkpoint) interrupted and continued
     with -r --continue equals -r run through."""
     monkeypatch.chdir(tmp_path)
@@ -102,31 +102,32 @@ def test_continue_in_the_resumed_phase_keeps_its_learning_rate(tmp_path, monkeyp
     train_closedSet.main(args + ["--epochs", "1", "--name", "first"])
     for name in ("whole", "cut"):  # -r loads <name>'s first-run checkpoint
         shutil.copy(weights(tmp_path, "first", "closedSetClassifier"), weights(tmp_path, name, "closedSetClassifier"))
-    resumed = args + ["-r", "--epochs", "1"]
+    resumed = args + ["-r", "--epochs", "2"]
     train_closedSet.main(resumed + ["--name", "whole"])
     with monkeypatch.context() as m:
-        stop_at(m, 1, 4)  # -r continues after the first run's epoch 0: its epoch is 1
+        stop_at(m, 2, 4)  # -r goes on after the first run's epoch 0: its epochs are 1 and 2
         with pytest.raises(Interrupted):
             train_closedSet.main(resumed + ["--name", "cut"])
     saved = torch.load(weights(tmp_path, "cut", "closedSetClassifierLast"), weights_only=True)
-    assert saved["phase"] == 1 and saved["optimizer"]["param_groups"][0]["lr"] == 0.001  # config: [0.01, 0.001]
+    assert (saved["phase"], saved["epoch"]) == (1, 2) and saved["optimizer"]["param_groups"][0]["lr"] == 0.001
     train_closedSet.main(resumed + ["--name", "cut", "--continue"])
     assert_same_run(tmp_path, "whole", "cut", CE_FILES, "ClosedSet")
 
 
-def test_real_sigint_mid_run_then_continue(tmp_path, monkeypatch):
-    # every process of the comparison on one thread: a thread count changes float sums
-    monkeypatch.setenv("OMP_NUM_THREADS", "1")
-    """SIGINT to a real training process (one worker process) at whatever batch it has reached:
-    one line on stderr, exit status 130, a loadable ...Last.pth, and --continue ends with
-    the weights and numbers of the uninterrupted run."""
+def test_real_sigint_mid_run_then_the_printed_command_continues_it(tmp_path, monkeypatch):
+    """SIGINT to a real training process (one worker process) in its second epoch: one line on
+    stderr with the command that continues it, exit status 130; that command, run as printed, ends
+    with the weights and numbers of the uninterrupted run."""
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")  # every process of the comparison: a thread count changes sums
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
-    args = [sys.executable, os.path.join(REPO, "train_closedSet.py"), "--dataset", "Digits", "--trial", "0",
-            "--epochs", "2", "--workers", "1"]
-    whole = subprocess.Popen(args + ["--name", "whole"], cwd=tmp_path, env=env, stdout=subprocess.DEVNULL,
-                             stderr=subprocess.PIPE, text=True)
-    cut = subprocess.Popen(args + ["--name", "cut"], cwd=tmp_path, env=env, stdout=subprocess.PIPE,
-                           stderr=subprocess.PIPE, text=True)
+    args = ["--dataset", "Digits", "--trial", "0", "--epochs", "2", "--workers", "1"]
+    script = os.path.join(REPO, "train_closedSet.py")
+    whole = subprocess.Popen([sys.executable, script, *args, "--name", "whole"], cwd=tmp_path, env=env,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    # Python's own Ctrl-C handler even where this test runs with SIGINT ignored (a background job)
+    cut = subprocess.Popen([sys.executable, script, *args, "--name", "cut"], cwd=tmp_path, env=env,
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                           preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     for line in cut.stdout:  # epoch 0 is logged: the run is now in epoch 1 (~19 batches, seconds)
         if line.startswith('{"epoch": 0'):
             break
@@ -135,12 +136,13 @@ def test_real_sigint_mid_run_then_continue(tmp_path, monkeypatch):
     out, err = cut.communicate(timeout=300)
     assert cut.returncode == 130, (out[-2000:], err[-2000:])
     lines = [line for line in err.splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("stopped: SIGINT in epoch 1") and "--continue" in lines[0], err
-    saved = torch.load(weights(tmp_path, "cut", "closedSetClassifierLast"), weights_only=True)
-    assert saved["epoch"] == 1 and 0 < saved["step"] < 19
-    proc = run_script("train_closedSet.py", *args[2:], "--name", "cut", "--continue", cwd=tmp_path)
+    assert len(lines) == 1 and lines[0].startswith("stopped: SIGINT in epoch 1;"), err
+    command = shlex.split(lines[0].split("continue it with `")[1].rstrip("`"))
+    assert command[:2] == ["python", "train_closedSet.py"] and command[-1] == "--continue"
+    assert torch.load(weights(tmp_path, "cut", "closedSetClassifierLast"), weights_only=True)["epoch"] == 1
+    proc = run_script(command[1], *command[2:], cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-2000:]
-    assert f"epoch 1, after batch {saved['step']}" in proc.stdout
+    assert "continuing" in proc.stdout and "epochs 1-1" in proc.stdout
     assert whole.wait(timeout=300) == 0, whole.stderr.read()[-2000:]
     assert_same_run(tmp_path, "whole", "cut", CE_FILES, "ClosedSet")
 
@@ -176,10 +178,10 @@ def test_sigkill_during_save_loop_keeps_a_loadable_checkpoint(tmp_path, delay):
     assert torch.equal(ckpt["net"]["w"], torch.full((4_000_000,), float(ckpt["epoch"])))
 
 
-def test_a_state_saved_on_cuda_continues_on_the_cpu_and_says_what_it_re_derived(tmp_path, monkeypatch, capsys):
+def test_a_state_saved_on_cuda_continues_on_the_cpu_and_says_what_it_re_derived(tmp_path, monkeypatch):
     """A ...Last.pth as a CUDA run writes it (a CUDA generator's state is 16 bytes: the resident
-    pipeline's two generators and the device's own) continued on the CPU: it trains on, and
-    says in one line what it could not restore, instead of a traceback or a wrong 'version' line."""
+    pipeline's two generators and the device's own) continued on the CPU: it trains on, and says in
+    one line what it could not restore, instead of a traceback or a wrong 'version' line."""
     monkeypatch.chdir(tmp_path)
     args = ["--dataset", "Digits", "--trial", "0", "--epochs", "1", "--workers", "0", "--name", "gpu"]
     with monkeypatch.context() as m:
@@ -189,15 +191,13 @@ def test_a_state_saved_on_cuda_continues_on_the_cpu_and_says_what_it_re_derived(
     path = weights(tmp_path, "gpu", "closedSetClassifierLast")
     state = torch.load(path, weights_only=True)
     philox = torch.zeros(16, dtype=torch.uint8)  # what torch.Generator("cuda").get_state() holds
-    for key in ("rng", "epoch_rng"):
-        state[key].update(cuda=[philox], generators=[philox, philox])
+    state["rng"].update(cuda=[philox], generators=[philox, philox])
     state["device"] = "cuda"
     torch.save(state, path)
-    capsys.readouterr()
     proc = run_script("train_closedSet.py", *args, "--continue", cwd=tmp_path, in_process=True)
     assert proc.returncode == 0 and proc.stderr == "", proc.stderr
     said = [line for line in proc.stdout.splitlines() if "re-derives" in line]
     assert len(said) == 1 and "saved on cuda, continued on cpu" in said[0], proc.stdout
-    assert "data generators (resident pipeline on cuda) do not fit this run's (resident on cpu)" in said[0]
+    assert "data generators (resident pipeline on cuda) do not fit this run's" in said[0]
     done = torch.load(path, weights_only=True)
-    assert (done["epoch"], done["step"], done["device"]) == (1, 0, "cpu") and done["rng"]["cuda"] == []
+    assert (done["epoch"], done["device"]) == (1, "cpu") and done["rng"]["cuda"] == []

@@ -81,17 +81,30 @@ def test_batch_means_over_two_ranks_equal_the_means_of_whole_batches(one_process
     assert not np.allclose(means0.mean(0).numpy(), expected)
 
 
-def test_autocast_is_a_no_op_without_amp(one_process):
-    x = torch.randn(4, 4)
-    with Accel(CPU).autocast():
-        assert (x @ x).dtype == torch.float32
+class Probe(torch.nn.Module):
+    """Returns (its matmul's dtype as a float tensor, the product, a float64 tensor)."""
+
+    def forward(self, x):
+        y = x @ x
+        self.dtype = y.dtype
+        return y, x.double()
 
 
-def test_autocast_is_bfloat16_with_amp(one_process):
-    x = torch.randn(4, 4)
-    with Accel(CPU, amp=True).autocast():
-        assert (x @ x).dtype == torch.bfloat16
-    assert (x @ x).dtype == torch.float32  # and only inside the block
+def test_inference_is_the_module_itself_without_amp(one_process):
+    probe = Probe()
+    assert Accel(CPU).inference(probe) is probe
+
+
+def test_with_amp_the_module_runs_in_bfloat16_and_gives_float32_back(one_process):
+    """--amp: the forward under bfloat16 autocast; its bfloat16 outputs come back as float32 (the loss
+    outside is then computed as autocast's float32 list would), float64 ones as they are."""
+    probe, x = Probe(), torch.randn(4, 4)
+    y, d = Accel(CPU, amp=True).inference(probe)(x)
+    assert probe.dtype == torch.bfloat16 and y.dtype == torch.float32 and d.dtype == torch.float64
+    torch.testing.assert_close(y, (x.bfloat16() @ x.bfloat16()).float())
+    assert (x @ x).dtype == torch.float32  # autocast only inside the module
+    _, model = Accel(CPU, amp=True).prepare(torch.nn.Linear(4, 2))
+    assert model(x).dtype == torch.float32 and isinstance(model, torch.nn.Module)
 
 
 @pytest.mark.parametrize("device,expected", [("cpu", True), ("cuda", True), ("meta", False), ("mps", False)])

@@ -7,9 +7,9 @@ from argparse import Namespace
 
 import pytest
 import torch
+from filelock import FileLock
 
 from core.errors import UserError
-from core.lock import RunLock
 from engine.run_guard import check_run_state, check_second_phase, check_writable, remove_old_run, run_files
 
 W = os.path.join("networks", "weights")
@@ -86,15 +86,15 @@ def test_the_refusal_counts_the_other_files(tmp_path, monkeypatch):
 def test_a_run_training_now_is_refused_even_with_overwrite(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     path = os.path.join(W, "Digits", ".Digits_0_oldCAC.lock")
-    holder = RunLock(path, "run Digits_0_oldCAC")
-    holder.acquire()
+    assert check_run_state(args(), "CAC", RUN_DIR, [FileLock(path)]) is None and not os.path.exists(path)  # no probe
+    holder = FileLock(path)
+    holder.acquire(timeout=0)
     try:
-        other = RunLock(path, "run Digits_0_oldCAC")  # another run's lock on the same file, not held
-        with pytest.raises(UserError, match=f"run Digits_0_oldCAC is being trained now by process {os.getpid()}"):
-            check_run_state(args(overwrite=True), "CAC", RUN_DIR, [other])
-        assert check_run_state(args(), "CAC", RUN_DIR, [holder]) is None  # its own lock: held by this run
+        with pytest.raises(UserError, match=f"run Digits_0_oldCAC is being trained now by another process"):
+            check_run_state(args(overwrite=True), "CAC", RUN_DIR, [FileLock(path)])
     finally:
         holder.release()
+    assert check_run_state(args(), "CAC", RUN_DIR, [FileLock(path)]) is None  # released: a stale file is no holder
 
 
 def last_state(path, **state):

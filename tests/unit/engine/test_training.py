@@ -52,8 +52,8 @@ def bare_run(is_main=True, resume=False, **change):
     run = TrainingRun.__new__(TrainingRun)
     run.args = training_args(resume=resume, **change)
     run.method, run.phase, run.hparams, run.cfg = "CAC", int(resume), dict(HPARAMS), CFG
+    run.script = "train_cacOpenset.py"
     run.run_dir = os.path.join("runs", f"{run.args.dataset}_0_xCAC")
-    run.datasets = ["CIFAR+10", "CIFAR+50"] if run.args.dataset == "CIFAR+10" else [run.args.dataset]
     run.is_main, run.writer, run.resumed_from = is_main, None, None
     return run
 
@@ -65,25 +65,20 @@ def test_lr_replaces_the_rate_of_its_phase_only():
     assert HPARAMS["learning_rate"] == [0.01, 0.001]  # the config is not changed in place
     run = bare_run(resume=True)
     run.hparams = phase_schedule(HPARAMS, 1, 0.25)
-    assert run.optimizer(torch.nn.Linear(2, 2)).param_groups[0]["lr"] == 0.25
-
-
-def test_epochs_are_the_configs_unless_given():
-    assert bare_run().epochs(0) == range(0, 20)
-    assert bare_run(resume=True).epochs(7) == range(7, 17)  # -r: the second max_epoch, after the loaded epoch
-    assert bare_run(epochs=3).epochs(5) == range(5, 8)
+    assert run.recipe.optimizer(torch.nn.Linear(2, 2).parameters(), 1).param_groups[0]["lr"] == 0.25
 
 
 @pytest.mark.parametrize("resume,lr", [(False, 0.01), (True, 0.001)])
 def test_optimizer_is_sgd_with_the_phases_learning_rate(resume, lr):
     net = torch.nn.Linear(2, 2)
-    opt = bare_run(resume=resume).optimizer(net)
+    run = bare_run(resume=resume)
+    opt = run.recipe.optimizer(net.parameters(), run.phase)
     assert isinstance(opt, torch.optim.SGD)
     group = opt.param_groups[0]
     assert (group["lr"], group["momentum"], group["weight_decay"]) == (lr, 0.8, 5e-06)
     run = bare_run()
     del run.hparams["momentum"]
-    assert run.optimizer(net).param_groups[0]["momentum"] == 0.9  # the default when the config has none
+    assert run.recipe.optimizer(net.parameters(), 0).param_groups[0]["momentum"] == 0.9  # the config has none
 
 
 def test_weights_and_network_config():
@@ -107,13 +102,14 @@ def test_save_writes_every_copy_on_rank_0_only(tmp_path, monkeypatch):
     assert not os.path.exists(os.path.join("networks", "weights", "Digits"))
 
 
-def test_log_writes_one_rounded_json_line_on_stdout_and_in_the_run(tmp_path, monkeypatch, capsys):
+def test_end_epoch_writes_one_rounded_json_line_on_stdout_and_in_the_run(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     run = bare_run()
+    monkeypatch.setattr(run, "_save_last", lambda epoch: None, raising=False)
     assert run.log_size() == 0
-    os.makedirs(run.run_dir)  # save_config makes it, first thing
-    run.log(0, {"train/accuracy": 12.3456789, "val/loss": 1 / 3})
-    run.log(1, {"train/accuracy": 50.0, "val/loss": 0.25})
+    os.makedirs(run.run_dir)  # the run's first writes make it
+    run.end_epoch(0, {"train/accuracy": 12.3456789, "val/loss": 1 / 3})
+    run.end_epoch(1, {"train/accuracy": 50.0, "val/loss": 0.25})
     expected = ['{"epoch": 0, "train/accuracy": 12.345679, "val/loss": 0.333333}',
                 '{"epoch": 1, "train/accuracy": 50.0, "val/loss": 0.25}']
     assert capsys.readouterr().out.splitlines() == expected
@@ -122,16 +118,18 @@ def test_log_writes_one_rounded_json_line_on_stdout_and_in_the_run(tmp_path, mon
     assert text.splitlines() == expected and text.endswith("\n")
     assert [json.loads(line)["epoch"] for line in text.splitlines()] == [0, 1]
     assert run.log_size() == len(text.encode())
-    bare_run(is_main=False).log(2, {"train/accuracy": 1.0})  # another rank: nothing
+    other = bare_run(is_main=False)
+    monkeypatch.setattr(other, "_save_last", lambda epoch: None, raising=False)
+    other.end_epoch(2, {"train/accuracy": 1.0})  # another rank: nothing
     assert capsys.readouterr().out == "" and run.log_size() == len(text.encode())
 
 
-def test_start_epoch_of_a_first_run_is_0_and_r_needs_the_first_runs_checkpoint(tmp_path, monkeypatch):
+def test_a_first_run_loads_nothing_and_r_needs_the_first_runs_checkpoint(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     net = torch.nn.Linear(2, 2)
-    assert bare_run().start_epoch(net, "CACclassifierAnchorLoss", "train_cacOpenset.py") == 0
+    assert bare_run().load_first_run(net) is None
     with pytest.raises(UserError) as refused:
-        bare_run(resume=True).start_epoch(net, "CACclassifierAnchorLoss", "train_cacOpenset.py")
+        bare_run(resume=True).load_first_run(net)
     message = str(refused.value)
     assert message.startswith("checkpoint not found: " + os.path.join("networks", "weights", "Digits",
                                                                       "Digits_0_xCACclassifierAnchorLoss.pth"))
@@ -139,7 +137,7 @@ def test_start_epoch_of_a_first_run_is_0_and_r_needs_the_first_runs_checkpoint(t
                             "`python train_cacOpenset.py --dataset Digits --trial 0 --name x`")
 
 
-def test_r_starts_after_the_first_runs_saved_epoch_with_its_weights(tmp_path, monkeypatch):
+def test_r_loads_the_first_runs_evaluated_checkpoint_with_its_weights(tmp_path, monkeypatch):
     from networks.build import build_network
     from networks.checkpoint import save_checkpoint
 
@@ -148,8 +146,7 @@ def test_r_starts_after_the_first_runs_saved_epoch_with_its_weights(tmp_path, mo
     run = bare_run(resume=True)
     save_checkpoint({"net": first.state_dict(), "acc": 40.0, "epoch": 4}, run.weights("CACclassifierAnchorLoss"))
     net = build_network(NetworkConfig(6, 1, 16), "CAC")
-    assert run.start_epoch(net, "CACclassifierAnchorLoss", "train_cacOpenset.py") == 5
-    assert run.resumed_from["acc"] == 40.0
+    assert run.load_first_run(net)["acc"] == 40.0 and run.resumed_from["epoch"] == 4
     assert all(torch.equal(v, net.state_dict()[k]) for k, v in first.state_dict().items())
 
 
@@ -183,34 +180,46 @@ def full_args(**change):
 
 
 def test_a_refusal_after_the_device_is_open_leaves_the_process_group(recorded, monkeypatch):
-    def no_data(self, phase_key):
+    def no_data(self):
         raise UserError("no data")
 
-    monkeypatch.setattr(recorded.TrainingRun, "_load_trial_rank0_first", no_data)
+    monkeypatch.setattr(recorded.TrainingRun, "_load_trial", no_data)
     with pytest.raises(UserError, match="no data"):
-        recorded.TrainingRun(full_args(), "CAC", "openset_training")
+        recorded.TrainingRun(full_args(), "CAC")
     assert len(RecordedAccel.closed) == 1
 
 
 def skip_set_up(monkeypatch, training):
-    for step in ("_load_trial_rank0_first", "_build_loaders"):
+    for step in ("_load_trial", "_build_loaders"):
         monkeypatch.setattr(training.TrainingRun, step, lambda self, *a: None)
     monkeypatch.setattr(training, "check_writable", lambda *a: None)
     monkeypatch.setattr(training, "summary_line", lambda data: "data: (set-up skipped)")
-    monkeypatch.setattr(training.TrainingRun, "data", None, raising=False)  # what _load_trial_rank0_first sets
+    monkeypatch.setattr(training.TrainingRun, "data", None, raising=False)  # what _load_trial sets
 
 
 def test_a_refusal_under_the_lock_closes_everything_and_releases_the_lock(recorded, monkeypatch):
     skip_set_up(monkeypatch, recorded)
-    run = recorded.TrainingRun(full_args(), "CAC", "openset_training")
+    run = recorded.TrainingRun(full_args(), "CAC")
 
-    def refuse():
+    def refuse(*args):
         raise UserError("refused")
 
-    monkeypatch.setattr(run, "check_run_state", refuse)
+    monkeypatch.setattr(recorded, "check_run_state", refuse)
     with pytest.raises(UserError, match="refused"):
         run.__enter__()
-    assert RecordedAccel.closed == [run.accel] and all(lock.fd is None for lock in run.locks)
+    assert RecordedAccel.closed == [run.accel] and not any(lock.is_locked for lock in run.locks)
+
+
+def test_entering_takes_the_runs_lock_so_a_second_start_is_refused(recorded, monkeypatch):
+    """While a run is entered, the same run started again (here in the same process: flock is per
+    open file) is refused before it reads any data, naming the lock; once it has left, it starts."""
+    skip_set_up(monkeypatch, recorded)
+    with recorded.TrainingRun(full_args(), "CAC") as run:
+        assert all(lock.is_locked for lock in run.locks)
+        with pytest.raises(UserError, match="is being trained now by another process"):
+            recorded.TrainingRun(full_args(), "CAC")
+    assert not any(lock.is_locked for lock in run.locks)
+    recorded.TrainingRun(full_args(), "CAC").close()
 
 
 def test_a_stop_by_signal_closes_the_writer_and_the_process_group(recorded, monkeypatch):
@@ -223,8 +232,12 @@ def test_a_stop_by_signal_closes_the_writer_and_the_process_group(recorded, monk
         def close(self):
             closed.append(self)
 
-    with pytest.raises(Interrupted):
-        with recorded.TrainingRun(full_args(), "CAC", "openset_training") as run:
+    with pytest.raises(Interrupted) as stopped:
+        with recorded.TrainingRun(full_args(), "CAC", ["--dataset", "Digits", "--overwrite"]) as run:
             run.writer = Writer()
-            raise Interrupted("SIGTERM after epoch 0", 143)
+            run.epochs, run.epoch, run.saved_epoch = range(0, 5), 3, 3
+            raise Interrupted("SIGTERM", 143)
     assert len(closed) == 1 and run.writer is None and RecordedAccel.closed == [run.accel]
+    assert stopped.value.exit_status == 143
+    assert str(stopped.value) == (f"SIGTERM in epoch 3; {run.last} holds the run after epoch 2: continue it with "
+                                  f"`python train_cacOpenset.py --dataset Digits --continue`")

@@ -1,0 +1,123 @@
+"""Continuing an interrupted run (`--continue`) from its ...Last.pth.
+
+A training run saves networks/weights/<dataset>/<dataset>_<trial>_<name><Method>Last.pth before
+its first epoch and after every epoch: the network, the optimizer (and the modern recipe's
+schedule), the next epoch and the end of the planned ones, the phase (0: first run, 1: -r), the
+best validation values so far, metrics.jsonl's size, the run's arguments and every process's
+random states (Python, NumPy, torch CPU and CUDA, the data loaders' generators). A stop (Ctrl-C,
+SIGTERM, a crash, kill -9) loses at most the epoch in progress: --continue puts the state after
+the last finished epoch back and runs the epochs left, so with --seed on a CPU the result equals
+the uninterrupted run's, bit for bit. What cannot be put back (another device type, number of
+processes or data pipeline) is re-derived, and said in one line.
+"""
+import random
+
+import numpy as np
+import torch
+
+from core.errors import UserError
+from core.values import is_number, is_whole_number
+from networks.checkpoint import read_checkpoint
+
+RESTART = "start the run again without --continue, with --overwrite"
+PHASES = ("a first run (no -r)", "a second phase (-r)")
+# what every ...Last.pth holds, with its type (checked before anything is restored)
+STATE_TYPES = {"phase": int, "epoch": int, "end_epoch": int, "args": dict, "optimizer": dict, "best": dict,
+               "rng": dict}
+RNG_KEYS = ("python", "numpy", "torch", "cuda", "generators")
+# arguments that may differ when continuing: where and how fast it runs, not what it computes
+MAY_DIFFER = {"continue_run", "overwrite", "device", "workers", "pipeline", "data_root", "no_download", "cache_dir",
+              "tensorboard", "amp", "compile", "sync_bn", "tf32"}
+
+
+def rng_state(generators, device):
+    """Every random state this process draws from, as tensors and plain values (a weights_only
+    load reads them back); `generators`: the data loaders' torch.Generators."""
+    name, keys, pos, has_gauss, cached = np.random.get_state()
+    return {"python": random.getstate(), "numpy": [name, torch.from_numpy(keys.astype(np.int64)), pos, has_gauss,
+                                                   cached],
+            "torch": torch.get_rng_state(),
+            "cuda": [torch.cuda.get_rng_state(device)] if device.type == "cuda" else [],
+            "generators": [g.get_state() for g in generators]}
+
+
+def generators_fit(saved, generators):
+    """Whether saved data generator states go back into `generators`: as many, of the same kind
+    (a CUDA generator's state is 16 bytes, a CPU one's 5,056)."""
+    return len(saved) == len(generators) and all(s.shape == g.get_state().shape for s, g in zip(saved, generators))
+
+
+def set_rng_state(state, generators, device, data=True):
+    """Put back what rng_state saved (a CUDA state only on a CUDA run; the data generators when `data`)."""
+    random.setstate(state["python"])
+    name, keys, pos, has_gauss, cached = state["numpy"]
+    np.random.set_state((name, keys.numpy().astype(np.uint32), pos, has_gauss, cached))
+    torch.set_rng_state(state["torch"])
+    if state["cuda"] and device.type == "cuda":
+        torch.cuda.set_rng_state(state["cuda"][0], device)
+    for generator, saved in zip(generators if data else [], state["generators"]):
+        generator.set_state(saved)
+
+
+def read_last_state(path, phase, args):
+    """The ...Last.pth at `path` that `--continue` of `args` in `phase` can pick up, checked: its
+    entries and types, the phase, epochs left, and every argument that decides what is computed
+    (all but MAY_DIFFER) the same as the interrupted run's; else one UserError line."""
+    try:
+        state = read_checkpoint(path)
+    except UserError as e:
+        raise UserError(f"{e}; --continue needs the state of an interrupted run: start it without --continue") from None
+    for key, kind in STATE_TYPES.items():
+        value = state.get(key)
+        if not isinstance(value, kind) or (kind is int and not is_whole_number(value)):
+            raise UserError(f"{path} is not a usable interrupted-run state ({key!r} is missing or not "
+                            f"{'a whole number' if kind is int else 'a dict'}); {RESTART}")
+    if state["phase"] not in (0, 1):
+        raise UserError(f"{path} holds an unknown phase {state['phase']!r}; {RESTART}")
+    if state["phase"] != phase:
+        raise UserError(f"{path} holds {PHASES[state['phase']]} but this command starts {PHASES[phase]}: "
+                        f"{'add' if state['phase'] else 'drop'} -r to continue it")
+    if state.get("step", 0):
+        raise UserError(f"{path} was saved in the middle of epoch {state['epoch']} by an earlier version of this "
+                        f"code, which this one cannot continue: continue it with that version, or {RESTART}")
+    saved, given = state["args"], vars(args)
+    for key in [k for k in saved if k not in MAY_DIFFER and k != "resume"]:
+        if saved[key] != given.get(key):
+            flag = f"--{key}"
+            was = f"with {flag} {saved[key]}" if saved[key] is not None else f"without {flag}"
+            raise UserError(f"{path} was trained {was}, this command gives "
+                            f"{'no ' + flag if given.get(key) is None else f'{flag} {given[key]}'}: "
+                            f"continue it {was}")
+    if state["epoch"] >= state["end_epoch"]:
+        raise UserError(f"{path}: that run finished all its epochs (to {state['end_epoch'] - 1}); nothing to "
+                        f"continue: start the next phase with -r, or evaluate")
+    ranks = [state["rng"], *state.get("ranks", [])]
+    if not all(isinstance(r, dict) and all(k in r for k in RNG_KEYS) for r in ranks) or \
+            not all(is_number(v) for v in state["best"].values()):
+        raise UserError(f"{path} is not a usable interrupted-run state (its random states or best values are "
+                        f"damaged); {RESTART}")
+    return state
+
+
+def restore_random_states(state, rank, world, generators, device, seed):
+    """Give this process (`rank` of `world`) its saved random states; the data generators are
+    rank 0's (every rank draws the same batches), re-seeded from `seed` and the epoch when they do
+    not fit (another pipeline or device). Returns the phrases of what was re-derived (rank 0 says them)."""
+    ranks = [state["rng"], *state.get("ranks", [])]
+    own = ranks[rank] if rank < len(ranks) else {**ranks[0], "torch": torch.get_rng_state(), "cuda": []}
+    fits = generators_fit(ranks[0]["generators"], generators)
+    set_rng_state({**own, "generators": ranks[0]["generators"]}, generators, device, data=fits)
+    changed = []
+    if state.get("device", device.type) != device.type:
+        changed.append(f"saved on {state['device']}, continued on {device.type}: the CUDA generator "
+                       f"{'is not used' if device.type != 'cuda' else 'starts from --seed + rank'}")
+    if state.get("world", 1) != world:
+        changed.append(f"saved by {state.get('world', 1)} process(es), continued by {world}: a rank that was not "
+                       f"saved draws its dropout from --seed + rank")
+    if not fits:
+        for i, generator in enumerate(generators):
+            generator.manual_seed((seed * 1_000_003 + state["epoch"] * 101 + i) % 2**63)
+        changed.append(f"the data generators ({state.get('pipeline')} pipeline on {state.get('device')}) do not "
+                       f"fit this run's: re-seeded from --seed and the epoch, so epoch {state['epoch']} draws "
+                       f"another batch order")
+    return changed
