@@ -3,6 +3,7 @@ device, the trial's data and loaders, seeding), the run's lock, -r's start from 
 best checkpoint, --continue's from ...Last.pth (engine/continuing.py), the optimizer, the
 checkpoints, the run's log and config in runs/<run>/, and a stop by Ctrl-C or SIGTERM turned into
 one line that gives the command continuing the run."""
+import contextlib
 import functools
 import json
 import os
@@ -58,6 +59,7 @@ class TrainingRun:
         self.files, self.last = run_files(args, method), self.weights(LAST[method])
         self.locks = [FileLock(lock_path(ds, args.trial, args.name, method)) for ds in saved_under(args.dataset)]
         self.accel = self.writer = self.resumed_from = None
+        self.made_folders = []  # made for the lock files: removed on leaving if still empty
         self.epoch, self.saved_epoch, self.previous_sigterm = None, None, None
         check_run_state(args, method, self.run_dir, self.locks)
         if getattr(args, "pretrained", None) is not None:  # downloaded now if it must be (before the data)
@@ -270,6 +272,7 @@ class TrainingRun:
             if self.is_main:
                 try:
                     for lock in self.locks:
+                        self.made_folders += missing_folders(os.path.dirname(lock.lock_file))
                         lock.acquire(timeout=0)
                     check_run_state(self.args, self.method, self.run_dir, ())
                 except Timeout:
@@ -319,7 +322,23 @@ class TrainingRun:
                     self.accel.close()
             finally:
                 for lock in self.locks:
-                    lock.release()
+                    if lock.is_locked:  # its file goes too, so that a run leaves nothing but its own files
+                        with contextlib.suppress(OSError):
+                            os.remove(lock.lock_file)
+                        lock.release()
+                for folder in reversed(self.made_folders):
+                    with contextlib.suppress(OSError):
+                        os.rmdir(folder)  # only an empty one
+                self.made_folders = []
+
+
+def missing_folders(folder):
+    """`folder` and those above it that do not exist yet, outermost first."""
+    missing = []
+    while folder and not os.path.isdir(folder):
+        missing.insert(0, folder)
+        folder = os.path.dirname(folder)
+    return missing
 
 
 def _stop_on_sigterm(signum, frame):

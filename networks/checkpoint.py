@@ -27,7 +27,7 @@ def make_checkpoint(net, acc, epoch, config, method, dataset, trial, known_class
     """A best-checkpoint dict: the original's {'net', 'acc', 'epoch'} (`net`'s weights under the
     original's layer names too) plus what rebuilds and explains the network: its NetworkConfig
     `config`, the method, the data set, trial and known classes, the run's `args` (a dict) and git
-    commit. (An interrupted run's ...Last.pth is another schema: engine/resume.py.)"""
+    commit. (An interrupted run's ...Last.pth is another schema: engine/continuing.py.)"""
     return {"net": net.state_dict_with_aliases(), "acc": acc, "epoch": epoch, "backbone": config.backbone,
             "network": config.as_dict(), "method": method, "dataset": dataset, "trial": trial,
             "known_classes": list(known_classes), "args": args, "git": git}

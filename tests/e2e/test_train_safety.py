@@ -18,7 +18,6 @@ import pytest
 import torch
 
 from conftest import REPO, assert_one_line_error, run_script
-from core.lock import RunLock
 from e2e.workdirs import checkpoint, datasets_dir, private_datasets_dir
 from fakedata import write_image_folder
 
@@ -160,66 +159,56 @@ def test_resume_with_overwrite_runs_the_second_phase_again(tmp_path, private_cac
     assert proc.returncode == 0, proc.stderr
     last = torch.load(tmp_path / WEIGHTS / "Digits_0_pCACclassifierLast.pth", weights_only=True)
     assert (last["phase"], last["epoch"], last["end_epoch"]) == (1, 2, 2)  # -r ran epoch 1, after the file's 0
-    assert not list((tmp_path / WEIGHTS).glob(".*lock"))  # the lock went with the run
 
 
 # ------------------------------------------------------------------ one training of a run at a time
 HOLD_LOCK = """
 import sys, time
-sys.path.insert(0, {repo!r})
-from core.lock import RunLock
-lock = RunLock({path!r}, "run")
-lock.acquire()
+from filelock import FileLock
+lock = FileLock({path!r})
+lock.acquire(timeout=0)
 print("locked", flush=True)
 time.sleep(120)
 """
 
 
 def test_a_second_training_refuses_while_the_first_holds_the_lock(tmp_path):
-    """Another process holds the run's lock: refused in one line naming it, nothing written; the
-    other run (CE, same name) has its own lock. Killed, it leaves its lock file, taken over."""
+    """Another process holds the run's lock: refused in one line, nothing written. Killed, it leaves
+    its lock file, which the next run simply takes."""
     lock = os.path.join(tmp_path, WEIGHTS, ".Digits_0_heldCAC.lock")
-    holder = subprocess.Popen([sys.executable, "-c", HOLD_LOCK.format(repo=REPO, path=lock)],
-                              stdout=subprocess.PIPE, text=True)
+    os.makedirs(os.path.dirname(lock))
+    holder = subprocess.Popen([sys.executable, "-c", HOLD_LOCK.format(path=lock)], stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout.readline().strip() == "locked"
         before = snapshot(tmp_path)
         proc = run_script(TRAIN_CAC, *DIGITS, "--name", "held", "--overwrite", cwd=tmp_path, in_process=True)
-        assert_one_line_error(proc, "being trained now by process", str(holder.pid), "another --name")
+        assert_one_line_error(proc, "is being trained now by another process", "another --name")
         assert snapshot(tmp_path) == before
     finally:
         holder.kill()  # SIGKILL: no clean-up runs, the lock file stays
         holder.wait()
-    assert os.path.exists(lock) and RunLock(lock, "run").holder() is None  # stale: nobody holds it
-    taken = RunLock(lock, "run")
-    taken.acquire()  # the stale file is taken over, not refused
-    with open(lock) as f:
-        assert f.read().strip() == str(os.getpid())
-    taken.release()
-    assert not os.path.exists(lock)
+    assert os.path.exists(lock)
+    proc = run_script(TRAIN_CAC, *DIGITS, "--name", "held", "--overwrite", cwd=tmp_path, in_process=True)
+    assert proc.returncode == 0, proc.stderr  # the stale file is taken over, not refused
 
 
-def test_a_real_training_holds_its_lock_and_a_killed_ones_is_taken_over(tmp_path, monkeypatch):
+def test_a_real_training_holds_its_lock(tmp_path, monkeypatch):
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
     first = subprocess.Popen([sys.executable, os.path.join(REPO, TRAIN_CE), "--dataset", "Digits", "--trial", "0",
                               "--epochs", "30", "--workers", "0", "--name", "twice"], cwd=tmp_path,
                              stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
                              env={**os.environ, "PYTHONUNBUFFERED": "1"})
-    lock = RunLock(os.path.join(tmp_path, WEIGHTS, ".Digits_0_twiceClosedSet.lock"), "run")
     try:
         for line in first.stdout:  # the first epoch line: the run has locked, written and trained
             if line.startswith('{"epoch": 0'):
                 break
-        assert lock.holder() == str(first.pid)
         proc = run_script(TRAIN_CE, *DIGITS, "--name", "twice", "--overwrite", cwd=tmp_path, in_process=True)
-        assert_one_line_error(proc, "being trained now by process", str(first.pid))
+        assert_one_line_error(proc, "run Digits_0_twiceClosedSet is being trained now by another process")
     finally:
         first.send_signal(signal.SIGKILL)
         first.wait()
-    assert os.path.exists(lock.path)  # left by the killed process
     proc = run_script(TRAIN_CE, *DIGITS, "--name", "twice", "--overwrite", cwd=tmp_path, in_process=True)
     assert proc.returncode == 0, proc.stderr
-    assert not os.path.exists(lock.path)
     with open(tmp_path / "runs" / "Digits_0_twiceClosedSet" / "config.json") as f:
         assert json.load(f)["args"]["epochs"] == 1  # this run's, not the killed one's (30)
 
@@ -315,16 +304,15 @@ def test_a_read_only_checkpoint_is_refused_before_training(tmp_path, private_cac
 # ------------------------------------------------------------------ --continue: a ...Last.pth it cannot use
 def usable_state():
     """A ...Last.pth as a CAC run on Digits saves it after epoch 0 of 3."""
-    from engine.resume import rng_state
+    from engine.continuing import rng_state
     from networks.openSetClassifier import openSetClassifier
 
     net = openSetClassifier(num_classes=6, num_channels=1, im_size=16)
     optimizer = torch.optim.SGD(net.parameters(), lr=0.01, momentum=0.9)
     generators = [torch.Generator(), torch.Generator()]
-    return {"net": net.state_dict(), "optimizer": optimizer.state_dict(), "epoch": 1, "step": 0, "end_epoch": 3,
-            "phase": 0, "best": {"anchor": 1.0, "cac": 1.0, "acc": 50.0}, "train_sums": None, "seen": 0,
-            "rng": rng_state(generators), "epoch_rng": rng_state(generators), "backbone": "cnn",
-            "method": "CAC", "args": {"alpha": 10.0, "lbda": 0.1}, "log_size": 0}
+    return {"net": net.state_dict(), "optimizer": optimizer.state_dict(), "epoch": 1, "end_epoch": 3, "phase": 0,
+            "best": {"anchor": 1.0, "cac": 1.0, "acc": 50.0}, "rng": rng_state(generators, torch.device("cpu")),
+            "ranks": [], "backbone": "cnn", "method": "CAC", "log_size": 0, "args": {"alpha": 10.0, "lbda": 0.1}}
 
 
 def other_optimizer(state):
@@ -332,11 +320,11 @@ def other_optimizer(state):
 
 
 BAD_STATES = {
-    "no_optimizer": (lambda s: s.pop("optimizer"), "no 'optimizer'"),
+    "no_optimizer": (lambda s: s.pop("optimizer"), "'optimizer' is missing or not a dict"),
     "unknown_phase": (lambda s: s.update(phase=7), "unknown phase 7"),
-    "epoch_text": (lambda s: s.update(epoch="1"), "'epoch' is a str"),
-    "best_text": (lambda s: s["best"].update(acc="high"), "'best' holds a value that is not a number"),
-    "optimizer_of_another_network": (other_optimizer, "optimizer or random state does not fit"),
+    "epoch_text": (lambda s: s.update(epoch="1"), "'epoch' is missing or not a whole number"),
+    "best_text": (lambda s: s["best"].update(acc="high"), "its random states or best values are damaged"),
+    "optimizer_of_another_network": (other_optimizer, "optimizer, schedule or random state does not fit"),
 }
 
 
