@@ -1,4 +1,6 @@
-"""The open-set metrics, computed from per-image scores (and the top-1 accuracy, the OSCR curve).
+"""The open-set metrics, computed from per-image scores (and the top-1 accuracy, the OSCR curve):
+scikit-learn's where it has them (AUROC, average precision, macro-F1, the ROC points); OSCR and the
+operating threshold are written here.
 
 Convention: every score here is an *unknown* score, larger = more likely an image of no
 known class (the paper's CAC score min_i s_i; minus the maximum softmax probability; ...).
@@ -8,7 +10,7 @@ wherever a metric compares a known with an unknown score (as sklearn's ROC does)
 import math
 
 import numpy as np
-from sklearn.metrics import roc_auc_score
+from sklearn.metrics import average_precision_score, f1_score, roc_auc_score, roc_curve
 
 ACCEPT_RATE = 0.95  # share of known validation images the operating threshold accepts
 
@@ -70,38 +72,19 @@ def oscr(known_scores, known_correct, unknown_scores):
     return float(np.sum(np.diff(x) * (y[1:] + y[:-1]) / 2))  # trapezoids: a tie moves both at once
 
 
-def average_precision(positive_scores, negative_scores):
-    """Area under precision-recall as sum_n (R_n - R_{n-1}) P_n over thresholds from high to
-    low (no interpolation); larger score = more likely positive."""
-    pos, neg = np.sort(_scores(positive_scores))[::-1], np.sort(_scores(negative_scores))[::-1]
-    thresholds = np.unique(np.concatenate([pos, neg]))[::-1]  # descending
-    tp = np.searchsorted(-pos, -thresholds, side="right")  # positives with score >= t
-    fp = np.searchsorted(-neg, -thresholds, side="right")
-    precision, recall = tp / (tp + fp), tp / len(pos)
-    return float(np.sum(np.diff(np.r_[0.0, recall]) * precision))
-
-
 def fpr_at_tpr(known_scores, unknown_scores, tpr=ACCEPT_RATE):
-    """Share of unknown test images accepted at the threshold accepting `tpr` of the known
-    test images (known = positive, as in the out-of-distribution literature)."""
-    t = acceptance_threshold(known_scores, tpr)
-    return float(np.mean(_scores(unknown_scores) <= t))
+    """Share of unknown test images accepted at the threshold accepting `tpr` of the known test
+    images (known = positive, as in the out-of-distribution literature): the first ROC point
+    (scikit-learn's, every threshold kept) whose true positive rate reaches `tpr`."""
+    is_known = np.r_[np.ones(len(known_scores)), np.zeros(len(unknown_scores))]
+    fpr, tprs, _ = roc_curve(is_known, -np.r_[_scores(known_scores), _scores(unknown_scores)],
+                             drop_intermediate=False)
+    return float(fpr[np.argmax(tprs >= tpr)])
 
 
 def open_set_predictions(predicted, scores, threshold, unknown_label):
     """Closed-set predictions, with every image scoring above `threshold` set to `unknown_label`."""
     return np.where(_scores(scores) <= threshold, np.asarray(predicted).ravel(), unknown_label)
-
-
-def macro_f1(predicted, labels, num_classes):
-    """Mean over classes 0..num_classes-1 of F1 = 2 TP / (2 TP + FP + FN) (0 when undefined)."""
-    predicted, labels = np.asarray(predicted).ravel(), np.asarray(labels).ravel()
-    f1 = []
-    for c in range(num_classes):
-        tp = np.sum((predicted == c) & (labels == c))
-        wrong = np.sum((predicted == c) != (labels == c))  # FP + FN
-        f1.append(2 * tp / (2 * tp + wrong) if tp + wrong else 0.0)
-    return float(np.mean(f1))
 
 
 def all_metrics(known_pred, known_scores, known_labels, unknown_pred, unknown_scores, val_scores, num_known,
@@ -117,14 +100,16 @@ def all_metrics(known_pred, known_scores, known_labels, unknown_pred, unknown_sc
     open_pred = np.r_[open_set_predictions(known_pred, known_scores, threshold, num_known),
                       open_set_predictions(unknown_pred, unknown_scores, threshold, num_known)]
     open_labels = np.r_[known_labels, np.full(len(unknown_scores), num_known)]
+    both, is_unknown = np.r_[known_scores, unknown_scores], np.r_[np.zeros(len(known_scores)), np.ones(len(unknown_scores))]
     return {
         "accuracy": accuracy(known_pred, known_labels),
         "auroc": auroc(known_scores, unknown_scores),
         "oscr": oscr(known_scores, correct, unknown_scores),
-        "aupr_in": average_precision(-known_scores, -unknown_scores),
-        "aupr_out": average_precision(unknown_scores, known_scores),
+        "aupr_in": float(average_precision_score(1 - is_unknown, -both)),  # known = positive
+        "aupr_out": float(average_precision_score(is_unknown, both)),
         "fpr95": fpr_at_tpr(known_scores, unknown_scores),
         "open_set_accuracy": float(np.mean(open_pred == open_labels)),
-        "open_set_macro_f1": macro_f1(open_pred, open_labels, num_known + 1),
+        "open_set_macro_f1": float(f1_score(open_labels, open_pred, labels=range(num_known + 1), average="macro",
+                                            zero_division=0)),
         "threshold": threshold,
     }
