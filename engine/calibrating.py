@@ -24,6 +24,7 @@ from engine.accel import default_channels_last
 from engine.calibration import SCORERS, anchor_key, calibration_record, weights_digest
 from engine.cli import seed_everything
 from engine.evaluation import gather_outputs, overflow_error
+from engine.recipe import use_normalization
 from metrics import ACCEPT_RATE, acceptance_threshold
 from networks.build import build_network
 from networks.config import NetworkConfig
@@ -66,6 +67,7 @@ def make_calibration(path, ckpt, args, method, device):
     start = time.perf_counter()
     try:
         data = OpenSetData.from_args(args, args.trial)
+        use_normalization(data, getattr(args, "recipe", None))  # as it trained (engine/recipe.py)
     except UserError as e:
         raise UserError(f"checkpoint {path} has no calibration yet, and making it needs the data it was trained "
                         f"on: {e} (predict.py --data_root/--split_file: where that data is now)") from None

@@ -20,6 +20,7 @@ from engine.calibration import (SCORERS, anchor_key, cached_anchor_means, calibr
 from engine.commands import train_command
 from engine.cli import check_common_args, print_header, resolve_device, seed_everything
 from engine.trial_choice import chosen_trials, trials_label
+from engine.recipe import use_normalization
 from engine.report import ScorerOutput, TrialResult, report, result_targets
 from metrics import ACCEPT_RATE, all_metrics
 from networks.build import build_network
@@ -68,6 +69,7 @@ class TrialRun:
         self.workers = data.cfg["num_workers"] if args.workers is None else args.workers
         self.start = time.perf_counter()
         self.net, self.ckpt, self.path, self.config = load_trial_network(evaluation, data)
+        use_normalization(data, (self.ckpt.get("args") or {}).get("recipe"))  # as it trained (engine/recipe.py)
         self.calibration = stored_calibration(self.ckpt, self.path, evaluation.method, data.num_known)
         self.anchors = self.anchor_key = None
 

@@ -101,7 +101,9 @@ class TrainState:
         """Whether `value` beats the best `key` so far (lower or higher is better; with `ties`,
         an equal value counts); if so it becomes the best."""
         best = self.best[key]
-        if lower:
+        if self.run.recipe.whole_train:  # --recipe vaze: every epoch's network is kept, so the last one is
+            better = True
+        elif lower:
             better = value <= best if ties else value < best
         else:
             better = value >= best if ties else value > best

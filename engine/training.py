@@ -16,7 +16,7 @@ from engine.accel import Accel
 from engine.commands import train_command
 from engine.placement import choose_pipeline, pipeline_name
 from engine.cli import git_commit, print_header, resolve_device, seed_everything
-from engine.recipe import Recipe, phase_schedule
+from engine.recipe import Recipe, phase_schedule, use_normalization
 from engine.run_guard import check_run_state, check_training_args, check_writable, remove_old_run, run_files
 from networks.checkpoint import load_checkpoint, make_checkpoint, save_checkpoint
 from networks.config import NetworkConfig
@@ -88,14 +88,14 @@ class TrainingRun:
                                 f"{self.cfg['val_fraction']}): add images (two or more per class), or change "
                                 f"val_fraction in datasets/config.json")
         self.hparams = self.cfg[phase_key] = phase_schedule(self.cfg[phase_key], self.phase, self.args.lr)
+        use_normalization(self.data, self.args.recipe)  # the recipe's (engine/recipe.py)
 
     def _build_loaders(self):
         a = self.args
         workers = self.cfg["num_workers"] if a.workers is None else a.workers
         batch = self.recipe.batch_size  # the global batch: torchrun splits it across ranks
         train, val = self.data.train_dataset(), self.data.val_dataset()
-        if self.recipe.modern:  # the recipe's augmentation (RandAugment: per sample, see datasets/augment.py)
-            train = type(train)(train.base, train.indices, train.labels, self.recipe.train_spec(train.spec))
+        train = self.recipe.train_subset(train, val)  # the recipe's images and augmentation (engine/recipe.py)
         # one decision for all ranks (engine/placement.py)
         pipeline = choose_pipeline(self.accel, a.pipeline, [train, val], self.network_config(), self.method, batch)
         loader = {"pipeline": pipeline, "workers": workers, "seed": a.seed, "device": self.device,

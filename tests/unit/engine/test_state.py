@@ -36,7 +36,10 @@ def test_stop_signals_ask_once_then_act():
 def test_improved_keeps_the_best_value_by_its_own_rule():
     """Lower or higher is better, ties count unless told otherwise (the closed-set rule is the
     original's strict >); NaN never improves; the best values keep their order."""
+    from types import SimpleNamespace
+
     state = TrainState.__new__(TrainState)
+    state.run = SimpleNamespace(recipe=SimpleNamespace(whole_train=False))
     state.best = {"anchor": float("inf"), "acc": 50.0}
     assert state.improved("anchor", 2.0, lower=True) and state.best["anchor"] == 2.0
     assert state.improved("anchor", 2.0, lower=True)  # a tie counts
@@ -44,6 +47,9 @@ def test_improved_keeps_the_best_value_by_its_own_rule():
     assert not state.improved("acc", 50.0, ties=False) and state.improved("acc", 50.0)
     assert not state.improved("acc", float("nan")) and state.best == {"anchor": 2.0, "acc": 50.0}
     assert list(state.best) == ["anchor", "acc"]
+    state.run.recipe.whole_train = True  # --recipe vaze: the last epoch's network is the one kept
+    assert state.improved("anchor", 9.0, lower=True) and state.improved("acc", 1.0, ties=False)
+    assert state.best == {"anchor": 9.0, "acc": 1.0}
 
 
 class CountingSums:
