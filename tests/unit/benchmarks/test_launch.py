@@ -164,3 +164,44 @@ def test_a_job_waits_for_an_earlier_job_of_its_cell(tmp_path, monkeypatch):
     held.close()
     worker.join(30)
     assert "result" in out["cell"] and "error" not in out
+
+
+def test_download_sets_up_tinyimagenet_and_fetches_once_before_parallel_jobs(tmp_path, monkeypatch):
+    """--download: TinyImageNet's own setup script first (torchvision does not fetch it); with jobs
+    at once, each other source's two splits fetched here, once; without --download, nothing."""
+    import datasets.sources
+
+    ran, opened = [], []
+    monkeypatch.setattr(launch, "run", lambda script, argv, workdir, log=None, **kw: ran.append((script, argv)))
+    monkeypatch.setattr(datasets.sources, "open_source", lambda source, root, train, download: opened.append(
+        (source, root, train, download)))
+    fake_slurm(tmp_path, monkeypatch)
+    root = os.path.join(str(tmp_path), "datasets/data")
+    for extra, want_ran, want_opened in (
+            ([], [], []),
+            (["--download"], [("datasets/setup_tinyimagenet.py", ["--data_root", root])], []),
+            (["--download", "--launcher", "slurm"], [("datasets/setup_tinyimagenet.py", ["--data_root", root])],
+             [(s, root, t, True) for s in ("CIFAR10", "CIFAR100") for t in (True, False)])):
+        ran.clear(), opened.clear()
+        args = parse_args(["--datasets", "TinyImageNet", "CIFAR+10", "CIFAR+50", "--workdir", str(tmp_path),
+                           "--out", str(tmp_path / "tbl"), *extra])
+        launch.fetch_data(args)
+        assert (ran, opened) == (want_ran, want_opened), extra
+
+
+def test_the_readmes_protocol_commands_parse_and_download(tmp_path, monkeypatch):
+    """The README's commands for the whole table: every paper data set, --download (so they run as
+    printed where there is internet), and the pool and Slurm variants parse as they stand."""
+    import shlex
+
+    fake_slurm(tmp_path, monkeypatch)
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    text = open(os.path.join(REPO, "README.md")).read()
+    lines = [line for line in text.splitlines() if line.startswith("python benchmarks/reproduce.py --datasets MNIST")]
+    assert len(lines) == 3
+    for line in lines:
+        argv = shlex.split(line)[2:]
+        args = parse_args(argv)
+        assert args.datasets == ["MNIST", "SVHN", "CIFAR10", "CIFAR+10", "CIFAR+50", "TinyImageNet"]
+        assert args.download and args.trials == [0, 1, 2, 3, 4] and args.methods == ["CAC", "CE"]
+    assert [parse_args(shlex.split(line)[2:]).launcher for line in lines] == ["local", "pool", "slurm"]
