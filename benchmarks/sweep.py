@@ -40,7 +40,7 @@ class Sweep:
 
     def run(self, cells):
         todo = [c for c in cells if "result" not in self.table["cells"].get(c.key, {}) and not self.follow(c)]
-        slots = list(range(self.args.jobs or len(todo) or 1))
+        slots = list(range(self.args.jobs or (len(todo) + len(self.running)) or 1))
         self.free = [s for s in slots if s not in {slot for _, slot, _ in self.running.values()}]
         try:
             while todo or self.running:
@@ -113,7 +113,9 @@ class Sweep:
         self.save()
         if "error" in out:
             self.fail(cell, out["error"], log)
-        elif not out.get("stopped"):
+        elif out.get("stopped"):  # by a signal to its process, or the stop of this command
+            self.fail(cell, "its job was stopped before the cell's end (its script saved its state)", log)
+        else:
             print(f"{cell.key}: done", flush=True)
 
     def fail(self, cell, message, log):

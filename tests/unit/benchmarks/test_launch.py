@@ -205,3 +205,29 @@ def test_the_readmes_protocol_commands_parse_and_download(tmp_path, monkeypatch)
         assert args.datasets == ["MNIST", "SVHN", "CIFAR10", "CIFAR+10", "CIFAR+50", "TinyImageNet"]
         assert args.download and args.trials == [0, 1, 2, 3, 4] and args.methods == ["CAC", "CE"]
     assert [parse_args(shlex.split(line)[2:]).launcher for line in lines] == ["local", "pool", "slurm"]
+
+
+def test_a_rerun_follows_slurm_jobs_instead_of_submitting_them_again(tmp_path, monkeypatch):
+    """The table records each cell's job: on the same command again, a job Slurm still runs is
+    followed (not submitted twice), one that ended is recorded from its result."""
+    from submitit.core.utils import cloudpickle_dump
+
+    from benchmarks.sweep import Sweep
+
+    fake_slurm(tmp_path, monkeypatch)
+    (tmp_path / "bin" / "sacct").write_text('#!/bin/sh\necho "JobID|State|NodeList"\necho "4243|RUNNING|node1"\n')
+    (tmp_path / "bin" / "sacct").chmod(stat.S_IRWXU)
+    args = sweep_args(tmp_path, "--launcher", "slurm")
+    folder = tmp_path / "tbl_jobs" / "submitit" / "earlier"
+    folder.mkdir(parents=True)
+    finished = {"phase0": {"epochs": 1, "train_s": 3.0}, "phase1": {"epochs": 1, "train_s": 2.0}, "eval_s": 1.0,
+                "result": {"max_logit": {"auroc": 0.7, "accuracy": 0.8, "oscr": 0.6}}}
+    cloudpickle_dump(("success", {"cell": finished}), folder / "4242_0_result.pkl")
+    table = new_table(args)
+    table["jobs"] = {f"Digits/{t}/CE": {"launcher": "slurm", "job_id": str(4242 + t), "folder": str(folder)}
+                     for t in (0, 1)}
+    sweep = Sweep(args, table, lambda: None)
+    zero, one, two = plan(args)
+    assert sweep.follow(zero) and table["cells"]["Digits/0/CE"] == finished and zero.key not in sweep.running
+    assert sweep.follow(one) and one.key in sweep.running and "Digits/1/CE" not in table["cells"]
+    assert not sweep.follow(two)  # no job yet: a new one is submitted
