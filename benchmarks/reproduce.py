@@ -44,7 +44,9 @@ def parse_args(argv=None):
     p.add_argument("--trials", nargs="+", type=trial_list, default=[[0, 1, 2, 3, 4]], help="e.g. 0-4 or 0 2 (default: 0-4)")
     p.add_argument("--methods", nargs="+", type=str.upper, choices=list(METHODS), default=list(METHODS),
                    help="cac, ce (default: both)")
-    p.add_argument("--recipe", choices=RECIPES, default="paper", help="training recipe (engine/recipe.py; default: paper)")
+    p.add_argument("--recipe", choices=RECIPES, default="paper",
+                   help="paper; modern: Vaze et al.'s recipe; vaze: theirs on their protocol, one run on the whole training "
+                        "set, the last epoch evaluated (engine/recipe.py; default: paper)")
     p.add_argument("--budget", type=float, default=1.0, help="share of every schedule's epochs (min 1; default: 1)")
     p.add_argument("--epochs", type=int, nargs="+", default=None, metavar="E",
                    help="epochs of the first and the -r phase, E0 E1 (--recipe vaze: E0 alone); replaces --budget")
