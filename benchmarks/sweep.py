@@ -133,9 +133,9 @@ class Sweep:
             with contextlib.suppress(OSError, ValueError):
                 os.kill(int(job.job_id), signal.SIGTERM)  # the controller hands it to the job
         deadline = time.time() + STOP_WAIT_S + 30
-        for key, (job, _, cell) in list(self.running.items()):
+        for job, _, cell in list(self.running.values()):
             while not job.done() and time.time() < deadline:
                 time.sleep(0.2)
-            if job.done():
-                with contextlib.suppress(Exception):
-                    self.record(job, cell)
+            with contextlib.suppress(Exception):  # a job killed by the terminal's Ctrl-C left no result
+                self.table["cells"][cell.key] = job.result()["cell"]  # what it finished
+        self.save()
