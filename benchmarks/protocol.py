@@ -2,16 +2,21 @@
 error line becomes the benchmark's), the machine and command lines of a table, reading an
 evaluation's results file, and benchmarks/reproduce.py's per-cell phases (what is done, what to
 continue) and its paper-shaped table (mean ± std over trials per data set, method and scorer)."""
+import contextlib
+import functools
 import json
 import os
 import platform
 import shlex
+import signal
 import subprocess
 import sys
+import threading
 import time
 
 import numpy as np
 
+from benchmarks.published import compare, markdown_lines
 from core.errors import UserError
 from core.files import atomic_write
 from networks.weights import CAC, CLOSED_SET, LAST, weights_path
@@ -23,19 +28,91 @@ METHODS = {"CAC": ("train_cacOpenset.py", "eval_cacOpenset.py", CAC, "openset_tr
 TABLE_METRICS = {"auroc": "AUROC", "accuracy": "accuracy", "oscr": "OSCR"}
 
 
-def run(script, argv, workdir, log=None):
+class Stopped(BaseException):
+    """A signal asked this process to stop (its name is the message); a BaseException, so that
+    no `except Exception` on the way swallows it, and run() stops its script first."""
+
+
+def raise_stopped(signum, frame):
+    raise Stopped(signal.Signals(signum).name)
+
+
+@contextlib.contextmanager
+def sigterm_stops():
+    """SIGTERM raises Stopped in the main thread while inside (as Ctrl-C raises KeyboardInterrupt)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, raise_stopped)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def run(script, argv, workdir, log=None, env=None, pass_fds=(), ignore=()):
     """Run one of the repo's scripts (in `workdir`); (seconds, stdout). Its own one-line error
-    ends the benchmark with the same line; `log`: a file that gets the script's output too."""
+    ends the benchmark with the same line; `log`: a file that gets the script's output too.
+
+    The script runs in a session of its own, so that a Ctrl-C or a signal meant for this process
+    reaches it once, from here: on any exception while it runs (KeyboardInterrupt, a stop) it gets
+    one SIGINT, saves its state and ends (stop_running) before the exception goes on. `env`: its
+    environment (default: this one); `pass_fds`: descriptors it inherits (a lock then lives as
+    long as it does); `ignore`: signals it starts with ignored."""
     command = [sys.executable, os.path.join(REPO, script), *map(str, argv)]
     start = time.perf_counter()
-    proc = subprocess.run(command, cwd=workdir, capture_output=True, text=True)
-    if log is not None:
-        log.write(f"$ {shlex.join(command)}\n{proc.stdout}{proc.stderr}\n")
-        log.flush()
+    preexec = functools.partial(_ignore_signals, tuple(ignore)) if ignore else None
+    proc = subprocess.Popen(command, cwd=workdir, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=env, pass_fds=tuple(pass_fds), start_new_session=True, preexec_fn=preexec)
+    RUNNING.append(proc)
+    out = err = ""
+    try:
+        out, err = proc.communicate()
+    except BaseException:
+        out, err = _stop(proc)
+        raise
+    finally:
+        RUNNING.remove(proc)
+        if log is not None:
+            log.write(f"$ {shlex.join(command)}\n{out or ''}{err or ''}\n")
+            log.flush()
     if proc.returncode != 0:
-        last = (proc.stderr.strip().splitlines() or ["(no output)"])[-1]
+        last = (err.strip().splitlines() or ["(no output)"])[-1]
         raise UserError(f"{script} failed (exit {proc.returncode}): {last.removeprefix('error: ')}")
-    return time.perf_counter() - start, proc.stdout
+    return time.perf_counter() - start, out
+
+
+STOP_WAIT_S = 120  # how long a stopped script may take to save its state before it is killed
+RUNNING = []  # the scripts run() is running now in this process
+
+
+def _ignore_signals(signals):
+    for sig in signals:
+        signal.signal(sig, signal.SIG_IGN)
+
+
+def _stop(proc):
+    """SIGINT to a script still running (it saves its state and ends); its (stdout, stderr)."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGINT)
+    try:
+        return proc.communicate(timeout=STOP_WAIT_S)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        return proc.communicate()
+
+
+def stop_running(wait=STOP_WAIT_S):
+    """From a signal handler: SIGINT to every script run() is running, then wait for each to end
+    (killed after `wait` seconds). It only waits (no pipe is read here: the interrupted run()
+    reads the rest of the output when it goes on)."""
+    for proc in list(RUNNING):
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(timeout=wait)
+        except subprocess.TimeoutExpired:
+            proc.kill()
 
 
 def trial_list(text):
@@ -111,9 +188,12 @@ def markdown(table):
     summary, methods = table["summary"], table["methods"]
     columns = [(m, s) for m in methods for s in next(
         (summary[ds][m] for ds in summary if m in summary[ds]), {})]
+    phases = ("one training run on the whole training set (train and validation parts), the last epoch's "
+              "network evaluated (Vaze et al.'s protocol)" if table["recipe"] == "vaze"
+              else "both phases (first run, then -r at the lower lr)")
     lines = [f"**Open-set protocol**, recipe `{table['recipe']}`, trials {', '.join(map(str, table['trials']))}, "
-             f"both phases (first run, then -r at the lower lr); epochs per phase: "
-             + "; ".join(f"{ds} {e[0]} + {e[1]}" for ds, e in table["epochs"].items())
+             f"{phases}; epochs per phase: "
+             + "; ".join(f"{ds} {' + '.join(map(str, e))}" for ds, e in table["epochs"].items())
              + f" (budget {table['budget']}). {table['done']} of {table['planned']} cells done.", ""]
     for metric, label in TABLE_METRICS.items():
         lines += [f"{label} (mean ± std over trials; n = trials done):", "",
@@ -125,6 +205,7 @@ def markdown(table):
                 f"{fmt(row[m][s][metric])} (n={row[m][s][metric]['n']})" if m in row and s in row[m] else "…"
                 for m, s in columns) + " |")
         lines.append("")
+    lines += markdown_lines(table.get("published", []))
     lines += ["Scorers: CAC `cac` (paper), `min_distance`; CE `max_softmax` (paper baseline), `max_logit` "
               "(Vaze et al.). Accuracy: closed-set top-1 (share); OSCR: open-set classification rate.",
               "", f"Machine: {table['machine']}. Code: git {table['git']}. Wall time: {table['wall_s']:.0f} s "
@@ -140,6 +221,7 @@ def write_table(table, out):
                  done=sum("result" in c for c in cells.values()),
                  wall_s=sum((c.get(f"phase{p}", {}).get("train_s") or 0) for c in cells.values() for p in (0, 1))
                  + sum(c.get("eval_s", 0) for c in cells.values()))
+    table["published"] = compare(table)
     try:
         os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
         with atomic_write(out + ".json", "w") as f:

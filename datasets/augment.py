@@ -6,13 +6,17 @@ device-resident one (datasets/resident.py reads the same fields).
           RandomRotation(rotate), ToTensor, Normalize
   eval    Resize, ToTensor, Normalize
   anchor  Resize, CenterCrop, ToTensor, Normalize
-  train under --recipe modern (engine/recipe.py, `randaugment` set): Resize, RandAugment(1, M),
-          RandomCrop(padding pad), RandomHorizontalFlip(flip), ToTensor, Normalize; per sample
-          only (the resident pipeline leaves such a subset to the torchvision DataLoader)
+  train under --recipe modern or vaze (engine/recipe.py, `randaugment` set), in Vaze et al.'s
+          order: their RandAugment(1, M) (datasets/randaugment.py; `geometry` False: without
+          rotation and translation), Resize, RandomCrop(padding pad), RandomHorizontalFlip(flip),
+          ToTensor, Normalize; per sample only (the resident pipeline leaves such a subset to the
+          torchvision DataLoader)
 """
 from dataclasses import dataclass
 
 from torchvision import transforms as T
+
+from datasets.randaugment import VazeRandAugment
 
 KINDS = ("train", "eval", "anchor")
 CROP_RATIO = (3.0 / 4.0, 4.0 / 3.0)  # RandomResizedCrop's default range of aspect ratios
@@ -33,6 +37,7 @@ class AugmentSpec:
     rotate: float = 0.0
     randaugment: int | None = None  # RandAugment's magnitude M (N=1); None: the paper's augmentation
     pad: int = 0  # RandomCrop's padding, with randaugment
+    geometry: bool = True  # RandAugment's rotation and translations
 
     @classmethod
     def from_config(cls, kind, cfg, mean, std):
@@ -64,9 +69,9 @@ class AugmentSpec:
     def transform(self):
         """The torchvision Compose of the per-sample pipeline."""
         steps = self.head()
-        if self.random and self.randaugment is not None:
-            steps += [T.RandAugment(num_ops=1, magnitude=self.randaugment),
-                      T.RandomCrop(self.im_size, padding=self.pad), T.RandomHorizontalFlip(self.flip)]
+        if self.random and self.randaugment is not None:  # theirs: RandAugment on the image as read
+            steps = [VazeRandAugment(1, self.randaugment, self.geometry), *steps,
+                     T.RandomCrop(self.im_size, padding=self.pad), T.RandomHorizontalFlip(self.flip)]
         elif self.random:
             steps += [T.RandomResizedCrop(self.im_size, scale=(self.scale_min, 1.0)),
                       T.RandomHorizontalFlip(self.flip), T.RandomRotation(self.rotate)]

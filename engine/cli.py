@@ -83,10 +83,10 @@ def training_parser(default_name="myTest"):
                    help="ResNet backbones: start from torchvision's ImageNet weights (alone: downloaded into torch "
                         "hub's cache, or read from there offline) or from FILE, a torchvision state_dict saved "
                         "with torch.save (default: none, from scratch)")
-    g.add_argument("--recipe", default="paper", choices=["paper", "modern"],
+    g.add_argument("--recipe", default="paper", choices=["paper", "modern", "vaze"],
                    help="paper: the config's schedule and augmentation (the original); modern: Vaze et al. 2022's "
-                        "(SGD lr 0.1, cosine warm restarts, 600 epochs, RandAugment; engine/recipe.py) "
-                        "(default: paper)")
+                        "(SGD lr 0.1, cosine warm restarts, 600 epochs, RandAugment; engine/recipe.py); vaze: modern "
+                        "on the whole training set, keeping the last epoch (their protocol) (default: paper)")
     g.add_argument("--continue", dest="continue_run", action="store_true",
                    help="pick up the interrupted run (first or -r phase) from its ...Last.pth file, "
                         "at the batch where it stopped, for the epochs it had planned")

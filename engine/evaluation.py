@@ -19,6 +19,7 @@ from engine.calibration import SCORERS, cached_anchor_means, calibration_record,
 from engine.commands import train_command
 from engine.cli import check_common_args, print_header, resolve_device, seed_everything
 from engine.trial_choice import chosen_trials, trials_label
+from engine.recipe import use_normalization
 from engine.report import ScorerOutput, TrialResult, report, result_targets
 from metrics import ACCEPT_RATE, all_metrics
 from networks.build import build_network
@@ -128,6 +129,7 @@ def load_trial_network(evaluation, data):
 def load_network(path, ckpt, data, method, device):
     """(network of checkpoint `path`, read as `ckpt`, loaded in eval mode; its NetworkConfig), built
     for `data`, which must have the shape and known classes it was trained on."""
+    use_normalization(data, (ckpt.get("args") or {}).get("recipe"))  # as it trained (engine/recipe.py)
     trained = ckpt.get("network") or {}
     for key, flag in (("im_size", "--im_size"), ("num_channels", "--im_channels")):
         here = data.cfg["im_size" if key == "im_size" else "im_channels"]

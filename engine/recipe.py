@@ -1,13 +1,20 @@
-"""Training recipes: `paper` (the config's numbers, the original's behaviour) and `modern`, the
-strong closed-set recipe of Vaze et al. (ICLR 2022, "Open-set recognition: a good closed-set
-classifier is all you need"), for CAC and cross-entropy alike (CAC keeps its own loss).
+"""Training recipes: `paper` (the config's numbers, the original's behaviour); `modern`, the strong
+closed-set recipe of Vaze et al. (ICLR 2022, "Open-set recognition: a good closed-set classifier is
+all you need"), for CAC and cross-entropy alike (CAC keeps its own loss); and `vaze`, the modern
+recipe under their protocol: trained on the whole training set (the validation part too), the last
+epoch's network kept (the one evaluation reads), one run (no -r phase in benchmarks/reproduce.py).
+Each number against their code, file and line: docs/protocol.md.
 
-modern, first run: SGD momentum 0.9, weight decay 1e-4, lr 0.1 (TinyImageNet 0.01), 600 epochs,
-batch 128; per epoch, cosine annealing with warm restarts (3 equal cycles, torch's
-CosineAnnealingWarmRestarts, eta_min = lr / 1000) whose first `warm-up` epochs are replaced by a
-linear ramp from eta_min to the cosine's value at the warm-up's end (as their scheduler does);
-warm-up 10 epochs of 600, i.e. round(epochs / 60) when --epochs is smaller (0 under 30 epochs).
-Training images: Resize, RandAugment(N=1, M), RandomCrop(pad 4), RandomHorizontalFlip(0.5).
+modern, first run: SGD momentum 0.9, weight decay 1e-4, lr 0.1; TinyImageNet: Adam at lr 0.01,
+no weight decay (their default optimizer for it); 600 epochs, batch 128; per epoch, cosine
+annealing with warm restarts (3 equal cycles, torch's CosineAnnealingWarmRestarts, eta_min =
+lr / 1000) after a linear warm-up, as their scheduler steps it after each epoch: epoch 0 at
+eta_min, epochs 1..W a ramp up to the cosine's value at W, epoch e > W the cosine's value at
+e - 1; W = 10 of 600 epochs, round(epochs / 60) when --epochs is smaller (0 under 30 epochs).
+Training images: their RandAugment (datasets/randaugment.py: N=1, M of their table, their 16 ops,
+13 without rotation and translation for grey and digit data), then Resize, RandomCrop(pad 4),
+RandomHorizontalFlip(0.5). Normalization: their CIFAR mean/std for every data set (one channel:
+the mean of the three), training and evaluation alike (use_normalization).
 Label smoothing (cross-entropy only): 0 except TinyImageNet. Their table's 0.9 is their code's
 `smoothing` s: target 1 - s on the true class and s / (C - 1) on each other one; torch's
 label_smoothing e gives 1 - e + e / C and e / C, so e = s * C / (C - 1) (0.947 for C = 20).
@@ -17,18 +24,39 @@ import dataclasses
 import math
 from dataclasses import dataclass
 
-RECIPES = ("paper", "modern")
+RECIPES = ("paper", "modern", "vaze")
 EPOCHS, WARMUP, CYCLES, BATCH = 600, 10, 3, 128
-# RandAugment magnitude M (torchvision's 31 bins): Vaze et al.'s table; Digits and FashionMNIST
+# RandAugment magnitude M (0-30, their scale): Vaze et al.'s table; Digits and FashionMNIST
 # (grey-scale, MNIST-like) take MNIST's, ImageFolder (its config copies CIFAR10's) CIFAR10's
 MAGNITUDE = {"MNIST": 8, "SVHN": 18, "CIFAR10": 6, "CIFAR+10": 6, "CIFAR+50": 6, "TinyImageNet": 9,
              "Digits": 8, "FashionMNIST": 8, "ImageFolder": 6}
+# their RandAugment without rotation and translation: their MNIST and SVHN; ours also Digits and
+# FashionMNIST (grey, MNIST-like)
+NO_GEOMETRY = ("MNIST", "SVHN", "Digits", "FashionMNIST")
 VAZE_SMOOTHING = {"TinyImageNet": 0.9}  # their `smoothing` s (see the docstring)
+ADAM = ("TinyImageNet",)  # their default optimizer there: Adam, lr only
+VAZE_MEAN, VAZE_STD = (0.4914, 0.4822, 0.4465), (0.2023, 0.1994, 0.2010)  # their CIFAR numbers, every data set
 
 
 def torch_smoothing(s, classes):
     """torch's label_smoothing equal to Vaze et al.'s smoothing `s` over `classes` classes."""
     return s * classes / (classes - 1) if s else 0.0
+
+
+def vaze_normalization(channels):
+    """Vaze et al.'s mean and std (lists); one channel: the mean of their three (their grey
+    images are RGB copies, normalized per channel; ours keep one channel, see docs/protocol.md)."""
+    if channels == 1:
+        return [sum(VAZE_MEAN) / 3], [sum(VAZE_STD) / 3]
+    return list(VAZE_MEAN), list(VAZE_STD)
+
+
+def use_normalization(data, recipe):
+    """Give `data` (an OpenSetData) the normalization recipe `recipe` (a name; None: paper)
+    trains with: the trial's own for paper, Vaze et al.'s for modern and vaze. Training,
+    evaluation and calibration call it alike, before any subset of `data` is made."""
+    if recipe in ("modern", "vaze"):
+        data.mean, data.std = vaze_normalization(data.cfg["im_channels"])
 
 
 @dataclass(frozen=True)
@@ -43,6 +71,10 @@ class Recipe:
     batch_size: int
     magnitude: int | None = None  # RandAugment M; None: the config's augmentation
     label_smoothing: float = 0.0  # torch's, for cross-entropy
+    optimizer_name: str = "sgd"  # or "adam"
+    geometry: bool = True  # RandAugment's rotation and translations
+    whole_train: bool = False  # vaze: train on train + validation, keep the last epoch's network
+    phases: int = 2  # training phases of reproduce.py: the first run, then -r
 
     @classmethod
     def for_run(cls, name, dataset, cfg, hparams):
@@ -51,19 +83,41 @@ class Recipe:
         if name == "paper":
             return cls("paper", False, tuple(hparams["learning_rate"]), tuple(hparams["max_epoch"]),
                        hparams.get("momentum", 0.9), hparams["weight_decay"], cfg["batch_size"])
+        if name not in RECIPES:
+            raise ValueError(f"recipe {name!r}: one of {RECIPES}")
         lr = 0.01 if dataset == "TinyImageNet" else 0.1
+        adam = dataset in ADAM
         smoothing = torch_smoothing(VAZE_SMOOTHING.get(dataset, 0.0), cfg["num_known_classes"])
-        return cls("modern", True, (lr, lr / 10), (EPOCHS, hparams["max_epoch"][1]), 0.9, 1e-4, BATCH,
-                   MAGNITUDE.get(dataset, 6), smoothing)
+        vaze = name == "vaze"
+        return cls(name, True, (lr, lr / 10), (EPOCHS, hparams["max_epoch"][1]), 0.9, 0.0 if adam else 1e-4, BATCH,
+                   MAGNITUDE.get(dataset, 6), smoothing, "adam" if adam else "sgd", dataset not in NO_GEOMETRY,
+                   whole_train=vaze, phases=1 if vaze else 2)
 
     def train_spec(self, spec):
         """The AugmentSpec of the training images under this recipe (paper: `spec` itself)."""
         if not self.modern:
             return spec
-        return dataclasses.replace(spec, scale_min=1.0, flip=0.5, rotate=0.0, randaugment=self.magnitude, pad=4)
+        return dataclasses.replace(spec, scale_min=1.0, flip=0.5, rotate=0.0, randaugment=self.magnitude, pad=4,
+                                   geometry=self.geometry)
+
+    def train_subset(self, train, val):
+        """The training subset under this recipe, from the trial's training and validation
+        subsets (datasets/trial.RemappedSubset): paper `train` itself; modern with the recipe's
+        augmentation; vaze the images of both (the whole training set), so augmented."""
+        if not self.modern:
+            return train
+        indices, labels = train.indices, train.labels
+        if self.whole_train:
+            import numpy as np
+            import torch
+
+            indices, labels = np.concatenate([train.indices, val.indices]), torch.cat([train.labels, val.labels])
+        return type(train)(train.base, indices, labels, self.train_spec(train.spec))
 
     def optimizer(self, params, phase):
         import torch  # here: reproduce.py --help reads RECIPES without torch
+        if self.optimizer_name == "adam":
+            return torch.optim.Adam(params, lr=self.learning_rate[phase])
         return torch.optim.SGD(params, lr=self.learning_rate[phase], momentum=self.momentum,
                                weight_decay=self.weight_decay)
 
@@ -78,9 +132,11 @@ def warmup_epochs(epochs):
 
 class WarmRestarts:
     """Cosine annealing with CYCLES warm restarts over `epochs` epochs (torch's
-    CosineAnnealingWarmRestarts, T_0 = epochs // CYCLES, eta_min = lr / 1000), the first
-    warmup_epochs(epochs) of them a linear ramp. `set_epoch(e)` at the start of each epoch sets
-    the lr of global epoch e (a run starts at `first_epoch`); state_dict() for --continue."""
+    CosineAnnealingWarmRestarts, T_0 = epochs // CYCLES, eta_min = lr / 1000) after a linear
+    warm-up of W = warmup_epochs(epochs), as Vaze et al.'s scheduler gives it, stepped after each
+    epoch: epoch 0 of the run at eta_min, epoch e in 1..W at eta_min + (cosine(W) - eta_min) e / W,
+    epoch e > W at cosine(e - 1). `set_epoch(e)` at the start of each epoch sets the lr of global
+    epoch e (a run starts at `first_epoch`); state_dict() for --continue."""
 
     def __init__(self, optimizer, epochs, first_epoch):
         self.optimizer, self.first_epoch = optimizer, first_epoch
@@ -99,11 +155,14 @@ class WarmRestarts:
 
     def set_epoch(self, epoch):
         e = epoch - self.first_epoch
-        self.cosine.step(e)  # sets each group's lr (torch's closed form of epoch e)
-        if e < self.warmup:
-            lr = self.eta_min + (self.cosine_lr(self.warmup) - self.eta_min) * (e + 1) / self.warmup
-            for group in self.optimizer.param_groups:
-                group["lr"] = lr
+        if e > self.warmup:
+            self.cosine.step(e - 1)  # sets each group's lr (torch's closed form of epoch e - 1)
+            return
+        lr = self.eta_min  # epoch 0 (theirs starts at eta_min), then the ramp up to the cosine at `warmup`
+        if e:
+            lr += (self.cosine_lr(self.warmup) - self.eta_min) * e / self.warmup
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
 
     def lr(self):
         return self.optimizer.param_groups[0]["lr"]

@@ -27,7 +27,7 @@ from engine.cli import git_commit, print_header, resolve_device, seed_everything
 from engine.commands import train_command
 from engine.continuing import read_last_state, restore_random_states, rng_state
 from engine.placement import choose_pipeline, pipeline_name
-from engine.recipe import Recipe, phase_schedule
+from engine.recipe import Recipe, phase_schedule, use_normalization
 from engine.run_guard import check_run_state, check_training_args, check_writable, remove_old_run, run_files
 from networks.checkpoint import load_checkpoint, make_checkpoint, save_checkpoint
 from networks.config import NetworkConfig
@@ -93,13 +93,13 @@ class TrainingRun:
         key = SCHEDULES.get(self.method, "closedset_training")
         self.cfg = d.cfg
         self.hparams = self.cfg[key] = phase_schedule(self.cfg[key], self.phase, self.args.lr)
+        use_normalization(d, self.args.recipe)  # the recipe's (engine/recipe.py)
 
     def _build_loaders(self):
         a, batch = self.args, self.recipe.batch_size  # the global batch: torchrun splits it across ranks
         workers = self.cfg["num_workers"] if a.workers is None else a.workers
         train, val = self.data.train_dataset(), self.data.val_dataset()
-        if self.recipe.modern:  # the recipe's augmentation (RandAugment: per sample, datasets/augment.py)
-            train = type(train)(train.base, train.indices, train.labels, self.recipe.train_spec(train.spec))
+        train = self.recipe.train_subset(train, val)  # the recipe's images and augmentation (engine/recipe.py)
         pipeline = choose_pipeline(self.accel, a.pipeline, [train, val], self.network_config(), self.method, batch)
         options = {"pipeline": pipeline, "workers": workers, "seed": a.seed, "device": self.device,
                    "shard": self.accel.shard, "channels_last": self.accel.channels_last, "check_memory": False}

@@ -72,11 +72,16 @@ def test_missing_data_is_one_line_saying_where_to_put_it(tmp_path, monkeypatch):
     monkeypatch.setenv("CAC_SYSTEM_FASHION_MNIST", str(tmp_path / "not-installed"))
     proc = run_script("benchmarks/reproduce.py", "--datasets", "FashionMNIST", "--trials", "0", "--methods", "ce",
                       "--workdir", tmp_path, cwd=tmp_path, in_process=True)
-    assert_one_line_error(proc, "FashionMNIST not found", os.path.join("datasets", "data"))
+    line = assert_one_line_error(proc, "FashionMNIST not found", os.path.join("datasets", "data"),
+                                 "add --download to reproduce.py to fetch them")
+    assert "--no_download" not in line  # a flag the user never gave
 
 
-def test_bad_input_is_exit_2(tmp_path):
+def test_bad_input_is_exit_2(tmp_path, monkeypatch):
+    monkeypatch.setenv("PATH", str(tmp_path))  # no Slurm here, whatever the machine
     for argv, fragment in ((["--datasets", "Nope"], "unknown data set 'Nope'"),
                            (["--datasets", "Digits", "--budget", "-1"], "--budget"),
-                           (["--datasets", "Digits", "--epochs", "0", "1"], "--epochs")):
+                           (["--datasets", "Digits", "--epochs", "0", "1"], "--epochs"),
+                           (["--datasets", "Digits", "--launcher", "slurm"], "--launcher slurm needs Slurm"),
+                           (["--datasets", "Digits", "--launcher", "pool"], "--launcher pool needs --jobs N")):
         assert_one_line_error(run_script("benchmarks/reproduce.py", *argv, cwd=tmp_path, in_process=True), fragment)

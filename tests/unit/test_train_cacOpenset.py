@@ -61,6 +61,8 @@ def test_validation_accuracy_is_the_class_of_the_nearest_anchor(monkeypatch):
 
 
 class RecordingRun:
+    recipe = SimpleNamespace(whole_train=False)
+
     def __init__(self):
         self.best, self.saved = dict(script.BEST), []
 

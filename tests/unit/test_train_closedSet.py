@@ -1,6 +1,7 @@
 """train_closedSet.py's own rules, against their expectations written out: the best checkpoint is
 replaced only by a strictly better validation accuracy, and -r must beat the loaded first run's."""
 import math
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -11,6 +12,8 @@ from engine.loop import BatchMeans
 
 
 class RecordingRun:
+    recipe = SimpleNamespace(whole_train=False)
+
     def __init__(self, best):
         self.best, self.saved = best, []
 
@@ -38,3 +41,12 @@ def test_validation_accuracy_is_the_largest_logit(monkeypatch):
     (loss,), accuracy = means.means()
     expected = -torch.log_softmax(logits, 1)[:, 0].mean()
     assert accuracy == pytest.approx(200 / 3) and loss == pytest.approx(float(expected))
+
+
+def test_under_the_vaze_recipe_every_epoch_is_saved():
+    """--recipe vaze trains on the whole training set and evaluates the last epoch."""
+    run = RecordingRun(script.starting_best(None))
+    run.recipe = SimpleNamespace(whole_train=True)
+    for epoch, acc in enumerate([90.0, 80.0, 70.0]):
+        script.save_best(run, None, {"val/accuracy": acc}, epoch)
+    assert run.saved == [0, 1, 2]

@@ -53,6 +53,28 @@ def test_table_is_numpys_mean_and_std_of_the_results_files(tmp_path):
     assert "MNIST 4 + 4; SVHN 5 + 2" in text and "11 of 12 cells done" in text
     assert markdown(saved) == text
     assert summarize(cells, ["MNIST"], [5], ["CAC"]) == {}
+    # the paper's CAC AUROC beside ours (SPEC section 7's values, written out here), and the difference
+    for ds, paper in (("MNIST", 0.991), ("SVHN", 0.941)):
+        mine = [truth[ds, t, "CAC"]["cac"]["auroc"][0] for t in range(3)]
+        row = next(r for r in saved["published"] if r["dataset"] == ds)
+        assert (row["method"], row["scorer"], row["metric"], row["published"]) == ("CAC", "cac", "auroc", paper)
+        assert row["difference"] == pytest.approx(sum(mine) / 3 - paper, abs=1e-12)
+        assert f"| {ds} | AUROC | CAC `cac` | {sum(mine) / 3:.4f} ±" in text and f"{sum(mine) / 3 - paper:+.4f}" in text
+    assert len(saved["published"]) == 2 and "Miller et al., WACV 2021" in text and "not re-read" in text
+    assert "Vaze" not in text.split("Scorers:")[0]  # their TinyImageNet numbers: not for this table
+
+
+def test_vaze_numbers_under_the_modern_recipes_and_the_one_phase_header(tmp_path):
+    table = {"cells": {}, "datasets": ["TinyImageNet", "Digits"], "trials": [0], "methods": ["CAC", "CE"],
+             "recipe": "vaze", "budget": 1.0, "epochs": {"TinyImageNet": [600], "Digits": [600]}, "planned": 4,
+             "machine": "m", "git": "g", "command": "c"}
+    write_table(table, str(tmp_path / "out"))
+    text = (tmp_path / "out.md").read_text()
+    rows = {(r["method"], r["metric"]): r for r in table["published"]}
+    assert set(rows) == {("CAC", "auroc"), ("CE", "auroc"), ("CE", "accuracy")}
+    assert rows["CE", "accuracy"]["published"] == 0.842 and rows["CE", "auroc"]["ours"] is None
+    assert "README.md line 82" in text and "| TinyImageNet | accuracy | CE `max_logit` | … | 0.842 | … | [2] |" in text
+    assert "one training run on the whole training set" in text and "TinyImageNet 600;" in text
 
 
 def test_phase_state_from_the_last_checkpoint(tmp_path):

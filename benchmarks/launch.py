@@ -1,0 +1,180 @@
+"""How benchmarks/reproduce.py runs its cells (--launcher): `local`, one after another in this
+process (the default, as before); `pool`, submitit's local executor: --jobs cells at once on this
+machine, each job with its share of the CPU threads and --gpus_per_job GPUs of its own; `slurm`,
+submitit's Slurm executor: one job per cell, requeued after a time-out or preemption (and then
+continued); `debug`, submitit's in-process executor (tests, debugging).
+
+A job runs benchmarks/cells.CellJob and hands back its cell's record to this process, the
+table's only writer (benchmarks/sweep.py). Files under <out>_jobs/: each cell's script output
+(<dataset>_<trial>_<method>.log), and submitit's own files of each launch (submitit/<launch>/).
+Here: the launcher flags and their checks, the executors and what they get, the data fetched
+once before jobs run at once.
+"""
+import contextlib
+import os
+import shlex
+import shutil
+
+from benchmarks.cells import run_cell
+from benchmarks.protocol import REPO, run
+from core.errors import UserError
+
+LAUNCHERS = ("local", "pool", "slurm", "debug")
+SLURM_ONLY = ("slurm_partition", "timeout_min", "slurm_args")
+TIMEOUT_MIN = 24 * 60  # a Slurm job's default time limit
+POOL_TIMEOUT_MIN = 365 * 24 * 60  # the pool's jobs never reach theirs
+SIGNAL_DELAY_S = 180  # Slurm's USR2 comes this long before the limit; a script saves within STOP_WAIT_S
+MAX_REQUEUES = 100  # time-outs after which a job is still requeued (preemptions do not count)
+POLL_S = {"pool": 1.0, "slurm": 20.0, "debug": 0.0}
+
+
+def add_arguments(parser):
+    g = parser.add_argument_group("launcher (benchmarks/launch.py)")
+    g.add_argument("--launcher", choices=LAUNCHERS, default="local",
+                   help="local: the cells one after another in this process (default); pool: --jobs cells at once "
+                        "on this machine; slurm: one Slurm job per cell; debug: in this process, through submitit")
+    g.add_argument("--jobs", type=int, default=None,
+                   help="cells at once (pool: required, e.g. the GPU count; slurm: default all of them)")
+    g.add_argument("--threads", type=int, default=None,
+                   help="torch threads of every script (pool default: CPU cores / --jobs; slurm default: the "
+                        "job's cpus_per_task; local default: unchanged)")
+    g.add_argument("--gpus_per_job", type=int, default=None,
+                   help="GPUs of each pool or Slurm job (default: 1, or 0 with --device cpu)")
+    g.add_argument("--slurm_partition", default=None, help="Slurm partition (default: the cluster's)")
+    g.add_argument("--timeout_min", type=int, default=None,
+                   help=f"Slurm time limit of each job in minutes (default: {TIMEOUT_MIN}); a job that reaches it "
+                        f"saves, is requeued and continues")
+    g.add_argument("--slurm_args", nargs="+", default=None, metavar="KEY=VALUE",
+                   help="more sbatch options, e.g. account=lab qos=high cpus_per_task=8 mem=32G")
+
+
+def check_arguments(args):
+    """One UserError line for launcher flags that do not fit, before anything is written; fills in
+    the defaults (gpus_per_job, the Slurm options as a dict)."""
+    kind = args.launcher
+    given = [f"--{flag}" for flag in SLURM_ONLY if getattr(args, flag) is not None]
+    if given and kind != "slurm":
+        raise UserError(f"{', '.join(given)}: options of --launcher slurm; add it, or leave them out")
+    for flag, low in (("jobs", 1), ("threads", 1), ("gpus_per_job", 0), ("timeout_min", 1)):
+        if getattr(args, flag) is not None and getattr(args, flag) < low:
+            raise UserError(f"--{flag} {getattr(args, flag)}: give {low} or more")
+    if kind == "local" and args.jobs is not None:
+        raise UserError(f"--jobs {args.jobs} runs cells at once: add --launcher pool (this machine) "
+                        f"or --launcher slurm (a cluster)")
+    if kind == "pool" and args.jobs is None:
+        raise UserError("--launcher pool needs --jobs N, the cells to run at once (on a GPU machine: its GPU count)")
+    args.slurm_options = {}
+    for item in args.slurm_args or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip("-") or not value:
+            raise UserError(f"--slurm_args {item!r}: give KEY=VALUE pairs, as sbatch's --KEY=VALUE "
+                            f"(e.g. account=lab cpus_per_task=8)")
+        args.slurm_options[key.strip("-")] = value
+    if kind == "slurm":
+        missing = [c for c in ("sbatch", "srun") if shutil.which(c) is None]
+        if missing:
+            raise UserError(f"--launcher slurm needs Slurm, and {' and '.join(missing)} {'are' if len(missing) > 1 else 'is'} not on PATH here: run the "
+                            f"command on the cluster's login node, or use --launcher pool --jobs N on this machine")
+    if kind != "local":
+        try:
+            import submitit  # noqa: F401
+        except ImportError:
+            raise UserError(f"--launcher {kind} runs cells through submitit, which is not installed: "
+                            f"pip install submitit (it is in requirements.txt)") from None
+    if args.gpus_per_job is None:
+        args.gpus_per_job = 0 if args.device == "cpu" else 1
+    if kind == "pool":
+        args.pool_gpus = pool_gpus(args.jobs, args.gpus_per_job, os.environ.get("CUDA_VISIBLE_DEVICES"))
+
+
+def pool_gpus(jobs, per_job, visible):
+    """The GPU ids of each pool slot: ids 0.., or those CUDA_VISIBLE_DEVICES (`visible`) lists."""
+    if visible is None:
+        ids = list(range(jobs * per_job))
+    else:
+        try:
+            ids = [int(v) for v in visible.split(",") if v.strip()]
+        except ValueError:
+            raise UserError(f"CUDA_VISIBLE_DEVICES={visible}: the pool hands out GPUs by number; list them "
+                            f"by number (e.g. 0,1,2,3)") from None
+        if len(ids) < jobs * per_job:
+            raise UserError(f"--jobs {jobs} x --gpus_per_job {per_job} need {jobs * per_job} GPUs, and "
+                            f"CUDA_VISIBLE_DEVICES lists {len(ids)}: lower --jobs, or --gpus_per_job 0 on CPUs")
+    return [tuple(ids[k * per_job:(k + 1) * per_job]) for k in range(jobs)]
+
+
+def threads_env(threads):
+    """The scripts' environment with `threads` torch threads (None: this one, unchanged)."""
+    if threads is None:
+        return None
+    return {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
+
+
+def fetch_data(args):
+    """With --download: TinyImageNet set up (its own script; torchvision does not fetch it); for
+    jobs running at once, every other source fetched here first, so that no two download it."""
+    if not args.download:
+        return
+    root = os.path.join(args.workdir, args.data_root)
+    if "TinyImageNet" in args.datasets:
+        with open(args.out + ".log", "a") as log:
+            run("datasets/setup_tinyimagenet.py", ["--data_root", root], ".", log)
+    if args.launcher in ("pool", "slurm"):
+        from datasets.names import SOURCES
+        from datasets.sources import open_source
+
+        for source in sorted({s for ds in args.datasets for s in SOURCES.get(ds, ())} - {"TinyImageNet"}):
+            for train in (True, False):
+                open_source(source, root, train=train, download=True)
+
+
+def run_cells(args, table, cells, save):
+    """Every cell of `cells` that `table` does not record as finished, through args.launcher;
+    `save()` writes the table. Ends with one UserError line when cells failed."""
+    if args.launcher == "local":
+        with open(args.out + ".log", "a") as log:
+            for cell in cells:
+                run_cell(cell, table["cells"].setdefault(cell.key, {}), save, log, env=threads_env(args.threads))
+        return
+    from benchmarks.sweep import Sweep
+
+    Sweep(args, table, save).run(cells)
+
+
+def slurm_parameters(args):
+    """What submitit's Slurm executor gets: the sbatch options of every job of the sweep."""
+    options = {"time": args.timeout_min or TIMEOUT_MIN, "gpus_per_node": args.gpus_per_job, "nodes": 1,
+               "ntasks_per_node": 1, "signal_delay_s": SIGNAL_DELAY_S,
+               "setup": [f"export PYTHONPATH={shlex.quote(REPO)}${{PYTHONPATH:+:$PYTHONPATH}}"],
+               "additional_parameters": {"requeue": True, **args.slurm_options}}
+    if args.slurm_partition:
+        options["partition"] = args.slurm_partition
+    return options
+
+
+def make_executor(args, folder):
+    import submitit
+
+    if args.launcher == "debug":
+        return submitit.DebugExecutor(folder)
+    if args.launcher == "pool":
+        executor = submitit.LocalExecutor(folder, max_num_timeout=MAX_REQUEUES)
+        executor.update_parameters(timeout_min=POOL_TIMEOUT_MIN)
+        return executor
+    executor = submitit.SlurmExecutor(folder, max_num_timeout=MAX_REQUEUES)
+    executor.update_parameters(**slurm_parameters(args))
+    return executor
+
+
+@contextlib.contextmanager
+def repo_on_pythonpath():
+    """The pool's jobs inherit this environment when they start: there they import benchmarks.cells."""
+    old = os.environ.get("PYTHONPATH")
+    os.environ["PYTHONPATH"] = REPO if not old else f"{REPO}{os.pathsep}{old}"
+    try:
+        yield
+    finally:
+        if old is None:
+            del os.environ["PYTHONPATH"]
+        else:
+            os.environ["PYTHONPATH"] = old
