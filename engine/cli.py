@@ -31,7 +31,7 @@ def runtime_parser():
     g.add_argument("--workers", type=int, default=None,
                    help="DataLoader worker processes (default: the dataset's num_workers in datasets/config.json)")
     g.add_argument("--seed", type=int, default=0,
-                   help="seed of weights init, shuffling and augmentation (default: 0, so reruns match)")
+                   help="random seed (training: weight init, batch order, augmentation, dropout) (default: 0)")
     g.add_argument("--no_download", action="store_true",
                    help="never try to download missing data; fail at once with what is expected where")
     g.add_argument("--pipeline", default="resident", choices=["resident", "torchvision"],
@@ -71,7 +71,8 @@ def training_parser(default_name="myTest"):
                         "first-release splits); an image folder has one split, its --split_file: leave it "
                         "at 0 (default: 0)")
     g.add_argument("--resume", "-r", action="store_true",
-                   help="resume from the saved checkpoint with the second learning rate and epoch count")
+                   help="the second phase: from the first run's best checkpoint, at the second learning rate and "
+                        "epoch count")
     g.add_argument("--tensorboard", "-t", action="store_true", help="plot on tensorboardX under runs/")
     g.add_argument("--name", default=default_name, type=str,
                    help=f"name for saving and tensorboard (default: {default_name})")
@@ -88,12 +89,11 @@ def training_parser(default_name="myTest"):
                         "(SGD lr 0.1, cosine warm restarts, 600 epochs, RandAugment; engine/recipe.py); vaze: modern "
                         "on the whole training set, keeping the last epoch (their protocol) (default: paper)")
     g.add_argument("--continue", dest="continue_run", action="store_true",
-                   help="pick up the interrupted run (first or -r phase) from its ...Last.pth file, "
-                        "at the batch where it stopped, for the epochs it had planned")
+                   help="continue the interrupted run (first run or second phase) from its ...Last.pth: from the "
+                        "start of the epoch it was stopped in, for the epochs it had planned")
     g.add_argument("--overwrite", action="store_true",
-                   help="replace an existing run of the same dataset, trial and name: its checkpoints and "
-                        "runs/ folder are removed once every check has passed (with -r: run the -r phase "
-                        "again); without it, training refuses to replace a run")
+                   help="replace an existing run of the same dataset, trial and name: its checkpoints and runs/ "
+                        "folder are removed once every check has passed (with -r: run the second phase again)")
     return p
 
 
@@ -114,12 +114,9 @@ def accel_parser():
     return p
 
 
-OVERRIDE_ARGS = ("hflip", "rotation", "crop_scale", "lr", "batch_size")  # what --continue must repeat
-
-
 def add_override_arguments(parser):
-    """Overrides of datasets/config.json for this run (saved in its config.json and checkpoints;
-    --continue must repeat them): the training augmentation, for both pipelines, and the schedule."""
+    """Overrides of datasets/config.json for this run (saved with it): the training augmentation, for
+    both pipelines, and the schedule."""
     g = parser.add_argument_group("augmentation and schedule (default: the dataset's values in datasets/config.json)")
     g.add_argument("--hflip", type=float, default=None, metavar="P",
                    help="probability of a horizontal flip of a training image; 0 turns flips off")
@@ -127,7 +124,7 @@ def add_override_arguments(parser):
                    help="random rotation of training images, uniform in -DEG..DEG degrees; 0 turns it off")
     g.add_argument("--crop_scale", type=float, default=None, metavar="MIN",
                    help="smallest area share (0-1] of a training image's random crop; 1 turns crops off")
-    g.add_argument("--lr", type=float, default=None, help="learning rate of this phase (first run, or -r)")
+    g.add_argument("--lr", type=float, default=None, help="learning rate of this phase (first run or second)")
     g.add_argument("--batch_size", type=int, default=None, help="images per batch (the global batch under torchrun)")
 
 

@@ -1,4 +1,5 @@
-"""Continuing an interrupted run (`--continue`) from its ...Last.pth.
+"""Continuing an interrupted run (`--continue`) from its ...Last.pth: what it holds, saving it,
+checking it, putting it back, and the line a stop prints with the command that continues the run.
 
 A training run saves networks/weights/<dataset>/<dataset>_<trial>_<name><Method>Last.pth before
 its first epoch and after every epoch: the network, the optimizer (and the modern recipe's
@@ -11,13 +12,14 @@ the uninterrupted run's, bit for bit. What cannot be put back (another device ty
 processes or data pipeline) is re-derived, and said in one line.
 """
 import random
+import shlex
 
 import numpy as np
 import torch
 
 from core.errors import UserError
 from core.values import is_number, is_whole_number
-from networks.checkpoint import read_checkpoint
+from networks.checkpoint import load_checkpoint, read_checkpoint, save_checkpoint
 
 RESTART = "start the run again without --continue, with --overwrite"
 PHASES = ("a first run (no -r)", "a second phase (-r)")
@@ -122,3 +124,57 @@ def restore_random_states(state, rank, world, generators, device, seed):
                        f"fit this run's: re-seeded from --seed and the epoch, so epoch {state['epoch']} draws "
                        f"another batch order")
     return changed
+
+
+def save_last(run, next_epoch):
+    """Write `run`'s ...Last.pth (rank 0, every rank's random states gathered): the state from which
+    `next_epoch` starts. Returns `next_epoch`. Refuses non-finite weights (one check, one sync)."""
+    if not bool(torch.stack([torch.isfinite(p).all() for p in run.net.parameters()]).all()):
+        raise UserError(f"the network's weights became non-finite by epoch {next_epoch}; {run.last} was not "
+                        f"written from them: lower the learning rate or check the data")
+    rngs = run.accel.gather(rng_state(run.generators, run.device))  # every rank's, on rank 0
+    if run.is_main:
+        state = {"net": run.net.state_dict(), "optimizer": run.optimizer.state_dict(), "epoch": next_epoch,
+                 "end_epoch": run.epochs.stop, "phase": run.phase, "best": dict(run.best), "rng": rngs[0],
+                 "ranks": rngs[1:], "world": len(rngs), "args": vars(run.args), "log_size": run.log_size(),
+                 "device": run.device.type, "pipeline": run.pipeline, "backbone": run.args.backbone,
+                 "method": run.method}
+        if run.scheduler is not None:
+            state["scheduler"] = run.scheduler.state_dict()
+        save_checkpoint(state, run.last)
+    return next_epoch
+
+
+def restore(run):
+    """--continue: put `run`'s ...Last.pth back into it (network, optimizer, schedule, best values,
+    random states) and say what was re-derived; returns the state read (its epochs, log size)."""
+    state = read_last_state(run.last, run.phase, run.args)
+    load_checkpoint(run.last, run.net, state)  # checks backbone, class and channel counts
+    try:
+        run.optimizer.load_state_dict(state["optimizer"])
+        if run.scheduler is not None:
+            run.scheduler.load_state_dict(state["scheduler"])
+        changed = restore_random_states(state, run.accel.rank, run.accel.world, run.generators, run.device,
+                                        run.args.seed)
+    except (KeyError, TypeError, ValueError, IndexError, RuntimeError) as e:
+        raise UserError(f"{run.last}: its optimizer, schedule or random state does not fit this run "
+                        f"({type(e).__name__}: {str(e)[:100]}); {RESTART}") from None
+    run.best.update(state["best"])
+    if run.is_main:
+        print(f"continuing {run.last}: epochs {state['epoch']}-{state['end_epoch'] - 1}", flush=True)
+        if changed:
+            print(f"--continue re-derives what it cannot restore: {'; '.join(changed)}", flush=True)
+    return state
+
+
+def stop_message(run, name):
+    """Where `run`, stopped by signal `name`, stands, and the command that continues it: its own
+    flags, --overwrite dropped, --continue added."""
+    if run.saved_epoch is None:
+        return f"{name} before the first epoch; nothing was trained: run the command again"
+    words = ["python", run.script, *[w for w in run.argv if w != "--overwrite"]]
+    words += [] if "--continue" in words else ["--continue"]
+    where = "before its first epoch" if run.saved_epoch == run.epochs.start else f"after epoch {run.saved_epoch - 1}"
+    return (f"{name} in epoch {run.saved_epoch if run.epoch is None else run.epoch}; {run.last} holds the run "
+            f"{where}: continue it with `{shlex.join(words)}`"
+            + (" (under torchrun: with your torchrun command)" if run.accel.world > 1 else ""))

@@ -10,7 +10,8 @@ import torch
 
 from core.errors import UserError
 from engine.recipe import phase_schedule
-from engine.run_guard import check_training_args
+from engine import continuing
+from engine.run_files import check_training_args
 from engine.training import TrainingRun
 from networks.config import NetworkConfig
 
@@ -54,6 +55,7 @@ def bare_run(is_main=True, resume=False, **change):
     run.method, run.phase, run.hparams, run.cfg = "CAC", int(resume), dict(HPARAMS), CFG
     run.script = "train_cacOpenset.py"
     run.run_dir = os.path.join("runs", f"{run.args.dataset}_0_xCAC")
+    run.log = os.path.join(run.run_dir, "metrics.jsonl")
     run.is_main, run.writer, run.resumed_from = is_main, None, None
     return run
 
@@ -105,7 +107,7 @@ def test_save_writes_every_copy_on_rank_0_only(tmp_path, monkeypatch):
 def test_end_epoch_writes_one_rounded_json_line_on_stdout_and_in_the_run(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     run = bare_run()
-    monkeypatch.setattr(run, "_save_last", lambda epoch: None, raising=False)
+    monkeypatch.setattr(continuing, "save_last", lambda run, epoch: epoch)
     assert run.log_size() == 0
     os.makedirs(run.run_dir)  # the run's first writes make it
     run.end_epoch(0, {"train/accuracy": 12.3456789, "val/loss": 1 / 3})
@@ -113,13 +115,12 @@ def test_end_epoch_writes_one_rounded_json_line_on_stdout_and_in_the_run(tmp_pat
     expected = ['{"epoch": 0, "train/accuracy": 12.345679, "val/loss": 0.333333}',
                 '{"epoch": 1, "train/accuracy": 50.0, "val/loss": 0.25}']
     assert capsys.readouterr().out.splitlines() == expected
-    with open(run.log_path()) as f:
+    with open(run.log) as f:
         text = f.read()
     assert text.splitlines() == expected and text.endswith("\n")
     assert [json.loads(line)["epoch"] for line in text.splitlines()] == [0, 1]
     assert run.log_size() == len(text.encode())
     other = bare_run(is_main=False)
-    monkeypatch.setattr(other, "_save_last", lambda epoch: None, raising=False)
     other.end_epoch(2, {"train/accuracy": 1.0})  # another rank: nothing
     assert capsys.readouterr().out == "" and run.log_size() == len(text.encode())
 
@@ -204,10 +205,10 @@ def test_a_refusal_under_the_lock_closes_everything_and_releases_the_lock(record
     def refuse(*args):
         raise UserError("refused")
 
-    monkeypatch.setattr(recorded, "check_run_state", refuse)
+    monkeypatch.setattr(recorded, "refuse_to_replace", refuse)
     with pytest.raises(UserError, match="refused"):
         run.__enter__()
-    assert RecordedAccel.closed == [run.accel] and not any(lock.is_locked for lock in run.locks)
+    assert RecordedAccel.closed == [run.accel] and not any(lock.lock.is_locked for lock in run.locks)
 
 
 def test_entering_takes_the_runs_lock_so_a_second_start_is_refused(recorded, monkeypatch):
@@ -215,10 +216,10 @@ def test_entering_takes_the_runs_lock_so_a_second_start_is_refused(recorded, mon
     open file) is refused before it reads any data, naming the lock; once it has left, it starts."""
     skip_set_up(monkeypatch, recorded)
     with recorded.TrainingRun(full_args(), "CAC") as run:
-        assert all(lock.is_locked for lock in run.locks)
+        assert all(lock.lock.is_locked for lock in run.locks)
         with pytest.raises(UserError, match="is being trained now by another process"):
             recorded.TrainingRun(full_args(), "CAC")
-    assert not any(lock.is_locked for lock in run.locks)
+    assert not any(lock.lock.is_locked for lock in run.locks)
     recorded.TrainingRun(full_args(), "CAC").close()
 
 

@@ -1,4 +1,4 @@
-"""engine.run_guard: a run's files, the refusal to replace an existing run (and what lifts it),
+"""engine.run_files: a run's files, the refusal to replace an existing run (and what lifts it),
 the -r checks on the first run's state, unwritable folders found first, and --overwrite removing
 exactly the old run's files."""
 import os
@@ -10,7 +10,7 @@ import torch
 from filelock import FileLock
 
 from core.errors import UserError
-from engine.run_guard import check_run_state, check_second_phase, check_writable, remove_old_run, run_files
+from engine.run_files import RunLock, check_second_phase, check_writable, refuse_to_replace, remove_old_run, run_files
 
 W = os.path.join("networks", "weights")
 
@@ -48,10 +48,10 @@ RUN_DIR = os.path.join("runs", "Digits_0_oldCAC")
 
 def test_an_empty_folder_has_no_run_to_replace(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    assert check_run_state(args(), "CAC", RUN_DIR, []) is None
+    assert refuse_to_replace(args(), "CAC", RUN_DIR, []) is None
     put(os.path.join(W, "Digits", "Digits_0_otherCACclassifierAnchorLoss.pth"))  # another name's run
     put(os.path.join(W, "Digits", "Digits_0_oldclosedSetClassifier.pth"))  # the other method's run
-    assert check_run_state(args(), "CAC", RUN_DIR, []) is None
+    assert refuse_to_replace(args(), "CAC", RUN_DIR, []) is None
 
 
 @pytest.mark.parametrize("existing", [
@@ -63,14 +63,14 @@ def test_an_existing_first_run_is_refused_naming_the_file_and_the_flags(tmp_path
     monkeypatch.chdir(tmp_path)
     put(existing)
     with pytest.raises(UserError) as refused:
-        check_run_state(args(), "CAC", RUN_DIR, [])
+        refuse_to_replace(args(), "CAC", RUN_DIR, [])
     message = str(refused.value)
     named = RUN_DIR + os.sep if existing.startswith("runs") else existing
     assert message.startswith(f"run Digits_0_oldCAC exists ({named}); this command would replace it"), message
     for flag in ("--continue", "-r", "another --name", "--overwrite"):
         assert flag in message
-    assert check_run_state(args(overwrite=True), "CAC", RUN_DIR, []) is None
-    assert check_run_state(args(continue_run=True), "CAC", RUN_DIR, []) is None
+    assert refuse_to_replace(args(overwrite=True), "CAC", RUN_DIR, []) is None
+    assert refuse_to_replace(args(continue_run=True), "CAC", RUN_DIR, []) is None
 
 
 def test_the_refusal_counts_the_other_files(tmp_path, monkeypatch):
@@ -80,21 +80,33 @@ def test_the_refusal_counts_the_other_files(tmp_path, monkeypatch):
     put(os.path.join("runs", "CIFAR+10_0_oldCAC", "config.json"))
     with pytest.raises(UserError, match=r"exists \(networks/weights/CIFAR\+10/CIFAR\+10_0_oldCACclassifierLast\.pth "
                                         r"and 2 more\)"):
-        check_run_state(args(dataset="CIFAR+10"), "CAC", os.path.join("runs", "CIFAR+10_0_oldCAC"), [])
+        refuse_to_replace(args(dataset="CIFAR+10"), "CAC", os.path.join("runs", "CIFAR+10_0_oldCAC"), [])
 
 
 def test_a_run_training_now_is_refused_even_with_overwrite(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     path = os.path.join(W, "Digits", ".Digits_0_oldCAC.lock")
-    assert check_run_state(args(), "CAC", RUN_DIR, [FileLock(path)]) is None and not os.path.exists(path)  # no probe
+    lock = RunLock(path, "Digits_0_oldCAC")
+    assert refuse_to_replace(args(), "CAC", RUN_DIR, [lock]) is None and not os.path.exists(path)  # no probe
     holder = FileLock(path)
     holder.acquire(timeout=0)
     try:
         with pytest.raises(UserError, match=f"run Digits_0_oldCAC is being trained now by another process"):
-            check_run_state(args(overwrite=True), "CAC", RUN_DIR, [FileLock(path)])
+            refuse_to_replace(args(overwrite=True), "CAC", RUN_DIR, [RunLock(path, "Digits_0_oldCAC")])
     finally:
         holder.release()
-    assert check_run_state(args(), "CAC", RUN_DIR, [FileLock(path)]) is None  # released: a stale file is no holder
+    assert refuse_to_replace(args(), "CAC", RUN_DIR, [lock]) is None  # released: a stale file is no holder
+
+
+def test_a_run_lock_leaves_neither_its_file_nor_the_folders_it_made(tmp_path):
+    path = tmp_path / "a" / "b" / ".run.lock"
+    lock = RunLock(str(path), "run")
+    lock.acquire()
+    assert path.exists()
+    with pytest.raises(UserError, match="run run is being trained now by another process"):
+        RunLock(str(path), "run").acquire()  # flock: a second open file of the same lock, even in one process
+    lock.release()
+    assert not (tmp_path / "a").exists()
 
 
 def last_state(path, **state):
@@ -109,19 +121,19 @@ LAST = os.path.join(W, "Digits", "Digits_0_oldCACclassifierLast.pth")
 def test_resume_checks_the_first_runs_state(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     put(os.path.join(W, "Digits", "Digits_0_oldCACclassifierAnchorLoss.pth"))
-    assert check_run_state(args(resume=True), "CAC", RUN_DIR, []) is None  # no state: nothing to check
+    assert refuse_to_replace(args(resume=True), "CAC", RUN_DIR, []) is None  # no state: nothing to check
     last_state(LAST, phase=0, epoch=3, end_epoch=3)  # a finished first run
     os.makedirs(RUN_DIR)
-    assert check_run_state(args(resume=True), "CAC", RUN_DIR, []) is None
+    assert refuse_to_replace(args(resume=True), "CAC", RUN_DIR, []) is None
     last_state(LAST, phase=0, epoch=1, end_epoch=3)
     with pytest.raises(UserError, match="first run stopped after 1 of its 3 epochs"):
-        check_run_state(args(resume=True), "CAC", RUN_DIR, [])
-    assert check_run_state(args(resume=True, overwrite=True), "CAC", RUN_DIR, []) is None
+        refuse_to_replace(args(resume=True), "CAC", RUN_DIR, [])
+    assert refuse_to_replace(args(resume=True, overwrite=True), "CAC", RUN_DIR, []) is None
 
 
 @pytest.mark.parametrize("state,fragment", [
-    ({"phase": 1, "epoch": 3, "end_epoch": 3}, "the -r phase of this run already finished (epoch 2"),
-    ({"phase": 1, "epoch": 2, "end_epoch": 3}, "the -r phase of this run was interrupted in epoch 2"),
+    ({"phase": 1, "epoch": 3, "end_epoch": 3}, "the second phase (-r) of this run already finished (epoch 2"),
+    ({"phase": 1, "epoch": 2, "end_epoch": 3}, "the second phase (-r) of this run was interrupted in epoch 2"),
     ({"phase": 0, "epoch": 0, "end_epoch": 5}, "the first run stopped after 0 of its 5 epochs"),
     ({"phase": 2, "epoch": 0, "end_epoch": 5}, "is damaged or from another version (phase 2, epoch 0)"),
     ({"phase": 0, "epoch": 1.0, "end_epoch": 5}, "is damaged or from another version (phase 0, epoch 1.0)"),
