@@ -15,7 +15,6 @@ import sys
 
 from core.errors import UserError
 from engine.cli import accel_parser, run_cli, runtime_parser, training_parser
-from engine.lazy import no_grad
 from networks.weights import CAC, CAC_ACCURACY, CAC_ANCHOR_LOSS, CAC_CAC_LOSS
 
 
@@ -45,7 +44,6 @@ def train_epoch(model, loader, criterion, optimizer, sums):
         sums.add(total, anchor, tuplet, predicted=distances.argmin(1), targets=targets)
 
 
-@no_grad
 def validate(net, loader, criterion, means):
     """The validation images' CAC and anchor losses and accuracy (the class of the nearest anchor)."""
     net.eval()
@@ -90,7 +88,8 @@ def main(argv=None):
         for epoch in run.epoch_loop():
             sums, means = TrainSums(run.accel, 3), BatchMeans(run.accel)
             train_epoch(model, run.batches(epoch, sums), criterion, optimizer, sums)
-            validate(run.evaluator, run.validation_batches(), criterion, means)
+            with torch.no_grad():
+                validate(run.evaluator, run.validation_batches(), criterion, means)
             (total, anchor, tuplet), accuracy = sums.means(epoch)
             (val_total, val_anchor), val_accuracy = means.means()
             stats = {"train/CAC_Loss": total, "train/anchor_Loss": anchor, "train/tuplet_Loss": tuplet,

@@ -13,7 +13,6 @@ import math
 import sys
 
 from engine.cli import accel_parser, run_cli, runtime_parser, training_parser
-from engine.lazy import no_grad
 from networks.weights import CLOSED_SET, CLOSED_SET_BEST
 
 
@@ -37,7 +36,6 @@ def train_epoch(model, loader, optimizer, sums, smoothing=0.0):
         sums.add(loss, predicted=logits.argmax(1), targets=targets)
 
 
-@no_grad
 def validate(net, loader, means):
     """The validation images' cross-entropy and accuracy."""
     import torch.nn.functional as F
@@ -63,7 +61,9 @@ def save_best(run, net, stats, epoch):
 
 def main(argv=None):
     args = parse_args(argv)
-    from engine.loop import BatchMeans, TrainSums  # after parsing: --help answers at once
+    import torch  # after parsing: --help answers at once
+
+    from engine.loop import BatchMeans, TrainSums
     from engine.training import TrainingRun
     from networks.build import build_network
 
@@ -74,7 +74,8 @@ def main(argv=None):
         for epoch in run.epoch_loop():
             sums, means = TrainSums(run.accel, 1), BatchMeans(run.accel)
             train_epoch(model, run.batches(epoch, sums), optimizer, sums, run.recipe.label_smoothing)
-            validate(run.evaluator, run.validation_batches(), means)
+            with torch.no_grad():
+                validate(run.evaluator, run.validation_batches(), means)
             (loss,), accuracy = sums.means(epoch)
             (val_loss,), val_accuracy = means.means()
             stats = {"train/CE_Loss": loss, "train/accuracy": accuracy, "val/accuracy": val_accuracy,

@@ -139,3 +139,9 @@ def test_vaze_recipe_trains_on_train_and_validation_once():
     assert list(modern.train_subset(train, val).indices) == [4, 1]
     paper = Recipe.for_run("paper", "CIFAR10", cfg, cfg["openset_training"])
     assert paper.train_subset(train, val) is train and not paper.whole_train
+
+
+@pytest.mark.parametrize("epochs,warmup", [(45, 1), (33, 1), (27, 0), (100, 2), (110, 2), (500, 8), (599, 10)])
+def test_a_shorter_run_warms_up_for_the_nearest_whole_sixtieth_of_its_epochs(epochs, warmup):
+    """10 of 600 epochs, scaled: 45 epochs -> 0.75 -> 1 (truncating would give 0), 110 -> 1.83 -> 2."""
+    assert warmup_epochs(epochs) == warmup
