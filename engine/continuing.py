@@ -23,9 +23,9 @@ from networks.checkpoint import load_checkpoint, read_checkpoint, save_checkpoin
 
 RESTART = "start the run again without --continue, with --overwrite"
 PHASES = ("a first run (no -r)", "a second phase (-r)")
-# what every ...Last.pth holds, with its type (checked before anything is restored)
-STATE_TYPES = {"phase": int, "epoch": int, "end_epoch": int, "args": dict, "optimizer": dict, "best": dict,
-               "rng": dict}
+# what every ...Last.pth holds, with its type: which run it is, then what restores it
+HEAD_TYPES = {"phase": int, "epoch": int, "end_epoch": int, "args": dict}
+REST_TYPES = {"optimizer": dict, "best": dict, "rng": dict}
 RNG_KEYS = ("python", "numpy", "torch", "cuda", "generators")
 # arguments that may differ when continuing: where and how fast it runs, and the run's name (the
 # state's file name gives it), not what it computes
@@ -62,19 +62,23 @@ def set_rng_state(state, generators, device, data=True):
         generator.set_state(saved)
 
 
-def read_last_state(path, phase, args):
-    """The ...Last.pth at `path` that `--continue` of `args` in `phase` can pick up, checked: its
-    entries and types, the phase, epochs left, and every argument that decides what is computed
-    (all but MAY_DIFFER) the same as the interrupted run's; else one UserError line."""
-    try:
-        state = read_checkpoint(path)
-    except UserError as e:
-        raise UserError(f"{e}; --continue needs the state of an interrupted run: start it without --continue") from None
-    for key, kind in STATE_TYPES.items():
+def _check_types(state, path, types):
+    for key, kind in types.items():
         value = state.get(key)
         if not isinstance(value, kind) or (kind is int and not is_whole_number(value)):
             raise UserError(f"{path} is not a usable interrupted-run state ({key!r} is missing or not "
                             f"{'a whole number' if kind is int else 'a dict'}); {RESTART}")
+
+
+def read_last_state(path, phase, args):
+    """The ...Last.pth at `path` that `--continue` of `args` in `phase` can pick up, checked: which
+    run it holds first (phase, epochs left, every argument that decides what is computed: all but
+    MAY_DIFFER, the same as the interrupted run's), then what restores it; else one UserError line."""
+    try:
+        state = read_checkpoint(path)
+    except UserError as e:
+        raise UserError(f"{e}; --continue needs the state of an interrupted run: start it without --continue") from None
+    _check_types(state, path, HEAD_TYPES)
     if state["phase"] not in (0, 1):
         raise UserError(f"{path} holds an unknown phase {state['phase']!r}; {RESTART}")
     if state["phase"] != phase:
@@ -94,6 +98,7 @@ def read_last_state(path, phase, args):
     if state["epoch"] >= state["end_epoch"]:
         raise UserError(f"{path}: that run finished all its epochs (to {state['end_epoch'] - 1}); nothing to "
                         f"continue: start the next phase with -r, or evaluate")
+    _check_types(state, path, REST_TYPES)
     ranks = [state["rng"], *state.get("ranks", [])]
     if not all(isinstance(r, dict) and all(k in r for k in RNG_KEYS) for r in ranks) or \
             not all(is_number(v) for v in state["best"].values()):

@@ -164,7 +164,7 @@ def cases(roots, splits):
         "continue_without_state": (TRAIN_CAC, [*DIGITS, "--continue", "--name", "new"],
                                    ["Digits_0_newCACclassifierLast.pth", "not found", "without --continue"], None),
         "continue_other_phase": (TRAIN_CAC, [*DIGITS, "--continue", "--name", "p1"],
-                                 ["Digits_0_p1CACclassifierLast.pth", "resumed run (-r)", "add -r"],
+                                 ["Digits_0_p1CACclassifierLast.pth", "second phase (-r)", "add -r"],
                                  lambda cwd: last_state(cwd, "p1", phase=1, epoch=3, end_epoch=5)),
         "continue_finished_run": (TRAIN_CAC, [*DIGITS, "--continue", "--name", "done"],
                                   ["Digits_0_doneCACclassifierLast.pth", "finished all its epochs", "-r"],
