@@ -40,8 +40,9 @@ def test_an_image_name_that_is_not_a_plain_file_is_skipped(tmp_path, capsys):
     try:
         dataset = FolderData(str(root), str(tmp_path / "split.json"), 16, 3).open(train=True)
     finally:
-        os.close(os.open(fifo, os.O_RDONLY | os.O_NONBLOCK))  # releases the writer
+        reader = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)  # lets the writer's open return: held until it has
         writer.join(5)
+        os.close(reader)
     assert len(dataset.samples) == 6
     lines = captured_stderr_lines(capsys)
     assert len(lines) == 1 and "not plain files" in lines[0] and "pipe.png" in lines[0], lines
