@@ -25,22 +25,19 @@ def parse_args(argv=None):
     return p.parse_args(argv)
 
 
-def evaluate_trial(evaluation, trial, recompute_anchors):
-    from engine.evaluation import TrialRun
-
-    run = TrialRun(evaluation, trial)  # the trial's data and network, the calibration beside its checkpoint
-    run.place_anchors(recompute=recompute_anchors)  # the CAC scorer's setup: the calibration's means, or the pass
-    print(f"==> Evaluating open set network accuracy and AUROC for trial {trial}..")
-    return run.evaluate()  # every scorer and metric; the calibration written beside the checkpoint
-
-
 def main(argv=None):
     args = parse_args(argv)
     from engine.evaluation import Evaluation  # after parsing: --help answers at once
+    from engine.report import report
 
     evaluation = Evaluation(args, CAC, CAC_ANCHOR_LOSS, "train_cacOpenset.py")
-    results = [evaluate_trial(evaluation, trial, args.recompute_anchors) for trial in evaluation.trials]
-    return evaluation.report(results)  # the original's four lines, the table, the results files
+    results = []
+    for trial in evaluation.trials:
+        run = evaluation.trial_run(trial)  # the trial's data and network, the calibration beside its checkpoint
+        run.place_anchors(recompute=args.recompute_anchors)  # the CAC scorer's setup: the calibration's, or the pass
+        print(f"==> Evaluating open set network accuracy and AUROC for trial {trial}..")
+        results.append(run.evaluate())  # every scorer and metric; the calibration written beside the checkpoint
+    return report(evaluation, results)  # the original's four lines, the table, the results files
 
 
 if __name__ == "__main__":

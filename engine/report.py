@@ -1,19 +1,16 @@
 """The report of an evaluation, from its typed per-trial results: the original's four lines,
 the mean ± std table of every metric of every scorer, and the results files written as one
-set (core.files.FileSet): the results JSON, the per-image .npz and the plots; also the
-reader of results JSONs."""
+set (core.files.FileSet): the results JSON, the per-image .npz and the plots."""
 import json
 from dataclasses import dataclass, fields
 
 import numpy as np
 
 from core.errors import UserError
-from core.files import FileSet, read_json
-from core.values import is_finite_number
+from core.files import FileSet
 from datasets.classnames import TrialClasses
 from engine.accel import describe_machine
 from metrics import ACCEPT_RATE, METRIC_LABELS
-from networks.weights import CAC
 from scorers import SCORER_LABELS
 
 
@@ -71,49 +68,18 @@ def print_table(summary, paper, trials):
     print()
 
 
-def read_results(path, fix):
-    """A results JSON that write_results wrote, checked (trials, method, dataset, one finite
-    accuracy and AUROC per trial), or one UserError line ending with `fix`."""
-    r = read_json(path, "results file", fix)
-    if not isinstance(r, dict):
-        raise UserError(f"results file {path} holds a {type(r).__name__}, not an object; {fix}")
-    trials = r.get("trials")
-    if not (isinstance(trials, list) and trials):
-        raise UserError(f"results file {path} has no list of trials; {fix}")
-    for key in ("raw_top1_accuracy", "raw_auroc"):
-        values = r.get(key)
-        if not (isinstance(values, list) and len(values) == len(trials) and all(map(is_finite_number, values))):
-            raise UserError(f"results file {path}: {key} is not {len(trials)} finite number(s), one per trial; {fix}")
-    for key in ("method", "dataset"):
-        if not isinstance(r.get(key), str):
-            raise UserError(f"results file {path} has no {key} name; {fix}")
-    return r
-
-
 def write_results(result, path):
     with open(path, "w") as f:
         json.dump(result, f, indent=1, allow_nan=False)
 
 
-def class_arrays(classes, t):
-    """The .npz arrays naming the classes of trial key `t`: trial<T>_class_names (of labels
-    0..N-1), per test image trial<T>_{known,unknown}_classes (original class id),
-    trial<T>_{known,unknown}_class_names and, for image files, trial<T>_{known,unknown}_paths."""
-    arrays = {f"{t}_class_names": np.asarray(classes.known_names, dtype=str)}
-    for part in ("known", "unknown"):
-        arrays[f"{t}_{part}_classes"] = np.asarray(getattr(classes, f"{part}_image_classes"), dtype=np.int64)
-        arrays[f"{t}_{part}_class_names"] = np.asarray(classes.image_names(part), dtype=str)
-        paths = getattr(classes, f"{part}_paths")
-        if paths is not None:
-            arrays[f"{t}_{part}_paths"] = np.asarray(paths, dtype=str)
-    return arrays
-
-
 def write_scores(results, path):
     """One .npz for all trials; keys trial<T>_<array> (known_labels, unknown_labels = N,
     known_logits, unknown_logits, anchors for CAC), trial<T>_<scorer>_<array> (known_pred,
-    known_score, unknown_pred, unknown_score, val_score) and the class arrays (class_arrays).
-    Scores: larger = more likely unknown. Strings are numpy str arrays: no pickle to load."""
+    known_score, unknown_pred, unknown_score, val_score), then the classes: trial<T>_class_names
+    (of labels 0..N-1) and per test image trial<T>_{known,unknown}_{classes,class_names} (its
+    original class id and name) and, for image files, _paths. Scores: larger = more likely
+    unknown. Strings are numpy str arrays: no pickle to load."""
     arrays = {}
     for r in results:
         t = f"trial{r.trial}"
@@ -124,50 +90,24 @@ def write_scores(results, path):
         if r.anchors is not None:
             arrays[f"{t}_anchors"] = np.asarray(r.anchors)
         for scorer, output in r.scores.items():
-            for key, value in output.arrays().items():
-                arrays[f"{t}_{scorer}_{key}"] = np.asarray(value)
+            arrays.update({f"{t}_{scorer}_{key}": np.asarray(value) for key, value in output.arrays().items()})
         if r.classes is not None:
-            arrays.update(class_arrays(r.classes, t))
+            arrays[f"{t}_class_names"] = np.asarray(r.classes.known_names, dtype=str)
+            for part in ("known", "unknown"):
+                arrays[f"{t}_{part}_classes"] = np.asarray(getattr(r.classes, f"{part}_image_classes"), dtype=np.int64)
+                arrays[f"{t}_{part}_class_names"] = np.asarray(r.classes.image_names(part), dtype=str)
+                if getattr(r.classes, f"{part}_paths") is not None:
+                    arrays[f"{t}_{part}_paths"] = np.asarray(getattr(r.classes, f"{part}_paths"), dtype=str)
     with open(path, "wb") as f:
         np.savez_compressed(f, **arrays)
     return path
 
 
-def result_targets(stem, trials, method, plots):
-    """Every file an evaluation may write, to check before any work."""
-    paths = [stem + ".npz", stem + ".json"]
-    if plots:
-        from engine.figures import planned_plots  # matplotlib is needed only here
-
-        paths += planned_plots(stem, trials, cac=method == CAC)
-    return paths
-
-
-def write_result_set(result, results, stem, method, args):
-    """The .npz, the plots and the JSON, as one set: each written to a temporary beside it,
-    then all renamed, the JSON last; any failure (a full disk) leaves the previous set whole
-    and is one line naming the file."""
-    files = FileSet()
-    try:
-        result["scores_file"] = stem + ".npz"
-        write_scores(results, files.stage(stem + ".npz"))
-        if args.plots:
-            from engine.figures import draw_evaluation
-
-            result["plots"] = draw_evaluation(results, stem, method, args, files.stage)
-        write_results(result, files.stage(stem + ".json"))
-        files.commit()
-    except OSError as e:
-        raise UserError(f"cannot write {files.current} ({e.strerror or e}); the previous results are unchanged: "
-                        f"free space or fix the folder's permissions, then evaluate again") from None
-    finally:
-        files.discard()
-
-
 def report(evaluation, results):
     """Print the original's four lines for the paper's scorer, then a table of every metric of
-    every scorer; write results/*.json and *.npz and the optional plots as one set. Returns
-    the results JSON's content. `evaluation`: an engine.evaluation.Evaluation."""
+    every scorer; write results/*.json, *.npz and the optional plots as one set: each to a
+    temporary beside it, then all renamed, the JSON last, so that a failure (a full disk) leaves
+    the previous set whole. Returns the results JSON's content (`evaluation`: an Evaluation)."""
     args, scorers, trials, stem = evaluation.args, evaluation.scorers, evaluation.trials, evaluation.stem
     paper = scorers.paper
     all_accuracy = [r.metrics[paper]["accuracy"] for r in results]
@@ -186,7 +126,21 @@ def report(evaluation, results):
               "accept_rate": ACCEPT_RATE, "seconds_per_trial": [round(r.seconds, 3) for r in results],
               "machine": describe_machine(evaluation.device),
               "classes": [{"trial": r.trial, **r.classes.as_json()} for r in results if r.classes is not None]}
-    write_result_set(result, results, stem, evaluation.method, args)
+    files = FileSet()
+    try:
+        result["scores_file"] = stem + ".npz"
+        write_scores(results, files.stage(stem + ".npz"))
+        if args.plots:
+            from engine.figures import draw_evaluation  # matplotlib is needed only here
+
+            result["plots"] = draw_evaluation(results, stem, evaluation.method, args, files.stage)
+        write_results(result, files.stage(stem + ".json"))
+        files.commit()
+    except OSError as e:
+        raise UserError(f"cannot write {files.current} ({e.strerror or e}); the previous results are unchanged: "
+                        f"free space or fix the folder's permissions, then evaluate again") from None
+    finally:
+        files.discard()
     for path in result.get("plots", []):
         print(f"plot written to {path}")
     print(f"scores written to {result['scores_file']}")
