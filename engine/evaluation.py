@@ -118,7 +118,9 @@ class TrialRun:
         written beside the checkpoint (a failure there is a warning). Returns the TrialResult."""
         result = evaluate_network(self.net, self.data, self.loader, self.device, self.scorers, self.path,
                                   self.start, self.anchors)
-        write_calibration(self.path, self.record({name: m["threshold"] for name, m in result.metrics.items()}))
+        thresholds = {name: m["threshold"] for name, m in result.metrics.items()}
+        write_calibration(self.path, calibration_record(self.digest, self.method, self.data, self.config.as_dict(),
+                                                        thresholds, self.anchors))
         return result
 
     def calibrate(self):
@@ -127,11 +129,8 @@ class TrialRun:
         scores = {name: s.numpy() for name, (_, s) in self.scorers.score(outputs).items()}
         if not all(np.isfinite(s).all() for s in scores.values()):
             raise overflow_error(self.path, "scores on its validation images", self.data.trial)
-        return self.record({name: acceptance_threshold(s, ACCEPT_RATE) for name, s in scores.items()})
-
-    def record(self, thresholds):
-        return calibration_record(self.digest, self.method, self.data, self.config.as_dict(), self.scorers.paper,
-                                  thresholds, ACCEPT_RATE, self.anchors)
+        thresholds = {name: acceptance_threshold(s, ACCEPT_RATE) for name, s in scores.items()}
+        return calibration_record(self.digest, self.method, self.data, self.config.as_dict(), thresholds, self.anchors)
 
 
 def load_network(path, ckpt, data, method, device):

@@ -1,14 +1,7 @@
-"""The pictures of an evaluation (`--plots`): PNG files under results/, drawn without a display.
-
-Per trial: ROC and OSCR curves of every scorer; histograms of known and unknown test
-scores with the calibrated threshold; for CAC, the logit space (test images of known
-classes coloured by class, unknown ones grey, class-mean anchors as stars; a 2-D PCA
-projection when there are more than 2 known classes); the training curves of the run
-(runs/<dataset>_<trial>_<name><method>/metrics.jsonl; a log without one usable line is
-skipped with a warning). Each picture is saved where the caller's `stage` says: evaluation
-writes its files as one set (core.files.FileSet). Pictures are drawn from the typed results
-of engine/report.py (TrialResult).
-"""
+"""The pictures of an evaluation (`--plots`), PNG files drawn without a display from its
+TrialResults: per trial, ROC and OSCR curves of every scorer; histograms of known and unknown
+test scores with the threshold; for CAC, the logit space (2-D PCA beyond 2 known classes) with
+the class-mean anchors; the training curves of the run's metrics.jsonl."""
 import os
 import sys
 
@@ -125,36 +118,27 @@ def logit_space_figure(result, path):
     return _save(fig, path)
 
 
-def read_training_log(path):
-    """metrics.jsonl as runs: a new run starts wherever the epoch does not increase (a rerun
-    or a resumed run starting before the last logged epoch). A torn line (no newline at its
-    end, or not an epoch entry: a crash or a full disk mid-write) is left out, with one
-    warning line for all of them."""
-    runs, last, torn = [], None, 0
-    with open(path, "rb") as f:
-        for line in f:
-            if not line.strip():
-                continue
-            entry = parse_log_line(line)
-            if entry is None:
-                torn += 1
-                continue
-            if last is None or entry["epoch"] <= last:
-                runs.append([])
-            runs[-1].append(entry)
-            last = entry["epoch"]
-    if torn:
-        print(f"warning: {path}: left out {torn} incomplete line(s) (from a crash or a full disk)", file=sys.stderr)
-    return runs
-
-
 def training_curves(log_path):
-    """(runs, None) from a metrics.jsonl, or (None, why nothing can be drawn): read_training_log
-    leaves out torn lines, and a value that is not a number is left out when drawn."""
+    """(runs, None) from a metrics.jsonl, or (None, why nothing can be drawn). A new run starts
+    wherever the epoch does not increase (a rerun; the second phase (-r), from its checkpoint's
+    epoch); a torn line (a crash or a full disk mid-write) is left out with one warning for all,
+    a value that is not a number when drawn."""
+    runs, last, torn = [], None, 0
     try:
-        runs = read_training_log(log_path)
+        with open(log_path, "rb") as f:
+            for line in filter(bytes.strip, f):
+                entry = parse_log_line(line)
+                if entry is None:
+                    torn += 1
+                    continue
+                if last is None or entry["epoch"] <= last:
+                    runs.append([])
+                runs[-1].append(entry)
+                last = entry["epoch"]
     except OSError as e:
         return None, f"it cannot be read ({e.strerror})"
+    if torn:
+        print(f"warning: {log_path}: left out {torn} incomplete line(s) (from a crash or a full disk)", file=sys.stderr)
     if not runs or not any(is_finite_number(v) for e in runs[-1] for k, v in e.items() if k != "epoch"):
         return None, "it holds no complete line of numbers"
     return runs, None
@@ -183,9 +167,9 @@ def training_figure(runs, title, path):
     return _save(fig, path)
 
 
-def draw_evaluation(results, stem, method, args, stage=lambda path: path):
+def draw_evaluation(results, stem, method, args, stage):
     """All pictures of one evaluation, each saved to `stage(its path)` (a temporary the caller
-    renames later, or the path itself); returns the paths the pictures belong at."""
+    renames later); returns the paths the pictures belong at."""
     paths = []
 
     def draw(figure, trial, kind, *inputs):
