@@ -13,14 +13,14 @@ import argparse
 import sys
 
 from engine.cli import evaluation_parser, run_cli, runtime_parser
-from networks.weights import CAC, CAC_ANCHOR_LOSS
+from networks.weights import CAC
 
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description="Open-set evaluation of CAC networks",
                                 parents=[evaluation_parser(), runtime_parser()])
     p.add_argument("--recompute_anchors", action="store_true",
-                   help="compute the class-mean anchors from the training split even when the checkpoint's "
+                   help="compute the class-mean anchors from the training images even when the checkpoint's "
                         "calibration holds them for this data (default: reuse them)")
     return p.parse_args(argv)
 
@@ -30,7 +30,7 @@ def main(argv=None):
     from engine.evaluation import Evaluation  # after parsing: --help answers at once
     from engine.report import report
 
-    evaluation = Evaluation(args, CAC, CAC_ANCHOR_LOSS, "train_cacOpenset.py")
+    evaluation = Evaluation(args, CAC)
     results = []
     for trial in evaluation.trials:
         run = evaluation.trial_run(trial)  # the trial's data and network, the calibration beside its checkpoint

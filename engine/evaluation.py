@@ -1,8 +1,8 @@
-"""Scoring a checkpoint's network on one trial, for both evaluation scripts (which own the loop
-over trials) and for predict.py's first calibration: `Evaluation` checks everything before any
-work; `TrialRun` is one trial's network ready to score, its CAC anchors placed (reused from the
-calibration kept beside the checkpoint, engine/calibration.py), then every scorer and metric
-(`evaluate`) or the thresholds alone (`calibrate`). The report of all trials is engine/report.py."""
+"""A checkpoint's network scored on one trial, for both evaluation scripts (which own the loop
+over trials) and predict.py's first calibration: `Evaluation` checks everything before any work;
+`TrialRun` places the CAC anchors (or reads them from the calibration beside the checkpoint,
+engine/calibration.py), then computes every scorer and metric (`evaluate`) or the thresholds
+alone (`calibrate`). The report of all trials is engine/report.py."""
 import os
 import sys
 import time
@@ -17,7 +17,7 @@ from datasets.trial import OpenSetData
 from engine.accel import default_channels_last
 from engine.calibration import SCORERS, cached_anchor_means, calibration_record, read_calibration, write_calibration
 from engine.cli import check_common_args, print_header, resolve_device, seed_everything
-from engine.commands import train_command
+from engine.commands import TRAIN_SCRIPTS, train_command
 from engine.recipe import use_normalization
 from engine.report import ScorerOutput, TrialResult
 from engine.trial_choice import chosen_trials, trials_label
@@ -25,22 +25,20 @@ from metrics import ACCEPT_RATE, acceptance_threshold, all_metrics
 from networks.build import build_network
 from networks.checkpoint import load_checkpoint, read_checkpoint
 from networks.config import NetworkConfig
-from networks.weights import CAC, CLOSED_SET, weights_path
+from networks.weights import CAC, EVALUATED, weights_path
 
 RESULTS_DIR = "results"  # relative to the working directory
-EVAL_SCRIPTS = {CAC: "eval_cacOpenset.py", CLOSED_SET: "eval_closedSet.py"}
 
 
 class Evaluation:
     """One run of an evaluation script: its arguments, device, trials and every results file it
-    may write, checked before any work. Each trial evaluates the `method`'s checkpoint
-    <dataset>_<trial>_<name><checkpoint_suffix>.pth, which `train_script` writes."""
+    may write, checked before any work. Each trial evaluates the checkpoint of the `method`
+    (CAC or the cross-entropy baseline) that evaluation reads (networks.weights.EVALUATED)."""
 
-    def __init__(self, args, method, checkpoint_suffix, train_script):
+    def __init__(self, args, method):
         check_common_args(args)
         self.args, self.method, self.scorers = args, method, SCORERS[method]
-        self.checkpoint_suffix, self.train_script = checkpoint_suffix, train_script
-        self.trials, why = chosen_trials(args, checkpoint_suffix, train_script, EVAL_SCRIPTS[method])
+        self.trials, why = chosen_trials(args, method)
         self.device = resolve_device(args.device)
         self.commit = print_header(args, self.device)
         print(f"evaluating trials {self.trials} of {args.dataset} --name {args.name!r} ({why})", flush=True)
@@ -55,16 +53,15 @@ class Evaluation:
             check_file_writable(path, "evaluate under another --name", what="results file ")  # renames must not fail
 
     def trial_run(self, trial):
-        """Trial `trial`'s TrialRun (data seeded and loaded first), with the calibration kept beside
-        its checkpoint; a missing checkpoint names the command that trains it, a damaged
-        calibration is a warning (this evaluation writes it again)."""
+        """Trial `trial`'s TrialRun, with the calibration beside its checkpoint (a damaged one: a
+        warning, this evaluation writes it again)."""
         args = self.args
         seed_everything(args.seed)
         data = OpenSetData.from_args(args, trial)
-        path = weights_path(args.dataset, trial, args.name, self.checkpoint_suffix)
+        path = weights_path(args.dataset, trial, args.name, EVALUATED[self.method])
         if not os.path.isfile(path):
             raise UserError(f"checkpoint not found: {path}; train it with "
-                            f"`{train_command(self.train_script, vars(args), trial)}` (evaluation's --name "
+                            f"`{train_command(TRAIN_SCRIPTS[self.method], vars(args), trial)}` (evaluation's --name "
                             f"defaults to '' for the paper's released weights, training's to myTest)")
         run = TrialRun(args, data, self.method, path, self.device)
         if default_channels_last(self.device):  # faster; predict.py's calibration keeps the layout its numbers had
@@ -76,9 +73,8 @@ class Evaluation:
 
 
 class TrialRun:
-    """The network of checkpoint `path` (given as `checkpoint`, (dict, SHA-256 of its bytes), when
-    already read), built for the trial's `data` in eval mode, with its loaders; `calibration`: the
-    one read beside the checkpoint, if any. A result's `seconds` count from the network's loading."""
+    """The network of checkpoint `path` (`checkpoint`: its (dict, SHA-256) when already read) built
+    for the trial's `data`, in eval mode; `calibration`: the one beside the checkpoint, if read."""
 
     def __init__(self, args, data, method, path, device, checkpoint=None):
         self.args, self.data, self.method, self.path, self.device = args, data, method, path, device
@@ -114,8 +110,7 @@ class TrialRun:
         self.anchors = means.cpu().numpy()
 
     def evaluate(self):
-        """Every scorer and metric on the trial's images (evaluate_network); then the calibration
-        written beside the checkpoint (a failure there is a warning). Returns the TrialResult."""
+        """The TrialResult (evaluate_network); the calibration written beside the checkpoint."""
         result = evaluate_network(self.net, self.data, self.loader, self.device, self.scorers, self.path,
                                   self.start, self.anchors)
         thresholds = {name: m["threshold"] for name, m in result.metrics.items()}
@@ -124,18 +119,17 @@ class TrialRun:
         return result
 
     def calibrate(self):
-        """The calibration from the validation images alone (predict.py's first use: no test images)."""
+        """The calibration from the validation images alone (no test images: predict.py's first use)."""
         outputs, _ = gather_outputs(self.net, self.loader(self.data.val_dataset()), self.device)
         scores = {name: s.numpy() for name, (_, s) in self.scorers.score(outputs).items()}
-        if not all(np.isfinite(s).all() for s in scores.values()):
-            raise overflow_error(self.path, "scores on its validation images", self.data.trial)
+        check_finite(self.path, self.data.trial, {f"{name} scores (val images)": s for name, s in scores.items()})
         thresholds = {name: acceptance_threshold(s, ACCEPT_RATE) for name, s in scores.items()}
         return calibration_record(self.digest, self.method, self.data, self.config.as_dict(), thresholds, self.anchors)
 
 
 def load_network(path, ckpt, data, method, device):
-    """(network of checkpoint `path`, read as `ckpt`, in eval mode; its NetworkConfig), built for
-    `data`, which must have the image shape and known classes it was trained on."""
+    """(network of checkpoint `path`, read as `ckpt`, in eval mode; its NetworkConfig) for `data`,
+    which must have the image shape and known classes it was trained on."""
     use_normalization(data, (ckpt.get("args") or {}).get("recipe"))  # as it trained (engine/recipe.py)
     trained = ckpt.get("network") or {}
     for key, cfg_key, flag in (("im_size", "im_size", "--im_size"), ("num_channels", "im_channels", "--im_channels")):
@@ -144,14 +138,14 @@ def load_network(path, ckpt, data, method, device):
                             f"{data.cfg[cfg_key]}: pass {flag} {trained[key]}, as in training")
     saved_known = ckpt.get("known_classes")
     if saved_known is not None and sorted(saved_known) != sorted(data.known):
-        raise UserError(f"checkpoint {path} was trained on known classes {saved_known} but the split here has "
+        raise UserError(f"checkpoint {path} was trained on known classes {saved_known} but the class split here has "
                         f"{list(data.known)}: use the split file training used (--split_file)")
     config = NetworkConfig.for_data(data.cfg, ckpt.get("backbone", "cnn"), trained.get("pretrained"))
     return loaded_network(config, method, path, ckpt, device), config
 
 
 def loaded_network(config, method, path, ckpt, device):
-    """The `method`'s network `config` describes, on `device`, holding checkpoint `path`'s weights, in eval mode."""
+    """The network `config` describes, holding checkpoint `path`'s weights, in eval mode."""
     net = build_network(config, method).to(device)
     load_checkpoint(path, net, ckpt)
     return net.eval()
@@ -184,21 +178,21 @@ def evaluate_network(net, data, loader, device, scorers, source, start, anchors=
     known_test, unknown_test = data.known_test_dataset(), data.unknown_test_dataset()
     outputs = {part: gather_outputs(net, loader(ds), device) for part, ds in
                (("known", known_test), ("unknown", unknown_test), ("val", val))}
-    per_part = {part: scorers.score(out) for part, (out, _) in outputs.items()}
-    scores = {name: ScorerOutput(*(t.numpy() for t in (*per_part["known"][name], *per_part["unknown"][name],
-                                                       per_part["val"][name][1])))
-              for name in scorers.names}
+    scored = {part: scorers.score(out) for part, (out, _) in outputs.items()}
     logits = {part: (out[0] if isinstance(out, tuple) else out).numpy() for part, (out, _) in outputs.items()}
-    result = TrialResult(trial=data.trial, num_known=data.num_known, class_names=data.class_names,
-                         known_labels=outputs["known"][1].numpy(), known_logits=logits["known"],
-                         unknown_logits=logits["unknown"], scores=scores, metrics={},
-                         seconds=time.perf_counter() - start, anchors=anchors,
-                         classes=data.trial_classes(known_test, unknown_test))
-    check_finite_outputs(result, source)
-    result.metrics = {name: all_metrics(s.known_pred, s.known_score, result.known_labels, s.unknown_pred,
-                                        s.unknown_score, s.val_score, data.num_known, ACCEPT_RATE)
-                      for name, s in scores.items()}
-    return result
+    check_finite(source, data.trial, {"known test logits": logits["known"], "unknown test logits": logits["unknown"],
+                                      **{f"{name} scores ({part} images)": scored[part][name][1]
+                                         for name in scorers.names for part in scored}})
+    scores = {name: ScorerOutput(*(t.numpy() for t in (*scored["known"][name], *scored["unknown"][name],
+                                                       scored["val"][name][1]))) for name in scorers.names}
+    known_labels = outputs["known"][1].numpy()
+    return TrialResult(trial=data.trial, num_known=data.num_known, class_names=data.class_names,
+                       known_labels=known_labels, known_logits=logits["known"], unknown_logits=logits["unknown"],
+                       scores=scores, seconds=time.perf_counter() - start, anchors=anchors,
+                       classes=data.trial_classes(known_test, unknown_test),
+                       metrics={name: all_metrics(s.known_pred, s.known_score, known_labels, s.unknown_pred,
+                                                  s.unknown_score, s.val_score, data.num_known, ACCEPT_RATE)
+                                for name, s in scores.items()})
 
 
 def overflow_error(path, what, trial):
@@ -207,13 +201,10 @@ def overflow_error(path, what, trial):
                      f"checkpoint")
 
 
-def check_finite_outputs(result, source):
-    """Finite weights can still overflow: a NaN score would give NaN metrics and thresholds."""
-    arrays = {"known test logits": result.known_logits, "unknown test logits": result.unknown_logits}
-    for scorer, output in result.scores.items():
-        arrays.update({f"{scorer} scores ({key.split('_')[0]} images)": value
-                       for key, value in output.arrays().items() if key.endswith("score")})
+def check_finite(path, trial, arrays):
+    """Finite weights can still overflow: refuse NaN or inf outputs ({what: per-image values})
+    before any metric, threshold or calibration is made from them."""
     for what, values in arrays.items():
         bad = int(np.count_nonzero(~np.isfinite(np.asarray(values, dtype=np.float64).reshape(len(values), -1)).all(1)))
         if bad:
-            raise overflow_error(source, f"{what} for {bad} of {len(values)} images", result.trial)
+            raise overflow_error(path, f"{what} for {bad} of {len(values)} images", trial)

@@ -66,7 +66,7 @@ def histogram_figure(result, path):
     names = list(result.scores)
     fig, axes = plt.subplots(1, len(names), figsize=(5.5 * len(names), 4.2), squeeze=False)
     for ax, name in zip(axes[0], names):
-        s, m = result.scores[name].arrays(), result.metrics[name]
+        s, m = vars(result.scores[name]), result.metrics[name]
         both = np.r_[s["known_score"], s["unknown_score"]]
         # scores spanning decades (the CAC score: ~1e-4 for knowns, ~1 for unknowns) on a log axis
         log = both.min() > 0 and both.max() / both.min() > 100
@@ -85,30 +85,24 @@ def histogram_figure(result, path):
     return _save(fig, path)
 
 
-def project_2d(known_logits, *others):
-    """Project logits to 2-D: as they are for 2 classes, else onto the 2 principal axes of the
-    known test logits. Returns the projected arrays and the axis labels."""
-    if known_logits.shape[1] == 2:
-        return [known_logits, *others], ("logit of class 0", "logit of class 1")
-    center = known_logits.mean(0)
-    _, sv, vt = np.linalg.svd(known_logits - center, full_matrices=False)
-    share = sv ** 2 / np.sum(sv ** 2)
-    axes = vt[:2].T
-    return ([(x - center) @ axes for x in (known_logits, *others)],
-            (f"PC 1 ({100 * share[0]:.0f}% of variance)", f"PC 2 ({100 * share[1]:.0f}% of variance)"))
-
-
 def logit_space_figure(result, path):
+    """Test images' logits, known ones coloured by class, with the class-mean anchors: as they are
+    for 2 classes, else projected onto the 2 principal axes of the known test logits."""
     known, unknown, anchors = (np.asarray(a, dtype=np.float64) for a in
                                (result.known_logits, result.unknown_logits, result.anchors))
-    (known2, unknown2, anchors2), (xlabel, ylabel) = project_2d(known, unknown, anchors)
+    (known2, unknown2, anchors2), (xlabel, ylabel) = (known, unknown, anchors), ("logit of class 0", "logit of class 1")
+    if known.shape[1] > 2:
+        center = known.mean(0)
+        _, sv, vt = np.linalg.svd(known - center, full_matrices=False)
+        share = 100 * sv ** 2 / np.sum(sv ** 2)
+        known2, unknown2, anchors2 = ((x - center) @ vt[:2].T for x in (known, unknown, anchors))
+        xlabel, ylabel = (f"PC {i + 1} ({share[i]:.0f}% of variance)" for i in (0, 1))
     fig, ax = plt.subplots(figsize=(7.5, 6.5))
     colors = plt.get_cmap("tab10" if len(anchors) <= 10 else "tab20")
     ax.scatter(unknown2[:, 0], unknown2[:, 1], s=8, color="grey", alpha=0.45, label="unknown", zorder=1)
     for c, name in enumerate(result.class_names):
         mine = result.known_labels == c
-        ax.scatter(known2[mine, 0], known2[mine, 1], s=8, color=colors(c % colors.N), alpha=0.8,
-                   label=f"{name}", zorder=2)
+        ax.scatter(known2[mine, 0], known2[mine, 1], s=8, color=colors(c % colors.N), alpha=0.8, label=name, zorder=2)
         ax.scatter(*anchors2[c], s=260, marker="*", color=colors(c % colors.N), edgecolor="black",
                    linewidth=1.2, zorder=3)
     ax.scatter([], [], s=150, marker="*", color="white", edgecolor="black", label="class-mean anchor")
@@ -171,28 +165,22 @@ def draw_evaluation(results, stem, method, args, stage):
     """All pictures of one evaluation, each saved to `stage(its path)` (a temporary the caller
     renames later); returns the paths the pictures belong at."""
     paths = []
-
-    def draw(figure, trial, kind, *inputs):
-        final = plot_path(stem, trial, kind)
-        figure(*inputs, stage(final))
-        paths.append(final)
-
     for result in results:
-        t = result.trial
-        draw(roc_figure, t, "roc", result)
-        draw(histogram_figure, t, "hist", result)
+        t, source = result.trial, trained_on(args.dataset)  # CIFAR+50 reuses CIFAR+10's run
+        figures = [(roc_figure, "roc", [result]), (histogram_figure, "hist", [result])]
         if result.anchors is not None:
-            draw(logit_space_figure, t, "logits", result)
-        source = trained_on(args.dataset)  # CIFAR+50 reuses CIFAR+10's run
+            figures.append((logit_space_figure, "logits", [result]))
         log = os.path.join("runs", f"{source}_{t}_{args.name}{method}", "metrics.jsonl")
-        if not os.path.isfile(log):
-            print(f"no training log {log} (weights trained elsewhere?): no training-curve plot for trial {t}")
-            continue
-        runs, problem = training_curves(log)
-        if problem:
+        runs, problem = training_curves(log) if os.path.isfile(log) else (None, None)
+        if runs:
+            title = f"training of {source} trial {t} ({method}, name '{args.name}')"
+            figures.append((training_figure, "training", [runs, title]))
+        elif problem:
             print(f"warning: no training-curve plot for trial {t}: the training log {log} is damaged: {problem}",
                   file=sys.stderr)
-            continue
-        title = f"training of {source} trial {t} ({method}, name '{args.name}')"
-        draw(training_figure, t, "training", runs, title)
+        else:
+            print(f"no training log {log} (weights trained elsewhere?): no training-curve plot for trial {t}")
+        for figure, kind, inputs in figures:
+            figure(*inputs, stage(plot_path(stem, t, kind)))
+            paths.append(plot_path(stem, t, kind))
     return paths

@@ -1,9 +1,6 @@
-"""Predicting new images with a trained checkpoint (predict.py): the image files to read, the
-network and its calibration (engine/calibration.py: the one kept beside the checkpoint, or made
-on first use by an evaluation's TrialRun from the training data the checkpoint records), each
-image converted as the trial's test images were, every scorer of scorers.py, and the rows as CSV
-or JSON. An image that cannot be read (damaged, not an image, over PIL's decompression-bomb
-limit) is skipped with its reason."""
+"""Predicting new images with a trained checkpoint (predict.py): the image files, the network and
+its calibration (engine/calibration.py; made on first use by an evaluation's TrialRun), each image
+converted as the test images were, its scores, and the rows as CSV or JSON."""
 import argparse
 import contextlib
 import csv
@@ -57,7 +54,7 @@ def evaluate_command(ckpt, path):
     """The eval command that calibrates checkpoint `path` (read as `ckpt`): data set, trial and name
     from the checkpoint, else from the original code's file name <dataset>_<trial>_<name><suffix>.pth."""
     method = CAC if "anchors" in ckpt["net"] or "means" in ckpt["net"] else CLOSED_SET
-    script, suffix = ("eval_cacOpenset.py" if method == CAC else "eval_closedSet.py"), EVALUATED[method]
+    script, suffix = commands.EVAL_SCRIPTS[method], EVALUATED[method]
     args = ckpt["args"] if isinstance(ckpt.get("args"), dict) else {}
     named = re.fullmatch(r"(.+?)_(\d+)_(.*)" + re.escape(suffix) + r"\.pth", os.path.basename(path))
     dataset, trial = ckpt.get("dataset", named and named[1]), ckpt.get("trial", named and int(named[2]))
@@ -76,7 +73,7 @@ def load_predictor(path, device, data_root=None, split_file=None, cache_dir=None
         raise UserError(f"{path} is the state of an unfinished run that --continue reads, not a best checkpoint: "
                         f"predict with one the run saved, such as "
                         f"{path.replace(LAST[method] + '.pth', EVALUATED[method] + '.pth')}")
-    classify = ckpt["net"].get("classify.weight")
+    classify = ckpt["net"].get("classify.weight")  # the network's class count, for the calibration to match
     num_classes = classify.shape[0] if torch.is_tensor(classify) and classify.dim() == 2 else None
     cal, problem = read_calibration(path, digest, method, num_classes)
     cal = cal or embedded_calibration(ckpt, method, num_classes) or \
@@ -88,9 +85,8 @@ def load_predictor(path, device, data_root=None, split_file=None, cache_dir=None
 
 
 def make_calibration(path, checkpoint, method, device, problem, data_root, split_file, cache_dir):
-    """The calibration of checkpoint `path` made as an evaluation makes it (TrialRun: the anchor
-    pass, the validation thresholds), on the training data its saved args name, written beside it.
-    Without them, the eval command that makes it."""
+    """The calibration of checkpoint `path` made as an evaluation makes it, from the training data
+    its saved args name (training_args), written beside it; without them, the eval command that does."""
     args = checkpoint[0].get("args")
     if not (isinstance(args, dict) and isinstance(args.get("dataset"), str) and isinstance(args.get("trial"), int)):
         what = f"no usable calibration ({problem})" if problem else "no calibration (class names, anchors, thresholds)"
@@ -119,9 +115,9 @@ def make_calibration(path, checkpoint, method, device, problem, data_root, split
 
 
 def training_args(ckpt, path, data_root=None, split_file=None, cache_dir=None):
-    """The training run's arguments, its relative --data_root/--split_file found from the folder it
-    ran in (<root>/networks/weights/<dataset>/<file>) or the working directory, unless
-    `data_root`/`split_file` replace them; the caches in this machine's cache folder (`cache_dir`)."""
+    """The training run's arguments: a relative --data_root/--split_file is looked for under the folder
+    it ran in (<root>/networks/weights/<dataset>/<file>), else the working directory, unless
+    `data_root`/`split_file` replace it; the caches go to this machine's cache folder (`cache_dir`)."""
     args = argparse.Namespace(**{"workers": None, "pipeline": "torchvision", "seed": 0, "no_download": False,
                                  "split_file": None, "im_size": None, "im_channels": None,
                                  "data_root": "datasets/data", **ckpt["args"], "cache_dir": cache_dir})

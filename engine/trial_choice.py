@@ -7,8 +7,8 @@ import os
 import re
 
 from core.errors import UserError
-from engine.commands import evaluate_command, train_command
-from networks.weights import weights_path
+from engine.commands import EVAL_SCRIPTS, TRAIN_SCRIPTS, evaluate_command, train_command
+from networks.weights import EVALUATED, weights_path
 
 WINDOW = 5  # the original's default --num_trials
 
@@ -24,8 +24,9 @@ def trained_trials(dataset, name, suffix):
     return sorted(int(m[1]) for m in map(pattern.match, names) if m and os.path.isfile(os.path.join(folder, m[0])))
 
 
-def chosen_trials(args, suffix, train_script, eval_script):
-    """(trials to evaluate, why: a phrase for the line that names them)."""
+def chosen_trials(args, method):
+    """(trials of the `method`'s checkpoints to evaluate, why: a phrase for the line that names them)."""
+    suffix = EVALUATED[method]
     if args.num_trials is not None:
         if args.num_trials < 1:
             raise UserError(f"--num_trials {args.num_trials}: evaluate at least one trial")
@@ -40,9 +41,9 @@ def chosen_trials(args, suffix, train_script, eval_script):
     if found:
         raise UserError(f"no checkpoint of trials {window[0]}-{window[-1]} for {args.dataset} --name "
                         f"{args.name!r} (such as {where}); trained trials: {found}: evaluate them with "
-                        f"`{evaluate_command(eval_script, vars(args), found[0], num=None)}`")
+                        f"`{evaluate_command(EVAL_SCRIPTS[method], vars(args), found[0], num=None)}`")
     raise UserError(f"no trained checkpoint for {args.dataset} --name {args.name!r} (such as {where}); "
-                    f"train one with `{train_command(train_script, vars(args), args.start_trial)}`"
+                    f"train one with `{train_command(TRAIN_SCRIPTS[method], vars(args), args.start_trial)}`"
                     f" (evaluation's --name defaults to '' for the paper's released weights)")
 
 
