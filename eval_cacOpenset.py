@@ -6,8 +6,8 @@ then every open-set metric for the paper's CAC score and the plain minimum dista
 Per trial: load ...CACclassifierAnchorLoss.pth, replace the anchors by the mean logits of
 correctly classified training images (+ flipped copies for non-digit data), then score
 test images by d * (1 - softmin(d)): predicted class = argmin, unknown score = min.
-The anchor means are kept in the calibration beside the checkpoint (X.calibration.json) and
-reused by the next evaluation of the same file and data (--recompute_anchors forces the pass).
+The next evaluation of the same file and data reads the anchor means from the calibration
+beside the checkpoint (X.calibration.json; --recompute_anchors makes them again).
 """
 import argparse
 import sys

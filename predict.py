@@ -43,30 +43,21 @@ def parse_args(argv=None):
     return p.parse_args(argv)
 
 
-def check_output_args(args):
-    """--threshold and --out, before any work (a NaN threshold would call every image known)."""
-    if args.threshold is not None and not math.isfinite(args.threshold):
-        raise UserError(f"--threshold {args.threshold}: give a finite number (an image whose unknown score is "
-                        f"above it is 'unknown')")
-    if args.out is None:
-        return
-    if os.path.isdir(args.out):
-        raise UserError(f"--out {args.out} is a folder; give a file name, e.g. "
-                        f"{os.path.join(args.out, 'predictions.' + args.format)}")
-    try:
-        ensure_writable(os.path.dirname(args.out) or ".")
-    except UserError as e:
-        raise UserError(f"--out {args.out}: {e}") from None
-
-
 def main(argv=None):
     args = parse_args(argv)
     from engine.prediction import find_images, load_predictor, predict, render  # after parsing: --help at once
 
-    check_output_args(args)
-    if not os.path.isfile(args.checkpoint):
-        raise UserError(f"checkpoint not found: {args.checkpoint}; give the .pth file training wrote "
-                        f"under networks/weights/<dataset>/")
+    if args.threshold is not None and not math.isfinite(args.threshold):  # NaN would call every image known
+        raise UserError(f"--threshold {args.threshold}: give a finite number (an image whose unknown score is "
+                        f"above it is 'unknown')")
+    if args.out is not None:
+        if os.path.isdir(args.out):
+            raise UserError(f"--out {args.out} is a folder; give a file name, e.g. "
+                            f"{os.path.join(args.out, 'predictions.' + args.format)}")
+        try:
+            ensure_writable(os.path.dirname(args.out) or ".")
+        except UserError as e:
+            raise UserError(f"--out {args.out}: {e}") from None
     files = find_images(args.images)
     device = resolve_device(args.device)
     net, cal = load_predictor(args.checkpoint, device, args.data_root, args.split_file, args.cache_dir)

@@ -1,9 +1,7 @@
-"""A checkpoint's calibration, kept beside it (X.pth -> X.calibration.json: no checkpoint is
-modified after training): per scorer (SCORERS) the threshold accepting 95% of the known
-validation images; what predict.py needs to treat new images as the test images (class names,
-preprocessing, the network's arguments); CAC's class-mean anchors and the data that made them
-(the next evaluation skips the anchor pass). Keyed on the SHA-256 of the checkpoint's bytes: one
-of other weights is stale, a damaged one is named; both are made again."""
+"""A checkpoint's calibration, kept beside it (X.pth -> X.calibration.json; no checkpoint is written
+after training): per scorer the threshold accepting 95% of the known validation images, what
+predict.py needs to treat new images as the test images, CAC's anchor means and the data that made
+them (for the next evaluation). Keyed on the SHA-256 of the checkpoint's bytes."""
 import hashlib
 import json
 import os
@@ -30,8 +28,8 @@ def calibration_path(checkpoint):
 
 
 def anchor_data_key(data):
-    """What the anchor means depend on besides the weights: the training images and their
-    classes, how they are transformed, whether flipped copies are added."""
+    """What the anchor means depend on besides the weights: the training images, their classes and
+    transformation, whether flipped copies are added."""
     idx = np.ascontiguousarray(data.train_idx, dtype=np.int64)
     return {"dataset": data.name, "known": [int(c) for c in data.known],
             "train_labels": labels_fingerprint(data.train_labels[idx])["labels_sha1"],
@@ -43,18 +41,15 @@ def anchor_data_key(data):
 def calibration_record(digest, method, data, network, thresholds, anchors=None):
     """The calibration of the checkpoint whose bytes have SHA-256 `digest`, for its `method`'s paper
     scorer (JSON: float64 values round-trip exactly)."""
-    record = {
-        "checkpoint_sha256": digest, "method": method, "dataset": data.name, "trial": data.trial,
-        "scorer": SCORERS[method].paper, "thresholds": {name: float(t) for name, t in thresholds.items()},
-        "accept_rate": ACCEPT_RATE, "class_names": list(data.class_names),
-        "known_classes": sorted(int(c) for c in data.known),
-        "preprocessing": {"im_size": int(data.cfg["im_size"]), "im_channels": int(data.cfg["im_channels"]),
-                          "mean": [float(v) for v in data.mean], "std": [float(v) for v in data.std]},
-        "network": dict(network),
-    }
+    record = {"checkpoint_sha256": digest, "method": method, "dataset": data.name, "trial": data.trial,
+              "scorer": SCORERS[method].paper, "thresholds": {name: float(t) for name, t in thresholds.items()},
+              "accept_rate": ACCEPT_RATE, "class_names": list(data.class_names),
+              "known_classes": sorted(int(c) for c in data.known),
+              "preprocessing": {"im_size": int(data.cfg["im_size"]), "im_channels": int(data.cfg["im_channels"]),
+                                "mean": [float(v) for v in data.mean], "std": [float(v) for v in data.std]},
+              "network": dict(network)}
     if anchors is not None:
-        means = torch.as_tensor(anchors, dtype=torch.float64).cpu().tolist()
-        record["anchor_means"] = {"means": means, "data": anchor_data_key(data)}
+        record["anchor_means"] = {"means": np.asarray(anchors, np.float64).tolist(), "data": anchor_data_key(data)}
     return record
 
 
@@ -151,8 +146,7 @@ def cached_anchor_means(calibration, data):
 
 
 def embedded_calibration(ckpt, method, num_classes):
-    """The calibration an earlier version stored inside the checkpoint, in this module's form,
-    when it is valid; else None."""
+    """The valid calibration an earlier version stored inside the checkpoint, in today's form; else None."""
     cal = ckpt.get("calibration")
     stored = cal.get("anchor_means") if isinstance(cal, dict) else None
     if isinstance(stored, dict) and torch.is_tensor(stored.get("means")) and stored["means"].is_floating_point():
