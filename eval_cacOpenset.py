@@ -34,7 +34,8 @@ def main(argv=None):
     results = []
     for trial in evaluation.trials:
         run = evaluation.trial_run(trial)  # the trial's data and network, the calibration beside its checkpoint
-        run.place_anchors(recompute=args.recompute_anchors)  # the CAC scorer's setup: the calibration's, or the pass
+        how = run.place_anchors(recompute=args.recompute_anchors)  # the CAC scorer's setup
+        print(f"trial {trial}: anchor means {how}")
         print(f"==> Evaluating open set network accuracy and AUROC for trial {trial}..")
         results.append(run.evaluate())  # every scorer and metric; the calibration written beside the checkpoint
     return report(evaluation, results)  # the original's four lines, the table, the results files

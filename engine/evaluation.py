@@ -90,14 +90,14 @@ class TrialRun:
 
     def place_anchors(self, recompute=False):
         """The CAC scorer's setup: the anchor means of the calibration when made from this data
-        (unless `recompute`), else the anchor pass over the training images."""
-        data = self.data
+        (unless `recompute`), else the anchor pass over the training images. Returns how they
+        were placed, for the log."""
+        data, start = self.data, time.perf_counter()
         means = None if recompute else cached_anchor_means(self.calibration, data)
         if means is not None:
-            print(f"trial {data.trial}: anchor means read from the calibration (--recompute_anchors to redo them)")
             self.net.set_anchors(means)
+            how = "read from the calibration (--recompute_anchors to redo them)"
         else:
-            start = time.perf_counter()
             means, fallback = self.scorers.setup(self.net, self.loader(data.anchor_dataset()), data.num_known,
                                                  self.device, with_flipped=data.cfg["anchor_flip"])
             if not bool(torch.isfinite(means).all()):  # before any other line: the means say nothing here
@@ -105,9 +105,9 @@ class TrialRun:
             if fallback:
                 print(f"warning: trial {data.trial}: classes {data.describe_labels(fallback)} have no correctly "
                       f"classified training image; their anchors are the mean of all their images", file=sys.stderr)
-            print(f"trial {data.trial}: anchor means computed from {len(data.train_idx)} training images "
-                  f"in {time.perf_counter() - start:.2f} s")
+            how = f"computed from {len(data.train_idx)} training images in {time.perf_counter() - start:.2f} s"
         self.anchors = means.cpu().numpy()
+        return how
 
     def evaluate(self):
         """The TrialResult (evaluate_network); the calibration written beside the checkpoint."""
