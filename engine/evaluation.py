@@ -64,7 +64,7 @@ class Evaluation:
                             f"`{train_command(TRAIN_SCRIPTS[self.method], vars(args), trial)}` (evaluation's --name "
                             f"defaults to '' for the paper's released weights, training's to myTest)")
         run = TrialRun(args, data, self.method, path, self.device)
-        if default_channels_last(self.device):  # faster (engine/accel.py); predict.py's keeps its numbers' layout
+        if default_channels_last(self.device):  # faster; not in predict.py's calibration: it changes the last bits
             run.net = run.net.to(memory_format=torch.channels_last)
         run.calibration, problem = read_calibration(path, run.digest, self.method, data.num_known)
         if problem:
