@@ -6,41 +6,39 @@ then every open-set metric for the paper's CAC score and the plain minimum dista
 Per trial: load ...CACclassifierAnchorLoss.pth, replace the anchors by the mean logits of
 correctly classified training images (+ flipped copies for non-digit data), then score
 test images by d * (1 - softmin(d)): predicted class = argmin, unknown score = min.
-The anchor means are kept in the calibration beside the checkpoint (X.calibration.json) and
-reused by the next evaluation of the same file and data (--recompute_anchors forces the pass).
+The next evaluation of the same file and data reads the anchor means from the calibration
+beside the checkpoint (X.calibration.json; --recompute_anchors makes them again).
 """
 import argparse
 import sys
 
 from engine.cli import evaluation_parser, run_cli, runtime_parser
-from networks.weights import CAC, CAC_ANCHOR_LOSS
+from networks.weights import CAC
 
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description="Open-set evaluation of CAC networks",
                                 parents=[evaluation_parser(), runtime_parser()])
     p.add_argument("--recompute_anchors", action="store_true",
-                   help="compute the class-mean anchors from the training split even when the checkpoint's "
+                   help="compute the class-mean anchors from the training images even when the checkpoint's "
                         "calibration holds them for this data (default: reuse them)")
     return p.parse_args(argv)
-
-
-def evaluate_trial(evaluation, trial, recompute_anchors):
-    from engine.evaluation import TrialRun
-
-    run = TrialRun(evaluation, trial)  # the trial's data and network, the calibration beside its checkpoint
-    run.place_anchors(recompute=recompute_anchors)  # the CAC scorer's setup: the calibration's means, or the pass
-    print(f"==> Evaluating open set network accuracy and AUROC for trial {trial}..")
-    return run.evaluate()  # every scorer and metric; the calibration written beside the checkpoint
 
 
 def main(argv=None):
     args = parse_args(argv)
     from engine.evaluation import Evaluation  # after parsing: --help answers at once
+    from engine.report import report
 
-    evaluation = Evaluation(args, CAC, CAC_ANCHOR_LOSS, "train_cacOpenset.py")
-    results = [evaluate_trial(evaluation, trial, args.recompute_anchors) for trial in evaluation.trials]
-    return evaluation.report(results)  # the original's four lines, the table, the results files
+    evaluation = Evaluation(args, CAC)
+    results = []
+    for trial in evaluation.trials:
+        run = evaluation.trial_run(trial)  # the trial's data and network, the calibration beside its checkpoint
+        how = run.place_anchors(recompute=args.recompute_anchors)  # the CAC scorer's setup
+        print(f"trial {trial}: anchor means {how}")
+        print(f"==> Evaluating open set network accuracy and AUROC for trial {trial}..")
+        results.append(run.evaluate())  # every scorer and metric; the calibration written beside the checkpoint
+    return report(evaluation, results)  # the original's four lines, the table, the results files
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""Evaluate cross-entropy networks: accuracy and AUROC of the maximum softmax probability,
+"""Evaluate the cross-entropy baseline: accuracy and AUROC of the maximum softmax probability,
 then every open-set metric for the maximum softmax and the maximum logit (MLS).
 
     python eval_closedSet.py -dataset MNIST --num_trials 5 --start_trial 0 --name myTest
@@ -7,26 +7,27 @@ import argparse
 import sys
 
 from engine.cli import evaluation_parser, run_cli, runtime_parser
-from networks.weights import CLOSED_SET, CLOSED_SET_BEST
+from networks.weights import CLOSED_SET
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description="Open-set evaluation of cross-entropy networks",
+    p = argparse.ArgumentParser(description="Open-set evaluation of the cross-entropy baseline",
                                 parents=[evaluation_parser(), runtime_parser()])
     return p.parse_args(argv)
 
 
 def main(argv=None):
     args = parse_args(argv)
-    from engine.evaluation import Evaluation, TrialRun  # after parsing: --help answers at once
+    from engine.evaluation import Evaluation  # after parsing: --help answers at once
+    from engine.report import report
 
-    evaluation = Evaluation(args, CLOSED_SET, CLOSED_SET_BEST, "train_closedSet.py")
+    evaluation = Evaluation(args, CLOSED_SET)
     results = []
     for trial in evaluation.trials:
-        run = TrialRun(evaluation, trial)  # the trial's data and network, the calibration beside its checkpoint
+        run = evaluation.trial_run(trial)  # the trial's data and network, the calibration beside its checkpoint
         print(f"==> Evaluating closed set network accuracy and AUROC for trial {trial}..")
         results.append(run.evaluate())  # every scorer and metric; the calibration written beside the checkpoint
-    return evaluation.report(results)  # the original's four lines, the table, the results files
+    return report(evaluation, results)  # the original's four lines, the table, the results files
 
 
 if __name__ == "__main__":

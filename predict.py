@@ -3,18 +3,11 @@
     python predict.py networks/weights/Digits/Digits_0_demoCACclassifierAnchorLoss.pth my_images/
     python predict.py CHECKPOINT a.png b.jpg --format json --out predictions.json
 
-What this needs is kept beside the checkpoint X.pth in X.calibration.json (engine/calibration.py;
-the checkpoint itself is never modified): the class names, the class-mean anchors of a CAC
-network, the image size, channels and normalization of the trial, and per scorer the threshold
-that accepts 95% of the known validation images. An evaluation writes it; the first prediction
-with a checkpoint no evaluation saw makes it from the training data the checkpoint records.
-An image is `unknown` when its unknown score exceeds the threshold (`--threshold` overrides
-it). Images of any size and mode are converted as the test images were: grey or RGB, shorter
-side resized to the trained size, centre square, normalized.
-
-An image that cannot be read (damaged, not an image, over PIL's decompression-bomb limit)
-is skipped with one warning line; the others are predicted. Everything that would stop the
-run (the checkpoint, its calibration, --threshold, --out) is checked before any image is.
+It reads the calibration beside the checkpoint X.pth, X.calibration.json (engine/calibration.py:
+class names, anchors, preprocessing, per scorer the threshold accepting 95% of the known
+validation images), made on first use when no evaluation made it. An image is `unknown` when its
+unknown score exceeds the threshold. An image that cannot be read is skipped with one warning
+line; the checkpoint, its calibration, --threshold and --out are checked before any image is.
 """
 import argparse
 import math
@@ -34,7 +27,7 @@ def parse_args(argv=None):
                    help="unknown-score threshold: above it an image is 'unknown' (default: the calibration's, "
                         "accepting 95%% of the known validation images)")
     p.add_argument("--scorer", default=None,
-                   help="cac or min_distance (CAC networks), max_softmax or max_logit (cross-entropy) "
+                   help="cac or min_distance (CAC networks), max_softmax or max_logit (the cross-entropy baseline) "
                         "(default: the paper's scorer of the checkpoint's method)")
     p.add_argument("--format", choices=["csv", "json"], default="csv", help="output format (default: csv)")
     p.add_argument("--out", default=None, help="write the predictions to this file (default: print them)")
@@ -44,36 +37,27 @@ def parse_args(argv=None):
                    help="where the training data is now, when the checkpoint has no calibration yet and its "
                         "data moved (default: the --data_root training recorded)")
     p.add_argument("--split_file", default=None,
-                   help="where training's split file is now, as --data_root (default: the one training recorded)")
+                   help="where training's class split file is now, as --data_root (default: the one training recorded)")
     p.add_argument("--cache_dir", metavar="DIR", help="folder of the data caches (default: $CAC_CACHE_DIR, else "
                    "${XDG_CACHE_HOME:-~/.cache}/cac)")
     return p.parse_args(argv)
-
-
-def check_output_args(args):
-    """--threshold and --out, before any work: a NaN threshold would call every image known."""
-    if args.threshold is not None and not math.isfinite(args.threshold):
-        raise UserError(f"--threshold {args.threshold}: give a finite number (an image whose unknown score is "
-                        f"above it is 'unknown')")
-    if args.out is None:
-        return
-    if os.path.isdir(args.out):
-        raise UserError(f"--out {args.out} is a folder; give a file name, e.g. "
-                        f"{os.path.join(args.out, 'predictions.' + args.format)}")
-    try:
-        ensure_writable(os.path.dirname(args.out) or ".")
-    except UserError as e:
-        raise UserError(f"--out {args.out}: {e}") from None
 
 
 def main(argv=None):
     args = parse_args(argv)
     from engine.prediction import find_images, load_predictor, predict, render  # after parsing: --help at once
 
-    check_output_args(args)
-    if not os.path.isfile(args.checkpoint):
-        raise UserError(f"checkpoint not found: {args.checkpoint}; give the .pth file training wrote "
-                        f"under networks/weights/<dataset>/")
+    if args.threshold is not None and not math.isfinite(args.threshold):  # NaN would call every image known
+        raise UserError(f"--threshold {args.threshold}: give a finite number (an image whose unknown score is "
+                        f"above it is 'unknown')")
+    if args.out is not None:
+        if os.path.isdir(args.out):
+            raise UserError(f"--out {args.out} is a folder; give a file name, e.g. "
+                            f"{os.path.join(args.out, 'predictions.' + args.format)}")
+        try:
+            ensure_writable(os.path.dirname(args.out) or ".")
+        except UserError as e:
+            raise UserError(f"--out {args.out}: {e}") from None
     files = find_images(args.images)
     device = resolve_device(args.device)
     net, cal = load_predictor(args.checkpoint, device, args.data_root, args.split_file, args.cache_dir)
@@ -92,21 +76,17 @@ def main(argv=None):
             f"evaluation: {100 * cal['accept_rate']:.0f}% of known validation images accepted",
             "score": "larger = more likely unknown"}
     text = render(rows, args.format, meta)
-    if args.out:
-        write_predictions(text, args.out)
-        print(f"{len(rows)} predictions written to {args.out}", file=sys.stderr)
-    else:
+    if not args.out:
         sys.stdout.write(text)
-    return rows
-
-
-def write_predictions(text, path):
+        return rows
     try:
-        with atomic_write(path, "w") as f:
+        with atomic_write(args.out, "w") as f:
             f.write(text)
     except OSError as e:
-        raise UserError(f"cannot write the predictions to {path} ({e.strerror or e}); its previous content is "
+        raise UserError(f"cannot write the predictions to {args.out} ({e.strerror or e}); its previous content is "
                         f"unchanged: free space or give another --out") from None
+    print(f"{len(rows)} predictions written to {args.out}", file=sys.stderr)
+    return rows
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """Open-set scorers as objects (as OpenOOD's postprocessors): `score(outputs)` -> {scorer name:
 (predicted known class, unknown score)} per image, after a `setup` step once per network
-where the scorers need one (CAC: the anchor pass over the training split).
+where the scorers need one (CAC: the anchor pass over the training images).
 
 Unknown score: larger = more likely an image of no known class (the convention of
 metrics.py). Each kind of network has the paper's scorer (`paper`) and the strongest
@@ -44,7 +44,7 @@ class CACScorers(Scorers):
 
 
 class CrossEntropyScorers(Scorers):
-    """A cross-entropy network, on its logits: max_softmax (the paper's baseline) and max_logit
+    """The cross-entropy baseline's network, on its logits: max_softmax (the paper's) and max_logit
     (MLS, Vaze et al. 2022); both predict argmax; the unknown score is minus the maximum."""
     names, paper = ("max_softmax", "max_logit"), "max_softmax"
 

@@ -21,7 +21,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
 from benchmarks.protocol import METHODS, command_line, machine, run  # noqa: E402
-from benchmarks.tables import markdown, read_table, write_table  # noqa: E402
+from benchmarks.tables import markdown, read_results, read_table, write_table  # noqa: E402
 from core.errors import UserError  # noqa: E402
 from core.logfile import parse_log_line  # noqa: E402
 from engine.cli import git_commit  # noqa: E402
@@ -73,7 +73,6 @@ def run_cell(args, trial, method):
 
 def read_result(path):
     """(accuracy, AUROC) of a one-trial results JSON, or one UserError line."""
-    from engine.report import read_results  # here, not at the top: --help answers at once
     result = read_results(path, "evaluate the trial again")
     return result["raw_top1_accuracy"][0], result["raw_auroc"][0]
 

@@ -17,6 +17,7 @@ import time
 import numpy as np
 
 from benchmarks.published import compare, markdown_lines
+from benchmarks.tables import read_results
 from core.errors import UserError
 from core.files import atomic_write
 from networks.weights import CAC, CLOSED_SET, LAST, weights_path
@@ -135,8 +136,6 @@ def command_line(script, argv):
 
 def read_scorers(path):
     """{scorer: {metric of TABLE_METRICS: value}} of a one-trial results JSON, or one UserError line."""
-    from engine.report import read_results  # here: --help answers without torch
-
     result = read_results(path, "evaluate the trial again")
     try:
         return {s: {m: float(result["metrics"][s][m][0]) for m in TABLE_METRICS} for s in result["scorers"]}

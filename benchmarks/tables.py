@@ -1,5 +1,6 @@
 """The results table of benchmarks/openset_table.py: its JSON file (read back and checked when a
-table resumes, written whole or not at all) and its Markdown rendering."""
+table resumes, written whole or not at all) and its Markdown rendering; the reader of the results
+JSONs the evaluation scripts write (also for scripts/results_table.py and benchmarks/protocol.py)."""
 import json
 import sys
 
@@ -10,6 +11,25 @@ from core.files import atomic_write, read_json
 from core.values import is_finite_number
 
 CELL_KEYS = ("accuracy", "auroc", "train_s", "eval_s", "epochs")
+
+
+def read_results(path, fix):
+    """A results JSON an evaluation script wrote, checked (trials, method, dataset, one finite
+    accuracy and AUROC per trial), or one UserError line ending with `fix`."""
+    r = read_json(path, "results file", fix)
+    if not isinstance(r, dict):
+        raise UserError(f"results file {path} holds a {type(r).__name__}, not an object; {fix}")
+    trials = r.get("trials")
+    if not (isinstance(trials, list) and trials):
+        raise UserError(f"results file {path} has no list of trials; {fix}")
+    for key in ("raw_top1_accuracy", "raw_auroc"):
+        values = r.get(key)
+        if not (isinstance(values, list) and len(values) == len(trials) and all(map(is_finite_number, values))):
+            raise UserError(f"results file {path}: {key} is not {len(trials)} finite number(s), one per trial; {fix}")
+    for key in ("method", "dataset"):
+        if not isinstance(r.get(key), str):
+            raise UserError(f"results file {path} has no {key} name; {fix}")
+    return r
 
 
 def read_table(path):

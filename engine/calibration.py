@@ -1,9 +1,7 @@
-"""A checkpoint's calibration, kept beside it (X.pth -> X.calibration.json: no checkpoint is
-modified after training): per scorer (SCORERS) the threshold accepting 95% of the known
-validation images; what predict.py needs to treat new images as the test images (class names,
-preprocessing, the network's arguments); CAC's class-mean anchors, and the data they were made
-from, so that the next evaluation skips the anchor pass. Keyed on the SHA-256 of the
-checkpoint's bytes: one of other weights is stale, a damaged one is named; both are made again."""
+"""A checkpoint's calibration, kept beside it (X.pth -> X.calibration.json; no checkpoint is written
+after training): per scorer the threshold accepting 95% of the known validation images, what
+predict.py needs to treat new images as the test images, CAC's anchor means and the data that made
+them (for the next evaluation). Keyed on the SHA-256 of the checkpoint's bytes."""
 import hashlib
 import json
 import os
@@ -17,6 +15,7 @@ from core.files import atomic_write
 from core.values import is_finite_number, is_whole_number
 from datasets.normalization import normalization_problem
 from datasets.splits import labels_fingerprint
+from metrics import ACCEPT_RATE
 from networks.weights import CAC, CLOSED_SET
 from scorers import CACScorers, CrossEntropyScorers
 
@@ -29,8 +28,8 @@ def calibration_path(checkpoint):
 
 
 def anchor_data_key(data):
-    """What the anchor means depend on besides the weights: the training images and their
-    classes, how they are transformed, whether flipped copies are added."""
+    """What the anchor means depend on besides the weights: the training images, their classes and
+    transformation, whether flipped copies are added."""
     idx = np.ascontiguousarray(data.train_idx, dtype=np.int64)
     return {"dataset": data.name, "known": [int(c) for c in data.known],
             "train_labels": labels_fingerprint(data.train_labels[idx])["labels_sha1"],
@@ -39,94 +38,76 @@ def anchor_data_key(data):
             "anchor_flip": bool(data.cfg["anchor_flip"]), "source": data.source_fingerprint}
 
 
-def calibration_record(digest, method, data, network, scorer, thresholds, accept_rate, anchors=None):
-    """The calibration of the checkpoint whose bytes have SHA-256 `digest` (JSON: float64 values
-    round-trip exactly)."""
-    record = {
-        "checkpoint_sha256": digest, "method": method, "dataset": data.name, "trial": data.trial,
-        "scorer": scorer, "thresholds": {name: float(t) for name, t in thresholds.items()},
-        "accept_rate": accept_rate, "class_names": list(data.class_names),
-        "known_classes": sorted(int(c) for c in data.known),
-        "preprocessing": {"im_size": int(data.cfg["im_size"]), "im_channels": int(data.cfg["im_channels"]),
-                          "mean": [float(v) for v in data.mean], "std": [float(v) for v in data.std]},
-        "network": dict(network),
-    }
+def calibration_record(digest, method, data, network, thresholds, anchors=None):
+    """The calibration of the checkpoint whose bytes have SHA-256 `digest`, for its `method`'s paper
+    scorer (JSON: float64 values round-trip exactly)."""
+    record = {"checkpoint_sha256": digest, "method": method, "dataset": data.name, "trial": data.trial,
+              "scorer": SCORERS[method].paper, "thresholds": {name: float(t) for name, t in thresholds.items()},
+              "accept_rate": ACCEPT_RATE, "class_names": list(data.class_names),
+              "known_classes": sorted(int(c) for c in data.known),
+              "preprocessing": {"im_size": int(data.cfg["im_size"]), "im_channels": int(data.cfg["im_channels"]),
+                                "mean": [float(v) for v in data.mean], "std": [float(v) for v in data.std]},
+              "network": dict(network)}
     if anchors is not None:
-        means = torch.as_tensor(anchors, dtype=torch.float64).cpu().tolist()
-        record["anchor_means"] = {"means": means, "data": anchor_data_key(data)}
+        record["anchor_means"] = {"means": np.asarray(anchors, np.float64).tolist(), "data": anchor_data_key(data)}
     return record
 
 
-def _network_problem(network, num_classes):
-    if not isinstance(network, dict) or not {"num_classes", "num_channels", "im_size"} <= network.keys() \
-            or not network.keys() <= NETWORK_KEYS:
-        return f"network is not a dict of {', '.join(sorted(NETWORK_KEYS))}"
-    if not all(is_whole_number(network[k]) and network[k] > 0 for k in ("num_classes", "num_channels", "im_size")):
-        return f"network {network!r} has a size that is not a positive integer"
-    if "dropout" in network and not (is_finite_number(network["dropout"]) and 0 <= network["dropout"] < 1):
-        return f"network dropout {network['dropout']!r}"
-    if not isinstance(network.get("backbone", ""), str) or not isinstance(network.get("pretrained") or "", str):
-        return f"network backbone {network.get('backbone')!r}, pretrained {network.get('pretrained')!r}"
-    if num_classes is not None and network["num_classes"] != num_classes:
-        return f"a network of {network['num_classes']} classes, not {num_classes}"
-    return None
-
-
-def _preprocessing_problem(prep, network):
-    if not isinstance(prep, dict) or not {"im_size", "im_channels", "mean", "std"} <= prep.keys():
-        return "preprocessing is not a dict with im_size, im_channels, mean and std"
-    size = (prep["im_size"], prep["im_channels"])
-    if not all(map(is_whole_number, size)) or size != (network["im_size"], network["num_channels"]) \
-            or prep["im_channels"] not in (1, 3):
-        return (f"preprocessing for {prep['im_size']!r} px x {prep['im_channels']!r} channel(s), network for "
-                f"{network['im_size']} px x {network['num_channels']}")
-    problem = normalization_problem(prep["mean"], prep["std"], prep["im_channels"])
-    return f"preprocessing: {problem}" if problem else None
-
-
-def _anchor_means_problem(stored, n):
-    if not isinstance(stored, dict) or not isinstance(stored.get("data"), dict):
-        return "anchor_means is not a dict of the means and the data that made them"
-    means = stored.get("means")
-    if not isinstance(means, list) or len(means) != n or not all(
-            isinstance(row, list) and len(row) == n and all(map(is_finite_number, row)) for row in means):
-        return f"anchor means are not {n} x {n} finite numbers"
-    return None
-
-
 def calibration_problem(cal, method=None, num_classes=None):
-    """What is wrong with a calibration (types, keys, shapes, finite values, agreement with the
-    network: `method`, `num_classes` when known), or None when it can be used."""
+    """What is wrong with a calibration (types, keys, shapes, finite values; its agreement with a
+    `method` network of `num_classes` classes, when given), or None when it can be used."""
     if not isinstance(cal, dict):
         return f"it is {type(cal).__name__}, not a dict"
-    if not isinstance(cal.get("method"), str) or cal["method"] not in SCORERS \
-            or (method is not None and cal["method"] != method):
+    if not isinstance(cal.get("method"), str) or cal["method"] not in SCORERS or method not in (None, cal["method"]):
         return f"method {cal.get('method')!r}, not {method or ' or '.join(SCORERS)}"
     thresholds, offered = cal.get("thresholds"), SCORERS[cal["method"]].names
-    if not isinstance(thresholds, dict) or not thresholds or not set(thresholds) <= set(offered) \
-            or not all(map(is_finite_number, thresholds.values())):
+    if not (isinstance(thresholds, dict) and thresholds and set(thresholds) <= set(offered)
+            and all(map(is_finite_number, thresholds.values()))):
         return f"thresholds {thresholds!r} are not finite numbers for scorers of {', '.join(offered)}"
     if not isinstance(cal.get("scorer"), str) or cal["scorer"] not in thresholds:
         return f"scorer {cal.get('scorer')!r} has no threshold"
     if not (is_finite_number(cal.get("accept_rate")) and 0 < cal["accept_rate"] <= 1):
         return f"accept_rate {cal.get('accept_rate')!r} is not in (0, 1]"
-    problem = _network_problem(cal.get("network"), num_classes)
-    if problem:
-        return problem
+    network, sizes = cal.get("network"), ("num_classes", "num_channels", "im_size")
+    if not (isinstance(network, dict) and set(sizes) <= network.keys() <= NETWORK_KEYS):
+        return f"network is not a dict of {', '.join(sorted(NETWORK_KEYS))}"
+    if not all(is_whole_number(network[k]) and network[k] > 0 for k in sizes):
+        return f"network {network!r} has a size that is not a positive integer"
+    if "dropout" in network and not (is_finite_number(network["dropout"]) and 0 <= network["dropout"] < 1):
+        return f"network dropout {network['dropout']!r}"
+    if not isinstance(network.get("backbone", ""), str) or not isinstance(network.get("pretrained") or "", str):
+        return f"network backbone {network.get('backbone')!r}, pretrained {network.get('pretrained')!r}"
+    n = network["num_classes"]
+    if num_classes not in (None, n):
+        return f"a network of {n} classes, not {num_classes}"
     names = cal.get("class_names")
-    if not isinstance(names, list) or not all(isinstance(n, str) for n in names) \
-            or len(names) != cal["network"]["num_classes"]:
-        return f"class_names is not a list of {cal['network']['num_classes']} names"
-    problem = _preprocessing_problem(cal.get("preprocessing"), cal["network"])
+    if not (isinstance(names, list) and len(names) == n and all(isinstance(name, str) for name in names)):
+        return f"class_names is not a list of {n} names"
+    prep = cal.get("preprocessing")
+    if not (isinstance(prep, dict) and {"im_size", "im_channels", "mean", "std"} <= prep.keys()):
+        return "preprocessing is not a dict with im_size, im_channels, mean and std"
+    shape = (prep["im_size"], prep["im_channels"])
+    if not all(map(is_whole_number, shape)) or shape != (network["im_size"], network["num_channels"]) \
+            or prep["im_channels"] not in (1, 3):
+        return (f"preprocessing for {prep['im_size']!r} px x {prep['im_channels']!r} channel(s), network for "
+                f"{network['im_size']} px x {network['num_channels']}")
+    problem = normalization_problem(prep["mean"], prep["std"], prep["im_channels"])
     if problem or cal["method"] != CAC:
-        return problem
-    return _anchor_means_problem(cal.get("anchor_means"), cal["network"]["num_classes"])
+        return problem and f"preprocessing: {problem}"
+    stored = cal.get("anchor_means")
+    if not (isinstance(stored, dict) and isinstance(stored.get("data"), dict)):
+        return "anchor_means is not a dict of the means and the data that made them"
+    means = stored.get("means")
+    if not (isinstance(means, list) and len(means) == n and all(
+            isinstance(row, list) and len(row) == n and all(map(is_finite_number, row)) for row in means)):
+        return f"anchor means are not {n} x {n} finite numbers"
+    return None
 
 
 def read_calibration(checkpoint, digest, method, num_classes):
     """(calibration, None) when the file beside `checkpoint` was made from its bytes (`digest`) and
-    is valid for this network; (None, None) when there is none or it is stale (another
-    checkpoint's); (None, what is wrong) when it is damaged."""
+    is valid for this network; (None, None) when there is none or it is another checkpoint's;
+    (None, what is wrong) when it is damaged."""
     path = calibration_path(checkpoint)
     if not os.path.lexists(path):
         return None, None
@@ -143,9 +124,8 @@ def read_calibration(checkpoint, digest, method, num_classes):
 
 
 def write_calibration(checkpoint, record):
-    """Write `record` beside `checkpoint`, all or nothing. A failure (a read-only folder, a full
-    disk) is one warning line: nothing else depends on it, it is made again next time. Returns
-    the file written, or None."""
+    """Write `record` beside `checkpoint`, all or nothing; the file written, or None: a failure (a
+    read-only folder, a full disk) is one warning line, as nothing else depends on it."""
     path = calibration_path(checkpoint)
     try:
         with atomic_write(path, "w") as f:
@@ -166,8 +146,7 @@ def cached_anchor_means(calibration, data):
 
 
 def embedded_calibration(ckpt, method, num_classes):
-    """The calibration an earlier version stored inside the checkpoint, in this module's form,
-    when it is valid; else None."""
+    """The valid calibration an earlier version stored inside the checkpoint, in today's form; else None."""
     cal = ckpt.get("calibration")
     stored = cal.get("anchor_means") if isinstance(cal, dict) else None
     if isinstance(stored, dict) and torch.is_tensor(stored.get("means")) and stored["means"].is_floating_point():

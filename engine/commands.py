@@ -1,33 +1,25 @@
-"""The commands that fix-it lines print: each one runs as printed, with every flag of the
-current invocation that decides which run and which data it means (data set, trial, name,
-data root, split file, image shape, backbone, the augmentation and schedule overrides).
-
-    train_command("train_cacOpenset.py", vars(args), trial=0)
-    -> "python train_cacOpenset.py --dataset ImageFolder --trial 0 --name mine --data_root ../pets ..."
-
-`args` is a mapping (vars() of a parsed Namespace, or the `args` dict a checkpoint records):
-keys absent or at their default are left out, so a line stays as short as the situation allows.
-"""
+"""The commands that fix-it lines print, each runnable as printed: `python SCRIPT --flag value ...`
+with every flag of the invocation (`args`: vars() of the parsed arguments, or the args a checkpoint
+records) that decides which run and which data it means; flags absent or at their default are
+left out, so that a line stays as short as the situation allows."""
 import shlex
 
+from networks.weights import CAC, CLOSED_SET
+
+TRAIN_SCRIPTS = {CAC: "train_cacOpenset.py", CLOSED_SET: "train_closedSet.py"}  # each method's scripts
+EVAL_SCRIPTS = {CAC: "eval_cacOpenset.py", CLOSED_SET: "eval_closedSet.py"}
 DEFAULT_DATA_ROOT = "datasets/data"
 # flag name -> its default: given only when the invocation's value differs (None: given when set)
 DATA_FLAGS = {"data_root": DEFAULT_DATA_ROOT, "split_file": None, "im_size": None, "im_channels": None}
 TRAINING_FLAGS = {"backbone": "cnn", "hflip": None, "rotation": None, "crop_scale": None, "batch_size": None}
 
 
-def command(script, pairs):
-    """`python SCRIPT --flag value ...` with every value quoted for the shell; `pairs` is a list of
-    (flag, value) in order."""
-    words = ["python", script]
-    for flag, value in pairs:
-        words += [flag, str(value)]
-    return " ".join(shlex.quote(w) for w in words)
-
-
-def _given(args, flags):
-    return [(f"--{key}", args[key]) for key, default in flags.items()
-            if args.get(key) is not None and args[key] != default]
+def command(script, pairs, args, *flags):
+    """`python SCRIPT` with the (flag, value) `pairs` and the `flags` ({name: default}) `args` gives,
+    every word quoted for the shell."""
+    pairs += [(f"--{key}", args[key]) for given in flags for key, default in given.items()
+              if args.get(key) is not None and args[key] != default]
+    return " ".join(shlex.quote(str(word)) for word in ["python", script, *(w for pair in pairs for w in pair)])
 
 
 def train_command(script, args, trial=None):
@@ -35,7 +27,7 @@ def train_command(script, args, trial=None):
     `script` (train_cacOpenset.py or train_closedSet.py)."""
     trial = args.get("trial", 0) if trial is None else trial
     pairs = [("--dataset", args["dataset"]), ("--trial", trial), ("--name", args.get("name", ""))]
-    return command(script, pairs + _given(args, DATA_FLAGS) + _given(args, TRAINING_FLAGS))
+    return command(script, pairs, args, DATA_FLAGS, TRAINING_FLAGS)
 
 
 def evaluate_command(script, args, trial=None, num=1):
@@ -45,4 +37,4 @@ def evaluate_command(script, args, trial=None, num=1):
     trial = args.get("trial", 0) if trial is None else trial
     count = [] if num is None else [("--num_trials", num)]
     pairs = [("-dataset", args["dataset"]), ("--start_trial", trial), *count, ("--name", args.get("name", ""))]
-    return command(script, pairs + _given(args, DATA_FLAGS))
+    return command(script, pairs, args, DATA_FLAGS)

@@ -1,8 +1,8 @@
-"""Running an evaluation, for both evaluation scripts (which own the loop over trials):
-`Evaluation` checks everything before any work; `TrialRun` is one trial: its data, the
-network its checkpoint holds and the calibration kept beside it (engine/calibration.py), the
-CAC scorer's setup (anchor means reused from that calibration), then `evaluate_network`'s typed
-TrialResult and the calibration written again. The report of all trials is engine/report.py."""
+"""A checkpoint's network scored on one trial, for both evaluation scripts (which own the loop
+over trials) and predict.py's first calibration: `Evaluation` checks everything before any work;
+`TrialRun` places the CAC anchors (or reads them from the calibration beside the checkpoint,
+engine/calibration.py), then computes every scorer and metric (`evaluate`) or the thresholds
+alone (`calibrate`). The report of all trials is engine/report.py."""
 import os
 import sys
 import time
@@ -12,174 +12,165 @@ import torch
 
 from core.errors import UserError
 from core.files import check_file_writable, ensure_writable
-from datasets.trial import OpenSetData
 from datasets.pipeline import build_loader
+from datasets.trial import OpenSetData
 from engine.accel import default_channels_last
 from engine.calibration import SCORERS, cached_anchor_means, calibration_record, read_calibration, write_calibration
-from engine.commands import train_command
 from engine.cli import check_common_args, print_header, resolve_device, seed_everything
-from engine.trial_choice import chosen_trials, trials_label
+from engine.commands import TRAIN_SCRIPTS, train_command
 from engine.recipe import use_normalization
-from engine.report import ScorerOutput, TrialResult, report, result_targets
-from metrics import ACCEPT_RATE, all_metrics
+from engine.report import ScorerOutput, TrialResult
+from engine.trial_choice import chosen_trials, trials_label
+from metrics import ACCEPT_RATE, acceptance_threshold, all_metrics
 from networks.build import build_network
-from networks.config import NetworkConfig
 from networks.checkpoint import load_checkpoint, read_checkpoint
-from networks.weights import CAC, CLOSED_SET, weights_path
+from networks.config import NetworkConfig
+from networks.weights import CAC, EVALUATED, weights_path
 
 RESULTS_DIR = "results"  # relative to the working directory
-EVAL_SCRIPTS = {CAC: "eval_cacOpenset.py", CLOSED_SET: "eval_closedSet.py"}
 
 
 class Evaluation:
-    """One run of an evaluation script, checked before any work: its arguments, device, trials
-    and results files. Each trial evaluates the `method`'s checkpoint
-    <dataset>_<trial>_<name><checkpoint_suffix>.pth, which `train_script` writes, with the
-    method's scorers (engine.calibration.SCORERS)."""
+    """One run of an evaluation script: its arguments, device, trials and every results file it
+    may write, checked before any work. Each trial evaluates the checkpoint of the `method`
+    (CAC or the cross-entropy baseline) that evaluation reads (networks.weights.EVALUATED)."""
 
-    def __init__(self, args, method, checkpoint_suffix, train_script):
+    def __init__(self, args, method):
         check_common_args(args)
         self.args, self.method, self.scorers = args, method, SCORERS[method]
-        self.checkpoint_suffix, self.train_script = checkpoint_suffix, train_script
-        self.trials, why = chosen_trials(args, checkpoint_suffix, train_script, EVAL_SCRIPTS[method])
+        self.trials, why = chosen_trials(args, method)
         self.device = resolve_device(args.device)
         self.commit = print_header(args, self.device)
         print(f"evaluating trials {self.trials} of {args.dataset} --name {args.name!r} ({why})", flush=True)
         ensure_writable(RESULTS_DIR)
-        self.stem = os.path.join(RESULTS_DIR, f"{args.dataset}_{args.name}{self.method}_trials"
-                                              f"{trials_label(self.trials)}")
-        for path in result_targets(self.stem, self.trials, self.method, args.plots):
+        self.stem = os.path.join(RESULTS_DIR, f"{args.dataset}_{args.name}{method}_trials{trials_label(self.trials)}")
+        targets = [self.stem + ".npz", self.stem + ".json"]
+        if args.plots:
+            from engine.figures import planned_plots  # matplotlib is needed only here
+
+            targets += planned_plots(self.stem, self.trials, cac=method == CAC)
+        for path in targets:
             check_file_writable(path, "evaluate under another --name", what="results file ")  # renames must not fail
 
-    def report(self, results):
-        """The four lines, the table and the results files of all trials (engine.report.report)."""
-        return report(self, results)
+    def trial_run(self, trial):
+        """Trial `trial`'s TrialRun, with the calibration beside its checkpoint (a damaged one: a
+        warning, this evaluation writes it again)."""
+        args = self.args
+        seed_everything(args.seed)
+        data = OpenSetData.from_args(args, trial)
+        path = weights_path(args.dataset, trial, args.name, EVALUATED[self.method])
+        if not os.path.isfile(path):
+            raise UserError(f"checkpoint not found: {path}; train it with "
+                            f"`{train_command(TRAIN_SCRIPTS[self.method], vars(args), trial)}` (evaluation's --name "
+                            f"defaults to '' for the paper's released weights, training's to myTest)")
+        run = TrialRun(args, data, self.method, path, self.device)
+        if default_channels_last(self.device):  # faster; not in predict.py's calibration: it changes the last bits
+            run.net = run.net.to(memory_format=torch.channels_last)
+        run.calibration, problem = read_calibration(path, run.digest, self.method, data.num_known)
+        if problem:
+            print(f"warning: {problem}; this evaluation makes it again", file=sys.stderr)
+        return run
 
 
 class TrialRun:
-    """One trial of an evaluation: its data (seeded first), loaders, and the network of its
-    checkpoint in eval mode with the calibration kept beside it (a damaged one: warned, made
-    again). The result's `seconds` count from the network's loading."""
+    """The network of checkpoint `path` (`checkpoint`: its (dict, SHA-256) when already read) built
+    for the trial's `data`, in eval mode; `calibration`: the one beside the checkpoint, if read."""
 
-    def __init__(self, evaluation, trial):
-        args, self.evaluation, self.trial = evaluation.args, evaluation, trial
-        seed_everything(args.seed)
-        self.data = data = OpenSetData.from_args(args, trial)
-        self.workers = data.cfg["num_workers"] if args.workers is None else args.workers
-        self.start = time.perf_counter()
-        self.net, self.path, self.config, self.digest = load_trial_network(evaluation, data)
-        self.calibration, problem = read_calibration(self.path, self.digest, evaluation.method, data.num_known)
-        if problem:
-            print(f"warning: {problem}; this evaluation makes it again", file=sys.stderr)
-        self.anchors = None
+    def __init__(self, args, data, method, path, device, checkpoint=None):
+        self.args, self.data, self.method, self.path, self.device = args, data, method, path, device
+        self.scorers, self.start, self.calibration, self.anchors = SCORERS[method], time.perf_counter(), None, None
+        ckpt, self.digest = checkpoint or read_checkpoint(path, map_location=device, with_digest=True)
+        self.net, self.config = load_network(path, ckpt, data, method, device)
 
     def loader(self, dataset):
-        args, device = self.evaluation.args, self.evaluation.device
-        return build_loader(dataset, self.data.cfg["batch_size"], False, pipeline=args.pipeline, workers=self.workers,
-                            seed=args.seed, device=device, channels_last=default_channels_last(device))
+        args, cfg = self.args, self.data.cfg
+        return build_loader(dataset, cfg["batch_size"], False, pipeline=args.pipeline, seed=args.seed,
+                            workers=cfg["num_workers"] if args.workers is None else args.workers,
+                            device=self.device, channels_last=default_channels_last(self.device))
 
     def place_anchors(self, recompute=False):
-        """The CAC scorer's setup: the anchor means of the checkpoint's calibration when made
-        from this data (unless `recompute`), else the anchor pass."""
-        data = self.data
+        """The CAC scorer's setup: the anchor means of the calibration when made from this data
+        (unless `recompute`), else the anchor pass over the training images. Returns how they
+        were placed, for the log."""
+        data, start = self.data, time.perf_counter()
         means = None if recompute else cached_anchor_means(self.calibration, data)
         if means is not None:
-            print(f"trial {data.trial}: anchor means read from the calibration (--recompute_anchors to redo them)")
             self.net.set_anchors(means)
+            how = "read from the calibration (--recompute_anchors to redo them)"
         else:
-            start = time.perf_counter()
-            means, fallback = anchor_pass(self.net, data, self.loader, self.evaluation.device, self.path)
+            means, fallback = self.scorers.setup(self.net, self.loader(data.anchor_dataset()), data.num_known,
+                                                 self.device, with_flipped=data.cfg["anchor_flip"])
+            if not bool(torch.isfinite(means).all()):  # before any other line: the means say nothing here
+                raise overflow_error(self.path, "logits on its training images (anchor means)", data.trial)
             if fallback:
                 print(f"warning: trial {data.trial}: classes {data.describe_labels(fallback)} have no correctly "
                       f"classified training image; their anchors are the mean of all their images", file=sys.stderr)
-            print(f"trial {data.trial}: anchor means computed from {len(data.train_idx)} training images "
-                  f"in {time.perf_counter() - start:.2f} s")
-        self.anchors = means
+            how = f"computed from {len(data.train_idx)} training images in {time.perf_counter() - start:.2f} s"
+        self.anchors = means.cpu().numpy()
+        return how
 
     def evaluate(self):
-        """Every scorer on the trial's test and validation images and every metric
-        (evaluate_network); then the calibration written beside the checkpoint (a failure there
-        is a warning). Returns the TrialResult."""
-        evaluation, data = self.evaluation, self.data
-        anchors = None if self.anchors is None else self.anchors.cpu().numpy()
-        result = evaluate_network(self.net, data, self.loader, evaluation.device, evaluation.scorers,
-                                  source=self.path, start=self.start, anchors=anchors)
+        """The TrialResult (evaluate_network); the calibration written beside the checkpoint."""
+        result = evaluate_network(self.net, self.data, self.loader, self.device, self.scorers, self.path,
+                                  self.start, self.anchors)
         thresholds = {name: m["threshold"] for name, m in result.metrics.items()}
-        write_calibration(self.path, calibration_record(self.digest, evaluation.method, data, self.config.as_dict(),
-                                                        evaluation.scorers.paper, thresholds, ACCEPT_RATE, anchors))
+        write_calibration(self.path, calibration_record(self.digest, self.method, self.data, self.config.as_dict(),
+                                                        thresholds, self.anchors))
         return result
 
-
-def load_trial_network(evaluation, data):
-    """The network of a trial's checkpoint (load_network); a missing file names the command that
-    trains it. Returns (network, path, NetworkConfig, SHA-256 of the checkpoint's bytes)."""
-    args, device = evaluation.args, evaluation.device
-    path = weights_path(args.dataset, data.trial, args.name, evaluation.checkpoint_suffix)
-    if not os.path.isfile(path):
-        raise UserError(f"checkpoint not found: {path}; train it with "
-                        f"`{train_command(evaluation.train_script, vars(args), data.trial)}` (evaluation's "
-                        f"--name defaults to '' for the paper's released weights, training's to myTest)")
-    ckpt, digest = read_checkpoint(path, map_location=device, with_digest=True)
-    net, config = load_network(path, ckpt, data, evaluation.method, device)
-    if default_channels_last(device):
-        net = net.to(memory_format=torch.channels_last)
-    return net, path, config, digest
+    def calibrate(self):
+        """The calibration from the validation images alone (no test images: predict.py's first use)."""
+        outputs, _ = gather_outputs(self.net, self.loader(self.data.val_dataset()), self.device)
+        scores = {name: s.numpy() for name, (_, s) in self.scorers.score(outputs).items()}
+        check_finite(self.path, self.data.trial, {f"{name} scores (val images)": s for name, s in scores.items()})
+        thresholds = {name: acceptance_threshold(s, ACCEPT_RATE) for name, s in scores.items()}
+        return calibration_record(self.digest, self.method, self.data, self.config.as_dict(), thresholds, self.anchors)
 
 
 def load_network(path, ckpt, data, method, device):
-    """(network of checkpoint `path`, read as `ckpt`, loaded in eval mode; its NetworkConfig), built
-    for `data`, which must have the shape and known classes it was trained on."""
+    """(network of checkpoint `path`, read as `ckpt`, in eval mode; its NetworkConfig) for `data`,
+    which must have the image shape and known classes it was trained on."""
     use_normalization(data, (ckpt.get("args") or {}).get("recipe"))  # as it trained (engine/recipe.py)
     trained = ckpt.get("network") or {}
-    for key, flag in (("im_size", "--im_size"), ("num_channels", "--im_channels")):
-        here = data.cfg["im_size" if key == "im_size" else "im_channels"]
-        if key in trained and trained[key] != here:
+    for key, cfg_key, flag in (("im_size", "im_size", "--im_size"), ("num_channels", "im_channels", "--im_channels")):
+        if key in trained and trained[key] != data.cfg[cfg_key]:
             raise UserError(f"checkpoint {path} was trained with {key} {trained[key]} but the data here has "
-                            f"{here}: pass {flag} {trained[key]}, as in training")
+                            f"{data.cfg[cfg_key]}: pass {flag} {trained[key]}, as in training")
     saved_known = ckpt.get("known_classes")
     if saved_known is not None and sorted(saved_known) != sorted(data.known):
-        raise UserError(f"checkpoint {path} was trained on known classes {saved_known} but the split here has "
+        raise UserError(f"checkpoint {path} was trained on known classes {saved_known} but the class split here has "
                         f"{list(data.known)}: use the split file training used (--split_file)")
     config = NetworkConfig.for_data(data.cfg, ckpt.get("backbone", "cnn"), trained.get("pretrained"))
+    return loaded_network(config, method, path, ckpt, device), config
+
+
+def loaded_network(config, method, path, ckpt, device):
+    """The network `config` describes, holding checkpoint `path`'s weights, in eval mode."""
     net = build_network(config, method).to(device)
     load_checkpoint(path, net, ckpt)
-    return net.eval(), config
-
-
-def anchor_pass(net, data, loader, device, path):
-    """CACScorers.setup on `data`'s training split: (means, now `net`'s anchors; fallback classes)."""
-    means, fallback = SCORERS[CAC].setup(net, loader(data.anchor_dataset()), data.num_known, device,
-                                         with_flipped=data.cfg["anchor_flip"])
-    if not bool(torch.isfinite(means).all()):  # before any other line: the means say nothing here
-        raise overflow_error(path, "logits on its training images (anchor means)", data.trial)
-    return means, fallback
+    return net.eval()
 
 
 @torch.no_grad()
 def gather_outputs(net, loader, device):
-    """Run `net` (in eval mode) over `loader`; return (outputs, labels) concatenated on the CPU.
-
-    `outputs` is the logits for a cross-entropy network and (logits, distances) for a CAC network.
-    """
+    """(outputs, labels) of `net` over `loader`, concatenated on the CPU; outputs: the logits of a
+    cross-entropy network, (logits, distances) of a CAC one."""
     net.eval()
     outputs, labels = [], []
     for images, targets in loader:
         out = net(images.to(device, non_blocking=True))
         outputs.append(tuple(o.cpu() for o in out) if isinstance(out, tuple) else out.cpu())
         labels.append(targets.cpu())  # device-resident batches carry their labels on the device
-    labels = torch.cat(labels)
     if outputs and isinstance(outputs[0], tuple):
-        return tuple(torch.cat(parts) for parts in zip(*outputs)), labels
-    return torch.cat(outputs), labels
+        return tuple(torch.cat(parts) for parts in zip(*outputs)), torch.cat(labels)
+    return torch.cat(outputs), torch.cat(labels)
 
 
 def evaluate_network(net, data, loader, device, scorers, source, start, anchors=None):
-    """One evaluation trial of a network ready to score (a CAC one with its anchors placed):
-    its outputs on the known test, unknown test and (known) validation images of `data`
-    (an OpenSetData; `loader(dataset)` makes their loaders), every scorer of `scorers` on
-    them, every metric at the threshold accepting ACCEPT_RATE of the validation images.
-    `source` names the network in errors (a checkpoint path); `seconds` count from `start`
-    (a time.perf_counter()); `anchors` go into the result as they are. Returns a TrialResult."""
+    """One trial of a network ready to score: every scorer of `scorers` on its known test, unknown
+    test and validation images (`loader(dataset)` makes their loaders), every metric at the
+    threshold accepting ACCEPT_RATE of the validation images. `source` names the network in
+    errors; `seconds` count from `start` (time.perf_counter()). Returns a TrialResult."""
     val = data.val_dataset()
     if len(val) == 0:
         raise UserError(f"{data.name} trial {data.trial} has no validation image to calibrate the open-set "
@@ -187,21 +178,21 @@ def evaluate_network(net, data, loader, device, scorers, source, start, anchors=
     known_test, unknown_test = data.known_test_dataset(), data.unknown_test_dataset()
     outputs = {part: gather_outputs(net, loader(ds), device) for part, ds in
                (("known", known_test), ("unknown", unknown_test), ("val", val))}
-    per_part = {part: scorers.score(out) for part, (out, _) in outputs.items()}
-    scores = {name: ScorerOutput(*(t.numpy() for t in (*per_part["known"][name], *per_part["unknown"][name],
-                                                       per_part["val"][name][1])))
-              for name in scorers.names}
+    scored = {part: scorers.score(out) for part, (out, _) in outputs.items()}
     logits = {part: (out[0] if isinstance(out, tuple) else out).numpy() for part, (out, _) in outputs.items()}
-    result = TrialResult(trial=data.trial, num_known=data.num_known, class_names=data.class_names,
-                         known_labels=outputs["known"][1].numpy(), known_logits=logits["known"],
-                         unknown_logits=logits["unknown"], scores=scores, metrics={},
-                         seconds=time.perf_counter() - start, anchors=anchors,
-                         classes=data.trial_classes(known_test, unknown_test))
-    check_finite_outputs(result, source)
-    result.metrics = {name: all_metrics(s.known_pred, s.known_score, result.known_labels, s.unknown_pred,
-                                        s.unknown_score, s.val_score, data.num_known, ACCEPT_RATE)
-                      for name, s in scores.items()}
-    return result
+    check_finite(source, data.trial, {"known test logits": logits["known"], "unknown test logits": logits["unknown"],
+                                      **{f"{name} scores ({part} images)": scored[part][name][1]
+                                         for name in scorers.names for part in scored}})
+    scores = {name: ScorerOutput(*(t.numpy() for t in (*scored["known"][name], *scored["unknown"][name],
+                                                       scored["val"][name][1]))) for name in scorers.names}
+    known_labels = outputs["known"][1].numpy()
+    return TrialResult(trial=data.trial, num_known=data.num_known, class_names=data.class_names,
+                       known_labels=known_labels, known_logits=logits["known"], unknown_logits=logits["unknown"],
+                       scores=scores, seconds=time.perf_counter() - start, anchors=anchors,
+                       classes=data.trial_classes(known_test, unknown_test),
+                       metrics={name: all_metrics(s.known_pred, s.known_score, known_labels, s.unknown_pred,
+                                                  s.unknown_score, s.val_score, data.num_known, ACCEPT_RATE)
+                                for name, s in scores.items()})
 
 
 def overflow_error(path, what, trial):
@@ -210,15 +201,10 @@ def overflow_error(path, what, trial):
                      f"checkpoint")
 
 
-def check_finite_outputs(result, source):
-    """Scores and logits must be finite before any metric or calibration is computed from them:
-    finite weights can still overflow (a NaN score would give NaN metrics and thresholds)."""
-    arrays = {"known test logits": result.known_logits, "unknown test logits": result.unknown_logits}
-    for scorer, output in result.scores.items():
-        arrays.update({f"{scorer} scores ({key.split('_')[0]} images)": value
-                       for key, value in output.arrays().items() if key.endswith("score")})
+def check_finite(path, trial, arrays):
+    """Finite weights can still overflow: refuse NaN or inf outputs ({what: per-image values})
+    before any metric, threshold or calibration is made from them."""
     for what, values in arrays.items():
-        values = np.asarray(values, dtype=np.float64).reshape(len(values), -1)
-        bad = int(np.count_nonzero(~np.isfinite(values).all(axis=1)))
+        bad = int(np.count_nonzero(~np.isfinite(np.asarray(values, dtype=np.float64).reshape(len(values), -1)).all(1)))
         if bad:
-            raise overflow_error(source, f"{what} for {bad} of {len(values)} images", result.trial)
+            raise overflow_error(path, f"{what} for {bad} of {len(values)} images", trial)

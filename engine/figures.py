@@ -1,14 +1,7 @@
-"""The pictures of an evaluation (`--plots`): PNG files under results/, drawn without a display.
-
-Per trial: ROC and OSCR curves of every scorer; histograms of known and unknown test
-scores with the calibrated threshold; for CAC, the logit space (test images of known
-classes coloured by class, unknown ones grey, class-mean anchors as stars; a 2-D PCA
-projection when there are more than 2 known classes); the training curves of the run
-(runs/<dataset>_<trial>_<name><method>/metrics.jsonl; a log without one usable line is
-skipped with a warning). Each picture is saved where the caller's `stage` says: evaluation
-writes its files as one set (core.files.FileSet). Pictures are drawn from the typed results
-of engine/report.py (TrialResult).
-"""
+"""The pictures of an evaluation (`--plots`), PNG files drawn without a display from its
+TrialResults: per trial, ROC and OSCR curves of every scorer; histograms of known and unknown
+test scores with the threshold; for CAC, the logit space (2-D PCA beyond 2 known classes) with
+the class-mean anchors; the training curves of the run's metrics.jsonl."""
 import os
 import sys
 
@@ -73,7 +66,7 @@ def histogram_figure(result, path):
     names = list(result.scores)
     fig, axes = plt.subplots(1, len(names), figsize=(5.5 * len(names), 4.2), squeeze=False)
     for ax, name in zip(axes[0], names):
-        s, m = result.scores[name].arrays(), result.metrics[name]
+        s, m = vars(result.scores[name]), result.metrics[name]
         both = np.r_[s["known_score"], s["unknown_score"]]
         # scores spanning decades (the CAC score: ~1e-4 for knowns, ~1 for unknowns) on a log axis
         log = both.min() > 0 and both.max() / both.min() > 100
@@ -92,30 +85,24 @@ def histogram_figure(result, path):
     return _save(fig, path)
 
 
-def project_2d(known_logits, *others):
-    """Project logits to 2-D: as they are for 2 classes, else onto the 2 principal axes of the
-    known test logits. Returns the projected arrays and the axis labels."""
-    if known_logits.shape[1] == 2:
-        return [known_logits, *others], ("logit of class 0", "logit of class 1")
-    center = known_logits.mean(0)
-    _, sv, vt = np.linalg.svd(known_logits - center, full_matrices=False)
-    share = sv ** 2 / np.sum(sv ** 2)
-    axes = vt[:2].T
-    return ([(x - center) @ axes for x in (known_logits, *others)],
-            (f"PC 1 ({100 * share[0]:.0f}% of variance)", f"PC 2 ({100 * share[1]:.0f}% of variance)"))
-
-
 def logit_space_figure(result, path):
+    """Test images' logits, known ones coloured by class, with the class-mean anchors: as they are
+    for 2 classes, else projected onto the 2 principal axes of the known test logits."""
     known, unknown, anchors = (np.asarray(a, dtype=np.float64) for a in
                                (result.known_logits, result.unknown_logits, result.anchors))
-    (known2, unknown2, anchors2), (xlabel, ylabel) = project_2d(known, unknown, anchors)
+    (known2, unknown2, anchors2), (xlabel, ylabel) = (known, unknown, anchors), ("logit of class 0", "logit of class 1")
+    if known.shape[1] > 2:
+        center = known.mean(0)
+        _, sv, vt = np.linalg.svd(known - center, full_matrices=False)
+        share = 100 * sv ** 2 / np.sum(sv ** 2)
+        known2, unknown2, anchors2 = ((x - center) @ vt[:2].T for x in (known, unknown, anchors))
+        xlabel, ylabel = (f"PC {i + 1} ({share[i]:.0f}% of variance)" for i in (0, 1))
     fig, ax = plt.subplots(figsize=(7.5, 6.5))
     colors = plt.get_cmap("tab10" if len(anchors) <= 10 else "tab20")
     ax.scatter(unknown2[:, 0], unknown2[:, 1], s=8, color="grey", alpha=0.45, label="unknown", zorder=1)
     for c, name in enumerate(result.class_names):
         mine = result.known_labels == c
-        ax.scatter(known2[mine, 0], known2[mine, 1], s=8, color=colors(c % colors.N), alpha=0.8,
-                   label=f"{name}", zorder=2)
+        ax.scatter(known2[mine, 0], known2[mine, 1], s=8, color=colors(c % colors.N), alpha=0.8, label=name, zorder=2)
         ax.scatter(*anchors2[c], s=260, marker="*", color=colors(c % colors.N), edgecolor="black",
                    linewidth=1.2, zorder=3)
     ax.scatter([], [], s=150, marker="*", color="white", edgecolor="black", label="class-mean anchor")
@@ -125,36 +112,27 @@ def logit_space_figure(result, path):
     return _save(fig, path)
 
 
-def read_training_log(path):
-    """metrics.jsonl as runs: a new run starts wherever the epoch does not increase (a rerun
-    or a resumed run starting before the last logged epoch). A torn line (no newline at its
-    end, or not an epoch entry: a crash or a full disk mid-write) is left out, with one
-    warning line for all of them."""
-    runs, last, torn = [], None, 0
-    with open(path, "rb") as f:
-        for line in f:
-            if not line.strip():
-                continue
-            entry = parse_log_line(line)
-            if entry is None:
-                torn += 1
-                continue
-            if last is None or entry["epoch"] <= last:
-                runs.append([])
-            runs[-1].append(entry)
-            last = entry["epoch"]
-    if torn:
-        print(f"warning: {path}: left out {torn} incomplete line(s) (from a crash or a full disk)", file=sys.stderr)
-    return runs
-
-
 def training_curves(log_path):
-    """(runs, None) from a metrics.jsonl, or (None, why nothing can be drawn): read_training_log
-    leaves out torn lines, and a value that is not a number is left out when drawn."""
+    """(runs, None) from a metrics.jsonl, or (None, why nothing can be drawn). A new run starts
+    wherever the epoch does not increase (a rerun; the second phase (-r), from its checkpoint's
+    epoch); a torn line (a crash or a full disk mid-write) is left out with one warning for all,
+    a value that is not a number when drawn."""
+    runs, last, torn = [], None, 0
     try:
-        runs = read_training_log(log_path)
+        with open(log_path, "rb") as f:
+            for line in filter(bytes.strip, f):
+                entry = parse_log_line(line)
+                if entry is None:
+                    torn += 1
+                    continue
+                if last is None or entry["epoch"] <= last:
+                    runs.append([])
+                runs[-1].append(entry)
+                last = entry["epoch"]
     except OSError as e:
         return None, f"it cannot be read ({e.strerror})"
+    if torn:
+        print(f"warning: {log_path}: left out {torn} incomplete line(s) (from a crash or a full disk)", file=sys.stderr)
     if not runs or not any(is_finite_number(v) for e in runs[-1] for k, v in e.items() if k != "epoch"):
         return None, "it holds no complete line of numbers"
     return runs, None
@@ -183,32 +161,26 @@ def training_figure(runs, title, path):
     return _save(fig, path)
 
 
-def draw_evaluation(results, stem, method, args, stage=lambda path: path):
+def draw_evaluation(results, stem, method, args, stage):
     """All pictures of one evaluation, each saved to `stage(its path)` (a temporary the caller
-    renames later, or the path itself); returns the paths the pictures belong at."""
+    renames later); returns the paths the pictures belong at."""
     paths = []
-
-    def draw(figure, trial, kind, *inputs):
-        final = plot_path(stem, trial, kind)
-        figure(*inputs, stage(final))
-        paths.append(final)
-
     for result in results:
-        t = result.trial
-        draw(roc_figure, t, "roc", result)
-        draw(histogram_figure, t, "hist", result)
+        t, source = result.trial, trained_on(args.dataset)  # CIFAR+50 reuses CIFAR+10's run
+        figures = [(roc_figure, "roc", [result]), (histogram_figure, "hist", [result])]
         if result.anchors is not None:
-            draw(logit_space_figure, t, "logits", result)
-        source = trained_on(args.dataset)  # CIFAR+50 reuses CIFAR+10's run
+            figures.append((logit_space_figure, "logits", [result]))
         log = os.path.join("runs", f"{source}_{t}_{args.name}{method}", "metrics.jsonl")
-        if not os.path.isfile(log):
-            print(f"no training log {log} (weights trained elsewhere?): no training-curve plot for trial {t}")
-            continue
-        runs, problem = training_curves(log)
-        if problem:
+        runs, problem = training_curves(log) if os.path.isfile(log) else (None, None)
+        if runs:
+            title = f"training of {source} trial {t} ({method}, name '{args.name}')"
+            figures.append((training_figure, "training", [runs, title]))
+        elif problem:
             print(f"warning: no training-curve plot for trial {t}: the training log {log} is damaged: {problem}",
                   file=sys.stderr)
-            continue
-        title = f"training of {source} trial {t} ({method}, name '{args.name}')"
-        draw(training_figure, t, "training", runs, title)
+        else:
+            print(f"no training log {log} (weights trained elsewhere?): no training-curve plot for trial {t}")
+        for figure, kind, inputs in figures:
+            figure(*inputs, stage(plot_path(stem, t, kind)))
+            paths.append(plot_path(stem, t, kind))
     return paths

@@ -1,15 +1,12 @@
-"""Predicting new images with a trained checkpoint (predict.py): the image files to read, the
-network and its calibration (engine/calibration.py: the one kept beside the checkpoint, or made
-on first use from the training data the checkpoint records, the same computation as an
-evaluation's), each image converted as the trial's test images were (grey or RGB, shorter side
-resized to the trained size, centre square, normalized), every scorer of scorers.py, and the
-rows as CSV or JSON. An image that cannot be read (damaged, not an image, over PIL's
-decompression-bomb limit) is skipped with its reason; the network's anchors are the calibration's."""
+"""Predicting new images with a trained checkpoint (predict.py): the image files, the network and
+its calibration (engine/calibration.py; made on first use by an evaluation's TrialRun), each image
+converted as the test images were, its scores, and the rows as CSV or JSON."""
 import argparse
 import contextlib
 import csv
 import io
 import json
+import math
 import os
 import re
 import struct
@@ -17,7 +14,6 @@ import sys
 import time
 import warnings
 
-import numpy as np
 import torch
 from PIL import Image
 from torchvision import transforms as T
@@ -25,17 +21,12 @@ from torchvision.datasets.folder import IMG_EXTENSIONS
 
 from core.errors import UserError
 from datasets.folder import prepare_image
-from datasets.pipeline import build_loader
 from datasets.trial import OpenSetData
 from engine import commands
-from engine.accel import default_channels_last
-from engine.calibration import (SCORERS, calibration_path, calibration_record, embedded_calibration, read_calibration,
-                                write_calibration)
+from engine.calibration import SCORERS, calibration_path, embedded_calibration, read_calibration, write_calibration
 from engine.cli import seed_everything
-from engine.evaluation import anchor_pass, gather_outputs, load_network, overflow_error
-from metrics import ACCEPT_RATE, acceptance_threshold
-from networks.build import build_network
-from networks.checkpoint import load_checkpoint, read_checkpoint
+from engine.evaluation import TrialRun, loaded_network
+from networks.checkpoint import read_checkpoint
 from networks.config import NetworkConfig
 from networks.weights import CAC, CLOSED_SET, EVALUATED, LAST
 
@@ -60,16 +51,13 @@ def find_images(paths):
 
 
 def evaluate_command(ckpt, path):
-    """The eval command that calibrates the file `ckpt` was read from (`path`), for a checkpoint
-    that does not record its training data: data set, trial and name from the checkpoint, else
-    from the file's name <dataset>_<trial>_<name><suffix>.pth (the original code's files)."""
-    cac = "anchors" in ckpt["net"] or "means" in ckpt["net"]
-    script = "eval_cacOpenset.py" if cac else "eval_closedSet.py"
-    suffix = EVALUATED[CAC if cac else CLOSED_SET]
+    """The eval command that calibrates checkpoint `path` (read as `ckpt`): data set, trial and name
+    from the checkpoint, else from the original code's file name <dataset>_<trial>_<name><suffix>.pth."""
+    method = CAC if "anchors" in ckpt["net"] or "means" in ckpt["net"] else CLOSED_SET
+    script, suffix = commands.EVAL_SCRIPTS[method], EVALUATED[method]
     args = ckpt["args"] if isinstance(ckpt.get("args"), dict) else {}
     named = re.fullmatch(r"(.+?)_(\d+)_(.*)" + re.escape(suffix) + r"\.pth", os.path.basename(path))
-    dataset = ckpt.get("dataset", named[1] if named else None)
-    trial = ckpt.get("trial", int(named[2]) if named else None)
+    dataset, trial = ckpt.get("dataset", named and named[1]), ckpt.get("trial", named and int(named[2]))
     if dataset is None or trial is None:
         return f"`python {script} ...` (it calibrates the {suffix}.pth file of a trial)"
     name = args.get("name", named[3] if named else "")
@@ -78,48 +66,58 @@ def evaluate_command(ckpt, path):
 
 def load_predictor(path, device, data_root=None, split_file=None, cache_dir=None):
     """(network in eval mode with its anchors, its calibration): the one kept beside the checkpoint,
-    else one an earlier version stored inside it, else one made now from the training data the
-    checkpoint records (and written beside it); without any of these, the eval command that makes it."""
+    else one an earlier version stored inside it, else one made now (make_calibration)."""
     ckpt, digest = read_checkpoint(path, map_location=device, with_digest=True)
     method = CAC if "anchors" in ckpt["net"] or "means" in ckpt["net"] else CLOSED_SET
     if "optimizer" in ckpt and "end_epoch" in ckpt:  # ...Last.pth (engine/continuing.py): no calibration for it
-        best = path.replace(LAST[method] + ".pth", EVALUATED[method] + ".pth")
         raise UserError(f"{path} is the state of an unfinished run that --continue reads, not a best checkpoint: "
-                        f"predict with one the run saved, such as {best}")
-    classify = ckpt["net"].get("classify.weight")
+                        f"predict with one the run saved, such as "
+                        f"{path.replace(LAST[method] + '.pth', EVALUATED[method] + '.pth')}")
+    classify = ckpt["net"].get("classify.weight")  # the network's class count, for the calibration to match
     num_classes = classify.shape[0] if torch.is_tensor(classify) and classify.dim() == 2 else None
     cal, problem = read_calibration(path, digest, method, num_classes)
-    cal = cal or embedded_calibration(ckpt, method, num_classes)
-    if cal is None and not can_calibrate(ckpt):
-        what = f"no usable calibration ({problem})" if problem else "no calibration (class names, anchors, thresholds)"
-        raise UserError(f"checkpoint {path} has {what} and does not record its training data: evaluate it once with "
-                        f"{evaluate_command(ckpt, path)}")
-    if cal is None:
-        if problem:
-            print(f"warning: {problem}; making it again", file=sys.stderr)
-        with contextlib.redirect_stdout(sys.stderr):  # predict.py's stdout is the predictions
-            args = training_args(ckpt, path, data_root, split_file, cache_dir)
-            cal = make_calibration(path, ckpt, digest, args, method, device)
-        if write_calibration(path, cal):
-            print(f"calibration written to {calibration_path(path)}", file=sys.stderr)
-    net = build_network(NetworkConfig(**cal["network"]), method).to(device)
-    load_checkpoint(path, net, ckpt)
+    cal = cal or embedded_calibration(ckpt, method, num_classes) or \
+        make_calibration(path, (ckpt, digest), method, device, problem, data_root, split_file, cache_dir)
+    net = loaded_network(NetworkConfig(**cal["network"]), method, path, ckpt, device)
     if method == CAC:
         net.set_anchors(torch.tensor(cal["anchor_means"]["means"], dtype=torch.float64))
-    return net.eval(), cal
+    return net, cal
 
 
-def can_calibrate(ckpt):
-    """Whether the checkpoint records the training data it was made from (this project's do)."""
-    args = ckpt.get("args")
-    return isinstance(args, dict) and isinstance(args.get("dataset"), str) and isinstance(args.get("trial"), int)
+def make_calibration(path, checkpoint, method, device, problem, data_root, split_file, cache_dir):
+    """The calibration of checkpoint `path` made as an evaluation makes it, from the training data
+    its saved args name (training_args), written beside it; without them, the eval command that does."""
+    args = checkpoint[0].get("args")
+    if not (isinstance(args, dict) and isinstance(args.get("dataset"), str) and isinstance(args.get("trial"), int)):
+        what = f"no usable calibration ({problem})" if problem else "no calibration (class names, anchors, thresholds)"
+        raise UserError(f"checkpoint {path} has {what} and does not record its training data: evaluate it once with "
+                        f"{evaluate_command(checkpoint[0], path)}")
+    if problem:
+        print(f"warning: {problem}; making it again", file=sys.stderr)
+    with contextlib.redirect_stdout(sys.stderr):  # predict.py's stdout is the predictions
+        args = training_args(checkpoint[0], path, data_root, split_file, cache_dir)
+        seed_everything(args.seed)
+        start = time.perf_counter()
+        try:
+            data = OpenSetData.from_args(args, args.trial)
+        except UserError as e:
+            raise UserError(f"checkpoint {path} has no calibration yet, and making it needs the data it was trained "
+                            f"on: {e} (predict.py --data_root/--split_file: where that data is now)") from None
+        run = TrialRun(args, data, method, path, device, checkpoint)
+        if method == CAC:
+            run.place_anchors()
+        cal = run.calibrate()
+    print(f"calibration of {path} made in {time.perf_counter() - start:.1f} s from {len(data.train_idx)} training "
+          f"and {len(data.val_idx)} validation images of {data.name} trial {data.trial}", file=sys.stderr)
+    if write_calibration(path, cal):
+        print(f"calibration written to {calibration_path(path)}", file=sys.stderr)
+    return cal
 
 
 def training_args(ckpt, path, data_root=None, split_file=None, cache_dir=None):
-    """The training run's arguments, with its relative --data_root/--split_file found from the
-    folder it ran in (<root>/networks/weights/<dataset>/<file>) or the working directory;
-    `data_root`/`split_file` replace them; the caches go to this machine's cache folder
-    (`cache_dir`, else its default), not the one training used."""
+    """The training run's arguments: a relative --data_root/--split_file is looked for under the folder
+    it ran in (<root>/networks/weights/<dataset>/<file>), else the working directory, unless
+    `data_root`/`split_file` replace it; the caches go to this machine's cache folder (`cache_dir`)."""
     args = argparse.Namespace(**{"workers": None, "pipeline": "torchvision", "seed": 0, "no_download": False,
                                  "split_file": None, "im_size": None, "im_channels": None,
                                  "data_root": "datasets/data", **ckpt["args"], "cache_dir": cache_dir})
@@ -132,36 +130,6 @@ def training_args(ckpt, path, data_root=None, split_file=None, cache_dir=None):
         elif value and root and not os.path.isabs(value) and os.path.exists(os.path.join(root, value)):
             setattr(args, key, os.path.join(root, value))
     return args
-
-
-def make_calibration(path, ckpt, digest, args, method, device):
-    """The calibration of checkpoint `path` (its dict `ckpt`, its bytes' SHA-256 `digest`) from its
-    training data, read as `args` (training_args) say: an evaluation's anchor pass and validation
-    thresholds (engine/evaluation.py), without the test images."""
-    seed_everything(args.seed)
-    start = time.perf_counter()
-    try:
-        data = OpenSetData.from_args(args, args.trial)
-    except UserError as e:
-        raise UserError(f"checkpoint {path} has no calibration yet, and making it needs the data it was trained "
-                        f"on: {e} (predict.py --data_root/--split_file: where that data is now)") from None
-    net, config = load_network(path, ckpt, data, method, device)
-    workers = data.cfg["num_workers"] if args.workers is None else args.workers
-
-    def loader(dataset):
-        return build_loader(dataset, data.cfg["batch_size"], False, pipeline=args.pipeline, workers=workers,
-                            seed=args.seed, device=device, channels_last=default_channels_last(device))
-
-    scorers = SCORERS[method]
-    means = anchor_pass(net, data, loader, device, path)[0] if method == CAC else None
-    outputs, _ = gather_outputs(net, loader(data.val_dataset()), device)
-    scores = {name: s.numpy() for name, (_, s) in scorers.score(outputs).items()}
-    if not all(np.isfinite(s).all() for s in scores.values()):
-        raise overflow_error(path, "scores on its validation images", data.trial)
-    thresholds = {name: acceptance_threshold(s, ACCEPT_RATE) for name, s in scores.items()}
-    print(f"calibration of {path} made in {time.perf_counter() - start:.1f} s from {len(data.train_idx)} training "
-          f"and {len(data.val_idx)} validation images of {data.name} trial {data.trial}", file=sys.stderr)
-    return calibration_record(digest, method, data, config.as_dict(), scorers.paper, thresholds, ACCEPT_RATE, means)
 
 
 class UnreadableImage(Exception):
@@ -193,7 +161,6 @@ def predict(net, cal, files, scorer, threshold, device, checkpoint="the checkpoi
     could be read, in the order of `files`; [why each other image was skipped])."""
     prep = cal["preprocessing"]
     transform = T.Compose([T.ToTensor(), T.Normalize(prep["mean"], prep["std"])])
-    scorers = SCORERS[cal["method"]]
     rows, skipped = [], []
     for start in range(0, len(files), BATCH):
         images, readable = [], []
@@ -203,18 +170,15 @@ def predict(net, cal, files, scorer, threshold, device, checkpoint="the checkpoi
                 readable.append(path)
             except UnreadableImage as e:
                 skipped.append(str(e))
-        if not images:
-            continue
-        predicted, scores = scorers.score(net(torch.stack(images).to(device)))[scorer]
-        finite = torch.isfinite(scores)
-        if not bool(finite.all()):  # never print a NaN score (not JSON) or a class chosen by it
-            first = readable[int((~finite).nonzero()[0])]
-            raise UserError(f"checkpoint {checkpoint} gives a non-finite score (NaN or inf) for image {first}: "
-                            f"its weights overflow; train it again or use another checkpoint")
-        for path, c, s in zip(readable, predicted.tolist(), scores.tolist()):
-            name = cal["class_names"][c]
-            rows.append({"image": path, "prediction": name if s <= threshold else "unknown", "score": s,
-                         "closest_class": name})
+        if images:
+            predicted, scores = SCORERS[cal["method"]].score(net(torch.stack(images).to(device)))[scorer]
+            rows += [{"image": path, "prediction": cal["class_names"][c] if s <= threshold else "unknown", "score": s,
+                      "closest_class": cal["class_names"][c]} for path, c, s in zip(readable, predicted.tolist(),
+                                                                                     scores.tolist())]
+    overflow = next((row["image"] for row in rows if not math.isfinite(row["score"])), None)
+    if overflow:  # never print a NaN score (not JSON) or a class chosen by it
+        raise UserError(f"checkpoint {checkpoint} gives a non-finite score (NaN or inf) for image {overflow}: "
+                        f"its weights overflow; train it again or use another checkpoint")
     return rows, skipped
 
 

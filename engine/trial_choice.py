@@ -1,14 +1,13 @@
-"""Which trials an evaluation evaluates. With --num_trials given: the original's, --start_trial
-and the next ones, exactly as asked. Without it: of the original's window (--start_trial and
-the 4 after it: the 5 standard splits 0-4 by default, the paper's 5-9 with --start_trial 5),
-those whose checkpoint exists; none there: one line naming the trials that do exist, or the
-command that trains one."""
+"""Which trials an evaluation evaluates: with --num_trials, exactly those asked (the original's);
+without, those of the original's window (--start_trial and the 4 after it: the standard class
+splits 0-4 by default, the paper's 5-9 with --start_trial 5) that have a checkpoint; none there:
+one line naming the trials that do, or the command that trains one."""
 import os
 import re
 
 from core.errors import UserError
-from engine.commands import evaluate_command, train_command
-from networks.weights import weights_path
+from engine.commands import EVAL_SCRIPTS, TRAIN_SCRIPTS, evaluate_command, train_command
+from networks.weights import EVALUATED, weights_path
 
 WINDOW = 5  # the original's default --num_trials
 
@@ -24,30 +23,29 @@ def trained_trials(dataset, name, suffix):
     return sorted(int(m[1]) for m in map(pattern.match, names) if m and os.path.isfile(os.path.join(folder, m[0])))
 
 
-def chosen_trials(args, suffix, train_script, eval_script):
-    """(trials to evaluate, why: a phrase for the line that names them)."""
+def chosen_trials(args, method):
+    """(trials of the `method`'s checkpoints to evaluate, why: a phrase for the line that names them)."""
     if args.num_trials is not None:
         if args.num_trials < 1:
             raise UserError(f"--num_trials {args.num_trials}: evaluate at least one trial")
         return list(range(args.start_trial, args.start_trial + args.num_trials)), "as --num_trials asks"
     window = range(args.start_trial, args.start_trial + WINDOW)
-    found = trained_trials(args.dataset, args.name, suffix)
+    found = trained_trials(args.dataset, args.name, EVALUATED[method])
     trials = [t for t in found if t in window]
     if trials:
         return trials, (f"those of trials {window[0]}-{window[-1]} with a checkpoint; --num_trials and "
                         f"--start_trial choose others")
-    where = weights_path(args.dataset, args.start_trial, args.name, suffix)
+    where = weights_path(args.dataset, args.start_trial, args.name, EVALUATED[method])
     if found:
         raise UserError(f"no checkpoint of trials {window[0]}-{window[-1]} for {args.dataset} --name "
                         f"{args.name!r} (such as {where}); trained trials: {found}: evaluate them with "
-                        f"`{evaluate_command(eval_script, vars(args), found[0], num=None)}`")
+                        f"`{evaluate_command(EVAL_SCRIPTS[method], vars(args), found[0], num=None)}`")
     raise UserError(f"no trained checkpoint for {args.dataset} --name {args.name!r} (such as {where}); "
-                    f"train one with `{train_command(train_script, vars(args), args.start_trial)}`"
+                    f"train one with `{train_command(TRAIN_SCRIPTS[method], vars(args), args.start_trial)}`"
                     f" (evaluation's --name defaults to '' for the paper's released weights)")
 
 
 def trials_label(trials):
     """The part of a results file's name that says its trials: 0-4 when consecutive, else 0_2_3."""
-    if trials == list(range(trials[0], trials[-1] + 1)):
-        return f"{trials[0]}-{trials[-1]}"
-    return "_".join(map(str, trials))
+    consecutive = trials == list(range(trials[0], trials[-1] + 1))
+    return f"{trials[0]}-{trials[-1]}" if consecutive else "_".join(map(str, trials))

@@ -45,7 +45,7 @@ def machine_line(r):
 
 
 def table(paths):
-    from engine.report import read_results
+    from benchmarks.tables import read_results
     rows = ["| network | scorer | dataset | trials | " + " | ".join(label for _, label in COLUMNS) + " |",
             "|---" * (4 + len(COLUMNS)) + "|"]
     machines = []

@@ -258,20 +258,20 @@ def test_anchor_data_key_says_what_made_the_means():
 
 def test_a_record_is_valid_and_holds_the_means_as_float64():
     anchors = np.eye(3, dtype=np.float32) * 7.3
-    record = calibration_record(DIGEST, "CAC", fake_data(), NETWORK, "cac",
-                                {"cac": np.float32(0.5), "min_distance": 2}, 0.95, anchors=anchors)
+    record = calibration_record(DIGEST, "CAC", fake_data(), NETWORK, {"cac": np.float32(0.5), "min_distance": 2},
+                                anchors=anchors)
     assert calibration_problem(record, "CAC", 3) is None and record["checkpoint_sha256"] == DIGEST
     assert record["thresholds"] == {"cac": 0.5, "min_distance": 2.0}
     assert all(type(t) is float for t in record["thresholds"].values())
     assert record["anchor_means"]["means"][1] == [0.0, float(np.float32(7.3)), 0.0]
     assert record["anchor_means"]["data"] == anchor_data_key(fake_data())
     assert record["class_names"] == ["zero", "one", "two"] and record["preprocessing"]["std"] == [0.25]
-    closed = calibration_record(DIGEST, "ClosedSet", fake_data(), NETWORK, "max_softmax", {"max_softmax": -0.5}, 0.95)
+    closed = calibration_record(DIGEST, "ClosedSet", fake_data(), NETWORK, {"max_softmax": -0.5})
     assert "anchor_means" not in closed and calibration_problem(closed, "ClosedSet", 3) is None
 
 
 def test_cached_anchor_means_only_for_the_same_data():
-    record = calibration_record(DIGEST, "CAC", fake_data(), NETWORK, "cac", {"cac": 1.0}, 0.95,
+    record = calibration_record(DIGEST, "CAC", fake_data(), NETWORK, {"cac": 1.0},
                                 anchors=np.arange(9.0).reshape(3, 3) / 7)
     got = cached_anchor_means(json.loads(json.dumps(record)), fake_data())
     assert got.dtype == torch.float64 and torch.equal(got, torch.arange(9.0, dtype=torch.float64).reshape(3, 3) / 7)

@@ -6,8 +6,7 @@ import pytest
 import torch
 
 from core.errors import UserError
-from engine.evaluation import check_finite_outputs, gather_outputs
-from engine.report import ScorerOutput, TrialResult
+from engine.evaluation import check_finite, gather_outputs
 
 
 def test_gather_outputs_keeps_order_and_tuple():
@@ -18,19 +17,15 @@ def test_gather_outputs_keeps_order_and_tuple():
     assert torch.equal(out.flatten(), torch.arange(10.0)) and torch.equal(labels, torch.arange(10))
 
 
-def _result(unknown_score):
-    known = np.array([0.1, 0.2])
-    return TrialResult(trial=3, num_known=2, class_names=["a", "b"], known_labels=np.array([0, 1]),
-                       known_logits=np.zeros((2, 2)), unknown_logits=np.zeros((2, 2)),
-                       scores={"cac": ScorerOutput(np.array([0, 1]), known, np.array([0, 0]), unknown_score, known)},
-                       metrics={}, seconds=0.0)
-
-
 def test_non_finite_scores_are_one_line_naming_the_images():
-    check_finite_outputs(_result(np.array([0.3, 0.4])), "c.pth")  # finite: nothing said
+    logits = np.zeros((2, 2))
+    check_finite("c.pth", 3, {"known test logits": logits, "cac scores (unknown images)": np.array([0.3, 0.4])})
     with pytest.raises(UserError, match=r"^checkpoint c\.pth gives non-finite cac scores \(unknown images\) for 1 "
                                         r"of 2 images \(NaN or inf\) on trial 3: its weights overflow"):
-        check_finite_outputs(_result(np.array([0.3, np.nan])), "c.pth")
+        check_finite("c.pth", 3, {"known test logits": logits, "cac scores (unknown images)": np.array([0.3, np.nan])})
+    logits[1, 0] = np.inf  # a row of logits with one non-finite value is one image
+    with pytest.raises(UserError, match=r"non-finite known test logits for 1 of 2 images"):
+        check_finite("c.pth", 3, {"known test logits": logits})
 
 
 def test_load_network_refuses_other_data_than_training_had(tmp_path):
@@ -51,5 +46,5 @@ def test_load_network_refuses_other_data_than_training_had(tmp_path):
     assert got == config and not net.training
     with pytest.raises(UserError, match=r"trained with im_size 16 but the data here has 32: pass --im_size 16"):
         load_network(path, ckpt, SimpleNamespace(cfg={**cfg, "im_size": 32}, known=[2, 5, 7]), "ClosedSet", "cpu")
-    with pytest.raises(UserError, match=r"trained on known classes \[2, 5, 7\] but the split here has \[2, 5, 8\]"):
+    with pytest.raises(UserError, match=r"trained on known classes \[2, 5, 7\] but the class split here has \[2, 5, 8\]"):
         load_network(path, ckpt, SimpleNamespace(cfg=cfg, known=[2, 5, 8]), "ClosedSet", "cpu")

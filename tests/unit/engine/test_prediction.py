@@ -19,8 +19,8 @@ from torchvision import transforms as T
 import engine.prediction as prediction
 from core.errors import UserError
 from engine.calibration import calibration_path
-from engine.prediction import (UnreadableImage, can_calibrate, evaluate_command, find_images, predict, read_image,
-                               render, training_args)
+from engine.prediction import (UnreadableImage, evaluate_command, find_images, predict, read_image, render,
+                               training_args)
 from networks.build import build_network
 from networks.checkpoint import load_checkpoint, make_checkpoint, save_checkpoint
 from networks.config import NetworkConfig
@@ -275,7 +275,7 @@ def test_a_calibration_of_other_weights_is_made_again(tmp_path, monkeypatch, pri
     capsys.readouterr()
     second = prediction.load_predictor(path, torch.device("cpu"))[1]
     err = capsys.readouterr().err
-    assert "warning" not in err and f"calibration of {path} made in" in err  # stale, not damaged: no warning
+    assert "warning: calibration" not in err and f"calibration of {path} made in" in err  # stale, not damaged
     assert second["checkpoint_sha256"] == sha256(path) != first["checkpoint_sha256"]
     assert second["thresholds"] != first["thresholds"]
 
@@ -299,6 +299,9 @@ def test_without_a_calibration_or_training_data_the_eval_command_is_named(tmp_pa
                                         "eval_closedSet.py -dataset Digits") as refused:
         prediction.load_predictor(path, torch.device("cpu"))
     assert "\n" not in str(refused.value)
+    _, path = closed_set_checkpoint(tmp_path, args={"dataset": "Digits"})  # args without the trial: not enough
+    with pytest.raises(UserError, match="does not record its training data"):
+        prediction.load_predictor(path, torch.device("cpu"))
     with open(calibration_path(path), "w") as f:
         f.write("{not json")
     with pytest.raises(UserError, match="has no usable calibration \\(calibration .*c.calibration.json cannot be "
@@ -326,11 +329,6 @@ def test_the_file_beside_is_preferred_to_the_one_inside(tmp_path):
     with open(calibration_path(path), "w") as f:
         json.dump(beside, f)
     assert prediction.load_predictor(path, torch.device("cpu"))[1] == beside
-
-
-def test_can_calibrate_needs_the_recorded_training_args():
-    assert can_calibrate({"args": {"dataset": "Digits", "trial": 0}})
-    assert not can_calibrate({"net": {}}) and not can_calibrate({"args": {"dataset": "Digits"}})
 
 
 def test_relative_data_paths_are_found_from_the_folder_training_ran_in(tmp_path, monkeypatch):

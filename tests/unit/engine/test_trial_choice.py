@@ -37,28 +37,28 @@ def test_trained_trials_match_the_exact_name_and_suffix(tmp_path, monkeypatch):
 
 def test_num_trials_given_is_taken_as_asked(tmp_path, monkeypatch):
     trained(tmp_path, monkeypatch, [])
-    assert chosen_trials(args(num_trials=5), SUFFIX, "t.py", "e.py")[0] == [0, 1, 2, 3, 4]
-    assert chosen_trials(args(num_trials=2, start_trial=5), SUFFIX, "t.py", "e.py")[0] == [5, 6]
+    assert chosen_trials(args(num_trials=5), "CAC")[0] == [0, 1, 2, 3, 4]
+    assert chosen_trials(args(num_trials=2, start_trial=5), "CAC")[0] == [5, 6]
     with pytest.raises(UserError, match="--num_trials 0: evaluate at least one trial"):
-        chosen_trials(args(num_trials=0), SUFFIX, "t.py", "e.py")
+        chosen_trials(args(num_trials=0), "CAC")
 
 
 def test_without_num_trials_the_trained_trials_of_the_window(tmp_path, monkeypatch):
     trained(tmp_path, monkeypatch, [f"Digits_{t}_sCACclassifierAnchorLoss.pth" for t in (0, 1, 2, 3, 4, 5, 9)])
-    assert chosen_trials(args(), SUFFIX, "t.py", "e.py")[0] == [0, 1, 2, 3, 4]  # the original's 5
-    assert chosen_trials(args(start_trial=5), SUFFIX, "t.py", "e.py")[0] == [5, 9]  # the paper's splits 5-9
-    assert chosen_trials(args(start_trial=3), SUFFIX, "t.py", "e.py")[0] == [3, 4, 5]
+    assert chosen_trials(args(), "CAC")[0] == [0, 1, 2, 3, 4]  # the original's 5
+    assert chosen_trials(args(start_trial=5), "CAC")[0] == [5, 9]  # the paper's splits 5-9
+    assert chosen_trials(args(start_trial=3), "CAC")[0] == [3, 4, 5]
 
 
 def test_none_trained_is_one_line_with_a_runnable_command(tmp_path, monkeypatch):
     trained(tmp_path, monkeypatch, ["Digits_7_sCACclassifierAnchorLoss.pth"])
     with pytest.raises(UserError) as e:
-        chosen_trials(args(), SUFFIX, "train_cacOpenset.py", "eval_cacOpenset.py")
+        chosen_trials(args(), "CAC")
     assert str(e.value).endswith("trained trials: [7]: evaluate them with "
                                  "`python eval_cacOpenset.py -dataset Digits --start_trial 7 --name s`")
     folder = args(dataset="ImageFolder", name="", data_root="../my pets", split_file="s.json", im_size=16)
     with pytest.raises(UserError) as e:
-        chosen_trials(folder, SUFFIX, "train_cacOpenset.py", "eval_cacOpenset.py")
+        chosen_trials(folder, "CAC")
     assert "train one with `python train_cacOpenset.py --dataset ImageFolder --trial 0 --name '' --data_root " \
            "'../my pets' --split_file s.json --im_size 16`" in str(e.value)
 
