@@ -18,7 +18,7 @@ from datasets.trial import OpenSetData
 from engine import continuing, loop
 from engine.accel import Accel
 from engine.cli import git_commit, print_header, resolve_device, seed_everything
-from engine.commands import train_command
+from engine.commands import TRAIN_SCRIPTS, train_command
 from engine.placement import choose_pipeline, pipeline_name
 from engine.recipe import Recipe, phase_schedule, use_normalization
 from engine.run_files import (RunLock, check_training_args, check_writable, refuse_to_replace, remove_old_run, run_files,
@@ -29,7 +29,6 @@ from networks.pretrained import IMAGENET, pretrained_file
 from networks.weights import CAC, EVALUATED, LAST, lock_path, saved_under, weights_path
 
 SCHEDULES = {CAC: "openset_training"}  # the config's schedule of each method (else closedset_training)
-SCRIPTS = {CAC: "train_cacOpenset.py"}  # each method's training script (else train_closedSet.py)
 SIGNAL_STATUS = {"SIGINT": 130, "SIGTERM": 143}  # 128 + the signal's number, as a shell reports it
 
 
@@ -44,7 +43,7 @@ class TrainingRun:
         writable; 6. seed, last, so that whether the caches were warm cannot change the numbers."""
         check_training_args(args)  # 1.
         self.args, self.method, self.phase = args, method, int(args.resume)
-        self.script = SCRIPTS.get(method, "train_closedSet.py")
+        self.script = TRAIN_SCRIPTS[method]
         self.argv = sys.argv[1:] if argv is None else [str(a) for a in argv]
         self.run_dir = os.path.join("runs", f"{args.dataset}_{args.trial}_{args.name}{method}")
         self.log = os.path.join(self.run_dir, "metrics.jsonl")
