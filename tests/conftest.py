@@ -105,11 +105,10 @@ DIGITS_STEM = {"CAC": os.path.join("results", "Digits_sCAC_trials0-0"),
 
 
 @pytest.fixture(scope="session")
-def evaluated_digits(tmp_path_factory):
+def trained_digits(tmp_path_factory):
     """A folder where CAC and cross-entropy networks were trained for one epoch on Digits trial 0
-    (--name s, in-process) and evaluated once (results/, a calibration beside each checkpoint),
-    with the first 3 Digits test images as 8 x 8 PNG files (images/). Shared by a whole session:
-    change only a copy (`work`)."""
+    (--name s, in-process), nothing evaluated, with the first 3 Digits test images as 8 x 8 PNG files
+    (images/): the suite's one training of this pair. Change only a copy (`work`)."""
     import torch
     from PIL import Image
 
@@ -120,13 +119,20 @@ def evaluated_digits(tmp_path_factory):
     train = ["--dataset", "Digits", "--trial", "0", "--epochs", "1", "--name", "s", "--workers", "0"]
     ok(run_script("train_cacOpenset.py", *train, cwd=base, in_process=True))
     ok(run_script("train_closedSet.py", *train, cwd=base, in_process=True))
+    os.makedirs(os.path.join(base, "images"))
+    for i, image in enumerate(Digits(train=False).data[:3]):
+        Image.fromarray(image).save(os.path.join(base, "images", f"digit_{i}.png"))
+    return base
+
+
+@pytest.fixture(scope="session")
+def evaluated_digits(trained_digits, tmp_path_factory):
+    """trained_digits (a copy), both networks evaluated once: results/, a calibration beside each
+    evaluated checkpoint. Shared by a whole session: change only a copy (`work`)."""
+    base = str(tmp_path_factory.mktemp("evaluated") / "w")
+    shutil.copytree(trained_digits, base)
     ok(run_script("eval_cacOpenset.py", *DIGITS_EVAL, cwd=base, in_process=True))
     ok(run_script("eval_closedSet.py", *DIGITS_EVAL, cwd=base, in_process=True))
-    images = os.path.join(base, "images")
-    os.makedirs(images)
-    test = Digits(train=False)
-    for i in range(3):
-        Image.fromarray(test.data[i]).save(os.path.join(images, f"digit_{i}.png"))
     return base
 
 

@@ -13,7 +13,6 @@ import shutil
 import numpy as np
 import pytest
 import torch
-from PIL import Image
 
 from conftest import (REPO, assert_one_line_error, calibration_file, ok, read_calibration_file, run_script, sha256,
                       stderr_lines)
@@ -22,24 +21,15 @@ from engine.calibration import calibration_problem
 from fakedata import PETS_SPLIT, write_pets
 from networks.weights import CAC, RUN_FILES, weights_path
 
-CAC_FILES = [weights_path("Digits", 0, "t", s) for s in RUN_FILES[CAC][:3]]  # AnchorLoss, CACLoss, Accuracy
-CE_FILE = weights_path("Digits", 0, "t", "closedSetClassifier")
+CAC_FILES = [weights_path("Digits", 0, "s", s) for s in RUN_FILES[CAC][:3]]  # AnchorLoss, CACLoss, Accuracy
+CE_FILE = weights_path("Digits", 0, "s", "closedSetClassifier")
 FAST = ["--workers", "0"]
 
 
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-    """Digits trial 0 trained for one epoch by both methods (--name t), nothing evaluated; and PNGs."""
-    cwd = tmp_path_factory.mktemp("trained_only")
-    torch.set_num_threads(1)
-    for script in ("train_cacOpenset.py", "train_closedSet.py"):
-        ok(run_script(script, "--dataset", "Digits", "--trial", 0, "--epochs", 1, "--name", "t", *FAST, cwd=cwd,
-                      in_process=True))
-    os.makedirs(cwd / "images")
-    test = Digits(train=False)
-    for i in range(4):
-        Image.fromarray(test.data[i]).save(cwd / "images" / f"{i}.png")
-    return cwd
+@pytest.fixture
+def trained(trained_digits):
+    """Digits trial 0 trained for one epoch by both methods (--name s), nothing evaluated; and PNGs."""
+    return trained_digits
 
 
 def copy_of(trained, tmp_path):
@@ -62,7 +52,7 @@ def test_predict_works_on_every_saved_checkpoint_right_after_training(trained, t
     assert [line.split(" made in ")[0] for line in stderr_lines(first)] == [
         f"calibration of {path}", f"calibration written to {calibration_file(path)}"]
     rows = list(csv.DictReader(io.StringIO(first.stdout)))
-    assert [os.path.basename(r["image"]) for r in rows] == ["0.png", "1.png", "2.png", "3.png"]
+    assert [os.path.basename(r["image"]) for r in rows] == ["digit_0.png", "digit_1.png", "digit_2.png"]
     assert sha256(os.path.join(cwd, path)) == before  # the checkpoint, byte for byte
     made = read_calibration_file(os.path.join(cwd, path))
     method = "CAC" if path in CAC_FILES else "ClosedSet"
@@ -84,7 +74,7 @@ def test_first_use_calibration_is_the_one_evaluation_makes(trained, tmp_path):
     cwd = copy_of(trained, tmp_path)
     ok(run_script("predict.py", CAC_FILES[0], "images", cwd=cwd, in_process=True))
     made = read_calibration_file(os.path.join(cwd, CAC_FILES[0]))
-    proc = ok(run_script("eval_cacOpenset.py", "-dataset", "Digits", "--name", "t", "--recompute_anchors", *FAST,
+    proc = ok(run_script("eval_cacOpenset.py", "-dataset", "Digits", "--name", "s", "--recompute_anchors", *FAST,
                          cwd=cwd, in_process=True))
     assert "anchor means computed" in proc.stdout
     evaluated = read_calibration_file(os.path.join(cwd, CAC_FILES[0]))
@@ -97,9 +87,9 @@ def test_first_use_calibration_is_the_one_evaluation_makes(trained, tmp_path):
 
 def test_eval_without_num_trials_evaluates_the_trained_trial_and_names_classes(trained, tmp_path):
     cwd = copy_of(trained, tmp_path)
-    proc = ok(run_script("eval_closedSet.py", "-dataset", "Digits", "--name", "t", *FAST, cwd=cwd, in_process=True))
+    proc = ok(run_script("eval_closedSet.py", "-dataset", "Digits", "--name", "s", *FAST, cwd=cwd, in_process=True))
     assert "evaluating trials [0] of Digits" in proc.stdout
-    with open(os.path.join(cwd, "results", "Digits_tClosedSet_trials0-0.json")) as f:
+    with open(os.path.join(cwd, "results", "Digits_sClosedSet_trials0-0.json")) as f:
         result = json.load(f)
     with open(os.path.join(REPO, "datasets", "Digits", "class_splits", "0.json")) as f:
         split = json.load(f)
@@ -109,7 +99,7 @@ def test_eval_without_num_trials_evaluates_the_trained_trial_and_names_classes(t
                                   "unknown_classes": split["Unknown"],
                                   "unknown_class_names": [str(c) for c in split["Unknown"]]}]
     # each test image's original class, read independently from the data set and the split file
-    z = np.load(os.path.join(cwd, "results", "Digits_tClosedSet_trials0-0.npz"))
+    z = np.load(os.path.join(cwd, "results", "Digits_sClosedSet_trials0-0.npz"))
     targets = Digits(train=False).targets
     known = targets[np.isin(targets, split["Known"])]
     unknown = targets[np.isin(targets, split["Unknown"])]
@@ -181,7 +171,7 @@ def test_image_folder_eval_without_num_trials_names_classes_and_files(pets_run, 
 
 def test_predict_refuses_the_state_of_an_unfinished_run(trained, tmp_path):
     cwd = copy_of(trained, tmp_path)
-    last = weights_path("Digits", 0, "t", RUN_FILES[CAC][-1])
+    last = weights_path("Digits", 0, "s", RUN_FILES[CAC][-1])
     with open(os.path.join(cwd, last), "rb") as f:
         before = f.read()
     proc = run_script("predict.py", last, "images", cwd=cwd, in_process=True)

@@ -1,10 +1,11 @@
 """The four command-line scripts end to end, as a user runs them, on tiny fake data sets
 in each real on-disk format (and the embedded Digits data). Bad input: test_bad_input.py.
 
-Every script runs in a subprocess from its own temporary working directory (that is where
-networks/weights/, runs/ and results/ go). Each group of runs (all families, Digits) is one
-module-scoped fixture that runs its independent chains two at a time, one thread per
-process, so the module stays quick on 2 cores; --help is read from the parsers.
+Every script runs its main() in this process (as its __main__ block does, conftest.run_script),
+from its own temporary working directory (that is where networks/weights/, runs/ and results/
+go); the process boundary itself is tested in tests/unit/test_startup.py and test_bad_input.py.
+Each group of runs (all families, Digits) is one module-scoped fixture that runs its chains one
+after another; --help is read from the parsers.
 """
 import ast
 import glob
@@ -12,7 +13,6 @@ import json
 import math
 import os
 import re
-from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import torch
@@ -44,35 +44,21 @@ EVAL_PATTERNS = {
 
 
 # ------------------------------------------------------------------ helpers
-@pytest.fixture(scope="module")
-def one_thread():
-    """Two scripts run at once on 2 cores: one OpenMP thread each (run_script passes the
-    environment on), instead of two threads each fighting over the cores."""
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("OMP_NUM_THREADS", "1")
-        yield
-
-
 def run_chains(chains):
-    """chains: list of lists of (key, callable); the steps of a chain run in order, chains run
-    two at a time. Returns {key: result}; a step that raises is stored as the exception."""
+    """chains: list of lists of (key, callable), run in order. Returns {key: result}; a step that
+    raises is stored as the exception, for the test that reads it."""
     results = {}
-
-    def run(chain):
+    for chain in chains:
         for key, step in chain:
             try:
                 results[key] = step()
             except Exception as e:  # noqa: BLE001 - reported by the test that reads it
                 results[key] = e
-
-    with ThreadPoolExecutor(max_workers=2) as pool:
-        for future in [pool.submit(run, chain) for chain in chains]:
-            future.result()
     return results
 
 
 def script(name, *args, cwd):
-    return lambda: run_script(name, *args, cwd=cwd)
+    return lambda: run_script(name, *args, cwd=cwd, in_process=True)
 
 
 def get(results, key):
@@ -213,7 +199,7 @@ FAMILY_TRIALS = {"MNIST": 0, "SVHN": 0, "CIFAR10": 0, "CIFAR+10": 0, "TinyImageN
 
 
 @pytest.fixture(scope="module")
-def families(tmp_path_factory, one_thread):
+def families(tmp_path_factory):
     """Fake data of each family, then CAC train -> eval and CE train -> eval in each.
 
     Sizes and seeds are those of test_datasets.py (so the repo's train/val caches stay valid
@@ -240,8 +226,6 @@ def families(tmp_path_factory, one_thread):
         ce = [((ds, "ce_train"), script(TRAIN_CE, "--dataset", ds, *common, cwd=cwd)),
               ((ds, "ce_eval"), script(EVAL_CE, "--dataset", ds, *ev, cwd=cwd))]  # 2 dashes work too
         chains += [cac, ce]
-    # the slowest (64 x 64 TinyImageNet) first, so the two workers finish together
-    chains.sort(key=lambda chain: chain[0][0][0] != "TinyImageNet")
     results = run_chains(chains)
     return {"results": results, "work": work, "root": str(root)}
 
@@ -286,7 +270,7 @@ def test_family_closed_set(families, ds):
 
 # ------------------------------------------------------------------ Digits: all four scripts, resume, -t
 @pytest.fixture(scope="module")
-def digits(tmp_path_factory, one_thread):
+def digits(tmp_path_factory):
     cwd = str(tmp_path_factory.mktemp("digits"))
     base = ("--dataset", "Digits", "--trial", 0, *FAST)
     ev = ("--num_trials", 1, "--start_trial", 0, *FAST)

@@ -93,7 +93,7 @@ def test_released_weights_on_trial_5_see_listed_row_0(tag, script, reference_dir
 
 
 # ------------------------------------------------------------------ closed-set -r
-def ce_checkpoint(cwd, name="t"):
+def ce_checkpoint(cwd, name="s"):
     return cwd / "networks" / "weights" / "Digits" / f"Digits_0_{name}closedSetClassifier.pth"
 
 
@@ -105,18 +105,12 @@ def same_weights(a, b):
     return set(a["net"]) == set(b["net"]) and all(torch.equal(a["net"][k], b["net"][k]) for k in a["net"])
 
 
-@pytest.fixture(scope="module")
-def first_run(tmp_path_factory):
-    """A 1-epoch closed-set first run and a 1-epoch CAC first run on Digits, in one folder."""
-    cwd = tmp_path_factory.mktemp("first")
-    here = os.getcwd()
-    os.chdir(cwd)
-    try:
-        assert run_script("train_closedSet.py", *DIGITS, "--name", "t", cwd=".", in_process=True).returncode == 0
-        assert run_script("train_cacOpenset.py", *DIGITS, "--name", "t", cwd=".", in_process=True).returncode == 0
-    finally:
-        os.chdir(here)
-    return cwd
+@pytest.fixture
+def first_run(trained_digits):
+    """1-epoch closed-set and CAC first runs on Digits, in one folder (--name s)."""
+    import pathlib
+
+    return pathlib.Path(trained_digits)
 
 
 def resume_with_saved_accuracy(first_run, tmp_path, monkeypatch, acc):
@@ -128,8 +122,8 @@ def resume_with_saved_accuracy(first_run, tmp_path, monkeypatch, acc):
     before["acc"] = acc
     torch.save(before, target)
     monkeypatch.chdir(tmp_path)
-    assert run_script("train_closedSet.py", *DIGITS, "--name", "t", "-r", cwd=".", in_process=True).returncode == 0
-    with open(tmp_path / "runs" / "Digits_0_tClosedSet" / "metrics.jsonl") as f:
+    assert run_script("train_closedSet.py", *DIGITS, "--name", "s", "-r", cwd=".", in_process=True).returncode == 0
+    with open(tmp_path / "runs" / "Digits_0_sClosedSet" / "metrics.jsonl") as f:
         val_acc = [json.loads(line) for line in f][-1]["val/accuracy"]
     return before, load(target), val_acc
 
@@ -186,7 +180,7 @@ class OriginalNetwork(nn.Module):
 @pytest.mark.parametrize("suffix", ["closedSetClassifier", "CACclassifierAnchorLoss", "CACclassifierCACLoss",
                                     "CACclassifierAccuracy"])
 def test_saved_checkpoints_load_strictly_into_the_original_network(first_run, suffix):
-    path = first_run / "networks" / "weights" / "Digits" / f"Digits_0_t{suffix}.pth"
+    path = first_run / "networks" / "weights" / "Digits" / f"Digits_0_s{suffix}.pth"
     ckpt = load(path)
     original = OriginalNetwork(6, 1, 16, cac="CAC" in suffix)
     original.load_state_dict(ckpt["net"], strict=True)  # raises on any missing or unexpected key
@@ -214,7 +208,7 @@ def test_aliases_are_dropped_again_on_load(first_run):
     from networks.openSetClassifier import openSetClassifier
 
     net = openSetClassifier(6, 1, 16)
-    load_checkpoint(str(first_run / "networks" / "weights" / "Digits" / "Digits_0_tCACclassifierAnchorLoss.pth"), net)
+    load_checkpoint(str(first_run / "networks" / "weights" / "Digits" / "Digits_0_sCACclassifierAnchorLoss.pth"), net)
     assert not any(k.startswith("encoder.encoder") for k in net.state_dict())
 
 
