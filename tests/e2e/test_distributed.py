@@ -25,7 +25,7 @@ LAUNCHER = textwrap.dedent("""
     import torch
     sys.path.insert(0, {repo!r})
     import datasets.resident
-    from engine import accel, loop, training
+    from engine import accel, continuing, loop, training
 
     prepare, close = accel.Accel.prepare, accel.Accel.close
     rank = int(os.environ["RANK"])
@@ -63,15 +63,15 @@ LAUNCHER = textwrap.dedent("""
                     raise KeyboardInterrupt
 
         loop.batches = stop_there
-    resume = training.TrainingRun._continue
+    restore = continuing.restore
 
-    def continue_and_draw(self, *args):
-        log_size = resume(self, *args)
+    def restore_and_draw(run):
+        state = restore(run)
         with torch.random.fork_rng():  # the mask the network's first dropout would draw
             torch.save(torch.nn.functional.dropout(torch.ones(4096), 0.3) > 0, f"mask{{rank}}.pt")
-        return log_size
+        return state
 
-    training.TrainingRun._continue = continue_and_draw
+    continuing.restore = restore_and_draw
     script = os.path.join({repo!r}, sys.argv[1])
     sys.argv = sys.argv[1:]
     runpy.run_path(script, run_name="__main__")
@@ -87,14 +87,28 @@ def torchrun(tmp_path, *args, processes=2, **hooks):
                           text=True, timeout=600, env=env, check=False)
 
 
+CAC_RUN = ["train_cacOpenset.py", "--dataset", "Digits", "--trial", "0", "--epochs", "2", "--device", "cpu",
+           "--seed", "5", "--workers", "0"]
+
+
+@pytest.fixture(scope="module")
+def cac_run(tmp_path_factory):
+    """CAC_RUN under torchrun, 2 processes, --name ddp: the folder and the process."""
+    work = tmp_path_factory.mktemp("ddp")
+    return work, torchrun(work, *CAC_RUN, "--name", "ddp")
+
+
 @pytest.mark.parametrize("script, suffixes, loss", [
     ("train_cacOpenset.py", RUN_FILES[CAC][:-1], "train/CAC_Loss"),  # the best checkpoints, not ...Last
     ("train_closedSet.py", RUN_FILES[CLOSED_SET][:-1], "train/CE_Loss"),
 ])
-def test_two_gloo_processes_train_one_network(tmp_path, script, suffixes, loss):
+def test_two_gloo_processes_train_one_network(cac_run, tmp_path, script, suffixes, loss):
     epochs = 2 if script == "train_cacOpenset.py" else 1
-    proc = torchrun(tmp_path, script, "--dataset", "Digits", "--trial", "0", "--epochs", epochs, "--device", "cpu",
-                    "--name", "ddp")
+    if script == "train_cacOpenset.py":
+        tmp_path, proc = cac_run
+    else:
+        proc = torchrun(tmp_path, script, "--dataset", "Digits", "--trial", "0", "--epochs", epochs, "--device",
+                        "cpu", "--name", "ddp")
     assert proc.returncode == 0, proc.stderr[-3000:]
     # both ranks end with the same weights and BatchNorm statistics
     ranks = [torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in range(2)]
@@ -139,51 +153,45 @@ def ranks_torch_states(state):
     return [state["rng"]["torch"], *(r["torch"] for r in state["ranks"])]
 
 
-@pytest.mark.parametrize("processes", [2, 3])
-def test_stop_and_continue_under_torchrun_equals_the_uninterrupted_run(tmp_path, processes):
-    """Rank 1 gets a Ctrl-C after step 3 of epoch 1: the run stops (torchrun ends the other ranks),
-    and ...Last.pth holds the state after epoch 0 with every rank's random states; --continue gives
-    each rank its own (their dropout masks differ) and ends where the uninterrupted run ends. With 3
-    processes the third rank has no free memory: all three train on the torchvision pipeline, as
-    one decision."""
-    # torchvision's per-sample transforms draw from the process's torch generator, which dropout
-    # also draws from: a rerun is exact only where they run in worker processes (seeded per epoch)
-    workers = 1 if processes == 3 else 0
-    common = ["train_cacOpenset.py", "--dataset", "Digits", "--trial", "0", "--epochs", "2", "--device", "cpu",
-              "--seed", "5", "--workers", workers]
-    hooks = {"TEST_SHORT_RANK": 2} if processes == 3 else {}
-    pipeline = "torchvision" if processes == 3 else "resident"
-    proc = torchrun(tmp_path, *common, "--name", "whole", processes=processes, **hooks)
+def test_one_pipeline_decision_for_every_rank(tmp_path):
+    """3 processes, the third with no free memory: all three train on the torchvision pipeline (ranks
+    on different pipelines would draw their batches from different generators)."""
+    common = ["train_cacOpenset.py", "--dataset", "Digits", "--trial", "0", "--epochs", "1", "--device", "cpu",
+              "--workers", "1", "--name", "short"]
+    proc = torchrun(tmp_path, *common, processes=3, TEST_SHORT_RANK=2)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert [(tmp_path / f"pipeline{r}").read_text() for r in range(processes)] == [pipeline] * processes
-    header = proc.stdout
-    proc = torchrun(tmp_path, *common, "--name", "cut", processes=processes, TEST_STOP="1,3,1", **hooks)
+    assert [(tmp_path / f"pipeline{r}").read_text() for r in range(3)] == ["torchvision"] * 3
+    assert "speed: pipeline torchvision," in proc.stdout
+
+
+def test_stop_and_continue_under_torchrun_equals_the_uninterrupted_run(cac_run, tmp_path):
+    """Rank 1 of 2 gets a Ctrl-C after step 3 of epoch 1: the run stops (torchrun ends the other rank),
+    and ...Last.pth holds the state after epoch 0 with both ranks' random states; --continue gives each
+    rank its own (their dropout masks differ) and ends where the uninterrupted run ends, bit for bit;
+    the same state continued by 3 processes runs, and says what it re-derives."""
+    common, (whole_run, proc) = CAC_RUN, cac_run
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert [(whole_run / f"pipeline{r}").read_text() for r in range(2)] == ["resident"] * 2
+    proc = torchrun(tmp_path, *common, "--name", "cut", TEST_STOP="1,3,1")
     assert proc.returncode != 0, proc.stderr[-3000:]
     cut = last_state(tmp_path, "cut")
-    assert (cut["epoch"], cut["world"], len(cut["ranks"])) == (1, processes, processes - 1)
-    torch_states = ranks_torch_states(cut)
-    assert all(not torch.equal(torch_states[0], other) for other in torch_states[1:])
-    assert cut["pipeline"] == pipeline
-    if processes == 2:  # the same state continued by 3 processes runs, and says what it re-derives
-        shutil.copy(tmp_path / LAST.format("cut"), tmp_path / LAST.format("more"))
-        proc = torchrun(tmp_path, *common, "--name", "more", "--continue", processes=3)
-        assert proc.returncode == 0, proc.stderr[-3000:]
-        said = [line for line in proc.stdout.splitlines() if "re-derives" in line]
-        assert len(said) == 1 and "saved by 2 process(es), continued by 3" in said[0], proc.stdout[-3000:]
-        assert len(last_state(tmp_path, "more")["ranks"]) == 2
-    proc = torchrun(tmp_path, *common, "--name", "cut", "--continue", processes=processes, **hooks)
+    assert (cut["epoch"], cut["world"], len(cut["ranks"]), cut["pipeline"]) == (1, 2, 1, "resident")
+    first, second = ranks_torch_states(cut)
+    assert not torch.equal(first, second)
+    shutil.copy(tmp_path / LAST.format("cut"), tmp_path / LAST.format("more"))
+    proc = torchrun(tmp_path, *common, "--name", "more", "--continue", processes=3)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    said = [line for line in proc.stdout.splitlines() if "re-derives" in line]
+    assert len(said) == 1 and "saved by 2 process(es), continued by 3" in said[0], proc.stdout[-3000:]
+    proc = torchrun(tmp_path, *common, "--name", "cut", "--continue")
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "continuing" in proc.stdout and "re-derives" not in proc.stdout
-    masks = [torch.load(tmp_path / f"mask{r}.pt") for r in range(processes)]
-    assert all(not torch.equal(masks[0], other) for other in masks[1:])  # each rank its own dropout
-    whole, done = last_state(tmp_path, "whole"), last_state(tmp_path, "cut")
+    masks = [torch.load(tmp_path / f"mask{r}.pt") for r in range(2)]
+    assert not torch.equal(masks[0], masks[1])  # each rank its own dropout
+    whole, done = last_state(whole_run, "ddp"), last_state(tmp_path, "cut")
     # every rank drew exactly what it drew in the uninterrupted run (dropout, batches, augmentation)
     assert all(torch.equal(a, b) for a, b in zip(ranks_torch_states(whole), ranks_torch_states(done)))
     assert all(torch.equal(a, b) for a, b in zip(whole["rng"]["generators"], done["rng"]["generators"]))
-    logs = [(tmp_path / "runs" / f"Digits_0_{n}CAC" / "metrics.jsonl").read_text().splitlines() for n in ("whole", "cut")]
-    if processes == 2:  # bit for bit
-        assert logs[0] == logs[1] and all(torch.equal(whole["net"][k], done["net"][k]) for k in whole["net"])
-    else:  # DDP sums 3 ranks' gradients in another order in the first step after a restart (docs/multi_gpu.md)
-        assert [json.loads(line)["train/CAC_Loss"] for line in logs[1]] == \
-            pytest.approx([json.loads(line)["train/CAC_Loss"] for line in logs[0]], rel=1e-3)
-    assert f"speed: pipeline {pipeline}," in header
+    logs = [(folder / "runs" / f"Digits_0_{n}CAC" / "metrics.jsonl").read_text()
+            for folder, n in ((whole_run, "ddp"), (tmp_path, "cut"))]
+    assert logs[0] == logs[1] and all(torch.equal(whole["net"][k], done["net"][k]) for k in whole["net"])
