@@ -135,7 +135,7 @@ def open_source(source, root, train, download=True):
     missing = [p for p in expected_files(source, root, train) if not os.path.exists(p)]
     if missing and source == "TinyImageNet":
         raise UserError(f"TinyImageNet not found: expected {missing[0]}; set it up with "
-                        f"`python datasets/setup_tinyimagenet.py --data_root {shlex.quote(root)}`")
+                        f"`python scripts/setup_tinyimagenet.py --data_root {shlex.quote(root)}`")
     if missing:
         # Fashion-MNIST has an offline route: the Debian package (read by _gunzip_idx)
         apt = (f"`apt-get install dataset-fashion-mnist` (files in {system_fashion_mnist()}), "
@@ -180,7 +180,7 @@ def _check_tinyimagenet_folders(root):
     top = os.path.join(root, "tiny-imagenet-200")
     if os.path.isdir(os.path.join(top, "val", "images")):
         raise UserError(f"{os.path.join(top, 'val', 'images')} is not sorted into class folders; run "
-                        f"`python datasets/setup_tinyimagenet.py --data_root {shlex.quote(root)}`")
+                        f"`python scripts/setup_tinyimagenet.py --data_root {shlex.quote(root)}`")
     folders = {}
     for part in ("train", "val"):
         path = os.path.join(top, part)
@@ -193,7 +193,7 @@ def _check_tinyimagenet_folders(root):
     if folders["train"] != folders["val"]:
         only = sorted(set(folders["train"]) ^ set(folders["val"]))
         raise UserError(f"TinyImageNet under {top}: train/ and val/ hold different class folders "
-                        f"(in one only: {brief(only)}); set the folder up again with datasets/setup_tinyimagenet.py")
+                        f"(in one only: {brief(only)}); set the folder up again with scripts/setup_tinyimagenet.py")
     if len(folders["train"]) > NUM_CLASSES["TinyImageNet"]:
         raise UserError(f"TinyImageNet under {top} has {len(folders['train'])} class folders; it has "
                         f"{NUM_CLASSES['TinyImageNet']}: remove the others")

@@ -18,7 +18,7 @@ import pytest
 import torch
 
 from conftest import run_script
-from datasets.setup_tinyimagenet import main as setup_tinyimagenet
+from scripts.setup_tinyimagenet import main as setup_tinyimagenet
 from fakedata import make_tinyimagenet_zip, write_cifar10, write_cifar100, write_mnist, write_svhn
 from networks.weights import CAC, RUN_FILES
 
