@@ -53,8 +53,7 @@ class OpenSetData:
 
     `split_file` replaces datasets/<dataset>/class_splits/<trial>.json (for ImageFolder it is
     required and names class folders, see datasets/folder.py). `cache_dir`: the cache folder
-    (datasets/cache.py) of the partition and normalization; None: made, nothing cached.
-    `from_sources` builds a trial over sources already open (in memory)."""
+    (datasets/cache.py) of the partition and normalization; None: made, nothing cached."""
 
     def __init__(self, dataset, trial, data_root="datasets/data", download=True, config=None, split_file=None,
                  cache_dir=None):
@@ -106,25 +105,6 @@ class OpenSetData:
         return cls(args.dataset, trial, args.data_root, download=not args.no_download, config=cfg,
                    split_file=getattr(args, "split_file", None),
                    cache_dir=resolve_cache_dir(getattr(args, "cache_dir", None)))
-
-    @classmethod
-    def from_sources(cls, name, config, train_set, test_set, known, unknown, trial=0, source="memory"):
-        """A trial over sources already open, such as images in memory (benchmarks/speed.py):
-        items (PIL image, label), labels as source_labels reads them, class ids indexing both
-        sets; `test_set` holds the known and the unknown test images. Nothing is read from or
-        written to disk: every training image of a known class both trains and validates, and
-        mean/std are the config's listed row for `trial`, else those of the known training images."""
-        data = cls.__new__(cls)
-        data.root, data.download, data.folder, data.source_fingerprint = source, False, None, None
-        data.known_source = data.unknown_source = source
-        data._test_sets = {source: test_set}
-        data._set_classes(name, trial, dict(config), list(known), list(unknown), max([*known, *unknown]) + 1)
-        data.train_set, data.train_labels = train_set, source_labels(train_set)
-        data.train_idx = data.val_idx = np.flatnonzero(np.isin(data.train_labels, data.known))
-        listed = listed_normalization(data.cfg, trial)
-        data.mean, data.std = listed if listed is not None else data._pixel_stats()
-        data._set_class_names(class_names(train_set, len(data.label_map)))
-        return data
 
     def _set_classes(self, name, trial, cfg, known, unknown, num_classes):
         self.name, self.trial, self.cfg = name, trial, cfg
