@@ -17,7 +17,7 @@ from datasets.config import OVERRIDE_FLAGS, apply_overrides, load_config
 from datasets.folder import FolderData
 from datasets.names import FOLDER_DATASET, SOURCES
 from datasets.normalization import RAW_PIXELS, cached_normalization, listed_normalization, raw_pixel_stats
-from datasets.partition import trainval_split
+from datasets.partition import trainval_partition
 from datasets.sources import CHANNELS_FIRST, NUM_CLASSES, open_source, source_labels
 from datasets.splits import load_class_split
 
@@ -87,9 +87,9 @@ class OpenSetData:
         if cache_dir is not None:  # this data set's own folder in it
             cache_dir = self.folder.cache_folder(cache_dir) if self.folder else os.path.join(cache_dir, dataset)
         self.cache_dir = cache_dir
-        split = trainval_split(dataset, labels, self.cfg["val_fraction"], num_classes, self.cache_dir)
-        self.train_idx = np.sort(np.concatenate([split["Train"][str(c)] for c in self.known])).astype(np.int64)
-        self.val_idx = np.sort(np.concatenate([split["Val"][str(c)] for c in self.known])).astype(np.int64)
+        partition = trainval_partition(dataset, labels, self.cfg["val_fraction"], num_classes, self.cache_dir)
+        self.train_idx, self.val_idx = (np.sort(np.concatenate([partition[part][str(c)] for c in self.known]))
+                                        .astype(np.int64) for part in ("Train", "Val"))
         # image folders: a digest of the training images' bytes, part of every cache's key (None:
         # built-in data sets, whose files are fixed)
         self.source_fingerprint = self.folder.fingerprint(self.train_set) if self.folder else None

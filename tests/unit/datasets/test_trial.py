@@ -98,7 +98,7 @@ def test_items_have_shape_label_and_pixels(family):
                 np.testing.assert_allclose(image.numpy(), expected, atol=1e-4)
 
 
-def test_train_val_split_per_class(family):
+def test_train_val_partition_per_class(family):
     data, truth, known = family["data"], family["truth"], family["known"]
     fraction = SHAPES[family["dataset"]][3]
     train, val = np.asarray(data.train_idx), np.asarray(data.val_idx)
