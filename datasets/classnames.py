@@ -4,8 +4,7 @@ Names come from the data set itself: torchvision's `classes` (MNIST's "0 - zero"
 "airplane", TinyImageNet's wnids), an image folder's folder names; data sets without a list
 (Digits, SVHN) are named by their digit, the class id. `TrialClasses` gathers one trial's
 known and unknown classes by id and name and each test image's original class (and file, for
-image folders), for the results of an evaluation. `describe_classes` names classes as a message
-shows them.
+image folders), for the results of an evaluation.
 """
 import os
 from dataclasses import dataclass
@@ -21,15 +20,6 @@ def class_names(raw, num_classes):
     if names is not None and len(names) >= num_classes:
         return [str(n) for n in names[:num_classes]]
     return [str(c) for c in range(num_classes)]
-
-
-def describe_classes(ids, names, by_name=False):
-    """'cat' (id 3), 'dog' (id 5): classes named as a message shows them, with the id as the split
-    file has it (a class whose name is its id: the id alone); `by_name` (image folders, whose
-    split files list names): the names alone."""
-    if by_name:
-        return ", ".join(repr(names[c]) for c in ids)
-    return ", ".join(str(c) if names[c] == str(c) else f"{names[c]!r} (id {c})" for c in ids)
 
 
 def image_origins(subset):

@@ -201,6 +201,7 @@ def test_open_set_data_of_a_folder(folder):
     assert len(known) == 9 and len(unknown) == 5
     assert sorted(int(known[i][1]) for i in range(9)) == [0] * 3 + [1] * 3 + [2] * 3
     assert {int(unknown[i][1]) for i in range(5)} == {3}
+    assert data.describe([3, 0]) == "'owl', 'cat'"  # split files of image folders list names
     # normalization computed from the known classes' training images (every image 32 x 32 RGB)
     pixels = torch.stack([T.ToTensor()(data.train_set[int(i)][0]) for i in data.train_idx])
     np.testing.assert_allclose(data.mean, pixels.mean((0, 2, 3)).numpy(), atol=1e-3)
@@ -270,3 +271,4 @@ def test_class_names_in_messages_and_lists(tmp_path):
     assert data.unknown_names == ["0 - zero", "9 - nine"]
     # remapped label 4 is the fifth known class in ascending id: 6 (8 is the last)
     assert data.describe_labels([4, 5]) == "'6 - six' (id 6), '8 - eight' (id 8)"
+    assert OpenSetData("Digits", 0).describe([1, 2]) == "1, 2"  # a class named by its id: the id alone
