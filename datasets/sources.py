@@ -1,10 +1,8 @@
-"""Open the raw data sets (torchvision classes, ImageFolder, Digits) under --data_root.
-
-Each opener returns a data set whose items are (PIL image, label) and whose labels
-`source_labels` reads without decoding any image. Missing files are downloaded where
-the network allows; otherwise, and for corrupt files, a UserError says what is expected
-where. torchvision's md5 checks are relaxed to existence checks so that any file in the
-real format loads (corrupt files still fail, when parsed, with a clear message).
+"""Open the raw data sets (torchvision's classes, TinyImageNet's folders, Digits) under --data_root:
+items (PIL image, label), labels read by `source_labels` without decoding an image. Missing files
+are downloaded where the network allows; otherwise, and for corrupt files, a UserError says what is
+expected where. torchvision's md5 checks are relaxed to existence checks so that any file in the
+real format loads (a corrupt one still fails, when parsed, with a clear message).
 """
 import contextlib
 import gzip
@@ -52,6 +50,9 @@ class _CIFAR100(_OneSplitCheck, tvd.CIFAR100):
 class _SVHN(tvd.SVHN):
     def _check_integrity(self):
         return os.path.isfile(os.path.join(self.root, self.filename))
+
+
+TORCHVISION = {"MNIST": tvd.MNIST, "FashionMNIST": tvd.FashionMNIST, "CIFAR10": _CIFAR10, "CIFAR100": _CIFAR100}
 
 
 def expected_files(source, root, train):
@@ -110,22 +111,13 @@ def _gunzip_idx(source, root):
 
 
 def _construct(source, root, train, download):
-    split = "train" if train else "test"
-    if source == "MNIST":
-        return tvd.MNIST(root, train=train, download=download)
-    if source == "FashionMNIST":
-        return tvd.FashionMNIST(root, train=train, download=download)
+    if source in TORCHVISION:
+        return TORCHVISION[source](root, train=train, download=download)
     if source == "SVHN":
-        return _SVHN(os.path.join(root, "svhn"), split=split, download=download)
-    if source == "CIFAR10":
-        return _CIFAR10(root, train=train, download=download)
-    if source == "CIFAR100":
-        return _CIFAR100(root, train=train, download=download)
+        return _SVHN(os.path.join(root, "svhn"), split="train" if train else "test", download=download)
     if source == "TinyImageNet":
         return SafeImageFolder(expected_files(source, root, train)[0])
-    if source == "Digits":
-        return Digits(train=train)
-    raise UserError(f"unknown data source {source!r}")
+    return Digits(train=train)  # scikit-learn's: nothing to read
 
 
 def open_source(source, root, train, download=True):
@@ -174,29 +166,22 @@ def _open_present(source, root, train):
 
 
 def _check_tinyimagenet_folders(root):
-    """val/ (the test split) must list the classes of train/: a class id is a folder's place in
-    the sorted list, so a folder missing from one side, or val/images left unsorted (which
-    ImageFolder would take for a class), would silently give the test images other classes' ids."""
+    """val/ (the test set) must list the classes of train/: a class id is a folder's place in the
+    sorted list, so a folder missing from one side, or val/images left unsorted (which ImageFolder
+    would take for a class), would silently give the test images other classes' ids."""
     top = os.path.join(root, "tiny-imagenet-200")
+    setup = f"`python scripts/setup_tinyimagenet.py --data_root {shlex.quote(root)}`"
     if os.path.isdir(os.path.join(top, "val", "images")):
-        raise UserError(f"{os.path.join(top, 'val', 'images')} is not sorted into class folders; run "
-                        f"`python scripts/setup_tinyimagenet.py --data_root {shlex.quote(root)}`")
-    folders = {}
-    for part in ("train", "val"):
-        path = os.path.join(top, part)
-        if not os.path.isdir(path):
-            return  # val/ alone: nothing to compare with
-        try:
-            folders[part] = sorted(e.name for e in os.scandir(path) if e.is_dir())
-        except OSError as e:
-            raise UserError(f"cannot list {path} ({e.strerror}); fix its permissions") from None
-    if folders["train"] != folders["val"]:
-        only = sorted(set(folders["train"]) ^ set(folders["val"]))
-        raise UserError(f"TinyImageNet under {top}: train/ and val/ hold different class folders "
-                        f"(in one only: {brief(only)}); set the folder up again with scripts/setup_tinyimagenet.py")
-    if len(folders["train"]) > NUM_CLASSES["TinyImageNet"]:
-        raise UserError(f"TinyImageNet under {top} has {len(folders['train'])} class folders; it has "
-                        f"{NUM_CLASSES['TinyImageNet']}: remove the others")
+        raise UserError(f"{os.path.join(top, 'val', 'images')} is not sorted into class folders; run {setup}")
+    if not os.path.isdir(os.path.join(top, "train")):
+        return  # val/ alone: nothing to compare with
+    try:
+        train, val = (sorted(e.name for e in os.scandir(os.path.join(top, p)) if e.is_dir()) for p in ("train", "val"))
+    except OSError as e:
+        raise UserError(f"cannot list {e.filename} ({e.strerror}); fix its permissions") from None
+    if train != val:
+        raise UserError(f"TinyImageNet under {top}: train/ and val/ hold different class folders (in one only: "
+                        f"{brief(sorted(set(train) ^ set(val)))}); set the folder up again with {setup}")
 
 
 def _check_labels(dataset, source, root):
