@@ -1,15 +1,11 @@
 """Users' own images: `--dataset ImageFolder --data_root FOLDER --split_file SPLIT.json`.
 
-FOLDER holds train/ and test/, each with one sub-folder of images per class (the layout
-torchvision's ImageFolder reads). SPLIT.json names the class folders:
-{"Known": ["cat", "dog"], "Unknown": ["fox"]}. Known classes train the network (their
-train/ images are split into train and validation as for every data set); the test images
-of known and unknown classes evaluate it. Class ids are positions in the sorted union of
-the folder names of train/ and test/, so unknown classes need no training images.
-
-Every image, of any size or mode, is converted as `prepare_image` says: to grey or RGB,
-the shorter side resized to im_size, the centre im_size x im_size square cut out. predict.py
-converts new images the same way.
+FOLDER holds train/ and test/, each with one sub-folder of images per class (torchvision's
+ImageFolder layout); SPLIT.json names the class folders: {"Known": ["cat", "dog"], "Unknown": ["fox"]}.
+The known classes' train/ images are partitioned into train and validation as for every data set;
+the test images of known and unknown classes evaluate. Class ids are positions in the sorted union
+of the folder names of train/ and test/, so unknown classes need no training images. Every image is
+converted as `prepare_image` says, as predict.py converts new ones.
 """
 import collections
 import hashlib
@@ -25,7 +21,6 @@ from datasets.names import FOLDER_DATASET
 from datasets.safe_folder import SafeImageFolder
 from datasets.splits import brief, read_split_json
 from core.errors import UserError
-
 
 
 def prepare_image(image, im_size, channels):
@@ -146,9 +141,14 @@ class FolderData:
                   f"of the evaluation", file=sys.stderr)
         return [n for n in names if n not in absent]
 
+    def list_images(self, part):
+        """The images of train/ or test/ (`part`), listed without reading one (the start-up summary
+        counts the test images; evaluation opens and checks them)."""
+        return _FixedClasses(os.path.join(self.root, part), self.classes, ImageReader(self.im_size, self.channels))
+
     def open(self, train):
-        folder = os.path.join(self.root, "train" if train else "test")
-        dataset = _FixedClasses(folder, self.classes, ImageReader(self.im_size, self.channels))
+        part = "train" if train else "test"
+        dataset, folder = self.list_images(part), os.path.join(self.root, part)
         _check_images(dataset, folder)
         counts = collections.Counter(label for _, label in dataset.samples)
         if train:
@@ -159,12 +159,6 @@ class FolderData:
         else:
             self._check_test_classes(folder, counts)
         return dataset
-
-    def list_test(self):
-        """The test/ folder's samples, listed without reading any image (the start-up summary's
-        counts; evaluation opens and checks them)."""
-        folder = os.path.join(self.root, "test")
-        return _FixedClasses(folder, self.classes, ImageReader(self.im_size, self.channels))
 
     def _check_test_classes(self, folder, counts):
         """One warning per known or unknown class without test images, by folder name; an error
@@ -181,9 +175,9 @@ class FolderData:
                       f"goes on without it", file=sys.stderr)
 
     def cache_folder(self, cache_dir):
-        """Where this folder's caches (train/val partition, normalization) live in the cache folder
-        `cache_dir`: ImageFolder/<its name>-<sha1 of its real path>/, so two image folders never share
-        a cache; each cache is still checked against the labels and bytes it was made from."""
+        """Where this folder's caches (train/validation partition, normalization) live in the cache
+        folder `cache_dir`: ImageFolder/<its name>-<sha1 of its real path>/, so two image folders
+        never share one; each cache is still checked against the labels and bytes it was made from."""
         real = os.path.realpath(self.root)
         name = re.sub(r"[^A-Za-z0-9_.-]", "_", os.path.basename(real))[:40] or "root"
         tag = hashlib.sha1(real.encode()).hexdigest()[:12]

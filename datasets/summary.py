@@ -77,7 +77,7 @@ def summary_line(data):
     counted for image folders (a listing, no image read); the other data sets' official test
     splits are opened by evaluation only."""
     parts = [f"{len(data.train_idx)} train, {len(data.val_idx)} val images"]
-    listing = data.folder.list_test() if data.folder is not None else None
+    listing = data.folder.list_images("test") if data.folder is not None else None
     if listing is not None:
         parts[0] += "; test {} known, {} unknown".format(*count_test_images(data, listing))
     parts.append(f"{len(data.known)} known classes ({_names(data.known_names)}), "
