@@ -1,12 +1,9 @@
-"""Device-resident data pipeline: decode a data set once into a uint8 tensor on the training
-device, then cut, augment and normalize whole batches with tensor operations.
-
-It is made from the AugmentSpec of the subset it replaces (datasets/augment.py), as the
-per-sample torchvision Compose is: the deterministic head (Resize, CenterCrop) runs once per
-image through the same PIL code at decode time, so evaluation batches equal the per-sample
-path's bit for bit; the random part is drawn and applied by datasets/warp.py. Draws come from
-the loader's own torch.Generator (seeded, state_dict()/load_state_dict() for resuming); the
-global RNG is untouched.
+"""Device-resident data pipeline: a data set decoded once into a uint8 tensor on the training device,
+then whole batches cut, augmented and normalized with tensor operations. Made from the AugmentSpec of
+the subset it replaces (datasets/augment.py): the deterministic head (Resize, CenterCrop) runs once
+per image through the same PIL code at decode time, so evaluation batches equal the per-sample
+path's bit for bit; the random part is drawn and applied by datasets/warp.py, from the loader's own
+torch.Generator (state_dict() for --continue), never the global one.
 """
 import contextlib
 import math
@@ -43,12 +40,17 @@ def free_memory(device):
         return torch.cuda.mem_get_info(device)[0]
     try:
         with open("/proc/meminfo") as f:
-            for line in f:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return None
+            return next(int(line.split()[1]) * 1024 for line in f if line.startswith("MemAvailable:"))
+    except (OSError, StopIteration):
+        return None
+
+
+def num_batches(n, batch_size, world):
+    """Global batches of `n` images; under `world` ranks a last batch too small to give every rank
+    an image is dropped (both pipelines)."""
+    if world > 1 and n % batch_size and n % batch_size < world:
+        return n // batch_size
+    return math.ceil(n / batch_size)
 
 
 def resident_bytes(dataset):
@@ -86,20 +88,15 @@ class ResidentLoader:
 
     def __init__(self, images, labels, batch_size, spec, shuffle=False, seed=0, shard=(0, 1),
                  channels_last=False):
-        self.images, self.labels = images, labels.to(images.device)
-        self.batch_size, self.shuffle, self.spec = batch_size, shuffle, spec
+        self.images, self.labels, self.device = images, labels.to(images.device), images.device
+        self.batch_size, self.shuffle, self.spec, self.channels_last = batch_size, shuffle, spec, channels_last
         self.rank, self.world = shard
-        self.channels_last = channels_last
-        self.device = images.device
         self.mean = torch.tensor(spec.mean, dtype=torch.float32, device=self.device).view(1, -1, 1, 1)
         self.std = torch.tensor(spec.std, dtype=torch.float32, device=self.device).view(1, -1, 1, 1)
         self.generator = torch.Generator(device=self.device).manual_seed(seed)
 
     def __len__(self):
-        n = len(self.labels)
-        if self.world > 1 and n % self.batch_size and n % self.batch_size < self.world:
-            return n // self.batch_size  # a last batch too small to give every rank an image is dropped
-        return math.ceil(n / self.batch_size)
+        return num_batches(len(self.labels), self.batch_size, self.world)
 
     def state_dict(self):
         return {"generator": self.generator.get_state()}

@@ -11,7 +11,7 @@ from scipy import stats
 from torch.utils.data import Subset
 
 from datasets.augment import AugmentSpec
-from datasets.pipeline import build_loader, make_loader
+from datasets.pipeline import build_loader
 from datasets.resident import ResidentLoader, resident_loader
 from datasets.trial import OpenSetData, RemappedSubset
 
@@ -28,7 +28,7 @@ def test_evaluation_batches_equal_the_torchvision_path(trials):
                         data.unknown_test_dataset()):
             fast = build_loader(dataset, 7, False, pipeline="resident")
             assert isinstance(fast, ResidentLoader), data.name
-            want = _batches(make_loader(dataset, 7, False, 0))
+            want = _batches(build_loader(dataset, 7, False, pipeline="torchvision"))
             got = _batches(fast)
             assert len(got) == len(want)
             for (x, y), (wx, wy) in zip(got, want):
