@@ -1,9 +1,5 @@
-"""Class splits: which classes of a data set are known in a trial (its split file), and the
-labels' fingerprint that keys every cache made from them (the train/val partition is in
-datasets/partition.py, the per-trial normalization in datasets/normalization.py).
-
-Everything here is a pure function of the labels and the split file, so two machines with
-the same data get the same split.
+"""Class splits: which classes of a data set are known in a trial (its split file); the labels'
+fingerprint that keys every cache made from the data; `brief`, a list cut short for a message.
 """
 import hashlib
 import os
@@ -15,10 +11,6 @@ from core.files import read_json
 from core.values import is_whole_number
 
 DATASETS_DIR = os.path.dirname(os.path.abspath(__file__))
-
-
-def split_path(dataset, trial):
-    return os.path.join(DATASETS_DIR, dataset, "class_splits", f"{trial}.json")
 
 
 def brief(values, limit=120):
@@ -39,16 +31,13 @@ def read_split_json(path, label, fix, example=None):
 
 
 def load_class_split(dataset, trial, num_known, num_classes, num_unknown_source_classes=None, path=None):
-    """Read and check datasets/<dataset>/class_splits/<trial>.json (or `path`, a --split_file)
-    -> (known, unknown) lists.
-
-    `num_unknown_source_classes` is set when unknowns come from another data set (CIFAR+N:
-    CIFAR-100), whose class ids may coincide with known CIFAR-10 ids.
-    """
+    """(known, unknown) class ids of datasets/<dataset>/class_splits/<trial>.json (or `path`, a
+    --split_file), checked. `num_unknown_source_classes`: unknowns come from another data set
+    (CIFAR+N: CIFAR-100), whose class ids may coincide with the known (CIFAR-10) ones."""
     if path is not None and not os.path.exists(path):
         raise UserError(f"split file {path} not found; write {{\"Known\": [...], \"Unknown\": [...]}} there "
                         f"with class ids of {dataset}")
-    path = path or split_path(dataset, trial)
+    path = path or os.path.join(DATASETS_DIR, dataset, "class_splits", f"{trial}.json")
     if not os.path.exists(path):  # a folder in its place is named by read_json
         have = sorted(int(f[:-5]) for f in os.listdir(os.path.dirname(path))
                       if f.endswith(".json") and f[:-5].isdigit()) if os.path.isdir(os.path.dirname(path)) else []
@@ -78,5 +67,6 @@ def load_class_split(dataset, trial, num_known, num_classes, num_unknown_source_
 
 
 def labels_fingerprint(labels):
+    """Count and SHA-1 of the labels: a cache made from other labels is not used."""
     labels = np.ascontiguousarray(np.asarray(labels, dtype=np.int64))
     return {"num_samples": int(len(labels)), "labels_sha1": hashlib.sha1(labels.tobytes()).hexdigest()}

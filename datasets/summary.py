@@ -1,4 +1,4 @@
-"""The start-up summary of one trial's data, printed before training starts: images per split,
+"""The start-up summary of one trial's data, printed before training starts: images per part,
 the known and unknown classes by name, the images' size and mode and what they are converted to,
 and (image folders) the files left out.
 
@@ -24,9 +24,8 @@ def _names(names, limit=12):
 def _sizes(sizes):
     """'28x28' or '20x28..64x48' (smallest and largest area) of a set of (width, height)."""
     ordered = sorted(sizes, key=lambda wh: (wh[0] * wh[1], wh))
-    first, last = ordered[0], ordered[-1]
-    text = f"{first[0]}x{first[1]}"
-    return text if first == last else f"{text}..{last[0]}x{last[1]}"
+    (w0, h0), (w1, h1) = ordered[0], ordered[-1]
+    return f"{w0}x{h0}" if (w0, h0) == (w1, h1) else f"{w0}x{h0}..{w1}x{h1}"
 
 
 def source_images(data):
@@ -66,20 +65,14 @@ def conversion(data):
     return f"images {sizes} {mode} -> {target}" + (f" ({', '.join(changes)})" if changes else "")
 
 
-def count_test_images(data, listing):
-    """(known, unknown) test images of an image folder, counted from its test/ `listing`."""
-    counts = collections.Counter(label for _, label in listing.samples)
-    return sum(counts[c] for c in data.known), sum(counts[c] for c in data.unknown)
-
-
 def summary_line(data):
-    """The one line said before training starts (see the module's docstring). Test images are
-    counted for image folders (a listing, no image read); the other data sets' official test
-    splits are opened by evaluation only."""
+    """The one line said before training starts. Test images are counted for image folders (a
+    listing, no image read); the other data sets' official test sets are opened by evaluation only."""
     parts = [f"{len(data.train_idx)} train, {len(data.val_idx)} val images"]
     listing = data.folder.list_images("test") if data.folder is not None else None
     if listing is not None:
-        parts[0] += "; test {} known, {} unknown".format(*count_test_images(data, listing))
+        counts = collections.Counter(label for _, label in listing.samples)
+        parts[0] += f"; test {sum(counts[c] for c in data.known)} known, {sum(counts[c] for c in data.unknown)} unknown"
     parts.append(f"{len(data.known)} known classes ({_names(data.known_names)}), "
                  f"{len(data.unknown)} unknown ({_names(data.unknown_names)})")
     parts.append(conversion(data))
