@@ -1,10 +1,7 @@
-"""Checkpoints: plain dicts {'net': state_dict, 'acc', 'epoch', + how the network was built},
-made by make_checkpoint.
-
-Loading accepts this project's files and the original code's (aliased layer names,
-`means` instead of `anchors`, unused `covars`/`invcovars`), always with
-`weights_only=True` so a checkpoint can never run code, onto the network's device.
-Saving writes a temporary file then renames it, so a crash never leaves half a file.
+"""Checkpoints: plain dicts {'net': state_dict, 'acc', 'epoch', + how the network was built}
+(make_checkpoint), written atomically. Loading accepts this project's files and the original
+code's (aliased layer names, `means` instead of `anchors`, unused `covars`/`invcovars`), always
+with `weights_only=True` so a checkpoint can never run code, onto the network's device.
 """
 import hashlib
 import io
@@ -24,20 +21,19 @@ _UNUSED = ("covars", "invcovars")  # Gaussian fits saved by the original, never 
 
 
 def make_checkpoint(net, acc, epoch, config, method, dataset, trial, known_classes, args, git):
-    """A best-checkpoint dict: the original's {'net', 'acc', 'epoch'} (`net`'s weights under the
-    original's layer names too) plus what rebuilds and explains the network: its NetworkConfig
-    `config`, the method, the data set, trial and known classes, the run's `args` (a dict) and git
-    commit. (An interrupted run's ...Last.pth is another schema: engine/continuing.py.)"""
+    """A best-checkpoint dict: the original's {'net', 'acc', 'epoch'} (weights under the original's
+    layer names too) plus what rebuilds and explains the network: its NetworkConfig, the method,
+    data set, trial, known classes, the run's `args` (a dict) and git commit. (An interrupted run's
+    ...Last.pth is another schema: engine/continuing.py.)"""
     return {"net": net.state_dict_with_aliases(), "acc": acc, "epoch": epoch, "backbone": config.backbone,
             "network": config.as_dict(), "method": method, "dataset": dataset, "trial": trial,
             "known_classes": list(known_classes), "args": args, "git": git}
 
 
 def save_checkpoint(state, path):
-    """Write `state` to `path` atomically (temporary file in the same folder, then a rename): a
-    failed save leaves the previous file whole and is one UserError line naming the path. A full
-    disk reaches here as torch's RuntimeError ("unexpected pos ...", "failed writing file"), which
-    never mentions space; a folder in the file's place as an OSError from the rename."""
+    """Write `state` to `path` all or nothing; a failed save keeps the previous file and is one
+    UserError line. A full disk reaches here as torch's RuntimeError ("unexpected pos ...", "failed
+    writing file"), which never mentions space; a folder in the file's place as an OSError."""
     check_file_writable(path, "give another --name", what="checkpoint ")
     try:
         with atomic_write(path) as f:
@@ -60,20 +56,14 @@ def read_checkpoint(path, map_location="cpu", with_digest=False):
         with warnings.catch_warnings():  # torch warns about a plain pickle's protocol, then refuses it
             warnings.filterwarnings("ignore", message="Detected pickle protocol")
             ckpt = torch.load(io.BytesIO(data), map_location=map_location, weights_only=True)
-    except pickle.UnpicklingError as e:
-        # weights_only names the callable it refused ("... GLOBAL posix.system ..."), or the
-        # opcode a plain pickle uses that torch.save files never do; anything else is damage
-        if "Unsupported operand" in str(e) and _is_pickle(data):
-            raise UserError(f"refusing to load {path}: it is a plain pickle, not a torch.save file of "
-                            f"tensors, and could run code; load only checkpoints you trust") from None
-        reason = [line.strip() for line in str(e).splitlines() if "global" in line.lower()]
-        if not reason:
-            raise UserError(f"checkpoint {path} is corrupt or truncated (UnpicklingError); "
-                            f"delete it and train again") from None
-        raise UserError(f"refusing to load {path}: it holds objects that could run code, not just "
-                        f"tensors ({reason[0][:120]}); load only checkpoints you trust") from None
-    except (RuntimeError, EOFError, OSError, zipfile.BadZipFile, ValueError, KeyError, IndexError) as e:
-        # KeyError/IndexError: the weights-only unpickler on arbitrary bytes (a memo or stack miss)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, OSError, zipfile.BadZipFile, ValueError, KeyError,
+            IndexError) as e:  # KeyError/IndexError: the weights-only unpickler on arbitrary bytes
+        # weights_only names the callable it refused ("... GLOBAL posix.system ..."), or the opcode of
+        # a plain pickle that torch.save files never use; anything else is damage
+        refused = [line.strip()[:120] for line in str(e).splitlines() if "global" in line.lower()]
+        if isinstance(e, pickle.UnpicklingError) and (refused or "Unsupported operand" in str(e) and _is_pickle(data)):
+            raise UserError(f"refusing to load {path}: it could run code ({(refused or ['a plain pickle'])[0]}), "
+                            f"not just tensors; load only checkpoints you trust") from None
         raise UserError(f"checkpoint {path} is corrupt or truncated ({type(e).__name__}); "
                         f"delete it and train again") from None
     if not isinstance(ckpt, dict) or not isinstance(ckpt.get("net"), dict):
