@@ -4,10 +4,10 @@ anchors are a buffer (`anchors` in the state dict, never trained): alpha * one-h
 the per-class mean logits (`set_anchors`) at evaluation."""
 import torch
 
-from networks.classifier import EncoderClassifier
+from networks.closedSetClassifier import closedSetClassifier
 
 
-class openSetClassifier(EncoderClassifier):
+class openSetClassifier(closedSetClassifier):
     def __init__(self, num_classes, num_channels, im_size, init_weights=False, dropout=0.3,
                  backbone="cnn"):
         super().__init__(num_classes, num_channels, im_size, init_weights, dropout, backbone)

@@ -1,5 +1,5 @@
 """torchvision's ResNet-18/50 as an encoder (`--backbone resnet18|resnet50`), its fc layer replaced
-by this repo's head (networks/classifier.py). Grey images are repeated to 3 channels in `forward`, so
+by this repo's head (networks/closedSetClassifier.py). Grey images are repeated to 3 channels in `forward`, so
 conv1 keeps torchvision's shape and ImageNet files load unchanged. Images under SMALL_STEM_BELOW px
 get the small-input stem, conv1 at stride 1 and no max pool (7x7 weights kept): the ImageNet stem
 would leave a 32 px image 1x1 at layer4, the small one 4x4, as CIFAR ResNets. The rule depends on
