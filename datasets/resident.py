@@ -69,22 +69,11 @@ def resident_bytes(dataset):
     return len(dataset) * first.size
 
 
-def fits(dataset, device):
-    """Whether `dataset` is one this pipeline reproduces and its images fit comfortably in the
-    memory free on `device` (a training run counts more: engine/placement.py)."""
-    size = resident_bytes(dataset)
-    free = free_memory(device)
-    return size is not None and (free is None or size <= MEMORY_SHARE * free)
-
-
 class ResidentLoader:
-    """Batches (images, labels) of a data set decoded once on `device` (after the head of
-    `spec`), augmented and normalized as `spec` says; iterate once per epoch.
-
-    shuffle: a new permutation per epoch from the loader's generator. shard=(rank, world):
-    every rank draws the same permutation and parameters and keeps its slice [rank::world]
-    of each global batch, so N processes see exactly the images of the 1-process run.
-    """
+    """Batches (images, labels) of images decoded on their device (after the head of `spec`),
+    augmented and normalized as `spec` says; iterate once per epoch. shuffle: a new permutation per
+    epoch. shard=(rank, world): every rank draws the same permutation and parameters and keeps its
+    slice [rank::world] of each global batch, so N processes see the images of the 1-process run."""
 
     def __init__(self, images, labels, batch_size, spec, shuffle=False, seed=0, shard=(0, 1),
                  channels_last=False):
@@ -150,12 +139,14 @@ class ResidentLoader:
 
 def resident_loader(dataset, batch_size, shuffle, device, seed=0, shard=(0, 1), channels_last=False,
                     check_memory=True):
-    """A ResidentLoader for a subset with an AugmentSpec (datasets/trial.py's RemappedSubset),
-    or None where the data set is not one this pipeline reproduces, or (`check_memory`) does
-    not fit (see fits; a training run decides on memory for all its ranks beforehand)."""
-    spec = getattr(dataset, "spec", None)
-    if not (fits(dataset, device) if check_memory else resident_bytes(dataset) is not None):
+    """A ResidentLoader for a subset with an AugmentSpec (datasets/trial.py's RemappedSubset), or
+    None where the data set is not one this pipeline reproduces, or (`check_memory`) its images would
+    take more than MEMORY_SHARE of the memory free on `device` (a training run decides on memory for
+    all its ranks beforehand: engine/placement.py)."""
+    size, free = resident_bytes(dataset), free_memory(device) if check_memory else None
+    if size is None or free is not None and size > MEMORY_SHARE * free:
         return None
+    spec = dataset.spec
     images = decode(dataset.base, dataset.indices, spec.head()).to(device)
     labels = torch.as_tensor(dataset.labels, dtype=torch.int64)
     return ResidentLoader(images, labels, batch_size, spec, shuffle, seed, shard, channels_last)
