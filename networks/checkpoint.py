@@ -75,32 +75,22 @@ def _is_pickle(head):
     return len(head) >= 2 and head[0] == 0x80 and 2 <= head[1] <= 5  # PROTO opcode, protocol 2-5
 
 
-def _clean_state_dict(state, wants_anchors):
-    state = {k: v for k, v in state.items() if not _ALIAS.match(k) and k not in _UNUSED}
-    means = state.pop("means", None)
-    if wants_anchors and "anchors" not in state and means is not None:
-        state["anchors"] = means.double()
-    return state
-
-
 def load_checkpoint(path, net, ckpt=None):
-    """Load `path` into `net` (on whatever device `net` is) and return the checkpoint dict;
-    `ckpt` is that file's dict when the caller has read it already (read_checkpoint).
-
-    A checkpoint that does not fit the network (backbone, class count, channel count,
-    image size) raises a UserError naming both sides; one holding NaN or inf weights, a
-    UserError naming the first such tensor.
-    """
+    """Load `path` (or its dict `ckpt`, already read) into `net`, on whatever device `net` is; returns
+    the checkpoint dict. A checkpoint that does not fit the network (backbone, class count, channel
+    count, image size) or holds NaN or inf weights is one UserError line naming it."""
     if ckpt is None:
         ckpt = read_checkpoint(path, map_location=next(net.parameters()).device)
     saved_backbone = ckpt.get("backbone", "cnn")  # the original's files are all the paper's CNN
     if saved_backbone != net.backbone:
         raise UserError(f"checkpoint {path} was trained with backbone {saved_backbone!r}, but the "
                         f"network is {net.backbone!r}: pass --backbone {saved_backbone}")
-    state = _clean_state_dict(ckpt["net"], wants_anchors="anchors" in net.state_dict())
     own = net.state_dict()
-    missing = sorted(set(own) - set(state))
-    unexpected = sorted(set(state) - set(own))
+    state = {k: v for k, v in ckpt["net"].items() if not _ALIAS.match(k) and k not in _UNUSED}
+    means = state.pop("means", None)  # the released checkpoints' name for the anchors
+    if "anchors" in own and "anchors" not in state and means is not None:
+        state["anchors"] = means.double()
+    missing, unexpected = sorted(set(own) - set(state)), sorted(set(state) - set(own))
     if missing or unexpected:
         raise UserError(f"checkpoint {path} does not fit a {type(net).__name__}: missing "
                         f"{missing[:3]}, unexpected {unexpected[:3]} (is it a CAC checkpoint loaded "
@@ -111,19 +101,13 @@ def load_checkpoint(path, net, ckpt=None):
                             f"{tuple(tensor.shape)} in the file but {tuple(own[name].shape)} here "
                             f"({_describe_mismatch(name, tensor.shape, own[name].shape)}): use the checkpoint "
                             f"trained for this data set, or train one")
-    _check_finite(path, state)
-    net.load_state_dict(state)
-    return ckpt
-
-
-def _check_finite(path, state):
-    """Refuse NaN or inf weights at once: they would only surface later as NaN scores, or as
-    another library's "Input contains NaN"."""
-    for name, tensor in state.items():
+    for name, tensor in state.items():  # refused now, not later as NaN scores or another library's error
         if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
             bad = int((~torch.isfinite(tensor)).sum())
             raise UserError(f"checkpoint {path} holds non-finite weights (NaN or inf): {bad} of {tensor.numel()} "
                             f"values of {name}; it cannot be used: train it again or use another checkpoint")
+    net.load_state_dict(state)
+    return ckpt
 
 
 def _describe_mismatch(name, saved, wanted):
