@@ -28,41 +28,26 @@ def _sizes(sizes):
     return f"{w0}x{h0}" if (w0, h0) == (w1, h1) else f"{w0}x{h0}..{w1}x{h1}"
 
 
-def source_images(data):
-    """What the raw training images are: (sizes as text, mode as text), from the data set's own
-    array (in-memory data sets) or the headers an image folder's check read; None when unknown
-    (TinyImageNet's files are not opened before training)."""
-    train = data.train_set
-    modes = getattr(train, "image_modes", None)
-    if modes is not None:  # an image folder: every file's header was read
-        return _sizes(train.image_sizes), ", ".join(f"{m} {n}" for m, n in sorted(modes.items()))
-    array = getattr(train, "data", None)
-    if array is None:
-        return None
-    shape = np.shape(array)
+def conversion(data):
+    """'28x28 grey -> 32x32 grey (resized 28 -> 32)': the training images as stored (an in-memory data
+    set's array, or the headers an image folder's check read; TinyImageNet's files are not opened
+    before training) and as the network sees them."""
+    size, channels, train = data.cfg["im_size"], data.cfg["im_channels"], data.train_set
+    target = f"{size}x{size} {MODE_OF_CHANNELS[channels]}"
+    if getattr(train, "image_modes", None) is not None:  # an image folder
+        modes = ", ".join(f"{m} {n}" for m, n in sorted(train.image_modes.items()))
+        return f"images {_sizes(train.image_sizes)} ({modes}) -> {target} (shorter side resized to {size}, centre cut)"
+    if getattr(train, "data", None) is None:
+        return f"images -> {target} (shorter side resized to {size}, centre cut)"
+    shape = np.shape(train.data)
     if data.known_source in CHANNELS_FIRST:
         shape = (shape[0], *shape[2:], shape[1])
-    height, width = shape[1:3]
-    channels = shape[3] if len(shape) > 3 else 1
-    return f"{width}x{height}", MODE_OF_CHANNELS.get(channels, f"{channels} channels")
-
-
-def conversion(data):
-    """'28x28 grey -> 32x32 grey (resized 28 -> 32)': the images as stored and as the network sees them."""
-    size, channels = data.cfg["im_size"], data.cfg["im_channels"]
-    target = f"{size}x{size} {MODE_OF_CHANNELS[channels]}"
-    found = source_images(data)
-    if found is None:
-        return f"images -> {target} (shorter side resized to {size}, centre cut)"
-    sizes, mode = found
-    if data.folder is not None:
-        return f"images {sizes} ({mode}) -> {target} (shorter side resized to {size}, centre cut)"
-    changes = []
-    if sizes != f"{size}x{size}":
-        changes.append(f"resized {sizes.split('x')[0]} -> {size}")
+    height, width, stored = shape[1], shape[2], shape[3] if len(shape) > 3 else 1
+    mode = MODE_OF_CHANNELS.get(stored, f"{stored} channels")
+    changes = [f"resized {width} -> {size}"] if (width, height) != (size, size) else []
     if mode != MODE_OF_CHANNELS[channels]:
         changes.append(f"{mode} -> {channels} channel{'s' if channels > 1 else ''}")
-    return f"images {sizes} {mode} -> {target}" + (f" ({', '.join(changes)})" if changes else "")
+    return f"images {width}x{height} {mode} -> {target}" + (f" ({', '.join(changes)})" if changes else "")
 
 
 def summary_line(data):
