@@ -78,10 +78,9 @@ def check_config(dataset, entry, path):
     listed = entry.get("normalization")
     if listed is None:
         return
-    if not isinstance(listed, dict) or not all(isinstance(listed.get(k), list) for k in ("mean", "std")):
-        refuse("normalization", 'is not {"mean": [[...], ...], "std": [[...], ...]}')
-    if len(listed["mean"]) != len(listed["std"]):
-        refuse("normalization", f"has {len(listed['mean'])} mean rows but {len(listed['std'])} std rows")
+    if not (isinstance(listed, dict) and all(isinstance(listed.get(k), list) for k in ("mean", "std"))
+            and len(listed["mean"]) == len(listed["std"])):
+        refuse("normalization", 'is not {"mean": [[...], ...], "std": [[...], ...]} with as many rows in each')
     for i, (mean, std) in enumerate(zip(listed["mean"], listed["std"])):
         problem = normalization_problem(mean, std, entry["im_channels"])
         if problem:  # the problems name mean first

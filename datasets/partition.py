@@ -92,18 +92,13 @@ def _problem(cached, labels, classes):
     """Why `cached` is not a partition of these labels (None when it is one)."""
     if not (isinstance(cached, dict) and all(isinstance(cached.get(p), dict) for p in ("Train", "Val"))):
         return "it is not an object with 'Train' and 'Val' objects"
-    want = {str(c) for c in classes}
-    for part in ("Train", "Val"):
-        if set(cached[part]) != want:
-            return f"its {part} classes are not those of the data ({len(want)} classes)"
+    if not set(cached["Train"]) == set(cached["Val"]) == {str(c) for c in classes}:
+        return f"its classes are not those of the data ({len(classes)} classes)"
     for c in classes:
         both = [cached["Train"][str(c)], cached["Val"][str(c)]]
-        if not all(isinstance(v, list) and all(is_whole_number(i) for i in v) for v in both):
-            return f"class {c} does not hold lists of integer indices"
-        if not all(0 <= i < len(labels) for i in both[0] + both[1]):
-            return f"class {c} has indices outside 0..{len(labels) - 1}"
-        if not np.array_equal(np.sort(both[0] + both[1]), np.flatnonzero(labels == c)):
-            return f"class {c}'s indices are not exactly its images, each once"
+        if not (all(isinstance(v, list) and all(is_whole_number(i) and 0 <= i < len(labels) for i in v) for v in both)
+                and np.array_equal(np.sort(both[0] + both[1]), np.flatnonzero(labels == c))):
+            return f"class {c}'s lists are not exactly the indices of its images, each once"
     return None
 
 
