@@ -106,14 +106,9 @@ class FolderData:
                             f"e.g. {example}")
         if not os.path.exists(path):
             raise UserError(f"split file {path} not found; write {example} there with the class folder names")
-        split = read_split_json(path, "split file", f"fix it, e.g. {example}", example)
-        for key in ("Known", "Unknown"):
-            names = split[key]
-            if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
-                raise UserError(f"{key} in {path} must be a list of class folder names (strings)")
-            if len(set(names)) != len(names):
-                raise UserError(f"{key} in {path} repeats a class: {brief(names)}")
-        known, unknown = split["Known"], self._unknown_with_test_folder(path, split["Unknown"])
+        known, unknown = read_split_json(path, "split file", f"fix it, e.g. {example}", "class folder names (strings)",
+                                         lambda name: isinstance(name, str), example)
+        unknown = self._unknown_with_test_folder(path, unknown)
         absent = [n for n in known if n not in self.train_classes]
         if absent:
             raise UserError(f"Known classes {brief(absent)} in {path} have no folder under "
@@ -129,8 +124,6 @@ class FolderData:
     def _unknown_with_test_folder(self, path, names):
         """The unknown classes that have a folder under test/. The others are left out with one
         warning each, as long as one remains: open-set evaluation needs unknown test images."""
-        if not names:
-            raise UserError(f"{path} lists no unknown class: open-set evaluation needs at least one")
         test = os.path.join(self.root, "test")
         absent = [n for n in names if n not in self.test_classes]
         if len(absent) == len(names):

@@ -20,14 +20,22 @@ def brief(values, limit=120):
     return text if len(text) <= limit else text[:limit] + " ...]"
 
 
-def read_split_json(path, label, fix, example=None):
-    """The JSON object of a split file with 'Known' and 'Unknown' keys, or a one-line UserError
-    naming the file as `label`; `fix` ends the invalid-JSON message, `example` the shape one."""
+def read_split_json(path, label, fix, kind, valid, example=None):
+    """(known, unknown) lists of a split file, the file named as `label` in a one-line UserError when
+    it is not JSON (`fix` ends that message), not {"Known": [...], "Unknown": [...]} (`example`), or
+    its lists are not of `kind` (`valid` items), repeat a class or name no unknown class."""
     split = read_json(path, label, fix)
     if not isinstance(split, dict) or not {"Known", "Unknown"} <= set(split):
         raise UserError(f"{label} {path} must hold an object with 'Known' and 'Unknown' lists"
                         + (f", e.g. {example}" if example else ""))
-    return split
+    for key in ("Known", "Unknown"):
+        if not isinstance(split[key], list) or not all(valid(i) for i in split[key]):
+            raise UserError(f"{key} in {path} must be a list of {kind}")
+        if len(set(split[key])) != len(split[key]):
+            raise UserError(f"{key} in {path} repeats a class: {brief(split[key])}; list each class once")
+    if not split["Unknown"]:
+        raise UserError(f"{path} lists no unknown class: open-set evaluation needs at least one")
+    return split["Known"], split["Unknown"]
 
 
 def load_class_split(dataset, trial, num_known, num_classes, num_unknown_source_classes=None, path=None):
@@ -43,14 +51,9 @@ def load_class_split(dataset, trial, num_known, num_classes, num_unknown_source_
                       if f.endswith(".json") and f[:-5].isdigit()) if os.path.isdir(os.path.dirname(path)) else []
         raise UserError(f"no class split file for {dataset} trial {trial} ({path}); trials with "
                         f"a file: {have}; write {{\"Known\": [...], \"Unknown\": [...]}} there to add one")
-    split = read_split_json(path, "class split file", "fix or delete it")
-    known, unknown = split["Known"], split["Unknown"]
-    unknown_range = num_unknown_source_classes or num_classes
-    for key, ids, limit in (("Known", known, num_classes), ("Unknown", unknown, unknown_range)):
-        if not isinstance(ids, list) or not all(is_whole_number(i) for i in ids):
-            raise UserError(f"{key} in {path} must be a list of integer class ids")
-        if len(set(ids)) != len(ids):
-            raise UserError(f"{key} in {path} repeats a class id: {brief(ids)}; list each class once")
+    known, unknown = read_split_json(path, "class split file", "fix or delete it", "integer class ids", is_whole_number)
+    unknown_limit = num_unknown_source_classes or num_classes
+    for key, ids, limit in (("Known", known, num_classes), ("Unknown", unknown, unknown_limit)):
         bad = [i for i in ids if not 0 <= i < limit]
         if bad:
             raise UserError(f"{key} in {path} has class ids {brief(bad)} outside 0..{limit - 1}; use ids of "
@@ -58,8 +61,6 @@ def load_class_split(dataset, trial, num_known, num_classes, num_unknown_source_
     if len(known) != num_known:
         raise UserError(f"{path} lists {len(known)} known classes but the config of {dataset} "
                         f"expects num_known_classes = {num_known}")
-    if not unknown:
-        raise UserError(f"{path} lists no unknown class: open-set evaluation needs at least one")
     if num_unknown_source_classes is None and set(known) & set(unknown):
         raise UserError(f"{path} lists classes {brief(sorted(set(known) & set(unknown)))} as both Known and Unknown; "
                         f"keep each in one list")
