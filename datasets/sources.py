@@ -121,48 +121,38 @@ def _construct(source, root, train, download):
 
 
 def open_source(source, root, train, download=True):
-    """Open one split of a raw source; UserError when it is missing offline or corrupt."""
+    """Open the training or test set of a raw source; UserError when it is missing offline or corrupt."""
     if source in ("MNIST", "FashionMNIST"):
         _gunzip_idx(source, root)
     missing = [p for p in expected_files(source, root, train) if not os.path.exists(p)]
     if missing and source == "TinyImageNet":
         raise UserError(f"TinyImageNet not found: expected {missing[0]}; set it up with "
                         f"`python scripts/setup_tinyimagenet.py --data_root {shlex.quote(root)}`")
-    if missing:
-        # Fashion-MNIST has an offline route: the Debian package (read by _gunzip_idx)
-        apt = (f"`apt-get install dataset-fashion-mnist` (files in {system_fashion_mnist()}), "
-               if source == "FashionMNIST" else "")
-        if not download:
-            raise UserError(f"{source} not found under {root}: expected {_describe(missing)}; "
-                            f"{apt}put the files there, or drop --no_download to fetch them")
-        try:
-            # torchvision prints each mirror it tries; the error below sums a failure up in one line
-            with contextlib.redirect_stdout(io.StringIO()):
-                dataset = _construct(source, root, train, download=True)
-        except Exception as e:  # any download failure: offline, proxy, bad mirror
-            raise UserError(f"{source} not found under {root} (expected {_describe(missing)}) and "
-                            f"the download failed ({_one_line(e)}); "
-                            f"{apt or 'copy the files there '}or connect to the network") from None
-    else:
-        dataset = _open_present(source, root, train)
-    _check_labels(dataset, source, root)
-    return dataset
-
-
-def _open_present(source, root, train):
-    """The source from the files already there; a one-line UserError when they cannot be read."""
+    # Fashion-MNIST has an offline route: the Debian package (read by _gunzip_idx)
+    apt = (f"`apt-get install dataset-fashion-mnist` (files in {system_fashion_mnist()}), "
+           if source == "FashionMNIST" else "")
+    if missing and not download:
+        raise UserError(f"{source} not found under {root}: expected {_describe(missing)}; "
+                        f"{apt}put the files there, or drop --no_download to fetch them")
     if source == "TinyImageNet" and not train:  # training reads train/ alone
         _check_tinyimagenet_folders(root)
-    try:
-        return _construct(source, root, train, download=False)
+    try:  # torchvision prints each mirror it tries; the errors below sum a failure up in one line
+        with contextlib.redirect_stdout(io.StringIO()):
+            dataset = _construct(source, root, train, download=bool(missing))
     except UserError:
         raise
     except ImportError as e:  # e.g. SVHN's .mat files need scipy: not a corrupt file
         raise UserError(f"reading {source} needs the Python module {e.name or e}, which is not installed; "
                         f"install it (see requirements.txt)") from None
-    except Exception as e:
+    except Exception as e:  # a download failure (offline, proxy, bad mirror), else damaged files
+        if missing:
+            raise UserError(f"{source} not found under {root} (expected {_describe(missing)}) and the download "
+                            f"failed ({_one_line(e)}); {apt or 'copy the files there '}or connect to the "
+                            f"network") from None
         raise UserError(f"{source} files under {root} are corrupt or truncated "
                         f"({_one_line(e)}); delete them and download again") from None
+    _check_labels(dataset, source, root)
+    return dataset
 
 
 def _check_tinyimagenet_folders(root):
