@@ -1,7 +1,6 @@
-"""The cache folder, outside the source tree, of what is made from the data: where it is, and
-writing a cache in it (<dataset>/trainval_idxs.json, <dataset>/normalization/<trial>.json;
-image folders: ImageFolder/<folder>-<hash>/). Each cache is checked when read (partition.py,
-normalization.py), so deleting the folder only costs the time to make them again."""
+"""The cache folder, outside the source tree, of what is made from the data (<dataset>/trainval_idxs.json,
+<dataset>/normalization/<trial>.json; image folders: ImageFolder/<folder>-<hash>/): where it is, and
+writing a cache. Each cache is checked when read, so deleting the folder costs only the time to remake it."""
 import json
 import os
 import sys

@@ -8,6 +8,7 @@ of the folder names of train/ and test/, so unknown classes need no training ima
 converted as `prepare_image` says, as predict.py converts new ones.
 """
 import collections
+import functools
 import hashlib
 import os
 import re
@@ -29,15 +30,10 @@ def prepare_image(image, im_size, channels):
     return T.CenterCrop(im_size)(T.Resize(im_size)(image))
 
 
-class ImageReader:
-    """ImageFolder's loader: open one file and prepare it (a class, so DataLoader workers can pickle it)."""
-
-    def __init__(self, im_size, channels):
-        self.im_size, self.channels = im_size, channels
-
-    def __call__(self, path):
-        with open(path, "rb") as f:
-            return prepare_image(Image.open(f), self.im_size, self.channels)
+def read_image(path, im_size, channels):
+    """ImageFolder's loader (through functools.partial, which DataLoader workers can pickle)."""
+    with open(path, "rb") as f:
+        return prepare_image(Image.open(f), im_size, channels)
 
 
 class _FixedClasses(SafeImageFolder):
@@ -137,7 +133,8 @@ class FolderData:
     def list_images(self, part):
         """The images of train/ or test/ (`part`), listed without reading one (the start-up summary
         counts the test images; evaluation opens and checks them)."""
-        return _FixedClasses(os.path.join(self.root, part), self.classes, ImageReader(self.im_size, self.channels))
+        loader = functools.partial(read_image, im_size=self.im_size, channels=self.channels)
+        return _FixedClasses(os.path.join(self.root, part), self.classes, loader)
 
     def open(self, train):
         part = "train" if train else "test"

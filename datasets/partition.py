@@ -1,17 +1,13 @@
-"""The train/validation partition of a data set's official training set (SPEC section 4).
-
-The paper's six data sets replay the procedure that wrote the original code's
-`datasets/<dataset>/trainval_idxs.json` files (../shared/protocol/trainval.md; the tests check the
-replay against the SHA-256 of those files): one `random.Random(1000)` carried across MNIST, SVHN,
-CIFAR10, TinyImageNet in that order; per class ascending, its indices (file order) shuffled, the
-first `int(share * n)` Train, the rest Val (share 0.8, TinyImageNet 0.9; CIFAR+N use CIFAR10's).
-How many numbers `random.shuffle` draws depends only on the list lengths, so a data set replays
-from the class sizes of those before it, without their files. The other data sets (Digits,
-FashionMNIST, image folders) hold out `round(val_fraction * n)` of each class (hold_out_per_class).
-
-Either way the partition is cached as `<cache>/<dataset>/trainval_idxs.json` (datasets/cache.py)
-with a `Fingerprint` of what made it; a cache that is malformed, does not fit the labels or was
-made otherwise is rebuilt with one warning line.
+"""The train/validation partition of a data set's official training set (SPEC section 4). The paper's
+six data sets replay the procedure that wrote the original code's `trainval_idxs.json` files
+(../shared/protocol/trainval.md; the tests check the replay against their SHA-256): one
+`random.Random(1000)` carried across MNIST, SVHN, CIFAR10, TinyImageNet; per class, its indices
+shuffled, the first `int(share * n)` Train (0.8, TinyImageNet 0.9), the rest Val (CIFAR+N use
+CIFAR10's). `random.shuffle` draws a number of values that depends only on the list's length, so a
+data set replays from the class sizes of those before it. The other data sets hold out
+`round(val_fraction * n)` of each class. The partition is cached as <cache>/<dataset>/trainval_idxs.json
+with a `Fingerprint` of what made it; a cache that is malformed, does not fit the labels or was made
+otherwise is rebuilt with one warning line.
 """
 import os
 import random

@@ -1,9 +1,8 @@
 """torchvision's ImageFolder made safe against links (SafeImageFolder): the same samples in the same
-order, except that each real folder and each real file is read once however links point (os.walk
-with followlinks, which torchvision uses, goes round a link to a parent folder until the OS refuses,
-40 times, reading those images again each time), and names that are not plain files (a named pipe,
-a device: reading one would hang) are skipped with a warning. Files that are not images by their
-name are left out as torchvision does, and listed in `strays`."""
+order, except that each real folder and file is read once however links point (torchvision's
+os.walk goes round a link to a parent folder 40 times, reading those images again each time), and
+names that are not plain files (a named pipe would hang) are skipped with a warning. Files that are
+not images by their name are left out as torchvision does, and listed in `strays`."""
 import os
 import stat
 import sys
