@@ -47,10 +47,9 @@ class RemappedSubset(Dataset):
 
 
 class OpenSetData:
-    """Everything one trial needs; test sets are opened only when asked for. `split_file` replaces
-    datasets/<dataset>/class_splits/<trial>.json (for ImageFolder it is required and names class
-    folders: datasets/folder.py). `cache_dir`: the cache folder (datasets/cache.py) of the
-    partition and normalization; None: made, nothing cached."""
+    """Everything one trial needs; test sets are opened only when asked for. `split_file`: in place of
+    datasets/<dataset>/class_splits/<trial>.json (ImageFolder: required, naming class folders).
+    `cache_dir`: the cache folder of the partition and normalization; None: made, nothing cached."""
 
     def __init__(self, dataset, trial, data_root="datasets/data", download=True, config=None, split_file=None,
                  cache_dir=None):
@@ -181,8 +180,7 @@ class OpenSetData:
         return self._train_subset(self.train_idx, "anchor")
 
     def _test_set(self, source):
-        """The test set of `source`, opened (read and parsed) once per trial: the known and unknown
-        test images of a single-source data set come from the same files."""
+        """The test set of `source`, opened once per trial (known and unknown test images may share it)."""
         if source not in self._test_sets:
             self._test_sets[source] = self._open(source, train=False)
         return self._test_sets[source]

@@ -61,7 +61,9 @@ def read_checkpoint(path, map_location="cpu", with_digest=False):
         # weights_only names the callable it refused ("... GLOBAL posix.system ..."), or the opcode of
         # a plain pickle that torch.save files never use; anything else is damage
         refused = [line.strip()[:120] for line in str(e).splitlines() if "global" in line.lower()]
-        if isinstance(e, pickle.UnpicklingError) and (refused or "Unsupported operand" in str(e) and _is_pickle(data)):
+        unpickling = isinstance(e, pickle.UnpicklingError)  # raised on `data`, read in full
+        plain_pickle = unpickling and len(data) >= 2 and data[0] == 0x80 and 2 <= data[1] <= 5  # PROTO 2-5
+        if unpickling and (refused or "Unsupported operand" in str(e) and plain_pickle):
             raise UserError(f"refusing to load {path}: it could run code ({(refused or ['a plain pickle'])[0]}), "
                             f"not just tensors; load only checkpoints you trust") from None
         raise UserError(f"checkpoint {path} is corrupt or truncated ({type(e).__name__}); "
@@ -69,10 +71,6 @@ def read_checkpoint(path, map_location="cpu", with_digest=False):
     if not isinstance(ckpt, dict) or not isinstance(ckpt.get("net"), dict):
         raise UserError(f"checkpoint {path} is not a dict with a 'net' state dict")
     return (ckpt, hashlib.sha256(data).hexdigest()) if with_digest else ckpt
-
-
-def _is_pickle(head):
-    return len(head) >= 2 and head[0] == 0x80 and 2 <= head[1] <= 5  # PROTO opcode, protocol 2-5
 
 
 def load_checkpoint(path, net, ckpt=None):
