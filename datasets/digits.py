@@ -5,6 +5,8 @@ import numpy as np
 from PIL import Image
 from torch.utils.data import Dataset
 
+from datasets.partition import hold_out_per_class
+
 TEST_FRACTION = 0.3  # share of each class's images that form the test set
 TEST_SEED = 1234  # fixed forever: changing it would change every published Digits number
 
@@ -14,8 +16,6 @@ class Digits(Dataset):
 
     def __init__(self, train=True):
         from sklearn.datasets import load_digits  # imported here: only this data set needs it
-
-        from datasets.partition import hold_out_per_class
 
         bunch = load_digits()
         images = np.round(bunch.images * (255.0 / 16.0)).astype(np.uint8)  # 0..16 -> ordinary 8-bit images

@@ -126,11 +126,10 @@ def num_batches(n, batch_size, world):
 
 
 def resident_bytes(dataset):
-    """Bytes of the decoded images of `dataset` (a subset with an AugmentSpec), or None where
-    this pipeline does not reproduce it: only an in-memory source (torchvision's MNIST/CIFAR/
-    SVHN, Digits: a `data` array); folder data sets such as TinyImageNet stay per-sample, and so does
-    RandAugment (--recipe modern: per-image PIL operations, no batched equivalent). A crop
-    must only enlarge (PIL's bilinear filter widens when shrinking; one grid_sample does not)."""
+    """Bytes of the decoded images of `dataset` (a subset with an AugmentSpec), or None where this
+    pipeline does not reproduce it: a source not in memory (no `data` array: image folders,
+    TinyImageNet), RandAugment (per-image PIL operations), or a crop that would shrink the image
+    (PIL's bilinear filter widens when shrinking; one grid_sample does not)."""
     spec, base = getattr(dataset, "spec", None), getattr(dataset, "base", None)
     if (spec is None or base is None or getattr(base, "data", None) is None or len(dataset) == 0
             or spec.randaugment is not None):
@@ -184,11 +183,8 @@ class ResidentLoader:
         """On CPU, one thread: a batch's augmentation is ~30 small element-wise ops, each too
         small to gain from threads, and on a busy machine every parallel region waits for its
         slowest thread (measured, 2-core CPU under load: 8,000 vs 200 images/s)."""
-        if self.device.type != "cpu" or torch.get_num_threads() == 1:
-            yield
-            return
         threads = torch.get_num_threads()
-        torch.set_num_threads(1)
+        torch.set_num_threads(1 if self.device.type == "cpu" else threads)
         try:
             yield
         finally:

@@ -75,9 +75,8 @@ def expected_files(source, root, train):
 
 def _describe(paths):
     """'folder/{a, b}' for messages: which files are expected where, on one line."""
-    folder = os.path.dirname(paths[0])
-    names = [os.path.basename(p) for p in paths]
-    return os.path.join(folder, names[0]) if len(names) == 1 else f"{folder}/{{{', '.join(names)}}}"
+    folder, names = os.path.dirname(paths[0]), ", ".join(os.path.basename(p) for p in paths)
+    return paths[0] if len(paths) == 1 else f"{folder}/{{{names}}}"
 
 
 def _one_line(error):
