@@ -211,7 +211,7 @@ def test_open_set_data_of_a_folder(folder):
 
 
 def test_two_image_folders_keep_separate_caches(folder, tmp_path, private_cache):
-    """Each folder's train/val partition and normalization live in a cache folder of its own,
+    """Each folder's train/validation partition and normalization live in a cache folder of its own,
     keyed by its real path; the shared <cache>/ImageFolder/ holds no cache file of its own."""
     from fakedata import PETS_TRAIN, write_image_folder
 
