@@ -13,10 +13,9 @@ CACHE_ENV = "CAC_CACHE_DIR"
 def resolve_cache_dir(given=None):
     """--cache_dir `given`, else $CAC_CACHE_DIR, else ${XDG_CACHE_HOME:-~/.cache}/cac (a relative
     XDG_CACHE_HOME is ignored, as the XDG specification says); read where arguments are parsed."""
-    if given or os.environ.get(CACHE_ENV):
-        return given or os.environ[CACHE_ENV]
     xdg = os.environ.get("XDG_CACHE_HOME", "")
-    return os.path.join(xdg if os.path.isabs(xdg) else os.path.join(os.path.expanduser("~"), ".cache"), "cac")
+    user_cache = xdg if os.path.isabs(xdg) else os.path.join(os.path.expanduser("~"), ".cache")
+    return given or os.environ.get(CACHE_ENV) or os.path.join(user_cache, "cac")
 
 
 def write_cache(value, path):

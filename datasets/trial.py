@@ -136,9 +136,7 @@ class OpenSetData:
                             known_ids, unknown_ids, known_paths, unknown_paths)
 
     def _open(self, source, train):
-        if self.folder is not None:
-            return self.folder.open(train)
-        return open_source(source, self.root, train=train, download=self.download)
+        return self.folder.open(train) if self.folder else open_source(source, self.root, train, self.download)
 
     def spec(self, kind):
         """The AugmentSpec of `kind` (train, eval, anchor) for this trial's config and normalization."""
