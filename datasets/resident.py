@@ -24,8 +24,6 @@ import torch.nn.functional as F
 from datasets.augment import CROP_RATIO
 
 MEMORY_SHARE = 0.5  # decode only when the images take at most this share of free memory
-
-
 CROP_ATTEMPTS = 10  # torchvision's RandomResizedCrop tries 10 boxes before its fallback
 
 
