@@ -118,7 +118,7 @@ def fetch_data(args):
     root = os.path.join(args.workdir, args.data_root)
     if "TinyImageNet" in args.datasets:
         with open(args.out + ".log", "a") as log:
-            run("datasets/setup_tinyimagenet.py", ["--data_root", root], ".", log)
+            run("scripts/setup_tinyimagenet.py", ["--data_root", root], ".", log)
     if args.launcher in ("pool", "slurm"):
         from datasets.names import SOURCES
         from datasets.sources import open_source

@@ -11,7 +11,10 @@ from PIL import Image
 from torch.utils.flop_counter import FlopCounterMode
 
 from datasets.config import load_config
+from datasets.classnames import class_names
+from datasets.normalization import listed_normalization
 from datasets.pipeline import build_loader
+from datasets.sources import source_labels
 from datasets.trial import OpenSetData
 from engine.accel import Accel
 from engine.evaluation import evaluate_network
@@ -38,6 +41,25 @@ class SyntheticSource:
         return Image.fromarray(self.data[i]), self.targets[i]
 
 
+class InMemoryTrial(OpenSetData):
+    """A trial over sources already open, such as images in memory: items (PIL image, label),
+    labels as source_labels reads them, class ids indexing both sets; `test_set` holds the known
+    and the unknown test images. Nothing is read from or written to disk: every training image of
+    a known class both trains and validates, and mean/std are the config's listed row for `trial`,
+    else those of the known training images."""
+
+    def __init__(self, name, config, train_set, test_set, known, unknown, trial=0, source="memory"):
+        self.root, self.download, self.folder, self.source_fingerprint = source, False, None, None
+        self.known_source = self.unknown_source = source
+        self._test_sets = {source: test_set}
+        self._set_classes(name, trial, dict(config), list(known), list(unknown), max([*known, *unknown]) + 1)
+        self.train_set, self.train_labels = train_set, source_labels(train_set)
+        self.train_idx = self.val_idx = np.flatnonzero(np.isin(self.train_labels, self.known))
+        listed = listed_normalization(self.cfg, trial)
+        self.mean, self.std = listed if listed is not None else self._pixel_stats()
+        self._set_class_names(class_names(train_set, len(self.label_map)))
+
+
 def synthetic_trial(dataset, side, n_train, n_test):
     """OpenSetData over synthetic sources: the real transforms, subsets and label remapping;
     `dataset`'s config with its known classes plus 4 unknown ones."""
@@ -46,8 +68,7 @@ def synthetic_trial(dataset, side, n_train, n_test):
     classes = known + 4
     train_set = SyntheticSource(n_train * classes // known, side, channels, classes, seed=1)
     test_set = SyntheticSource(n_test, side, channels, classes, seed=2)
-    return OpenSetData.from_sources(dataset, cfg, train_set, test_set, range(known), range(known, classes),
-                                    source="synthetic")
+    return InMemoryTrial(dataset, cfg, train_set, test_set, range(known), range(known, classes), source="synthetic")
 
 
 def sync(device):

@@ -54,7 +54,7 @@ def parse_args(argv=None):
     p.add_argument("--seed", type=int, default=0, help="seed of every run (default: 0)")
     p.add_argument("--data_root", default="datasets/data", help="as the scripts, from --workdir (default: datasets/data)")
     p.add_argument("--download", action="store_true",
-                   help="download missing data (TinyImageNet: datasets/setup_tinyimagenet.py, once, first)")
+                   help="download missing data (TinyImageNet: scripts/setup_tinyimagenet.py, once, first)")
     p.add_argument("--workers", type=int, default=None, help="DataLoader workers (default: the config's)")
     p.add_argument("--workdir", default=".", help="where networks/weights, runs, results go (default: .)")
     p.add_argument("--out", default=None, help="output path without extension (default: <workdir>/results/reproduce_<name>)")

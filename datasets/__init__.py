@@ -1,4 +1,2 @@
-"""Data sets of CAC, one concern per module: config (datasets/config.json, checked), splits
-(class splits), partition (train/val), normalization, sources and folder/safe_folder (the raw
-data), trial (OpenSetData: one trial's subsets), augment (the augmentation spec), pipeline,
-resident and warp (the batches)."""
+"""Data sets of CAC: one trial's data (trial.py: OpenSetData) and what it is made of, a concern per
+module (docs/architecture.md). This package file imports nothing: import from each module."""

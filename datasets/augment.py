@@ -1,16 +1,8 @@
-"""The augmentation spec of one subset of a trial (SPEC section 4), built once from the config:
-both pipelines are made from it, the per-sample torchvision Compose (`transform`) and the
-device-resident one (datasets/resident.py reads the same fields).
-
-  train   Resize, RandomResizedCrop(scale (scale_min, 1)), RandomHorizontalFlip(flip),
-          RandomRotation(rotate), ToTensor, Normalize
-  eval    Resize, ToTensor, Normalize
-  anchor  Resize, CenterCrop, ToTensor, Normalize
-  train under --recipe modern or vaze (engine/recipe.py, `randaugment` set), in Vaze et al.'s
-          order: their RandAugment(1, M) (datasets/randaugment.py; `geometry` False: without
-          rotation and translation), Resize, RandomCrop(padding pad), RandomHorizontalFlip(flip),
-          ToTensor, Normalize; per sample only (the resident pipeline leaves such a subset to the
-          torchvision DataLoader)
+"""The augmentation spec of one subset of a trial (SPEC section 4), made once from the config: both
+pipelines are made from it, the per-sample torchvision Compose (`transform`) and the device-resident
+one (datasets/resident.py reads the same fields). Under --recipe modern or vaze (`randaugment` set)
+the training steps are Vaze et al.'s, in their order; such a subset stays per sample (the resident
+pipeline has no batched RandAugment).
 """
 from dataclasses import dataclass
 
@@ -18,15 +10,14 @@ from torchvision import transforms as T
 
 from datasets.randaugment import VazeRandAugment
 
-KINDS = ("train", "eval", "anchor")
 CROP_RATIO = (3.0 / 4.0, 4.0 / 3.0)  # RandomResizedCrop's default range of aspect ratios
 
 
 @dataclass(frozen=True)
 class AugmentSpec:
-    """kind (one of KINDS), the side of the square images out, the per-channel mean and std;
-    for `train` also the crop's smallest area share, the mirror probability and the rotation
-    range in degrees (uniform in -rotate..rotate)."""
+    """kind ("train", "eval" or "anchor"), the side of the square images out, the per-channel mean
+    and std; for `train` also the crop's smallest area share, the mirror probability and the
+    rotation range in degrees (uniform in -rotate..rotate)."""
 
     kind: str
     im_size: int
@@ -42,8 +33,6 @@ class AugmentSpec:
     @classmethod
     def from_config(cls, kind, cfg, mean, std):
         """The spec of `kind` for a data set's config entry (its im_size and data_transforms)."""
-        if kind not in KINDS:
-            raise ValueError(f"augmentation kind {kind!r}: one of {KINDS}")
         if kind != "train":
             return cls(kind, cfg["im_size"], mean, std)
         aug = cfg["data_transforms"]

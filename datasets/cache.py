@@ -1,7 +1,6 @@
-"""The cache folder, outside the source tree, of what is made from the data: where it is, and
-writing a cache in it (<dataset>/trainval_idxs.json, <dataset>/normalization/<trial>.json;
-image folders: ImageFolder/<folder>-<hash>/). Each cache is checked when read (partition.py,
-normalization.py), so deleting the folder only costs the time to make them again."""
+"""The cache folder, outside the source tree, of what is made from the data (<dataset>/trainval_idxs.json,
+<dataset>/normalization/<trial>.json; image folders: ImageFolder/<folder>-<hash>/): where it is, and
+writing a cache. Each cache is checked when read, so deleting the folder costs only the time to remake it."""
 import json
 import os
 import sys
@@ -14,10 +13,9 @@ CACHE_ENV = "CAC_CACHE_DIR"
 def resolve_cache_dir(given=None):
     """--cache_dir `given`, else $CAC_CACHE_DIR, else ${XDG_CACHE_HOME:-~/.cache}/cac (a relative
     XDG_CACHE_HOME is ignored, as the XDG specification says); read where arguments are parsed."""
-    if given or os.environ.get(CACHE_ENV):
-        return given or os.environ[CACHE_ENV]
     xdg = os.environ.get("XDG_CACHE_HOME", "")
-    return os.path.join(xdg if os.path.isabs(xdg) else os.path.join(os.path.expanduser("~"), ".cache"), "cac")
+    user_cache = xdg if os.path.isabs(xdg) else os.path.join(os.path.expanduser("~"), ".cache")
+    return given or os.environ.get(CACHE_ENV) or os.path.join(user_cache, "cac")
 
 
 def write_cache(value, path):

@@ -1,12 +1,7 @@
-"""Class names of a data set, and where each image of a trial's subset came from.
-
-Names come from the data set itself: torchvision's `classes` (MNIST's "0 - zero", CIFAR's
-"airplane", TinyImageNet's wnids), an image folder's folder names; data sets without a list
-(Digits, SVHN) are named by their digit, the class id. `TrialClasses` gathers one trial's
-known and unknown classes by id and name and each test image's original class (and file, for
-image folders), for the results of an evaluation. `describe_classes` names classes as a message
-shows them.
-"""
+"""Class names of a data set, and where each image of a trial's subset came from (TrialClasses, for
+the results of an evaluation). Names come from the data set itself: torchvision's `classes` (MNIST's
+"0 - zero", CIFAR's "airplane", TinyImageNet's wnids), an image folder's folder names; data sets
+without a list (Digits, SVHN) are named by their digit, the class id."""
 import os
 from dataclasses import dataclass
 
@@ -16,26 +11,16 @@ from datasets.sources import source_labels
 
 
 def class_names(raw, num_classes):
-    """Name of each class id 0..num_classes-1 of the raw data set `raw` (see the docstring)."""
+    """Name of each class id 0..num_classes-1 of the raw data set `raw`."""
     names = getattr(raw, "classes", None)
     if names is not None and len(names) >= num_classes:
         return [str(n) for n in names[:num_classes]]
     return [str(c) for c in range(num_classes)]
 
 
-def describe_classes(ids, names, by_name=False):
-    """'cat' (id 3), 'dog' (id 5): classes named as a message shows them, with the id as the split
-    file has it (a class whose name is its id: the id alone); `by_name` (image folders, whose
-    split files list names): the names alone."""
-    if by_name:
-        return ", ".join(repr(names[c]) for c in ids)
-    return ", ".join(str(c) if names[c] == str(c) else f"{names[c]!r} (id {c})" for c in ids)
-
-
 def image_origins(subset):
-    """(original class id of each image, its absolute file path or None) of a subset (.base,
-    .indices) of a raw data set; paths exist for data sets read from files (image folders,
-    TinyImageNet)."""
+    """(original class id of each image, its absolute file path or None) of a subset (.base, .indices)
+    of a raw data set; paths exist for data sets read from files (image folders, TinyImageNet)."""
     indices = np.asarray(subset.indices, dtype=np.int64)
     labels = source_labels(subset.base)[indices]
     samples = getattr(subset.base, "samples", None)
@@ -63,6 +48,5 @@ class TrialClasses:
 
     def image_names(self, part):
         """The class name of each known or unknown (`part`) test image."""
-        ids, names = (self.known, self.known_names) if part == "known" else (self.unknown, self.unknown_names)
-        lookup = dict(zip(ids, names))
+        lookup = dict(zip(getattr(self, part), getattr(self, f"{part}_names")))
         return [lookup[int(c)] for c in getattr(self, f"{part}_image_classes")]

@@ -1,6 +1,5 @@
 """The hyperparameters of each data set (datasets/config.json): read, checked key by key
-(CONFIG_RULES), and the command line's --im_size / --im_channels applied (what --dataset
-accepts: datasets/names.py)."""
+(CONFIG_RULES), and the command line's overrides applied (what --dataset accepts: datasets/names.py)."""
 import json
 import os
 
@@ -12,21 +11,7 @@ from datasets.normalization import normalization_problem
 from networks.config import im_size_problem
 
 DATASETS_DIR = os.path.dirname(os.path.abspath(__file__))
-
-
-def load_config(dataset):
-    """The hyperparameters of `dataset` from datasets/config.json, checked (check_config)."""
-    path = os.path.join(DATASETS_DIR, "config.json")
-    config = read_json(path, "data set configuration", "restore it from the repository (git checkout "
-                       "datasets/config.json) or fix the edit")
-    if not isinstance(config, dict):
-        raise UserError(f"{path} holds a {type(config).__name__}, not an object of data sets; restore it "
-                        f"from the repository (git checkout datasets/config.json)")
-    if dataset not in config or dataset.startswith("_"):
-        names = ", ".join(k for k in config if not k.startswith("_"))
-        raise UserError(f"unknown dataset {dataset!r}: choose one of {names}")
-    check_config(dataset, config[dataset], path)
-    return config[dataset]
+RESTORE = "restore it from the repository (git checkout datasets/config.json)"
 
 
 def _pair(test):
@@ -47,77 +32,72 @@ CONFIG_RULES = {
     "data_transforms.scale_min": (lambda x: is_finite_number(x) and 0 < x <= 1, "a share in (0, 1]"),
     **{f"{phase}.{key}": rule for phase in ("openset_training", "closedset_training") for key, rule in {
         "learning_rate": (_pair(lambda v: is_finite_number(v) and v > 0),
-                          "a list of 2 positive numbers [first run, -r run]"),
-        "max_epoch": (_pair(lambda v: is_whole_number(v) and v >= 1), "a list of 2 whole numbers >= 1 [first run, -r run]"),
+                          "a list of 2 positive numbers [first run, second phase (-r)]"),
+        "max_epoch": (_pair(lambda v: is_whole_number(v) and v >= 1),
+                      "a list of 2 whole numbers >= 1 [first run, second phase (-r)]"),
         "weight_decay": (lambda x: is_finite_number(x) and x >= 0, "a number, 0 or more"),
+        "momentum": (lambda x: is_finite_number(x) and 0 <= x < 1, "a number from 0 up to 1"),
     }.items()},
 }
-OPTIONAL_RULES = {  # keys the code has a default for
-    "openset_training.momentum": (lambda x: is_finite_number(x) and 0 <= x < 1, "a number from 0 up to 1"),
-    "closedset_training.momentum": (lambda x: is_finite_number(x) and 0 <= x < 1, "a number from 0 up to 1"),
-}
+OPTIONAL = {"openset_training.momentum", "closedset_training.momentum"}  # keys the code has a default for
+
+
+def load_config(dataset):
+    """The hyperparameters of `dataset` from datasets/config.json, checked (check_config)."""
+    path = os.path.join(DATASETS_DIR, "config.json")
+    config = read_json(path, "data set configuration", f"{RESTORE} or fix the edit")
+    if not isinstance(config, dict):
+        raise UserError(f"{path} holds a {type(config).__name__}, not an object of data sets; {RESTORE}")
+    if dataset not in config or dataset.startswith("_"):
+        names = ", ".join(k for k in config if not k.startswith("_"))
+        raise UserError(f"unknown dataset {dataset!r}: choose one of {names}")
+    check_config(dataset, config[dataset], path)
+    return config[dataset]
 
 
 def check_config(dataset, entry, path):
     """One UserError line naming the data set, the key and the file for an entry of
     datasets/config.json that is missing, of the wrong type or out of range."""
     def refuse(key, problem):
-        raise UserError(f"{key} of {dataset} in {path} {problem}; fix it, or restore the file from the "
-                        f"repository (git checkout datasets/config.json)")
+        raise UserError(f"{key} of {dataset} in {path} {problem}; fix it, or {RESTORE}")
 
     if not isinstance(entry, dict):
         refuse("the entry", f"is a {type(entry).__name__}, not an object")
     size = entry.get("im_size")
     if im_size_problem(size):
         raise UserError(f"im_size {size!r} of {dataset} in {path} {im_size_problem(size)}: use e.g. 32 or 64")
-    for key, (test, want) in {**CONFIG_RULES, **OPTIONAL_RULES}.items():
-        value, found = entry, True
-        for part in key.split("."):
-            found = isinstance(value, dict) and part in value
-            value = value[part] if found else None
-            if not found:
-                break
-        if not found:
-            if key not in OPTIONAL_RULES:
+    for key, (test, want) in CONFIG_RULES.items():
+        section, _, name = key.rpartition(".")
+        holder = entry.get(section) if section else entry
+        if not isinstance(holder, dict) or name not in holder:
+            if key not in OPTIONAL:
                 refuse(key, "is missing")
-            continue
-        if key == "num_known_classes" and value is None and dataset == FOLDER_DATASET:
-            continue  # own image folders: the split file decides
-        if not test(value):
-            refuse(key, f"is {json.dumps(value)[:60]}, not {want}")
-    if entry.get("normalization") is not None:
-        check_listed_normalization(entry["normalization"], entry["im_channels"], refuse)
-
-
-def check_listed_normalization(listed, channels, refuse):
-    """normalization: {"mean": rows, "std": rows}, the same number of rows of `channels` finite
-    values each, std > 0."""
-    if not isinstance(listed, dict) or not all(isinstance(listed.get(k), list) for k in ("mean", "std")):
-        refuse("normalization", 'is not {"mean": [[...], ...], "std": [[...], ...]}')
-    if len(listed["mean"]) != len(listed["std"]):
-        refuse("normalization", f"has {len(listed['mean'])} mean rows but {len(listed['std'])} std rows")
+        elif not test(holder[name]) and not (key == "num_known_classes" and holder[name] is None
+                                             and dataset == FOLDER_DATASET):  # own folders: the split file decides
+            refuse(key, f"is {json.dumps(holder[name])[:60]}, not {want}")
+    listed = entry.get("normalization")
+    if listed is None:
+        return
+    if not (isinstance(listed, dict) and all(isinstance(listed.get(k), list) for k in ("mean", "std"))
+            and len(listed["mean"]) == len(listed["std"])):
+        refuse("normalization", 'is not {"mean": [[...], ...], "std": [[...], ...]} with as many rows in each')
     for i, (mean, std) in enumerate(zip(listed["mean"], listed["std"])):
-        problem = normalization_problem(mean, std, channels)
-        if problem:
-            part = "mean" if problem.startswith("mean") else "std"  # the problems name mean first
-            refuse(f"normalization.{part}[{i}]", f"is wrong: {problem} (im_channels {channels})")
+        problem = normalization_problem(mean, std, entry["im_channels"])
+        if problem:  # the problems name mean first
+            refuse(f"normalization.{'mean' if problem.startswith('mean') else 'std'}[{i}]",
+                   f"is wrong: {problem} (im_channels {entry['im_channels']})")
 
 
-# command-line flag -> (key path in the config entry, CONFIG_RULES key that checks its value)
-OVERRIDE_FLAGS = {
-    "hflip": ("data_transforms", "flip"),
-    "rotation": ("data_transforms", "rotate"),
-    "crop_scale": ("data_transforms", "scale_min"),
-    "batch_size": (None, "batch_size"),
-}
+# command-line flag -> (section of the config entry or None, key there, checked by that key's rule)
+OVERRIDE_FLAGS = {"hflip": ("data_transforms", "flip"), "rotation": ("data_transforms", "rotate"),
+                  "crop_scale": ("data_transforms", "scale_min"), "batch_size": (None, "batch_size")}
 
 
 def apply_overrides(cfg, dataset, im_size=None, im_channels=None, **flags):
     """A copy of `cfg` with --im_size / --im_channels applied (channels: own image folders only)
     and the OVERRIDE_FLAGS given (not None): --hflip, --rotation, --crop_scale (the training
-    augmentation of both pipelines, datasets/augment.py), --batch_size; each checked by the
-    rule of the config key it replaces."""
-    cfg = dict(cfg)
+    augmentation of both pipelines), --batch_size; each checked by the rule of the key it replaces."""
+    cfg = {**cfg, "data_transforms": dict(cfg["data_transforms"])}
     if im_size is not None:
         if im_size_problem(im_size):
             raise UserError(f"--im_size {im_size} {im_size_problem(im_size)}: give e.g. 32 or 64")
@@ -129,13 +109,11 @@ def apply_overrides(cfg, dataset, im_size=None, im_channels=None, **flags):
         if im_channels not in (1, 3):
             raise UserError(f"--im_channels {im_channels}: give 1 (grey) or 3 (RGB)")
         cfg["im_channels"] = im_channels
-    cfg["data_transforms"] = dict(cfg["data_transforms"])
     for flag, value in flags.items():
-        if value is None:
-            continue
-        section, key = OVERRIDE_FLAGS[flag]
-        test, want = CONFIG_RULES[f"{section}.{key}" if section else key]
-        if not test(value):
-            raise UserError(f"--{flag} {value}: give {want}")
-        (cfg[section] if section else cfg)[key] = value
+        if value is not None:
+            section, key = OVERRIDE_FLAGS[flag]
+            test, want = CONFIG_RULES[f"{section}.{key}" if section else key]
+            if not test(value):
+                raise UserError(f"--{flag} {value}: give {want}")
+            (cfg[section] if section else cfg)[key] = value
     return cfg

@@ -1,17 +1,14 @@
 """Users' own images: `--dataset ImageFolder --data_root FOLDER --split_file SPLIT.json`.
 
-FOLDER holds train/ and test/, each with one sub-folder of images per class (the layout
-torchvision's ImageFolder reads). SPLIT.json names the class folders:
-{"Known": ["cat", "dog"], "Unknown": ["fox"]}. Known classes train the network (their
-train/ images are split into train and validation as for every data set); the test images
-of known and unknown classes evaluate it. Class ids are positions in the sorted union of
-the folder names of train/ and test/, so unknown classes need no training images.
-
-Every image, of any size or mode, is converted as `prepare_image` says: to grey or RGB,
-the shorter side resized to im_size, the centre im_size x im_size square cut out. predict.py
-converts new images the same way.
+FOLDER holds train/ and test/, each with one sub-folder of images per class (torchvision's
+ImageFolder layout); SPLIT.json names the class folders: {"Known": ["cat", "dog"], "Unknown": ["fox"]}.
+The known classes' train/ images are partitioned into train and validation as for every data set;
+the test images of known and unknown classes evaluate. Class ids are positions in the sorted union
+of the folder names of train/ and test/, so unknown classes need no training images. Every image is
+converted as `prepare_image` says, as predict.py converts new ones.
 """
 import collections
+import functools
 import hashlib
 import os
 import re
@@ -27,22 +24,16 @@ from datasets.splits import brief, read_split_json
 from core.errors import UserError
 
 
-
 def prepare_image(image, im_size, channels):
     """A PIL image -> grey (1 channel) or RGB (3), shorter side im_size, centre square cut out."""
     image = image.convert("L" if channels == 1 else "RGB")
     return T.CenterCrop(im_size)(T.Resize(im_size)(image))
 
 
-class ImageReader:
-    """ImageFolder's loader: open one file and prepare it (a class, so DataLoader workers can pickle it)."""
-
-    def __init__(self, im_size, channels):
-        self.im_size, self.channels = im_size, channels
-
-    def __call__(self, path):
-        with open(path, "rb") as f:
-            return prepare_image(Image.open(f), self.im_size, self.channels)
+def read_image(path, im_size, channels):
+    """ImageFolder's loader (through functools.partial, which DataLoader workers can pickle)."""
+    with open(path, "rb") as f:
+        return prepare_image(Image.open(f), im_size, channels)
 
 
 class _FixedClasses(SafeImageFolder):
@@ -111,14 +102,9 @@ class FolderData:
                             f"e.g. {example}")
         if not os.path.exists(path):
             raise UserError(f"split file {path} not found; write {example} there with the class folder names")
-        split = read_split_json(path, "split file", f"fix it, e.g. {example}", example)
-        for key in ("Known", "Unknown"):
-            names = split[key]
-            if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
-                raise UserError(f"{key} in {path} must be a list of class folder names (strings)")
-            if len(set(names)) != len(names):
-                raise UserError(f"{key} in {path} repeats a class: {brief(names)}")
-        known, unknown = split["Known"], self._unknown_with_test_folder(path, split["Unknown"])
+        known, unknown = read_split_json(path, "split file", f"fix it, e.g. {example}", "class folder names (strings)",
+                                         lambda name: isinstance(name, str), example)
+        unknown = self._unknown_with_test_folder(path, unknown)
         absent = [n for n in known if n not in self.train_classes]
         if absent:
             raise UserError(f"Known classes {brief(absent)} in {path} have no folder under "
@@ -134,8 +120,6 @@ class FolderData:
     def _unknown_with_test_folder(self, path, names):
         """The unknown classes that have a folder under test/. The others are left out with one
         warning each, as long as one remains: open-set evaluation needs unknown test images."""
-        if not names:
-            raise UserError(f"{path} lists no unknown class: open-set evaluation needs at least one")
         test = os.path.join(self.root, "test")
         absent = [n for n in names if n not in self.test_classes]
         if len(absent) == len(names):
@@ -146,9 +130,15 @@ class FolderData:
                   f"of the evaluation", file=sys.stderr)
         return [n for n in names if n not in absent]
 
+    def list_images(self, part):
+        """The images of train/ or test/ (`part`), listed without reading one (the start-up summary
+        counts the test images; evaluation opens and checks them)."""
+        loader = functools.partial(read_image, im_size=self.im_size, channels=self.channels)
+        return _FixedClasses(os.path.join(self.root, part), self.classes, loader)
+
     def open(self, train):
-        folder = os.path.join(self.root, "train" if train else "test")
-        dataset = _FixedClasses(folder, self.classes, ImageReader(self.im_size, self.channels))
+        part = "train" if train else "test"
+        dataset, folder = self.list_images(part), os.path.join(self.root, part)
         _check_images(dataset, folder)
         counts = collections.Counter(label for _, label in dataset.samples)
         if train:
@@ -159,12 +149,6 @@ class FolderData:
         else:
             self._check_test_classes(folder, counts)
         return dataset
-
-    def list_test(self):
-        """The test/ folder's samples, listed without reading any image (the start-up summary's
-        counts; evaluation opens and checks them)."""
-        folder = os.path.join(self.root, "test")
-        return _FixedClasses(folder, self.classes, ImageReader(self.im_size, self.channels))
 
     def _check_test_classes(self, folder, counts):
         """One warning per known or unknown class without test images, by folder name; an error
@@ -181,9 +165,9 @@ class FolderData:
                       f"goes on without it", file=sys.stderr)
 
     def cache_folder(self, cache_dir):
-        """Where this folder's caches (train/val partition, normalization) live in the cache folder
-        `cache_dir`: ImageFolder/<its name>-<sha1 of its real path>/, so two image folders never share
-        a cache; each cache is still checked against the labels and bytes it was made from."""
+        """Where this folder's caches (train/validation partition, normalization) live in the cache
+        folder `cache_dir`: ImageFolder/<its name>-<sha1 of its real path>/, so two image folders
+        never share one; each cache is still checked against the labels and bytes it was made from."""
         real = os.path.realpath(self.root)
         name = re.sub(r"[^A-Za-z0-9_.-]", "_", os.path.basename(real))[:40] or "root"
         tag = hashlib.sha1(real.encode()).hexdigest()[:12]

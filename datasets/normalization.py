@@ -1,7 +1,6 @@
-"""Per-trial normalization (mean, std per channel): the config's listed rows, else the
-statistics of the known classes' training pixels, cached per trial in
-<cache>/<dataset>/normalization/<trial>.json (datasets/cache.py) and checked wherever a mean/std
-pair is read."""
+"""Per-trial normalization (mean, std per channel): the config's listed rows, else the statistics
+of the known classes' training pixels, cached per trial in <cache>/<dataset>/normalization/<trial>.json
+(datasets/cache.py) and checked wherever a mean/std pair is read."""
 import os
 import sys
 
@@ -18,10 +17,9 @@ RAW_PIXELS = "raw-pixels"  # tag of computed normalization caches: stats of the 
 
 
 def listed_normalization(cfg, trial):
-    """(mean, std) listed in the config for `trial`, or None. The listed rows were computed on
-    the paper's first-release splits (trials 5-9 here), which the released weights were trained
-    on: trial 5 + t uses row t; trials 0-4 (the standard splits) use row t, as the original
-    code does for whatever split file has that number."""
+    """(mean, std) listed in the config for `trial`, or None. The listed rows were computed on the
+    paper's first-release class splits (trials 5-9 here), which the released weights were trained
+    on: trial 5 + t uses row t; trial t of 0-4 (the standard splits) too, as the original code does."""
     listed = cfg.get("normalization")
     if not listed:
         return None
@@ -35,9 +33,7 @@ def raw_pixel_stats(chunks, channels):
     """Per-channel mean and (population) std on the 0-1 scale of uint8 images given as chunks
     (n, H, W) or (n, H, W, C), as the original's get_data_stats computes them; exact integer
     sums, so the result does not depend on how the images are chunked."""
-    total = np.zeros(channels, dtype=np.int64)
-    squares = np.zeros(channels, dtype=np.int64)
-    count = 0
+    total, squares, count = np.zeros(channels, dtype=np.int64), np.zeros(channels, dtype=np.int64), 0
     for chunk in chunks:
         pixels = np.asarray(chunk).reshape(-1, channels).astype(np.int64)
         total += pixels.sum(0)
@@ -49,37 +45,30 @@ def raw_pixel_stats(chunks, channels):
 
 
 def normalization_problem(mean, std, channels):
-    """Why a mean/std pair cannot normalize `channels`-channel images (None when it can):
-    each a list of one finite number per channel, every std above 0 (it divides). Without
-    `channels`, mean and std need only be of one length."""
+    """Why a mean/std pair cannot normalize `channels`-channel images (None when it can): each a
+    list of one finite number per channel, every std above 0 (it divides)."""
     for name, values in (("mean", mean), ("std", std)):
         if not isinstance(values, list) or not all(is_number(v) for v in values):
             return f"{name} is not a list of numbers"
-        if len(values) != (len(mean) if channels is None else channels):
-            return f"{name} has {len(values)} value(s) for {channels or len(mean)}-channel images"
+        if len(values) != channels:
+            return f"{name} has {len(values)} value(s) for {channels}-channel images"
         if not all(is_finite_number(v) for v in values):
             return f"{name} is not finite"
-    if not all(v > 0 for v in std):
-        return "a std is not above 0"
-    return None
+    return None if all(v > 0 for v in std) else "a std is not above 0"
 
 
-def _read_normalization_cache(path, key, channels):
-    """(mean, std) of the cache at `path` when it was made from `key` and is valid, else None.
-    A cache of other data is simply replaced; an invalid one gets one warning line."""
-    if not os.path.exists(path):
-        return None
+def _read_cache(path, key, channels):
+    """(mean, std) of the cache at `path` when it was made from `key` and is valid, else None: an
+    invalid cache gets one warning line, one made from other data is replaced without a word."""
     try:
         cached = read_json(path, "normalization cache", "recomputing it")
     except UserError as e:
         print(f"warning: {e}", file=sys.stderr)
         return None
-    if not isinstance(cached, dict):
-        problem = f"holds {type(cached).__name__}, not an object"
-    elif not {*key, "mean", "std"} <= set(cached):
-        problem = f"lacks {sorted({*key, 'mean', 'std'} - set(cached))}"
+    if not isinstance(cached, dict) or not {*key, "mean", "std"} <= set(cached):
+        problem = f"it is not an object with {sorted({*key, 'mean', 'std'})}"
     elif any(cached[k] != v for k, v in key.items()):
-        return None  # made from other data: recomputed without a word, as any stale cache
+        return None
     else:
         problem = normalization_problem(cached["mean"], cached["std"], channels)
     if problem:
@@ -88,17 +77,14 @@ def _read_normalization_cache(path, key, channels):
     return cached["mean"], cached["std"]
 
 
-def cached_normalization(dataset, trial, known, labels, im_size, compute, source=None, channels=None, folder=None):
+def cached_normalization(dataset, trial, known, labels, im_size, compute, channels, folder, source=RAW_PIXELS):
     """Mean/std computed by `compute()` for a trial without listed values, cached in
-    `folder`/normalization/<trial>.json (`folder` None: not cached) and reused while the known classes, the
-    data and the image size (image folders are read at that size) all match; `source`
-    (users' image folders: a fingerprint of the files' contents) must match too. The cache is
-    checked when read: one finite mean and one std above 0 per channel (`channels`)."""
+    `folder`/normalization/<trial>.json (`folder` None: not cached) and reused while the known
+    classes, the labels, the image size (image folders are read at that size) and `source` (image
+    folders add a fingerprint of the files' contents) all match."""
     path = None if folder is None else os.path.join(folder, "normalization", f"{trial}.json")
-    key = {"Known": list(known), "im_size": im_size, "Fingerprint": labels_fingerprint(labels)}
-    if source is not None:
-        key["Source"] = source
-    cached = None if path is None else _read_normalization_cache(path, key, channels)
+    key = {"Known": list(known), "im_size": im_size, "Fingerprint": labels_fingerprint(labels), "Source": source}
+    cached = _read_cache(path, key, channels) if path is not None and os.path.exists(path) else None
     if cached is not None:
         return cached
     mean, std = compute()

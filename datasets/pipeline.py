@@ -1,27 +1,16 @@
 """The batches of a run: device-resident batches where the data set allows, else the per-sample
-torchvision DataLoader (make_loader); either one sharded across DistributedDataParallel ranks."""
-import math
-
+torchvision DataLoader; either one sharded across DistributedDataParallel ranks."""
 import torch
 from torch.utils.data import DataLoader, Sampler
 
-from datasets.resident import resident_loader
+from datasets.resident import num_batches, resident_loader
 
 PIPELINES = ("resident", "torchvision")
 
 
-def make_loader(dataset, batch_size, shuffle, workers, seed=0, pin_memory=False):
-    """A DataLoader whose shuffling and worker augmentation are fixed by `seed`."""
-    # workers are started afresh each epoch, seeded from `generator`: an epoch's augmentation then
-    # depends only on the generator's state at its start, which --continue restores
-    return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, num_workers=workers,
-                      pin_memory=pin_memory, persistent_workers=False,
-                      generator=torch.Generator().manual_seed(seed))
-
-
 class ShardedBatchSampler(Sampler):
     """Global batches of `batch_size` (a seeded permutation per epoch when `shuffle`) of which
-    this rank yields its slice [rank::world]: the same split of each batch as the resident
+    this rank yields its slice [rank::world]: the same share of each batch as the resident
     pipeline, so every pipeline and process count trains on the same global batches."""
 
     def __init__(self, length, batch_size, shuffle, seed, rank, world):
@@ -30,10 +19,7 @@ class ShardedBatchSampler(Sampler):
         self.generator = torch.Generator().manual_seed(seed)  # same seed on every rank: same batches
 
     def __len__(self):
-        n, b = self.length, self.batch_size
-        if n % b and n % b < self.world:
-            return n // b  # a last batch too small to give every rank an image is dropped
-        return math.ceil(n / b)
+        return num_batches(self.length, self.batch_size, self.world)
 
     def __iter__(self):
         order = torch.randperm(self.length, generator=self.generator) if self.shuffle else torch.arange(self.length)
@@ -52,13 +38,12 @@ def build_loader(dataset, batch_size, shuffle, *, pipeline="resident", workers=0
         loader = resident_loader(dataset, batch_size, shuffle, device, seed, shard, channels_last, check_memory)
         if loader is not None:
             return loader
-    pin = device.type == "cuda"
-    if shard[1] == 1:
-        return make_loader(dataset, batch_size, shuffle, workers, seed, pin)
-    sampler = ShardedBatchSampler(len(dataset), batch_size, shuffle, seed, *shard)
-    # workers started afresh each epoch, as make_loader's: --continue restores an epoch's seeds
-    return DataLoader(dataset, batch_sampler=sampler, num_workers=workers, pin_memory=pin,
-                      persistent_workers=False, generator=torch.Generator().manual_seed(seed))
+    # workers are started afresh each epoch, seeded from `generator`: an epoch's augmentation then
+    # depends only on the generator's state at its start, which --continue restores
+    batches = (dict(batch_size=batch_size, shuffle=shuffle) if shard[1] == 1 else
+               dict(batch_sampler=ShardedBatchSampler(len(dataset), batch_size, shuffle, seed, *shard)))
+    return DataLoader(dataset, num_workers=workers, pin_memory=device.type == "cuda", persistent_workers=False,
+                      generator=torch.Generator().manual_seed(seed), **batches)
 
 
 def loader_generators(loaders):

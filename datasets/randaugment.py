@@ -1,32 +1,17 @@
 """Vaze et al.'s RandAugment (ICLR 2022; their data/augmentations/randaugment.py), written here from
-its facts for --recipe modern: N operations drawn uniformly with replacement from their list,
-each at magnitude M on their 0-30 scale, value = M / 30 * (high - low) + low of the operation's
-range; the operations with a direction (rotation, shear, translation) take either sign with
-probability 1/2. Their 16 operations and ranges, in their order:
-
-  AutoContrast, Equalize, Invert           no value
-  Rotate             0..30 degrees         PIL rotate, nearest, black corners
-  Posterize          0..4                  bits kept = max(1, int(value)) (M = 6: 1 bit)
-  Solarize           0..256                PIL solarize at threshold value (inverts pixels >= it)
-  SolarizeAdd        0..110                add value, clip to 0-255, truncate, solarize at 128
-  Color, Contrast, Brightness, Sharpness   0.1..1.9: PIL ImageEnhance factor
-  ShearX, ShearY     0..0.3                affine shear, nearest, black fill
-  Cutout             0..40 pixels          a square of that side, filled (125, 123, 114), whose
-                                           centre is uniform in (1, width] x (1, height] (their
-                                           numpy draw `uniform(w)`), clipped to the image
-  TranslateX, TranslateY  0..100 pixels    affine shift, nearest, black fill
-
-Their MNIST and SVHN (and here Digits and FashionMNIST) leave out Rotate and the translations
-(13 operations). Random draws come from torch's generator, which the DataLoader seeds per worker
-and --continue restores, so a run repeats with --seed (the draws differ from theirs, which use
-Python's and NumPy's global generators; the distributions are the same).
+its facts for --recipe modern: N operations drawn uniformly with replacement from their 16
+(OPERATIONS: their order and ranges), each at magnitude M on their 0-30 scale, value =
+M / 30 * (high - low) + low; rotation, shear and translation take either sign with probability 1/2.
+Their MNIST and SVHN (here also Digits and FashionMNIST) leave out Rotate and the translations.
+Draws come from torch's generator, which the DataLoader seeds per worker and --continue restores,
+so a run repeats with --seed (theirs use Python's and NumPy's: other draws, the same distributions).
 """
 import math
 
 import torch
 from PIL import Image, ImageDraw, ImageEnhance, ImageOps
 
-CUTOUT_RGB = (125, 123, 114)
+CUTOUT_RGB = (125, 123, 114)  # their fill
 AFFINE = getattr(Image, "Transform", Image).AFFINE
 NO_GEOMETRY = ("Rotate", "TranslateX", "TranslateY")
 
@@ -40,7 +25,7 @@ def _signed(value):
 
 
 def _affine(img, matrix):
-    return img.transform(img.size, AFFINE, matrix)  # PIL's default: nearest, black outside
+    return img.transform(img.size, AFFINE, matrix)
 
 
 def _solarize_add(img, value):
@@ -50,7 +35,7 @@ def _solarize_add(img, value):
 
 def _cutout(img, side):
     w, h = img.size
-    cx, cy = w - (w - 1) * _uniform(), h - (h - 1) * _uniform()  # uniform in (1, w], (1, h]
+    cx, cy = w - (w - 1) * _uniform(), h - (h - 1) * _uniform()  # uniform in (1, w], (1, h]: their `uniform(w)`
     x0, y0 = int(max(0.0, cx - side / 2)), int(max(0.0, cy - side / 2))
     x1, y1 = min(w, x0 + side), min(h, y0 + side)
     fill = CUTOUT_RGB if img.mode == "RGB" else Image.new("RGB", (1, 1), CUTOUT_RGB).convert(img.mode).getpixel((0, 0))
@@ -59,7 +44,8 @@ def _cutout(img, side):
     return img
 
 
-# name -> (function of (image, value), low, high), in their order
+# name -> (function of (image, value), low, high), in their order; rotation and affine maps: PIL's
+# nearest neighbour, black outside; Posterize keeps max(1, int(value)) bits (M = 6: one)
 OPERATIONS = {
     "AutoContrast": (lambda img, v: ImageOps.autocontrast(img), 0, 1),
     "Equalize": (lambda img, v: ImageOps.equalize(img), 0, 1),

@@ -1,23 +1,90 @@
-"""Device-resident data pipeline: decode a data set once into a uint8 tensor on the training
-device, then cut, augment and normalize whole batches with tensor operations.
+"""Device-resident data pipeline: a data set decoded once into a uint8 tensor on the training device,
+then whole batches cut, augmented and normalized with tensor operations. Made from the AugmentSpec of
+the subset it replaces (datasets/augment.py): the deterministic head (Resize, CenterCrop) runs once
+per image through the same PIL code at decode time, so evaluation batches equal the per-sample
+path's bit for bit. The random part reproduces torchvision's RandomResizedCrop, RandomHorizontalFlip
+and RandomRotation on PIL images: the same parameter distributions (sample_boxes), drawn from the
+loader's own torch.Generator (state_dict() for --continue), and for given parameters the same
+geometry by one grid_sample per batch (warp):
 
-It is made from the AugmentSpec of the subset it replaces (datasets/augment.py), as the
-per-sample torchvision Compose is: the deterministic head (Resize, CenterCrop) runs once per
-image through the same PIL code at decode time, so evaluation batches equal the per-sample
-path's bit for bit; the random part is drawn and applied by datasets/warp.py. Draws come from
-the loader's own torch.Generator (seeded, state_dict()/load_state_dict() for resuming); the
-global RNG is untouched.
+  crop + resize  bilinear within the crop box, edges clamped to the box (PIL's upscaling)
+  flip           mirror of the resized image
+  rotation       nearest neighbour about the image centre, fill 0 (PIL's Image.rotate)
+
+Known difference: PIL rounds to 8 bits between its horizontal and vertical resize passes; one
+sampling here rounds once, so augmented pixels can differ from PIL's by one grey level.
 """
 import contextlib
 import math
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from datasets.augment import CROP_RATIO
-from datasets.warp import sample_boxes, warp
 
 MEMORY_SHARE = 0.5  # decode only when the images take at most this share of free memory
+CROP_ATTEMPTS = 10  # torchvision's RandomResizedCrop tries 10 boxes before its fallback
+
+
+def sample_boxes(n, height, width, scale, ratio, generator, device):
+    """(top, left, box_h, box_w) of n crops, drawn as torchvision's RandomResizedCrop.get_params:
+    up to 10 tries of area share ~ U(scale), log aspect ~ U(log ratio); else the centre fallback."""
+    area = height * width
+    u = torch.rand(n, CROP_ATTEMPTS, 2, generator=generator, device=device, dtype=torch.float64)
+    target = area * (scale[0] + (scale[1] - scale[0]) * u[..., 0])
+    log_lo, log_hi = math.log(ratio[0]), math.log(ratio[1])
+    aspect = torch.exp(log_lo + (log_hi - log_lo) * u[..., 1])
+    w = torch.round(torch.sqrt(target * aspect))
+    h = torch.round(torch.sqrt(target / aspect))
+    ok = (w > 0) & (w <= width) & (h > 0) & (h <= height)
+    first = ok.to(torch.uint8).argmax(1, keepdim=True)  # first successful try
+    w, h = w.gather(1, first).squeeze(1), h.gather(1, first).squeeze(1)
+    # fallback (no try fitted): the whole image, its aspect clamped into the ratio range
+    in_ratio = width / height
+    if in_ratio < min(ratio):
+        fw, fh = width, round(width / min(ratio))
+    elif in_ratio > max(ratio):
+        fw, fh = round(height * max(ratio)), height
+    else:
+        fw, fh = width, height
+    found = ok.any(1)
+    w = torch.where(found, w, torch.full_like(w, fw))
+    h = torch.where(found, h, torch.full_like(h, fh))
+    pos = torch.rand(n, 2, generator=generator, device=device, dtype=torch.float64)
+    top = torch.where(found, torch.floor(pos[:, 0] * (height - h + 1)).clamp_max(height - h), (height - h) // 2)
+    left = torch.where(found, torch.floor(pos[:, 1] * (width - w + 1)).clamp_max(width - w), (width - w) // 2)
+    return top, left, h, w
+
+
+def warp(images, size, top, left, box_h, box_w, flip, angle, rotate=True):
+    """Crop box -> resize to size x size (bilinear) -> mirror where `flip` -> rotate by `angle`
+    degrees counter-clockwise (nearest, fill 0), as one sampling; float images out, 0..255.
+    rotate=False (no rotation configured) keeps the map separable: rows and columns apart."""
+    n, _, height, width = images.shape
+    f64 = {"device": images.device, "dtype": torch.float64}
+    centre = size / 2
+    if rotate:  # output pixel centre -> position in the flipped, resized image (PIL's affine map)
+        ys, xs = torch.meshgrid(torch.arange(size, **f64) + 0.5 - centre, torch.arange(size, **f64) + 0.5 - centre,
+                                indexing="ij")
+        theta = -torch.deg2rad(angle.to(torch.float64)).view(n, 1, 1)
+        cos, sin = torch.cos(theta), torch.sin(theta)
+        x_in = cos * xs + sin * ys + centre
+        y_in = -sin * xs + cos * ys + centre
+        inside = (x_in >= 0) & (x_in < size) & (y_in >= 0) & (y_in < size)
+        px, py = torch.floor(x_in), torch.floor(y_in)
+    else:
+        px, py = torch.arange(size, **f64).view(1, 1, size), torch.arange(size, **f64).view(1, size, 1)
+    px = torch.where(flip.view(n, 1, 1), size - 1 - px, px)
+    # resize: pixel centre of the resized image -> source coordinate, clamped to the crop box
+    sx = left.view(n, 1, 1) + (px + 0.5) * (box_w.view(n, 1, 1) / size) - 0.5
+    sy = top.view(n, 1, 1) + (py + 0.5) * (box_h.view(n, 1, 1) / size) - 0.5
+    sx = torch.minimum(torch.maximum(sx, left.view(n, 1, 1)), (left + box_w - 1).view(n, 1, 1))
+    sy = torch.minimum(torch.maximum(sy, top.view(n, 1, 1)), (top + box_h - 1).view(n, 1, 1))
+    gx, gy = ((2 * sx + 1) / width - 1).float(), ((2 * sy + 1) / height - 1).float()
+    grid = torch.stack(torch.broadcast_tensors(gx, gy), dim=3)
+    out = F.grid_sample(images.float(), grid, mode="bilinear", padding_mode="border", align_corners=False)
+    return out * inside.unsqueeze(1) if rotate else out
 
 
 def _head_array(base, index, head):
@@ -43,20 +110,24 @@ def free_memory(device):
         return torch.cuda.mem_get_info(device)[0]
     try:
         with open("/proc/meminfo") as f:
-            for line in f:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return None
+            return next(int(line.split()[1]) * 1024 for line in f if line.startswith("MemAvailable:"))
+    except (OSError, StopIteration):
+        return None
+
+
+def num_batches(n, batch_size, world):
+    """Global batches of `n` images; under `world` ranks a last batch too small to give every rank
+    an image is dropped (both pipelines)."""
+    if world > 1 and n % batch_size and n % batch_size < world:
+        return n // batch_size
+    return math.ceil(n / batch_size)
 
 
 def resident_bytes(dataset):
-    """Bytes of the decoded images of `dataset` (a subset with an AugmentSpec), or None where
-    this pipeline does not reproduce it: only an in-memory source (torchvision's MNIST/CIFAR/
-    SVHN, Digits: a `data` array); folder data sets such as TinyImageNet stay per-sample, and so does
-    RandAugment (--recipe modern: per-image PIL operations, no batched equivalent). A crop
-    must only enlarge (PIL's bilinear filter widens when shrinking; one grid_sample does not)."""
+    """Bytes of the decoded images of `dataset` (a subset with an AugmentSpec), or None where this
+    pipeline does not reproduce it: a source not in memory (no `data` array: image folders,
+    TinyImageNet), RandAugment (per-image PIL operations), or a crop that would shrink the image
+    (PIL's bilinear filter widens when shrinking; one grid_sample does not)."""
     spec, base = getattr(dataset, "spec", None), getattr(dataset, "base", None)
     if (spec is None or base is None or getattr(base, "data", None) is None or len(dataset) == 0
             or spec.randaugment is not None):
@@ -67,39 +138,23 @@ def resident_bytes(dataset):
     return len(dataset) * first.size
 
 
-def fits(dataset, device):
-    """Whether `dataset` is one this pipeline reproduces and its images fit comfortably in the
-    memory free on `device` (a training run counts more: engine/placement.py)."""
-    size = resident_bytes(dataset)
-    free = free_memory(device)
-    return size is not None and (free is None or size <= MEMORY_SHARE * free)
-
-
 class ResidentLoader:
-    """Batches (images, labels) of a data set decoded once on `device` (after the head of
-    `spec`), augmented and normalized as `spec` says; iterate once per epoch.
-
-    shuffle: a new permutation per epoch from the loader's generator. shard=(rank, world):
-    every rank draws the same permutation and parameters and keeps its slice [rank::world]
-    of each global batch, so N processes see exactly the images of the 1-process run.
-    """
+    """Batches (images, labels) of images decoded on their device (after the head of `spec`),
+    augmented and normalized as `spec` says; iterate once per epoch. shuffle: a new permutation per
+    epoch. shard=(rank, world): every rank draws the same permutation and parameters and keeps its
+    slice [rank::world] of each global batch, so N processes see the images of the 1-process run."""
 
     def __init__(self, images, labels, batch_size, spec, shuffle=False, seed=0, shard=(0, 1),
                  channels_last=False):
-        self.images, self.labels = images, labels.to(images.device)
-        self.batch_size, self.shuffle, self.spec = batch_size, shuffle, spec
+        self.images, self.labels, self.device = images, labels.to(images.device), images.device
+        self.batch_size, self.shuffle, self.spec, self.channels_last = batch_size, shuffle, spec, channels_last
         self.rank, self.world = shard
-        self.channels_last = channels_last
-        self.device = images.device
         self.mean = torch.tensor(spec.mean, dtype=torch.float32, device=self.device).view(1, -1, 1, 1)
         self.std = torch.tensor(spec.std, dtype=torch.float32, device=self.device).view(1, -1, 1, 1)
         self.generator = torch.Generator(device=self.device).manual_seed(seed)
 
     def __len__(self):
-        n = len(self.labels)
-        if self.world > 1 and n % self.batch_size and n % self.batch_size < self.world:
-            return n // self.batch_size  # a last batch too small to give every rank an image is dropped
-        return math.ceil(n / self.batch_size)
+        return num_batches(len(self.labels), self.batch_size, self.world)
 
     def state_dict(self):
         return {"generator": self.generator.get_state()}
@@ -126,11 +181,8 @@ class ResidentLoader:
         """On CPU, one thread: a batch's augmentation is ~30 small element-wise ops, each too
         small to gain from threads, and on a busy machine every parallel region waits for its
         slowest thread (measured, 2-core CPU under load: 8,000 vs 200 images/s)."""
-        if self.device.type != "cpu" or torch.get_num_threads() == 1:
-            yield
-            return
         threads = torch.get_num_threads()
-        torch.set_num_threads(1)
+        torch.set_num_threads(1 if self.device.type == "cpu" else threads)
         try:
             yield
         finally:
@@ -153,12 +205,14 @@ class ResidentLoader:
 
 def resident_loader(dataset, batch_size, shuffle, device, seed=0, shard=(0, 1), channels_last=False,
                     check_memory=True):
-    """A ResidentLoader for a subset with an AugmentSpec (datasets/trial.py's RemappedSubset),
-    or None where the data set is not one this pipeline reproduces, or (`check_memory`) does
-    not fit (see fits; a training run decides on memory for all its ranks beforehand)."""
-    spec = getattr(dataset, "spec", None)
-    if not (fits(dataset, device) if check_memory else resident_bytes(dataset) is not None):
+    """A ResidentLoader for a subset with an AugmentSpec (datasets/trial.py's RemappedSubset), or
+    None where the data set is not one this pipeline reproduces, or (`check_memory`) its images would
+    take more than MEMORY_SHARE of the memory free on `device` (a training run decides on memory for
+    all its ranks beforehand: engine/placement.py)."""
+    size, free = resident_bytes(dataset), free_memory(device) if check_memory else None
+    if size is None or free is not None and size > MEMORY_SHARE * free:
         return None
+    spec = dataset.spec
     images = decode(dataset.base, dataset.indices, spec.head()).to(device)
     labels = torch.as_tensor(dataset.labels, dtype=torch.int64)
     return ResidentLoader(images, labels, batch_size, spec, shuffle, seed, shard, channels_last)

@@ -1,10 +1,8 @@
-"""Open the raw data sets (torchvision classes, ImageFolder, Digits) under --data_root.
-
-Each opener returns a data set whose items are (PIL image, label) and whose labels
-`source_labels` reads without decoding any image. Missing files are downloaded where
-the network allows; otherwise, and for corrupt files, a UserError says what is expected
-where. torchvision's md5 checks are relaxed to existence checks so that any file in the
-real format loads (corrupt files still fail, when parsed, with a clear message).
+"""Open the raw data sets (torchvision's classes, TinyImageNet's folders, Digits) under --data_root:
+items (PIL image, label), labels read by `source_labels` without decoding an image. Missing files
+are downloaded where the network allows; otherwise, and for corrupt files, a UserError says what is
+expected where. torchvision's md5 checks are relaxed to existence checks so that any file in the
+real format loads (a corrupt one still fails, when parsed, with a clear message).
 """
 import contextlib
 import gzip
@@ -54,6 +52,9 @@ class _SVHN(tvd.SVHN):
         return os.path.isfile(os.path.join(self.root, self.filename))
 
 
+TORCHVISION = {"MNIST": tvd.MNIST, "FashionMNIST": tvd.FashionMNIST, "CIFAR10": _CIFAR10, "CIFAR100": _CIFAR100}
+
+
 def expected_files(source, root, train):
     """The files (or folders) a source needs, for messages and the missing-data check."""
     if source in ("MNIST", "FashionMNIST"):  # torchvision opens either split only when all four files are there
@@ -74,9 +75,8 @@ def expected_files(source, root, train):
 
 def _describe(paths):
     """'folder/{a, b}' for messages: which files are expected where, on one line."""
-    folder = os.path.dirname(paths[0])
-    names = [os.path.basename(p) for p in paths]
-    return os.path.join(folder, names[0]) if len(names) == 1 else f"{folder}/{{{', '.join(names)}}}"
+    folder, names = os.path.dirname(paths[0]), ", ".join(os.path.basename(p) for p in paths)
+    return paths[0] if len(paths) == 1 else f"{folder}/{{{names}}}"
 
 
 def _one_line(error):
@@ -110,93 +110,67 @@ def _gunzip_idx(source, root):
 
 
 def _construct(source, root, train, download):
-    split = "train" if train else "test"
-    if source == "MNIST":
-        return tvd.MNIST(root, train=train, download=download)
-    if source == "FashionMNIST":
-        return tvd.FashionMNIST(root, train=train, download=download)
+    if source in TORCHVISION:
+        return TORCHVISION[source](root, train=train, download=download)
     if source == "SVHN":
-        return _SVHN(os.path.join(root, "svhn"), split=split, download=download)
-    if source == "CIFAR10":
-        return _CIFAR10(root, train=train, download=download)
-    if source == "CIFAR100":
-        return _CIFAR100(root, train=train, download=download)
+        return _SVHN(os.path.join(root, "svhn"), split="train" if train else "test", download=download)
     if source == "TinyImageNet":
         return SafeImageFolder(expected_files(source, root, train)[0])
-    if source == "Digits":
-        return Digits(train=train)
-    raise UserError(f"unknown data source {source!r}")
+    return Digits(train=train)  # scikit-learn's: nothing to read
 
 
 def open_source(source, root, train, download=True):
-    """Open one split of a raw source; UserError when it is missing offline or corrupt."""
+    """Open the training or test set of a raw source; UserError when it is missing offline or corrupt."""
     if source in ("MNIST", "FashionMNIST"):
         _gunzip_idx(source, root)
     missing = [p for p in expected_files(source, root, train) if not os.path.exists(p)]
     if missing and source == "TinyImageNet":
         raise UserError(f"TinyImageNet not found: expected {missing[0]}; set it up with "
-                        f"`python datasets/setup_tinyimagenet.py --data_root {shlex.quote(root)}`")
-    if missing:
-        # Fashion-MNIST has an offline route: the Debian package (read by _gunzip_idx)
-        apt = (f"`apt-get install dataset-fashion-mnist` (files in {system_fashion_mnist()}), "
-               if source == "FashionMNIST" else "")
-        if not download:
-            raise UserError(f"{source} not found under {root}: expected {_describe(missing)}; "
-                            f"{apt}put the files there, or drop --no_download to fetch them")
-        try:
-            # torchvision prints each mirror it tries; the error below sums a failure up in one line
-            with contextlib.redirect_stdout(io.StringIO()):
-                dataset = _construct(source, root, train, download=True)
-        except Exception as e:  # any download failure: offline, proxy, bad mirror
-            raise UserError(f"{source} not found under {root} (expected {_describe(missing)}) and "
-                            f"the download failed ({_one_line(e)}); "
-                            f"{apt or 'copy the files there '}or connect to the network") from None
-    else:
-        dataset = _open_present(source, root, train)
-    _check_labels(dataset, source, root)
-    return dataset
-
-
-def _open_present(source, root, train):
-    """The source from the files already there; a one-line UserError when they cannot be read."""
+                        f"`python scripts/setup_tinyimagenet.py --data_root {shlex.quote(root)}`")
+    # Fashion-MNIST has an offline route: the Debian package (read by _gunzip_idx)
+    apt = (f"`apt-get install dataset-fashion-mnist` (files in {system_fashion_mnist()}), "
+           if source == "FashionMNIST" else "")
+    if missing and not download:
+        raise UserError(f"{source} not found under {root}: expected {_describe(missing)}; "
+                        f"{apt}put the files there, or drop --no_download to fetch them")
     if source == "TinyImageNet" and not train:  # training reads train/ alone
         _check_tinyimagenet_folders(root)
-    try:
-        return _construct(source, root, train, download=False)
+    try:  # torchvision prints each mirror it tries; the errors below sum a failure up in one line
+        with contextlib.redirect_stdout(io.StringIO()):
+            dataset = _construct(source, root, train, download=bool(missing))
     except UserError:
         raise
     except ImportError as e:  # e.g. SVHN's .mat files need scipy: not a corrupt file
         raise UserError(f"reading {source} needs the Python module {e.name or e}, which is not installed; "
                         f"install it (see requirements.txt)") from None
-    except Exception as e:
+    except Exception as e:  # a download failure (offline, proxy, bad mirror), else damaged files
+        if missing:
+            raise UserError(f"{source} not found under {root} (expected {_describe(missing)}) and the download "
+                            f"failed ({_one_line(e)}); {apt or 'copy the files there '}or connect to the "
+                            f"network") from None
         raise UserError(f"{source} files under {root} are corrupt or truncated "
                         f"({_one_line(e)}); delete them and download again") from None
+    _check_labels(dataset, source, root)
+    return dataset
 
 
 def _check_tinyimagenet_folders(root):
-    """val/ (the test split) must list the classes of train/: a class id is a folder's place in
-    the sorted list, so a folder missing from one side, or val/images left unsorted (which
-    ImageFolder would take for a class), would silently give the test images other classes' ids."""
+    """val/ (the test set) must list the classes of train/: a class id is a folder's place in the
+    sorted list, so a folder missing from one side, or val/images left unsorted (which ImageFolder
+    would take for a class), would silently give the test images other classes' ids."""
     top = os.path.join(root, "tiny-imagenet-200")
+    setup = f"`python scripts/setup_tinyimagenet.py --data_root {shlex.quote(root)}`"
     if os.path.isdir(os.path.join(top, "val", "images")):
-        raise UserError(f"{os.path.join(top, 'val', 'images')} is not sorted into class folders; run "
-                        f"`python datasets/setup_tinyimagenet.py --data_root {shlex.quote(root)}`")
-    folders = {}
-    for part in ("train", "val"):
-        path = os.path.join(top, part)
-        if not os.path.isdir(path):
-            return  # val/ alone: nothing to compare with
-        try:
-            folders[part] = sorted(e.name for e in os.scandir(path) if e.is_dir())
-        except OSError as e:
-            raise UserError(f"cannot list {path} ({e.strerror}); fix its permissions") from None
-    if folders["train"] != folders["val"]:
-        only = sorted(set(folders["train"]) ^ set(folders["val"]))
-        raise UserError(f"TinyImageNet under {top}: train/ and val/ hold different class folders "
-                        f"(in one only: {brief(only)}); set the folder up again with datasets/setup_tinyimagenet.py")
-    if len(folders["train"]) > NUM_CLASSES["TinyImageNet"]:
-        raise UserError(f"TinyImageNet under {top} has {len(folders['train'])} class folders; it has "
-                        f"{NUM_CLASSES['TinyImageNet']}: remove the others")
+        raise UserError(f"{os.path.join(top, 'val', 'images')} is not sorted into class folders; run {setup}")
+    if not os.path.isdir(os.path.join(top, "train")):
+        return  # val/ alone: nothing to compare with
+    try:
+        train, val = (sorted(e.name for e in os.scandir(os.path.join(top, p)) if e.is_dir()) for p in ("train", "val"))
+    except OSError as e:
+        raise UserError(f"cannot list {e.filename} ({e.strerror}); fix its permissions") from None
+    if train != val:
+        raise UserError(f"TinyImageNet under {top}: train/ and val/ hold different class folders (in one only: "
+                        f"{brief(sorted(set(train) ^ set(val)))}); set the folder up again with {setup}")
 
 
 def _check_labels(dataset, source, root):

@@ -1,9 +1,5 @@
-"""Class splits: which classes of a data set are known in a trial (its split file), and the
-labels' fingerprint that keys every cache made from them (the train/val partition is in
-datasets/partition.py, the per-trial normalization in datasets/normalization.py).
-
-Everything here is a pure function of the labels and the split file, so two machines with
-the same data get the same split.
+"""Class splits: which classes of a data set are known in a trial (its split file); the labels'
+fingerprint that keys every cache made from the data; `brief`, a list cut short for a message.
 """
 import hashlib
 import os
@@ -17,10 +13,6 @@ from core.values import is_whole_number
 DATASETS_DIR = os.path.dirname(os.path.abspath(__file__))
 
 
-def split_path(dataset, trial):
-    return os.path.join(DATASETS_DIR, dataset, "class_splits", f"{trial}.json")
-
-
 def brief(values, limit=120):
     """repr(values) for a message, cut short: a split file may list thousands of ids, or an id of
     thousands of digits, and the message must stay one readable line."""
@@ -28,40 +20,40 @@ def brief(values, limit=120):
     return text if len(text) <= limit else text[:limit] + " ...]"
 
 
-def read_split_json(path, label, fix, example=None):
-    """The JSON object of a split file with 'Known' and 'Unknown' keys, or a one-line UserError
-    naming the file as `label`; `fix` ends the invalid-JSON message, `example` the shape one."""
+def read_split_json(path, label, fix, kind, valid, example=None):
+    """(known, unknown) lists of a split file, the file named as `label` in a one-line UserError when
+    it is not JSON (`fix` ends that message), not {"Known": [...], "Unknown": [...]} (`example`), or
+    its lists are not of `kind` (`valid` items), repeat a class or name no unknown class."""
     split = read_json(path, label, fix)
     if not isinstance(split, dict) or not {"Known", "Unknown"} <= set(split):
         raise UserError(f"{label} {path} must hold an object with 'Known' and 'Unknown' lists"
                         + (f", e.g. {example}" if example else ""))
-    return split
+    for key in ("Known", "Unknown"):
+        if not isinstance(split[key], list) or not all(valid(i) for i in split[key]):
+            raise UserError(f"{key} in {path} must be a list of {kind}")
+        if len(set(split[key])) != len(split[key]):
+            raise UserError(f"{key} in {path} repeats a class: {brief(split[key])}; list each class once")
+    if not split["Unknown"]:
+        raise UserError(f"{path} lists no unknown class: open-set evaluation needs at least one")
+    return split["Known"], split["Unknown"]
 
 
 def load_class_split(dataset, trial, num_known, num_classes, num_unknown_source_classes=None, path=None):
-    """Read and check datasets/<dataset>/class_splits/<trial>.json (or `path`, a --split_file)
-    -> (known, unknown) lists.
-
-    `num_unknown_source_classes` is set when unknowns come from another data set (CIFAR+N:
-    CIFAR-100), whose class ids may coincide with known CIFAR-10 ids.
-    """
+    """(known, unknown) class ids of datasets/<dataset>/class_splits/<trial>.json (or `path`, a
+    --split_file), checked. `num_unknown_source_classes`: unknowns come from another data set
+    (CIFAR+N: CIFAR-100), whose class ids may coincide with the known (CIFAR-10) ones."""
     if path is not None and not os.path.exists(path):
         raise UserError(f"split file {path} not found; write {{\"Known\": [...], \"Unknown\": [...]}} there "
                         f"with class ids of {dataset}")
-    path = path or split_path(dataset, trial)
+    path = path or os.path.join(DATASETS_DIR, dataset, "class_splits", f"{trial}.json")
     if not os.path.exists(path):  # a folder in its place is named by read_json
         have = sorted(int(f[:-5]) for f in os.listdir(os.path.dirname(path))
                       if f.endswith(".json") and f[:-5].isdigit()) if os.path.isdir(os.path.dirname(path)) else []
         raise UserError(f"no class split file for {dataset} trial {trial} ({path}); trials with "
                         f"a file: {have}; write {{\"Known\": [...], \"Unknown\": [...]}} there to add one")
-    split = read_split_json(path, "class split file", "fix or delete it")
-    known, unknown = split["Known"], split["Unknown"]
-    unknown_range = num_unknown_source_classes or num_classes
-    for key, ids, limit in (("Known", known, num_classes), ("Unknown", unknown, unknown_range)):
-        if not isinstance(ids, list) or not all(is_whole_number(i) for i in ids):
-            raise UserError(f"{key} in {path} must be a list of integer class ids")
-        if len(set(ids)) != len(ids):
-            raise UserError(f"{key} in {path} repeats a class id: {brief(ids)}; list each class once")
+    known, unknown = read_split_json(path, "class split file", "fix or delete it", "integer class ids", is_whole_number)
+    unknown_limit = num_unknown_source_classes or num_classes
+    for key, ids, limit in (("Known", known, num_classes), ("Unknown", unknown, unknown_limit)):
         bad = [i for i in ids if not 0 <= i < limit]
         if bad:
             raise UserError(f"{key} in {path} has class ids {brief(bad)} outside 0..{limit - 1}; use ids of "
@@ -69,8 +61,6 @@ def load_class_split(dataset, trial, num_known, num_classes, num_unknown_source_
     if len(known) != num_known:
         raise UserError(f"{path} lists {len(known)} known classes but the config of {dataset} "
                         f"expects num_known_classes = {num_known}")
-    if not unknown:
-        raise UserError(f"{path} lists no unknown class: open-set evaluation needs at least one")
     if num_unknown_source_classes is None and set(known) & set(unknown):
         raise UserError(f"{path} lists classes {brief(sorted(set(known) & set(unknown)))} as both Known and Unknown; "
                         f"keep each in one list")
@@ -78,5 +68,6 @@ def load_class_split(dataset, trial, num_known, num_classes, num_unknown_source_
 
 
 def labels_fingerprint(labels):
+    """Count and SHA-1 of the labels: a cache made from other labels is not used."""
     labels = np.ascontiguousarray(np.asarray(labels, dtype=np.int64))
     return {"num_samples": int(len(labels)), "labels_sha1": hashlib.sha1(labels.tobytes()).hexdigest()}

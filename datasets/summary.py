@@ -1,4 +1,4 @@
-"""The start-up summary of one trial's data, printed before training starts: images per split,
+"""The start-up summary of one trial's data, printed before training starts: images per part,
 the known and unknown classes by name, the images' size and mode and what they are converted to,
 and (image folders) the files left out.
 
@@ -24,62 +24,40 @@ def _names(names, limit=12):
 def _sizes(sizes):
     """'28x28' or '20x28..64x48' (smallest and largest area) of a set of (width, height)."""
     ordered = sorted(sizes, key=lambda wh: (wh[0] * wh[1], wh))
-    first, last = ordered[0], ordered[-1]
-    text = f"{first[0]}x{first[1]}"
-    return text if first == last else f"{text}..{last[0]}x{last[1]}"
-
-
-def source_images(data):
-    """What the raw training images are: (sizes as text, mode as text), from the data set's own
-    array (in-memory data sets) or the headers an image folder's check read; None when unknown
-    (TinyImageNet's files are not opened before training)."""
-    train = data.train_set
-    modes = getattr(train, "image_modes", None)
-    if modes is not None:  # an image folder: every file's header was read
-        return _sizes(train.image_sizes), ", ".join(f"{m} {n}" for m, n in sorted(modes.items()))
-    array = getattr(train, "data", None)
-    if array is None:
-        return None
-    shape = np.shape(array)
-    if data.known_source in CHANNELS_FIRST:
-        shape = (shape[0], *shape[2:], shape[1])
-    height, width = shape[1:3]
-    channels = shape[3] if len(shape) > 3 else 1
-    return f"{width}x{height}", MODE_OF_CHANNELS.get(channels, f"{channels} channels")
+    (w0, h0), (w1, h1) = ordered[0], ordered[-1]
+    return f"{w0}x{h0}" if (w0, h0) == (w1, h1) else f"{w0}x{h0}..{w1}x{h1}"
 
 
 def conversion(data):
-    """'28x28 grey -> 32x32 grey (resized 28 -> 32)': the images as stored and as the network sees them."""
-    size, channels = data.cfg["im_size"], data.cfg["im_channels"]
+    """'28x28 grey -> 32x32 grey (resized 28 -> 32)': the training images as stored (an in-memory data
+    set's array, or the headers an image folder's check read; TinyImageNet's files are not opened
+    before training) and as the network sees them."""
+    size, channels, train = data.cfg["im_size"], data.cfg["im_channels"], data.train_set
     target = f"{size}x{size} {MODE_OF_CHANNELS[channels]}"
-    found = source_images(data)
-    if found is None:
+    if getattr(train, "image_modes", None) is not None:  # an image folder
+        modes = ", ".join(f"{m} {n}" for m, n in sorted(train.image_modes.items()))
+        return f"images {_sizes(train.image_sizes)} ({modes}) -> {target} (shorter side resized to {size}, centre cut)"
+    if getattr(train, "data", None) is None:
         return f"images -> {target} (shorter side resized to {size}, centre cut)"
-    sizes, mode = found
-    if data.folder is not None:
-        return f"images {sizes} ({mode}) -> {target} (shorter side resized to {size}, centre cut)"
-    changes = []
-    if sizes != f"{size}x{size}":
-        changes.append(f"resized {sizes.split('x')[0]} -> {size}")
+    shape = np.shape(train.data)
+    if data.known_source in CHANNELS_FIRST:
+        shape = (shape[0], *shape[2:], shape[1])
+    height, width, stored = shape[1], shape[2], shape[3] if len(shape) > 3 else 1
+    mode = MODE_OF_CHANNELS.get(stored, f"{stored} channels")
+    changes = [f"resized {width} -> {size}"] if (width, height) != (size, size) else []
     if mode != MODE_OF_CHANNELS[channels]:
         changes.append(f"{mode} -> {channels} channel{'s' if channels > 1 else ''}")
-    return f"images {sizes} {mode} -> {target}" + (f" ({', '.join(changes)})" if changes else "")
-
-
-def count_test_images(data, listing):
-    """(known, unknown) test images of an image folder, counted from its test/ `listing`."""
-    counts = collections.Counter(label for _, label in listing.samples)
-    return sum(counts[c] for c in data.known), sum(counts[c] for c in data.unknown)
+    return f"images {width}x{height} {mode} -> {target}" + (f" ({', '.join(changes)})" if changes else "")
 
 
 def summary_line(data):
-    """The one line said before training starts (see the module's docstring). Test images are
-    counted for image folders (a listing, no image read); the other data sets' official test
-    splits are opened by evaluation only."""
+    """The one line said before training starts. Test images are counted for image folders (a
+    listing, no image read); the other data sets' official test sets are opened by evaluation only."""
     parts = [f"{len(data.train_idx)} train, {len(data.val_idx)} val images"]
-    listing = data.folder.list_test() if data.folder is not None else None
+    listing = data.folder.list_images("test") if data.folder is not None else None
     if listing is not None:
-        parts[0] += "; test {} known, {} unknown".format(*count_test_images(data, listing))
+        counts = collections.Counter(label for _, label in listing.samples)
+        parts[0] += f"; test {sum(counts[c] for c in data.known)} known, {sum(counts[c] for c in data.unknown)} unknown"
     parts.append(f"{len(data.known)} known classes ({_names(data.known_names)}), "
                  f"{len(data.unknown)} unknown ({_names(data.unknown_names)})")
     parts.append(conversion(data))

@@ -1,8 +1,7 @@
-"""One trial of one data set: class split, train/val/test subsets, their augmentation specs.
-
-Known labels are remapped to 0..N-1 in ascending order of the original class id through
-one lookup tensor; every unknown image gets the label N.
-"""
+"""One trial of one data set (OpenSetData): its class split, the train/validation partition of the
+official training set, the test sets, each subset with its augmentation spec. Known labels are
+remapped to 0..N-1 in ascending order of the original class id through one lookup tensor; every
+unknown image gets the label N."""
 import os
 
 import numpy as np
@@ -12,12 +11,12 @@ from torch.utils.data import Dataset
 from core.errors import UserError
 from datasets.augment import AugmentSpec
 from datasets.cache import resolve_cache_dir
-from datasets.classnames import TrialClasses, class_names, describe_classes, image_origins
+from datasets.classnames import TrialClasses, class_names, image_origins
 from datasets.config import OVERRIDE_FLAGS, apply_overrides, load_config
 from datasets.folder import FolderData
 from datasets.names import FOLDER_DATASET, SOURCES
 from datasets.normalization import RAW_PIXELS, cached_normalization, listed_normalization, raw_pixel_stats
-from datasets.partition import trainval_split
+from datasets.partition import trainval_partition
 from datasets.sources import CHANNELS_FIRST, NUM_CLASSES, open_source, source_labels
 from datasets.splits import load_class_split
 
@@ -33,8 +32,8 @@ def read_item(base, index):
 
 
 class RemappedSubset(Dataset):
-    """Images `indices` of a raw data set with remapped labels, transformed as `spec` says
-    (an AugmentSpec; the resident pipeline reads the same spec)."""
+    """Images `indices` of a raw data set with remapped labels, transformed as `spec` (an
+    AugmentSpec, which the resident pipeline reads too) says."""
 
     def __init__(self, base, indices, labels, spec):
         self.base, self.indices, self.labels, self.spec = base, indices, labels, spec
@@ -44,22 +43,17 @@ class RemappedSubset(Dataset):
         return len(self.indices)
 
     def __getitem__(self, i):
-        image, _ = read_item(self.base, int(self.indices[i]))
-        return self.transform(image), self.labels[i]
+        return self.transform(read_item(self.base, int(self.indices[i]))[0]), self.labels[i]
 
 
 class OpenSetData:
-    """Everything one trial needs; test sets are opened only when asked for.
-
-    `split_file` replaces datasets/<dataset>/class_splits/<trial>.json (for ImageFolder it is
-    required and names class folders, see datasets/folder.py). `cache_dir`: the cache folder
-    (datasets/cache.py) of the partition and normalization; None: made, nothing cached.
-    `from_sources` builds a trial over sources already open (in memory)."""
+    """Everything one trial needs; test sets are opened only when asked for. `split_file`: in place of
+    datasets/<dataset>/class_splits/<trial>.json (ImageFolder: required, naming class folders).
+    `cache_dir`: the cache folder of the partition and normalization; None: made, nothing cached."""
 
     def __init__(self, dataset, trial, data_root="datasets/data", download=True, config=None, split_file=None,
                  cache_dir=None):
-        self.root, self.download = data_root, download
-        self._test_sets = {}  # source -> its opened test split (see _test_set)
+        self.root, self.download, self._test_sets = data_root, download, {}  # source -> its opened test set
         cfg = dict(config if config is not None else load_config(dataset))
         self.folder = None
         if dataset == FOLDER_DATASET:
@@ -70,17 +64,14 @@ class OpenSetData:
             num_classes = len(self.folder.classes)
         else:
             self.known_source, self.unknown_source = SOURCES[dataset]
-            separate = self.unknown_source != self.known_source
-            known, unknown = load_class_split(
-                dataset, trial, cfg["num_known_classes"], NUM_CLASSES[self.known_source],
-                NUM_CLASSES[self.unknown_source] if separate else None, path=split_file)
             num_classes = NUM_CLASSES[self.known_source]
+            known, unknown = load_class_split(dataset, trial, cfg["num_known_classes"], num_classes, path=split_file,
+                                              num_unknown_source_classes=NUM_CLASSES[self.unknown_source]
+                                              if self.unknown_source != self.known_source else None)
         self._set_classes(dataset, trial, cfg, known, unknown, num_classes)
-
         self.train_set = self._open(self.known_source, train=True)
         self.train_labels = labels = source_labels(self.train_set)  # read once, reused by every subset
-        self._set_class_names(self.folder.classes if self.folder else
-                              class_names(self.train_set, num_classes))
+        self._set_class_names(self.folder.classes if self.folder else class_names(self.train_set, num_classes))
         absent = [c for c in self.known if not (labels == c).any()]
         if absent:
             raise UserError(f"known classes {self.describe(absent)} of {dataset} trial {trial} have no "
@@ -88,11 +79,11 @@ class OpenSetData:
         if cache_dir is not None:  # this data set's own folder in it
             cache_dir = self.folder.cache_folder(cache_dir) if self.folder else os.path.join(cache_dir, dataset)
         self.cache_dir = cache_dir
-        split = trainval_split(dataset, labels, self.cfg["val_fraction"], num_classes, self.cache_dir)
-        self.train_idx = np.sort(np.concatenate([split["Train"][str(c)] for c in self.known])).astype(np.int64)
-        self.val_idx = np.sort(np.concatenate([split["Val"][str(c)] for c in self.known])).astype(np.int64)
-        # image folders: a digest of the training images' bytes, part of every cache's key (None:
-        # built-in data sets, whose files are fixed)
+        partition = trainval_partition(dataset, labels, self.cfg["val_fraction"], num_classes, self.cache_dir)
+        self.train_idx, self.val_idx = (np.sort(np.concatenate([partition[part][str(c)] for c in self.known]))
+                                        .astype(np.int64) for part in ("Train", "Val"))
+        # image folders: a digest of the training images' bytes, in every cache's key (built-in data
+        # sets: None, their files are fixed)
         self.source_fingerprint = self.folder.fingerprint(self.train_set) if self.folder else None
         self.mean, self.std = self._normalization()
 
@@ -107,37 +98,16 @@ class OpenSetData:
                    split_file=getattr(args, "split_file", None),
                    cache_dir=resolve_cache_dir(getattr(args, "cache_dir", None)))
 
-    @classmethod
-    def from_sources(cls, name, config, train_set, test_set, known, unknown, trial=0, source="memory"):
-        """A trial over sources already open, such as images in memory (benchmarks/speed.py):
-        items (PIL image, label), labels as source_labels reads them, class ids indexing both
-        sets; `test_set` holds the known and the unknown test images. Nothing is read from or
-        written to disk: every training image of a known class both trains and validates, and
-        mean/std are the config's listed row for `trial`, else those of the known training images."""
-        data = cls.__new__(cls)
-        data.root, data.download, data.folder, data.source_fingerprint = source, False, None, None
-        data.known_source = data.unknown_source = source
-        data._test_sets = {source: test_set}
-        data._set_classes(name, trial, dict(config), list(known), list(unknown), max([*known, *unknown]) + 1)
-        data.train_set, data.train_labels = train_set, source_labels(train_set)
-        data.train_idx = data.val_idx = np.flatnonzero(np.isin(data.train_labels, data.known))
-        listed = listed_normalization(data.cfg, trial)
-        data.mean, data.std = listed if listed is not None else data._pixel_stats()
-        data._set_class_names(class_names(train_set, len(data.label_map)))
-        return data
-
     def _set_classes(self, name, trial, cfg, known, unknown, num_classes):
         self.name, self.trial, self.cfg = name, trial, cfg
-        self.known, self.unknown = known, unknown
-        self.num_known = len(known)
+        self.known, self.unknown, self.num_known = known, unknown, len(known)
         # lookup table: original class id -> 0..N-1 for known (ascending id), N for the rest
         self.label_map = torch.full((num_classes,), self.num_known, dtype=torch.int64)
         self.label_map[sorted(self.known)] = torch.arange(self.num_known)
 
     def _set_class_names(self, names):
-        """`names`: of each class id of the known source (datasets/classnames.py). class_names: of
-        each known label 0..N-1; known_names / unknown_names: in the split file's order (unknown
-        classes of another source, CIFAR+N's CIFAR-100 ones: their ids as text)."""
+        """`names`: of each class id of the known source. class_names: of each known label 0..N-1;
+        known_names / unknown_names: in the split file's order (CIFAR+N's CIFAR-100 ones: their ids)."""
         self.source_names = names
         self.class_names = [names[c] for c in sorted(self.known)]
         self.known_names = [names[c] for c in self.known]
@@ -145,31 +115,28 @@ class OpenSetData:
         self.unknown_names = [names[c] if same else str(c) for c in self.unknown]
 
     def describe(self, ids):
-        """Class ids (as the split file has them) named for a message: 'cat' (id 3), ..."""
-        return describe_classes(ids, self.source_names, by_name=self.folder is not None)
+        """Class ids (as the split file has them) named for a message: "'cat' (id 3), 2" (a class
+        named by its id: the id alone); image folders, whose split files list names: "'cat'"."""
+        names = self.source_names
+        if self.folder is not None:
+            return ", ".join(repr(names[c]) for c in ids)
+        return ", ".join(str(c) if names[c] == str(c) else f"{names[c]!r} (id {c})" for c in ids)
 
     def describe_labels(self, labels):
         """Known labels 0..N-1 (remapped) named for a message, by their class and split-file id."""
         return self.describe([sorted(self.known)[int(label)] for label in labels])
 
-    def names_of(self, source):
-        """The name of each class id of `source` (the known or the unknown classes' source)."""
-        if source == self.known_source:
-            return self.source_names
-        return class_names(self._test_set(source), NUM_CLASSES[source])
-
     def trial_classes(self, known_test, unknown_test):
         """The TrialClasses of this trial; `known_test`, `unknown_test`: its test subsets."""
         (known_ids, known_paths), (unknown_ids, unknown_paths) = map(image_origins, (known_test, unknown_test))
-        unknown_names = self.names_of(self.unknown_source)
+        unknown_names = (self.source_names if self.unknown_source == self.known_source else
+                         class_names(self._test_set(self.unknown_source), NUM_CLASSES[self.unknown_source]))
         return TrialClasses(sorted(int(c) for c in self.known), list(self.class_names),
                             [int(c) for c in self.unknown], [unknown_names[c] for c in self.unknown],
                             known_ids, unknown_ids, known_paths, unknown_paths)
 
     def _open(self, source, train):
-        if self.folder is not None:
-            return self.folder.open(train)
-        return open_source(source, self.root, train=train, download=self.download)
+        return self.folder.open(train) if self.folder else open_source(source, self.root, train, self.download)
 
     def spec(self, kind):
         """The AugmentSpec of `kind` (train, eval, anchor) for this trial's config and normalization."""
@@ -179,37 +146,27 @@ class OpenSetData:
         listed = listed_normalization(self.cfg, self.trial)
         if listed is not None:
             return listed
-        source = RAW_PIXELS
-        if self.folder:
-            source += f":{self.source_fingerprint}:{self.cfg['im_channels']}ch"
+        source = RAW_PIXELS + (f":{self.source_fingerprint}:{self.cfg['im_channels']}ch" if self.folder else "")
         return cached_normalization(self.name, self.trial, self.known, self.train_labels, self.cfg["im_size"],
                                     self._pixel_stats, source=source, channels=self.cfg["im_channels"],
                                     folder=self.cache_dir)
 
-    def _pixel_stats(self):
-        """Mean and std of the known classes' training pixels, all of them (train and val parts)."""
-        known_idx = np.flatnonzero(np.isin(self.train_labels, self.known))
-        return raw_pixel_stats(self._raw_images(known_idx), self.cfg["im_channels"])
-
-    def _raw_images(self, indices, chunk=1024):
-        """uint8 arrays (n, H, W) or (n, H, W, C) of training images `indices`, a chunk at a time:
-        the files' own pixels (an in-memory data set's `data`), or each image as read (folders)."""
+    def _pixel_stats(self, chunk=1024):
+        """Mean and std of the known classes' training pixels, all of them (train and val parts):
+        the files' own pixels (an in-memory data set's `data`), else each image as read (folders)."""
+        indices = np.flatnonzero(np.isin(self.train_labels, self.known))
         data = getattr(self.train_set, "data", None)
         if data is not None:
-            data = np.asarray(data)
-            if self.known_source in CHANNELS_FIRST:
-                data = data.transpose(0, 2, 3, 1)
-            for start in range(0, len(indices), chunk):
-                yield data[indices[start:start + chunk]]
-            return
-        for index in indices:
-            yield np.asarray(read_item(self.train_set, int(index))[0])[None]
+            data = np.asarray(data).transpose(0, 2, 3, 1) if self.known_source in CHANNELS_FIRST else np.asarray(data)
+            chunks = (data[indices[start:start + chunk]] for start in range(0, len(indices), chunk))
+        else:
+            chunks = (np.asarray(read_item(self.train_set, int(i))[0])[None] for i in indices)
+        return raw_pixel_stats(chunks, self.cfg["im_channels"])
 
     def _train_subset(self, indices, kind):
         labels = self.label_map[torch.from_numpy(self.train_labels[indices])]
         return RemappedSubset(self.train_set, indices, labels, self.spec(kind))
 
-    # data sets of the trial
     def train_dataset(self):
         return self._train_subset(self.train_idx, "train")
 
@@ -220,28 +177,24 @@ class OpenSetData:
         return self._train_subset(self.train_idx, "anchor")
 
     def _test_set(self, source):
-        """The test split of `source`, opened (read and parsed) once per trial: known and
-        unknown test images of a single-source data set come from the same files."""
+        """The test set of `source`, opened once per trial (known and unknown test images may share it)."""
         if source not in self._test_sets:
             self._test_sets[source] = self._open(source, train=False)
         return self._test_sets[source]
 
-    def known_test_dataset(self):
-        test = self._test_set(self.known_source)
+    def _test_subset(self, part, source, classes):
+        test = self._test_set(source)
         labels = source_labels(test)
-        idx = np.flatnonzero(np.isin(labels, self.known))
+        idx = np.flatnonzero(np.isin(labels, classes))
         if len(idx) == 0:
-            raise UserError(f"the {self.known_source} test set under {self.root} has no image of "
-                            f"the known classes {self.class_names}")
-        return RemappedSubset(test, idx, self.label_map[torch.from_numpy(labels[idx])], self.spec("eval"))
+            named = self.describe(classes) if source == self.known_source else ", ".join(map(str, classes))
+            raise UserError(f"the {source} test set under {self.root} has no image of the {part} classes {named}")
+        remapped = (self.label_map[torch.from_numpy(labels[idx])] if part == "known"
+                    else torch.full((len(idx),), self.num_known, dtype=torch.int64))
+        return RemappedSubset(test, idx, remapped, self.spec("eval"))
+
+    def known_test_dataset(self):
+        return self._test_subset("known", self.known_source, self.known)
 
     def unknown_test_dataset(self):
-        test = self._test_set(self.unknown_source)
-        idx = np.flatnonzero(np.isin(source_labels(test), self.unknown))
-        if len(idx) == 0:
-            unknown = (self.describe(self.unknown) if self.unknown_source == self.known_source
-                       else ", ".join(map(str, self.unknown)))
-            raise UserError(f"the {self.unknown_source} test set under {self.root} has no image of "
-                            f"the unknown classes {unknown}")
-        return RemappedSubset(test, idx, torch.full((len(idx),), self.num_known, dtype=torch.int64),
-                              self.spec("eval"))
+        return self._test_subset("unknown", self.unknown_source, self.unknown)

@@ -13,9 +13,8 @@ from networks.wideresnet import WideResNetEncoder
 
 def build_encoder(backbone, num_channels, im_size, dropout):
     """Return an encoder with an `out_features` attribute; forward gives (batch, out_features)."""
-    problem = im_size_problem(im_size)
-    if problem:
-        raise UserError(f"image size {im_size} {problem}: resize images to e.g. 32 or 64")
+    if im_size_problem(im_size):
+        raise UserError(f"image size {im_size} {im_size_problem(im_size)}: resize images to e.g. 32 or 64")
     if backbone == "cnn":
         return CNNEncoder(num_channels, im_size, dropout)
     if backbone in RESNETS:

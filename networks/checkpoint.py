@@ -1,10 +1,7 @@
-"""Checkpoints: plain dicts {'net': state_dict, 'acc', 'epoch', + how the network was built},
-made by make_checkpoint.
-
-Loading accepts this project's files and the original code's (aliased layer names,
-`means` instead of `anchors`, unused `covars`/`invcovars`), always with
-`weights_only=True` so a checkpoint can never run code, onto the network's device.
-Saving writes a temporary file then renames it, so a crash never leaves half a file.
+"""Checkpoints: plain dicts {'net': state_dict, 'acc', 'epoch', + how the network was built}
+(make_checkpoint), written atomically. Loading accepts this project's files and the original
+code's (aliased layer names, `means` instead of `anchors`, unused `covars`/`invcovars`), always
+with `weights_only=True` so a checkpoint can never run code, onto the network's device.
 """
 import hashlib
 import io
@@ -24,20 +21,19 @@ _UNUSED = ("covars", "invcovars")  # Gaussian fits saved by the original, never 
 
 
 def make_checkpoint(net, acc, epoch, config, method, dataset, trial, known_classes, args, git):
-    """A best-checkpoint dict: the original's {'net', 'acc', 'epoch'} (`net`'s weights under the
-    original's layer names too) plus what rebuilds and explains the network: its NetworkConfig
-    `config`, the method, the data set, trial and known classes, the run's `args` (a dict) and git
-    commit. (An interrupted run's ...Last.pth is another schema: engine/continuing.py.)"""
+    """A best-checkpoint dict: the original's {'net', 'acc', 'epoch'} (weights under the original's
+    layer names too) plus what rebuilds and explains the network: its NetworkConfig, the method,
+    data set, trial, known classes, the run's `args` (a dict) and git commit. (An interrupted run's
+    ...Last.pth is another schema: engine/continuing.py.)"""
     return {"net": net.state_dict_with_aliases(), "acc": acc, "epoch": epoch, "backbone": config.backbone,
             "network": config.as_dict(), "method": method, "dataset": dataset, "trial": trial,
             "known_classes": list(known_classes), "args": args, "git": git}
 
 
 def save_checkpoint(state, path):
-    """Write `state` to `path` atomically (temporary file in the same folder, then a rename): a
-    failed save leaves the previous file whole and is one UserError line naming the path. A full
-    disk reaches here as torch's RuntimeError ("unexpected pos ...", "failed writing file"), which
-    never mentions space; a folder in the file's place as an OSError from the rename."""
+    """Write `state` to `path` all or nothing; a failed save keeps the previous file and is one
+    UserError line. A full disk reaches here as torch's RuntimeError ("unexpected pos ...", "failed
+    writing file"), which never mentions space; a folder in the file's place as an OSError."""
     check_file_writable(path, "give another --name", what="checkpoint ")
     try:
         with atomic_write(path) as f:
@@ -60,20 +56,16 @@ def read_checkpoint(path, map_location="cpu", with_digest=False):
         with warnings.catch_warnings():  # torch warns about a plain pickle's protocol, then refuses it
             warnings.filterwarnings("ignore", message="Detected pickle protocol")
             ckpt = torch.load(io.BytesIO(data), map_location=map_location, weights_only=True)
-    except pickle.UnpicklingError as e:
-        # weights_only names the callable it refused ("... GLOBAL posix.system ..."), or the
-        # opcode a plain pickle uses that torch.save files never do; anything else is damage
-        if "Unsupported operand" in str(e) and _is_pickle(data):
-            raise UserError(f"refusing to load {path}: it is a plain pickle, not a torch.save file of "
-                            f"tensors, and could run code; load only checkpoints you trust") from None
-        reason = [line.strip() for line in str(e).splitlines() if "global" in line.lower()]
-        if not reason:
-            raise UserError(f"checkpoint {path} is corrupt or truncated (UnpicklingError); "
-                            f"delete it and train again") from None
-        raise UserError(f"refusing to load {path}: it holds objects that could run code, not just "
-                        f"tensors ({reason[0][:120]}); load only checkpoints you trust") from None
-    except (RuntimeError, EOFError, OSError, zipfile.BadZipFile, ValueError, KeyError, IndexError) as e:
-        # KeyError/IndexError: the weights-only unpickler on arbitrary bytes (a memo or stack miss)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, OSError, zipfile.BadZipFile, ValueError, KeyError,
+            IndexError) as e:  # KeyError/IndexError: the weights-only unpickler on arbitrary bytes
+        # weights_only names the callable it refused ("... GLOBAL posix.system ..."), or the opcode of
+        # a plain pickle that torch.save files never use; anything else is damage
+        refused = [line.strip()[:120] for line in str(e).splitlines() if "global" in line.lower()]
+        unpickling = isinstance(e, pickle.UnpicklingError)  # raised on `data`, read in full
+        plain_pickle = unpickling and len(data) >= 2 and data[0] == 0x80 and 2 <= data[1] <= 5  # PROTO 2-5
+        if unpickling and (refused or "Unsupported operand" in str(e) and plain_pickle):
+            raise UserError(f"refusing to load {path}: it could run code ({(refused or ['a plain pickle'])[0]}), "
+                            f"not just tensors; load only checkpoints you trust") from None
         raise UserError(f"checkpoint {path} is corrupt or truncated ({type(e).__name__}); "
                         f"delete it and train again") from None
     if not isinstance(ckpt, dict) or not isinstance(ckpt.get("net"), dict):
@@ -81,36 +73,22 @@ def read_checkpoint(path, map_location="cpu", with_digest=False):
     return (ckpt, hashlib.sha256(data).hexdigest()) if with_digest else ckpt
 
 
-def _is_pickle(head):
-    return len(head) >= 2 and head[0] == 0x80 and 2 <= head[1] <= 5  # PROTO opcode, protocol 2-5
-
-
-def _clean_state_dict(state, wants_anchors):
-    state = {k: v for k, v in state.items() if not _ALIAS.match(k) and k not in _UNUSED}
-    means = state.pop("means", None)
-    if wants_anchors and "anchors" not in state and means is not None:
-        state["anchors"] = means.double()
-    return state
-
-
 def load_checkpoint(path, net, ckpt=None):
-    """Load `path` into `net` (on whatever device `net` is) and return the checkpoint dict;
-    `ckpt` is that file's dict when the caller has read it already (read_checkpoint).
-
-    A checkpoint that does not fit the network (backbone, class count, channel count,
-    image size) raises a UserError naming both sides; one holding NaN or inf weights, a
-    UserError naming the first such tensor.
-    """
+    """Load `path` (or its dict `ckpt`, already read) into `net`, on whatever device `net` is; returns
+    the checkpoint dict. A checkpoint that does not fit the network (backbone, class count, channel
+    count, image size) or holds NaN or inf weights is one UserError line naming it."""
     if ckpt is None:
         ckpt = read_checkpoint(path, map_location=next(net.parameters()).device)
     saved_backbone = ckpt.get("backbone", "cnn")  # the original's files are all the paper's CNN
     if saved_backbone != net.backbone:
         raise UserError(f"checkpoint {path} was trained with backbone {saved_backbone!r}, but the "
                         f"network is {net.backbone!r}: pass --backbone {saved_backbone}")
-    state = _clean_state_dict(ckpt["net"], wants_anchors="anchors" in net.state_dict())
     own = net.state_dict()
-    missing = sorted(set(own) - set(state))
-    unexpected = sorted(set(state) - set(own))
+    state = {k: v for k, v in ckpt["net"].items() if not _ALIAS.match(k) and k not in _UNUSED}
+    means = state.pop("means", None)  # the released checkpoints' name for the anchors
+    if "anchors" in own and "anchors" not in state and means is not None:
+        state["anchors"] = means.double()
+    missing, unexpected = sorted(set(own) - set(state)), sorted(set(state) - set(own))
     if missing or unexpected:
         raise UserError(f"checkpoint {path} does not fit a {type(net).__name__}: missing "
                         f"{missing[:3]}, unexpected {unexpected[:3]} (is it a CAC checkpoint loaded "
@@ -121,19 +99,13 @@ def load_checkpoint(path, net, ckpt=None):
                             f"{tuple(tensor.shape)} in the file but {tuple(own[name].shape)} here "
                             f"({_describe_mismatch(name, tensor.shape, own[name].shape)}): use the checkpoint "
                             f"trained for this data set, or train one")
-    _check_finite(path, state)
-    net.load_state_dict(state)
-    return ckpt
-
-
-def _check_finite(path, state):
-    """Refuse NaN or inf weights at once: they would only surface later as NaN scores, or as
-    another library's "Input contains NaN"."""
-    for name, tensor in state.items():
+    for name, tensor in state.items():  # refused now, not later as NaN scores or another library's error
         if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
             bad = int((~torch.isfinite(tensor)).sum())
             raise UserError(f"checkpoint {path} holds non-finite weights (NaN or inf): {bad} of {tensor.numel()} "
                             f"values of {name}; it cannot be used: train it again or use another checkpoint")
+    net.load_state_dict(state)
+    return ckpt
 
 
 def _describe_mismatch(name, saved, wanted):

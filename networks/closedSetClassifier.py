@@ -1,7 +1,29 @@
-"""Cross-entropy baseline: encoder + linear layer; forward(x) returns logits."""
-from networks.classifier import EncoderClassifier
+"""The cross-entropy baseline's network: an encoder (`--backbone`) and a linear layer to N logits,
+under the original's layer names `encoder` and `classify`. The CAC network (openSetClassifier.py)
+is this one plus its anchors."""
+import torch.nn as nn
+
+from networks.backbones import build_encoder, init_weights as initialize_weights
 
 
-class closedSetClassifier(EncoderClassifier):
-    """closedSetClassifier(num_classes, num_channels, im_size, init_weights=False, dropout=0.3,
-    backbone="cnn"): the encoder and the linear layer, trained with cross-entropy."""
+class closedSetClassifier(nn.Module):
+    def __init__(self, num_classes, num_channels, im_size, init_weights=False, dropout=0.3, backbone="cnn"):
+        super().__init__()
+        self.num_classes, self.backbone = num_classes, backbone
+        self.encoder = build_encoder(backbone, num_channels, im_size, dropout)
+        self.classify = nn.Linear(self.encoder.out_features, num_classes)
+        if init_weights:
+            initialize_weights(self)
+
+    def state_dict_with_aliases(self):
+        """state_dict() plus, for the paper's CNN, the original's alias keys (`encoder.encoder{1,2,3}.{i}.*`)
+        holding the very same tensors: torch.save stores each storage once, so the file does not grow,
+        and the original's strict load_state_dict accepts it. This project's loader drops them again."""
+        state = self.state_dict()
+        for alias, name in getattr(self.encoder, "alias_names", dict)().items():
+            for key in [k for k in state if k.startswith(f"encoder.{name}.")]:
+                state[f"encoder.{alias}." + key[len(f"encoder.{name}."):]] = state[key]
+        return state
+
+    def forward(self, x):
+        return self.classify(self.encoder(x))

@@ -1,10 +1,7 @@
-"""The paper's CNN encoder (SPEC section 2): three blocks of three 3x3 convolutions.
-
-Every layer is registered exactly once (`conv1..9`, `bn1..9`) so that the state dict
-has one name per tensor; the original also registered them a second time inside
-`encoder1..3` Sequentials. `networks.checkpoint` drops those alias keys on load, and
-`alias_names` gives them back for saving files the original's strict loader accepts.
-"""
+"""The paper's CNN encoder (SPEC section 2): three blocks of three 3x3 convolutions. Each layer is
+registered once (`conv1..9`, `bn1..9`), one name per tensor; the original registered them a second
+time in `encoder1..3` Sequentials: networks/checkpoint.py drops those aliases on load, `alias_names`
+gives them back for files the original's strict loader accepts."""
 import torch.nn as nn
 
 from networks.config import DOWNSAMPLE_FACTOR

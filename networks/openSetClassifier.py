@@ -1,16 +1,13 @@
-"""CAC network: encoder + linear layer to N logits + distances to N fixed class anchors.
-
-forward(x) returns (logits, distances): Euclidean (not squared) distances, in float64 as
-in the original, from each logit vector to each anchor. The anchors are a buffer (saved
-in the state dict under `anchors`, never trained): alpha * one-hot while training, the
-per-class mean logits (`set_anchors`) at evaluation.
-"""
+"""CAC network: encoder + linear layer to N logits, and their Euclidean (not squared) distances, in
+float64 as in the original, to N fixed class anchors; forward(x) returns (logits, distances). The
+anchors are a buffer (`anchors` in the state dict, never trained): alpha * one-hot while training,
+the per-class mean logits (`set_anchors`) at evaluation."""
 import torch
 
-from networks.classifier import EncoderClassifier
+from networks.closedSetClassifier import closedSetClassifier
 
 
-class openSetClassifier(EncoderClassifier):
+class openSetClassifier(closedSetClassifier):
     def __init__(self, num_classes, num_channels, im_size, init_weights=False, dropout=0.3,
                  backbone="cnn"):
         super().__init__(num_classes, num_channels, im_size, init_weights, dropout, backbone)
@@ -27,9 +24,5 @@ class openSetClassifier(EncoderClassifier):
 
     def set_anchors(self, means):
         """Replace the anchors (N x N), keeping them on the network's device as float64."""
-        means = torch.as_tensor(means)
-        if means.shape != self.anchors.shape:
-            raise ValueError(f"anchors of shape {tuple(means.shape)} do not fit a network with "
-                             f"{self.num_classes} classes")
-        self.anchors.copy_(means.to(self.anchors))
+        self.anchors.copy_(torch.as_tensor(means).to(self.anchors))
 

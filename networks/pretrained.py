@@ -1,11 +1,8 @@
-"""`--pretrained`: the starting weights of a ResNet backbone (networks/resnet.py).
-
-`--pretrained` alone is torchvision's ImageNet file of the backbone, read from torch hub's
-cache (TORCH_HOME, default ~/.cache/torch/hub/checkpoints/<torchvision's file name>) and
-downloaded there when missing and the network allows; `--pretrained FILE` is a local
-torchvision state dict (torch.save(model.state_dict(), FILE)). Either is checked (a dict of
-tensors, the backbone's keys and shapes, finite values) before use: a wrong file is one
-UserError line. The fc layer of a file is ignored: the repo's head replaces it.
+"""`--pretrained`: the starting weights of a ResNet backbone (networks/resnet.py). Alone, it is
+torchvision's ImageNet file of the backbone, read from torch hub's cache (TORCH_HOME) and downloaded
+there when missing and the network allows; `--pretrained FILE` is a local torchvision state dict.
+Either is checked (a dict of tensors, the backbone's keys and shapes, finite values) before use; the
+file's fc layer is ignored: this repo's head replaces it.
 """
 import os
 
@@ -21,13 +18,13 @@ DOWNLOAD_URL = "https://download.pytorch.org/models/"
 
 
 def imagenet_path(backbone):
-    """Where torchvision keeps (and torch hub finds) the ImageNet file of `backbone`."""
+    """Where torch hub keeps torchvision's ImageNet file of `backbone`."""
     return os.path.join(torch.hub.get_dir(), "checkpoints", IMAGENET_FILES[backbone])
 
 
 def pretrained_file(backbone, pretrained, download=True):
-    """The local file `--pretrained` names for `backbone`, downloading torchvision's ImageNet
-    file into torch hub's cache when it is missing and `download` allows; UserError otherwise."""
+    """The local file `--pretrained` names for `backbone`, torchvision's ImageNet file downloaded
+    into torch hub's cache when missing and `download` allows; UserError otherwise."""
     if backbone not in RESNETS:
         raise UserError(f"--pretrained applies to --backbone {' or '.join(RESNETS)}, not {backbone!r}: "
                         f"drop --pretrained or choose a ResNet backbone")
@@ -56,8 +53,8 @@ def pretrained_file(backbone, pretrained, download=True):
 
 
 def read_state_dict(path, backbone, expected):
-    """The tensors of `path` checked against `expected` ({name: shape} of the backbone without
-    fc): the file's fc entries dropped. UserError naming the problem otherwise."""
+    """The tensors of `path` but fc's, checked against `expected` ({name: shape} of the backbone
+    without fc); UserError naming the problem otherwise."""
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # not a torch.save file, damaged, or holding code: weights_only refuses
@@ -87,4 +84,4 @@ def load_pretrained(encoder, backbone, pretrained, download=True):
     """Load `--pretrained` (IMAGENET or a file) into a ResNetEncoder."""
     path = pretrained_file(backbone, pretrained, download)
     expected = {k: v.shape for k, v in encoder.resnet.state_dict().items()}
-    encoder.load_resnet_state(read_state_dict(path, backbone, expected))
+    encoder.resnet.load_state_dict(read_state_dict(path, backbone, expected))

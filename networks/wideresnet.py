@@ -1,8 +1,6 @@
-"""WideResNet encoder (Zagoruyko & Komodakis 2016), an alternative backbone.
-
-`wrn-D-K`: depth D = 6n + 4 (n pre-activation basic blocks per group), widen factor K.
-Global average pooling makes the feature size independent of the image size.
-"""
+"""WideResNet encoder (Zagoruyko & Komodakis 2016), an alternative backbone: `wrn-D-K`, depth
+D = 6n + 4 (n pre-activation basic blocks per group), widen factor K. Global average pooling makes
+the feature size independent of the image size."""
 import torch.nn as nn
 import torch.nn.functional as F
 
@@ -17,17 +15,13 @@ class _BasicBlock(nn.Module):
         self.bn2 = nn.BatchNorm2d(out_planes)
         self.conv2 = nn.Conv2d(out_planes, out_planes, 3, 1, 1, bias=False)
         self.dropout = dropout
-        self.shortcut = None
-        if stride != 1 or in_planes != out_planes:
-            self.shortcut = nn.Conv2d(in_planes, out_planes, 1, stride, 0, bias=False)
+        self.shortcut = (nn.Conv2d(in_planes, out_planes, 1, stride, 0, bias=False)
+                         if stride != 1 or in_planes != out_planes else None)
 
     def forward(self, x):
         pre = F.relu(self.bn1(x))
-        out = self.conv1(pre)
-        out = F.relu(self.bn2(out))
-        out = F.dropout(out, p=self.dropout, training=self.training)
-        out = self.conv2(out)
-        return out + (x if self.shortcut is None else self.shortcut(pre))
+        out = F.dropout(F.relu(self.bn2(self.conv1(pre))), p=self.dropout, training=self.training)
+        return self.conv2(out) + (x if self.shortcut is None else self.shortcut(pre))
 
 
 class WideResNetEncoder(nn.Module):

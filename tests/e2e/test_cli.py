@@ -18,7 +18,7 @@ import pytest
 import torch
 
 from conftest import run_script
-from datasets.setup_tinyimagenet import main as setup_tinyimagenet
+from scripts.setup_tinyimagenet import main as setup_tinyimagenet
 from fakedata import make_tinyimagenet_zip, write_cifar10, write_cifar100, write_mnist, write_svhn
 from networks.weights import CAC, RUN_FILES
 
@@ -202,7 +202,7 @@ FAMILY_TRIALS = {"MNIST": 0, "SVHN": 0, "CIFAR10": 0, "CIFAR+10": 0, "TinyImageN
 def families(tmp_path_factory):
     """Fake data of each family, then CAC train -> eval and CE train -> eval in each.
 
-    Sizes and seeds are those of test_datasets.py (so the repo's train/val caches stay valid
+    Sizes and seeds are those of test_datasets.py (so the repo's train/validation partition caches stay valid
     between the two files), except TinyImageNet: 5 training images and 1 val image per class
     (4 train / 1 val per known class, 20 known and 180 unknown test images) halve its cost."""
     root = tmp_path_factory.mktemp("data")

@@ -1,4 +1,4 @@
-"""datasets/setup_tinyimagenet.py run as a script: it sets a zip up, refuses a missing one in one
+"""scripts/setup_tinyimagenet.py run as a script: it sets a zip up, refuses a missing one in one
 line, and documents its options."""
 import os
 
@@ -20,12 +20,12 @@ def zip_path(tmp_path_factory):
 
 def test_as_script(tmp_path, zip_path):
     data = str(tmp_path / "data")
-    cmd = ["datasets/setup_tinyimagenet.py", "--data_root", data, "--zip", zip_path]
+    cmd = ["scripts/setup_tinyimagenet.py", "--data_root", data, "--zip", zip_path]
     res = run_script(*cmd, cwd=tmp_path, timeout=60)
     assert res.returncode == 0, res.stderr
     check_ready(os.path.join(data, "tiny-imagenet-200"), CLASSES, N_TRAIN, N_VAL)
     bad = run_script(*cmd[:-1], os.path.join(data, "nope.zip"), "--data_root", tmp_path / "d2", cwd=tmp_path,
                      timeout=60)
     assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "Traceback" not in bad.stderr
-    helptext = run_script("datasets/setup_tinyimagenet.py", "--help", cwd=tmp_path, timeout=60).stdout
+    helptext = run_script("scripts/setup_tinyimagenet.py", "--help", cwd=tmp_path, timeout=60).stdout
     assert "datasets/data" in helptext and "--keep_zip" in helptext

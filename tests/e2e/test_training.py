@@ -43,7 +43,7 @@ def test_nan_loss_stops_cross_entropy_training(tmp_path, monkeypatch):
 
 
 def test_same_seed_same_weights_whether_caches_are_cold_or_warm(tmp_path, monkeypatch, private_cache):
-    """The first run of a trial builds the train/val split and normalization caches (in the
+    """The first run of a trial builds the train/validation partition and normalization caches (in the
     --cache_dir folder, not $CAC_CACHE_DIR's); the second finds them. Both must train the same
     network from the same --seed."""
     monkeypatch.chdir(tmp_path)

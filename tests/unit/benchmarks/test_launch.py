@@ -179,8 +179,8 @@ def test_download_sets_up_tinyimagenet_and_fetches_once_before_parallel_jobs(tmp
     root = os.path.join(str(tmp_path), "datasets/data")
     for extra, want_ran, want_opened in (
             ([], [], []),
-            (["--download"], [("datasets/setup_tinyimagenet.py", ["--data_root", root])], []),
-            (["--download", "--launcher", "slurm"], [("datasets/setup_tinyimagenet.py", ["--data_root", root])],
+            (["--download"], [("scripts/setup_tinyimagenet.py", ["--data_root", root])], []),
+            (["--download", "--launcher", "slurm"], [("scripts/setup_tinyimagenet.py", ["--data_root", root])],
              [(s, root, t, True) for s in ("CIFAR10", "CIFAR100") for t in (True, False)])):
         ran.clear(), opened.clear()
         args = parse_args(["--datasets", "TinyImageNet", "CIFAR+10", "CIFAR+50", "--workdir", str(tmp_path),

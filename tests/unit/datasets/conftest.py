@@ -40,7 +40,7 @@ def cifar_root(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def tiny_root(tmp_path_factory):
-    from datasets.setup_tinyimagenet import sort_val_images
+    from scripts.setup_tinyimagenet import sort_val_images
 
     root = tmp_path_factory.mktemp("tiny")
     top = write_tinyimagenet(str(root), num_classes=200, n_train=10, n_val=2, image_size=64, seed=0)

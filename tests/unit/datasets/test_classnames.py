@@ -41,11 +41,3 @@ def test_trial_classes_name_each_image_by_its_own_class():
     c = TrialClasses([2, 5], ["two", "five"], [9, 0], ["nine", "zero"], np.array([5, 2, 5]), np.array([0, 0, 9]))
     assert c.image_names("known") == ["five", "two", "five"]
     assert c.image_names("unknown") == ["zero", "zero", "nine"]
-
-
-def test_describe_classes_names_and_split_file_ids():
-    from datasets.classnames import describe_classes
-
-    names = ["0 - zero", "1 - one", "2"]
-    assert describe_classes([1, 2], names) == "'1 - one' (id 1), 2"
-    assert describe_classes([2, 0], ["cat", "dog", "owl"], by_name=True) == "'owl', 'cat'"

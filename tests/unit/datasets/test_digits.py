@@ -1,4 +1,4 @@
-"""Digits (datasets/digits.py): scikit-learn's 1,797 images, split 70/30 per class."""
+"""Digits (datasets/digits.py): scikit-learn's 1,797 images, 70% of each class for training, 30% for testing."""
 from collections import Counter
 
 import numpy as np

@@ -6,6 +6,7 @@ The facts come from ../shared/protocol: each real training set's labels in file 
 order, opens it through OpenSetData as a training run does, and hashes the partition it made. The
 cache is rebuilt when the labels or the validation share change.
 """
+import hashlib
 import json
 import os
 import re
@@ -18,8 +19,8 @@ from fakedata import write_mnist, write_training_labels
 from rawfiles import mnist_train_labels, read_split
 
 from datasets.config import load_config
-from datasets.partition import (ORIGINAL_CLASS_SIZES, canonical, make_partition, original_partition,
-                                partition_digest, split_per_class)
+from datasets.partition import (ORIGINAL_CLASS_SIZES, canonical, hold_out_per_class, make_partition,
+                                original_partition)
 from datasets.trial import OpenSetData
 
 PROTOCOL = os.path.join(os.path.dirname(REPO), "shared", "protocol")
@@ -35,6 +36,11 @@ def protocol():
     digests = {name: digest for name, digest in re.findall(r"^- (\w+)[^:\n]*: ([0-9a-f]{64})$", text, re.M)}
     assert set(digests) == {"MNIST", "SVHN", "CIFAR10", "TinyImageNet"}, digests
     return labels, digests
+
+
+def partition_digest(partition):
+    """SHA-256 of the canonical JSON text, the form in which the original's files were checked."""
+    return hashlib.sha256(json.dumps(canonical(partition), separators=(",", ":")).encode()).hexdigest()
 
 
 def partition_through_open_set_data(dataset, root, private_cache):
@@ -89,6 +95,17 @@ def test_replay_equals_running_the_data_sets_in_order(protocol):
         assert train == expected_train, dataset
 
 
+def test_hold_out_per_class_is_seeded_disjoint_and_proportional():
+    labels = np.repeat(np.arange(5), [100, 50, 10, 2, 1])
+    first, second = hold_out_per_class(labels, 0.2, seed=0)
+    again = hold_out_per_class(labels, 0.2, seed=0)
+    assert (first, second) == again
+    assert hold_out_per_class(labels, 0.2, seed=1) != (first, second)
+    for c, n in zip(range(5), [100, 50, 10, 2, 1]):
+        assert sorted(first[c] + second[c]) == np.flatnonzero(labels == c).tolist()
+        assert len(second[c]) == {100: 20, 50: 10, 10: 2, 2: 1, 1: 0}[n]
+
+
 # ------------------------------------------------------------------ the cache
 @pytest.fixture
 def mnist_dir(tmp_path):
@@ -117,7 +134,7 @@ def test_cache_of_the_earlier_procedure_is_rebuilt_with_a_warning(mnist_dir, pri
     """What this repository wrote before: its own seeded draw, a fingerprint without a procedure."""
     _, data = partition_through_open_set_data("MNIST", mnist_dir, private_cache)
     labels = mnist_labels(data)
-    train, val = split_per_class(labels, 0.2, 0)
+    train, val = hold_out_per_class(labels, 0.2, 0)
     old = {"Train": {str(c): v for c, v in train.items()}, "Val": {str(c): v for c, v in val.items()},
            "Fingerprint": {"num_samples": len(labels), "labels_sha1": "x", "val_fraction": 0.2}}
     cache = private_cache / "MNIST" / "trainval_idxs.json"
@@ -211,10 +228,10 @@ def test_other_data_sets_use_the_seeded_procedure(private_cache):
 
 
 # ------------------------------------------------------------------ the cache follows the labels
-def assert_split_fits(split, labels, fraction=0.2):
+def assert_partition_fits(partition, labels, fraction=0.2):
     """The Train/Val lists cover each class's images once, with its class's label, ~fraction in Val."""
     for c in range(10):
-        tr, va = split["Train"][str(c)], split["Val"][str(c)]
+        tr, va = partition["Train"][str(c)], partition["Val"][str(c)]
         assert sorted(tr + va) == np.flatnonzero(labels == c).tolist()
         n = len(tr) + len(va)
         assert abs(len(va) - fraction * n) <= 0.5 + 1e-9
@@ -225,7 +242,7 @@ def test_trainval_cache_is_rewritten_when_labels_change(private_cache, mnist_roo
     labels_a = mnist_train_labels(mnist_root)
     data_a = OpenSetData("MNIST", 0, data_root=mnist_root, download=False, cache_dir=str(private_cache))
     first = json.loads(cache.read_text())
-    assert_split_fits(first, labels_a)
+    assert_partition_fits(first, labels_a)
     known = read_split("MNIST", 0)[0]
     assert data_a.val_idx.tolist() == sorted(i for c in known for i in first["Val"][str(c)])
 
@@ -236,17 +253,17 @@ def test_trainval_cache_is_rewritten_when_labels_change(private_cache, mnist_roo
     data_b = OpenSetData("MNIST", 0, data_root=root_b, download=False, cache_dir=str(private_cache))
     second = json.loads(cache.read_text())
     assert second != first
-    assert_split_fits(second, labels_b)
+    assert_partition_fits(second, labels_b)
     assert second["Fingerprint"]["num_samples"] == 150
     assert data_b.val_idx.tolist() == sorted(i for c in known for i in second["Val"][str(c)])
     assert data_b.train_idx.tolist() == sorted(i for c in known for i in second["Train"][str(c)])
 
-    # a config with another validation share does not reuse the 80/20 split
+    # a config with another validation share does not reuse the 80/20 partition
     OpenSetData("MNIST", 0, data_root=root_b, download=False, cache_dir=str(private_cache),
                 config={**load_config("MNIST"), "val_fraction": 0.4})
     third = json.loads(cache.read_text())
     assert third["Fingerprint"]["train_share"] == 0.6
-    assert_split_fits(third, labels_b, fraction=0.4)
+    assert_partition_fits(third, labels_b, fraction=0.4)
 
 
 def test_tiny_classes_keep_one_validation_image(tmp_path):

@@ -13,7 +13,7 @@ from conftest import one_line
 from fakedata import read_idx_gz, write_mnist, write_svhn, write_tinyimagenet
 
 from core.errors import UserError
-from datasets.setup_tinyimagenet import sort_val_images
+from scripts.setup_tinyimagenet import sort_val_images
 from datasets.sources import expected_files, open_source
 from datasets.trial import OpenSetData
 

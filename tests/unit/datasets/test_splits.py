@@ -12,7 +12,6 @@ from rawfiles import mnist_train_labels
 
 from core.errors import UserError
 from datasets.config import load_config
-from datasets.partition import split_per_class
 from datasets.names import SOURCES
 from datasets.sources import NUM_CLASSES
 from datasets import splits
@@ -58,17 +57,6 @@ def test_every_committed_split_is_valid(dataset):
         known, unknown = load_class_split(dataset, trial, cfg["num_known_classes"], NUM_CLASSES[known_src],
                                           NUM_CLASSES[unknown_src] if known_src != unknown_src else None)
         assert len(known) == cfg["num_known_classes"]
-
-
-def test_split_per_class_is_seeded_disjoint_and_proportional():
-    labels = np.repeat(np.arange(5), [100, 50, 10, 2, 1])
-    first, second = split_per_class(labels, 0.2, seed=0)
-    again = split_per_class(labels, 0.2, seed=0)
-    assert (first, second) == again
-    assert split_per_class(labels, 0.2, seed=1) != (first, second)
-    for c, n in zip(range(5), [100, 50, 10, 2, 1]):
-        assert sorted(first[c] + second[c]) == np.flatnonzero(labels == c).tolist()
-        assert len(second[c]) == {100: 20, 50: 10, 10: 2, 2: 1, 1: 0}[n]
 
 
 # ------------------------------------------------------------------ split files, however written

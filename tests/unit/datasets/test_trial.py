@@ -98,7 +98,7 @@ def test_items_have_shape_label_and_pixels(family):
                 np.testing.assert_allclose(image.numpy(), expected, atol=1e-4)
 
 
-def test_train_val_split_per_class(family):
+def test_train_val_partition_per_class(family):
     data, truth, known = family["data"], family["truth"], family["known"]
     fraction = SHAPES[family["dataset"]][3]
     train, val = np.asarray(data.train_idx), np.asarray(data.val_idx)
@@ -201,6 +201,7 @@ def test_open_set_data_of_a_folder(folder):
     assert len(known) == 9 and len(unknown) == 5
     assert sorted(int(known[i][1]) for i in range(9)) == [0] * 3 + [1] * 3 + [2] * 3
     assert {int(unknown[i][1]) for i in range(5)} == {3}
+    assert data.describe([3, 0]) == "'owl', 'cat'"  # split files of image folders list names
     # normalization computed from the known classes' training images (every image 32 x 32 RGB)
     pixels = torch.stack([T.ToTensor()(data.train_set[int(i)][0]) for i in data.train_idx])
     np.testing.assert_allclose(data.mean, pixels.mean((0, 2, 3)).numpy(), atol=1e-3)
@@ -210,7 +211,7 @@ def test_open_set_data_of_a_folder(folder):
 
 
 def test_two_image_folders_keep_separate_caches(folder, tmp_path, private_cache):
-    """Each folder's train/val partition and normalization live in a cache folder of its own,
+    """Each folder's train/validation partition and normalization live in a cache folder of its own,
     keyed by its real path; the shared <cache>/ImageFolder/ holds no cache file of its own."""
     from fakedata import PETS_TRAIN, write_image_folder
 
@@ -229,41 +230,6 @@ def test_two_image_folders_keep_separate_caches(folder, tmp_path, private_cache)
     assert first.mean != second.mean  # other pixels: the other folder's cache did not answer
     again = folder_data(os.path.join(str(folder), ".", "pets"))  # the same folder by another spelling: the same cache
     assert again.cache_dir == first.cache_dir and again.mean == first.mean
-
-
-class InMemory:
-    """Grey 8 x 8 images in memory, as torchvision's in-memory data sets hold them."""
-
-    def __init__(self, n, seed):
-        rng = np.random.default_rng(seed)
-        self.data = rng.integers(0, 256, (n, 8, 8), dtype=np.uint8)
-        self.targets = (np.arange(n) % 10).tolist()
-
-    def __len__(self):
-        return len(self.targets)
-
-    def __getitem__(self, i):
-        return Image.fromarray(self.data[i]), self.targets[i]
-
-
-def test_a_trial_over_in_memory_sources(private_cache):
-    """from_sources: the class split and sources given, nothing read from or written to disk."""
-    train, test = InMemory(60, seed=1), InMemory(30, seed=2)
-    known, unknown = [7, 1, 3, 5, 8, 9], [0, 2]
-    data = OpenSetData.from_sources("Digits", load_config("Digits"), train, test, known, unknown)
-    assert {c: int(data.label_map[c]) for c in known + unknown} == {1: 0, 3: 1, 5: 2, 7: 3, 8: 4, 9: 5, 0: 6, 2: 6}
-    every_known = np.flatnonzero(np.isin(train.targets, known))
-    assert data.train_idx.tolist() == data.val_idx.tolist() == every_known.tolist()
-    pixels = train.data[every_known].astype(np.float64) / 255.0  # Digits lists no normalization
-    np.testing.assert_allclose(data.mean, [pixels.mean()], rtol=1e-9)
-    np.testing.assert_allclose(data.std, [pixels.std()], rtol=1e-9)
-    image, label = data.train_dataset()[0]
-    assert tuple(image.shape) == (1, 16, 16) and int(label) == int(data.label_map[train.targets[every_known[0]]])
-    known_test, unknown_test = data.known_test_dataset(), data.unknown_test_dataset()
-    assert len(known_test) == 18 and len(unknown_test) == 6 and known_test.base is unknown_test.base is test
-    assert torch.as_tensor(unknown_test.labels).tolist() == [6] * 6
-    assert data.class_names == ["1", "3", "5", "7", "8", "9"]
-    assert not private_cache.exists()  # not even the cache folder of $CAC_CACHE_DIR
 
 
 def test_cifar_plus_classes_are_named_by_their_own_source(cifar_root):
@@ -305,3 +271,4 @@ def test_class_names_in_messages_and_lists(tmp_path):
     assert data.unknown_names == ["0 - zero", "9 - nine"]
     # remapped label 4 is the fifth known class in ascending id: 6 (8 is the last)
     assert data.describe_labels([4, 5]) == "'6 - six' (id 6), '8 - eight' (id 8)"
+    assert OpenSetData("Digits", 0).describe([1, 2]) == "1, 2"  # a class named by its id: the id alone

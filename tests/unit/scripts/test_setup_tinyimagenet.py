@@ -1,4 +1,4 @@
-"""datasets/setup_tinyimagenet.py on a tiny synthetic zip (no network): the layout it makes, its
+"""scripts/setup_tinyimagenet.py on a tiny synthetic zip (no network): the layout it makes, its
 one-line errors, and every check done before the first file moves."""
 import os
 import shutil
@@ -8,7 +8,7 @@ import pytest
 from fakedata import make_tinyimagenet_zip, write_tinyimagenet
 from rawfiles import check_ready
 
-from datasets.setup_tinyimagenet import SetupError, main, sort_val_images
+from scripts.setup_tinyimagenet import SetupError, main, sort_val_images
 
 
 CLASSES, N_TRAIN, N_VAL = 5, 3, 2
