@@ -1,24 +1,14 @@
-"""Training recipes: `paper` (the config's numbers, the original's behaviour); `modern`, the strong
-closed-set recipe of Vaze et al. (ICLR 2022, "Open-set recognition: a good closed-set classifier is
-all you need"), for CAC and cross-entropy alike (CAC keeps its own loss); and `vaze`, the modern
-recipe under their protocol: trained on the whole training set (the validation part too), the last
-epoch's network kept (the one evaluation reads), one run (no -r phase in benchmarks/reproduce.py).
-Each number against their code, file and line: docs/protocol.md.
+"""Training recipes: `paper` (the config's numbers, the original's behaviour); `modern`, the closed-set
+recipe of Vaze et al. (ICLR 2022, "Open-set recognition: a good closed-set classifier is all you
+need") for CAC and cross-entropy alike (CAC keeps its own loss); `vaze`, modern under their protocol:
+the whole training set (validation part too), the last epoch's network kept, one phase.
 
-modern, first run: SGD momentum 0.9, weight decay 1e-4, lr 0.1; TinyImageNet: Adam at lr 0.01,
-no weight decay (their default optimizer for it); 600 epochs, batch 128; per epoch, cosine
-annealing with warm restarts (3 equal cycles, torch's CosineAnnealingWarmRestarts, eta_min =
-lr / 1000) after a linear warm-up, as their scheduler steps it after each epoch: epoch 0 at
-eta_min, epochs 1..W a ramp up to the cosine's value at W, epoch e > W the cosine's value at
-e - 1; W = 10 of 600 epochs, round(epochs / 60) when --epochs is smaller (0 under 30 epochs).
-Training images: their RandAugment (datasets/randaugment.py: N=1, M of their table, their 16 ops,
-13 without rotation and translation for grey and digit data), then Resize, RandomCrop(pad 4),
-RandomHorizontalFlip(0.5). Normalization: their CIFAR mean/std for every data set (one channel:
-the mean of the three), training and evaluation alike (use_normalization).
-Label smoothing (cross-entropy only): 0 except TinyImageNet. Their table's 0.9 is their code's
-`smoothing` s: target 1 - s on the true class and s / (C - 1) on each other one; torch's
-label_smoothing e gives 1 - e + e / C and e / C, so e = s * C / (C - 1) (0.947 for C = 20).
-modern -r: the same schedule at a tenth of the lr, for the config's max_epoch[1] epochs.
+modern: SGD momentum 0.9, weight decay 1e-4, lr 0.1 (TinyImageNet: Adam at 0.01, no decay), 600
+epochs, batch 128; cosine annealing with 3 warm restarts after a linear warm-up (WarmRestarts); their
+RandAugment (datasets/randaugment.py) before Resize, RandomCrop(pad 4), flip 0.5; their CIFAR mean/std
+for every data set (use_normalization); label smoothing on TinyImageNet (torch_smoothing). -r: a tenth
+of the lr, the config's max_epoch[1] epochs. Each number against their code, file and line:
+docs/protocol.md.
 """
 import dataclasses
 import math
@@ -39,7 +29,8 @@ VAZE_MEAN, VAZE_STD = (0.4914, 0.4822, 0.4465), (0.2023, 0.1994, 0.2010)  # thei
 
 
 def torch_smoothing(s, classes):
-    """torch's label_smoothing equal to Vaze et al.'s smoothing `s` over `classes` classes."""
+    """torch's label_smoothing equal to Vaze et al.'s smoothing `s` over `classes` classes: theirs puts
+    1 - s on the true class and s / (C - 1) on each other one, torch's e 1 - e + e / C and e / C."""
     return s * classes / (classes - 1) if s else 0.0
 
 
@@ -176,11 +167,7 @@ class WarmRestarts:
 
 
 def phase_schedule(schedule, phase, lr=None):
-    """A copy of a config's schedule (openset_training / closedset_training) with --lr, when
-    given, as the learning rate of `phase` (0: first run, 1: -r); the other phase's stays."""
-    schedule = dict(schedule)
-    if lr is not None:
-        rates = list(schedule["learning_rate"])
-        rates[phase] = lr
-        schedule["learning_rate"] = rates
-    return schedule
+    """A copy of a config's schedule with --lr, when given, as `phase`'s learning rate (0: first run, 1: -r)."""
+    rates = list(schedule["learning_rate"])
+    rates[phase] = rates[phase] if lr is None else lr
+    return {**schedule, "learning_rate": rates}
