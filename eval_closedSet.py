@@ -7,7 +7,7 @@ import argparse
 import sys
 
 from engine.cli import evaluation_parser, run_cli, runtime_parser
-from networks.weights import CLOSED_SET
+from networks.weights import CROSS_ENTROPY
 
 
 def parse_args(argv=None):
@@ -21,7 +21,7 @@ def main(argv=None):
     from engine.evaluation import Evaluation  # after parsing: --help answers at once
     from engine.report import report
 
-    evaluation = Evaluation(args, CLOSED_SET)
+    evaluation = Evaluation(args, CROSS_ENTROPY)
     results = []
     for trial in evaluation.trials:
         run = evaluation.trial_run(trial)  # the trial's data and network, the calibration beside its checkpoint

@@ -13,7 +13,7 @@ import math
 import sys
 
 from engine.cli import accel_parser, run_cli, runtime_parser, training_parser
-from networks.weights import CLOSED_SET, CLOSED_SET_BEST
+from networks.weights import CROSS_ENTROPY, CROSS_ENTROPY_BEST
 
 
 def parse_args(argv=None):
@@ -56,7 +56,7 @@ def save_best(run, net, stats, epoch):
     >); under --recipe vaze (no validation part) every epoch, so that the last one is evaluated."""
     if run.recipe.whole_train or stats["val/accuracy"] > run.best["acc"]:
         run.best["acc"] = stats["val/accuracy"]
-        run.save(run.checkpoint(net, stats["val/accuracy"], epoch), CLOSED_SET_BEST)
+        run.save(run.checkpoint(net, stats["val/accuracy"], epoch), CROSS_ENTROPY_BEST)
 
 
 def main(argv=None):
@@ -67,8 +67,8 @@ def main(argv=None):
     from engine.training import TrainingRun
     from networks.build import build_network
 
-    with TrainingRun(args, CLOSED_SET, argv) as run:  # the run's lock; Ctrl-C says how to continue
-        net = build_network(run.network_config(), CLOSED_SET, init_weights=not args.resume).to(run.device)
+    with TrainingRun(args, CROSS_ENTROPY, argv) as run:  # the run's lock; Ctrl-C says how to continue
+        net = build_network(run.network_config(), CROSS_ENTROPY, init_weights=not args.resume).to(run.device)
         loaded = run.load_first_run(net)  # -r: the first run's best checkpoint
         model, optimizer = run.prepare(net, starting_best(loaded))  # --continue: the interrupted run's state
         for epoch in run.epoch_loop():
@@ -83,7 +83,7 @@ def main(argv=None):
             save_best(run, run.net, stats, epoch)
             run.end_epoch(epoch, stats)  # the log line, ...Last.pth
     if run.is_main:
-        print(f"best validation accuracy {run.best['acc']:.2f}%; checkpoint {run.weights(CLOSED_SET_BEST)}")
+        print(f"best validation accuracy {run.best['acc']:.2f}%; checkpoint {run.weights(CROSS_ENTROPY_BEST)}")
 
 
 if __name__ == "__main__":

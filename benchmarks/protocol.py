@@ -20,12 +20,12 @@ from benchmarks.published import compare, markdown_lines
 from benchmarks.tables import read_results
 from core.errors import UserError
 from core.files import atomic_write
-from networks.weights import CAC, CLOSED_SET, LAST, weights_path
+from networks.weights import CAC, CROSS_ENTROPY, LAST, weights_path
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # method -> (training script, evaluation script, file tag, config key of its schedule)
 METHODS = {"CAC": ("train_cacOpenset.py", "eval_cacOpenset.py", CAC, "openset_training"),
-           "CE": ("train_closedSet.py", "eval_closedSet.py", CLOSED_SET, "closedset_training")}
+           "CE": ("train_closedSet.py", "eval_closedSet.py", CROSS_ENTROPY, "closedset_training")}
 TABLE_METRICS = {"auroc": "AUROC", "accuracy": "accuracy", "oscr": "OSCR"}
 
 

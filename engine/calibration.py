@@ -16,10 +16,10 @@ from core.values import is_finite_number, is_whole_number
 from datasets.normalization import normalization_problem
 from datasets.splits import labels_fingerprint
 from metrics import ACCEPT_RATE
-from networks.weights import CAC, CLOSED_SET
+from networks.weights import CAC, CROSS_ENTROPY
 from scorers import CACScorers, CrossEntropyScorers
 
-SCORERS = {CAC: CACScorers(), CLOSED_SET: CrossEntropyScorers()}  # each method's scorers
+SCORERS = {CAC: CACScorers(), CROSS_ENTROPY: CrossEntropyScorers()}  # each method's scorers
 NETWORK_KEYS = {"num_classes", "num_channels", "im_size", "dropout", "backbone", "pretrained"}
 
 

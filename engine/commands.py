@@ -4,10 +4,10 @@ records) that decides which run and which data it means; flags absent or at thei
 left out, so that a line stays as short as the situation allows."""
 import shlex
 
-from networks.weights import CAC, CLOSED_SET
+from networks.weights import CAC, CROSS_ENTROPY
 
-TRAIN_SCRIPTS = {CAC: "train_cacOpenset.py", CLOSED_SET: "train_closedSet.py"}  # each method's scripts
-EVAL_SCRIPTS = {CAC: "eval_cacOpenset.py", CLOSED_SET: "eval_closedSet.py"}
+TRAIN_SCRIPTS = {CAC: "train_cacOpenset.py", CROSS_ENTROPY: "train_closedSet.py"}  # each method's scripts
+EVAL_SCRIPTS = {CAC: "eval_cacOpenset.py", CROSS_ENTROPY: "eval_closedSet.py"}
 DEFAULT_DATA_ROOT = "datasets/data"
 # flag name -> its default: given only when the invocation's value differs (None: given when set)
 DATA_FLAGS = {"data_root": DEFAULT_DATA_ROOT, "split_file": None, "im_size": None, "im_channels": None}

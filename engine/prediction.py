@@ -28,7 +28,7 @@ from engine.cli import seed_everything
 from engine.evaluation import TrialRun, loaded_network
 from networks.checkpoint import read_checkpoint
 from networks.config import NetworkConfig
-from networks.weights import CAC, CLOSED_SET, EVALUATED, LAST
+from networks.weights import CAC, CROSS_ENTROPY, EVALUATED, LAST
 
 BATCH = 64  # images per forward pass: bounds memory for folders of any size
 
@@ -53,7 +53,7 @@ def find_images(paths):
 def evaluate_command(ckpt, path):
     """The eval command that calibrates checkpoint `path` (read as `ckpt`): data set, trial and name
     from the checkpoint, else from the original code's file name <dataset>_<trial>_<name><suffix>.pth."""
-    method = CAC if "anchors" in ckpt["net"] or "means" in ckpt["net"] else CLOSED_SET
+    method = CAC if "anchors" in ckpt["net"] or "means" in ckpt["net"] else CROSS_ENTROPY
     script, suffix = commands.EVAL_SCRIPTS[method], EVALUATED[method]
     args = ckpt["args"] if isinstance(ckpt.get("args"), dict) else {}
     named = re.fullmatch(r"(.+?)_(\d+)_(.*)" + re.escape(suffix) + r"\.pth", os.path.basename(path))
@@ -68,7 +68,7 @@ def load_predictor(path, device, data_root=None, split_file=None, cache_dir=None
     """(network in eval mode with its anchors, its calibration): the one kept beside the checkpoint,
     else one an earlier version stored inside it, else one made now (make_calibration)."""
     ckpt, digest = read_checkpoint(path, map_location=device, with_digest=True)
-    method = CAC if "anchors" in ckpt["net"] or "means" in ckpt["net"] else CLOSED_SET
+    method = CAC if "anchors" in ckpt["net"] or "means" in ckpt["net"] else CROSS_ENTROPY
     if "optimizer" in ckpt and "end_epoch" in ckpt:  # ...Last.pth (engine/continuing.py): no calibration for it
         raise UserError(f"{path} is the state of an unfinished run that --continue reads, not a best checkpoint: "
                         f"predict with one the run saved, such as "

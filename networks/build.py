@@ -3,9 +3,9 @@ with its starting weights (the original's init; `--pretrained` ResNet weights on
 from networks.closedSetClassifier import closedSetClassifier
 from networks.openSetClassifier import openSetClassifier
 from networks.pretrained import load_pretrained
-from networks.weights import CAC, CLOSED_SET
+from networks.weights import CAC, CROSS_ENTROPY
 
-NETWORK_CLASSES = {CAC: openSetClassifier, CLOSED_SET: closedSetClassifier}
+NETWORK_CLASSES = {CAC: openSetClassifier, CROSS_ENTROPY: closedSetClassifier}
 
 
 def build_network(config, method, init_weights=False):

@@ -6,19 +6,19 @@ import os
 WEIGHTS_DIR = os.path.join("networks", "weights")
 
 CAC = "CAC"  # the two methods, as run folders and results files name them
-CLOSED_SET = "ClosedSet"
+CROSS_ENTROPY = "ClosedSet"  # the cross-entropy baseline: "closedSet"/"ClosedSet" in the original's file names
 
 CAC_ANCHOR_LOSS = "CACclassifierAnchorLoss"  # the CAC checkpoint evaluation uses
 CAC_CAC_LOSS = "CACclassifierCACLoss"
 CAC_ACCURACY = "CACclassifierAccuracy"
 CAC_LAST = "CACclassifierLast"  # the interrupted-run state --continue reads
-CLOSED_SET_BEST = "closedSetClassifier"
-CLOSED_SET_LAST = "closedSetClassifierLast"
+CROSS_ENTROPY_BEST = "closedSetClassifier"
+CROSS_ENTROPY_LAST = "closedSetClassifierLast"
 
 # every file a training run of each method writes, by suffix; the last one is ...Last.pth
 RUN_FILES = {CAC: (CAC_ANCHOR_LOSS, CAC_CAC_LOSS, CAC_ACCURACY, CAC_LAST),
-             CLOSED_SET: (CLOSED_SET_BEST, CLOSED_SET_LAST)}
-EVALUATED = {CAC: CAC_ANCHOR_LOSS, CLOSED_SET: CLOSED_SET_BEST}  # the file each evaluation reads
+             CROSS_ENTROPY: (CROSS_ENTROPY_BEST, CROSS_ENTROPY_LAST)}
+EVALUATED = {CAC: CAC_ANCHOR_LOSS, CROSS_ENTROPY: CROSS_ENTROPY_BEST}  # the file each evaluation reads
 LAST = {method: files[-1] for method, files in RUN_FILES.items()}
 
 # a data set whose run also writes its files under another data set's name

@@ -12,7 +12,7 @@ from conftest import REPO
 
 import train_closedSet
 from core.errors import UserError
-from networks.weights import CAC, CLOSED_SET, RUN_FILES
+from networks.weights import CAC, CROSS_ENTROPY, RUN_FILES
 
 # Runs a training script under torchrun; each rank also saves the weights it ended with, so
 # that the test can compare them (the scripts themselves save on rank 0 only). Test hooks, set
@@ -100,7 +100,7 @@ def cac_run(tmp_path_factory):
 
 @pytest.mark.parametrize("script, suffixes, loss", [
     ("train_cacOpenset.py", RUN_FILES[CAC][:-1], "train/CAC_Loss"),  # the best checkpoints, not ...Last
-    ("train_closedSet.py", RUN_FILES[CLOSED_SET][:-1], "train/CE_Loss"),
+    ("train_closedSet.py", RUN_FILES[CROSS_ENTROPY][:-1], "train/CE_Loss"),
 ])
 def test_two_gloo_processes_train_one_network(cac_run, tmp_path, script, suffixes, loss):
     epochs = 2 if script == "train_cacOpenset.py" else 1

@@ -22,9 +22,9 @@ import train_closedSet
 from conftest import REPO, run_script
 from core.errors import Interrupted
 from engine import loop
-from networks.weights import CAC, CLOSED_SET, RUN_FILES
+from networks.weights import CAC, CROSS_ENTROPY, RUN_FILES
 
-CAC_FILES, CE_FILES = RUN_FILES[CAC], RUN_FILES[CLOSED_SET]  # the names: tests/unit/networks/test_weights.py
+CAC_FILES, CE_FILES = RUN_FILES[CAC], RUN_FILES[CROSS_ENTROPY]  # the names: tests/unit/networks/test_weights.py
 
 
 def weights(cwd, name, suffix):

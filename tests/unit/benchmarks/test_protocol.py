@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from benchmarks.protocol import markdown, phase_state, read_scorers, summarize, trial_list, write_table
-from networks.weights import LAST, CLOSED_SET, weights_path
+from networks.weights import LAST, CROSS_ENTROPY, weights_path
 
 SCORERS = {"CAC": ("cac", "min_distance"), "CE": ("max_softmax", "max_logit")}
 
@@ -78,7 +78,7 @@ def test_vaze_numbers_under_the_modern_recipes_and_the_one_phase_header(tmp_path
 
 
 def test_phase_state_from_the_last_checkpoint(tmp_path):
-    path = tmp_path / weights_path("Digits", 0, "x", LAST[CLOSED_SET])
+    path = tmp_path / weights_path("Digits", 0, "x", LAST[CROSS_ENTROPY])
     assert phase_state(str(tmp_path), "Digits", 0, "x", "CE", 0) == "none"
     path.parent.mkdir(parents=True)
     for saved, want in (((0, 3, 5), ("stopped", "none")), ((0, 5, 5), ("done", "none")),

@@ -1,20 +1,20 @@
 """networks/weights.py: the .pth names of SPEC section 3, the CIFAR+50 copy, the lock beside them."""
 import os
 
-from networks.weights import (CAC, CAC_ANCHOR_LOSS, CLOSED_SET, CLOSED_SET_BEST, EVALUATED, LAST, RUN_FILES,
+from networks.weights import (CAC, CAC_ANCHOR_LOSS, CROSS_ENTROPY, CROSS_ENTROPY_BEST, EVALUATED, LAST, RUN_FILES,
                               lock_path, saved_under, trained_on, weights_path)
 
 
 def test_names_are_the_originals():
     assert weights_path("MNIST", 0, "myTest", CAC_ANCHOR_LOSS) == os.path.join(
         "networks", "weights", "MNIST", "MNIST_0_myTestCACclassifierAnchorLoss.pth")
-    assert weights_path("CIFAR+10", 3, "", CLOSED_SET_BEST).endswith(
+    assert weights_path("CIFAR+10", 3, "", CROSS_ENTROPY_BEST).endswith(
         os.path.join("CIFAR+10", "CIFAR+10_3_closedSetClassifier.pth"))
     assert set(RUN_FILES[CAC]) == {"CACclassifierAnchorLoss", "CACclassifierCACLoss", "CACclassifierAccuracy",
                                    "CACclassifierLast"}
-    assert set(RUN_FILES[CLOSED_SET]) == {"closedSetClassifier", "closedSetClassifierLast"}
-    assert EVALUATED == {CAC: "CACclassifierAnchorLoss", CLOSED_SET: "closedSetClassifier"}
-    assert LAST == {CAC: "CACclassifierLast", CLOSED_SET: "closedSetClassifierLast"}
+    assert set(RUN_FILES[CROSS_ENTROPY]) == {"closedSetClassifier", "closedSetClassifierLast"}
+    assert EVALUATED == {CAC: "CACclassifierAnchorLoss", CROSS_ENTROPY: "closedSetClassifier"}
+    assert LAST == {CAC: "CACclassifierLast", CROSS_ENTROPY: "closedSetClassifierLast"}
 
 
 def test_cifar_plus_10_files_serve_cifar_plus_50():
