@@ -1,12 +1,10 @@
-"""The open-set metrics, computed from per-image scores (and the top-1 accuracy, the OSCR curve):
-scikit-learn's where it has them (AUROC, average precision, macro-F1, the ROC points); OSCR and the
-operating threshold are written here.
+"""The open-set metrics from per-image scores, the top-1 accuracy and the OSCR curve: scikit-learn's
+where it has them, OSCR and the operating threshold written here.
 
-Convention: every score here is an *unknown* score, larger = more likely an image of no
-known class (the paper's CAC score min_i s_i; minus the maximum softmax probability; ...).
-An image is accepted as known when its score <= a threshold. Ties are counted half
-wherever a metric compares a known with an unknown score (as sklearn's ROC does).
-"""
+Convention: every score is an *unknown* score, larger = more likely an image of no known class (the
+CAC score min_i s_i; minus the maximum softmax probability; ...). An image is accepted as known when
+its score <= a threshold. Ties count half wherever a known and an unknown score are compared (as
+sklearn's ROC does)."""
 import math
 
 import numpy as np
