@@ -1,9 +1,7 @@
-"""Open the raw data sets (torchvision's classes, TinyImageNet's folders, Digits) under --data_root:
-items (PIL image, label), labels read by `source_labels` without decoding an image. Missing files
-are downloaded where the network allows; otherwise, and for corrupt files, a UserError says what is
-expected where. torchvision's md5 checks are relaxed to existence checks so that any file in the
-real format loads (a corrupt one still fails, when parsed, with a clear message).
-"""
+"""Open the raw data sets (torchvision's, TinyImageNet's folders, Digits) under --data_root, missing
+files downloaded where the network allows; otherwise, and for corrupt files, a UserError says what is
+expected where. torchvision's md5 checks are relaxed to existence checks so that any file in the real
+format loads (a corrupt one still fails, when parsed, with a clear message)."""
 import contextlib
 import gzip
 import io
@@ -56,7 +54,7 @@ TORCHVISION = {"MNIST": tvd.MNIST, "FashionMNIST": tvd.FashionMNIST, "CIFAR10": 
 
 
 def expected_files(source, root, train):
-    """The files (or folders) a source needs, for messages and the missing-data check."""
+    """The files (or folders) a source needs."""
     if source in ("MNIST", "FashionMNIST"):  # torchvision opens either split only when all four files are there
         return [os.path.join(root, source, "raw", name) for name in _MNIST_FILES]
     if source == "SVHN":
@@ -89,8 +87,8 @@ def system_fashion_mnist():
 
 
 def _gunzip_idx(source, root):
-    """MNIST-format folders may hold only the .gz files: decompress them into <root>/<source>/raw.
-    FashionMNIST files missing there are taken from the Debian package's folder, if installed."""
+    """Decompress the .gz files an MNIST-format folder may hold alone (FashionMNIST's missing there:
+    from the Debian package's folder, if installed)."""
     raw = os.path.join(root, source, "raw")
     for name in _MNIST_FILES:
         target = os.path.join(raw, name)
@@ -120,7 +118,7 @@ def _construct(source, root, train, download):
 
 
 def open_source(source, root, train, download=True):
-    """Open the training or test set of a raw source; UserError when it is missing offline or corrupt."""
+    """The training or test set of a raw source; UserError when it is missing offline or corrupt."""
     if source in ("MNIST", "FashionMNIST"):
         _gunzip_idx(source, root)
     missing = [p for p in expected_files(source, root, train) if not os.path.exists(p)]

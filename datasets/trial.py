@@ -82,15 +82,13 @@ class OpenSetData:
         partition = trainval_partition(dataset, labels, self.cfg["val_fraction"], num_classes, self.cache_dir)
         self.train_idx, self.val_idx = (np.sort(np.concatenate([partition[part][str(c)] for c in self.known]))
                                         .astype(np.int64) for part in ("Train", "Val"))
-        # image folders: a digest of the training images' bytes, in every cache's key (built-in data
-        # sets: None, their files are fixed)
+        # image folders: a digest of the training images' bytes, in every cache's key (built-in: fixed files)
         self.source_fingerprint = self.folder.fingerprint(self.train_set) if self.folder else None
         self.mean, self.std = self._normalization()
 
     @classmethod
     def from_args(cls, args, trial):
-        """The trial as the command line asks: --data_root, --split_file, --cache_dir, --im_size,
-        --im_channels and the training overrides (--hflip, --rotation, --crop_scale, --batch_size)."""
+        """The trial as the command line asks (data and cache flags, the image size and channels, overrides)."""
         cfg = apply_overrides(load_config(args.dataset), args.dataset, getattr(args, "im_size", None),
                               getattr(args, "im_channels", None),
                               **{flag: getattr(args, flag, None) for flag in OVERRIDE_FLAGS})
