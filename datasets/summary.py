@@ -29,9 +29,8 @@ def _sizes(sizes):
 
 
 def conversion(data):
-    """'28x28 grey -> 32x32 grey (resized 28 -> 32)': the training images as stored (an in-memory data
-    set's array, or the headers an image folder's check read; TinyImageNet's files are not opened
-    before training) and as the network sees them."""
+    """'28x28 grey -> 32x32 grey (resized 28 -> 32)': the training images as stored (TinyImageNet's files
+    are not opened before training) and as the network sees them."""
     size, channels, train = data.cfg["im_size"], data.cfg["im_channels"], data.train_set
     target = f"{size}x{size} {MODE_OF_CHANNELS[channels]}"
     if getattr(train, "image_modes", None) is not None:  # an image folder
