@@ -12,9 +12,8 @@ SCORER_LABELS = {"cac": "CAC score (paper)", "min_distance": "min distance",
 
 
 class CACScorers:
-    """A CAC network, on its distances d to the class anchors (N per image):
-    cac: s = d * (1 - softmin(d)), class argmin s, score min s (the paper);
-    min_distance: class argmin d, score min d (plain nearest anchor)."""
+    """A CAC network, on its distances d to the class anchors: `cac`, the paper's (s = d * (1 - softmin(d)),
+    class argmin s, score min s), and `min_distance` (the plain nearest anchor)."""
     names, paper = ("cac", "min_distance"), "cac"
 
     def setup(self, net, train_loader, num_classes, device, with_flipped):

@@ -119,9 +119,8 @@ def _refuse_constant(name):
 
 
 def read_json(path, what, fix):
-    """The JSON value in `path`, or one UserError line naming `what` (e.g. "split file") and ending
-    with `fix`, however the file is malformed (NaN/Infinity included: not JSON, though Python's json
-    accepts them). Callers check the value's shape."""
+    """The JSON value in `path`, or one UserError line naming `what` and ending with `fix`, however the file
+    is malformed (NaN/Infinity included: not JSON, though Python's json accepts them)."""
     try:
         with open(path, encoding="utf-8") as f:
             return json.load(f, parse_constant=_refuse_constant)

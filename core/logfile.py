@@ -35,9 +35,8 @@ def append_line(path, text):
 
 
 def trim_log(path, keep_bytes=None):
-    """Make metrics.jsonl whole before a run appends: a torn line (an earlier version's crash or full
-    disk) is cut off with a warning; `keep_bytes` (--continue: its size when ...Last.pth was saved)
-    drops the epochs logged after that save, which the continued run logs again."""
+    """Make metrics.jsonl whole before a run appends: cut off a torn line with a warning, and (--continue)
+    the epochs logged after `keep_bytes`, its size when ...Last.pth was saved: the continued run logs them."""
     if not os.path.isfile(path):
         return
     with open(path, "rb") as f:

@@ -13,9 +13,8 @@ CROP_RATIO = (3.0 / 4.0, 4.0 / 3.0)  # RandomResizedCrop's default range of aspe
 
 @dataclass(frozen=True)
 class AugmentSpec:
-    """kind ("train", "eval" or "anchor"), the side of the square images out, the per-channel mean
-    and std; for `train` also the crop's smallest area share, the mirror probability and the
-    rotation range in degrees (uniform in -rotate..rotate)."""
+    """kind ("train", "eval" or "anchor"), the side of the square images out, the per-channel mean and std;
+    for `train` also the crop's smallest area share, the mirror probability, rotations in -rotate..rotate."""
 
     kind: str
     im_size: int
@@ -47,8 +46,7 @@ class AugmentSpec:
         return float(-self.rotate), float(self.rotate)
 
     def head(self):
-        """The deterministic PIL steps before the random ones (the resident pipeline runs them
-        once per image, when it decodes the data set)."""
+        """The deterministic PIL steps before the random ones (the resident pipeline runs them once per image)."""
         if self.kind == "anchor":
             return [T.Resize(self.im_size), T.CenterCrop(self.im_size)]
         return [T.Resize(self.im_size)]

@@ -16,9 +16,8 @@ RAW_PIXELS = "raw-pixels"  # tag of computed normalization caches: stats of the 
 
 
 def listed_normalization(cfg, trial):
-    """(mean, std) listed in the config for `trial`, or None. The listed rows were computed on the
-    paper's first-release class splits (trials 5-9 here), which the released weights were trained
-    on: trial 5 + t uses row t; trial t of 0-4 (the standard splits) too, as the original code does."""
+    """(mean, std) listed in the config for `trial`, or None. The rows are of the paper's first-release class
+    splits (trials 5-9 here; the released weights'): trial 5 + t uses row t, trial t too, as the original."""
     listed = cfg.get("normalization")
     if not listed:
         return None

@@ -45,9 +45,8 @@ def original_partition(source, labels, train_share, num_classes):
 
 
 def hold_out_per_class(labels, fraction, seed):
-    """({class: kept indices}, {class: held-out indices}), each sorted: per class, a permutation
-    seeded with (seed, class) whose first round(fraction * n) images (at least one when n >= 2)
-    are held out. Also makes Digits' test set."""
+    """({class: kept indices}, {class: held-out indices}), each sorted: per class, the first round(fraction
+    * n) of a permutation seeded with (seed, class) are held out. Also makes Digits' test set."""
     labels = np.asarray(labels)
     kept, held_out = {}, {}
     for c in np.unique(labels):

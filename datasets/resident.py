@@ -121,10 +121,9 @@ def num_batches(n, batch_size, world):
 
 
 def resident_bytes(dataset):
-    """Bytes of the decoded images of `dataset` (a subset with an AugmentSpec), or None where this
-    pipeline does not reproduce it: a source not in memory (no `data` array: image folders,
-    TinyImageNet), RandAugment (per-image PIL operations), or a crop that would shrink the image
-    (PIL's bilinear filter widens when shrinking; one grid_sample does not)."""
+    """Bytes of the decoded images of `dataset`, or None where this pipeline does not reproduce it: no
+    `data` array (image folders, TinyImageNet), RandAugment, or a crop that would shrink the image (PIL's
+    bilinear filter widens when shrinking; one grid_sample does not)."""
     spec, base = getattr(dataset, "spec", None), getattr(dataset, "base", None)
     if (spec is None or base is None or getattr(base, "data", None) is None or len(dataset) == 0
             or spec.randaugment is not None):
@@ -136,9 +135,8 @@ def resident_bytes(dataset):
 
 
 class ResidentLoader:
-    """Batches (images, labels) of images decoded on their device; iterate once per epoch. shard=(rank,
-    world): every rank draws the same permutation and parameters and keeps its slice [rank::world] of
-    each global batch, so N processes see the images of the 1-process run."""
+    """Batches (images, labels) of images decoded on their device. Every rank draws the same permutation and
+    parameters and keeps its slice of each global batch, so N processes see the images of the 1-process run."""
 
     def __init__(self, images, labels, batch_size, spec, shuffle=False, seed=0, shard=(0, 1),
                  channels_last=False):
@@ -201,9 +199,8 @@ class ResidentLoader:
 
 def resident_loader(dataset, batch_size, shuffle, device, seed=0, shard=(0, 1), channels_last=False,
                     check_memory=True):
-    """A ResidentLoader for a RemappedSubset, or None where this pipeline does not reproduce it or
-    (`check_memory`; a training run decides for all its ranks beforehand: engine/placement.py) its
-    images would take more than MEMORY_SHARE of the memory free on `device`."""
+    """A ResidentLoader, or None where this pipeline does not reproduce `dataset` or (`check_memory`; a training
+    run decides for all its ranks beforehand: engine/placement.py) it would fill MEMORY_SHARE of free memory."""
     size, free = resident_bytes(dataset), free_memory(device) if check_memory else None
     if size is None or free is not None and size > MEMORY_SHARE * free:
         return None

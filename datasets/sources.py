@@ -153,9 +153,8 @@ def open_source(source, root, train, download=True):
 
 
 def _check_tinyimagenet_folders(root):
-    """val/ (the test set) must list the classes of train/: a class id is a folder's place in the
-    sorted list, so a folder missing from one side, or val/images left unsorted (which ImageFolder
-    would take for a class), would silently give the test images other classes' ids."""
+    """val/ (the test set) must list the classes of train/: a class id is a folder's place in the sorted
+    list, so a folder missing on one side, or val/images unsorted, would silently give other classes' ids."""
     top = os.path.join(root, "tiny-imagenet-200")
     setup = f"`python scripts/setup_tinyimagenet.py --data_root {shlex.quote(root)}`"
     if os.path.isdir(os.path.join(top, "val", "images")):

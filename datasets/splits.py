@@ -20,9 +20,8 @@ def brief(values, limit=120):
 
 
 def read_split_json(path, label, fix, kind, valid, example=None):
-    """(known, unknown) lists of a split file, or a one-line UserError naming it as `label` when it is
-    not JSON, not {"Known": [...], "Unknown": [...]}, its lists are not of `kind` (`valid` items),
-    repeat a class or name no unknown class."""
+    """(known, unknown) lists of a split file, or a one-line UserError naming it as `label`: not JSON, not
+    {"Known": [...], "Unknown": [...]}, lists not of `kind` (`valid` items), a class repeated, no unknown."""
     split = read_json(path, label, fix)
     if not isinstance(split, dict) or not {"Known", "Unknown"} <= set(split):
         raise UserError(f"{label} {path} must hold an object with 'Known' and 'Unknown' lists"

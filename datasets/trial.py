@@ -32,8 +32,7 @@ def read_item(base, index):
 
 
 class RemappedSubset(Dataset):
-    """Images `indices` of a raw data set with remapped labels, transformed as `spec` (an
-    AugmentSpec, which the resident pipeline reads too) says."""
+    """Images `indices` of a raw data set with remapped labels, transformed as its AugmentSpec says."""
 
     def __init__(self, base, indices, labels, spec):
         self.base, self.indices, self.labels, self.spec = base, indices, labels, spec
@@ -47,9 +46,8 @@ class RemappedSubset(Dataset):
 
 
 class OpenSetData:
-    """Everything one trial needs; test sets are opened only when asked for. `split_file`: in place of
-    datasets/<dataset>/class_splits/<trial>.json (ImageFolder: required, naming class folders).
-    `cache_dir`: the cache folder of the partition and normalization; None: made, nothing cached."""
+    """Everything one trial needs; test sets are opened only when asked for. `split_file`: in place of the
+    data set's class split file (ImageFolder: required); `cache_dir` None: made, nothing cached."""
 
     def __init__(self, dataset, trial, data_root="datasets/data", download=True, config=None, split_file=None,
                  cache_dir=None):
@@ -150,8 +148,7 @@ class OpenSetData:
                                     folder=self.cache_dir)
 
     def _pixel_stats(self, chunk=1024):
-        """Mean and std of the known classes' training pixels, all of them (train and val parts):
-        the files' own pixels (an in-memory data set's `data`), else each image as read (folders)."""
+        """Mean and std of all the known classes' training pixels: the files' own (`data`), else as read."""
         indices = np.flatnonzero(np.isin(self.train_labels, self.known))
         data = getattr(self.train_set, "data", None)
         if data is not None:
