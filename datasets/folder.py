@@ -136,22 +136,18 @@ class FolderData:
             if empty:
                 raise UserError(f"known class folder(s) {brief(empty)} under {folder} hold no image file; "
                                 f"add images or move the class to Unknown in the split file")
-        else:
-            self._check_test_classes(folder, counts)
-        return dataset
-
-    def _check_test_classes(self, folder, counts):
-        """One warning per class without test images; an error when no known or no unknown class has one."""
-        for kind, ids in (("known", self.known), ("unknown", self.unknown)):
+            return dataset
+        for kind, ids in (("known", self.known), ("unknown", self.unknown)):  # both kinds need test images
             if not any(counts[c] for c in ids):
                 raise UserError(f"no {kind} class has a test image under {folder} (class folders "
                                 f"{brief([self.classes[c] for c in ids])}); open-set evaluation needs at least one")
-        for kind, ids in (("known", self.known), ("unknown", self.unknown)):
+        for kind, ids in (("known", self.known), ("unknown", self.unknown)):  # a class without: one warning
             for name in (self.classes[c] for c in ids if not counts[c]):
                 where = os.path.join(folder, name)
                 state = "holds no image file" if os.path.isdir(where) else "does not exist"
                 print(f"warning: {kind} class {name!r} has no test images ({where} {state}); the evaluation "
                       f"goes on without it", file=sys.stderr)
+        return dataset
 
     def cache_folder(self, cache_dir):
         """This folder's own folder in the cache folder `cache_dir`: ImageFolder/<its name>-<sha1 of its

@@ -82,7 +82,10 @@ class OpenSetData:
                                         .astype(np.int64) for part in ("Train", "Val"))
         # image folders: a digest of the training images' bytes, in every cache's key (built-in: fixed files)
         self.source_fingerprint = self.folder.fingerprint(self.train_set) if self.folder else None
-        self.mean, self.std = self._normalization()
+        source = RAW_PIXELS + (f":{self.source_fingerprint}:{cfg['im_channels']}ch" if self.folder else "")
+        self.mean, self.std = listed_normalization(cfg, trial) or cached_normalization(
+            dataset, trial, self.known, labels, cfg["im_size"], self._pixel_stats, source=source,
+            channels=cfg["im_channels"], folder=self.cache_dir)
 
     @classmethod
     def from_args(cls, args, trial):
@@ -137,15 +140,6 @@ class OpenSetData:
     def spec(self, kind):
         """The AugmentSpec of `kind` (train, eval, anchor) for this trial's config and normalization."""
         return AugmentSpec.from_config(kind, self.cfg, self.mean, self.std)
-
-    def _normalization(self):
-        listed = listed_normalization(self.cfg, self.trial)
-        if listed is not None:
-            return listed
-        source = RAW_PIXELS + (f":{self.source_fingerprint}:{self.cfg['im_channels']}ch" if self.folder else "")
-        return cached_normalization(self.name, self.trial, self.known, self.train_labels, self.cfg["im_size"],
-                                    self._pixel_stats, source=source, channels=self.cfg["im_channels"],
-                                    folder=self.cache_dir)
 
     def _pixel_stats(self, chunk=1024):
         """Mean and std of all the known classes' training pixels: the files' own (`data`), else as read."""
