@@ -12,16 +12,10 @@ from sklearn.metrics import average_precision_score, f1_score, roc_auc_score, ro
 
 ACCEPT_RATE = 0.95  # share of known validation images the operating threshold accepts
 
-# metric key -> label in tables and plots, in the order they are printed
-METRIC_LABELS = {
-    "accuracy": "top-1 accuracy (closed set)",
-    "auroc": "AUROC",
-    "oscr": "OSCR",
-    "aupr_in": "AUPR-in (known = positive)",
-    "aupr_out": "AUPR-out (unknown = positive)",
-    "fpr95": "FPR at 95% TPR",
-    "open_set_accuracy": "open-set accuracy @ threshold",
-    "open_set_macro_f1": "open-set macro-F1 @ threshold",
+METRIC_LABELS = {  # metric key -> label in tables and plots, in the order they are printed
+    "accuracy": "top-1 accuracy (closed set)", "auroc": "AUROC", "oscr": "OSCR",
+    "aupr_in": "AUPR-in (known = positive)", "aupr_out": "AUPR-out (unknown = positive)", "fpr95": "FPR at 95% TPR",
+    "open_set_accuracy": "open-set accuracy @ threshold", "open_set_macro_f1": "open-set macro-F1 @ threshold",
     "threshold": "threshold (95% of known val)",
 }
 

@@ -36,8 +36,7 @@ class FileSet:
     leaves the previous set as it was (targets already replaced come back from hard links)."""
 
     def __init__(self):
-        self.staged = []  # (temporary, target)
-        self.made_folders = []
+        self.staged, self.made_folders = [], []  # (temporary, target); the folders `stage` made
         self.current = None  # the file being written or renamed: the one a failure names
 
     def stage(self, path):

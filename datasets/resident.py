@@ -204,7 +204,6 @@ def resident_loader(dataset, batch_size, shuffle, device, seed=0, shard=(0, 1), 
     size, free = resident_bytes(dataset), free_memory(device) if check_memory else None
     if size is None or free is not None and size > MEMORY_SHARE * free:
         return None
-    spec = dataset.spec
-    images = decode(dataset.base, dataset.indices, spec.head()).to(device)
+    images = decode(dataset.base, dataset.indices, dataset.spec.head()).to(device)
     labels = torch.as_tensor(dataset.labels, dtype=torch.int64)
-    return ResidentLoader(images, labels, batch_size, spec, shuffle, seed, shard, channels_last)
+    return ResidentLoader(images, labels, batch_size, dataset.spec, shuffle, seed, shard, channels_last)

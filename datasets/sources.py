@@ -29,8 +29,8 @@ SYSTEM_FASHION_MNIST = "/usr/share/datasets/fashion-mnist"
 
 
 class _OneSplitCheck:
-    """torchvision's CIFAR classes want both splits' files and their md5 sums; check only that
-    the split asked for exists (CIFAR+N needs no CIFAR-100 training file)."""
+    """torchvision's CIFAR classes want the files of both sets and their md5 sums; check only that those
+    of the set asked for (training or test) exist (CIFAR+N needs no CIFAR-100 training file)."""
 
     def _check_integrity(self):
         files = self.train_list if self.train else self.test_list
@@ -55,17 +55,15 @@ TORCHVISION = {"MNIST": tvd.MNIST, "FashionMNIST": tvd.FashionMNIST, "CIFAR10": 
 
 def expected_files(source, root, train):
     """The files (or folders) a source needs."""
-    if source in ("MNIST", "FashionMNIST"):  # torchvision opens either split only when all four files are there
+    if source in ("MNIST", "FashionMNIST"):  # torchvision opens either set only when all four files are there
         return [os.path.join(root, source, "raw", name) for name in _MNIST_FILES]
     if source == "SVHN":
         return [os.path.join(root, "svhn", f"{'train' if train else 'test'}_32x32.mat")]
     if source == "CIFAR10":
-        folder = os.path.join(root, "cifar-10-batches-py")
-        names = [n for n, _ in (tvd.CIFAR10.train_list if train else tvd.CIFAR10.test_list)]
-        return [os.path.join(folder, n) for n in names + ["batches.meta"]]
+        names = [n for n, _ in (tvd.CIFAR10.train_list if train else tvd.CIFAR10.test_list)] + ["batches.meta"]
+        return [os.path.join(root, "cifar-10-batches-py", n) for n in names]
     if source == "CIFAR100":
-        folder = os.path.join(root, "cifar-100-python")
-        return [os.path.join(folder, "train" if train else "test"), os.path.join(folder, "meta")]
+        return [os.path.join(root, "cifar-100-python", n) for n in ("train" if train else "test", "meta")]
     if source == "TinyImageNet":
         return [os.path.join(root, "tiny-imagenet-200", "train" if train else "val")]
     return []

@@ -1,6 +1,5 @@
 """Class splits: which classes of a data set are known in a trial (its split file); the labels'
-fingerprint that keys every cache made from the data; `brief`, a list cut short for a message.
-"""
+fingerprint that keys every cache made from the data; `brief`, a list cut short for a message."""
 import hashlib
 import os
 

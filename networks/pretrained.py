@@ -33,8 +33,7 @@ def pretrained_file(backbone, pretrained, download=True):
     if os.path.isfile(path):
         return path
     url = DOWNLOAD_URL + IMAGENET_FILES[backbone]
-    fix = (f"put torchvision's file {IMAGENET_FILES[backbone]} (from {url}) at {path}, or pass "
-           f"--pretrained FILE")
+    fix = f"put torchvision's file {IMAGENET_FILES[backbone]} (from {url}) at {path}, or pass --pretrained FILE"
     if not download:
         raise UserError(f"ImageNet weights of {backbone} are not at {path} and --no_download is set: {fix}")
     try:
