@@ -3,12 +3,9 @@ then every open-set metric for the paper's CAC score and the plain minimum dista
 
     python eval_cacOpenset.py -dataset MNIST --num_trials 5 --start_trial 0 --name myTest
 
-Per trial: load ...CACclassifierAnchorLoss.pth, replace the anchors by the mean logits of
-correctly classified training images (+ flipped copies for non-digit data), then score
-test images by d * (1 - softmin(d)): predicted class = argmin, unknown score = min.
-The next evaluation of the same file and data reads the anchor means from the calibration
-beside the checkpoint (X.calibration.json; --recompute_anchors makes them again).
-"""
+Per trial, the anchors of ...CACclassifierAnchorLoss.pth are replaced by the mean logits of correctly
+classified training images (+ flipped copies for non-digit data), read from the calibration beside the
+checkpoint (X.calibration.json) when the same data made them (--recompute_anchors: made again)."""
 import argparse
 import sys
 

@@ -1,12 +1,10 @@
-"""The open-set metrics, computed from per-image scores (and the top-1 accuracy, the OSCR curve):
-scikit-learn's where it has them (AUROC, average precision, macro-F1, the ROC points); OSCR and the
-operating threshold are written here.
+"""The open-set metrics from per-image scores, the top-1 accuracy and the OSCR curve: scikit-learn's
+where it has them, OSCR and the operating threshold written here.
 
-Convention: every score here is an *unknown* score, larger = more likely an image of no
-known class (the paper's CAC score min_i s_i; minus the maximum softmax probability; ...).
-An image is accepted as known when its score <= a threshold. Ties are counted half
-wherever a metric compares a known with an unknown score (as sklearn's ROC does).
-"""
+Convention: every score is an *unknown* score, larger = more likely an image of no known class (the
+CAC score min_i s_i; minus the maximum softmax probability; ...). An image is accepted as known when
+its score <= a threshold. Ties count half wherever a known and an unknown score are compared (as
+sklearn's ROC does)."""
 import math
 
 import numpy as np
@@ -14,16 +12,10 @@ from sklearn.metrics import average_precision_score, f1_score, roc_auc_score, ro
 
 ACCEPT_RATE = 0.95  # share of known validation images the operating threshold accepts
 
-# metric key -> label in tables and plots, in the order they are printed
-METRIC_LABELS = {
-    "accuracy": "top-1 accuracy (closed set)",
-    "auroc": "AUROC",
-    "oscr": "OSCR",
-    "aupr_in": "AUPR-in (known = positive)",
-    "aupr_out": "AUPR-out (unknown = positive)",
-    "fpr95": "FPR at 95% TPR",
-    "open_set_accuracy": "open-set accuracy @ threshold",
-    "open_set_macro_f1": "open-set macro-F1 @ threshold",
+METRIC_LABELS = {  # metric key -> label in tables and plots, in the order they are printed
+    "accuracy": "top-1 accuracy (closed set)", "auroc": "AUROC", "oscr": "OSCR",
+    "aupr_in": "AUPR-in (known = positive)", "aupr_out": "AUPR-out (unknown = positive)", "fpr95": "FPR at 95% TPR",
+    "open_set_accuracy": "open-set accuracy @ threshold", "open_set_macro_f1": "open-set macro-F1 @ threshold",
     "threshold": "threshold (95% of known val)",
 }
 
@@ -49,14 +41,12 @@ def acceptance_threshold(scores, accept_rate=ACCEPT_RATE):
 
 
 def accuracy(predicted, labels):
-    """Top-1 accuracy: share of predictions equal to the labels."""
     return float(np.mean(np.asarray(predicted).ravel() == np.asarray(labels).ravel()))
 
 
 def oscr_curve(known_scores, known_correct, unknown_scores):
-    """The OSCR curve (Dhamija et al. 2018): (FPR, CCR) points, from (0, 0), while the acceptance
-    threshold t sweeps every score in ascending order. CCR(t) = share of known images that are
-    accepted and correctly classified, FPR(t) = share of unknown images accepted."""
+    """The OSCR curve (Dhamija et al. 2018): (FPR, CCR) points from (0, 0), as the threshold sweeps every
+    score: CCR = share of known images accepted and correctly classified, FPR = of unknown images accepted."""
     known, unknown = _scores(known_scores), _scores(unknown_scores)
     correct = np.asarray(known_correct, dtype=bool).ravel()
     thresholds = np.unique(np.concatenate([known, unknown]))  # ascending
@@ -66,16 +56,14 @@ def oscr_curve(known_scores, known_correct, unknown_scores):
 
 
 def oscr(known_scores, known_correct, unknown_scores):
-    """Open-set classification rate: the area under oscr_curve. At most the closed-set accuracy
-    (CCR never exceeds it)."""
+    """Open-set classification rate, the area under oscr_curve: at most the closed-set accuracy."""
     x, y = oscr_curve(known_scores, known_correct, unknown_scores)
     return float(np.sum(np.diff(x) * (y[1:] + y[:-1]) / 2))  # trapezoids: a tie moves both at once
 
 
 def fpr_at_tpr(known_scores, unknown_scores, tpr=ACCEPT_RATE):
-    """Share of unknown test images accepted at the threshold accepting `tpr` of the known test
-    images (known = positive, as in the out-of-distribution literature): the first ROC point
-    (scikit-learn's, every threshold kept) whose true positive rate reaches `tpr`."""
+    """Share of unknown test images accepted at the first ROC point (scikit-learn's, every threshold kept)
+    accepting `tpr` of the known ones (known = positive, as in the out-of-distribution literature)."""
     is_known = np.r_[np.ones(len(known_scores)), np.zeros(len(unknown_scores))]
     fpr, tprs, _ = roc_curve(is_known, -np.r_[_scores(known_scores), _scores(unknown_scores)],
                              drop_intermediate=False)
@@ -89,9 +77,8 @@ def open_set_predictions(predicted, scores, threshold, unknown_label):
 
 def all_metrics(known_pred, known_scores, known_labels, unknown_pred, unknown_scores, val_scores, num_known,
                 accept_rate=ACCEPT_RATE):
-    """Every metric of METRIC_LABELS for one scorer on one trial. The operating threshold
-    accepts `accept_rate` of the known *validation* images (no test image chooses it); at it,
-    open-set predictions have num_known classes + 'unknown' (label num_known)."""
+    """Every metric of METRIC_LABELS for one scorer on one trial. The operating threshold accepts
+    `accept_rate` of the known *validation* images (no test image chooses it)."""
     known_pred, known_labels = np.asarray(known_pred).ravel(), np.asarray(known_labels).ravel()
     known_scores, unknown_scores = _scores(known_scores), _scores(unknown_scores)
     correct = known_pred == known_labels
@@ -100,7 +87,8 @@ def all_metrics(known_pred, known_scores, known_labels, unknown_pred, unknown_sc
     open_pred = np.r_[open_set_predictions(known_pred, known_scores, threshold, num_known),
                       open_set_predictions(unknown_pred, unknown_scores, threshold, num_known)]
     open_labels = np.r_[known_labels, np.full(len(unknown_scores), num_known)]
-    both, is_unknown = np.r_[known_scores, unknown_scores], np.r_[np.zeros(len(known_scores)), np.ones(len(unknown_scores))]
+    both = np.r_[known_scores, unknown_scores]
+    is_unknown = np.r_[np.zeros(len(known_scores)), np.ones(len(unknown_scores))]
     return {
         "accuracy": accuracy(known_pred, known_labels),
         "auroc": auroc(known_scores, unknown_scores),

@@ -3,12 +3,10 @@
     python predict.py networks/weights/Digits/Digits_0_demoCACclassifierAnchorLoss.pth my_images/
     python predict.py CHECKPOINT a.png b.jpg --format json --out predictions.json
 
-It reads the calibration beside the checkpoint X.pth, X.calibration.json (engine/calibration.py:
-class names, anchors, preprocessing, per scorer the threshold accepting 95% of the known
-validation images), made on first use when no evaluation made it. An image is `unknown` when its
-unknown score exceeds the threshold. An image that cannot be read is skipped with one warning
-line; the checkpoint, its calibration, --threshold and --out are checked before any image is.
-"""
+The calibration beside the checkpoint X.pth, X.calibration.json (engine/calibration.py; made on first use
+when no evaluation made it), gives class names, anchors, preprocessing and per scorer the threshold above
+which an image is `unknown` (accepting 95% of the known validation images). An image that cannot be read
+is skipped with a warning; the checkpoint, its calibration, --threshold and --out are checked first."""
 import argparse
 import math
 import os

@@ -4,11 +4,9 @@
     python train_cacOpenset.py --dataset MNIST --trial 0 -r         # second phase, lower lr
     python train_cacOpenset.py --dataset MNIST --trial 0 --continue # after Ctrl-C (add -r in that phase)
 
-The network maps an image to N logits; the CAC loss pulls them to fixed class anchors alpha * e_i
-(utils.py). Saves networks/weights/<dataset>/<dataset>_<trial>_<name>CACclassifier{AnchorLoss,
-CACLoss,Accuracy}.pth: the best validation anchor loss (the one evaluation uses), CAC loss and
-accuracy; and ...CACclassifierLast.pth after every epoch, which --continue picks up.
-"""
+The CAC loss pulls the N logits to fixed class anchors alpha * e_i (utils.py). Saves
+networks/weights/<dataset>/<dataset>_<trial>_<name>CACclassifier{AnchorLoss,CACLoss,Accuracy}.pth, the best
+validation anchor loss (the one evaluation uses), CAC loss and accuracy, and every epoch ...Last.pth for --continue."""
 import argparse
 import math
 import sys
@@ -57,9 +55,8 @@ BEST = {"anchor": math.inf, "cac": math.inf, "acc": 0.0}  # the best validation 
 
 
 def save_best(run, net, stats, epoch):
-    """Save `net` under each name whose validation value is at least as good as the best so far (a
-    tie counts, as in the original): lowest anchor loss, lowest CAC loss, highest accuracy. Under
-    --recipe vaze (no validation part) every epoch is saved: the last one is evaluated."""
+    """Save `net` under each name whose validation value is at least as good as the best so far (a tie
+    counts, as in the original); under --recipe vaze (no validation part) every epoch: the last is evaluated."""
     checkpoint = None  # made once, saved under each name that improved
     for key, value, lower, suffix in (("anchor", stats["val/anchorLoss"], True, CAC_ANCHOR_LOSS),
                                       ("cac", stats["val/CACLoss"], True, CAC_CAC_LOSS),

@@ -4,10 +4,8 @@
     python train_closedSet.py --dataset MNIST --trial 0 -r         # second phase, lower lr
     python train_closedSet.py --dataset MNIST --trial 0 --continue # after Ctrl-C (add -r in that phase)
 
-Saves networks/weights/<dataset>/<dataset>_<trial>_<name>closedSetClassifier.pth, the network of
-best validation accuracy, and ...closedSetClassifierLast.pth after every epoch, which --continue
-picks up.
-"""
+Saves networks/weights/<dataset>/<dataset>_<trial>_<name>closedSetClassifier.pth, the network of best
+validation accuracy, and every epoch ...closedSetClassifierLast.pth for --continue."""
 import argparse
 import math
 import sys

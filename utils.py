@@ -1,7 +1,5 @@
-"""The method's math: the CAC loss, the CAC scores, and the class-mean anchors evaluation uses.
-
-The metrics computed from scores live in metrics.py, the scorers built on these in scorers.py.
-"""
+"""The method's math: the CAC loss, the CAC scores and the class-mean anchors evaluation uses (the
+metrics computed from scores: metrics.py; the scorers built on these: scorers.py)."""
 import torch
 import torch.nn as nn
 
@@ -66,4 +64,3 @@ def compute_anchor_means(net, loader, num_classes, device, with_flipped):
             logits.append(net(view)[0].cpu())
             labels.append(targets.cpu())
     return anchor_means(torch.cat(logits), torch.cat(labels), num_classes)
-

@@ -8,8 +8,7 @@ from core.errors import UserError
 
 
 def give_usual_permissions(path):
-    """mkstemp makes 0600 files: give a temporary the permissions a plain open() would (0666
-    less the umask) before it replaces its target."""
+    """mkstemp makes 0600 files: give a temporary what a plain open() would (0666 less the umask)."""
     umask = os.umask(0)
     os.umask(umask)
     os.chmod(path, 0o666 & ~umask)
@@ -17,8 +16,7 @@ def give_usual_permissions(path):
 
 @contextlib.contextmanager
 def atomic_write(path, mode="wb"):
-    """Yield a temporary file beside `path`; when the block succeeds it replaces `path` in one
-    rename, when it fails it is removed and `path` keeps its previous content."""
+    """A temporary file beside `path` that replaces it in one rename if the block succeeds, else is removed."""
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp_", suffix=os.path.splitext(path)[1])
@@ -33,15 +31,12 @@ def atomic_write(path, mode="wb"):
 
 
 class FileSet:
-    """Files written as one set. `stage(path)` gives a temporary beside `path` to write; `commit()`
-    renames every temporary onto its target in the order staged (stage the JSON last, as it
-    names the others); `discard()` removes what is left. A failure anywhere, a rename
-    included, leaves the previous set as it was: targets replaced before a failed rename are
-    restored from hard links taken just before."""
+    """Files written as one set: `stage(path)` gives a temporary to write, `commit()` renames them in
+    the order staged (stage the JSON last: it names the others). A failure anywhere, a rename included,
+    leaves the previous set as it was (targets already replaced come back from hard links)."""
 
     def __init__(self):
-        self.staged = []  # (temporary, target)
-        self.made_folders = []
+        self.staged, self.made_folders = [], []  # (temporary, target); the folders `stage` made
         self.current = None  # the file being written or renamed: the one a failure names
 
     def stage(self, path):
@@ -66,7 +61,11 @@ class FileSet:
             self.staged = []
         except BaseException:
             for target, existed, previous in reversed(replaced):
-                _restore(target, existed, previous)
+                with contextlib.suppress(OSError):  # nothing better to do: the failure that brought us here is raised
+                    if previous:
+                        os.replace(previous, target)
+                    elif not existed and os.path.isfile(target):
+                        os.remove(target)  # the set had no such file before
             raise
         finally:
             for _, _, previous in replaced:
@@ -97,20 +96,9 @@ def _keep_previous(target):
         return None
 
 
-def _restore(target, existed, previous):
-    try:
-        if previous:
-            os.replace(previous, target)
-        elif not existed and os.path.isfile(target):
-            os.remove(target)  # the set had no such file before
-    except OSError:
-        pass  # nothing better to do; the failure that brought us here is raised
-
-
 def ensure_writable(folder):
-    """Check, before any long work starts, that files can be written in `folder`, without
-    creating anything: a missing folder is checked through the nearest one that exists (the
-    first save makes the rest)."""
+    """Check, before any long work and creating nothing, that files can be written in `folder` (a
+    missing one through its nearest existing parent: the first save makes the rest)."""
     probe = os.path.abspath(folder)
     while not os.path.isdir(probe):
         if os.path.exists(probe):
@@ -130,10 +118,8 @@ def _refuse_constant(name):
 
 
 def read_json(path, what, fix):
-    """The JSON value in `path`, or one UserError line naming `what` (e.g. "split file") and
-    ending with `fix`, however the file is malformed: missing, unreadable, not UTF-8, not
-    JSON, nested too deep, an integer too long, or NaN/Infinity (not JSON, though Python's
-    json accepts them). Callers check the value's shape themselves."""
+    """The JSON value in `path`, or one UserError line naming `what` and ending with `fix`, however the file
+    is malformed (NaN/Infinity included: not JSON, though Python's json accepts them)."""
     try:
         with open(path, encoding="utf-8") as f:
             return json.load(f, parse_constant=_refuse_constant)
@@ -156,10 +142,8 @@ def read_json(path, what, fix):
 
 
 def check_file_writable(path, fix, what=""):
-    """Check, before any long work starts, that `path` itself can be (re)written: no folder in
-    its place and, if it exists, not read-only (a read-only file is taken as one the user wants
-    kept, though the atomic rename could replace it). The folders are ensure_writable's job;
-    `what` names the file in the message (e.g. "checkpoint ")."""
+    """Check, before any long work, that `path` itself can be (re)written: no folder in its place, not
+    read-only (taken as a file the user wants kept, though the atomic rename could replace it)."""
     if os.path.isdir(path):
         raise UserError(f"cannot write {what}{path}: a folder is in its place; move it away or {fix}")
     if os.path.lexists(path) and not os.path.isfile(path) and not os.path.islink(path):

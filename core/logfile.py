@@ -11,9 +11,8 @@ from core.files import atomic_write
 
 
 def append_line(path, text):
-    """Append `text` + newline to `path` in one write, so that a reader never sees half a line
-    from this process; a failed write (a full disk) is cut back off and becomes one UserError
-    line naming the path, the lines before it intact."""
+    """Append `text` as one line in one write (a reader never sees half of it); a failed write (a full
+    disk) is cut back off and becomes one UserError line, the lines before it intact."""
     data = (text + "\n").encode("utf-8")
     try:
         fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
@@ -36,10 +35,8 @@ def append_line(path, text):
 
 
 def trim_log(path, keep_bytes=None):
-    """Make metrics.jsonl whole before a run appends to it: a torn line (a crash or a full disk
-    mid-write, by an earlier version) is cut off with a warning; with --continue, `keep_bytes`
-    (its size when ...Last.pth was saved) drops an epoch logged after that save, which the
-    continued run trains and logs again."""
+    """Make metrics.jsonl whole before a run appends: cut off a torn line with a warning, and (--continue)
+    the epochs logged after `keep_bytes`, its size when ...Last.pth was saved: the continued run logs them."""
     if not os.path.isfile(path):
         return
     with open(path, "rb") as f:
@@ -56,8 +53,7 @@ def trim_log(path, keep_bytes=None):
 
 
 def parse_log_line(line):
-    """One metrics.jsonl line (bytes) as a dict with an integer epoch, or None when it is torn:
-    no newline at its end, not JSON, or not an epoch entry."""
+    """One metrics.jsonl line (bytes) as a dict with an integer epoch, or None when it is torn."""
     if not line.endswith(b"\n"):
         return None
     try:

@@ -1,8 +1,5 @@
-"""Tests for values read from files a user can edit or damage (JSON, checkpoints, logs).
-
-JSON and pickles give Python numbers of any kind: here a bool is not a number, and an
-integer too large for a float (JSON allows thousands of digits) is not finite.
-"""
+"""Tests for values read from files a user can edit or damage (JSON, checkpoints, logs): a bool is not
+a number, and an integer too large for a float (JSON allows thousands of digits) is not finite."""
 import math
 
 

@@ -1,9 +1,7 @@
 """The augmentation spec of one subset of a trial (SPEC section 4), made once from the config: both
-pipelines are made from it, the per-sample torchvision Compose (`transform`) and the device-resident
-one (datasets/resident.py reads the same fields). Under --recipe modern or vaze (`randaugment` set)
-the training steps are Vaze et al.'s, in their order; such a subset stays per sample (the resident
-pipeline has no batched RandAugment).
-"""
+pipelines are made from it, the per-sample torchvision Compose (`transform`) and datasets/resident.py.
+Under --recipe modern or vaze (`randaugment` set) the training steps are Vaze et al.'s, in their order,
+and stay per sample (the resident pipeline has no batched RandAugment)."""
 from dataclasses import dataclass
 
 from torchvision import transforms as T
@@ -15,9 +13,8 @@ CROP_RATIO = (3.0 / 4.0, 4.0 / 3.0)  # RandomResizedCrop's default range of aspe
 
 @dataclass(frozen=True)
 class AugmentSpec:
-    """kind ("train", "eval" or "anchor"), the side of the square images out, the per-channel mean
-    and std; for `train` also the crop's smallest area share, the mirror probability and the
-    rotation range in degrees (uniform in -rotate..rotate)."""
+    """kind ("train", "eval" or "anchor"), the side of the square images out, the per-channel mean and std;
+    for `train` also the crop's smallest area share, the mirror probability, rotations in -rotate..rotate."""
 
     kind: str
     im_size: int
@@ -32,7 +29,7 @@ class AugmentSpec:
 
     @classmethod
     def from_config(cls, kind, cfg, mean, std):
-        """The spec of `kind` for a data set's config entry (its im_size and data_transforms)."""
+        """The spec of `kind` for a data set's config entry."""
         if kind != "train":
             return cls(kind, cfg["im_size"], mean, std)
         aug = cfg["data_transforms"]
@@ -40,7 +37,7 @@ class AugmentSpec:
 
     @property
     def random(self):
-        """True when the spec draws random parameters per image (crop, mirror, rotation)."""
+        """True when the spec draws random parameters per image."""
         return self.kind == "train"
 
     @property
@@ -49,8 +46,7 @@ class AugmentSpec:
         return float(-self.rotate), float(self.rotate)
 
     def head(self):
-        """The deterministic PIL steps before the random ones (the resident pipeline runs them
-        once per image, when it decodes the data set)."""
+        """The deterministic PIL steps before the random ones (the resident pipeline runs them once per image)."""
         if self.kind == "anchor":
             return [T.Resize(self.im_size), T.CenterCrop(self.im_size)]
         return [T.Resize(self.im_size)]

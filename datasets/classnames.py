@@ -1,7 +1,6 @@
-"""Class names of a data set, and where each image of a trial's subset came from (TrialClasses, for
-the results of an evaluation). Names come from the data set itself: torchvision's `classes` (MNIST's
-"0 - zero", CIFAR's "airplane", TinyImageNet's wnids), an image folder's folder names; data sets
-without a list (Digits, SVHN) are named by their digit, the class id."""
+"""Class names of a data set, and where each image of a trial's subset came from (TrialClasses, for an
+evaluation's results). Names come from the data set: torchvision's `classes` (MNIST's "0 - zero",
+TinyImageNet's wnids), an image folder's folder names, else (Digits, SVHN) the class id."""
 import os
 from dataclasses import dataclass
 

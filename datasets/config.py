@@ -43,7 +43,7 @@ OPTIONAL = {"openset_training.momentum", "closedset_training.momentum"}  # keys 
 
 
 def load_config(dataset):
-    """The hyperparameters of `dataset` from datasets/config.json, checked (check_config)."""
+    """The hyperparameters of `dataset` from datasets/config.json, checked."""
     path = os.path.join(DATASETS_DIR, "config.json")
     config = read_json(path, "data set configuration", f"{RESTORE} or fix the edit")
     if not isinstance(config, dict):
@@ -56,8 +56,7 @@ def load_config(dataset):
 
 
 def check_config(dataset, entry, path):
-    """One UserError line naming the data set, the key and the file for an entry of
-    datasets/config.json that is missing, of the wrong type or out of range."""
+    """One UserError line naming the data set, the key and the file for a wrong or missing entry."""
     def refuse(key, problem):
         raise UserError(f"{key} of {dataset} in {path} {problem}; fix it, or {RESTORE}")
 
@@ -94,9 +93,8 @@ OVERRIDE_FLAGS = {"hflip": ("data_transforms", "flip"), "rotation": ("data_trans
 
 
 def apply_overrides(cfg, dataset, im_size=None, im_channels=None, **flags):
-    """A copy of `cfg` with --im_size / --im_channels applied (channels: own image folders only)
-    and the OVERRIDE_FLAGS given (not None): --hflip, --rotation, --crop_scale (the training
-    augmentation of both pipelines), --batch_size; each checked by the rule of the key it replaces."""
+    """A copy of `cfg` with --im_size, --im_channels (image folders only) and the OVERRIDE_FLAGS given
+    (not None) applied, each checked by the rule of the key it replaces."""
     cfg = {**cfg, "data_transforms": dict(cfg["data_transforms"])}
     if im_size is not None:
         if im_size_problem(im_size):

@@ -1,12 +1,9 @@
 """Users' own images: `--dataset ImageFolder --data_root FOLDER --split_file SPLIT.json`.
 
-FOLDER holds train/ and test/, each with one sub-folder of images per class (torchvision's
-ImageFolder layout); SPLIT.json names the class folders: {"Known": ["cat", "dog"], "Unknown": ["fox"]}.
-The known classes' train/ images are partitioned into train and validation as for every data set;
-the test images of known and unknown classes evaluate. Class ids are positions in the sorted union
-of the folder names of train/ and test/, so unknown classes need no training images. Every image is
-converted as `prepare_image` says, as predict.py converts new ones.
-"""
+FOLDER holds train/ and test/, each with one sub-folder of images per class (torchvision's ImageFolder
+layout); SPLIT.json names the class folders: {"Known": ["cat", "dog"], "Unknown": ["fox"]}. Class ids
+are positions in the sorted union of the folder names of train/ and test/, so unknown classes need no
+training images. Every image is converted as `prepare_image` says, as predict.py converts new ones."""
 import collections
 import functools
 import hashlib
@@ -61,9 +58,8 @@ def _listing(names, limit=200):
 
 
 def _check_images(dataset, root):
-    """Read each image's header once, so a broken file fails here, named, not mid-epoch; the
-    modes and sizes met are kept on `dataset` (image_modes: Counter, image_sizes: set of (w, h))
-    for the start-up summary."""
+    """Read each image's header once, so a broken file fails here, named, not mid-epoch; the modes and
+    sizes met are kept on `dataset` for the start-up summary."""
     dataset.image_modes, dataset.image_sizes = collections.Counter(), set()
     for path, _ in dataset.samples:
         try:
@@ -104,7 +100,15 @@ class FolderData:
             raise UserError(f"split file {path} not found; write {example} there with the class folder names")
         known, unknown = read_split_json(path, "split file", f"fix it, e.g. {example}", "class folder names (strings)",
                                          lambda name: isinstance(name, str), example)
-        unknown = self._unknown_with_test_folder(path, unknown)
+        test = os.path.join(self.root, "test")  # unknown classes without test images: left out, one warning each
+        absent = [n for n in unknown if n not in self.test_classes]
+        if len(absent) == len(unknown):
+            raise UserError(f"Unknown classes {brief(absent)} in {path} have no folder under {test} "
+                            f"(its class folders: {_listing(self.test_classes)})")
+        for name in absent:
+            print(f"warning: unknown class {name!r} of {path} has no folder under {test}; it is left out "
+                  f"of the evaluation", file=sys.stderr)
+        unknown = [n for n in unknown if n not in absent]
         absent = [n for n in known if n not in self.train_classes]
         if absent:
             raise UserError(f"Known classes {brief(absent)} in {path} have no folder under "
@@ -117,22 +121,8 @@ class FolderData:
             raise UserError(f"{path} lists classes {brief(both)} as both Known and Unknown")
         return known, unknown
 
-    def _unknown_with_test_folder(self, path, names):
-        """The unknown classes that have a folder under test/. The others are left out with one
-        warning each, as long as one remains: open-set evaluation needs unknown test images."""
-        test = os.path.join(self.root, "test")
-        absent = [n for n in names if n not in self.test_classes]
-        if len(absent) == len(names):
-            raise UserError(f"Unknown classes {brief(absent)} in {path} have no folder under {test} "
-                            f"(its class folders: {_listing(self.test_classes)})")
-        for name in absent:
-            print(f"warning: unknown class {name!r} of {path} has no folder under {test}; it is left out "
-                  f"of the evaluation", file=sys.stderr)
-        return [n for n in names if n not in absent]
-
     def list_images(self, part):
-        """The images of train/ or test/ (`part`), listed without reading one (the start-up summary
-        counts the test images; evaluation opens and checks them)."""
+        """The images of train/ or test/ (`part`), listed without reading one."""
         loader = functools.partial(read_image, im_size=self.im_size, channels=self.channels)
         return _FixedClasses(os.path.join(self.root, part), self.classes, loader)
 
@@ -146,37 +136,30 @@ class FolderData:
             if empty:
                 raise UserError(f"known class folder(s) {brief(empty)} under {folder} hold no image file; "
                                 f"add images or move the class to Unknown in the split file")
-        else:
-            self._check_test_classes(folder, counts)
-        return dataset
-
-    def _check_test_classes(self, folder, counts):
-        """One warning per known or unknown class without test images, by folder name; an error
-        when none of the known, or none of the unknown, classes has one (nothing to evaluate)."""
-        for kind, ids in (("known", self.known), ("unknown", self.unknown)):
+            return dataset
+        for kind, ids in (("known", self.known), ("unknown", self.unknown)):  # both kinds need test images
             if not any(counts[c] for c in ids):
                 raise UserError(f"no {kind} class has a test image under {folder} (class folders "
                                 f"{brief([self.classes[c] for c in ids])}); open-set evaluation needs at least one")
-        for kind, ids in (("known", self.known), ("unknown", self.unknown)):
+        for kind, ids in (("known", self.known), ("unknown", self.unknown)):  # a class without: one warning
             for name in (self.classes[c] for c in ids if not counts[c]):
                 where = os.path.join(folder, name)
                 state = "holds no image file" if os.path.isdir(where) else "does not exist"
                 print(f"warning: {kind} class {name!r} has no test images ({where} {state}); the evaluation "
                       f"goes on without it", file=sys.stderr)
+        return dataset
 
     def cache_folder(self, cache_dir):
-        """Where this folder's caches (train/validation partition, normalization) live in the cache
-        folder `cache_dir`: ImageFolder/<its name>-<sha1 of its real path>/, so two image folders
-        never share one; each cache is still checked against the labels and bytes it was made from."""
+        """This folder's own folder in the cache folder `cache_dir`: ImageFolder/<its name>-<sha1 of its
+        real path>/ (each cache is still checked against the labels and bytes it was made from)."""
         real = os.path.realpath(self.root)
         name = re.sub(r"[^A-Za-z0-9_.-]", "_", os.path.basename(real))[:40] or "root"
         tag = hashlib.sha1(real.encode()).hexdigest()[:12]
         return os.path.join(cache_dir, FOLDER_DATASET, f"{name}-{tag}")
 
     def fingerprint(self, dataset):
-        """sha1 of the known classes' training files: relative path, label and every byte. Any
-        change of an image's content changes it, a file replaced by another of the same name and
-        size included, so the caches keyed on it (normalization, anchor means) are rebuilt."""
+        """sha1 of the known classes' training files (relative path, label, every byte): any change of an
+        image's content, same name and size included, rebuilds the caches keyed on it."""
         h = hashlib.sha1()
         known = set(self.known)
         for path, label in dataset.samples:

@@ -1,6 +1,5 @@
-"""Per-trial normalization (mean, std per channel): the config's listed rows, else the statistics
-of the known classes' training pixels, cached per trial in <cache>/<dataset>/normalization/<trial>.json
-(datasets/cache.py) and checked wherever a mean/std pair is read."""
+"""Per-trial normalization (mean, std per channel): the config's listed rows, else the statistics of
+the known classes' training pixels, cached in <cache>/<dataset>/normalization/<trial>.json."""
 import os
 import sys
 
@@ -17,9 +16,8 @@ RAW_PIXELS = "raw-pixels"  # tag of computed normalization caches: stats of the 
 
 
 def listed_normalization(cfg, trial):
-    """(mean, std) listed in the config for `trial`, or None. The listed rows were computed on the
-    paper's first-release class splits (trials 5-9 here), which the released weights were trained
-    on: trial 5 + t uses row t; trial t of 0-4 (the standard splits) too, as the original code does."""
+    """(mean, std) listed in the config for `trial`, or None. The rows are of the paper's first-release class
+    splits (trials 5-9 here; the released weights'): trial 5 + t uses row t, trial t too, as the original."""
     listed = cfg.get("normalization")
     if not listed:
         return None
@@ -30,9 +28,8 @@ def listed_normalization(cfg, trial):
 
 
 def raw_pixel_stats(chunks, channels):
-    """Per-channel mean and (population) std on the 0-1 scale of uint8 images given as chunks
-    (n, H, W) or (n, H, W, C), as the original's get_data_stats computes them; exact integer
-    sums, so the result does not depend on how the images are chunked."""
+    """Per-channel mean and (population) std on the 0-1 scale of uint8 images in chunks (n, H, W[, C]),
+    as the original's get_data_stats; exact integer sums, so the chunking does not matter."""
     total, squares, count = np.zeros(channels, dtype=np.int64), np.zeros(channels, dtype=np.int64), 0
     for chunk in chunks:
         pixels = np.asarray(chunk).reshape(-1, channels).astype(np.int64)
@@ -45,8 +42,7 @@ def raw_pixel_stats(chunks, channels):
 
 
 def normalization_problem(mean, std, channels):
-    """Why a mean/std pair cannot normalize `channels`-channel images (None when it can): each a
-    list of one finite number per channel, every std above 0 (it divides)."""
+    """Why a mean/std pair cannot normalize `channels`-channel images (None when it can)."""
     for name, values in (("mean", mean), ("std", std)):
         if not isinstance(values, list) or not all(is_number(v) for v in values):
             return f"{name} is not a list of numbers"
@@ -78,10 +74,8 @@ def _read_cache(path, key, channels):
 
 
 def cached_normalization(dataset, trial, known, labels, im_size, compute, channels, folder, source=RAW_PIXELS):
-    """Mean/std computed by `compute()` for a trial without listed values, cached in
-    `folder`/normalization/<trial>.json (`folder` None: not cached) and reused while the known
-    classes, the labels, the image size (image folders are read at that size) and `source` (image
-    folders add a fingerprint of the files' contents) all match."""
+    """Mean/std by `compute()`, cached in `folder` (None: not cached) and reused while the known classes,
+    the labels, the image size (image folders are read at that size) and `source` all match."""
     path = None if folder is None else os.path.join(folder, "normalization", f"{trial}.json")
     key = {"Known": list(known), "im_size": im_size, "Fingerprint": labels_fingerprint(labels), "Source": source}
     cached = _read_cache(path, key, channels) if path is not None and os.path.exists(path) else None

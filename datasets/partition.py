@@ -1,14 +1,10 @@
 """The train/validation partition of a data set's official training set (SPEC section 4). The paper's
-six data sets replay the procedure that wrote the original code's `trainval_idxs.json` files
-(../shared/protocol/trainval.md; the tests check the replay against their SHA-256): one
-`random.Random(1000)` carried across MNIST, SVHN, CIFAR10, TinyImageNet; per class, its indices
-shuffled, the first `int(share * n)` Train (0.8, TinyImageNet 0.9), the rest Val (CIFAR+N use
-CIFAR10's). `random.shuffle` draws a number of values that depends only on the list's length, so a
-data set replays from the class sizes of those before it. The other data sets hold out
-`round(val_fraction * n)` of each class. The partition is cached as <cache>/<dataset>/trainval_idxs.json
-with a `Fingerprint` of what made it; a cache that is malformed, does not fit the labels or was made
-otherwise is rebuilt with one warning line.
-"""
+six data sets replay the procedure that wrote the original's `trainval_idxs.json` files (the tests check
+their SHA-256; ../shared/protocol/trainval.md): one `random.Random(1000)` carried across MNIST, SVHN,
+CIFAR10, TinyImageNet; per class, its indices shuffled, the first `int(share * n)` Train, the rest Val.
+`random.shuffle` draws a number of values that depends only on the list's length, so a data set replays
+from the class sizes of those before it. The others hold out `round(val_fraction * n)` of each class.
+Cached as <cache>/<dataset>/trainval_idxs.json with a `Fingerprint` of what made it."""
 import os
 import random
 import sys
@@ -49,9 +45,8 @@ def original_partition(source, labels, train_share, num_classes):
 
 
 def hold_out_per_class(labels, fraction, seed):
-    """({class: kept indices}, {class: held-out indices}), each sorted: per class, a permutation
-    seeded with (seed, class) whose first round(fraction * n) images (at least one when n >= 2)
-    are held out. Also makes Digits' test set."""
+    """({class: kept indices}, {class: held-out indices}), each sorted: per class, the first round(fraction
+    * n) of a permutation seeded with (seed, class) are held out. Also makes Digits' test set."""
     labels = np.asarray(labels)
     kept, held_out = {}, {}
     for c in np.unique(labels):
@@ -99,9 +94,8 @@ def _problem(cached, labels, classes):
 
 
 def trainval_partition(dataset, labels, val_fraction, num_classes, folder):
-    """{"Train": {class: [indices]}, "Val": {...}} of the official training set: the cache
-    `folder`/trainval_idxs.json when it was made the same way from the same labels, else made
-    (make_partition) and cached there; `folder` None: made, not cached."""
+    """{"Train": {class: [indices]}, "Val": {...}}: the cache in `folder` when made the same way from the
+    same labels, else made and cached there (replacing a malformed or mismatched cache with one warning line)."""
     labels = np.asarray(labels, dtype=np.int64)
     made = make_partition(dataset, labels, val_fraction, num_classes)
     if folder is None:

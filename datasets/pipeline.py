@@ -9,9 +9,8 @@ PIPELINES = ("resident", "torchvision")
 
 
 class ShardedBatchSampler(Sampler):
-    """Global batches of `batch_size` (a seeded permutation per epoch when `shuffle`) of which
-    this rank yields its slice [rank::world]: the same share of each batch as the resident
-    pipeline, so every pipeline and process count trains on the same global batches."""
+    """This rank's slice [rank::world] of each global batch, as the resident pipeline's: every pipeline
+    and process count trains on the same global batches."""
 
     def __init__(self, length, batch_size, shuffle, seed, rank, world):
         self.length, self.batch_size, self.shuffle = length, batch_size, shuffle
@@ -29,10 +28,8 @@ class ShardedBatchSampler(Sampler):
 
 def build_loader(dataset, batch_size, shuffle, *, pipeline="resident", workers=0, seed=0,
                  device=None, shard=(0, 1), channels_last=False, check_memory=True):
-    """Batches of `dataset` (a RemappedSubset): `batch_size` is the global batch; with
-    shard=(rank, world) this process gets its slice of every batch; device None means the CPU.
-    "resident" falls back to torchvision where the data set is not one it reproduces, or (with
-    `check_memory`) does not fit this process's free memory."""
+    """Batches of a RemappedSubset, `batch_size` the global batch of which shard=(rank, world) gets its
+    slice; "resident" falls back to torchvision where resident_loader declines (device None: the CPU)."""
     device = device or torch.device("cpu")
     if pipeline == "resident":
         loader = resident_loader(dataset, batch_size, shuffle, device, seed, shard, channels_last, check_memory)

@@ -1,11 +1,9 @@
-"""Vaze et al.'s RandAugment (ICLR 2022; their data/augmentations/randaugment.py), written here from
-its facts for --recipe modern: N operations drawn uniformly with replacement from their 16
-(OPERATIONS: their order and ranges), each at magnitude M on their 0-30 scale, value =
-M / 30 * (high - low) + low; rotation, shear and translation take either sign with probability 1/2.
-Their MNIST and SVHN (here also Digits and FashionMNIST) leave out Rotate and the translations.
-Draws come from torch's generator, which the DataLoader seeds per worker and --continue restores,
-so a run repeats with --seed (theirs use Python's and NumPy's: other draws, the same distributions).
-"""
+"""Vaze et al.'s RandAugment (ICLR 2022; their data/augmentations/randaugment.py), written from its
+facts: N operations drawn uniformly with replacement from their 16 (OPERATIONS: their order and
+ranges), each at magnitude M of 30; rotation, shear and translation take either sign with probability
+1/2. Their MNIST and SVHN (here also Digits and FashionMNIST) leave out Rotate and the translations.
+Draws come from torch's generator, which the DataLoader seeds per worker and --continue restores, so a
+run repeats with --seed (theirs use Python's and NumPy's: other draws, the same distributions)."""
 import math
 
 import torch
@@ -73,8 +71,7 @@ def value(name, magnitude):
 
 
 class VazeRandAugment:
-    """`num_ops` operations (with replacement) of their list at `magnitude` (0-30); `geometry`
-    False: without Rotate and the translations (their MNIST and SVHN list)."""
+    """`geometry` False: without Rotate and the translations (their MNIST and SVHN list)."""
 
     def __init__(self, num_ops, magnitude, geometry=True):
         self.num_ops, self.magnitude, self.geometry = num_ops, magnitude, geometry

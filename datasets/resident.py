@@ -1,19 +1,16 @@
 """Device-resident data pipeline: a data set decoded once into a uint8 tensor on the training device,
-then whole batches cut, augmented and normalized with tensor operations. Made from the AugmentSpec of
-the subset it replaces (datasets/augment.py): the deterministic head (Resize, CenterCrop) runs once
-per image through the same PIL code at decode time, so evaluation batches equal the per-sample
-path's bit for bit. The random part reproduces torchvision's RandomResizedCrop, RandomHorizontalFlip
-and RandomRotation on PIL images: the same parameter distributions (sample_boxes), drawn from the
-loader's own torch.Generator (state_dict() for --continue), and for given parameters the same
-geometry by one grid_sample per batch (warp):
+then whole batches cut, augmented and normalized with tensor operations, as the subset's AugmentSpec
+says. The deterministic head (Resize, CenterCrop) runs once per image through the same PIL code, so
+evaluation batches equal the per-sample path's bit for bit. The random part draws torchvision's
+parameter distributions (sample_boxes) from the loader's own torch.Generator (restored by --continue)
+and reproduces PIL's geometry by one grid_sample per batch (warp):
 
   crop + resize  bilinear within the crop box, edges clamped to the box (PIL's upscaling)
   flip           mirror of the resized image
   rotation       nearest neighbour about the image centre, fill 0 (PIL's Image.rotate)
 
 Known difference: PIL rounds to 8 bits between its horizontal and vertical resize passes; one
-sampling here rounds once, so augmented pixels can differ from PIL's by one grey level.
-"""
+sampling here rounds once, so augmented pixels can differ from PIL's by one grey level."""
 import contextlib
 import math
 
@@ -124,10 +121,9 @@ def num_batches(n, batch_size, world):
 
 
 def resident_bytes(dataset):
-    """Bytes of the decoded images of `dataset` (a subset with an AugmentSpec), or None where this
-    pipeline does not reproduce it: a source not in memory (no `data` array: image folders,
-    TinyImageNet), RandAugment (per-image PIL operations), or a crop that would shrink the image
-    (PIL's bilinear filter widens when shrinking; one grid_sample does not)."""
+    """Bytes of the decoded images of `dataset`, or None where this pipeline does not reproduce it: no
+    `data` array (image folders, TinyImageNet), RandAugment, or a crop that would shrink the image (PIL's
+    bilinear filter widens when shrinking; one grid_sample does not)."""
     spec, base = getattr(dataset, "spec", None), getattr(dataset, "base", None)
     if (spec is None or base is None or getattr(base, "data", None) is None or len(dataset) == 0
             or spec.randaugment is not None):
@@ -139,10 +135,8 @@ def resident_bytes(dataset):
 
 
 class ResidentLoader:
-    """Batches (images, labels) of images decoded on their device (after the head of `spec`),
-    augmented and normalized as `spec` says; iterate once per epoch. shuffle: a new permutation per
-    epoch. shard=(rank, world): every rank draws the same permutation and parameters and keeps its
-    slice [rank::world] of each global batch, so N processes see the images of the 1-process run."""
+    """Batches (images, labels) of images decoded on their device. Every rank draws the same permutation and
+    parameters and keeps its slice of each global batch, so N processes see the images of the 1-process run."""
 
     def __init__(self, images, labels, batch_size, spec, shuffle=False, seed=0, shard=(0, 1),
                  channels_last=False):
@@ -205,14 +199,11 @@ class ResidentLoader:
 
 def resident_loader(dataset, batch_size, shuffle, device, seed=0, shard=(0, 1), channels_last=False,
                     check_memory=True):
-    """A ResidentLoader for a subset with an AugmentSpec (datasets/trial.py's RemappedSubset), or
-    None where the data set is not one this pipeline reproduces, or (`check_memory`) its images would
-    take more than MEMORY_SHARE of the memory free on `device` (a training run decides on memory for
-    all its ranks beforehand: engine/placement.py)."""
+    """A ResidentLoader, or None where this pipeline does not reproduce `dataset` or (`check_memory`; a training
+    run decides for all its ranks beforehand: engine/placement.py) it would fill MEMORY_SHARE of free memory."""
     size, free = resident_bytes(dataset), free_memory(device) if check_memory else None
     if size is None or free is not None and size > MEMORY_SHARE * free:
         return None
-    spec = dataset.spec
-    images = decode(dataset.base, dataset.indices, spec.head()).to(device)
+    images = decode(dataset.base, dataset.indices, dataset.spec.head()).to(device)
     labels = torch.as_tensor(dataset.labels, dtype=torch.int64)
-    return ResidentLoader(images, labels, batch_size, spec, shuffle, seed, shard, channels_last)
+    return ResidentLoader(images, labels, batch_size, dataset.spec, shuffle, seed, shard, channels_last)

@@ -1,9 +1,7 @@
-"""Open the raw data sets (torchvision's classes, TinyImageNet's folders, Digits) under --data_root:
-items (PIL image, label), labels read by `source_labels` without decoding an image. Missing files
-are downloaded where the network allows; otherwise, and for corrupt files, a UserError says what is
-expected where. torchvision's md5 checks are relaxed to existence checks so that any file in the
-real format loads (a corrupt one still fails, when parsed, with a clear message).
-"""
+"""Open the raw data sets (torchvision's, TinyImageNet's folders, Digits) under --data_root, missing
+files downloaded where the network allows; otherwise, and for corrupt files, a UserError says what is
+expected where. torchvision's md5 checks are relaxed to existence checks so that any file in the real
+format loads (a corrupt one still fails, when parsed, with a clear message)."""
 import contextlib
 import gzip
 import io
@@ -31,8 +29,8 @@ SYSTEM_FASHION_MNIST = "/usr/share/datasets/fashion-mnist"
 
 
 class _OneSplitCheck:
-    """torchvision's CIFAR classes want both splits' files and their md5 sums; check only that
-    the split asked for exists (CIFAR+N needs no CIFAR-100 training file)."""
+    """torchvision's CIFAR classes want the files of both sets and their md5 sums; check only that those
+    of the set asked for (training or test) exist (CIFAR+N needs no CIFAR-100 training file)."""
 
     def _check_integrity(self):
         files = self.train_list if self.train else self.test_list
@@ -56,18 +54,16 @@ TORCHVISION = {"MNIST": tvd.MNIST, "FashionMNIST": tvd.FashionMNIST, "CIFAR10": 
 
 
 def expected_files(source, root, train):
-    """The files (or folders) a source needs, for messages and the missing-data check."""
-    if source in ("MNIST", "FashionMNIST"):  # torchvision opens either split only when all four files are there
+    """The files (or folders) a source needs."""
+    if source in ("MNIST", "FashionMNIST"):  # torchvision opens either set only when all four files are there
         return [os.path.join(root, source, "raw", name) for name in _MNIST_FILES]
     if source == "SVHN":
         return [os.path.join(root, "svhn", f"{'train' if train else 'test'}_32x32.mat")]
     if source == "CIFAR10":
-        folder = os.path.join(root, "cifar-10-batches-py")
-        names = [n for n, _ in (tvd.CIFAR10.train_list if train else tvd.CIFAR10.test_list)]
-        return [os.path.join(folder, n) for n in names + ["batches.meta"]]
+        names = [n for n, _ in (tvd.CIFAR10.train_list if train else tvd.CIFAR10.test_list)] + ["batches.meta"]
+        return [os.path.join(root, "cifar-10-batches-py", n) for n in names]
     if source == "CIFAR100":
-        folder = os.path.join(root, "cifar-100-python")
-        return [os.path.join(folder, "train" if train else "test"), os.path.join(folder, "meta")]
+        return [os.path.join(root, "cifar-100-python", n) for n in ("train" if train else "test", "meta")]
     if source == "TinyImageNet":
         return [os.path.join(root, "tiny-imagenet-200", "train" if train else "val")]
     return []
@@ -89,8 +85,8 @@ def system_fashion_mnist():
 
 
 def _gunzip_idx(source, root):
-    """MNIST-format folders may hold only the .gz files: decompress them into <root>/<source>/raw.
-    FashionMNIST files missing there are taken from the Debian package's folder, if installed."""
+    """Decompress the .gz files an MNIST-format folder may hold alone (FashionMNIST's missing there:
+    from the Debian package's folder, if installed)."""
     raw = os.path.join(root, source, "raw")
     for name in _MNIST_FILES:
         target = os.path.join(raw, name)
@@ -120,7 +116,7 @@ def _construct(source, root, train, download):
 
 
 def open_source(source, root, train, download=True):
-    """Open the training or test set of a raw source; UserError when it is missing offline or corrupt."""
+    """The training or test set of a raw source; UserError when it is missing offline or corrupt."""
     if source in ("MNIST", "FashionMNIST"):
         _gunzip_idx(source, root)
     missing = [p for p in expected_files(source, root, train) if not os.path.exists(p)]
@@ -155,9 +151,8 @@ def open_source(source, root, train, download=True):
 
 
 def _check_tinyimagenet_folders(root):
-    """val/ (the test set) must list the classes of train/: a class id is a folder's place in the
-    sorted list, so a folder missing from one side, or val/images left unsorted (which ImageFolder
-    would take for a class), would silently give the test images other classes' ids."""
+    """val/ (the test set) must list the classes of train/: a class id is a folder's place in the sorted
+    list, so a folder missing on one side, or val/images unsorted, would silently give other classes' ids."""
     top = os.path.join(root, "tiny-imagenet-200")
     setup = f"`python scripts/setup_tinyimagenet.py --data_root {shlex.quote(root)}`"
     if os.path.isdir(os.path.join(top, "val", "images")):

@@ -1,6 +1,5 @@
 """Class splits: which classes of a data set are known in a trial (its split file); the labels'
-fingerprint that keys every cache made from the data; `brief`, a list cut short for a message.
-"""
+fingerprint that keys every cache made from the data; `brief`, a list cut short for a message."""
 import hashlib
 import os
 
@@ -14,16 +13,14 @@ DATASETS_DIR = os.path.dirname(os.path.abspath(__file__))
 
 
 def brief(values, limit=120):
-    """repr(values) for a message, cut short: a split file may list thousands of ids, or an id of
-    thousands of digits, and the message must stay one readable line."""
+    """repr(values) cut short: a split file may list thousands of ids, and a message stays one line."""
     text = repr(values)
     return text if len(text) <= limit else text[:limit] + " ...]"
 
 
 def read_split_json(path, label, fix, kind, valid, example=None):
-    """(known, unknown) lists of a split file, the file named as `label` in a one-line UserError when
-    it is not JSON (`fix` ends that message), not {"Known": [...], "Unknown": [...]} (`example`), or
-    its lists are not of `kind` (`valid` items), repeat a class or name no unknown class."""
+    """(known, unknown) lists of a split file, or a one-line UserError naming it as `label`: not JSON, not
+    {"Known": [...], "Unknown": [...]}, lists not of `kind` (`valid` items), a class repeated, no unknown."""
     split = read_json(path, label, fix)
     if not isinstance(split, dict) or not {"Known", "Unknown"} <= set(split):
         raise UserError(f"{label} {path} must hold an object with 'Known' and 'Unknown' lists"
@@ -39,9 +36,8 @@ def read_split_json(path, label, fix, kind, valid, example=None):
 
 
 def load_class_split(dataset, trial, num_known, num_classes, num_unknown_source_classes=None, path=None):
-    """(known, unknown) class ids of datasets/<dataset>/class_splits/<trial>.json (or `path`, a
-    --split_file), checked. `num_unknown_source_classes`: unknowns come from another data set
-    (CIFAR+N: CIFAR-100), whose class ids may coincide with the known (CIFAR-10) ones."""
+    """(known, unknown) class ids of datasets/<dataset>/class_splits/<trial>.json (or a --split_file),
+    checked. `num_unknown_source_classes`: unknowns come from another data set (CIFAR+N: CIFAR-100)."""
     if path is not None and not os.path.exists(path):
         raise UserError(f"split file {path} not found; write {{\"Known\": [...], \"Unknown\": [...]}} there "
                         f"with class ids of {dataset}")

@@ -1,11 +1,8 @@
-"""The start-up summary of one trial's data, printed before training starts: images per part,
-the known and unknown classes by name, the images' size and mode and what they are converted to,
-and (image folders) the files left out.
+"""The start-up summary of one trial's data, printed before training starts:
 
   data: ImageFolder trial 0: 18 train, 6 val images; test 9 known, 5 unknown; 3 known classes
   ('owl', 'cat', 'dog'), 2 unknown ('fox', 'yak'); images 20x28..64x48 (L 5, RGB 13, ...) -> 32x32
-  RGB (shorter side resized to 32, centre cut); skipped 1 file that is not an image (e.g. cat/a.txt)
-"""
+  RGB (shorter side resized to 32, centre cut); skipped 1 file that is not an image (e.g. cat/a.txt)"""
 import collections
 import os
 
@@ -29,9 +26,8 @@ def _sizes(sizes):
 
 
 def conversion(data):
-    """'28x28 grey -> 32x32 grey (resized 28 -> 32)': the training images as stored (an in-memory data
-    set's array, or the headers an image folder's check read; TinyImageNet's files are not opened
-    before training) and as the network sees them."""
+    """'28x28 grey -> 32x32 grey (resized 28 -> 32)': the training images as stored (TinyImageNet's files
+    are not opened before training) and as the network sees them."""
     size, channels, train = data.cfg["im_size"], data.cfg["im_channels"], data.train_set
     target = f"{size}x{size} {MODE_OF_CHANNELS[channels]}"
     if getattr(train, "image_modes", None) is not None:  # an image folder

@@ -32,8 +32,7 @@ def read_item(base, index):
 
 
 class RemappedSubset(Dataset):
-    """Images `indices` of a raw data set with remapped labels, transformed as `spec` (an
-    AugmentSpec, which the resident pipeline reads too) says."""
+    """Images `indices` of a raw data set with remapped labels, transformed as its AugmentSpec says."""
 
     def __init__(self, base, indices, labels, spec):
         self.base, self.indices, self.labels, self.spec = base, indices, labels, spec
@@ -47,9 +46,8 @@ class RemappedSubset(Dataset):
 
 
 class OpenSetData:
-    """Everything one trial needs; test sets are opened only when asked for. `split_file`: in place of
-    datasets/<dataset>/class_splits/<trial>.json (ImageFolder: required, naming class folders).
-    `cache_dir`: the cache folder of the partition and normalization; None: made, nothing cached."""
+    """Everything one trial needs; test sets are opened only when asked for. `split_file`: in place of the
+    data set's class split file (ImageFolder: required); `cache_dir` None: made, nothing cached."""
 
     def __init__(self, dataset, trial, data_root="datasets/data", download=True, config=None, split_file=None,
                  cache_dir=None):
@@ -82,15 +80,16 @@ class OpenSetData:
         partition = trainval_partition(dataset, labels, self.cfg["val_fraction"], num_classes, self.cache_dir)
         self.train_idx, self.val_idx = (np.sort(np.concatenate([partition[part][str(c)] for c in self.known]))
                                         .astype(np.int64) for part in ("Train", "Val"))
-        # image folders: a digest of the training images' bytes, in every cache's key (built-in data
-        # sets: None, their files are fixed)
+        # image folders: a digest of the training images' bytes, in every cache's key (built-in: fixed files)
         self.source_fingerprint = self.folder.fingerprint(self.train_set) if self.folder else None
-        self.mean, self.std = self._normalization()
+        source = RAW_PIXELS + (f":{self.source_fingerprint}:{cfg['im_channels']}ch" if self.folder else "")
+        self.mean, self.std = listed_normalization(cfg, trial) or cached_normalization(
+            dataset, trial, self.known, labels, cfg["im_size"], self._pixel_stats, source=source,
+            channels=cfg["im_channels"], folder=self.cache_dir)
 
     @classmethod
     def from_args(cls, args, trial):
-        """The trial as the command line asks: --data_root, --split_file, --cache_dir, --im_size,
-        --im_channels and the training overrides (--hflip, --rotation, --crop_scale, --batch_size)."""
+        """The trial as the command line asks (data and cache flags, the image size and channels, overrides)."""
         cfg = apply_overrides(load_config(args.dataset), args.dataset, getattr(args, "im_size", None),
                               getattr(args, "im_channels", None),
                               **{flag: getattr(args, flag, None) for flag in OVERRIDE_FLAGS})
@@ -142,18 +141,8 @@ class OpenSetData:
         """The AugmentSpec of `kind` (train, eval, anchor) for this trial's config and normalization."""
         return AugmentSpec.from_config(kind, self.cfg, self.mean, self.std)
 
-    def _normalization(self):
-        listed = listed_normalization(self.cfg, self.trial)
-        if listed is not None:
-            return listed
-        source = RAW_PIXELS + (f":{self.source_fingerprint}:{self.cfg['im_channels']}ch" if self.folder else "")
-        return cached_normalization(self.name, self.trial, self.known, self.train_labels, self.cfg["im_size"],
-                                    self._pixel_stats, source=source, channels=self.cfg["im_channels"],
-                                    folder=self.cache_dir)
-
     def _pixel_stats(self, chunk=1024):
-        """Mean and std of the known classes' training pixels, all of them (train and val parts):
-        the files' own pixels (an in-memory data set's `data`), else each image as read (folders)."""
+        """Mean and std of all the known classes' training pixels: the files' own (`data`), else as read."""
         indices = np.flatnonzero(np.isin(self.train_labels, self.known))
         data = getattr(self.train_set, "data", None)
         if data is not None:

@@ -9,9 +9,7 @@ NETWORK_CLASSES = {CAC: openSetClassifier, CROSS_ENTROPY: closedSetClassifier}
 
 
 def build_network(config, method, init_weights=False):
-    """The network of `method` that `config` (a NetworkConfig) describes. `init_weights`: a fresh
-    network, initialized as the original, then given the `config.pretrained` weights (ResNets);
-    without it (a checkpoint will be loaded) nothing is initialized or read."""
+    """`init_weights` False: a checkpoint will be loaded, so nothing is initialized or read."""
     c = config
     net = NETWORK_CLASSES[method](c.num_classes, c.num_channels, c.im_size, init_weights=init_weights,
                                   dropout=c.dropout, backbone=c.backbone)

@@ -1,8 +1,6 @@
-"""Checkpoints: plain dicts {'net': state_dict, 'acc', 'epoch', + how the network was built}
-(make_checkpoint), written atomically. Loading accepts this project's files and the original
-code's (aliased layer names, `means` instead of `anchors`, unused `covars`/`invcovars`), always
-with `weights_only=True` so a checkpoint can never run code, onto the network's device.
-"""
+"""Checkpoints: plain dicts {'net': state_dict, 'acc', 'epoch', + how the network was built}, written
+atomically. Loading accepts the original code's files too (aliased layer names, `means` for `anchors`,
+unused `covars`/`invcovars`), always with `weights_only=True`: a checkpoint can never run code."""
 import hashlib
 import io
 import os
@@ -21,19 +19,16 @@ _UNUSED = ("covars", "invcovars")  # Gaussian fits saved by the original, never 
 
 
 def make_checkpoint(net, acc, epoch, config, method, dataset, trial, known_classes, args, git):
-    """A best-checkpoint dict: the original's {'net', 'acc', 'epoch'} (weights under the original's
-    layer names too) plus what rebuilds and explains the network: its NetworkConfig, the method,
-    data set, trial, known classes, the run's `args` (a dict) and git commit. (An interrupted run's
-    ...Last.pth is another schema: engine/continuing.py.)"""
+    """A best-checkpoint dict: the original's {'net', 'acc', 'epoch'} (weights under the original's layer
+    names too) plus what rebuilds and explains the network. (...Last.pth is another schema: engine/resume.py.)"""
     return {"net": net.state_dict_with_aliases(), "acc": acc, "epoch": epoch, "backbone": config.backbone,
             "network": config.as_dict(), "method": method, "dataset": dataset, "trial": trial,
             "known_classes": list(known_classes), "args": args, "git": git}
 
 
 def save_checkpoint(state, path):
-    """Write `state` to `path` all or nothing; a failed save keeps the previous file and is one
-    UserError line. A full disk reaches here as torch's RuntimeError ("unexpected pos ...", "failed
-    writing file"), which never mentions space; a folder in the file's place as an OSError."""
+    """Write `state` to `path` all or nothing; a failed save is one UserError line. A full disk reaches
+    here as torch's RuntimeError ("unexpected pos ...", "failed writing file"), which never mentions space."""
     check_file_writable(path, "give another --name", what="checkpoint ")
     try:
         with atomic_write(path) as f:
@@ -74,9 +69,8 @@ def read_checkpoint(path, map_location="cpu", with_digest=False):
 
 
 def load_checkpoint(path, net, ckpt=None):
-    """Load `path` (or its dict `ckpt`, already read) into `net`, on whatever device `net` is; returns
-    the checkpoint dict. A checkpoint that does not fit the network (backbone, class count, channel
-    count, image size) or holds NaN or inf weights is one UserError line naming it."""
+    """Load `path` (or its dict `ckpt`, already read) into `net` and return the dict; a checkpoint that
+    does not fit the network or holds NaN or inf weights is one UserError line naming it."""
     if ckpt is None:
         ckpt = read_checkpoint(path, map_location=next(net.parameters()).device)
     saved_backbone = ckpt.get("backbone", "cnn")  # the original's files are all the paper's CNN

@@ -16,9 +16,8 @@ class closedSetClassifier(nn.Module):
             initialize_weights(self)
 
     def state_dict_with_aliases(self):
-        """state_dict() plus, for the paper's CNN, the original's alias keys (`encoder.encoder{1,2,3}.{i}.*`)
-        holding the very same tensors: torch.save stores each storage once, so the file does not grow,
-        and the original's strict load_state_dict accepts it. This project's loader drops them again."""
+        """state_dict() plus, for the paper's CNN, the original's alias keys holding the very same tensors (the
+        file does not grow): the original's strict load_state_dict accepts it; this project's drops them."""
         state = self.state_dict()
         for alias, name in getattr(self.encoder, "alias_names", dict)().items():
             for key in [k for k in state if k.startswith(f"encoder.{name}.")]:

@@ -1,7 +1,6 @@
-"""The paper's CNN encoder (SPEC section 2): three blocks of three 3x3 convolutions. Each layer is
-registered once (`conv1..9`, `bn1..9`), one name per tensor; the original registered them a second
-time in `encoder1..3` Sequentials: networks/checkpoint.py drops those aliases on load, `alias_names`
-gives them back for files the original's strict loader accepts."""
+"""The paper's CNN encoder (SPEC section 2). Each layer is registered once (`conv1..9`, `bn1..9`); the
+original registered them again in `encoder1..3` Sequentials, names `alias_names` gives back for files
+the original's strict loader accepts (networks/checkpoint.py drops them on load)."""
 import torch.nn as nn
 
 from networks.config import DOWNSAMPLE_FACTOR

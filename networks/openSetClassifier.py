@@ -8,8 +8,7 @@ from networks.closedSetClassifier import closedSetClassifier
 
 
 class openSetClassifier(closedSetClassifier):
-    def __init__(self, num_classes, num_channels, im_size, init_weights=False, dropout=0.3,
-                 backbone="cnn"):
+    def __init__(self, num_classes, num_channels, im_size, init_weights=False, dropout=0.3, backbone="cnn"):
         super().__init__(num_classes, num_channels, im_size, init_weights, dropout, backbone)
         self.register_buffer("anchors", torch.zeros(num_classes, num_classes, dtype=torch.float64))
 
@@ -25,4 +24,3 @@ class openSetClassifier(closedSetClassifier):
     def set_anchors(self, means):
         """Replace the anchors (N x N), keeping them on the network's device as float64."""
         self.anchors.copy_(torch.as_tensor(means).to(self.anchors))
-

@@ -1,9 +1,6 @@
-"""`--pretrained`: the starting weights of a ResNet backbone (networks/resnet.py). Alone, it is
-torchvision's ImageNet file of the backbone, read from torch hub's cache (TORCH_HOME) and downloaded
-there when missing and the network allows; `--pretrained FILE` is a local torchvision state dict.
-Either is checked (a dict of tensors, the backbone's keys and shapes, finite values) before use; the
-file's fc layer is ignored: this repo's head replaces it.
-"""
+"""`--pretrained`: the starting weights of a ResNet backbone. Alone, torchvision's ImageNet file, read
+from torch hub's cache (TORCH_HOME) and downloaded there when missing; `--pretrained FILE`, a local
+torchvision state dict. Either is checked before use; its fc layer is ignored (this repo's head replaces it)."""
 import os
 
 import torch
@@ -23,8 +20,7 @@ def imagenet_path(backbone):
 
 
 def pretrained_file(backbone, pretrained, download=True):
-    """The local file `--pretrained` names for `backbone`, torchvision's ImageNet file downloaded
-    into torch hub's cache when missing and `download` allows; UserError otherwise."""
+    """The local file `--pretrained` names (ImageNet's downloaded when missing and allowed), else UserError."""
     if backbone not in RESNETS:
         raise UserError(f"--pretrained applies to --backbone {' or '.join(RESNETS)}, not {backbone!r}: "
                         f"drop --pretrained or choose a ResNet backbone")
@@ -37,8 +33,7 @@ def pretrained_file(backbone, pretrained, download=True):
     if os.path.isfile(path):
         return path
     url = DOWNLOAD_URL + IMAGENET_FILES[backbone]
-    fix = (f"put torchvision's file {IMAGENET_FILES[backbone]} (from {url}) at {path}, or pass "
-           f"--pretrained FILE")
+    fix = f"put torchvision's file {IMAGENET_FILES[backbone]} (from {url}) at {path}, or pass --pretrained FILE"
     if not download:
         raise UserError(f"ImageNet weights of {backbone} are not at {path} and --no_download is set: {fix}")
     try:
@@ -53,8 +48,7 @@ def pretrained_file(backbone, pretrained, download=True):
 
 
 def read_state_dict(path, backbone, expected):
-    """The tensors of `path` but fc's, checked against `expected` ({name: shape} of the backbone
-    without fc); UserError naming the problem otherwise."""
+    """The tensors of `path` but fc's, checked against `expected` ({name: shape} of the backbone without fc)."""
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # not a torch.save file, damaged, or holding code: weights_only refuses

@@ -1,10 +1,8 @@
-"""torchvision's ResNet-18/50 as an encoder (`--backbone resnet18|resnet50`), its fc layer replaced
-by this repo's head (networks/closedSetClassifier.py). Grey images are repeated to 3 channels in `forward`, so
-conv1 keeps torchvision's shape and ImageNet files load unchanged. Images under SMALL_STEM_BELOW px
-get the small-input stem, conv1 at stride 1 and no max pool (7x7 weights kept): the ImageNet stem
-would leave a 32 px image 1x1 at layer4, the small one 4x4, as CIFAR ResNets. The rule depends on
-im_size only, which every checkpoint records. No dropout: torchvision's ResNets have none.
-"""
+"""torchvision's ResNet-18/50 as an encoder (`--backbone resnet18|resnet50`), its fc replaced by this
+repo's head. Grey images are repeated to 3 channels, so ImageNet files load unchanged. Images under
+SMALL_STEM_BELOW px get a small-input stem (conv1 at stride 1, no max pool, 7x7 weights kept): the
+ImageNet stem would leave a 32 px image 1x1 at layer4, this one 4x4, as CIFAR ResNets. No dropout:
+torchvision's ResNets have none."""
 import torch.nn as nn
 from torchvision import models
 
@@ -13,8 +11,7 @@ SMALL_STEM_BELOW = 128  # px: below this, conv1 at stride 1 and no max pool
 
 
 class ResNetEncoder(nn.Module):
-    """ResNet `name` without its fc; forward gives (batch, out_features). The torchvision modules
-    keep their names under `resnet.`, where a torchvision state dict (without fc) loads."""
+    """The torchvision modules keep their names under `resnet.`, where a torchvision state dict loads."""
 
     def __init__(self, name, num_channels, im_size):
         super().__init__()

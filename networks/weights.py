@@ -11,13 +11,11 @@ CROSS_ENTROPY = "ClosedSet"  # the cross-entropy baseline: "closedSet"/"ClosedSe
 CAC_ANCHOR_LOSS = "CACclassifierAnchorLoss"  # the CAC checkpoint evaluation uses
 CAC_CAC_LOSS = "CACclassifierCACLoss"
 CAC_ACCURACY = "CACclassifierAccuracy"
-CAC_LAST = "CACclassifierLast"  # the interrupted-run state --continue reads
 CROSS_ENTROPY_BEST = "closedSetClassifier"
-CROSS_ENTROPY_LAST = "closedSetClassifierLast"
 
-# every file a training run of each method writes, by suffix; the last one is ...Last.pth
-RUN_FILES = {CAC: (CAC_ANCHOR_LOSS, CAC_CAC_LOSS, CAC_ACCURACY, CAC_LAST),
-             CROSS_ENTROPY: (CROSS_ENTROPY_BEST, CROSS_ENTROPY_LAST)}
+# every file a training run of each method writes, by suffix; the last one, ...Last.pth, the state --continue reads
+RUN_FILES = {CAC: (CAC_ANCHOR_LOSS, CAC_CAC_LOSS, CAC_ACCURACY, "CACclassifierLast"),
+             CROSS_ENTROPY: (CROSS_ENTROPY_BEST, "closedSetClassifierLast")}
 EVALUATED = {CAC: CAC_ANCHOR_LOSS, CROSS_ENTROPY: CROSS_ENTROPY_BEST}  # the file each evaluation reads
 LAST = {method: files[-1] for method, files in RUN_FILES.items()}
 
