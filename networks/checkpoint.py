@@ -20,7 +20,7 @@ _UNUSED = ("covars", "invcovars")  # Gaussian fits saved by the original, never 
 
 def make_checkpoint(net, acc, epoch, config, method, dataset, trial, known_classes, args, git):
     """A best-checkpoint dict: the original's {'net', 'acc', 'epoch'} (weights under the original's layer
-    names too) plus what rebuilds and explains the network. (...Last.pth is another schema: engine/resume.py.)"""
+    names too) plus what rebuilds and explains the network. (...Last.pth is another schema: engine/continuing.py.)"""
     return {"net": net.state_dict_with_aliases(), "acc": acc, "epoch": epoch, "backbone": config.backbone,
             "network": config.as_dict(), "method": method, "dataset": dataset, "trial": trial,
             "known_classes": list(known_classes), "args": args, "git": git}
