@@ -1,15 +1,11 @@
-"""Continuing an interrupted run (`--continue`) from its ...Last.pth: what it holds, saving it,
-checking it, putting it back, and the line a stop prints with the command that continues the run.
+"""Continuing an interrupted run (`--continue`) from its ...Last.pth: what it holds, saving, checking
+and putting it back, and the line a stop prints with the command that continues the run.
 
-A training run saves networks/weights/<dataset>/<dataset>_<trial>_<name><Method>Last.pth before
-its first epoch and after every epoch: the network, the optimizer (and the modern recipe's
-schedule), the next epoch and the end of the planned ones, the phase (0: first run, 1: -r), the
-best validation values so far, metrics.jsonl's size, the run's arguments and every process's
-random states (Python, NumPy, torch CPU and CUDA, the data loaders' generators). A stop (Ctrl-C,
-SIGTERM, a crash, kill -9) loses at most the epoch in progress: --continue puts the state after
-the last finished epoch back and runs the epochs left, so with --seed on a CPU the result equals
-the uninterrupted run's, bit for bit. What cannot be put back (another device type, number of
-processes or data pipeline) is re-derived, and said in one line.
+...Last.pth is saved before the first epoch and after each: network, optimizer (and schedule), next
+and end epoch, phase, best validation values, metrics.jsonl's size, the arguments and every
+process's random states. A stop loses at most the epoch in progress; with --seed on a CPU the
+continued run equals the uninterrupted one bit for bit. What cannot be put back (another device
+type, process count or pipeline) is re-derived, and said in one line.
 """
 import random
 import shlex
@@ -34,19 +30,17 @@ MAY_DIFFER = {"continue_run", "overwrite", "device", "workers", "pipeline", "dat
 
 
 def rng_state(generators, device):
-    """Every random state this process draws from, as tensors and plain values (a weights_only
-    load reads them back); `generators`: the data loaders' torch.Generators."""
+    """Every random state this process draws from (`generators`: the data loaders'), as a weights_only load
+    reads them back."""
     name, keys, pos, has_gauss, cached = np.random.get_state()
-    return {"python": random.getstate(), "numpy": [name, torch.from_numpy(keys.astype(np.int64)), pos, has_gauss,
-                                                   cached],
-            "torch": torch.get_rng_state(),
+    numpy = [name, torch.from_numpy(keys.astype(np.int64)), pos, has_gauss, cached]
+    return {"python": random.getstate(), "numpy": numpy, "torch": torch.get_rng_state(),
             "cuda": [torch.cuda.get_rng_state(device)] if device.type == "cuda" else [],
             "generators": [g.get_state() for g in generators]}
 
 
 def generators_fit(saved, generators):
-    """Whether saved data generator states go back into `generators`: as many, of the same kind
-    (a CUDA generator's state is 16 bytes, a CPU one's 5,056)."""
+    """Whether saved generator states fit `generators`: as many, of the same kind (CUDA: 16 bytes, CPU: 5,056)."""
     return len(saved) == len(generators) and all(s.shape == g.get_state().shape for s, g in zip(saved, generators))
 
 
@@ -71,9 +65,8 @@ def _check_types(state, path, types):
 
 
 def read_last_state(path, phase, args):
-    """The ...Last.pth at `path` that `--continue` of `args` in `phase` can pick up, checked: which
-    run it holds first (phase, epochs left, every argument that decides what is computed: all but
-    MAY_DIFFER, the same as the interrupted run's), then what restores it; else one UserError line."""
+    """The ...Last.pth at `path`, checked for `--continue` of `args` in `phase`: first which run it holds
+    (phase, epochs left, every argument but MAY_DIFFER), then what restores it."""
     try:
         state = read_checkpoint(path)
     except UserError as e:
@@ -108,9 +101,8 @@ def read_last_state(path, phase, args):
 
 
 def restore_random_states(state, rank, world, generators, device, seed):
-    """Give this process (`rank` of `world`) its saved random states; the data generators are
-    rank 0's (every rank draws the same batches), re-seeded from `seed` and the epoch when they do
-    not fit (another pipeline or device). Returns the phrases of what was re-derived (rank 0 says them)."""
+    """Give this process its saved random states; the data generators are rank 0's (every rank draws the
+    same batches), re-seeded from `seed` and the epoch when they do not fit. Returns what was re-derived."""
     ranks = [state["rng"], *state.get("ranks", [])]
     own = ranks[rank] if rank < len(ranks) else {**ranks[0], "torch": torch.get_rng_state(), "cuda": []}
     fits = generators_fit(ranks[0]["generators"], generators)
@@ -132,8 +124,8 @@ def restore_random_states(state, rank, world, generators, device, seed):
 
 
 def save_last(run, next_epoch):
-    """Write `run`'s ...Last.pth (rank 0, every rank's random states gathered): the state from which
-    `next_epoch` starts. Returns `next_epoch`. Refuses non-finite weights (one check, one sync)."""
+    """Write `run`'s ...Last.pth (on rank 0, with every rank's random states), from which `next_epoch` starts;
+    returns `next_epoch`. Refuses non-finite weights."""
     if not bool(torch.stack([torch.isfinite(p).all() for p in run.net.parameters()]).all()):
         raise UserError(f"the network's weights became non-finite by epoch {next_epoch}; {run.last} was not "
                         f"written from them: lower the learning rate or check the data")
@@ -151,8 +143,7 @@ def save_last(run, next_epoch):
 
 
 def restore(run):
-    """--continue: put `run`'s ...Last.pth back into it (network, optimizer, schedule, best values,
-    random states) and say what was re-derived; returns the state read (its epochs, log size)."""
+    """--continue: put `run`'s ...Last.pth back into it and say what was re-derived; returns the state read."""
     state = read_last_state(run.last, run.phase, run.args)
     load_checkpoint(run.last, run.net, state)  # checks backbone, class and channel counts
     try:
@@ -173,8 +164,8 @@ def restore(run):
 
 
 def stop_message(run, name):
-    """Where `run`, stopped by signal `name`, stands, and the command that continues it: its own
-    flags, --overwrite dropped, --continue added."""
+    """Where `run`, stopped by signal `name`, stands, and the command that continues it (its own flags,
+    --overwrite dropped, --continue added)."""
     if run.saved_epoch is None:
         return f"{name} before the first epoch; nothing was trained: run the command again"
     words = ["python", run.script, *[w for w in run.argv if w != "--overwrite"]]
