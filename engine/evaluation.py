@@ -1,8 +1,6 @@
-"""A checkpoint's network scored on one trial, for both evaluation scripts (which own the loop
-over trials) and predict.py's first calibration: `Evaluation` checks everything before any work;
-`TrialRun` places the CAC anchors (or reads them from the calibration beside the checkpoint,
-engine/calibration.py), then computes every scorer and metric (`evaluate`) or the thresholds
-alone (`calibrate`). The report of all trials is engine/report.py."""
+"""A checkpoint's network scored on one trial, for both evaluation scripts and predict.py's first
+calibration: `Evaluation` checks everything before any work; `TrialRun` places the CAC anchors, then
+computes every scorer and metric (`evaluate`) or the thresholds alone (`calibrate`)."""
 import os
 import sys
 import time
@@ -31,9 +29,8 @@ RESULTS_DIR = "results"  # relative to the working directory
 
 
 class Evaluation:
-    """One run of an evaluation script: its arguments, device, trials and every results file it
-    may write, checked before any work. Each trial evaluates the checkpoint of the `method`
-    (CAC or the cross-entropy baseline) that evaluation reads (networks.weights.EVALUATED)."""
+    """One run of an evaluation script of `method`: its arguments, device, trials and every results file it
+    may write, checked before any work."""
 
     def __init__(self, args, method):
         check_common_args(args)
@@ -53,8 +50,7 @@ class Evaluation:
             check_file_writable(path, "evaluate under another --name", what="results file ")  # renames must not fail
 
     def trial_run(self, trial):
-        """Trial `trial`'s TrialRun, with the calibration beside its checkpoint (a damaged one: a
-        warning, this evaluation writes it again)."""
+        """Trial `trial`'s TrialRun, with the calibration beside its checkpoint."""
         args = self.args
         seed_everything(args.seed)
         data = OpenSetData.from_args(args, trial)
@@ -73,8 +69,8 @@ class Evaluation:
 
 
 class TrialRun:
-    """The network of checkpoint `path` (`checkpoint`: its (dict, SHA-256) when already read) built
-    for the trial's `data`, in eval mode; `calibration`: the one beside the checkpoint, if read."""
+    """The network of checkpoint `path` (`checkpoint`: its (dict, SHA-256) if already read) for the trial's
+    `data`, in eval mode; `calibration`: the one beside the checkpoint, if read."""
 
     def __init__(self, args, data, method, path, device, checkpoint=None):
         self.args, self.data, self.method, self.path, self.device = args, data, method, path, device
@@ -89,9 +85,8 @@ class TrialRun:
                             device=self.device, channels_last=default_channels_last(self.device))
 
     def place_anchors(self, recompute=False):
-        """The CAC scorer's setup: the anchor means of the calibration when made from this data
-        (unless `recompute`), else the anchor pass over the training images. Returns how they
-        were placed, for the log."""
+        """The CAC scorer's setup: the calibration's anchor means when made from this data (unless
+        `recompute`), else computed from the training images. Returns how, for the log."""
         data, start = self.data, time.perf_counter()
         means = None if recompute else cached_anchor_means(self.calibration, data)
         if means is not None:
@@ -128,8 +123,8 @@ class TrialRun:
 
 
 def load_network(path, ckpt, data, method, device):
-    """(network of checkpoint `path`, read as `ckpt`, in eval mode; its NetworkConfig) for `data`,
-    which must have the image shape and known classes it was trained on."""
+    """(network of checkpoint `path`, read as `ckpt`, in eval mode; its NetworkConfig) for `data`, which must
+    have the image shape and known classes it was trained on."""
     use_normalization(data, (ckpt.get("args") or {}).get("recipe"))  # as it trained (engine/recipe.py)
     trained = ckpt.get("network") or {}
     for key, cfg_key, flag in (("im_size", "im_size", "--im_size"), ("num_channels", "im_channels", "--im_channels")):
@@ -153,8 +148,7 @@ def loaded_network(config, method, path, ckpt, device):
 
 @torch.no_grad()
 def gather_outputs(net, loader, device):
-    """(outputs, labels) of `net` over `loader`, concatenated on the CPU; outputs: the logits of a
-    cross-entropy network, (logits, distances) of a CAC one."""
+    """(outputs, labels) of `net` over `loader` on the CPU; outputs: logits, or (logits, distances) for CAC."""
     net.eval()
     outputs, labels = [], []
     for images, targets in loader:
@@ -167,10 +161,8 @@ def gather_outputs(net, loader, device):
 
 
 def evaluate_network(net, data, loader, device, scorers, source, start, anchors=None):
-    """One trial of a network ready to score: every scorer of `scorers` on its known test, unknown
-    test and validation images (`loader(dataset)` makes their loaders), every metric at the
-    threshold accepting ACCEPT_RATE of the validation images. `source` names the network in
-    errors; `seconds` count from `start` (time.perf_counter()). Returns a TrialResult."""
+    """The TrialResult of a network ready to score: every scorer on the known test, unknown test and
+    validation images, every metric at the threshold accepting ACCEPT_RATE of the validation images."""
     val = data.val_dataset()
     if len(val) == 0:
         raise UserError(f"{data.name} trial {data.trial} has no validation image to calibrate the open-set "
@@ -202,8 +194,8 @@ def overflow_error(path, what, trial):
 
 
 def check_finite(path, trial, arrays):
-    """Finite weights can still overflow: refuse NaN or inf outputs ({what: per-image values})
-    before any metric, threshold or calibration is made from them."""
+    """Finite weights can still overflow: refuse NaN or inf outputs ({what: per-image values}) before any
+    metric, threshold or calibration is made from them."""
     for what, values in arrays.items():
         bad = int(np.count_nonzero(~np.isfinite(np.asarray(values, dtype=np.float64).reshape(len(values), -1)).all(1)))
         if bad:

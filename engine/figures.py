@@ -1,7 +1,5 @@
-"""The pictures of an evaluation (`--plots`), PNG files drawn without a display from its
-TrialResults: per trial, ROC and OSCR curves of every scorer; histograms of known and unknown
-test scores with the threshold; for CAC, the logit space (2-D PCA beyond 2 known classes) with
-the class-mean anchors; the training curves of the run's metrics.jsonl."""
+"""The PNG pictures of an evaluation (`--plots`), per trial: ROC and OSCR curves, score histograms with
+the threshold, CAC's logit space with its anchors, the training curves of the run's metrics.jsonl."""
 import os
 import sys
 
@@ -86,8 +84,7 @@ def histogram_figure(result, path):
 
 
 def logit_space_figure(result, path):
-    """Test images' logits, known ones coloured by class, with the class-mean anchors: as they are
-    for 2 classes, else projected onto the 2 principal axes of the known test logits."""
+    """Test images' logits and the class-mean anchors; beyond 2 classes on the known logits' 2 principal axes."""
     known, unknown, anchors = (np.asarray(a, dtype=np.float64) for a in
                                (result.known_logits, result.unknown_logits, result.anchors))
     (known2, unknown2, anchors2), (xlabel, ylabel) = (known, unknown, anchors), ("logit of class 0", "logit of class 1")
@@ -113,10 +110,8 @@ def logit_space_figure(result, path):
 
 
 def training_curves(log_path):
-    """(runs, None) from a metrics.jsonl, or (None, why nothing can be drawn). A new run starts
-    wherever the epoch does not increase (a rerun; the second phase (-r), from its checkpoint's
-    epoch); a torn line (a crash or a full disk mid-write) is left out with one warning for all,
-    a value that is not a number when drawn."""
+    """(runs, None) from a metrics.jsonl, or (None, why nothing can be drawn). A new run starts where the
+    epoch does not increase (a rerun, the second phase (-r)); torn lines are left out with one warning."""
     runs, last, torn = [], None, 0
     try:
         with open(log_path, "rb") as f:
@@ -162,8 +157,7 @@ def training_figure(runs, title, path):
 
 
 def draw_evaluation(results, stem, method, args, stage):
-    """All pictures of one evaluation, each saved to `stage(its path)` (a temporary the caller
-    renames later); returns the paths the pictures belong at."""
+    """All pictures of one evaluation, each saved to `stage(its path)`; returns the paths they belong at."""
     paths = []
     for result in results:
         t, source = result.trial, trained_on(args.dataset)  # CIFAR+50 reuses CIFAR+10's run
