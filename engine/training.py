@@ -1,7 +1,6 @@
-"""TrainingRun: what both training scripts share around their loop: set-up (checks, device, data,
-loaders, seed), the lock, the second phase's start (-r), --continue's (engine/continuing.py), the
-checkpoints, the run's log and config in runs/<run>/, and a stop by Ctrl-C or SIGTERM as one line
-giving the command that continues the run."""
+"""TrainingRun: what both training scripts share around their loop: set-up, the lock, the start of the
+second phase (-r) or of --continue (engine/continuing.py), the checkpoints, the log and config in
+runs/<run>/, and a stop by Ctrl-C or SIGTERM as one line giving the command that continues the run."""
 import contextlib
 import functools
 import json
@@ -13,13 +12,14 @@ import threading
 from core.errors import Interrupted, UserError
 from core.logfile import append_line, trim_log
 from datasets.pipeline import build_loader, loader_generators
+from datasets.resident import ResidentLoader
 from datasets.summary import summary_line
 from datasets.trial import OpenSetData
 from engine import continuing, loop
 from engine.accel import Accel
 from engine.cli import git_commit, print_header, resolve_device, seed_everything
 from engine.commands import TRAIN_SCRIPTS, train_command
-from engine.placement import choose_pipeline, pipeline_name
+from engine.placement import choose_pipeline
 from engine.recipe import Recipe, phase_schedule, use_normalization
 from engine.run_files import (RunLock, check_training_args, check_writable, refuse_to_replace, remove_old_run, run_files,
                               write_config)
@@ -37,10 +37,9 @@ class TrainingRun:
     manager holding the run's lock. Nothing is written before `prepare`."""
 
     def __init__(self, args, method, argv=None):
-        """Six steps whose order matters: 1. refuse bad arguments and a run this one would replace, before
-        any data is read; 2. the device (under torchrun: the process group); 3. the trial, rank 0 first
-        (it writes the caches while the others wait); 4. the loaders; 5. every file of the run checked
-        writable; 6. seed, last, so that whether the caches were warm cannot change the numbers."""
+        """Six steps in an order that matters: 1. refusals, before any data is read; 2. the device (the
+        process group); 3. the trial, rank 0 first (it writes the caches); 4. the loaders; 5. every file
+        checked writable; 6. seed, last, so that whether the caches were warm cannot change the numbers."""
         check_training_args(args)  # 1.
         self.args, self.method, self.phase = args, method, int(args.resume)
         self.script = TRAIN_SCRIPTS[method]
@@ -50,7 +49,7 @@ class TrainingRun:
         self.files, self.last = run_files(args, method), self.weights(LAST[method])
         self.locks = [RunLock(lock_path(ds, args.trial, args.name, method), os.path.basename(self.run_dir))
                       for ds in saved_under(args.dataset)]
-        self.accel = self.writer = self.resumed_from = self.epoch = self.saved_epoch = self.previous_sigterm = None
+        self.accel = self.writer = self.first_run = self.epoch = self.saved_epoch = self.previous_sigterm = None
         refuse_to_replace(args, method, self.run_dir, self.locks)
         if getattr(args, "pretrained", None) is not None:  # downloaded now if it must be (before the data)
             pretrained_file(args.backbone, args.pretrained, download=not args.no_download)
@@ -95,44 +94,42 @@ class TrainingRun:
                    "shard": self.accel.shard, "channels_last": self.accel.channels_last, "check_memory": False}
         self.train_loader = build_loader(train, batch, True, **options)
         self.val_loader = build_loader(val, batch, False, **options)
-        self.pipeline = pipeline_name(self.train_loader)
+        self.pipeline = "resident" if isinstance(self.train_loader, ResidentLoader) else "torchvision"
         if self.is_main:  # the run header's last line: the pipeline used
             print(f"speed: pipeline {self.pipeline}, {self.accel.describe()}", flush=True)
 
     @functools.cached_property
     def recipe(self):
-        """The run's recipe (engine/recipe.py) over the config's schedule."""
         return Recipe.for_run(self.args.recipe, self.args.dataset, self.cfg, self.hparams)
 
     def weights(self, suffix, dataset=None):
         return weights_path(dataset or self.args.dataset, self.args.trial, self.args.name, suffix)
 
     def network_config(self):
-        """This run's NetworkConfig; `pretrained` as --pretrained gives it (a file: its absolute path), or -r's first run's."""
+        """This run's NetworkConfig; `pretrained` as --pretrained gives it (a file: its absolute path) or the
+        first run's (-r)."""
         pretrained = getattr(self.args, "pretrained", None)
         pretrained = pretrained if pretrained in (None, IMAGENET) else os.path.abspath(pretrained)
-        if self.resumed_from:
-            pretrained = (self.resumed_from.get("network") or {}).get("pretrained")
+        if self.first_run:
+            pretrained = (self.first_run.get("network") or {}).get("pretrained")
         return NetworkConfig.for_data(self.cfg, self.args.backbone, pretrained)
 
     def load_first_run(self, net):
-        """-r: the first run's best checkpoint (the one evaluation reads) loaded into `net`; its dict (else None)."""
+        """-r: the first run's best checkpoint (the one evaluation reads) loaded into `net`; its dict, else None."""
         if not self.args.resume:
             return None
         try:
-            self.resumed_from = load_checkpoint(self.weights(EVALUATED[self.method]), net)
+            self.first_run = load_checkpoint(self.weights(EVALUATED[self.method]), net)
         except UserError as e:
             raise UserError(f"{e}; -r continues a first run: train one with "
                             f"`{train_command(self.script, vars(self.args))}`") from None
-        return self.resumed_from
+        return self.first_run
 
     def prepare(self, net, best):
-        """(model, optimizer) for the loop, and the run's first writes. `model` is `net` as the
-        training step calls it (autocast, DDP, compiled); `best` the starting best validation
-        values. --continue: the interrupted run's network, optimizer, schedule, best values and
-        random states, and the epochs it had left. Else the state before the first epoch is saved."""
+        """(model: `net` as the training step calls it, optimizer), from `best` validation values or, with
+        --continue, the interrupted run's state; then the run's first writes."""
         a, accel = self.args, self.accel
-        start = self.resumed_from["epoch"] + 1 if self.resumed_from else 0
+        start = self.first_run["epoch"] + 1 if self.first_run else 0
         self.epochs = range(start, start + (a.epochs or self.recipe.max_epoch[self.phase]))
         self.net, model = accel.prepare(net)
         self.evaluator = accel.inference(self.net)  # what validation calls (autocast with --amp)
@@ -148,7 +145,7 @@ class TrainingRun:
         return model, optimizer
 
     def epoch_loop(self):
-        """The epochs to train, each with its learning rate set (--recipe modern)."""
+        """The epochs to train, each with its learning rate set."""
         for epoch in self.epochs:
             self.epoch = epoch
             if self.scheduler is not None:
@@ -186,8 +183,7 @@ class TrainingRun:
         return os.path.getsize(self.log) if os.path.isfile(self.log) else 0
 
     def _first_writes(self, keep_log_bytes):
-        """Rank 0's first writes, once every check has passed: --overwrite removes the old run;
-        metrics.jsonl made whole (--continue: cut to the state's size); config.json; tensorboard (-t)."""
+        """Rank 0's first writes, once every check has passed (--continue: metrics.jsonl cut to the state's size)."""
         if not self.is_main:
             return
         a, d = self.args, self.data
@@ -204,8 +200,8 @@ class TrainingRun:
             self.writer = SummaryWriter(self.run_dir)
 
     def __enter__(self):
-        """Lock the run (rank 0) and check again, now that no other training of it can start; under
-        torchrun every rank learns whether rank 0 refused. SIGTERM then stops the run as Ctrl-C does."""
+        """Lock the run (rank 0) and check again, now that no other training of it can start; every rank learns
+        whether rank 0 refused. SIGTERM then stops the run as Ctrl-C does."""
         try:
             refusal = None
             if self.is_main:
@@ -231,7 +227,7 @@ class TrainingRun:
             raise Interrupted(continuing.stop_message(self, name) if self.is_main else "", SIGNAL_STATUS[name]) from None
 
     def close(self):
-        """Restore SIGTERM, close the writer, leave the process group, release the lock; safe to call again."""
+        """Undo everything the run holds (SIGTERM, writer, process group, lock); safe to call again."""
         if self.previous_sigterm is not None:
             signal.signal(signal.SIGTERM, self.previous_sigterm)
         self.previous_sigterm = None
