@@ -135,7 +135,8 @@ def training_curves(log_path):
 
 def training_figure(runs, title, path):
     keys = [k for k in runs[-1][0] if k != "epoch"]
-    panels = (("loss", [k for k in keys if "loss" in k.lower()]), ("accuracy (%)", [k for k in keys if "accuracy" in k]))
+    panels = (("loss", [k for k in keys if "loss" in k.lower()]),
+              ("accuracy (%)", [k for k in keys if "accuracy" in k]))
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
     colors = plt.get_cmap("tab10")
     for ax, (ylabel, panel_keys) in zip(axes, panels):

@@ -1,6 +1,5 @@
-"""Predicting new images with a trained checkpoint (predict.py): the image files, the network and
-its calibration (engine/calibration.py; made on first use by an evaluation's TrialRun), each image
-converted as the test images were, its scores, and the rows as CSV or JSON."""
+"""Predicting new images with a trained checkpoint (predict.py): the network and its calibration (made on
+first use by an evaluation's TrialRun), each image converted as the test images were, the rows."""
 import argparse
 import contextlib
 import csv
@@ -85,8 +84,8 @@ def load_predictor(path, device, data_root=None, split_file=None, cache_dir=None
 
 
 def make_calibration(path, checkpoint, method, device, problem, data_root, split_file, cache_dir):
-    """The calibration of checkpoint `path` made as an evaluation makes it, from the training data
-    its saved args name (training_args), written beside it; without them, the eval command that does."""
+    """The calibration of checkpoint `path`, made as an evaluation makes it from the training data its args
+    name, written beside it; without them, a UserError naming the eval command that makes it."""
     args = checkpoint[0].get("args")
     if not (isinstance(args, dict) and isinstance(args.get("dataset"), str) and isinstance(args.get("trial"), int)):
         what = f"no usable calibration ({problem})" if problem else "no calibration (class names, anchors, thresholds)"
@@ -115,9 +114,8 @@ def make_calibration(path, checkpoint, method, device, problem, data_root, split
 
 
 def training_args(ckpt, path, data_root=None, split_file=None, cache_dir=None):
-    """The training run's arguments: a relative --data_root/--split_file is looked for under the folder
-    it ran in (<root>/networks/weights/<dataset>/<file>), else the working directory, unless
-    `data_root`/`split_file` replace it; the caches go to this machine's cache folder (`cache_dir`)."""
+    """The training run's arguments: a relative --data_root/--split_file under the folder it ran in (that of
+    networks/weights/), else the working directory, unless `data_root`/`split_file` replace it."""
     args = argparse.Namespace(**{"workers": None, "pipeline": "torchvision", "seed": 0, "no_download": False,
                                  "split_file": None, "im_size": None, "im_channels": None,
                                  "data_root": "datasets/data", **ckpt["args"], "cache_dir": cache_dir})
@@ -157,9 +155,9 @@ def read_image(path, prep, transform):
 
 @torch.no_grad()
 def predict(net, cal, files, scorer, threshold, device, checkpoint="the checkpoint"):
-    """([{image, prediction (class name or 'unknown'), score, closest_class}] for the images that
-    could be read, in the order of `files`; [why each other image was skipped])."""
-    prep = cal["preprocessing"]
+    """([{image, prediction (class name or 'unknown'), score, closest_class}] of the images read, in order;
+    [why each other one was skipped])."""
+    prep, names = cal["preprocessing"], cal["class_names"]
     transform = T.Compose([T.ToTensor(), T.Normalize(prep["mean"], prep["std"])])
     rows, skipped = [], []
     for start in range(0, len(files), BATCH):
@@ -172,9 +170,8 @@ def predict(net, cal, files, scorer, threshold, device, checkpoint="the checkpoi
                 skipped.append(str(e))
         if images:
             predicted, scores = SCORERS[cal["method"]].score(net(torch.stack(images).to(device)))[scorer]
-            rows += [{"image": path, "prediction": cal["class_names"][c] if s <= threshold else "unknown", "score": s,
-                      "closest_class": cal["class_names"][c]} for path, c, s in zip(readable, predicted.tolist(),
-                                                                                     scores.tolist())]
+            rows += [{"image": path, "prediction": names[c] if s <= threshold else "unknown", "score": s,
+                      "closest_class": names[c]} for path, c, s in zip(readable, predicted.tolist(), scores.tolist())]
     overflow = next((row["image"] for row in rows if not math.isfinite(row["score"])), None)
     if overflow:  # never print a NaN score (not JSON) or a class chosen by it
         raise UserError(f"checkpoint {checkpoint} gives a non-finite score (NaN or inf) for image {overflow}: "

@@ -21,8 +21,8 @@ from engine.cli import git_commit, print_header, resolve_device, seed_everything
 from engine.commands import TRAIN_SCRIPTS, train_command
 from engine.placement import choose_pipeline
 from engine.recipe import Recipe, phase_schedule, use_normalization
-from engine.run_files import (RunLock, check_training_args, check_writable, refuse_to_replace, remove_old_run, run_files,
-                              write_config)
+from engine.run_files import (RunLock, check_training_args, check_writable, refuse_to_replace, remove_old_run,
+                              run_files, write_config)
 from networks.checkpoint import load_checkpoint, make_checkpoint, save_checkpoint
 from networks.config import NetworkConfig
 from networks.pretrained import IMAGENET, pretrained_file
@@ -224,7 +224,8 @@ class TrainingRun:
         self.close()
         if isinstance(error, (KeyboardInterrupt, Interrupted)):
             name = error.args[0] if isinstance(error, Interrupted) else "SIGINT"
-            raise Interrupted(continuing.stop_message(self, name) if self.is_main else "", SIGNAL_STATUS[name]) from None
+            message = continuing.stop_message(self, name) if self.is_main else ""
+            raise Interrupted(message, SIGNAL_STATUS[name]) from None
 
     def close(self):
         """Undo everything the run holds (SIGTERM, writer, process group, lock); safe to call again."""
