@@ -1,6 +1,5 @@
-"""A training run's files: which it writes, the checks that keep it from destroying another run
-(an existing run, a second phase already begun, a run training now, an unwritable file, arguments
-that cannot make a run), the lock it holds, --overwrite's removal of the old run, its config."""
+"""A training run's files: which it writes, the checks that keep it from destroying another run, the
+lock it holds, --overwrite's removal of the old run, its config."""
 import contextlib
 import json
 import math
@@ -37,9 +36,8 @@ def check_training_args(args):
 
 
 class RunLock:
-    """One training of a run at a time: an exclusive lock (filelock) on `path`, held while the run
-    trains; the OS drops it if the process dies. Its file, and the folders made for it, go when it
-    is released, so that a run leaves only its own files."""
+    """One training of a run at a time: a file lock the OS drops if the process dies. Its file and the
+    folders made for it go when it is released, so that a run leaves only its own files."""
 
     def __init__(self, path, run):
         self.lock, self.run, self.made = FileLock(path), run, []
@@ -76,10 +74,9 @@ class RunLock:
 
 
 def refuse_to_replace(args, method, run_dir, locks):
-    """Refuse to start a run that would replace another: a first run whose checkpoints or runs/
-    folder exist, a second phase (-r) already begun or finished, a run that one of `locks` (RunLocks)
-    shows training now. --overwrite lifts the first two; --continue is checked against the state it
-    continues (engine/continuing.py)."""
+    """Refuse to start a run that would replace another: a first run whose files exist, a second phase (-r)
+    already begun, a run training now (`locks`). --overwrite lifts the first two; --continue's state is
+    checked by engine/continuing.py."""
     for lock in locks:
         lock.refuse_if_held()
     if args.continue_run or args.overwrite:
@@ -96,8 +93,7 @@ def refuse_to_replace(args, method, run_dir, locks):
 
 
 def check_second_phase(path):
-    """-r starts the second phase from the first run's best checkpoints; refuse when ...Last.pth at
-    `path` shows the first run unfinished, or a second phase already begun (its checkpoints are its)."""
+    """Refuse -r when ...Last.pth at `path` shows the first run unfinished, or a second phase already begun."""
     if not os.path.isfile(path):
         return  # an original or imported checkpoint, or a first run of an older version
     try:
@@ -128,8 +124,7 @@ def check_writable(files, run_dir):
 
 
 def remove_old_run(files, run_dir):
-    """--overwrite: the replaced run's checkpoints `files` and its runs/ folder, so that no old
-    file stays beside the new ones."""
+    """--overwrite: remove the replaced run's checkpoints `files` and runs/ folder."""
     old = [p for p in files if os.path.isfile(p)]
     try:
         for path in old:

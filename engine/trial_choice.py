@@ -1,7 +1,5 @@
-"""Which trials an evaluation evaluates: with --num_trials, exactly those asked (the original's);
-without, those of the original's window (--start_trial and the 4 after it: the standard class
-splits 0-4 by default, the paper's 5-9 with --start_trial 5) that have a checkpoint; none there:
-one line naming the trials that do, or the command that trains one."""
+"""Which trials an evaluation evaluates: with --num_trials those asked (the original's); without, those
+of --start_trial and the 4 after it that have a checkpoint, else one line saying what to do."""
 import os
 import re
 
@@ -24,7 +22,7 @@ def trained_trials(dataset, name, suffix):
 
 
 def chosen_trials(args, method):
-    """(trials of the `method`'s checkpoints to evaluate, why: a phrase for the line that names them)."""
+    """(trials to evaluate, why: a phrase for the line that names them)."""
     if args.num_trials is not None:
         if args.num_trials < 1:
             raise UserError(f"--num_trials {args.num_trials}: evaluate at least one trial")
@@ -46,6 +44,6 @@ def chosen_trials(args, method):
 
 
 def trials_label(trials):
-    """The part of a results file's name that says its trials: 0-4 when consecutive, else 0_2_3."""
+    """The trials in a results file's name: 0-4 when consecutive, else 0_2_3."""
     consecutive = trials == list(range(trials[0], trials[-1] + 1))
     return f"{trials[0]}-{trials[-1]}" if consecutive else "_".join(map(str, trials))
