@@ -43,8 +43,8 @@ class Accel:
     """Device and distributed context of one process; `world` is 1 without torchrun."""
 
     def __init__(self, device, amp=False, compile=False, sync_bn=False, channels_last=None, tf32=False):
-        self.world = int(os.environ.get("WORLD_SIZE", "1"))
-        self.rank = int(os.environ.get("RANK", "0"))
+        self.world, self.rank = int(os.environ.get("WORLD_SIZE", "1")), int(os.environ.get("RANK", "0"))
+        self.is_main, self.shard = self.rank == 0, (self.rank, self.world)
         self.amp, self.compile, self.sync_bn, self.tf32 = amp, compile, sync_bn, tf32
         if sync_bn and self.world > 1 and device.type != "cuda":
             raise UserError("--sync_bn needs CUDA devices (PyTorch's SyncBatchNorm is GPU-only); "
@@ -68,14 +68,6 @@ class Accel:
         float32 = ("; float32 " + ("TF32" if self.tf32 else "exact (no TF32)")) if self.device.type == "cuda" else ""
         return (f"amp {'bfloat16' if self.amp else 'off'}, compile {'on' if self.compile else 'off'}, "
                 f"processes {self.world}{float32}")
-
-    @property
-    def is_main(self):
-        return self.rank == 0
-
-    @property
-    def shard(self):
-        return self.rank, self.world
 
     def prepare(self, net):
         """(net: on the device, saved and validated; model: what the training step calls, wrapped)."""
