@@ -1,9 +1,7 @@
-"""How a run uses its hardware: device, memory format, bf16 autocast, torch.compile, and
-DistributedDataParallel under torchrun (`torchrun --nproc_per_node 4 train_cacOpenset.py ...`): each
-rank trains on its slice of every global batch (datasets/pipeline.py), DDP averages the gradients,
-rank 0 alone logs and saves. Backend: nccl on CUDA, gloo on CPU. Everything also runs on a CPU.
-On CUDA, float32 convolutions and matmuls are exact (IEEE) unless --tf32.
-"""
+"""How a run uses its hardware: device, memory format, bf16 autocast, torch.compile, and DDP under torchrun
+(nccl on CUDA, gloo on CPU): each rank trains on its slice of every global batch (datasets/pipeline.py),
+rank 0 alone logs and saves. On CUDA, float32 convolutions and matmuls are exact (IEEE) unless --tf32."""
+import contextlib
 import datetime
 import importlib.util
 import os
@@ -31,11 +29,8 @@ def describe_machine(device):
             "cpu_count": os.cpu_count(), "platform": platform.platform(), "load_average": os.getloadavg()}
     if device.type == "cuda":
         info["gpu"] = torch.cuda.get_device_name(device)
-    try:
-        with open("/proc/cpuinfo") as f:
-            info["cpu"] = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
+    with contextlib.suppress(OSError, StopIteration), open("/proc/cpuinfo") as f:
+        info["cpu"] = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
     return info
 
 
@@ -90,7 +85,6 @@ class Accel:
         return Autocast(module, self.device.type) if self.amp else module
 
     def inputs(self, images, targets):
-        """A batch on the device in the network's memory format."""
         images = images.to(self.device, non_blocking=True)
         if self.channels_last and images.dim() == 4:
             images = images.contiguous(memory_format=torch.channels_last)
@@ -103,8 +97,7 @@ class Accel:
         return tensor
 
     def batch_means(self, means, counts):
-        """The mean over global batches of each batch's mean, from this rank's slice means (batches, k) and
-        sizes (batches,): what one process computes."""
+        """The mean over global batches of each batch's mean, from this rank's slice means and sizes."""
         if self.world == 1:
             return means.mean(0)
         weighted = self.sum(means * counts.unsqueeze(1))
@@ -118,7 +111,6 @@ class Accel:
                 dist.broadcast(buffer, 0)
 
     def all_agree(self, flag):
-        """Whether `flag` is true on every rank."""
         if self.world == 1:
             return bool(flag)
         return self.sum(torch.tensor([float(bool(flag))], device=self.device)).item() == self.world

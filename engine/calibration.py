@@ -51,8 +51,7 @@ def calibration_record(digest, method, data, network, thresholds, anchors=None):
 
 
 def calibration_problem(cal, method=None, num_classes=None):
-    """What is wrong with a calibration (also for a `method` network of `num_classes` classes, when given),
-    or None when it can be used."""
+    """What is wrong with a calibration (for a `method` network of `num_classes` classes, if given), or None."""
     if not isinstance(cal, dict):
         return f"it is {type(cal).__name__}, not a dict"
     if not isinstance(cal.get("method"), str) or cal["method"] not in SCORERS or method not in (None, cal["method"]):
@@ -120,8 +119,7 @@ def read_calibration(checkpoint, digest, method, num_classes):
 
 
 def write_calibration(checkpoint, record):
-    """Write `record` beside `checkpoint`, all or nothing; the path, or None after a warning (nothing
-    depends on it)."""
+    """Write `record` beside `checkpoint`, all or nothing; the path, or None after a warning."""
     path = calibration_path(checkpoint)
     try:
         with atomic_write(path, "w") as f:

@@ -51,8 +51,7 @@ def runtime_parser():
 
 
 def training_parser(default_name="myTest"):
-    """The seed's training flags, --epochs, --backbone, --recipe, and overrides of datasets/config.json's
-    augmentation and schedule (saved with the run)."""
+    """The seed's training flags, --epochs, --backbone, --recipe, and the config's overrides (saved with the run)."""
     p = argparse.ArgumentParser(add_help=False)
     g = p.add_argument_group("training")
     g.add_argument("--dataset", required=True, type=str,
@@ -207,8 +206,7 @@ def one_line_usage_errors():
 
 
 def run_cli(main):
-    """Run `main()`: a UserError is one line on stderr and exit status 2; a run stopped by a signal one line
-    on how to continue it and 128 + the signal number."""
+    """Run `main()`: a UserError is one line and exit status 2; a stop by a signal, 128 + its number."""
     try:
         with one_line_usage_errors():
             main()

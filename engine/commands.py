@@ -20,15 +20,13 @@ def command(script, pairs, args, *flags):
 
 
 def train_command(script, args, trial=None):
-    """The command that trains the run `args` names (trial `trial`, default args['trial'])."""
     trial = args.get("trial", 0) if trial is None else trial
     pairs = [("--dataset", args["dataset"]), ("--trial", trial), ("--name", args.get("name", ""))]
     return command(script, pairs, args, DATA_FLAGS, TRAINING_FLAGS)
 
 
 def evaluate_command(script, args, trial=None, num=1):
-    """The command that evaluates (and so calibrates) the run `args` names from trial `trial` (default
-    args['trial']): `num` trials, or (None) those that were trained."""
+    """The command that evaluates (so calibrates) the run `args` names: `num` trials, or (None) the trained ones."""
     trial = args.get("trial", 0) if trial is None else trial
     count = [] if num is None else [("--num_trials", num)]
     pairs = [("-dataset", args["dataset"]), ("--start_trial", trial), *count, ("--name", args.get("name", ""))]

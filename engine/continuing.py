@@ -1,11 +1,7 @@
-"""Continuing an interrupted run (`--continue`) from its ...Last.pth: what it holds, saving, checking
-and putting it back, and the line a stop prints with the command that continues the run.
-
-...Last.pth is saved before the first epoch and after each: network, optimizer (and schedule), next
-and end epoch, phase, best validation values, metrics.jsonl's size, the arguments and every
-process's random states. A stop loses at most the epoch in progress; with --seed on a CPU the
-continued run equals the uninterrupted one bit for bit. What cannot be put back (another device
-type, process count or pipeline) is re-derived, and said in one line.
+"""Continuing an interrupted run (`--continue`) from its ...Last.pth, saved before the first epoch and after
+each: saving, checking and putting it back, and the line a stop prints with the command that continues
+the run. A stop loses at most the epoch in progress; on a CPU the continued run equals the uninterrupted
+one bit for bit. What cannot be put back (another device type, process count or pipeline) is re-derived.
 """
 import random
 import shlex
@@ -30,8 +26,7 @@ MAY_DIFFER = {"continue_run", "overwrite", "device", "workers", "pipeline", "dat
 
 
 def rng_state(generators, device):
-    """Every random state this process draws from (`generators`: the data loaders'), as a weights_only load
-    reads them back."""
+    """Every random state this process draws from (`generators`: the loaders'), in types weights_only loads."""
     name, keys, pos, has_gauss, cached = np.random.get_state()
     numpy = [name, torch.from_numpy(keys.astype(np.int64)), pos, has_gauss, cached]
     return {"python": random.getstate(), "numpy": numpy, "torch": torch.get_rng_state(),
@@ -124,8 +119,7 @@ def restore_random_states(state, rank, world, generators, device, seed):
 
 
 def save_last(run, next_epoch):
-    """Write `run`'s ...Last.pth (on rank 0, with every rank's random states), from which `next_epoch` starts;
-    returns `next_epoch`. Refuses non-finite weights."""
+    """Write `run`'s ...Last.pth (rank 0, every rank's random states) from which `next_epoch` starts; returns it."""
     if not bool(torch.stack([torch.isfinite(p).all() for p in run.net.parameters()]).all()):
         raise UserError(f"the network's weights became non-finite by epoch {next_epoch}; {run.last} was not "
                         f"written from them: lower the learning rate or check the data")
@@ -164,8 +158,7 @@ def restore(run):
 
 
 def stop_message(run, name):
-    """Where `run`, stopped by signal `name`, stands, and the command that continues it (its own flags,
-    --overwrite dropped, --continue added)."""
+    """Where `run`, stopped by signal `name`, stands, and the command that continues it."""
     if run.saved_epoch is None:
         return f"{name} before the first epoch; nothing was trained: run the command again"
     words = ["python", run.script, *[w for w in run.argv if w != "--overwrite"]]

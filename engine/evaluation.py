@@ -29,8 +29,7 @@ RESULTS_DIR = "results"  # relative to the working directory
 
 
 class Evaluation:
-    """One run of an evaluation script of `method`: its arguments, device, trials and every results file it
-    may write, checked before any work."""
+    """One run of an evaluation script: arguments, device, trials and every results file, checked before any work."""
 
     def __init__(self, args, method):
         check_common_args(args)
@@ -123,8 +122,7 @@ class TrialRun:
 
 
 def load_network(path, ckpt, data, method, device):
-    """(network of checkpoint `path`, read as `ckpt`, in eval mode; its NetworkConfig) for `data`, which must
-    have the image shape and known classes it was trained on."""
+    """(network of checkpoint `path`, read as `ckpt`, in eval mode; its NetworkConfig) for the trial's `data`."""
     use_normalization(data, (ckpt.get("args") or {}).get("recipe"))  # as it trained (engine/recipe.py)
     trained = ckpt.get("network") or {}
     for key, cfg_key, flag in (("im_size", "im_size", "--im_size"), ("num_channels", "im_channels", "--im_channels")):
@@ -161,8 +159,7 @@ def gather_outputs(net, loader, device):
 
 
 def evaluate_network(net, data, loader, device, scorers, source, start, anchors=None):
-    """The TrialResult of a network ready to score: every scorer on the known test, unknown test and
-    validation images, every metric at the threshold accepting ACCEPT_RATE of the validation images."""
+    """The TrialResult of a network ready to score: every scorer and metric on the trial's test and validation images."""
     val = data.val_dataset()
     if len(val) == 0:
         raise UserError(f"{data.name} trial {data.trial} has no validation image to calibrate the open-set "

@@ -14,7 +14,6 @@ PROGRESS_SHARES = 10  # without a terminal (a log): a line per tenth of an epoch
 
 
 def on_device(loader, accel):
-    """The batches of `loader` on the run's device in the network's memory format."""
     for images, targets in loader:
         yield accel.inputs(images, targets)
 
@@ -26,8 +25,7 @@ def check_finite(values, epoch):
 
 
 def batches(loader, accel, epoch, sums):
-    """The training batches of `epoch` on the device; rank 0 shows progress (a tqdm bar read every LOG_EVERY
-    steps, or a log line per tenth), each read also checking that the loss is finite."""
+    """The training batches of `epoch` on the device, with rank 0's progress; each read checks the loss is finite."""
     steps = len(loader)
     bar = tqdm(on_device(loader, accel), desc=f"epoch {epoch}", total=steps, leave=False,
                disable=None if accel.is_main else True)

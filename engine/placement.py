@@ -1,12 +1,6 @@
-"""Where a training run's images live: one pipeline decision for every rank.
-
-The resident pipeline (datasets/resident.py) is chosen when on every rank its need is at most
-MEMORY_SHARE of the free memory: the decoded uint8 training and validation images (on a CPU, times
-the processes of the machine), 3 x the parameters' bytes (weights, gradients, momentum), and twice
-every leaf module's output at this rank's share of the batch (kept for backward, and its gradient),
-measured by a forward pass on the meta device. Ranks with different pipelines would draw different
-batch orders, and their [rank::world] slices would overlap or miss images.
-"""
+"""Where a training run's images live: one pipeline decision for every rank (with different pipelines,
+ranks would draw different batch orders, their slices overlapping or missing images). The resident one
+(datasets/resident.py) when on every rank its need is at most MEMORY_SHARE of the free memory."""
 import math
 import os
 
@@ -17,7 +11,8 @@ from networks.build import build_network
 
 
 def training_bytes(config, method, batch):
-    """Bytes one training step of `config`'s network needs at `batch` images."""
+    """Bytes one training step of `config`'s network needs at `batch` images: 3 x the parameters' (weights,
+    gradients, momentum), twice each leaf module's output (kept for backward, its gradient), on the meta device."""
     with torch.device("meta"):
         net = build_network(config, method)
     params = sum(p.numel() * p.element_size() for p in net.parameters())
@@ -39,7 +34,7 @@ def training_bytes(config, method, batch):
 
 
 def need_bytes(datasets, config, method, batch, device):
-    """What the resident pipeline needs on `device`."""
+    """The resident pipeline's need on `device`: the uint8 images (on a CPU, once per process) and a step."""
     images = sum(resident_bytes(d) or 0 for d in datasets)
     if device.type == "cpu":
         images *= int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
