@@ -1,7 +1,9 @@
 """A checkpoint's network scored on one trial, for both evaluation scripts and predict.py's first
-calibration: `Evaluation` checks everything before any work; `TrialRun` places the CAC anchors, then
-computes every scorer and metric (`evaluate`) or the thresholds alone (`calibrate`)."""
+calibration: `Evaluation` checks everything before any work and chooses the trials (with --num_trials
+those asked; without, those of --start_trial and the 4 after it that have a checkpoint); `TrialRun`
+places the CAC anchors, then computes every scorer and metric (`evaluate`) or the thresholds alone."""
 import os
+import re
 import sys
 import time
 
@@ -15,10 +17,9 @@ from datasets.trial import OpenSetData
 from engine.accel import default_channels_last
 from engine.calibration import SCORERS, cached_anchor_means, calibration_record, read_calibration, write_calibration
 from engine.cli import check_common_args, print_header, resolve_device, seed_everything
-from engine.commands import TRAIN_SCRIPTS, train_command
+from engine.commands import EVAL_SCRIPTS, TRAIN_SCRIPTS, evaluate_command, train_command
 from engine.recipe import use_normalization
 from engine.report import ScorerOutput, TrialResult
-from engine.trial_choice import chosen_trials, trials_label
 from metrics import ACCEPT_RATE, acceptance_threshold, all_metrics
 from networks.build import build_network
 from networks.checkpoint import load_checkpoint, read_checkpoint
@@ -26,6 +27,7 @@ from networks.config import NetworkConfig
 from networks.weights import CAC, EVALUATED, weights_path
 
 RESULTS_DIR = "results"  # relative to the working directory
+WINDOW = 5  # the original's default --num_trials
 
 
 class Evaluation:
@@ -197,3 +199,42 @@ def check_finite(path, trial, arrays):
         bad = int(np.count_nonzero(~np.isfinite(np.asarray(values, dtype=np.float64).reshape(len(values), -1)).all(1)))
         if bad:
             raise overflow_error(path, f"{what} for {bad} of {len(values)} images", trial)
+
+
+def trained_trials(dataset, name, suffix):
+    """The trials whose checkpoint <dataset>_<T>_<name><suffix>.pth exists, ascending."""
+    folder = os.path.dirname(weights_path(dataset, 0, name, suffix))
+    pattern = re.compile(re.escape(f"{dataset}_") + r"(\d+)" + re.escape(f"_{name}{suffix}.pth") + "$")
+    try:
+        names = os.listdir(folder)
+    except OSError:
+        return []
+    return sorted(int(m[1]) for m in map(pattern.match, names) if m and os.path.isfile(os.path.join(folder, m[0])))
+
+
+def chosen_trials(args, method):
+    """(trials to evaluate, why: a phrase for the line that names them)."""
+    if args.num_trials is not None:
+        if args.num_trials < 1:
+            raise UserError(f"--num_trials {args.num_trials}: evaluate at least one trial")
+        return list(range(args.start_trial, args.start_trial + args.num_trials)), "as --num_trials asks"
+    window = range(args.start_trial, args.start_trial + WINDOW)
+    found = trained_trials(args.dataset, args.name, EVALUATED[method])
+    trials = [t for t in found if t in window]
+    if trials:
+        return trials, (f"those of trials {window[0]}-{window[-1]} with a checkpoint; --num_trials and "
+                        f"--start_trial choose others")
+    where = weights_path(args.dataset, args.start_trial, args.name, EVALUATED[method])
+    if found:
+        raise UserError(f"no checkpoint of trials {window[0]}-{window[-1]} for {args.dataset} --name "
+                        f"{args.name!r} (such as {where}); trained trials: {found}: evaluate them with "
+                        f"`{evaluate_command(EVAL_SCRIPTS[method], vars(args), found[0], num=None)}`")
+    raise UserError(f"no trained checkpoint for {args.dataset} --name {args.name!r} (such as {where}); "
+                    f"train one with `{train_command(TRAIN_SCRIPTS[method], vars(args), args.start_trial)}`"
+                    f" (evaluation's --name defaults to '' for the paper's released weights)")
+
+
+def trials_label(trials):
+    """The trials in a results file's name: 0-4 when consecutive, else 0_2_3."""
+    consecutive = trials == list(range(trials[0], trials[-1] + 1))
+    return f"{trials[0]}-{trials[-1]}" if consecutive else "_".join(map(str, trials))

@@ -84,8 +84,7 @@ def load_predictor(path, device, data_root=None, split_file=None, cache_dir=None
 
 
 def make_calibration(path, checkpoint, method, device, problem, data_root, split_file, cache_dir):
-    """The calibration of checkpoint `path`, made as an evaluation makes it from the training data its args
-    name, written beside it; without them, a UserError naming the eval command that makes it."""
+    """The calibration of checkpoint `path` made as an evaluation makes it, from the data its args name."""
     args = checkpoint[0].get("args")
     if not (isinstance(args, dict) and isinstance(args.get("dataset"), str) and isinstance(args.get("trial"), int)):
         what = f"no usable calibration ({problem})" if problem else "no calibration (class names, anchors, thresholds)"
@@ -180,7 +179,6 @@ def predict(net, cal, files, scorer, threshold, device, checkpoint="the checkpoi
 
 
 def render(rows, fmt, meta):
-    """The predictions as a CSV table, or as a JSON object of `meta` and the rows."""
     if fmt == "json":
         return json.dumps({**meta, "predictions": rows}, indent=1, allow_nan=False) + "\n"
     out = io.StringIO()

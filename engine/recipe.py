@@ -53,7 +53,6 @@ class Recipe:
 
     @classmethod
     def for_run(cls, name, dataset, cfg, hparams):
-        """The recipe `name` for `dataset` (config entry `cfg`, the method's schedule `hparams`)."""
         if name == "paper":
             return cls("paper", False, tuple(hparams["learning_rate"]), tuple(hparams["max_epoch"]),
                        hparams.get("momentum", 0.9), hparams["weight_decay"], cfg["batch_size"])
@@ -75,8 +74,7 @@ class Recipe:
                                    geometry=self.geometry)
 
     def train_subset(self, train, val):
-        """The training subset under this recipe, from the trial's training and validation subsets: paper
-        `train` itself; modern with the recipe's augmentation; vaze the images of both, so augmented."""
+        """The training subset: paper `train` itself; modern augmented; vaze the images of `train` and `val`."""
         if not self.modern:
             return train
         indices, labels = train.indices, train.labels

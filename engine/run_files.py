@@ -74,9 +74,8 @@ class RunLock:
 
 
 def refuse_to_replace(args, method, run_dir, locks):
-    """Refuse to start a run that would replace another: a first run whose files exist, a second phase (-r)
-    already begun, a run training now (`locks`). --overwrite lifts the first two; --continue's state is
-    checked by engine/continuing.py."""
+    """Refuse a run that would replace another: a first run whose files exist, a second phase (-r) already
+    begun, a run training now (`locks`). --overwrite lifts the first two; engine/continuing.py checks --continue."""
     for lock in locks:
         lock.refuse_if_held()
     if args.continue_run or args.overwrite:

@@ -106,8 +106,7 @@ class TrainingRun:
         return weights_path(dataset or self.args.dataset, self.args.trial, self.args.name, suffix)
 
     def network_config(self):
-        """This run's NetworkConfig; `pretrained` as --pretrained gives it (a file: its absolute path) or the
-        first run's (-r)."""
+        """This run's NetworkConfig; `pretrained`: --pretrained (a file: its absolute path), or the first run's."""
         pretrained = getattr(self.args, "pretrained", None)
         pretrained = pretrained if pretrained in (None, IMAGENET) else os.path.abspath(pretrained)
         if self.first_run:
