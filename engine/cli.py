@@ -38,13 +38,11 @@ def runtime_parser():
     g.add_argument("--cache_dir", metavar="DIR", help="folder of the caches made from the data: train/validation "
                    "partitions, normalization (default: $CAC_CACHE_DIR, else ${XDG_CACHE_HOME:-~/.cache}/cac)")
     # users' own class split and image shape (README: "Your own images")
-    g.add_argument("--split_file", default=None,
-                   help="class split JSON {\"Known\": [...], \"Unknown\": [...]} used instead of "
-                        "datasets/<dataset>/class_splits/<trial>.json; for --dataset ImageFolder (required) "
-                        "it names class folders (default: none)")
-    g.add_argument("--im_size", type=int, default=None,
-                   help="image side in pixels, a multiple of 8 (default: the dataset's im_size in "
-                        "datasets/config.json; evaluation needs the value training used)")
+    g.add_argument("--split_file", default=None, help="class split JSON {\"Known\": [...], \"Unknown\": [...]} used "
+                   "instead of datasets/<dataset>/class_splits/<trial>.json; for --dataset ImageFolder (required) it "
+                   "names class folders (default: none)")
+    g.add_argument("--im_size", type=int, default=None, help="image side in pixels, a multiple of 8 (default: the "
+                   "dataset's im_size in datasets/config.json; evaluation needs the value training used)")
     g.add_argument("--im_channels", type=int, default=None, choices=[1, 3],
                    help="ImageFolder only: 1 = grey, 3 = RGB (default: 3, from datasets/config.json)")
     return p
@@ -56,14 +54,11 @@ def training_parser(default_name="myTest"):
     g = p.add_argument_group("training")
     g.add_argument("--dataset", required=True, type=str,
                    help=f"dataset for training, one of: {', '.join(DATASET_NAMES)}")
-    g.add_argument("--trial", default=0, type=int,
-                   help="the paper's data sets: trial number = class split file "
-                        "datasets/<dataset>/class_splits/<trial>.json (0-4: standard splits, 5-9: the paper's "
-                        "first-release splits); an image folder has one split, its --split_file: leave it "
-                        "at 0 (default: 0)")
-    g.add_argument("--resume", "-r", action="store_true",
-                   help="the second phase: from the first run's best checkpoint, at the second learning rate and "
-                        "epoch count")
+    g.add_argument("--trial", default=0, type=int, help="the paper's data sets: trial number = class split file "
+                   "datasets/<dataset>/class_splits/<trial>.json (0-4: standard splits, 5-9: the paper's "
+                   "first-release splits); an image folder has one split, its --split_file: leave it at 0 (default: 0)")
+    g.add_argument("--resume", "-r", action="store_true", help="the second phase: from the first run's best "
+                   "checkpoint, at the second learning rate and epoch count")
     g.add_argument("--tensorboard", "-t", action="store_true", help="plot on tensorboardX under runs/")
     g.add_argument("--name", default=default_name, type=str,
                    help=f"name for saving and tensorboard (default: {default_name})")
@@ -104,9 +99,8 @@ def accel_parser():
                    help="bfloat16 autocast for forward and loss (default: off, float32); CAC distances stay float64")
     g.add_argument("--compile", action="store_true",
                    help="torch.compile the network (default: off; compiling takes a minute, pays off on long GPU runs)")
-    g.add_argument("--sync_bn", action="store_true",
-                   help="with torchrun: BatchNorm statistics over the global batch, not each rank's slice "
-                        "(default: off, as plain DDP; CUDA only; no effect in a single process)")
+    g.add_argument("--sync_bn", action="store_true", help="with torchrun: BatchNorm statistics over the global batch, "
+                   "not each rank's slice (default: off, as plain DDP; CUDA only; no effect in a single process)")
     g.add_argument("--tf32", action="store_true",
                    help="CUDA: TensorFloat-32 for float32 convolutions and matmuls (faster on Ampere and newer, "
                         "10-bit mantissa); default: off, exact float32 as the paper's GPUs computed")
@@ -125,9 +119,8 @@ def evaluation_parser():
     g.add_argument("--start_trial", default=0, type=int, help="trial number to start evaluation at (default: 0)")
     g.add_argument("--name", default="", type=str,
                    help="name the networks were trained with (default: '' = the paper's released weights)")
-    g.add_argument("--plots", action="store_true",
-                   help="also draw PNGs under results/: ROC curves, score histograms, the CAC logit space, "
-                        "training curves (needs matplotlib)")
+    g.add_argument("--plots", action="store_true", help="also draw PNGs under results/: ROC curves, score histograms, "
+                   "the CAC logit space, training curves (needs matplotlib)")
     return p
 
 
