@@ -34,11 +34,6 @@ def rng_state(generators, device):
             "generators": [g.get_state() for g in generators]}
 
 
-def generators_fit(saved, generators):
-    """Whether saved generator states fit `generators`: as many, of the same kind (CUDA: 16 bytes, CPU: 5,056)."""
-    return len(saved) == len(generators) and all(s.shape == g.get_state().shape for s, g in zip(saved, generators))
-
-
 def set_rng_state(state, generators, device, data=True):
     """Put back what rng_state saved (a CUDA state only on a CUDA run; the data generators when `data`)."""
     random.setstate(state["python"])
@@ -76,13 +71,11 @@ def read_last_state(path, phase, args):
         raise UserError(f"{path} was saved in the middle of epoch {state['epoch']} by an earlier version of this "
                         f"code, which this one cannot continue: continue it with that version, or {RESTART}")
     saved, given = state["args"], vars(args)
-    for key in [k for k in saved if k not in MAY_DIFFER and k != "resume"]:
-        if saved[key] != given.get(key):
-            flag = f"--{key}"
-            was = f"with {flag} {saved[key]}" if saved[key] is not None else f"without {flag}"
-            raise UserError(f"{path} was trained {was}, this command gives "
-                            f"{'no ' + flag if given.get(key) is None else f'{flag} {given[key]}'}: "
-                            f"continue it {was}")
+    for key in [k for k in saved if k not in MAY_DIFFER and k != "resume" and saved[k] != given.get(k)]:
+        flag = f"--{key}"
+        was = f"with {flag} {saved[key]}" if saved[key] is not None else f"without {flag}"
+        gives = f"no {flag}" if given.get(key) is None else f"{flag} {given[key]}"
+        raise UserError(f"{path} was trained {was}, this command gives {gives}: continue it {was}")
     if state["epoch"] >= state["end_epoch"]:
         raise UserError(f"{path}: that run finished all its epochs (to {state['end_epoch'] - 1}); nothing to "
                         f"continue: start the next phase with -r, or evaluate")
@@ -100,8 +93,9 @@ def restore_random_states(state, rank, world, generators, device, seed):
     same batches), re-seeded from `seed` and the epoch when they do not fit. Returns what was re-derived."""
     ranks = [state["rng"], *state.get("ranks", [])]
     own = ranks[rank] if rank < len(ranks) else {**ranks[0], "torch": torch.get_rng_state(), "cuda": []}
-    fits = generators_fit(ranks[0]["generators"], generators)
-    set_rng_state({**own, "generators": ranks[0]["generators"]}, generators, device, data=fits)
+    saved = ranks[0]["generators"]  # they fit when as many, of the same kind (CUDA: 16 bytes, CPU: 5,056)
+    fits = len(saved) == len(generators) and all(s.shape == g.get_state().shape for s, g in zip(saved, generators))
+    set_rng_state({**own, "generators": saved}, generators, device, data=fits)
     changed = []
     if state.get("device", device.type) != device.type:
         changed.append(f"saved on {state['device']}, continued on {device.type}: the CUDA generator "

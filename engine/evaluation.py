@@ -161,7 +161,7 @@ def gather_outputs(net, loader, device):
 
 
 def evaluate_network(net, data, loader, device, scorers, source, start, anchors=None):
-    """The TrialResult of a network ready to score: every scorer and metric on the trial's test and validation images."""
+    """The TrialResult of a network ready to score: every scorer and metric on the test and validation images."""
     val = data.val_dataset()
     if len(val) == 0:
         raise UserError(f"{data.name} trial {data.trial} has no validation image to calibrate the open-set "

@@ -97,13 +97,9 @@ class Recipe:
         return WarmRestarts(optimizer, epochs, first_epoch) if self.modern else None
 
 
-def warmup_epochs(epochs):
-    return WARMUP if epochs >= EPOCHS else round(WARMUP * epochs / EPOCHS)
-
-
 class WarmRestarts:
     """Vaze et al.'s schedule: torch's CosineAnnealingWarmRestarts (T_0 = epochs // CYCLES, eta_min = lr / 1000)
-    after a linear warm-up of W = warmup_epochs(epochs) epochs: epoch 0 of the run at eta_min, epoch e in
+    after a linear warm-up of W epochs (WARMUP of EPOCHS, scaled): epoch 0 of the run at eta_min, epoch e in
     1..W at eta_min + (cosine(W) - eta_min) e / W, epoch e > W at cosine(e - 1)."""
 
     def __init__(self, optimizer, epochs, first_epoch):
@@ -111,7 +107,7 @@ class WarmRestarts:
         self.base_lr = optimizer.param_groups[0]["lr"]
         self.eta_min = self.base_lr / 1000
         self.cycle = max(1, epochs // CYCLES)
-        self.warmup = warmup_epochs(epochs)
+        self.warmup = WARMUP if epochs >= EPOCHS else round(WARMUP * epochs / EPOCHS)
         import torch
 
         self.cosine = torch.optim.lr_scheduler.CosineAnnealingWarmRestarts(optimizer, self.cycle, eta_min=self.eta_min)
