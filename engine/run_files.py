@@ -84,11 +84,11 @@ def refuse_to_replace(args, method, run_dir, locks):
         return check_second_phase(weights_path(args.dataset, args.trial, args.name, LAST[method]))
     found = [p for p in run_files(args, method) if os.path.isfile(p)]
     found += [run_dir + os.sep] if os.path.exists(run_dir) else []
+    more = f" and {len(found) - 1} more" if len(found) > 1 else ""
     if found:
-        raise UserError(f"run {os.path.basename(run_dir)} exists ({found[0]}"
-                        f"{f' and {len(found) - 1} more' if len(found) > 1 else ''}); this command would "
-                        f"replace it: add --continue to pick up an interrupted run, -r for the second "
-                        f"phase, give another --name, or add --overwrite to replace it")
+        raise UserError(f"run {os.path.basename(run_dir)} exists ({found[0]}{more}); this command would replace it: "
+                        f"add --continue to pick up an interrupted run, -r for the second phase, give another "
+                        f"--name, or add --overwrite to replace it")
 
 
 def check_second_phase(path):

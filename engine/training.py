@@ -41,8 +41,7 @@ class TrainingRun:
         process group); 3. the trial, rank 0 first (it writes the caches); 4. the loaders; 5. every file
         checked writable; 6. seed, last, so that whether the caches were warm cannot change the numbers."""
         check_training_args(args)  # 1.
-        self.args, self.method, self.phase = args, method, int(args.resume)
-        self.script = TRAIN_SCRIPTS[method]
+        self.args, self.method, self.phase, self.script = args, method, int(args.resume), TRAIN_SCRIPTS[method]
         self.argv = sys.argv[1:] if argv is None else [str(a) for a in argv]
         self.run_dir = os.path.join("runs", f"{args.dataset}_{args.trial}_{args.name}{method}")
         self.log = os.path.join(self.run_dir, "metrics.jsonl")
@@ -75,10 +74,9 @@ class TrainingRun:
             self.accel.barrier()
         for part, idx in (("training", d.train_idx), ("validation", d.val_idx)):
             if len(idx) == 0:
-                raise UserError(f"{d.name} trial {d.trial} has no {part} image of its known classes "
-                                f"({len(d.train_idx)} training, {len(d.val_idx)} validation images; val_fraction "
-                                f"{d.cfg['val_fraction']}): add images (two or more per class), or change "
-                                f"val_fraction in datasets/config.json")
+                raise UserError(f"{d.name} trial {d.trial} has no {part} image of its known classes ({len(d.train_idx)}"
+                                f" training, {len(d.val_idx)} validation images; val_fraction {d.cfg['val_fraction']}):"
+                                f" add images (two or more per class), or change val_fraction in datasets/config.json")
         key = SCHEDULES.get(self.method, "closedset_training")
         self.cfg = d.cfg
         self.hparams = self.cfg[key] = phase_schedule(self.cfg[key], self.phase, self.args.lr)
