@@ -104,8 +104,7 @@ class Accel:
         return (weighted / self.sum(counts.clone()).unsqueeze(1)).mean(0)
 
     def sync_buffers(self, net):
-        """Rank 0's BatchNorm statistics to every rank, so that all validate the network rank 0 saves
-        (DDP syncs them only at the next training forward)."""
+        """Rank 0's BatchNorm statistics to every rank, so that all validate what rank 0 saves (DDP syncs later)."""
         if self.world > 1:
             for buffer in net.buffers():
                 dist.broadcast(buffer, 0)

@@ -1,6 +1,5 @@
-"""A checkpoint's calibration, in X.calibration.json beside X.pth and keyed on the SHA-256 of its bytes:
-per scorer the threshold accepting 95% of the known validation images, what predict.py needs to
-treat new images as the test images, CAC's anchor means and the data that made them."""
+"""A checkpoint's calibration in X.calibration.json beside X.pth, keyed on the SHA-256 of its bytes: the scorers'
+thresholds, what predict.py needs to treat new images as test images, CAC's anchor means and their data."""
 import hashlib
 import json
 import os

@@ -1,6 +1,5 @@
 """The commands that fix-it lines print, runnable as printed, with every flag of the invocation (`args`:
-vars() of the parsed arguments, or a checkpoint's) that decides which run and data it means, unless
-at its default."""
+vars() of the parsed arguments, or a checkpoint's) that decides which run and data it means."""
 import shlex
 
 from networks.weights import CAC, CROSS_ENTROPY

@@ -1,7 +1,6 @@
-"""A checkpoint's network scored on one trial, for both evaluation scripts and predict.py's first
-calibration: `Evaluation` checks everything before any work and chooses the trials (with --num_trials
-those asked; without, those of --start_trial and the 4 after it that have a checkpoint); `TrialRun`
-places the CAC anchors, then computes every scorer and metric (`evaluate`) or the thresholds alone."""
+"""A checkpoint's network scored on one trial, for both evaluation scripts and predict.py's first calibration:
+`Evaluation` chooses the trials and checks everything before any work; `TrialRun` places the CAC anchors,
+then computes every scorer and metric (`evaluate`) or the thresholds alone (`calibrate`)."""
 import os
 import re
 import sys
@@ -70,8 +69,7 @@ class Evaluation:
 
 
 class TrialRun:
-    """The network of checkpoint `path` (`checkpoint`: its (dict, SHA-256) if already read) for the trial's
-    `data`, in eval mode; `calibration`: the one beside the checkpoint, if read."""
+    """The network of checkpoint `path` (`checkpoint`: its (dict, SHA-256) if already read) for the trial's `data`."""
 
     def __init__(self, args, data, method, path, device, checkpoint=None):
         self.args, self.data, self.method, self.path, self.device = args, data, method, path, device
@@ -86,8 +84,7 @@ class TrialRun:
                             device=self.device, channels_last=default_channels_last(self.device))
 
     def place_anchors(self, recompute=False):
-        """The CAC scorer's setup: the calibration's anchor means when made from this data (unless
-        `recompute`), else computed from the training images. Returns how, for the log."""
+        """The CAC scorer's setup: the calibration's anchor means if made from this data, else computed; says how."""
         data, start = self.data, time.perf_counter()
         means = None if recompute else cached_anchor_means(self.calibration, data)
         if means is not None:
@@ -193,8 +190,7 @@ def overflow_error(path, what, trial):
 
 
 def check_finite(path, trial, arrays):
-    """Finite weights can still overflow: refuse NaN or inf outputs ({what: per-image values}) before any
-    metric, threshold or calibration is made from them."""
+    """Refuse NaN or inf outputs ({what: per-image values}) before any metric: finite weights can overflow."""
     for what, values in arrays.items():
         bad = int(np.count_nonzero(~np.isfinite(np.asarray(values, dtype=np.float64).reshape(len(values), -1)).all(1)))
         if bad:
@@ -213,7 +209,7 @@ def trained_trials(dataset, name, suffix):
 
 
 def chosen_trials(args, method):
-    """(trials to evaluate, why: a phrase for the line that names them)."""
+    """(trials to evaluate, why): as --num_trials asks, else those of the original's window with a checkpoint."""
     if args.num_trials is not None:
         if args.num_trials < 1:
             raise UserError(f"--num_trials {args.num_trials}: evaluate at least one trial")

@@ -110,8 +110,7 @@ def logit_space_figure(result, path):
 
 
 def training_curves(log_path):
-    """(runs, None) from a metrics.jsonl, or (None, why nothing can be drawn). A new run starts where the
-    epoch does not increase (a rerun, the second phase (-r)); torn lines are left out with one warning."""
+    """(runs, None) from a metrics.jsonl, a new run where the epoch does not increase; or (None, why not)."""
     runs, last, torn = [], None, 0
     try:
         with open(log_path, "rb") as f:

@@ -1,6 +1,5 @@
-"""What the training scripts' loops use each epoch: the batches on the device with a progress display,
-and the sums of losses and correct predictions (`TrainSums`, `BatchMeans` for validation), kept on the
-device so that no step waits for the host, added up in the first version's order (same bits)."""
+"""What the training loops use each epoch: the batches with a progress display, and the sums of losses and
+correct predictions, kept on the device (no step waits for the host), in the first version's order."""
 import math
 import time
 

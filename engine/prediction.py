@@ -50,8 +50,7 @@ def find_images(paths):
 
 
 def evaluate_command(ckpt, path):
-    """The eval command that calibrates checkpoint `path` (read as `ckpt`): data set, trial and name
-    from the checkpoint, else from the original code's file name <dataset>_<trial>_<name><suffix>.pth."""
+    """The eval command that calibrates checkpoint `path`: its run from the checkpoint, else from its file name."""
     method = CAC if "anchors" in ckpt["net"] or "means" in ckpt["net"] else CROSS_ENTROPY
     script, suffix = commands.EVAL_SCRIPTS[method], EVALUATED[method]
     args = ckpt["args"] if isinstance(ckpt.get("args"), dict) else {}
@@ -64,8 +63,7 @@ def evaluate_command(ckpt, path):
 
 
 def load_predictor(path, device, data_root=None, split_file=None, cache_dir=None):
-    """(network in eval mode with its anchors, its calibration): the one kept beside the checkpoint,
-    else one an earlier version stored inside it, else one made now (make_calibration)."""
+    """(network with its anchors, calibration): the one beside the checkpoint, else inside it, else made now."""
     ckpt, digest = read_checkpoint(path, map_location=device, with_digest=True)
     method = CAC if "anchors" in ckpt["net"] or "means" in ckpt["net"] else CROSS_ENTROPY
     if "optimizer" in ckpt and "end_epoch" in ckpt:  # ...Last.pth (engine/continuing.py): no calibration for it
@@ -154,8 +152,7 @@ def read_image(path, prep, transform):
 
 @torch.no_grad()
 def predict(net, cal, files, scorer, threshold, device, checkpoint="the checkpoint"):
-    """([{image, prediction (class name or 'unknown'), score, closest_class}] of the images read, in order;
-    [why each other one was skipped])."""
+    """([{image, prediction, score, closest_class}] of the images read, in order; [why each other was skipped])."""
     prep, names = cal["preprocessing"], cal["class_names"]
     transform = T.Compose([T.ToTensor(), T.Normalize(prep["mean"], prep["std"])])
     rows, skipped = [], []

@@ -1,9 +1,7 @@
-"""Training recipes: `paper` (the config's numbers, the original's behaviour); `modern`, the closed-set
-recipe of Vaze et al. (ICLR 2022, "Open-set recognition: a good closed-set classifier is all you need")
-for CAC and cross-entropy alike (CAC keeps its own loss); `vaze`, modern under their protocol: the
-whole training set (validation part too), the last epoch's network kept, one phase. Each number
-against their code, file and line: docs/protocol.md.
-"""
+"""Training recipes: `paper` (the config's numbers, the original's behaviour); `modern`, the closed-set recipe
+of Vaze et al. (ICLR 2022) for CAC and cross-entropy alike (CAC keeps its loss); `vaze`, modern under their
+protocol: the whole training set, the last epoch's network, one phase. Each number against their code:
+docs/protocol.md."""
 import dataclasses
 import math
 from dataclasses import dataclass
@@ -27,8 +25,7 @@ def torch_smoothing(s, classes):
 
 
 def use_normalization(data, recipe):
-    """Give `data` (an OpenSetData, before any subset is made) the normalization `recipe` (None: paper) trains
-    with: Vaze et al.'s for modern and vaze; one channel: the mean of their three (docs/protocol.md)."""
+    """Give `data`, before any subset is made, the normalization `recipe` (None: paper) trains with."""
     if recipe in ("modern", "vaze"):
         grey = data.cfg["im_channels"] == 1
         data.mean, data.std = ([sum(VAZE_MEAN) / 3], [sum(VAZE_STD) / 3]) if grey else (list(VAZE_MEAN), list(VAZE_STD))

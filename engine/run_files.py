@@ -36,8 +36,7 @@ def check_training_args(args):
 
 
 class RunLock:
-    """One training of a run at a time: a file lock the OS drops if the process dies. Its file and the
-    folders made for it go when it is released, so that a run leaves only its own files."""
+    """One training of a run at a time (the OS drops the lock if the process dies); its files go on release."""
 
     def __init__(self, path, run):
         self.lock, self.run, self.made = FileLock(path), run, []

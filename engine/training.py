@@ -33,8 +33,7 @@ SIGNAL_STATUS = {"SIGINT": 130, "SIGTERM": 143}  # 128 + the signal's number, as
 
 
 class TrainingRun:
-    """One training run of `method`, as its command line (`args`, parsed from `argv`) asks; a context
-    manager holding the run's lock. Nothing is written before `prepare`."""
+    """One training run of `method` as `args` (from `argv`) asks, holding its lock; no write before `prepare`."""
 
     def __init__(self, args, method, argv=None):
         """Six steps in an order that matters: 1. refusals, before any data is read; 2. the device (the
@@ -197,8 +196,7 @@ class TrainingRun:
             self.writer = SummaryWriter(self.run_dir)
 
     def __enter__(self):
-        """Lock the run (rank 0) and check again, now that no other training of it can start; every rank learns
-        whether rank 0 refused. SIGTERM then stops the run as Ctrl-C does."""
+        """Lock the run (rank 0) and check again, now that no other training of it can start; SIGTERM stops it then."""
         try:
             refusal = None
             if self.is_main:
