@@ -137,8 +137,7 @@ def check_common_args(args):
 
 def check_name(name):
     """--name goes into file and folder names: one plain name part, so that no run writes outside its folders."""
-    bad = ("contains '/'" if "/" in name else "contains '\\'" if "\\" in name else
-           "contains '..'" if ".." in name else
+    bad = ("contains '/'" if "/" in name else "contains '\\'" if "\\" in name else "contains '..'" if ".." in name else
            "contains a control character" if any(ord(c) < 32 or ord(c) == 127 for c in name) else
            f"starts with {name[0]!r}" if name[:1] in ("-", ".") else None)
     if bad:

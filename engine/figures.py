@@ -64,21 +64,19 @@ def histogram_figure(result, path):
     names = list(result.scores)
     fig, axes = plt.subplots(1, len(names), figsize=(5.5 * len(names), 4.2), squeeze=False)
     for ax, name in zip(axes[0], names):
-        s, m = vars(result.scores[name]), result.metrics[name]
-        both = np.r_[s["known_score"], s["unknown_score"]]
+        s, m = result.scores[name], result.metrics[name]
+        both = np.r_[s.known_score, s.unknown_score]
         # scores spanning decades (the CAC score: ~1e-4 for knowns, ~1 for unknowns) on a log axis
         log = both.min() > 0 and both.max() / both.min() > 100
         bins = (np.geomspace(both.min(), both.max(), 41) if log else
                 np.linspace(both.min(), both.max(), 41) if np.ptp(both) > 0 else 10)
-        counts = [ax.hist(s[f"{part}_score"], bins=bins, alpha=0.6, label=f"{part} test images "
-                          f"({len(s[f'{part}_score'])})")[0].max() / len(s[f"{part}_score"])
-                  for part in ("known", "unknown")]
+        counts = [ax.hist(v, bins=bins, alpha=0.6, label=f"{part} test images ({len(v)})")[0].max() / len(v)
+                  for part, v in (("known", s.known_score), ("unknown", s.unknown_score))]
         if max(counts) > 0.4:  # one bar holds most images (max softmax saturates at 1): show the tails too
             ax.set_yscale("log")
         ax.axvline(m["threshold"], color="black", ls="--", lw=1, label="threshold (95% of known val)")
-        ax.set(xlabel="unknown score (larger = more likely unknown)" + (", log scale" if log else ""),
-               ylabel="images", xscale="log" if log else "linear",
-               title=f"{SCORER_LABELS.get(name, name)}, trial {result.trial}")
+        ax.set(xlabel="unknown score (larger = more likely unknown)" + (", log scale" if log else ""), ylabel="images",
+               xscale="log" if log else "linear", title=f"{SCORER_LABELS.get(name, name)}, trial {result.trial}")
         ax.legend()
     return _save(fig, path)
 
