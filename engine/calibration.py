@@ -100,8 +100,7 @@ def calibration_problem(cal, method=None, num_classes=None):
 
 
 def read_calibration(checkpoint, digest, method, num_classes):
-    """(calibration, None) when the file beside `checkpoint` was made from its bytes and fits; (None, None)
-    when there is none or it is another checkpoint's; (None, what is wrong) when it is damaged."""
+    """(cal, None): the file beside `checkpoint`, made from its bytes; (None, None): none or stale; (None, why)."""
     path = calibration_path(checkpoint)
     if not os.path.lexists(path):
         return None, None

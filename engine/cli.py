@@ -1,6 +1,5 @@
-"""Shared command-line pieces: parent argument parsers, checks, device, seeding, run header, and
-`run_cli`, which turns a script's UserError into one line and exit status 2. No torch or numpy at
-import: the scripts import them after parsing, so that `--help` answers at once."""
+"""Shared command-line pieces: parent parsers, checks, device, seeding, run header, and `run_cli`. No torch or
+numpy at import: the scripts import them after parsing, so that `--help` answers at once."""
 import argparse
 import contextlib
 import json

@@ -1,8 +1,6 @@
 """Continuing an interrupted run (`--continue`) from its ...Last.pth, saved before the first epoch and after
-each: saving, checking and putting it back, and the line a stop prints with the command that continues
-the run. A stop loses at most the epoch in progress; on a CPU the continued run equals the uninterrupted
-one bit for bit. What cannot be put back (another device type, process count or pipeline) is re-derived.
-"""
+each, and the line a stop prints. A stop loses at most the epoch in progress; on a CPU the continued run
+equals the uninterrupted one bit for bit; what cannot be put back (device, process count, pipeline) is re-derived."""
 import random
 import shlex
 

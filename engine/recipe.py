@@ -55,10 +55,8 @@ class Recipe:
                        hparams.get("momentum", 0.9), hparams["weight_decay"], cfg["batch_size"])
         if name not in RECIPES:
             raise ValueError(f"recipe {name!r}: one of {RECIPES}")
-        lr = 0.01 if dataset == "TinyImageNet" else 0.1
-        adam = dataset in ADAM
+        lr, adam, vaze = 0.01 if dataset == "TinyImageNet" else 0.1, dataset in ADAM, name == "vaze"
         smoothing = torch_smoothing(VAZE_SMOOTHING.get(dataset, 0.0), cfg["num_known_classes"])
-        vaze = name == "vaze"
         return cls(name, True, (lr, lr / 10), (EPOCHS, hparams["max_epoch"][1]), 0.9, 0.0 if adam else 1e-4, BATCH,
                    MAGNITUDE.get(dataset, 6), smoothing, "adam" if adam else "sgd", dataset not in NO_GEOMETRY,
                    whole_train=vaze, phases=1 if vaze else 2)
@@ -102,8 +100,7 @@ class WarmRestarts:
     def __init__(self, optimizer, epochs, first_epoch):
         self.optimizer, self.first_epoch = optimizer, first_epoch
         self.base_lr = optimizer.param_groups[0]["lr"]
-        self.eta_min = self.base_lr / 1000
-        self.cycle = max(1, epochs // CYCLES)
+        self.eta_min, self.cycle = self.base_lr / 1000, max(1, epochs // CYCLES)
         self.warmup = WARMUP if epochs >= EPOCHS else round(WARMUP * epochs / EPOCHS)
         import torch
 

@@ -122,8 +122,7 @@ class TrainingRun:
         return self.first_run
 
     def prepare(self, net, best):
-        """(model: `net` as the training step calls it, optimizer), from `best` validation values or, with
-        --continue, the interrupted run's state; then the run's first writes."""
+        """(model, optimizer) for the loop, from `best` or --continue's state; then the run's first writes."""
         a, accel = self.args, self.accel
         start = self.first_run["epoch"] + 1 if self.first_run else 0
         self.epochs = range(start, start + (a.epochs or self.recipe.max_epoch[self.phase]))
