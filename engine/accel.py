@@ -13,9 +13,7 @@ import torch.distributed as dist
 
 from core.errors import UserError
 
-# the other ranks wait at a barrier while rank 0 downloads the data and computes its normalization
-# (engine/training.py); a rank that dies ends the others at once through torchrun
-PROCESS_GROUP_TIMEOUT = datetime.timedelta(hours=1)
+PROCESS_GROUP_TIMEOUT = datetime.timedelta(hours=1)  # rank 0's downloads; a dead rank ends all via torchrun
 
 
 def default_channels_last(device):

@@ -17,8 +17,7 @@ PHASES = ("a first run (no -r)", "a second phase (-r)")
 HEAD_TYPES = {"phase": int, "epoch": int, "end_epoch": int, "args": dict}
 REST_TYPES = {"optimizer": dict, "best": dict, "rng": dict}
 RNG_KEYS = ("python", "numpy", "torch", "cuda", "generators")
-# arguments that may differ when continuing: where and how fast it runs, and the run's name (the
-# state's file name gives it), not what it computes
+# arguments that may differ when continuing: where and how fast it runs, its name (the file gives it)
 MAY_DIFFER = {"continue_run", "overwrite", "device", "workers", "pipeline", "data_root", "no_download", "cache_dir",
               "tensorboard", "amp", "compile", "sync_bn", "tf32", "name"}
 

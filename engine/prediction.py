@@ -131,10 +131,6 @@ class UnreadableImage(Exception):
     """An image file that is skipped: the message says which and why."""
 
 
-# what PIL's decoders raise on damaged files, besides OSError (UnidentifiedImageError included)
-DECODE_ERRORS = (OSError, ValueError, SyntaxError, EOFError, struct.error, IndexError)
-
-
 def read_image(path, prep, transform):
     try:
         with warnings.catch_warnings():  # PIL only warns between 1x and 2x its limit: refuse both alike
@@ -146,7 +142,7 @@ def read_image(path, prep, transform):
         size = f"has {int(pixels[1]):,} pixels, " if pixels else "is "
         raise UnreadableImage(f"image {path} {size}over PIL's decompression-bomb limit of "
                               f"{Image.MAX_IMAGE_PIXELS:,} pixels (downscale it first)") from None
-    except DECODE_ERRORS as e:
+    except (OSError, ValueError, SyntaxError, EOFError, struct.error, IndexError) as e:  # PIL's, on damaged files
         raise UnreadableImage(f"cannot read image {path} ({type(e).__name__}: {e})".splitlines()[0][:300]) from None
 
 
