@@ -1,6 +1,5 @@
-"""How a run uses its hardware: device, memory format, bf16 autocast, torch.compile, and DDP under torchrun
-(nccl on CUDA, gloo on CPU): each rank trains on its slice of every global batch (datasets/pipeline.py),
-rank 0 alone logs and saves. On CUDA, float32 convolutions and matmuls are exact (IEEE) unless --tf32."""
+"""How a run uses its hardware: device, memory format, bf16 autocast, torch.compile, DDP under torchrun (each rank
+trains on its slice of every global batch; rank 0 alone logs and saves). CUDA float32 is exact unless --tf32."""
 import contextlib
 import datetime
 import importlib.util
@@ -130,8 +129,7 @@ class Accel:
 
 
 class Autocast(torch.nn.Module):
-    """`module` under bfloat16 autocast, its bfloat16 outputs as float32 so that the loss is computed as
-    autocast would (its float32 list); float64 outputs (CAC's distances) stay."""
+    """`module` under bfloat16 autocast; bfloat16 outputs as float32 (autocast's loss list), float64 ones kept."""
 
     def __init__(self, module, device_type):
         super().__init__()

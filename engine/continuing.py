@@ -52,8 +52,7 @@ def _check_types(state, path, types):
 
 
 def read_last_state(path, phase, args):
-    """The ...Last.pth at `path`, checked for `--continue` of `args` in `phase`: first which run it holds
-    (phase, epochs left, every argument but MAY_DIFFER), then what restores it."""
+    """The ...Last.pth at `path`, checked for `--continue` of `args` in `phase` (every argument but MAY_DIFFER)."""
     try:
         state = read_checkpoint(path)
     except UserError as e:
@@ -86,8 +85,7 @@ def read_last_state(path, phase, args):
 
 
 def restore_random_states(state, rank, world, generators, device, seed):
-    """Give this process its saved random states; the data generators are rank 0's (every rank draws the
-    same batches), re-seeded from `seed` and the epoch when they do not fit. Returns what was re-derived."""
+    """Put back this process's random states (data generators: rank 0's, re-seeded if unfit); returns what changed."""
     ranks = [state["rng"], *state.get("ranks", [])]
     own = ranks[rank] if rank < len(ranks) else {**ranks[0], "torch": torch.get_rng_state(), "cuda": []}
     saved = ranks[0]["generators"]  # they fit when as many, of the same kind (CUDA: 16 bytes, CPU: 5,056)

@@ -1,5 +1,4 @@
-"""The PNG pictures of an evaluation (`--plots`), per trial: ROC and OSCR curves, score histograms with
-the threshold, CAC's logit space with its anchors, the training curves of the run's metrics.jsonl."""
+"""The PNG pictures of an evaluation (`--plots`): ROC/OSCR curves, score histograms, CAC's logits, training curves."""
 import os
 import sys
 

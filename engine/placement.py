@@ -1,6 +1,5 @@
-"""Where a training run's images live: one pipeline decision for every rank (with different pipelines,
-ranks would draw different batch orders, their slices overlapping or missing images). The resident one
-(datasets/resident.py) when on every rank its need is at most MEMORY_SHARE of the free memory."""
+"""Where a training run's images live, one decision for all ranks (with different pipelines their batches would
+differ): resident (datasets/resident.py) when its need is at most MEMORY_SHARE of every rank's free memory."""
 import math
 import os
 

@@ -1,5 +1,4 @@
-"""Predicting new images with a trained checkpoint (predict.py): the network and its calibration (made on
-first use by an evaluation's TrialRun), each image converted as the test images were, the rows."""
+"""Predicting new images with a checkpoint (predict.py): its network and calibration (made on first use), the rows."""
 import argparse
 import contextlib
 import csv
@@ -111,8 +110,7 @@ def make_calibration(path, checkpoint, method, device, problem, data_root, split
 
 
 def training_args(ckpt, path, data_root=None, split_file=None, cache_dir=None):
-    """The training run's arguments: a relative --data_root/--split_file under the folder it ran in (that of
-    networks/weights/), else the working directory, unless `data_root`/`split_file` replace it."""
+    """The training run's arguments; a relative --data_root/--split_file is looked for where it ran first."""
     args = argparse.Namespace(**{"workers": None, "pipeline": "torchvision", "seed": 0, "no_download": False,
                                  "split_file": None, "im_size": None, "im_channels": None,
                                  "data_root": "datasets/data", **ckpt["args"], "cache_dir": cache_dir})

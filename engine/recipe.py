@@ -1,7 +1,6 @@
-"""Training recipes: `paper` (the config's numbers, the original's behaviour); `modern`, the closed-set recipe
-of Vaze et al. (ICLR 2022) for CAC and cross-entropy alike (CAC keeps its loss); `vaze`, modern under their
-protocol: the whole training set, the last epoch's network, one phase. Each number against their code:
-docs/protocol.md."""
+"""Training recipes: `paper` (the config's numbers, the original's behaviour); `modern`, Vaze et al.'s closed-set
+recipe (ICLR 2022) for CAC (with its loss) and cross-entropy alike; `vaze`, modern under their protocol (the
+whole training set, the last epoch's network, one phase). Each number against their code: docs/protocol.md."""
 import dataclasses
 import math
 from dataclasses import dataclass

@@ -1,5 +1,4 @@
-"""A training run's files: which it writes, the checks that keep it from destroying another run, the
-lock it holds, --overwrite's removal of the old run, its config."""
+"""A training run's files: which it writes, the checks that keep it from destroying another, its lock and config."""
 import contextlib
 import json
 import math

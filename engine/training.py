@@ -1,6 +1,5 @@
-"""TrainingRun: what both training scripts share around their loop: set-up, the lock, the start of the
-second phase (-r) or of --continue (engine/continuing.py), the checkpoints, the log and config in
-runs/<run>/, and a stop by Ctrl-C or SIGTERM as one line giving the command that continues the run."""
+"""TrainingRun: what both training scripts share around their loop: set-up, lock, the start of -r or --continue,
+checkpoints, the log and config in runs/<run>/, and a stop (Ctrl-C, SIGTERM) as one line saying how to continue."""
 import contextlib
 import functools
 import json
