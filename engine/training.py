@@ -75,8 +75,7 @@ class TrainingRun:
                 raise UserError(f"{d.name} trial {d.trial} has no {part} image of its known classes ({len(d.train_idx)}"
                                 f" training, {len(d.val_idx)} validation images; val_fraction {d.cfg['val_fraction']}):"
                                 f" add images (two or more per class), or change val_fraction in datasets/config.json")
-        key = SCHEDULES.get(self.method, "closedset_training")
-        self.cfg = d.cfg
+        self.cfg, key = d.cfg, SCHEDULES.get(self.method, "closedset_training")
         self.hparams = self.cfg[key] = phase_schedule(self.cfg[key], self.phase, self.args.lr)
         use_normalization(d, self.args.recipe)  # the recipe's (engine/recipe.py)
 
