@@ -1,16 +1,6 @@
-"""How a run uses its hardware: device, memory format, bf16 autocast, torch.compile, and
-DistributedDataParallel when started by torchrun. Everything also runs on a CPU.
-
-    torchrun --nproc_per_node 4 train_cacOpenset.py --dataset CIFAR10 --trial 0
-
-torchrun sets WORLD_SIZE, RANK and LOCAL_RANK; each process then trains on its slice of
-every global batch (datasets/pipeline.py), gradients are averaged by DDP, rank 0 alone logs
-and saves, and validation sums are added up across ranks. Backend: nccl on CUDA, gloo on CPU.
-The process group waits up to PROCESS_GROUP_TIMEOUT for a collective: the other ranks wait at
-a barrier while rank 0 downloads the data and computes its normalization (engine/training.py);
-a rank that dies ends the others at once through torchrun, so the long wait costs nothing then.
-Numbers on CUDA: float32 convolutions and matmuls are exact float32 (IEEE) unless --tf32.
-"""
+"""How a run uses its hardware: device, memory format, bf16 autocast, torch.compile, DDP under torchrun (each rank
+trains on its slice of every global batch; rank 0 alone logs and saves). CUDA float32 is exact unless --tf32."""
+import contextlib
 import datetime
 import importlib.util
 import os
@@ -22,27 +12,22 @@ import torch.distributed as dist
 
 from core.errors import UserError
 
-PROCESS_GROUP_TIMEOUT = datetime.timedelta(hours=1)  # covers rank 0's set-up (downloads, normalization)
+PROCESS_GROUP_TIMEOUT = datetime.timedelta(hours=1)  # rank 0's downloads; a dead rank ends all via torchrun
 
 
 def default_channels_last(device):
-    """Measured on a 2-core CPU (docs/performance.md): channels_last speeds up the paper's CNN's
-    training step on CPU (oneDNN) as well as on CUDA (tensor cores), so it is on everywhere."""
+    """channels_last speeds up the paper's CNN on CPU (oneDNN) and CUDA (docs/performance.md)."""
     return device.type in ("cpu", "cuda")
 
 
 def describe_machine(device):
-    """What a measured number depends on, recorded with it: the device, torch, the thread count
-    (it sets the order floats are summed in on a CPU), the CPU and the load while measuring."""
+    """What a measured number depends on, recorded with it (the thread count sets a CPU's summation order)."""
     info = {"device": str(device), "torch": torch.__version__, "threads": torch.get_num_threads(),
             "cpu_count": os.cpu_count(), "platform": platform.platform(), "load_average": os.getloadavg()}
     if device.type == "cuda":
         info["gpu"] = torch.cuda.get_device_name(device)
-    try:
-        with open("/proc/cpuinfo") as f:
-            info["cpu"] = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
+    with contextlib.suppress(OSError, StopIteration), open("/proc/cpuinfo") as f:
+        info["cpu"] = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
     return info
 
 
@@ -50,8 +35,8 @@ class Accel:
     """Device and distributed context of one process; `world` is 1 without torchrun."""
 
     def __init__(self, device, amp=False, compile=False, sync_bn=False, channels_last=None, tf32=False):
-        self.world = int(os.environ.get("WORLD_SIZE", "1"))
-        self.rank = int(os.environ.get("RANK", "0"))
+        self.world, self.rank = int(os.environ.get("WORLD_SIZE", "1")), int(os.environ.get("RANK", "0"))
+        self.is_main, self.shard = self.rank == 0, (self.rank, self.world)
         self.amp, self.compile, self.sync_bn, self.tf32 = amp, compile, sync_bn, tf32
         if sync_bn and self.world > 1 and device.type != "cuda":
             raise UserError("--sync_bn needs CUDA devices (PyTorch's SyncBatchNorm is GPU-only); "
@@ -72,22 +57,12 @@ class Accel:
             torch.backends.cudnn.conv.fp32_precision = torch.backends.cuda.matmul.fp32_precision = precision
 
     def describe(self):
-        """One line of the run header: what this process computes with."""
         float32 = ("; float32 " + ("TF32" if self.tf32 else "exact (no TF32)")) if self.device.type == "cuda" else ""
         return (f"amp {'bfloat16' if self.amp else 'off'}, compile {'on' if self.compile else 'off'}, "
                 f"processes {self.world}{float32}")
 
-    @property
-    def is_main(self):
-        return self.rank == 0
-
-    @property
-    def shard(self):
-        return self.rank, self.world
-
     def prepare(self, net):
-        """(net, model): `net` on the device (saved, validated), `model` the module the training
-        step calls: `net` wrapped in DDP and/or compiled, under bfloat16 autocast with --amp."""
+        """(net: on the device, saved and validated; model: what the training step calls, wrapped)."""
         memory_format = torch.channels_last if self.channels_last else torch.contiguous_format
         net = net.to(self.device, memory_format=memory_format)
         model = net
@@ -96,47 +71,42 @@ class Accel:
                 net = model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(net)
             ids = [self.device.index] if self.device.type == "cuda" else None
             model = torch.nn.parallel.DistributedDataParallel(net, device_ids=ids)
-            # DDP copied rank 0's weights to all; from here on, dropout and per-sample
-            # augmentation draw differently on each rank
+            # DDP copied rank 0's weights to all; from here on dropout and augmentation differ by rank
             torch.manual_seed(torch.initial_seed() + self.rank)
         if self.compile:
             model = torch.compile(model)
         return net, self.inference(model)
 
     def inference(self, module):
-        """`module` as the run calls it: under bfloat16 autocast with --amp (Autocast), else itself."""
+        """`module` under bfloat16 autocast with --amp, else itself."""
         return Autocast(module, self.device.type) if self.amp else module
 
     def inputs(self, images, targets):
-        """A batch on the device in the network's memory format (a no-op for resident batches)."""
         images = images.to(self.device, non_blocking=True)
         if self.channels_last and images.dim() == 4:
             images = images.contiguous(memory_format=torch.channels_last)
         return images, targets.to(self.device, non_blocking=True)
 
     def sum(self, tensor):
-        """Element-wise sum over ranks (in place); the tensor itself with one process."""
+        """Element-wise sum over ranks, in place."""
         if self.world > 1:
             dist.all_reduce(tensor)
         return tensor
 
     def batch_means(self, means, counts):
-        """Mean over global batches of the per-batch mean, from this rank's slice means
-        (batches, k) and slice sizes (batches,): what one process computes over whole batches."""
+        """The mean over global batches of each batch's mean, from this rank's slice means and sizes."""
         if self.world == 1:
             return means.mean(0)
         weighted = self.sum(means * counts.unsqueeze(1))
         return (weighted / self.sum(counts.clone()).unsqueeze(1)).mean(0)
 
     def sync_buffers(self, net):
-        """Rank 0's BatchNorm running statistics to every rank, so that all validate (and rank 0
-        saves) the same network; DDP only syncs them at the next training forward."""
+        """Rank 0's BatchNorm statistics to every rank, so that all validate what rank 0 saves (DDP syncs later)."""
         if self.world > 1:
             for buffer in net.buffers():
                 dist.broadcast(buffer, 0)
 
     def all_agree(self, flag):
-        """Whether `flag` is true on every rank (the flag itself with one process)."""
         if self.world == 1:
             return bool(flag)
         return self.sum(torch.tensor([float(bool(flag))], device=self.device)).item() == self.world
@@ -159,9 +129,7 @@ class Accel:
 
 
 class Autocast(torch.nn.Module):
-    """Runs `module` under bfloat16 autocast and gives its bfloat16 outputs back as float32, so that
-    the loss outside is computed as autocast would (its float32 list); float64 outputs (CAC's
-    distances) are left as they are."""
+    """`module` under bfloat16 autocast; bfloat16 outputs as float32 (autocast's loss list), float64 ones kept."""
 
     def __init__(self, module, device_type):
         super().__init__()
@@ -179,8 +147,7 @@ def _found(variable, *names):
 
 
 def check_compile(device):
-    """What torch.compile needs, checked before any work: on CPU a C++ compiler (Inductor's C++
-    kernels); on CUDA Triton (the GPU kernels) and a C compiler (Triton builds its launchers)."""
+    """What torch.compile needs, checked before any work: on CPU a C++ compiler; on CUDA Triton and a C compiler."""
     if device.type == "cpu" and not _found("CXX", "g++", "c++"):
         raise UserError("--compile on CPU needs a C++ compiler (g++) on PATH; install one or drop --compile")
     if device.type == "cuda" and importlib.util.find_spec("triton") is None:

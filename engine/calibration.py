@@ -1,7 +1,5 @@
-"""A checkpoint's calibration, kept beside it (X.pth -> X.calibration.json; no checkpoint is written
-after training): per scorer the threshold accepting 95% of the known validation images, what
-predict.py needs to treat new images as the test images, CAC's anchor means and the data that made
-them (for the next evaluation). Keyed on the SHA-256 of the checkpoint's bytes."""
+"""A checkpoint's calibration in X.calibration.json beside X.pth, keyed on the SHA-256 of its bytes: the scorers'
+thresholds, what predict.py needs to treat new images as test images, CAC's anchor means and their data."""
 import hashlib
 import json
 import os
@@ -28,8 +26,7 @@ def calibration_path(checkpoint):
 
 
 def anchor_data_key(data):
-    """What the anchor means depend on besides the weights: the training images, their classes and
-    transformation, whether flipped copies are added."""
+    """What the anchor means depend on besides the weights."""
     idx = np.ascontiguousarray(data.train_idx, dtype=np.int64)
     return {"dataset": data.name, "known": [int(c) for c in data.known],
             "train_labels": labels_fingerprint(data.train_labels[idx])["labels_sha1"],
@@ -39,8 +36,7 @@ def anchor_data_key(data):
 
 
 def calibration_record(digest, method, data, network, thresholds, anchors=None):
-    """The calibration of the checkpoint whose bytes have SHA-256 `digest`, for its `method`'s paper
-    scorer (JSON: float64 values round-trip exactly)."""
+    """The calibration of the checkpoint whose bytes have SHA-256 `digest` (JSON: float64 round-trips exactly)."""
     record = {"checkpoint_sha256": digest, "method": method, "dataset": data.name, "trial": data.trial,
               "scorer": SCORERS[method].paper, "thresholds": {name: float(t) for name, t in thresholds.items()},
               "accept_rate": ACCEPT_RATE, "class_names": list(data.class_names),
@@ -54,8 +50,7 @@ def calibration_record(digest, method, data, network, thresholds, anchors=None):
 
 
 def calibration_problem(cal, method=None, num_classes=None):
-    """What is wrong with a calibration (types, keys, shapes, finite values; its agreement with a
-    `method` network of `num_classes` classes, when given), or None when it can be used."""
+    """What is wrong with a calibration (for a `method` network of `num_classes` classes, if given), or None."""
     if not isinstance(cal, dict):
         return f"it is {type(cal).__name__}, not a dict"
     if not isinstance(cal.get("method"), str) or cal["method"] not in SCORERS or method not in (None, cal["method"]):
@@ -105,9 +100,7 @@ def calibration_problem(cal, method=None, num_classes=None):
 
 
 def read_calibration(checkpoint, digest, method, num_classes):
-    """(calibration, None) when the file beside `checkpoint` was made from its bytes (`digest`) and
-    is valid for this network; (None, None) when there is none or it is another checkpoint's;
-    (None, what is wrong) when it is damaged."""
+    """(cal, None): the file beside `checkpoint`, made from its bytes; (None, None): none or stale; (None, why)."""
     path = calibration_path(checkpoint)
     if not os.path.lexists(path):
         return None, None
@@ -124,8 +117,7 @@ def read_calibration(checkpoint, digest, method, num_classes):
 
 
 def write_calibration(checkpoint, record):
-    """Write `record` beside `checkpoint`, all or nothing; the file written, or None: a failure (a
-    read-only folder, a full disk) is one warning line, as nothing else depends on it."""
+    """Write `record` beside `checkpoint`, all or nothing; the path, or None after a warning."""
     path = calibration_path(checkpoint)
     try:
         with atomic_write(path, "w") as f:
@@ -138,7 +130,7 @@ def write_calibration(checkpoint, record):
 
 
 def cached_anchor_means(calibration, data):
-    """The anchor means of a valid calibration when they were made from `data`, else None."""
+    """The anchor means of a valid calibration made from `data`, else None."""
     stored = (calibration or {}).get("anchor_means")
     if stored is None or stored["data"] != anchor_data_key(data):
         return None

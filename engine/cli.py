@@ -1,10 +1,5 @@
-"""Shared command-line pieces: parent argument parsers, device, seeding, run header.
-
-Every script builds its parser from these parents (one parser per concern), keeps a
-`main(argv=None)` that raises UserError on bad input, and wraps it in `run_cli`, which
-turns a UserError into one line on stderr and exit status 2. This module imports no torch
-(nor numpy): the scripts import torch after parsing, so that `--help` answers at once.
-"""
+"""Shared command-line pieces: parent parsers, checks, device, seeding, run header, and `run_cli`. No torch or
+numpy at import: the scripts import them after parsing, so that `--help` answers at once."""
 import argparse
 import contextlib
 import json
@@ -18,6 +13,7 @@ from core.errors import Interrupted, UserError
 from networks.config import BACKBONE_HELP
 
 REPO_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+MAX_SEED = 2**32 - 1  # NumPy's seeds are 32-bit
 
 
 def runtime_parser():
@@ -40,45 +36,42 @@ def runtime_parser():
                         "transforms in DataLoader workers, as the original")
     g.add_argument("--cache_dir", metavar="DIR", help="folder of the caches made from the data: train/validation "
                    "partitions, normalization (default: $CAC_CACHE_DIR, else ${XDG_CACHE_HOME:-~/.cache}/cac)")
-    add_own_data_arguments(g)
+    # users' own class split and image shape (README: "Your own images")
+    g.add_argument("--split_file", default=None, help="class split JSON {\"Known\": [...], \"Unknown\": [...]} used "
+                   "instead of datasets/<dataset>/class_splits/<trial>.json; for --dataset ImageFolder (required) it "
+                   "names class folders (default: none)")
+    g.add_argument("--im_size", type=int, default=None, help="image side in pixels, a multiple of 8 (default: the "
+                   "dataset's im_size in datasets/config.json; evaluation needs the value training used)")
+    g.add_argument("--im_channels", type=int, default=None, choices=[1, 3],
+                   help="ImageFolder only: 1 = grey, 3 = RGB (default: 3, from datasets/config.json)")
     return p
 
 
-def add_own_data_arguments(group):
-    """Users' own class split and image shape (README: "Your own images")."""
-    group.add_argument("--split_file", default=None,
-                       help="class split JSON {\"Known\": [...], \"Unknown\": [...]} used instead of "
-                            "datasets/<dataset>/class_splits/<trial>.json; for --dataset ImageFolder (required) "
-                            "it names class folders (default: none)")
-    group.add_argument("--im_size", type=int, default=None,
-                       help="image side in pixels, a multiple of 8 (default: the dataset's im_size in "
-                            "datasets/config.json; evaluation needs the value training used)")
-    group.add_argument("--im_channels", type=int, default=None, choices=[1, 3],
-                       help="ImageFolder only: 1 = grey, 3 = RGB (default: 3, from datasets/config.json)")
-
-
 def training_parser(default_name="myTest"):
-    """The seed's training flags plus --epochs, --backbone and the overrides of the data set's
-    augmentation and schedule (default: datasets/config.json's values, so default runs are
-    unchanged); --trial defaults to 0."""
+    """The seed's training flags, --epochs, --backbone, --recipe, and the config's overrides (saved with the run)."""
     p = argparse.ArgumentParser(add_help=False)
     g = p.add_argument_group("training")
     g.add_argument("--dataset", required=True, type=str,
                    help=f"dataset for training, one of: {', '.join(DATASET_NAMES)}")
-    g.add_argument("--trial", default=0, type=int,
-                   help="the paper's data sets: trial number = class split file "
-                        "datasets/<dataset>/class_splits/<trial>.json (0-4: standard splits, 5-9: the paper's "
-                        "first-release splits); an image folder has one split, its --split_file: leave it "
-                        "at 0 (default: 0)")
-    g.add_argument("--resume", "-r", action="store_true",
-                   help="the second phase: from the first run's best checkpoint, at the second learning rate and "
-                        "epoch count")
+    g.add_argument("--trial", default=0, type=int, help="the paper's data sets: trial number = class split file "
+                   "datasets/<dataset>/class_splits/<trial>.json (0-4: standard splits, 5-9: the paper's "
+                   "first-release splits); an image folder has one split, its --split_file: leave it at 0 (default: 0)")
+    g.add_argument("--resume", "-r", action="store_true", help="the second phase: from the first run's best "
+                   "checkpoint, at the second learning rate and epoch count")
     g.add_argument("--tensorboard", "-t", action="store_true", help="plot on tensorboardX under runs/")
     g.add_argument("--name", default=default_name, type=str,
                    help=f"name for saving and tensorboard (default: {default_name})")
     g.add_argument("--epochs", type=int, default=None,
                    help="epochs of this run (default: the config's max_epoch for this phase)")
-    add_override_arguments(p)
+    o = p.add_argument_group("augmentation and schedule (default: the dataset's values in datasets/config.json)")
+    o.add_argument("--hflip", type=float, default=None, metavar="P",
+                   help="probability of a horizontal flip of a training image; 0 turns flips off")
+    o.add_argument("--rotation", type=float, default=None, metavar="DEG",
+                   help="random rotation of training images, uniform in -DEG..DEG degrees; 0 turns it off")
+    o.add_argument("--crop_scale", type=float, default=None, metavar="MIN",
+                   help="smallest area share (0-1] of a training image's random crop; 1 turns crops off")
+    o.add_argument("--lr", type=float, default=None, help="learning rate of this phase (first run or second)")
+    o.add_argument("--batch_size", type=int, default=None, help="images per batch (the global batch under torchrun)")
     g.add_argument("--backbone", default="cnn", help=f"network backbone: {BACKBONE_HELP} (default: cnn)")
     g.add_argument("--pretrained", nargs="?", const="imagenet", default=None, metavar="FILE",
                    help="ResNet backbones: start from torchvision's ImageNet weights (alone: downloaded into torch "
@@ -105,27 +98,12 @@ def accel_parser():
                    help="bfloat16 autocast for forward and loss (default: off, float32); CAC distances stay float64")
     g.add_argument("--compile", action="store_true",
                    help="torch.compile the network (default: off; compiling takes a minute, pays off on long GPU runs)")
-    g.add_argument("--sync_bn", action="store_true",
-                   help="with torchrun: BatchNorm statistics over the global batch, not each rank's slice "
-                        "(default: off, as plain DDP; CUDA only; no effect in a single process)")
+    g.add_argument("--sync_bn", action="store_true", help="with torchrun: BatchNorm statistics over the global batch, "
+                   "not each rank's slice (default: off, as plain DDP; CUDA only; no effect in a single process)")
     g.add_argument("--tf32", action="store_true",
                    help="CUDA: TensorFloat-32 for float32 convolutions and matmuls (faster on Ampere and newer, "
                         "10-bit mantissa); default: off, exact float32 as the paper's GPUs computed")
     return p
-
-
-def add_override_arguments(parser):
-    """Overrides of datasets/config.json for this run (saved with it): the training augmentation, for
-    both pipelines, and the schedule."""
-    g = parser.add_argument_group("augmentation and schedule (default: the dataset's values in datasets/config.json)")
-    g.add_argument("--hflip", type=float, default=None, metavar="P",
-                   help="probability of a horizontal flip of a training image; 0 turns flips off")
-    g.add_argument("--rotation", type=float, default=None, metavar="DEG",
-                   help="random rotation of training images, uniform in -DEG..DEG degrees; 0 turns it off")
-    g.add_argument("--crop_scale", type=float, default=None, metavar="MIN",
-                   help="smallest area share (0-1] of a training image's random crop; 1 turns crops off")
-    g.add_argument("--lr", type=float, default=None, help="learning rate of this phase (first run or second)")
-    g.add_argument("--batch_size", type=int, default=None, help="images per batch (the global batch under torchrun)")
 
 
 def evaluation_parser():
@@ -140,18 +118,13 @@ def evaluation_parser():
     g.add_argument("--start_trial", default=0, type=int, help="trial number to start evaluation at (default: 0)")
     g.add_argument("--name", default="", type=str,
                    help="name the networks were trained with (default: '' = the paper's released weights)")
-    g.add_argument("--plots", action="store_true",
-                   help="also draw PNGs under results/: ROC curves, score histograms, the CAC logit space, "
-                        "training curves (needs matplotlib)")
+    g.add_argument("--plots", action="store_true", help="also draw PNGs under results/: ROC curves, score histograms, "
+                   "the CAC logit space, training curves (needs matplotlib)")
     return p
 
 
-MAX_SEED = 2**32 - 1  # NumPy's seeds are 32-bit
-
-
 def check_common_args(args):
-    """The checks every script needs: a known data set, a sane worker count, a seed NumPy
-    accepts, a --name that is a plain file-name part."""
+    """The checks every script needs: data set, worker count, seed, --name."""
     if args.dataset not in DATASET_NAMES:
         raise UserError(f"unknown dataset {args.dataset!r}: choose one of {', '.join(DATASET_NAMES)}")
     if args.workers is not None and args.workers < 0:
@@ -162,10 +135,8 @@ def check_common_args(args):
 
 
 def check_name(name):
-    """--name goes into file and folder names (networks/weights/..., runs/..., results/...): it
-    must stay one plain name part, so that no run writes outside its folders or over another's."""
-    bad = ("contains '/'" if "/" in name else "contains '\\'" if "\\" in name else
-           "contains '..'" if ".." in name else
+    """--name goes into file and folder names: one plain name part, so that no run writes outside its folders."""
+    bad = ("contains '/'" if "/" in name else "contains '\\'" if "\\" in name else "contains '..'" if ".." in name else
            "contains a control character" if any(ord(c) < 32 or ord(c) == 127 for c in name) else
            f"starts with {name[0]!r}" if name[:1] in ("-", ".") else None)
     if bad:
@@ -202,8 +173,7 @@ def git_commit():
 
 
 def print_header(args, device):
-    """Git commit and every argument, first thing, so a log says what produced it; returns
-    the commit so that the run records the same one without asking git again."""
+    """Git commit and every argument, first thing, so that a log says what produced it; returns the commit."""
     import torch
 
     commit = git_commit()
@@ -214,8 +184,7 @@ def print_header(args, device):
 
 @contextlib.contextmanager
 def one_line_usage_errors():
-    """argparse's own errors (a missing argument, `--epochs 1e3`) as a UserError, not a usage
-    block: one line, like every other bad input."""
+    """argparse's own errors (a missing argument, `--epochs 1e3`) as a UserError: one line, not a usage block."""
     def error(parser, message):
         raise UserError(f"{message}; see {parser.prog} --help")
 
@@ -228,8 +197,7 @@ def one_line_usage_errors():
 
 
 def run_cli(main):
-    """Run `main()`; a UserError becomes one line on stderr and exit status 2, a run stopped
-    by a signal one line on how to continue it and 128 + the signal number."""
+    """Run `main()`: a UserError is one line and exit status 2; a stop by a signal, 128 + its number."""
     try:
         with one_line_usage_errors():
             main()

@@ -1,16 +1,6 @@
-"""Continuing an interrupted run (`--continue`) from its ...Last.pth: what it holds, saving it,
-checking it, putting it back, and the line a stop prints with the command that continues the run.
-
-A training run saves networks/weights/<dataset>/<dataset>_<trial>_<name><Method>Last.pth before
-its first epoch and after every epoch: the network, the optimizer (and the modern recipe's
-schedule), the next epoch and the end of the planned ones, the phase (0: first run, 1: -r), the
-best validation values so far, metrics.jsonl's size, the run's arguments and every process's
-random states (Python, NumPy, torch CPU and CUDA, the data loaders' generators). A stop (Ctrl-C,
-SIGTERM, a crash, kill -9) loses at most the epoch in progress: --continue puts the state after
-the last finished epoch back and runs the epochs left, so with --seed on a CPU the result equals
-the uninterrupted run's, bit for bit. What cannot be put back (another device type, number of
-processes or data pipeline) is re-derived, and said in one line.
-"""
+"""Continuing an interrupted run (`--continue`) from its ...Last.pth, saved before the first epoch and after
+each, and the line a stop prints. A stop loses at most the epoch in progress; on a CPU the continued run
+equals the uninterrupted one bit for bit; what cannot be put back (device, process count, pipeline) is re-derived."""
 import random
 import shlex
 
@@ -27,27 +17,18 @@ PHASES = ("a first run (no -r)", "a second phase (-r)")
 HEAD_TYPES = {"phase": int, "epoch": int, "end_epoch": int, "args": dict}
 REST_TYPES = {"optimizer": dict, "best": dict, "rng": dict}
 RNG_KEYS = ("python", "numpy", "torch", "cuda", "generators")
-# arguments that may differ when continuing: where and how fast it runs, and the run's name (the
-# state's file name gives it), not what it computes
+# arguments that may differ when continuing: where and how fast it runs, its name (the file gives it)
 MAY_DIFFER = {"continue_run", "overwrite", "device", "workers", "pipeline", "data_root", "no_download", "cache_dir",
               "tensorboard", "amp", "compile", "sync_bn", "tf32", "name"}
 
 
 def rng_state(generators, device):
-    """Every random state this process draws from, as tensors and plain values (a weights_only
-    load reads them back); `generators`: the data loaders' torch.Generators."""
+    """Every random state this process draws from (`generators`: the loaders'), in types weights_only loads."""
     name, keys, pos, has_gauss, cached = np.random.get_state()
-    return {"python": random.getstate(), "numpy": [name, torch.from_numpy(keys.astype(np.int64)), pos, has_gauss,
-                                                   cached],
-            "torch": torch.get_rng_state(),
+    numpy = [name, torch.from_numpy(keys.astype(np.int64)), pos, has_gauss, cached]
+    return {"python": random.getstate(), "numpy": numpy, "torch": torch.get_rng_state(),
             "cuda": [torch.cuda.get_rng_state(device)] if device.type == "cuda" else [],
             "generators": [g.get_state() for g in generators]}
-
-
-def generators_fit(saved, generators):
-    """Whether saved data generator states go back into `generators`: as many, of the same kind
-    (a CUDA generator's state is 16 bytes, a CPU one's 5,056)."""
-    return len(saved) == len(generators) and all(s.shape == g.get_state().shape for s, g in zip(saved, generators))
 
 
 def set_rng_state(state, generators, device, data=True):
@@ -71,9 +52,7 @@ def _check_types(state, path, types):
 
 
 def read_last_state(path, phase, args):
-    """The ...Last.pth at `path` that `--continue` of `args` in `phase` can pick up, checked: which
-    run it holds first (phase, epochs left, every argument that decides what is computed: all but
-    MAY_DIFFER, the same as the interrupted run's), then what restores it; else one UserError line."""
+    """The ...Last.pth at `path`, checked for `--continue` of `args` in `phase` (every argument but MAY_DIFFER)."""
     try:
         state = read_checkpoint(path)
     except UserError as e:
@@ -88,13 +67,11 @@ def read_last_state(path, phase, args):
         raise UserError(f"{path} was saved in the middle of epoch {state['epoch']} by an earlier version of this "
                         f"code, which this one cannot continue: continue it with that version, or {RESTART}")
     saved, given = state["args"], vars(args)
-    for key in [k for k in saved if k not in MAY_DIFFER and k != "resume"]:
-        if saved[key] != given.get(key):
-            flag = f"--{key}"
-            was = f"with {flag} {saved[key]}" if saved[key] is not None else f"without {flag}"
-            raise UserError(f"{path} was trained {was}, this command gives "
-                            f"{'no ' + flag if given.get(key) is None else f'{flag} {given[key]}'}: "
-                            f"continue it {was}")
+    for key in [k for k in saved if k not in MAY_DIFFER and k != "resume" and saved[k] != given.get(k)]:
+        flag = f"--{key}"
+        was = f"with {flag} {saved[key]}" if saved[key] is not None else f"without {flag}"
+        gives = f"no {flag}" if given.get(key) is None else f"{flag} {given[key]}"
+        raise UserError(f"{path} was trained {was}, this command gives {gives}: continue it {was}")
     if state["epoch"] >= state["end_epoch"]:
         raise UserError(f"{path}: that run finished all its epochs (to {state['end_epoch'] - 1}); nothing to "
                         f"continue: start the next phase with -r, or evaluate")
@@ -108,13 +85,12 @@ def read_last_state(path, phase, args):
 
 
 def restore_random_states(state, rank, world, generators, device, seed):
-    """Give this process (`rank` of `world`) its saved random states; the data generators are
-    rank 0's (every rank draws the same batches), re-seeded from `seed` and the epoch when they do
-    not fit (another pipeline or device). Returns the phrases of what was re-derived (rank 0 says them)."""
+    """Put back this process's random states (data generators: rank 0's, re-seeded if unfit); returns what changed."""
     ranks = [state["rng"], *state.get("ranks", [])]
     own = ranks[rank] if rank < len(ranks) else {**ranks[0], "torch": torch.get_rng_state(), "cuda": []}
-    fits = generators_fit(ranks[0]["generators"], generators)
-    set_rng_state({**own, "generators": ranks[0]["generators"]}, generators, device, data=fits)
+    saved = ranks[0]["generators"]  # they fit when as many, of the same kind (CUDA: 16 bytes, CPU: 5,056)
+    fits = len(saved) == len(generators) and all(s.shape == g.get_state().shape for s, g in zip(saved, generators))
+    set_rng_state({**own, "generators": saved}, generators, device, data=fits)
     changed = []
     if state.get("device", device.type) != device.type:
         changed.append(f"saved on {state['device']}, continued on {device.type}: the CUDA generator "
@@ -132,8 +108,7 @@ def restore_random_states(state, rank, world, generators, device, seed):
 
 
 def save_last(run, next_epoch):
-    """Write `run`'s ...Last.pth (rank 0, every rank's random states gathered): the state from which
-    `next_epoch` starts. Returns `next_epoch`. Refuses non-finite weights (one check, one sync)."""
+    """Write `run`'s ...Last.pth (rank 0, every rank's random states) from which `next_epoch` starts; returns it."""
     if not bool(torch.stack([torch.isfinite(p).all() for p in run.net.parameters()]).all()):
         raise UserError(f"the network's weights became non-finite by epoch {next_epoch}; {run.last} was not "
                         f"written from them: lower the learning rate or check the data")
@@ -151,8 +126,7 @@ def save_last(run, next_epoch):
 
 
 def restore(run):
-    """--continue: put `run`'s ...Last.pth back into it (network, optimizer, schedule, best values,
-    random states) and say what was re-derived; returns the state read (its epochs, log size)."""
+    """--continue: put `run`'s ...Last.pth back into it and say what was re-derived; returns the state read."""
     state = read_last_state(run.last, run.phase, run.args)
     load_checkpoint(run.last, run.net, state)  # checks backbone, class and channel counts
     try:
@@ -173,8 +147,7 @@ def restore(run):
 
 
 def stop_message(run, name):
-    """Where `run`, stopped by signal `name`, stands, and the command that continues it: its own
-    flags, --overwrite dropped, --continue added."""
+    """Where `run`, stopped by signal `name`, stands, and the command that continues it."""
     if run.saved_epoch is None:
         return f"{name} before the first epoch; nothing was trained: run the command again"
     words = ["python", run.script, *[w for w in run.argv if w != "--overwrite"]]

@@ -1,9 +1,8 @@
-"""A checkpoint's network scored on one trial, for both evaluation scripts (which own the loop
-over trials) and predict.py's first calibration: `Evaluation` checks everything before any work;
-`TrialRun` places the CAC anchors (or reads them from the calibration beside the checkpoint,
-engine/calibration.py), then computes every scorer and metric (`evaluate`) or the thresholds
-alone (`calibrate`). The report of all trials is engine/report.py."""
+"""A checkpoint's network scored on one trial, for both evaluation scripts and predict.py's first calibration:
+`Evaluation` chooses the trials and checks everything before any work; `TrialRun` places the CAC anchors,
+then computes every scorer and metric (`evaluate`) or the thresholds alone (`calibrate`)."""
 import os
+import re
 import sys
 import time
 
@@ -17,10 +16,9 @@ from datasets.trial import OpenSetData
 from engine.accel import default_channels_last
 from engine.calibration import SCORERS, cached_anchor_means, calibration_record, read_calibration, write_calibration
 from engine.cli import check_common_args, print_header, resolve_device, seed_everything
-from engine.commands import TRAIN_SCRIPTS, train_command
+from engine.commands import EVAL_SCRIPTS, TRAIN_SCRIPTS, evaluate_command, train_command
 from engine.recipe import use_normalization
 from engine.report import ScorerOutput, TrialResult
-from engine.trial_choice import chosen_trials, trials_label
 from metrics import ACCEPT_RATE, acceptance_threshold, all_metrics
 from networks.build import build_network
 from networks.checkpoint import load_checkpoint, read_checkpoint
@@ -28,12 +26,11 @@ from networks.config import NetworkConfig
 from networks.weights import CAC, EVALUATED, weights_path
 
 RESULTS_DIR = "results"  # relative to the working directory
+WINDOW = 5  # the original's default --num_trials
 
 
 class Evaluation:
-    """One run of an evaluation script: its arguments, device, trials and every results file it
-    may write, checked before any work. Each trial evaluates the checkpoint of the `method`
-    (CAC or the cross-entropy baseline) that evaluation reads (networks.weights.EVALUATED)."""
+    """One run of an evaluation script: arguments, device, trials and every results file, checked before any work."""
 
     def __init__(self, args, method):
         check_common_args(args)
@@ -53,8 +50,7 @@ class Evaluation:
             check_file_writable(path, "evaluate under another --name", what="results file ")  # renames must not fail
 
     def trial_run(self, trial):
-        """Trial `trial`'s TrialRun, with the calibration beside its checkpoint (a damaged one: a
-        warning, this evaluation writes it again)."""
+        """Trial `trial`'s TrialRun, with the calibration beside its checkpoint."""
         args = self.args
         seed_everything(args.seed)
         data = OpenSetData.from_args(args, trial)
@@ -73,8 +69,7 @@ class Evaluation:
 
 
 class TrialRun:
-    """The network of checkpoint `path` (`checkpoint`: its (dict, SHA-256) when already read) built
-    for the trial's `data`, in eval mode; `calibration`: the one beside the checkpoint, if read."""
+    """The network of checkpoint `path` (`checkpoint`: its (dict, SHA-256) if already read) for the trial's `data`."""
 
     def __init__(self, args, data, method, path, device, checkpoint=None):
         self.args, self.data, self.method, self.path, self.device = args, data, method, path, device
@@ -89,9 +84,7 @@ class TrialRun:
                             device=self.device, channels_last=default_channels_last(self.device))
 
     def place_anchors(self, recompute=False):
-        """The CAC scorer's setup: the anchor means of the calibration when made from this data
-        (unless `recompute`), else the anchor pass over the training images. Returns how they
-        were placed, for the log."""
+        """The CAC scorer's setup: the calibration's anchor means if made from this data, else computed; says how."""
         data, start = self.data, time.perf_counter()
         means = None if recompute else cached_anchor_means(self.calibration, data)
         if means is not None:
@@ -128,8 +121,7 @@ class TrialRun:
 
 
 def load_network(path, ckpt, data, method, device):
-    """(network of checkpoint `path`, read as `ckpt`, in eval mode; its NetworkConfig) for `data`,
-    which must have the image shape and known classes it was trained on."""
+    """(network of checkpoint `path`, read as `ckpt`, in eval mode; its NetworkConfig) for the trial's `data`."""
     use_normalization(data, (ckpt.get("args") or {}).get("recipe"))  # as it trained (engine/recipe.py)
     trained = ckpt.get("network") or {}
     for key, cfg_key, flag in (("im_size", "im_size", "--im_size"), ("num_channels", "im_channels", "--im_channels")):
@@ -153,8 +145,7 @@ def loaded_network(config, method, path, ckpt, device):
 
 @torch.no_grad()
 def gather_outputs(net, loader, device):
-    """(outputs, labels) of `net` over `loader`, concatenated on the CPU; outputs: the logits of a
-    cross-entropy network, (logits, distances) of a CAC one."""
+    """(outputs, labels) of `net` over `loader` on the CPU; outputs: logits, or (logits, distances) for CAC."""
     net.eval()
     outputs, labels = [], []
     for images, targets in loader:
@@ -167,10 +158,7 @@ def gather_outputs(net, loader, device):
 
 
 def evaluate_network(net, data, loader, device, scorers, source, start, anchors=None):
-    """One trial of a network ready to score: every scorer of `scorers` on its known test, unknown
-    test and validation images (`loader(dataset)` makes their loaders), every metric at the
-    threshold accepting ACCEPT_RATE of the validation images. `source` names the network in
-    errors; `seconds` count from `start` (time.perf_counter()). Returns a TrialResult."""
+    """The TrialResult of a network ready to score: every scorer and metric on the test and validation images."""
     val = data.val_dataset()
     if len(val) == 0:
         raise UserError(f"{data.name} trial {data.trial} has no validation image to calibrate the open-set "
@@ -202,9 +190,47 @@ def overflow_error(path, what, trial):
 
 
 def check_finite(path, trial, arrays):
-    """Finite weights can still overflow: refuse NaN or inf outputs ({what: per-image values})
-    before any metric, threshold or calibration is made from them."""
+    """Refuse NaN or inf outputs ({what: per-image values}) before any metric: finite weights can overflow."""
     for what, values in arrays.items():
         bad = int(np.count_nonzero(~np.isfinite(np.asarray(values, dtype=np.float64).reshape(len(values), -1)).all(1)))
         if bad:
             raise overflow_error(path, f"{what} for {bad} of {len(values)} images", trial)
+
+
+def trained_trials(dataset, name, suffix):
+    """The trials whose checkpoint <dataset>_<T>_<name><suffix>.pth exists, ascending."""
+    folder = os.path.dirname(weights_path(dataset, 0, name, suffix))
+    pattern = re.compile(re.escape(f"{dataset}_") + r"(\d+)" + re.escape(f"_{name}{suffix}.pth") + "$")
+    try:
+        names = os.listdir(folder)
+    except OSError:
+        return []
+    return sorted(int(m[1]) for m in map(pattern.match, names) if m and os.path.isfile(os.path.join(folder, m[0])))
+
+
+def chosen_trials(args, method):
+    """(trials to evaluate, why): as --num_trials asks, else those of the original's window with a checkpoint."""
+    if args.num_trials is not None:
+        if args.num_trials < 1:
+            raise UserError(f"--num_trials {args.num_trials}: evaluate at least one trial")
+        return list(range(args.start_trial, args.start_trial + args.num_trials)), "as --num_trials asks"
+    window = range(args.start_trial, args.start_trial + WINDOW)
+    found = trained_trials(args.dataset, args.name, EVALUATED[method])
+    trials = [t for t in found if t in window]
+    if trials:
+        return trials, (f"those of trials {window[0]}-{window[-1]} with a checkpoint; --num_trials and "
+                        f"--start_trial choose others")
+    where = weights_path(args.dataset, args.start_trial, args.name, EVALUATED[method])
+    if found:
+        raise UserError(f"no checkpoint of trials {window[0]}-{window[-1]} for {args.dataset} --name "
+                        f"{args.name!r} (such as {where}); trained trials: {found}: evaluate them with "
+                        f"`{evaluate_command(EVAL_SCRIPTS[method], vars(args), found[0], num=None)}`")
+    raise UserError(f"no trained checkpoint for {args.dataset} --name {args.name!r} (such as {where}); "
+                    f"train one with `{train_command(TRAIN_SCRIPTS[method], vars(args), args.start_trial)}`"
+                    f" (evaluation's --name defaults to '' for the paper's released weights)")
+
+
+def trials_label(trials):
+    """The trials in a results file's name: 0-4 when consecutive, else 0_2_3."""
+    consecutive = trials == list(range(trials[0], trials[-1] + 1))
+    return f"{trials[0]}-{trials[-1]}" if consecutive else "_".join(map(str, trials))

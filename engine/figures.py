@@ -1,7 +1,4 @@
-"""The pictures of an evaluation (`--plots`), PNG files drawn without a display from its
-TrialResults: per trial, ROC and OSCR curves of every scorer; histograms of known and unknown
-test scores with the threshold; for CAC, the logit space (2-D PCA beyond 2 known classes) with
-the class-mean anchors; the training curves of the run's metrics.jsonl."""
+"""The PNG pictures of an evaluation (`--plots`): ROC/OSCR curves, score histograms, CAC's logits, training curves."""
 import os
 import sys
 
@@ -66,28 +63,25 @@ def histogram_figure(result, path):
     names = list(result.scores)
     fig, axes = plt.subplots(1, len(names), figsize=(5.5 * len(names), 4.2), squeeze=False)
     for ax, name in zip(axes[0], names):
-        s, m = vars(result.scores[name]), result.metrics[name]
-        both = np.r_[s["known_score"], s["unknown_score"]]
+        s, m = result.scores[name], result.metrics[name]
+        both = np.r_[s.known_score, s.unknown_score]
         # scores spanning decades (the CAC score: ~1e-4 for knowns, ~1 for unknowns) on a log axis
         log = both.min() > 0 and both.max() / both.min() > 100
         bins = (np.geomspace(both.min(), both.max(), 41) if log else
                 np.linspace(both.min(), both.max(), 41) if np.ptp(both) > 0 else 10)
-        counts = [ax.hist(s[f"{part}_score"], bins=bins, alpha=0.6, label=f"{part} test images "
-                          f"({len(s[f'{part}_score'])})")[0].max() / len(s[f"{part}_score"])
-                  for part in ("known", "unknown")]
+        counts = [ax.hist(v, bins=bins, alpha=0.6, label=f"{part} test images ({len(v)})")[0].max() / len(v)
+                  for part, v in (("known", s.known_score), ("unknown", s.unknown_score))]
         if max(counts) > 0.4:  # one bar holds most images (max softmax saturates at 1): show the tails too
             ax.set_yscale("log")
         ax.axvline(m["threshold"], color="black", ls="--", lw=1, label="threshold (95% of known val)")
-        ax.set(xlabel="unknown score (larger = more likely unknown)" + (", log scale" if log else ""),
-               ylabel="images", xscale="log" if log else "linear",
-               title=f"{SCORER_LABELS.get(name, name)}, trial {result.trial}")
+        ax.set(xlabel="unknown score (larger = more likely unknown)" + (", log scale" if log else ""), ylabel="images",
+               xscale="log" if log else "linear", title=f"{SCORER_LABELS.get(name, name)}, trial {result.trial}")
         ax.legend()
     return _save(fig, path)
 
 
 def logit_space_figure(result, path):
-    """Test images' logits, known ones coloured by class, with the class-mean anchors: as they are
-    for 2 classes, else projected onto the 2 principal axes of the known test logits."""
+    """Test images' logits and the class-mean anchors; beyond 2 classes on the known logits' 2 principal axes."""
     known, unknown, anchors = (np.asarray(a, dtype=np.float64) for a in
                                (result.known_logits, result.unknown_logits, result.anchors))
     (known2, unknown2, anchors2), (xlabel, ylabel) = (known, unknown, anchors), ("logit of class 0", "logit of class 1")
@@ -113,10 +107,7 @@ def logit_space_figure(result, path):
 
 
 def training_curves(log_path):
-    """(runs, None) from a metrics.jsonl, or (None, why nothing can be drawn). A new run starts
-    wherever the epoch does not increase (a rerun; the second phase (-r), from its checkpoint's
-    epoch); a torn line (a crash or a full disk mid-write) is left out with one warning for all,
-    a value that is not a number when drawn."""
+    """(runs, None) from a metrics.jsonl, a new run where the epoch does not increase; or (None, why not)."""
     runs, last, torn = [], None, 0
     try:
         with open(log_path, "rb") as f:
@@ -140,7 +131,8 @@ def training_curves(log_path):
 
 def training_figure(runs, title, path):
     keys = [k for k in runs[-1][0] if k != "epoch"]
-    panels = (("loss", [k for k in keys if "loss" in k.lower()]), ("accuracy (%)", [k for k in keys if "accuracy" in k]))
+    panels = (("loss", [k for k in keys if "loss" in k.lower()]),
+              ("accuracy (%)", [k for k in keys if "accuracy" in k]))
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
     colors = plt.get_cmap("tab10")
     for ax, (ylabel, panel_keys) in zip(axes, panels):
@@ -162,8 +154,7 @@ def training_figure(runs, title, path):
 
 
 def draw_evaluation(results, stem, method, args, stage):
-    """All pictures of one evaluation, each saved to `stage(its path)` (a temporary the caller
-    renames later); returns the paths the pictures belong at."""
+    """All pictures of one evaluation, each saved to `stage(its path)`; returns the paths they belong at."""
     paths = []
     for result in results:
         t, source = result.trial, trained_on(args.dataset)  # CIFAR+50 reuses CIFAR+10's run

@@ -1,9 +1,5 @@
-"""What the training scripts' loops use each epoch, kept out of their way: the batches on the
-device with a progress display (`batches`), and the running sums of the losses and correct
-predictions (`TrainSums` for training, `BatchMeans` for validation), kept on the device so that
-no step waits for the host. Both sums add up as they did from the first version, so the logged
-numbers are the same bit for bit.
-"""
+"""What the training loops use each epoch: the batches with a progress display, and the sums of losses and
+correct predictions, kept on the device (no step waits for the host), in the first version's order."""
 import math
 import time
 
@@ -17,14 +13,8 @@ PROGRESS_SHARES = 10  # without a terminal (a log): a line per tenth of an epoch
 
 
 def on_device(loader, accel):
-    """The batches of `loader` on the run's device in the network's memory format."""
     for images, targets in loader:
         yield accel.inputs(images, targets)
-
-
-def progress_marks(steps, shares=PROGRESS_SHARES):
-    """The steps (from 1) after which a log line reports progress: the first at or past each tenth."""
-    return sorted({math.ceil(steps * k / shares) for k in range(1, shares + 1)} - {0})
 
 
 def check_finite(values, epoch):
@@ -34,13 +24,12 @@ def check_finite(values, epoch):
 
 
 def batches(loader, accel, epoch, sums):
-    """The training batches of `epoch` on the device. Rank 0 shows progress: on a terminal a tqdm
-    bar with the running loss and accuracy, read every LOG_EVERY steps; in a log a line per tenth
-    of the epoch. Each read also checks that the loss is still finite."""
+    """The training batches of `epoch` on the device, with rank 0's progress; each read checks the loss is finite."""
     steps = len(loader)
     bar = tqdm(on_device(loader, accel), desc=f"epoch {epoch}", total=steps, leave=False,
                disable=None if accel.is_main else True)
-    marks = set(progress_marks(steps)) if accel.is_main and bar.disable else set()
+    shares = range(1, PROGRESS_SHARES + 1) if accel.is_main and bar.disable else ()  # no terminal: log lines
+    marks = {math.ceil(steps * k / PROGRESS_SHARES) for k in shares} - {0}  # the first step at or past each tenth
     began = time.perf_counter()
     for step, batch in enumerate(bar, start=1):
         yield batch
@@ -55,8 +44,7 @@ def batches(loader, accel, epoch, sums):
 
 
 class TrainSums:
-    """The epoch's sums of each batch's losses and of correct predictions (float64, on the device),
-    and the images seen; `means` gives the epoch's mean losses and accuracy (%) over all ranks."""
+    """The epoch's float64 sums of each batch's losses and of correct predictions, and the images seen."""
 
     def __init__(self, accel, count):
         self.accel, self.steps, self.seen = accel, 0, 0
@@ -68,21 +56,19 @@ class TrainSums:
         self.seen += len(targets)
 
     def running(self):
-        """(mean loss so far, accuracy so far in %) of this rank: one read from the device."""
+        """(mean loss, accuracy %) so far on this rank: one read from the device."""
         values = self.sums.tolist()
         return values[0] / self.steps, 100 * values[-1] / self.seen
 
     def means(self, epoch):
-        """([each loss's mean over the epoch's batches], accuracy %), over all ranks; a loss that
-        became non-finite in `epoch` stops the run before any checkpoint is written from it."""
+        """([each loss's mean over the epoch's batches], accuracy %) over all ranks; refuses a non-finite loss."""
         *losses, correct, seen = self.accel.sum(torch.cat([self.sums, self.sums.new_full((1,), self.seen)])).tolist()
         check_finite(losses, epoch)
         return [loss / (self.steps * self.accel.world) for loss in losses], 100.0 * correct / seen
 
 
 class BatchMeans:
-    """Validation: each batch's losses and correct predictions; `means` gives the mean over
-    batches of each loss and the accuracy (%), over all ranks (engine/accel.py batch_means)."""
+    """Validation: each batch's losses and correct predictions; `means`: as TrainSums's (Accel.batch_means)."""
 
     def __init__(self, accel):
         self.accel, self.losses, self.counts = accel, [], []

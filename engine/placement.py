@@ -1,29 +1,17 @@
-"""Where a training run's images live: one pipeline decision for every rank.
-
-The resident pipeline (datasets/resident.py) decodes the training and validation images onto
-the device; it is chosen when, on every rank, the memory it needs is at most MEMORY_SHARE of
-the memory free there. The need counted (`training_bytes`, `need_bytes`):
-- the decoded images, uint8, training and validation sets (on a CPU every process of the
-  machine holds its own copy in the same memory: times LOCAL_WORLD_SIZE);
-- the network: weights, gradients and SGD's momentum, 3 x the parameters' bytes;
-- the activations of one training step at this rank's share of the batch: every leaf
-  module's output, twice (kept for the backward pass, and its gradient), measured by one
-  forward pass on PyTorch's meta device (no memory, no random draw).
-Each rank judges its own device; the ranks then agree (one all-reduce): resident only if it
-fits on all. Ranks with different pipelines would draw their batch order from different
-generators, and their [rank::world] slices would overlap or miss images.
-"""
+"""Where a training run's images live, one decision for all ranks (with different pipelines their batches would
+differ): resident (datasets/resident.py) when its need is at most MEMORY_SHARE of every rank's free memory."""
 import math
 import os
 
 import torch
 
-from datasets.resident import MEMORY_SHARE, ResidentLoader, free_memory, resident_bytes
+from datasets.resident import MEMORY_SHARE, free_memory, resident_bytes
 from networks.build import build_network
 
 
 def training_bytes(config, method, batch):
-    """Bytes one training step of the network that `config` describes needs at `batch` images."""
+    """Bytes one training step of `config`'s network needs at `batch` images: 3 x the parameters' (weights,
+    gradients, momentum), twice each leaf module's output (kept for backward, its gradient), on the meta device."""
     with torch.device("meta"):
         net = build_network(config, method)
     params = sum(p.numel() * p.element_size() for p in net.parameters())
@@ -45,7 +33,7 @@ def training_bytes(config, method, batch):
 
 
 def need_bytes(datasets, config, method, batch, device):
-    """What the resident pipeline needs on `device` (see the module's docstring)."""
+    """The resident pipeline's need on `device`: the uint8 images (on a CPU, once per process) and a step."""
     images = sum(resident_bytes(d) or 0 for d in datasets)
     if device.type == "cpu":
         images *= int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
@@ -59,8 +47,3 @@ def choose_pipeline(accel, requested, datasets, config, method, global_batch):
     need = need_bytes(datasets, config, method, math.ceil(global_batch / accel.world), accel.device)
     free = free_memory(accel.device)
     return "resident" if accel.all_agree(free is None or need <= MEMORY_SHARE * free) else "torchvision"
-
-
-def pipeline_name(loader):
-    """The pipeline a loader belongs to, as saved in ...Last.pth."""
-    return "resident" if isinstance(loader, ResidentLoader) else "torchvision"

@@ -1,6 +1,4 @@
-"""Predicting new images with a trained checkpoint (predict.py): the image files, the network and
-its calibration (engine/calibration.py; made on first use by an evaluation's TrialRun), each image
-converted as the test images were, its scores, and the rows as CSV or JSON."""
+"""Predicting new images with a checkpoint (predict.py): its network and calibration (made on first use), the rows."""
 import argparse
 import contextlib
 import csv
@@ -51,8 +49,7 @@ def find_images(paths):
 
 
 def evaluate_command(ckpt, path):
-    """The eval command that calibrates checkpoint `path` (read as `ckpt`): data set, trial and name
-    from the checkpoint, else from the original code's file name <dataset>_<trial>_<name><suffix>.pth."""
+    """The eval command that calibrates checkpoint `path`: its run from the checkpoint, else from its file name."""
     method = CAC if "anchors" in ckpt["net"] or "means" in ckpt["net"] else CROSS_ENTROPY
     script, suffix = commands.EVAL_SCRIPTS[method], EVALUATED[method]
     args = ckpt["args"] if isinstance(ckpt.get("args"), dict) else {}
@@ -65,8 +62,7 @@ def evaluate_command(ckpt, path):
 
 
 def load_predictor(path, device, data_root=None, split_file=None, cache_dir=None):
-    """(network in eval mode with its anchors, its calibration): the one kept beside the checkpoint,
-    else one an earlier version stored inside it, else one made now (make_calibration)."""
+    """(network with its anchors, calibration): the one beside the checkpoint, else inside it, else made now."""
     ckpt, digest = read_checkpoint(path, map_location=device, with_digest=True)
     method = CAC if "anchors" in ckpt["net"] or "means" in ckpt["net"] else CROSS_ENTROPY
     if "optimizer" in ckpt and "end_epoch" in ckpt:  # ...Last.pth (engine/continuing.py): no calibration for it
@@ -85,8 +81,7 @@ def load_predictor(path, device, data_root=None, split_file=None, cache_dir=None
 
 
 def make_calibration(path, checkpoint, method, device, problem, data_root, split_file, cache_dir):
-    """The calibration of checkpoint `path` made as an evaluation makes it, from the training data
-    its saved args name (training_args), written beside it; without them, the eval command that does."""
+    """The calibration of checkpoint `path` made as an evaluation makes it, from the data its args name."""
     args = checkpoint[0].get("args")
     if not (isinstance(args, dict) and isinstance(args.get("dataset"), str) and isinstance(args.get("trial"), int)):
         what = f"no usable calibration ({problem})" if problem else "no calibration (class names, anchors, thresholds)"
@@ -115,9 +110,7 @@ def make_calibration(path, checkpoint, method, device, problem, data_root, split
 
 
 def training_args(ckpt, path, data_root=None, split_file=None, cache_dir=None):
-    """The training run's arguments: a relative --data_root/--split_file is looked for under the folder
-    it ran in (<root>/networks/weights/<dataset>/<file>), else the working directory, unless
-    `data_root`/`split_file` replace it; the caches go to this machine's cache folder (`cache_dir`)."""
+    """The training run's arguments; a relative --data_root/--split_file is looked for where it ran first."""
     args = argparse.Namespace(**{"workers": None, "pipeline": "torchvision", "seed": 0, "no_download": False,
                                  "split_file": None, "im_size": None, "im_channels": None,
                                  "data_root": "datasets/data", **ckpt["args"], "cache_dir": cache_dir})
@@ -136,10 +129,6 @@ class UnreadableImage(Exception):
     """An image file that is skipped: the message says which and why."""
 
 
-# what PIL's decoders raise on damaged files, besides OSError (UnidentifiedImageError included)
-DECODE_ERRORS = (OSError, ValueError, SyntaxError, EOFError, struct.error, IndexError)
-
-
 def read_image(path, prep, transform):
     try:
         with warnings.catch_warnings():  # PIL only warns between 1x and 2x its limit: refuse both alike
@@ -151,15 +140,14 @@ def read_image(path, prep, transform):
         size = f"has {int(pixels[1]):,} pixels, " if pixels else "is "
         raise UnreadableImage(f"image {path} {size}over PIL's decompression-bomb limit of "
                               f"{Image.MAX_IMAGE_PIXELS:,} pixels (downscale it first)") from None
-    except DECODE_ERRORS as e:
+    except (OSError, ValueError, SyntaxError, EOFError, struct.error, IndexError) as e:  # PIL's, on damaged files
         raise UnreadableImage(f"cannot read image {path} ({type(e).__name__}: {e})".splitlines()[0][:300]) from None
 
 
 @torch.no_grad()
 def predict(net, cal, files, scorer, threshold, device, checkpoint="the checkpoint"):
-    """([{image, prediction (class name or 'unknown'), score, closest_class}] for the images that
-    could be read, in the order of `files`; [why each other image was skipped])."""
-    prep = cal["preprocessing"]
+    """([{image, prediction, score, closest_class}] of the images read, in order; [why each other was skipped])."""
+    prep, names = cal["preprocessing"], cal["class_names"]
     transform = T.Compose([T.ToTensor(), T.Normalize(prep["mean"], prep["std"])])
     rows, skipped = [], []
     for start in range(0, len(files), BATCH):
@@ -172,9 +160,8 @@ def predict(net, cal, files, scorer, threshold, device, checkpoint="the checkpoi
                 skipped.append(str(e))
         if images:
             predicted, scores = SCORERS[cal["method"]].score(net(torch.stack(images).to(device)))[scorer]
-            rows += [{"image": path, "prediction": cal["class_names"][c] if s <= threshold else "unknown", "score": s,
-                      "closest_class": cal["class_names"][c]} for path, c, s in zip(readable, predicted.tolist(),
-                                                                                     scores.tolist())]
+            rows += [{"image": path, "prediction": names[c] if s <= threshold else "unknown", "score": s,
+                      "closest_class": names[c]} for path, c, s in zip(readable, predicted.tolist(), scores.tolist())]
     overflow = next((row["image"] for row in rows if not math.isfinite(row["score"])), None)
     if overflow:  # never print a NaN score (not JSON) or a class chosen by it
         raise UserError(f"checkpoint {checkpoint} gives a non-finite score (NaN or inf) for image {overflow}: "
@@ -183,7 +170,6 @@ def predict(net, cal, files, scorer, threshold, device, checkpoint="the checkpoi
 
 
 def render(rows, fmt, meta):
-    """The predictions as a CSV table, or as a JSON object of `meta` and the rows."""
     if fmt == "json":
         return json.dumps({**meta, "predictions": rows}, indent=1, allow_nan=False) + "\n"
     out = io.StringIO()

@@ -1,27 +1,16 @@
-"""Training recipes: `paper` (the config's numbers, the original's behaviour); `modern`, the closed-set
-recipe of Vaze et al. (ICLR 2022, "Open-set recognition: a good closed-set classifier is all you
-need") for CAC and cross-entropy alike (CAC keeps its own loss); `vaze`, modern under their protocol:
-the whole training set (validation part too), the last epoch's network kept, one phase.
-
-modern: SGD momentum 0.9, weight decay 1e-4, lr 0.1 (TinyImageNet: Adam at 0.01, no decay), 600
-epochs, batch 128; cosine annealing with 3 warm restarts after a linear warm-up (WarmRestarts); their
-RandAugment (datasets/randaugment.py) before Resize, RandomCrop(pad 4), flip 0.5; their CIFAR mean/std
-for every data set (use_normalization); label smoothing on TinyImageNet (torch_smoothing). -r: a tenth
-of the lr, the config's max_epoch[1] epochs. Each number against their code, file and line:
-docs/protocol.md.
-"""
+"""Training recipes: `paper` (the config's numbers, the original's behaviour); `modern`, Vaze et al.'s closed-set
+recipe (ICLR 2022) for CAC (with its loss) and cross-entropy alike; `vaze`, modern under their protocol (the
+whole training set, the last epoch's network, one phase). Each number against their code: docs/protocol.md."""
 import dataclasses
 import math
 from dataclasses import dataclass
 
 RECIPES = ("paper", "modern", "vaze")
 EPOCHS, WARMUP, CYCLES, BATCH = 600, 10, 3, 128
-# RandAugment magnitude M (0-30, their scale): Vaze et al.'s table; Digits and FashionMNIST
-# (grey-scale, MNIST-like) take MNIST's, ImageFolder (its config copies CIFAR10's) CIFAR10's
+# RandAugment magnitude M (0-30): Vaze et al.'s; the grey MNIST-likes take MNIST's, ImageFolder CIFAR10's
 MAGNITUDE = {"MNIST": 8, "SVHN": 18, "CIFAR10": 6, "CIFAR+10": 6, "CIFAR+50": 6, "TinyImageNet": 9,
              "Digits": 8, "FashionMNIST": 8, "ImageFolder": 6}
-# their RandAugment without rotation and translation: their MNIST and SVHN; ours also Digits and
-# FashionMNIST (grey, MNIST-like)
+# their RandAugment without rotation and translation: their MNIST and SVHN, and our grey MNIST-likes
 NO_GEOMETRY = ("MNIST", "SVHN", "Digits", "FashionMNIST")
 VAZE_SMOOTHING = {"TinyImageNet": 0.9}  # their `smoothing` s (see the docstring)
 ADAM = ("TinyImageNet",)  # their default optimizer there: Adam, lr only
@@ -34,20 +23,11 @@ def torch_smoothing(s, classes):
     return s * classes / (classes - 1) if s else 0.0
 
 
-def vaze_normalization(channels):
-    """Vaze et al.'s mean and std (lists); one channel: the mean of their three (their grey
-    images are RGB copies, normalized per channel; ours keep one channel, see docs/protocol.md)."""
-    if channels == 1:
-        return [sum(VAZE_MEAN) / 3], [sum(VAZE_STD) / 3]
-    return list(VAZE_MEAN), list(VAZE_STD)
-
-
 def use_normalization(data, recipe):
-    """Give `data` (an OpenSetData) the normalization recipe `recipe` (a name; None: paper)
-    trains with: the trial's own for paper, Vaze et al.'s for modern and vaze. Training,
-    evaluation and calibration call it alike, before any subset of `data` is made."""
+    """Give `data`, before any subset is made, the normalization `recipe` (None: paper) trains with."""
     if recipe in ("modern", "vaze"):
-        data.mean, data.std = vaze_normalization(data.cfg["im_channels"])
+        grey = data.cfg["im_channels"] == 1
+        data.mean, data.std = ([sum(VAZE_MEAN) / 3], [sum(VAZE_STD) / 3]) if grey else (list(VAZE_MEAN), list(VAZE_STD))
 
 
 @dataclass(frozen=True)
@@ -69,17 +49,13 @@ class Recipe:
 
     @classmethod
     def for_run(cls, name, dataset, cfg, hparams):
-        """The recipe `name` for data set `dataset` (config entry `cfg`, the method's schedule
-        `hparams`: learning_rate, max_epoch, weight_decay, momentum)."""
         if name == "paper":
             return cls("paper", False, tuple(hparams["learning_rate"]), tuple(hparams["max_epoch"]),
                        hparams.get("momentum", 0.9), hparams["weight_decay"], cfg["batch_size"])
         if name not in RECIPES:
             raise ValueError(f"recipe {name!r}: one of {RECIPES}")
-        lr = 0.01 if dataset == "TinyImageNet" else 0.1
-        adam = dataset in ADAM
+        lr, adam, vaze = 0.01 if dataset == "TinyImageNet" else 0.1, dataset in ADAM, name == "vaze"
         smoothing = torch_smoothing(VAZE_SMOOTHING.get(dataset, 0.0), cfg["num_known_classes"])
-        vaze = name == "vaze"
         return cls(name, True, (lr, lr / 10), (EPOCHS, hparams["max_epoch"][1]), 0.9, 0.0 if adam else 1e-4, BATCH,
                    MAGNITUDE.get(dataset, 6), smoothing, "adam" if adam else "sgd", dataset not in NO_GEOMETRY,
                    whole_train=vaze, phases=1 if vaze else 2)
@@ -92,9 +68,7 @@ class Recipe:
                                    geometry=self.geometry)
 
     def train_subset(self, train, val):
-        """The training subset under this recipe, from the trial's training and validation
-        subsets (datasets/trial.RemappedSubset): paper `train` itself; modern with the recipe's
-        augmentation; vaze the images of both (the whole training set), so augmented."""
+        """The training subset: paper `train` itself; modern augmented; vaze the images of `train` and `val`."""
         if not self.modern:
             return train
         indices, labels = train.indices, train.labels
@@ -117,32 +91,19 @@ class Recipe:
         return WarmRestarts(optimizer, epochs, first_epoch) if self.modern else None
 
 
-def warmup_epochs(epochs):
-    return WARMUP if epochs >= EPOCHS else round(WARMUP * epochs / EPOCHS)
-
-
 class WarmRestarts:
-    """Cosine annealing with CYCLES warm restarts over `epochs` epochs (torch's
-    CosineAnnealingWarmRestarts, T_0 = epochs // CYCLES, eta_min = lr / 1000) after a linear
-    warm-up of W = warmup_epochs(epochs), as Vaze et al.'s scheduler gives it, stepped after each
-    epoch: epoch 0 of the run at eta_min, epoch e in 1..W at eta_min + (cosine(W) - eta_min) e / W,
-    epoch e > W at cosine(e - 1). `set_epoch(e)` at the start of each epoch sets the lr of global
-    epoch e (a run starts at `first_epoch`); state_dict() for --continue."""
+    """Vaze et al.'s schedule: torch's CosineAnnealingWarmRestarts (T_0 = epochs // CYCLES, eta_min = lr / 1000)
+    after a linear warm-up of W epochs (WARMUP of EPOCHS, scaled): epoch 0 of the run at eta_min, epoch e in
+    1..W at eta_min + (cosine(W) - eta_min) e / W, epoch e > W at cosine(e - 1)."""
 
     def __init__(self, optimizer, epochs, first_epoch):
         self.optimizer, self.first_epoch = optimizer, first_epoch
         self.base_lr = optimizer.param_groups[0]["lr"]
-        self.eta_min = self.base_lr / 1000
-        self.cycle = max(1, epochs // CYCLES)
-        self.warmup = warmup_epochs(epochs)
+        self.eta_min, self.cycle = self.base_lr / 1000, max(1, epochs // CYCLES)
+        self.warmup = WARMUP if epochs >= EPOCHS else round(WARMUP * epochs / EPOCHS)
         import torch
 
         self.cosine = torch.optim.lr_scheduler.CosineAnnealingWarmRestarts(optimizer, self.cycle, eta_min=self.eta_min)
-
-    def cosine_lr(self, e):
-        """The cosine's lr at epoch e of the run (closed form, for the ramp's end)."""
-        t = e % self.cycle
-        return self.eta_min + (self.base_lr - self.eta_min) * (1 + math.cos(math.pi * t / self.cycle)) / 2
 
     def set_epoch(self, epoch):
         e = epoch - self.first_epoch
@@ -151,7 +112,9 @@ class WarmRestarts:
             return
         lr = self.eta_min  # epoch 0 (theirs starts at eta_min), then the ramp up to the cosine at `warmup`
         if e:
-            lr += (self.cosine_lr(self.warmup) - self.eta_min) * e / self.warmup
+            t = self.warmup % self.cycle  # the cosine's closed form there
+            top = self.eta_min + (self.base_lr - self.eta_min) * (1 + math.cos(math.pi * t / self.cycle)) / 2
+            lr += (top - self.eta_min) * e / self.warmup
         for group in self.optimizer.param_groups:
             group["lr"] = lr
 

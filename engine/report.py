@@ -1,6 +1,5 @@
-"""The report of an evaluation, from its typed per-trial results: the original's four lines,
-the mean ± std table of every metric of every scorer, and the results files written as one
-set (core.files.FileSet): the results JSON, the per-image .npz and the plots."""
+"""The report of an evaluation from its per-trial results: the original's four lines, the table of every
+metric of every scorer, and the results JSON, the per-image .npz and the plots written as one set."""
 import json
 from dataclasses import dataclass
 
@@ -16,8 +15,7 @@ from scorers import SCORER_LABELS
 
 @dataclass
 class ScorerOutput:
-    """One scorer on one trial, per image (numpy arrays; score: larger = more likely unknown);
-    vars() gives them in the .npz's order."""
+    """One scorer on one trial, per image (score: larger = more likely unknown), in the .npz's order."""
     known_pred: np.ndarray
     known_score: np.ndarray
     unknown_pred: np.ndarray
@@ -42,8 +40,7 @@ class TrialResult:
 
 
 def summarize(results, scorers):
-    """{"scorers": [...], "metrics": {scorer: {metric: [per trial]}}, "summary": {scorer: {metric:
-    {"mean", "std"}}}} (std over trials, population, 0 for one trial)."""
+    """The per-trial values and mean and population std of every metric of every scorer."""
     scorers = list(scorers)
     per_trial = {s: {m: [float(r.metrics[s][m]) for r in results] for m in METRIC_LABELS} for s in scorers}
     summary = {s: {m: {"mean": float(np.mean(v)), "std": float(np.std(v))} for m, v in per_trial[s].items()}
@@ -52,7 +49,6 @@ def summarize(results, scorers):
 
 
 def print_table(summary, paper, trials):
-    """A Markdown table, one row per metric, one column per scorer."""
     scorers, cells = summary["scorers"], summary["summary"]
     print(f"\nOpen-set metrics, mean ± std over trials {trials} (the paper's scorer: {SCORER_LABELS[paper]}):")
     print("| metric | " + " | ".join(SCORER_LABELS.get(s, s) for s in scorers) + " |")
@@ -70,11 +66,8 @@ def write_results(result, path):
 
 
 def write_scores(results, path):
-    """One .npz for all trials; keys trial<T>_<array> (known_labels, unknown_labels = N,
-    known_logits, unknown_logits, anchors for CAC), trial<T>_<scorer>_<ScorerOutput field>, then
-    trial<T>_class_names (of labels 0..N-1) and per test image trial<T>_{known,unknown}_classes and
-    _class_names (its original class) and, for image files, _paths. Strings are numpy str arrays:
-    no pickle to load."""
+    """One .npz for all trials, keys trial<T>_<array>, trial<T>_<scorer>_<ScorerOutput field>, the class names
+    of the labels and each test image's original class (and path); str arrays, no pickle to load."""
     arrays = {}
     for r in results:
         t, classes = f"trial{r.trial}", r.classes
@@ -99,10 +92,8 @@ def write_scores(results, path):
 
 
 def report(evaluation, results):
-    """Print the original's four lines for the paper's scorer, then a table of every metric of
-    every scorer; write results/*.json, *.npz and the optional plots as one set: each to a
-    temporary beside it, then all renamed, the JSON last, so that a failure (a full disk) leaves
-    the previous set whole. Returns the results JSON's content (`evaluation`: an Evaluation)."""
+    """Print the original's four lines and the table; write the results files as one set, each to a temporary
+    renamed at the end, the JSON last, so that a failure leaves the previous set whole. Returns the JSON's content."""
     args, paper, stem = evaluation.args, evaluation.scorers.paper, evaluation.stem
     all_accuracy = [r.metrics[paper]["accuracy"] for r in results]
     all_auroc = [r.metrics[paper]["auroc"] for r in results]

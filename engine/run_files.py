@@ -1,6 +1,4 @@
-"""A training run's files: which it writes, the checks that keep it from destroying another run
-(an existing run, a second phase already begun, a run training now, an unwritable file, arguments
-that cannot make a run), the lock it holds, --overwrite's removal of the old run, its config."""
+"""A training run's files: which it writes, the checks that keep it from destroying another, its lock and config."""
 import contextlib
 import json
 import math
@@ -37,9 +35,7 @@ def check_training_args(args):
 
 
 class RunLock:
-    """One training of a run at a time: an exclusive lock (filelock) on `path`, held while the run
-    trains; the OS drops it if the process dies. Its file, and the folders made for it, go when it
-    is released, so that a run leaves only its own files."""
+    """One training of a run at a time (the OS drops the lock if the process dies); its files go on release."""
 
     def __init__(self, path, run):
         self.lock, self.run, self.made = FileLock(path), run, []
@@ -76,10 +72,8 @@ class RunLock:
 
 
 def refuse_to_replace(args, method, run_dir, locks):
-    """Refuse to start a run that would replace another: a first run whose checkpoints or runs/
-    folder exist, a second phase (-r) already begun or finished, a run that one of `locks` (RunLocks)
-    shows training now. --overwrite lifts the first two; --continue is checked against the state it
-    continues (engine/continuing.py)."""
+    """Refuse a run that would replace another: a first run whose files exist, a second phase (-r) already
+    begun, a run training now (`locks`). --overwrite lifts the first two; engine/continuing.py checks --continue."""
     for lock in locks:
         lock.refuse_if_held()
     if args.continue_run or args.overwrite:
@@ -88,16 +82,15 @@ def refuse_to_replace(args, method, run_dir, locks):
         return check_second_phase(weights_path(args.dataset, args.trial, args.name, LAST[method]))
     found = [p for p in run_files(args, method) if os.path.isfile(p)]
     found += [run_dir + os.sep] if os.path.exists(run_dir) else []
+    more = f" and {len(found) - 1} more" if len(found) > 1 else ""
     if found:
-        raise UserError(f"run {os.path.basename(run_dir)} exists ({found[0]}"
-                        f"{f' and {len(found) - 1} more' if len(found) > 1 else ''}); this command would "
-                        f"replace it: add --continue to pick up an interrupted run, -r for the second "
-                        f"phase, give another --name, or add --overwrite to replace it")
+        raise UserError(f"run {os.path.basename(run_dir)} exists ({found[0]}{more}); this command would replace it: "
+                        f"add --continue to pick up an interrupted run, -r for the second phase, give another "
+                        f"--name, or add --overwrite to replace it")
 
 
 def check_second_phase(path):
-    """-r starts the second phase from the first run's best checkpoints; refuse when ...Last.pth at
-    `path` shows the first run unfinished, or a second phase already begun (its checkpoints are its)."""
+    """Refuse -r when ...Last.pth at `path` shows the first run unfinished, or a second phase already begun."""
     if not os.path.isfile(path):
         return  # an original or imported checkpoint, or a first run of an older version
     try:
@@ -128,8 +121,7 @@ def check_writable(files, run_dir):
 
 
 def remove_old_run(files, run_dir):
-    """--overwrite: the replaced run's checkpoints `files` and its runs/ folder, so that no old
-    file stays beside the new ones."""
+    """--overwrite: remove the replaced run's checkpoints `files` and runs/ folder."""
     old = [p for p in files if os.path.isfile(p)]
     try:
         for path in old:

@@ -1,7 +1,5 @@
-"""TrainingRun: what both training scripts share around their loop: set-up (checks, device, data,
-loaders, seed), the lock, the second phase's start (-r), --continue's (engine/continuing.py), the
-checkpoints, the run's log and config in runs/<run>/, and a stop by Ctrl-C or SIGTERM as one line
-giving the command that continues the run."""
+"""TrainingRun: what both training scripts share around their loop: set-up, lock, the start of -r or --continue,
+checkpoints, the log and config in runs/<run>/, and a stop (Ctrl-C, SIGTERM) as one line saying how to continue."""
 import contextlib
 import functools
 import json
@@ -13,16 +11,17 @@ import threading
 from core.errors import Interrupted, UserError
 from core.logfile import append_line, trim_log
 from datasets.pipeline import build_loader, loader_generators
+from datasets.resident import ResidentLoader
 from datasets.summary import summary_line
 from datasets.trial import OpenSetData
 from engine import continuing, loop
 from engine.accel import Accel
 from engine.cli import git_commit, print_header, resolve_device, seed_everything
 from engine.commands import TRAIN_SCRIPTS, train_command
-from engine.placement import choose_pipeline, pipeline_name
+from engine.placement import choose_pipeline
 from engine.recipe import Recipe, phase_schedule, use_normalization
-from engine.run_files import (RunLock, check_training_args, check_writable, refuse_to_replace, remove_old_run, run_files,
-                              write_config)
+from engine.run_files import (RunLock, check_training_args, check_writable, refuse_to_replace, remove_old_run,
+                              run_files, write_config)
 from networks.checkpoint import load_checkpoint, make_checkpoint, save_checkpoint
 from networks.config import NetworkConfig
 from networks.pretrained import IMAGENET, pretrained_file
@@ -33,24 +32,21 @@ SIGNAL_STATUS = {"SIGINT": 130, "SIGTERM": 143}  # 128 + the signal's number, as
 
 
 class TrainingRun:
-    """One training run of `method`, as its command line (`args`, parsed from `argv`) asks; a context
-    manager holding the run's lock. Nothing is written before `prepare`."""
+    """One training run of `method` as `args` (from `argv`) asks, holding its lock; no write before `prepare`."""
 
     def __init__(self, args, method, argv=None):
-        """Six steps whose order matters: 1. refuse bad arguments and a run this one would replace, before
-        any data is read; 2. the device (under torchrun: the process group); 3. the trial, rank 0 first
-        (it writes the caches while the others wait); 4. the loaders; 5. every file of the run checked
-        writable; 6. seed, last, so that whether the caches were warm cannot change the numbers."""
+        """Six steps in an order that matters: 1. refusals, before any data is read; 2. the device (the
+        process group); 3. the trial, rank 0 first (it writes the caches); 4. the loaders; 5. every file
+        checked writable; 6. seed, last, so that whether the caches were warm cannot change the numbers."""
         check_training_args(args)  # 1.
-        self.args, self.method, self.phase = args, method, int(args.resume)
-        self.script = TRAIN_SCRIPTS[method]
+        self.args, self.method, self.phase, self.script = args, method, int(args.resume), TRAIN_SCRIPTS[method]
         self.argv = sys.argv[1:] if argv is None else [str(a) for a in argv]
         self.run_dir = os.path.join("runs", f"{args.dataset}_{args.trial}_{args.name}{method}")
         self.log = os.path.join(self.run_dir, "metrics.jsonl")
         self.files, self.last = run_files(args, method), self.weights(LAST[method])
         self.locks = [RunLock(lock_path(ds, args.trial, args.name, method), os.path.basename(self.run_dir))
                       for ds in saved_under(args.dataset)]
-        self.accel = self.writer = self.resumed_from = self.epoch = self.saved_epoch = self.previous_sigterm = None
+        self.accel = self.writer = self.first_run = self.epoch = self.saved_epoch = self.previous_sigterm = None
         refuse_to_replace(args, method, self.run_dir, self.locks)
         if getattr(args, "pretrained", None) is not None:  # downloaded now if it must be (before the data)
             pretrained_file(args.backbone, args.pretrained, download=not args.no_download)
@@ -76,12 +72,10 @@ class TrainingRun:
             self.accel.barrier()
         for part, idx in (("training", d.train_idx), ("validation", d.val_idx)):
             if len(idx) == 0:
-                raise UserError(f"{d.name} trial {d.trial} has no {part} image of its known classes "
-                                f"({len(d.train_idx)} training, {len(d.val_idx)} validation images; val_fraction "
-                                f"{d.cfg['val_fraction']}): add images (two or more per class), or change "
-                                f"val_fraction in datasets/config.json")
-        key = SCHEDULES.get(self.method, "closedset_training")
-        self.cfg = d.cfg
+                raise UserError(f"{d.name} trial {d.trial} has no {part} image of its known classes ({len(d.train_idx)}"
+                                f" training, {len(d.val_idx)} validation images; val_fraction {d.cfg['val_fraction']}):"
+                                f" add images (two or more per class), or change val_fraction in datasets/config.json")
+        self.cfg, key = d.cfg, SCHEDULES.get(self.method, "closedset_training")
         self.hparams = self.cfg[key] = phase_schedule(self.cfg[key], self.phase, self.args.lr)
         use_normalization(d, self.args.recipe)  # the recipe's (engine/recipe.py)
 
@@ -95,44 +89,40 @@ class TrainingRun:
                    "shard": self.accel.shard, "channels_last": self.accel.channels_last, "check_memory": False}
         self.train_loader = build_loader(train, batch, True, **options)
         self.val_loader = build_loader(val, batch, False, **options)
-        self.pipeline = pipeline_name(self.train_loader)
+        self.pipeline = "resident" if isinstance(self.train_loader, ResidentLoader) else "torchvision"
         if self.is_main:  # the run header's last line: the pipeline used
             print(f"speed: pipeline {self.pipeline}, {self.accel.describe()}", flush=True)
 
     @functools.cached_property
     def recipe(self):
-        """The run's recipe (engine/recipe.py) over the config's schedule."""
         return Recipe.for_run(self.args.recipe, self.args.dataset, self.cfg, self.hparams)
 
     def weights(self, suffix, dataset=None):
         return weights_path(dataset or self.args.dataset, self.args.trial, self.args.name, suffix)
 
     def network_config(self):
-        """This run's NetworkConfig; `pretrained` as --pretrained gives it (a file: its absolute path), or -r's first run's."""
+        """This run's NetworkConfig; `pretrained`: --pretrained (a file: its absolute path), or the first run's."""
         pretrained = getattr(self.args, "pretrained", None)
         pretrained = pretrained if pretrained in (None, IMAGENET) else os.path.abspath(pretrained)
-        if self.resumed_from:
-            pretrained = (self.resumed_from.get("network") or {}).get("pretrained")
+        if self.first_run:
+            pretrained = (self.first_run.get("network") or {}).get("pretrained")
         return NetworkConfig.for_data(self.cfg, self.args.backbone, pretrained)
 
     def load_first_run(self, net):
-        """-r: the first run's best checkpoint (the one evaluation reads) loaded into `net`; its dict (else None)."""
+        """-r: the first run's best checkpoint (the one evaluation reads) loaded into `net`; its dict, else None."""
         if not self.args.resume:
             return None
         try:
-            self.resumed_from = load_checkpoint(self.weights(EVALUATED[self.method]), net)
+            self.first_run = load_checkpoint(self.weights(EVALUATED[self.method]), net)
         except UserError as e:
             raise UserError(f"{e}; -r continues a first run: train one with "
                             f"`{train_command(self.script, vars(self.args))}`") from None
-        return self.resumed_from
+        return self.first_run
 
     def prepare(self, net, best):
-        """(model, optimizer) for the loop, and the run's first writes. `model` is `net` as the
-        training step calls it (autocast, DDP, compiled); `best` the starting best validation
-        values. --continue: the interrupted run's network, optimizer, schedule, best values and
-        random states, and the epochs it had left. Else the state before the first epoch is saved."""
+        """(model, optimizer) for the loop, from `best` or --continue's state; then the run's first writes."""
         a, accel = self.args, self.accel
-        start = self.resumed_from["epoch"] + 1 if self.resumed_from else 0
+        start = self.first_run["epoch"] + 1 if self.first_run else 0
         self.epochs = range(start, start + (a.epochs or self.recipe.max_epoch[self.phase]))
         self.net, model = accel.prepare(net)
         self.evaluator = accel.inference(self.net)  # what validation calls (autocast with --amp)
@@ -148,7 +138,7 @@ class TrainingRun:
         return model, optimizer
 
     def epoch_loop(self):
-        """The epochs to train, each with its learning rate set (--recipe modern)."""
+        """The epochs to train, each with its learning rate set."""
         for epoch in self.epochs:
             self.epoch = epoch
             if self.scheduler is not None:
@@ -186,8 +176,7 @@ class TrainingRun:
         return os.path.getsize(self.log) if os.path.isfile(self.log) else 0
 
     def _first_writes(self, keep_log_bytes):
-        """Rank 0's first writes, once every check has passed: --overwrite removes the old run;
-        metrics.jsonl made whole (--continue: cut to the state's size); config.json; tensorboard (-t)."""
+        """Rank 0's first writes, once every check has passed (--continue: metrics.jsonl cut to the state's size)."""
         if not self.is_main:
             return
         a, d = self.args, self.data
@@ -204,8 +193,7 @@ class TrainingRun:
             self.writer = SummaryWriter(self.run_dir)
 
     def __enter__(self):
-        """Lock the run (rank 0) and check again, now that no other training of it can start; under
-        torchrun every rank learns whether rank 0 refused. SIGTERM then stops the run as Ctrl-C does."""
+        """Lock the run (rank 0) and check again, now that no other training of it can start; SIGTERM stops it then."""
         try:
             refusal = None
             if self.is_main:
@@ -228,10 +216,11 @@ class TrainingRun:
         self.close()
         if isinstance(error, (KeyboardInterrupt, Interrupted)):
             name = error.args[0] if isinstance(error, Interrupted) else "SIGINT"
-            raise Interrupted(continuing.stop_message(self, name) if self.is_main else "", SIGNAL_STATUS[name]) from None
+            message = continuing.stop_message(self, name) if self.is_main else ""
+            raise Interrupted(message, SIGNAL_STATUS[name]) from None
 
     def close(self):
-        """Restore SIGTERM, close the writer, leave the process group, release the lock; safe to call again."""
+        """Undo everything the run holds (SIGTERM, writer, process group, lock); safe to call again."""
         if self.previous_sigterm is not None:
             signal.signal(signal.SIGTERM, self.previous_sigterm)
         self.previous_sigterm = None

@@ -132,8 +132,8 @@ def last_state(cwd, name, phase, epoch, end_epoch):
 
 
 @pytest.mark.parametrize("phase,epoch,end,fragments", [
-    (1, 3, 3, ["second phase (-r) of this run already finished", "--overwrite"]),
-    (1, 2, 3, ["second phase (-r) of this run was interrupted in epoch 2", "-r --continue", "--overwrite"]),
+    (1, 3, 3, ["the second phase (-r) of this run already finished", "--overwrite"]),
+    (1, 2, 3, ["the second phase (-r) of this run was interrupted in epoch 2", "-r --continue", "--overwrite"]),
     (0, 1, 3, ["first run stopped after 1 of its 3 epochs", "--continue (without -r)", "--overwrite"]),
 ], ids=["r_finished", "r_interrupted", "first_unfinished"])
 def test_resume_refuses_when_the_last_state_says_so(tmp_path, phase, epoch, end, fragments):

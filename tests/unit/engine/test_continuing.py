@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from core.errors import UserError
-from engine.continuing import generators_fit, read_last_state, restore_random_states, rng_state, set_rng_state
+from engine.continuing import read_last_state, restore_random_states, rng_state, set_rng_state
 
 CPU = torch.device("cpu")
 
@@ -26,6 +26,13 @@ def test_rng_state_round_trip_through_a_weights_only_file(tmp_path):
     random.seed(30), np.random.seed(50), torch.manual_seed(40)
     set_rng_state(torch.load(tmp_path / "rng.pth", weights_only=True), generators, CPU)
     assert draws(generators) == first
+
+
+def generators_fit(saved, generators):
+    """Whether restoring a state with data generator states `saved` keeps them (else re-seeds them)."""
+    state = {**last_state(), "rng": {**rng_state(generators, CPU), "generators": saved}}
+    changed = restore_random_states(state, 0, 1, generators, CPU, seed=0)
+    return not any(c.startswith("the data generators") for c in changed)
 
 
 def test_a_cpu_run_saves_no_cuda_state_and_a_cuda_sized_generator_does_not_fit():

@@ -16,7 +16,12 @@ from datasets.augment import AugmentSpec
 from datasets.config import load_config
 from datasets.randaugment import VazeRandAugment
 from datasets.trial import RemappedSubset
-from engine.recipe import VAZE_MEAN, VAZE_STD, Recipe, torch_smoothing, use_normalization, warmup_epochs
+from engine.recipe import VAZE_MEAN, VAZE_STD, Recipe, WarmRestarts, torch_smoothing, use_normalization
+
+
+def warmup_epochs(epochs):
+    """The warm-up of a WarmRestarts schedule over `epochs` epochs."""
+    return WarmRestarts(torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.1), epochs, 0).warmup
 
 
 def lrs(epochs, base=0.1, first=0):

@@ -56,7 +56,7 @@ def bare_run(is_main=True, resume=False, **change):
     run.script = "train_cacOpenset.py"
     run.run_dir = os.path.join("runs", f"{run.args.dataset}_0_xCAC")
     run.log = os.path.join(run.run_dir, "metrics.jsonl")
-    run.is_main, run.writer, run.resumed_from = is_main, None, None
+    run.is_main, run.writer, run.first_run = is_main, None, None
     return run
 
 
@@ -147,7 +147,7 @@ def test_r_loads_the_first_runs_evaluated_checkpoint_with_its_weights(tmp_path, 
     run = bare_run(resume=True)
     save_checkpoint({"net": first.state_dict(), "acc": 40.0, "epoch": 4}, run.weights("CACclassifierAnchorLoss"))
     net = build_network(NetworkConfig(6, 1, 16), "CAC")
-    assert run.load_first_run(net)["acc"] == 40.0 and run.resumed_from["epoch"] == 4
+    assert run.load_first_run(net)["acc"] == 40.0 and run.first_run["epoch"] == 4
     assert all(torch.equal(v, net.state_dict()[k]) for k, v in first.state_dict().items())
 
 
