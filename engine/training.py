@@ -115,7 +115,7 @@ class TrainingRun:
         try:
             self.first_run = load_checkpoint(self.weights(EVALUATED[self.method]), net)
         except UserError as e:
-            raise UserError(f"{e}; -r continues a first run: train one with "
+            raise UserError(f"{e}; the second phase (-r) starts from a first run: train one with "
                             f"`{train_command(self.script, vars(self.args))}`") from None
         return self.first_run
 

@@ -134,7 +134,7 @@ def test_a_first_run_loads_nothing_and_r_needs_the_first_runs_checkpoint(tmp_pat
     message = str(refused.value)
     assert message.startswith("checkpoint not found: " + os.path.join("networks", "weights", "Digits",
                                                                       "Digits_0_xCACclassifierAnchorLoss.pth"))
-    assert message.endswith("-r continues a first run: train one with "
+    assert message.endswith("the second phase (-r) starts from a first run: train one with "
                             "`python train_cacOpenset.py --dataset Digits --trial 0 --name x`")
 
 
