@@ -255,7 +255,7 @@ def private_cache(tmp_path, monkeypatch):
 def pytest_configure(config):
     config.addinivalue_line("markers", "unit: a module's own test (tests/unit/, fast)")
     config.addinivalue_line("markers", "e2e: runs whole scripts (tests/e2e/)")
-    config.addinivalue_line("markers", "slow: over about 20 s on 2 CPU cores (`-m 'not slow'` leaves them out)")
+    config.addinivalue_line("markers", "slow: minute-scale on 2 CPU cores (`-m 'not slow'` leaves them out)")
 
 
 def pytest_collection_modifyitems(config, items):

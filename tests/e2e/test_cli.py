@@ -22,6 +22,8 @@ from scripts.setup_tinyimagenet import main as setup_tinyimagenet
 from fakedata import make_tinyimagenet_zip, write_cifar10, write_cifar100, write_mnist, write_svhn
 from networks.weights import CAC, RUN_FILES
 
+pytestmark = pytest.mark.slow  # minute-scale on 2 cores: `-m "not slow"` leaves it out
+
 TRAIN_CAC, TRAIN_CE = "train_cacOpenset.py", "train_closedSet.py"
 EVAL_CAC, EVAL_CE = "eval_cacOpenset.py", "eval_closedSet.py"
 FAST = ("--workers", "0")

@@ -14,6 +14,8 @@ import train_closedSet
 from core.errors import UserError
 from networks.weights import CAC, CROSS_ENTROPY, RUN_FILES
 
+pytestmark = pytest.mark.slow  # minute-scale on 2 cores: `-m "not slow"` leaves it out
+
 # Runs a training script under torchrun; each rank also saves the weights it ended with, so
 # that the test can compare them (the scripts themselves save on rank 0 only). Test hooks, set
 # by environment variables: TEST_STOP=epoch,step,rank (that rank gets a Ctrl-C after that step),

@@ -1,11 +1,14 @@
 """benchmarks/gpu_check.sh --dry-run: every step of the GPU check on the CPU at toy size
 (Digits instead of Fashion's schedule, gloo; issue 15's CUDA-path steps on the CPU), one Markdown
 report; bad input is one line."""
+import pytest
 import os
 import subprocess
 import sys
 
 from conftest import REPO
+
+pytestmark = pytest.mark.slow  # minute-scale on 2 cores: `-m "not slow"` leaves it out
 
 SCRIPT = os.path.join(REPO, "benchmarks", "gpu_check.sh")
 

@@ -9,6 +9,8 @@ import pytest
 from conftest import REPO, assert_one_line_error, run_script
 from core.errors import UserError
 
+pytestmark = pytest.mark.slow  # minute-scale on 2 cores: `-m "not slow"` leaves it out
+
 
 @pytest.fixture(scope="module")
 def table(tmp_path_factory):

@@ -10,6 +10,8 @@ import torch
 
 from conftest import assert_one_line_error, ok, run_script
 
+pytestmark = pytest.mark.slow  # minute-scale on 2 cores: `-m "not slow"` leaves it out
+
 NAME = "repro_paper_e1-1"
 
 
