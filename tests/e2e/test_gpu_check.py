@@ -1,10 +1,11 @@
 """benchmarks/gpu_check.sh --dry-run: every step of the GPU check on the CPU at toy size
 (Digits instead of Fashion's schedule, gloo; issue 15's CUDA-path steps on the CPU), one Markdown
 report; bad input is one line."""
-import pytest
 import os
 import subprocess
 import sys
+
+import pytest
 
 from conftest import REPO
 
