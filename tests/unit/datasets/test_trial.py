@@ -84,6 +84,7 @@ def test_items_have_shape_label_and_pixels(family):
     std = np.asarray(data.std, np.float64).reshape(-1, 1, 1)
     cases = [(data.train_dataset(), truth.train_labels, truth.train_image, False),
              (data.val_dataset(), truth.train_labels, truth.train_image, True),
+             (data.anchor_dataset(), truth.train_labels, truth.train_image, True),  # no training augmentation
              (data.known_test_dataset(), truth.test_labels, truth.test_image, True),
              (data.unknown_test_dataset(), truth.unknown_labels, truth.unknown_image, True)]
     for ds, raw_labels, raw_image, exact in cases:
@@ -93,7 +94,7 @@ def test_items_have_shape_label_and_pixels(family):
             assert tuple(image.shape) == (channels, size, size)
             raw = int(raw_labels[ds.indices[k]])
             assert int(label) == mapping.get(raw, len(family["known"]))
-            if exact:  # evaluation transform: Resize, ToTensor, Normalize - no randomness
+            if exact:  # evaluation and anchor transforms: Resize (CenterCrop), ToTensor, Normalize - no randomness
                 expected = (pil_resize(raw_image(ds.indices[k]), size) - mean) / std
                 np.testing.assert_allclose(image.numpy(), expected, atol=1e-4)
 

@@ -112,3 +112,84 @@ def test_none_trained_is_one_line_with_a_runnable_command(tmp_path, monkeypatch)
 def test_trials_label():
     assert trials_label([0]) == "0-0" and trials_label([0, 1, 2, 3, 4]) == "0-4"
     assert trials_label([0, 2, 3]) == "0_2_3"
+
+
+@pytest.fixture(scope="module")
+def digits_and_net(tmp_path_factory):
+    """Digits trial 0 (a private cache) and a fresh seeded CAC network with anchors 10 e_i."""
+    from datasets.trial import OpenSetData
+    from networks.build import build_network
+    from networks.config import NetworkConfig
+
+    data = OpenSetData("Digits", 0, cache_dir=str(tmp_path_factory.mktemp("cache")))
+    torch.manual_seed(0)
+    net = build_network(NetworkConfig.for_data(data.cfg), "CAC", init_weights=True).eval()
+    net.set_anchors(10 * torch.eye(6, dtype=torch.float64))
+    return data, net
+
+
+def cac_scores_by_hand(net, dataset):
+    """The paper's unknown score of each image, written out: d_i = ||z - c_i||, s = d (1 - softmin(d)), min_i s."""
+    with torch.no_grad():
+        logits = net(torch.stack([dataset[i][0] for i in range(len(dataset))]))[0].double()
+    d = torch.sqrt(((logits[:, None, :] - net.anchors[None]) ** 2).sum(2))
+    return (d * (1 - torch.exp(-d) / torch.exp(-d).sum(1, keepdim=True))).min(1).values.numpy()
+
+
+def loader(dataset):
+    from datasets.pipeline import build_loader
+
+    return build_loader(dataset, 64, False, pipeline="torchvision", workers=0)
+
+
+def test_the_threshold_accepts_95_percent_of_the_validation_images_not_of_the_test_images(digits_and_net):
+    from engine.evaluation import evaluate_network
+    from scorers import CACScorers
+
+    data, net = digits_and_net
+    result = evaluate_network(net, data, loader, torch.device("cpu"), CACScorers(), "c.pth", 0.0)
+
+    def smallest_accepting_95(scores):
+        return np.sort(scores)[int(np.ceil(0.95 * len(scores))) - 1]
+
+    on_val = smallest_accepting_95(cac_scores_by_hand(net, data.val_dataset()))
+    on_test = smallest_accepting_95(cac_scores_by_hand(net, data.known_test_dataset()))
+    assert abs(on_val - on_test) > 1e-6  # the two choices differ here, so the test tells them apart
+    assert result.metrics["cac"]["threshold"] == pytest.approx(on_val, rel=1e-9)
+
+
+@pytest.mark.parametrize("flip", [False, True])
+def test_the_anchor_pass_adds_mirrored_images_exactly_when_the_data_set_says_so(digits_and_net, flip):
+    """The evaluation's anchors: per class, the mean logits of the correctly classified anchor images
+    (of all its images where none is: a barely trained network), plus their mirrored copies when the
+    data set's config has anchor_flip (every data set but the digits)."""
+    from engine.evaluation import TrialRun
+    from scorers import CACScorers
+
+    data, net = digits_and_net
+    data.cfg["anchor_flip"] = flip
+    run = TrialRun.__new__(TrialRun)
+    run.args, run.data, run.net, run.scorers = argparse.Namespace(pipeline="torchvision", seed=0, workers=0), data, \
+        net, CACScorers()
+    run.device, run.calibration, run.path = torch.device("cpu"), None, "c.pth"
+    anchors = net.anchors.clone()
+    try:
+        run.place_anchors()
+        placed = torch.as_tensor(run.anchors)
+    finally:
+        net.set_anchors(anchors)
+        data.cfg["anchor_flip"] = False
+    images = torch.stack([data.anchor_dataset()[i][0] for i in range(len(data.anchor_dataset()))])
+    labels = torch.as_tensor(data.anchor_dataset().labels)
+
+    def means(views):
+        with torch.no_grad():
+            logits = torch.cat([net(v)[0].double() for v in views])
+        both = labels.repeat(len(views))
+        right = logits.argmax(1) == both
+        return torch.stack([logits[(right if (right & (both == c)).any() else True) & (both == c)].mean(0)
+                            for c in range(6)])
+
+    plain, mirrored = means([images]), means([images, images.flip(3)])
+    assert not torch.allclose(plain, mirrored, atol=1e-4)  # the mirrored copies change the means here
+    torch.testing.assert_close(placed, mirrored if flip else plain, rtol=1e-9, atol=1e-9)
