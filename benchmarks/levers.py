@@ -6,7 +6,10 @@ pipeline in one run (`benchmarks/speed.py --levers`), ratios to the original's i
   augment K        + the augmentation of K batches drawn and applied at once (--augment_batches K)
   compiled model   + static shapes (--drop_last) and torch.compile of the network (--compile)
   compiled step    + the whole step compiled: network, loss, metric sums, SGD; CUDA graphs on CUDA
-                   (mode="reduce-overhead"); its weights after the timed steps against an eager run's
+                   (mode="reduce-overhead")
+The compiled rows see the batches of the `augment K` row (same seeds, static shapes): their weights after
+the timed steps are compared with its eager ones (equal with the eager and aot_eager backends on a CPU;
+inductor rounds otherwise and draws its own dropout masks), and every row gives its mean training loss.
   eval             one CAC evaluation trial at the config's batch, then at --eval_batch (ratio: to the first)
   finite check     one check of every weight (engine.loop.all_finite) against one per parameter
 
@@ -51,7 +54,8 @@ def endless(loader):
 
 def loop_rate(data, cfg, accel, steps, warmup, pipeline="resident", workers=0, augment_batches=1,
               drop_last=False, step_backend=None, seed=0):
-    """(images/s of `steps` training steps after `warmup`, the network) over `pipeline`'s batches."""
+    """(images/s of `steps` training steps after `warmup`, the network, the mean training loss of those steps)
+    over `pipeline`'s batches."""
     loader = build_loader(data.train_dataset(), cfg["batch_size"], True, pipeline=pipeline, workers=workers,
                           device=accel.device, channels_last=accel.channels_last, drop_last=drop_last,
                           augment_batches=augment_batches)
@@ -70,24 +74,8 @@ def loop_rate(data, cfg, accel, steps, warmup, pipeline="resident", workers=0, a
         out = step(images, targets)
         sums = out.clone() if sums is None else sums + out  # the epoch's running sums, on the device
         seen += len(targets)
-    sums.tolist()  # one read at the end, as an epoch's means
-    return seen / (time.perf_counter() - start), net
-
-
-def fixed_batches_weights(cfg, accel, steps, step_backend):
-    """The weights after `steps` steps on fixed batches from the same start, the step compiled or not:
-    the compiled step's correctness (the same function, within float rounding)."""
-    torch.manual_seed(1)
-    c, s, b = cfg["im_channels"], cfg["im_size"], cfg["batch_size"]
-    batches = [accel.inputs(torch.randn(b, c, s, s), torch.randint(0, cfg["num_known_classes"], (b,)))
-               for _ in range(steps)]
-    net, model, optimizer, criterion = fresh_network(cfg, accel, seed=2)
-    step = make_step(model, optimizer, criterion)
-    step = compile_step(step, accel.device, step_backend) if step_backend else step
-    model.train()
-    for images, targets in batches:
-        step(images, targets)
-    return torch.cat([p.detach().flatten().double().cpu() for p in net.parameters()])
+    mean_loss = sums[0].item() / steps  # one read at the end, as an epoch's means
+    return seen / (time.perf_counter() - start), net, mean_loss
 
 
 def finite_check_us(net, repeats=20):
@@ -113,29 +101,31 @@ def run(args, cfg, dataset, side, steps, warmup, emit):
     fast = dict(amp=args.amp, tf32=args.tf32)
     rows = [("original", dict(channels_last=False), dict(pipeline="torchvision", workers=ORIGINAL_WORKERS)),
             ("resident", fast, {}),
-            (f"augment {args.augment_batches}", fast, dict(augment_batches=args.augment_batches)),
+            (f"augment {args.augment_batches}", fast, dict(augment_batches=args.augment_batches, drop_last=True)),
             ("compiled model", dict(fast, compile=True), dict(augment_batches=args.augment_batches, drop_last=True)),
             ("compiled step", fast, dict(augment_batches=args.augment_batches, drop_last=True,
                                          step_backend=backend))]
     if backend != "inductor":  # --compile is inductor's: on a CPU a C++ build of minutes, left to --step_backend
         rows = [row for row in rows if row[0] != "compiled model"]
-    original, net = None, None
+    original, net, eager = None, None, None
     for name, accel_options, loop_options in rows:
         base = {"measure": "lever", "shape": args.shape_name, "lever": name, "batch": cfg["batch_size"],
                 "amp": name != "original" and args.amp, "tf32": name != "original" and args.tf32}
         try:
             accel = Accel(device, **accel_options)
-            ips, net = loop_rate(data, cfg, accel, steps, warmup, **loop_options)
+            ips, net, loss = loop_rate(data, cfg, accel, steps, warmup, **loop_options)
         except Exception as e:  # one row says why; the other levers still run
             emit({**base, "images_per_s": None, "error": f"{type(e).__name__}: {str(e).splitlines()[0][:200]}"})
             continue
         original = ips if name == "original" else original
-        row = {**base, "images_per_s": round(ips, 1),
+        row = {**base, "images_per_s": round(ips, 1), "mean_loss": round(loss, 5),
                "ratio_to_original": round(ips / original, 2) if original else None}
-        if name == "compiled step":
-            eager = fixed_batches_weights(cfg, accel, 3, None)
-            compiled = fixed_batches_weights(cfg, accel, 3, backend)
-            row.update(backend=backend, max_weight_difference_vs_eager=float((eager - compiled).abs().max()))
+        weights = torch.cat([p.detach().flatten().double().cpu() for p in net.parameters()])
+        if name.startswith("augment"):  # the eager run of the compiled rows' batches, from the same start
+            eager = weights
+        elif name.startswith("compiled") and eager is not None:
+            row.update(backend=backend if name == "compiled step" else "inductor",
+                       max_weight_difference_vs_eager=float((eager - weights).abs().max()))
         emit(row)
     accel = Accel(device, **fast)
     eval_data = synthetic_trial(dataset, side, n_train=args.eval_images, n_test=max(24, args.eval_images // 3))
@@ -164,8 +154,8 @@ def markdown(rows):
             ratio = r["per_parameter_us"] / r["all_finite_us"]
             lines.append(f"| {r['shape']} | finite check | | | {ratio:.2f} | {note} |")
             continue
-        note = r.get("error") or ", ".join(f"{k} {r[k]}" for k in ("backend", "max_weight_difference_vs_eager",
-                                                                     "seconds", "accuracy", "auroc") if k in r)
+        keys = ("mean_loss", "backend", "max_weight_difference_vs_eager", "seconds", "accuracy", "auroc")
+        note = r.get("error") or ", ".join(f"{k} {r[k]}" for k in keys if k in r)
         lines.append(f"| {r['shape']} | {r['lever']} | {r['batch']} | {r['images_per_s']} | "
                      f"{r.get('ratio_to_original', '')} | {note} |")
     return "\n".join(lines)
