@@ -14,6 +14,7 @@
 #   --plan         print each step and its limit, and their sum; run nothing
 #   PYTHON         the interpreter (default: python3, the lent machine's own, with its torch)
 #   GPU_CHECK_LIMITS="STEP=SECONDS ..."  other limits for some steps (the tests cut a step this way)
+#   GPU_CHECK_ONLY="STEP ..."  only these steps (a second call for the steps a first one lost)
 #
 # Steps, in order (most wanted first: a short slot loses the last):
 #   versions   the GPU, Python, torch, CUDA, cuDNN, torchvision, Triton, the commit
@@ -44,6 +45,14 @@ while [ $# -gt 0 ]; do
   esac
   shift
 done
+if [ -n "${GPU_CHECK_ONLY:-}" ]; then
+  kept=() kept_limits=()
+  for i in "${!STEPS[@]}"; do
+    [[ " $GPU_CHECK_ONLY " == *" ${STEPS[$i]} "* ]] && kept+=("${STEPS[$i]}") && kept_limits+=("${LIMITS[$i]}")
+  done
+  [ ${#kept[@]} -gt 0 ] || usage "GPU_CHECK_ONLY names no step of: ${STEPS[*]}"
+  STEPS=("${kept[@]}") LIMITS=("${kept_limits[@]}")
+fi
 for pair in ${GPU_CHECK_LIMITS:-}; do
   for i in "${!STEPS[@]}"; do [ "${STEPS[$i]}" = "${pair%%=*}" ] && LIMITS[$i]=${pair#*=}; done
 done

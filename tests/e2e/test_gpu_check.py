@@ -21,6 +21,10 @@ def test_the_limits_fit_the_slot_and_python3_is_the_default():
     assert proc.returncode == 0 and list(limits) == STEPS
     assert lines[-2] == f"sum {sum(limits.values())}" and sum(limits.values()) <= 480
     assert lines[-1] == "python python3"
+    only = subprocess.run(["bash", SCRIPT, "--plan"], capture_output=True, text=True, timeout=30,
+                          env={**os.environ, "GPU_CHECK_ONLY": "amp fashion"})
+    assert only.stdout.splitlines()[:3] == [f"fashion {limits['fashion']}", f"amp {limits['amp']}",
+                                            f"sum {limits['fashion'] + limits['amp']}"]
 
 
 def kill_session(sid):
