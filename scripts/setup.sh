@@ -23,8 +23,10 @@ if [ ! -x .venv/bin/python ]; then
 fi
 .venv/bin/python -m pip install --quiet --upgrade pip
 if [ $CPU = 1 ]; then
-  # a CPU build: torch.version.cuda is None
-  if ! .venv/bin/python -c "import torch, torchvision, sys; sys.exit(torch.version.cuda is not None)" 2>/dev/null; then
+  # kept: a CPU build of torch (torch.version.cuda is None) beside a torchvision; else both from the CPU index
+  if ! .venv/bin/python -c "import importlib.util as u, sys, torch
+sys.exit(torch.version.cuda is not None or u.find_spec('torchvision') is None)" 2>/dev/null; then
+    .venv/bin/python -m pip uninstall --quiet --yes torch torchvision 2>/dev/null || true  # a CUDA build
     .venv/bin/python -m pip install --quiet --index-url "${CAC_TORCH_CPU_INDEX:-https://download.pytorch.org/whl/cpu}" \
       torch torchvision
   fi
