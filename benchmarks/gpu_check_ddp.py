@@ -74,8 +74,8 @@ def ddp(args, work, cuda):
     return [run(work, command, {"OMP_NUM_THREADS": "1"})]
 
 
-STEPS = {"collective": collective, "amp-compile": amp_compile, "ddp": ddp, "cpu-to-cuda": cross("cpu", "cuda", run, train),
-         "cuda-to-cpu": cross("cuda", "cpu", run, train)}
+STEPS = {"collective": collective, "amp-compile": amp_compile, "ddp": ddp,
+         "cpu-to-cuda": cross("cpu", "cuda", run, train), "cuda-to-cpu": cross("cuda", "cpu", run, train)}
 
 
 def main(argv=None):

@@ -25,7 +25,9 @@ def test_gather_outputs_keeps_order_and_tuple():
 def test_gather_outputs_copies_to_the_host_once_per_part(monkeypatch):
     # a wait for the device per batch is what a GPU's evaluation loses time on: outputs and labels
     # are copied once each, whatever the number of batches, and equal the per-batch copies
-    net = lambda x: (x.sum((1, 2, 3)).unsqueeze(1) * torch.ones(1, 3), x.mean((1, 2, 3)).double().unsqueeze(1))  # noqa: E731
+    def net(x):
+        return x.sum((1, 2, 3)).unsqueeze(1) * torch.ones(1, 3), x.mean((1, 2, 3)).double().unsqueeze(1)
+
     batches = [(torch.randn(4, 1, 2, 2), torch.arange(4) + i) for i in range(6)]
     expected = [torch.cat([net(x)[k] for x, _ in batches]) for k in (0, 1)]
     copies, real = [], torch.Tensor.cpu
