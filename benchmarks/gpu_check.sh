@@ -124,6 +124,14 @@ plan=""; for i in "${!STEPS[@]}"; do plan+="${STEPS[$i]} ${LIMITS[$i]} s, "; don
   echo
   echo "Command: \`bash benchmarks/gpu_check.sh --out $OUT$([ $DRY = 1 ] && echo ' --dry-run')\`; device $DEVICE;"
   echo "python \`$PY\`; limits: ${plan%, }. Each section below was appended when its step ended."
+  echo
+  if [ $DRY = 1 ]; then
+    echo "Process groups: gloo on the CPU (a dry run makes no NCCL group)."
+  else
+    gpus=$(nvidia-smi -L 2>/dev/null | grep -c '^GPU')
+    [ "$gpus" -ge 2 ] || echo "NCCL with 2 ranks cannot run on this machine's $gpus GPU: two nccl ranks need two GPUs" \
+      "(NCCL refuses two ranks on one device); cuda_paths makes an nccl group of one rank instead."
+  fi
 } > "$REPORT"
 : > "$LOG"
 summary=()

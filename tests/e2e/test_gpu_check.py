@@ -56,6 +56,7 @@ def test_dry_run_report_grows_step_by_step_and_a_kill_keeps_the_finished_steps(t
     proc.wait(timeout=30)
     text = report.read_text()
     assert text.startswith("# GPU check ") and "(dry run on the CPU, toy size)" in text
+    assert "Process groups: gloo on the CPU (a dry run makes no NCCL group)." in text
     sections = [line for line in text.splitlines() if line.startswith("## ")]
     assert [s.split(":")[0][3:] for s in sections] == STEPS[:5], sections  # killed in cuda_paths: no summary
     assert sections[1].startswith("## levers: CUT at its 3 s limit")
