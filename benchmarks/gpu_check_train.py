@@ -67,7 +67,11 @@ def run_phases(args):
 
 def table(args, epochs):
     """Markdown: every scorer's accuracy, AUROC, OSCR of this run (and of --against's)."""
-    names = [args.name] + ([args.against] if args.against else [])
+    against = args.against
+    if against and not all(os.path.isfile(results_path(args.work, args.dataset, against, m)) for m in args.methods):
+        print(f"(no results of --against {against} to put beside these: its run did not finish)")
+        against = None
+    names = [args.name] + ([against] if against else [])
     head = " | ".join(f"{metric} {name}" for metric in ("accuracy", "AUROC", "OSCR") for name in names)
     lines = [f"{args.dataset} trial 0, {epochs[0]} + {epochs[1]} epochs (the config's schedule shortened to fit "
              f"the slot)" if not args.toy else f"{args.dataset} trial 0, toy size ({' '.join(TOY)})", "",
