@@ -20,7 +20,7 @@ REST_TYPES = {"optimizer": dict, "best": dict, "rng": dict}
 RNG_KEYS = ("python", "numpy", "torch", "cuda", "generators")
 # arguments that may differ when continuing: where and how fast it runs, its name (the file gives it)
 MAY_DIFFER = {"continue_run", "overwrite", "device", "workers", "pipeline", "data_root", "no_download", "cache_dir",
-              "tensorboard", "amp", "compile", "sync_bn", "tf32", "name"}
+              "tensorboard", "amp", "compile", "sync_bn", "tf32", "name", "drop_last", "augment_batches"}
 
 
 def rng_state(generators, device):
