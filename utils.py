@@ -59,8 +59,8 @@ def compute_anchor_means(net, loader, num_classes, device, with_flipped):
     net.eval()
     logits, labels = [], []
     for images, targets in loader:
-        images = images.to(device, non_blocking=True)
+        images, targets = images.to(device, non_blocking=True), targets.to(device, non_blocking=True)
         for view in ((images, images.flip(3)) if with_flipped else (images,)):
-            logits.append(net(view)[0].cpu())
-            labels.append(targets.cpu())
-    return anchor_means(torch.cat(logits), torch.cat(labels), num_classes)
+            logits.append(net(view)[0])  # kept on the device: one copy to the host at the end
+            labels.append(targets)
+    return anchor_means(torch.cat(logits).cpu(), torch.cat(labels).cpu(), num_classes)

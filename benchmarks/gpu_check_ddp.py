@@ -1,17 +1,20 @@
 """The GPU check's multi-GPU and cross-device steps (issue 15), for benchmarks/gpu_check.sh to call:
 
-    python benchmarks/gpu_check_ddp.py [--dry-run] [--work DIR] [--dataset Digits]
+    python benchmarks/gpu_check_ddp.py [--dry-run] [--toy] [--steps NAME ...] [--work DIR] [--dataset Digits]
 
 Steps, each a real run in a scratch folder (--work, default a new temporary one), in order;
-one line each, `ok <step> <seconds>s` or `FAIL <step>: <its last stderr line>`; the exit status
-is the number of failed steps (0: all passed):
+one line each, `ok <step> <seconds>s`, `skip <step>: <why>` or `FAIL <step>: <its last stderr line>`;
+the exit status is the number of failed steps (0: all passed):
+  collective    a process group of one rank in this process (nccl on CUDA, gloo on the CPU): all_reduce
   amp-compile   one CAC epoch with --amp --compile on CUDA
-  ddp           torchrun, nccl: two ranks with --sync_bn if the machine has two GPUs, else one rank
+  ddp           torchrun, nccl, two ranks with --sync_bn: needs two GPUs (NCCL refuses two ranks on one
+                device), so on a one-GPU machine it is skipped, saying so
   cpu-to-cuda   a CAC run stopped after batch 5 on the CPU, continued with --continue on CUDA
   cuda-to-cpu   the same, stopped on CUDA and continued on the CPU
 A continue to another device must finish and say in one line what it re-derived
 (engine/continuing.py). --dry-run: the same steps on the CPU (gloo, two ranks, no --compile
-and no --sync_bn, which are CUDA matters here; one continue, CPU to CPU); CI runs it.
+and no --sync_bn, which are CUDA matters here; one continue, CPU to CPU). --toy: one step per
+epoch on 8x8 images (not for the continues, which stop after batch 5).
 Digits is embedded in the repo: no download, as the GPU machine has no network.
 """
 import argparse
@@ -22,24 +25,9 @@ import tempfile
 import time
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, REPO)  # run from anywhere
+from benchmarks.gpu_check_steps import collective, cross  # noqa: E402
 
-# `python -c STOPPER EPOCH STEP SCRIPT ARGS...`: run SCRIPT with a Ctrl-C arriving after batch
-# STEP of EPOCH (the way tests/e2e/test_resume.py stops runs)
-STOPPER = """
-import runpy, sys
-sys.path.insert(0, {repo!r})
-from engine import loop
-epoch, step = int(sys.argv[1]), int(sys.argv[2])
-real = loop.batches
-def batches(loader, accel, e, sums):
-    for s, batch in enumerate(real(loader, accel, e, sums), start=1):
-        yield batch
-        if (e, s) == (epoch, step):
-            raise KeyboardInterrupt
-loop.batches = batches
-sys.argv = sys.argv[3:]
-runpy.run_path(sys.argv[0], run_name="__main__")
-"""
 
 
 def parse_args(argv=None):
@@ -47,6 +35,8 @@ def parse_args(argv=None):
     p.add_argument("--dry-run", action="store_true", help="the same steps on the CPU (gloo), as CI runs them")
     p.add_argument("--work", default=None, help="scratch folder for the runs (default: a new temporary one)")
     p.add_argument("--dataset", default="Digits", help="data set of every run (default: Digits, embedded)")
+    p.add_argument("--toy", action="store_true", help="one step per epoch on 8x8 images")
+    p.add_argument("--steps", nargs="+", default=None, metavar="NAME", help=f"only these steps, of: {', '.join(STEPS)}")
     return p.parse_args(argv)
 
 
@@ -62,8 +52,9 @@ def run(work, command, env=None):
 
 
 def train(args, device, name, *extra):
+    toy = ["--batch_size", "4096", "--im_size", "8"] if args.toy else []
     return [os.path.join(REPO, "train_cacOpenset.py"), "--dataset", args.dataset, "--trial", "0", "--device", device,
-            "--name", name, "--workers", "0", *extra]
+            "--name", name, "--workers", "0", *toy, *extra]
 
 
 def amp_compile(args, work, cuda):
@@ -72,35 +63,19 @@ def amp_compile(args, work, cuda):
 
 
 def ddp(args, work, cuda):
-    ranks = 2 if cuda == "cpu" or gpu_count() >= 2 else 1
+    if cuda == "cuda" and gpu_count() < 2:
+        return (f"NCCL with 2 ranks cannot run on this machine's {gpu_count()} GPU (NCCL refuses two ranks on one "
+                f"device); the collective step above ran nccl with 1 rank, tests/e2e/test_distributed.py runs 2 "
+                f"ranks on gloo")
+    ranks = 2
     sync = ["--sync_bn"] if cuda == "cuda" and ranks == 2 else []
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(ranks),
                *train(args, cuda, f"ddp{ranks}", "--epochs", "1", *sync)]
     return [run(work, command, {"OMP_NUM_THREADS": "1"})]
 
 
-def cross(first, then):
-    """A step: a run stopped on device `first` after batch 5 of epoch 0, continued on `then`."""
-    def step(args, work, cuda):
-        devices = {"cpu": "cpu", "cuda": cuda}
-        name = f"{first}to{then}"
-        stopper = os.path.join(work, "stopper.py")
-        with open(stopper, "w") as f:
-            f.write(STOPPER.format(repo=REPO))
-        stopped = run(work, [sys.executable, stopper, "0", "5", *train(args, devices[first], name, "--epochs", "1")])
-        if stopped.returncode != 130:
-            return [stopped]
-        continued = run(work, [sys.executable, *train(args, devices[then], name, "--epochs", "1", "--continue")])
-        moved = devices[first] != devices[then]
-        said = [line for line in continued.stdout.splitlines() if "re-derives" in line]
-        if continued.returncode == 0 and len(said) != int(moved):
-            continued.returncode, continued.stderr = 1, f"expected {int(moved)} re-derive line(s), got {said}"
-        return [continued]
-    return step
-
-
-STEPS = {"amp-compile": amp_compile, "ddp": ddp, "cpu-to-cuda": cross("cpu", "cuda"),
-         "cuda-to-cpu": cross("cuda", "cpu")}
+STEPS = {"collective": collective, "amp-compile": amp_compile, "ddp": ddp,
+         "cpu-to-cuda": cross("cpu", "cuda", run, train), "cuda-to-cpu": cross("cuda", "cpu", run, train)}
 
 
 def main(argv=None):
@@ -113,18 +88,24 @@ def main(argv=None):
     os.makedirs(work, exist_ok=True)
     failed = 0
     for name, step in STEPS.items():
+        if args.steps is not None and name not in args.steps:
+            continue
         if args.dry_run and name == "cpu-to-cuda":
             print(f"skip {name} (--dry-run: on the CPU it is cuda-to-cpu again)", flush=True)
             continue
         start = time.time()
         procs = step(args, work, cuda)
+        if isinstance(procs, str):
+            print(f"skip {name}: {procs}", flush=True)
+            continue
+        said = [p.stdout.strip() for p in procs if p.returncode == 0 and not p.args and p.stdout.strip()]
         bad = [p for p in procs if p.returncode != 0]
         if bad:
             failed += 1
             last = (bad[0].stderr.strip().splitlines() or ["(no stderr)"])[-1]
             print(f"FAIL {name}: exit {bad[0].returncode}: {last}", flush=True)
         else:
-            print(f"ok {name} {time.time() - start:.0f}s", flush=True)
+            print(f"ok {name} {time.time() - start:.0f}s" + "".join(f": {line}" for line in said), flush=True)
     print(f"runs in {work}", flush=True)
     return failed
 

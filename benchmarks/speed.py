@@ -3,6 +3,7 @@
     python benchmarks/speed.py                      # full run on CUDA if present, else CPU
     python benchmarks/speed.py --quick              # CI size: a few steps, tiny data
     python benchmarks/speed.py --sweep              # also: threads x channels_last x amp for the step
+    python benchmarks/speed.py --levers --shapes 3x32x32 --amp   # the levers beside the original (levers.py)
 
 For each shape (1x32x32 as MNIST, 3x32x32 as CIFAR10, 3x64x64 as TinyImageNet, each with
 its data set's config: batch, augmentation, classes) it measures, in images/s:
@@ -60,6 +61,14 @@ def main(argv=None):
     p.add_argument("--eval_images", type=int, default=None,
                    help="known training images of the evaluation trial (default: 3000; quick: 48)")
     p.add_argument("--out", default="speed.json", help="JSON file of all rows (default: speed.json)")
+    g = p.add_argument_group("levers (benchmarks/levers.py)")
+    g.add_argument("--levers", action="store_true", help="instead of the measures above: each lever's training "
+                   "images/s beside the original's pipeline, evaluation batch sizes, the finite check")
+    g.add_argument("--tf32", action="store_true", help="CUDA: TF32 float32 in the levers' rows (training's --tf32)")
+    g.add_argument("--augment_batches", type=int, default=16, help="K of the augment lever (default: 16)")
+    g.add_argument("--eval_batch", type=int, default=1024, help="the large evaluation batch (default: 1024)")
+    g.add_argument("--step_backend", default=None, help="torch.compile backend of the compiled step (default: "
+                   "inductor on CUDA, with CUDA graphs; aot_eager on a CPU, where inductor builds C++ for minutes)")
     args = p.parse_args(argv)
     import torch  # after parsing: --help answers at once
 
@@ -91,6 +100,12 @@ def main(argv=None):
         cfg = load_config(dataset)
         if args.quick:
             cfg["batch_size"] = 8
+        if args.levers:
+            from benchmarks import levers
+
+            args.shape_name, args.eval_images = shape, n_eval
+            levers.run(args, cfg, dataset, side, steps, warmup + 2, emit)  # 2 more: CUDA graphs record on the third
+            continue
         forward, train = count_flops(build_network(NetworkConfig.for_data(cfg), CAC),
                                      (cfg["im_channels"], cfg["im_size"], cfg["im_size"]))
         bound_train, bound_eval = peak / train, peak / forward
@@ -120,7 +135,12 @@ def main(argv=None):
                 emit({**row, "shape": shape})
     with open(args.out, "w") as f:
         json.dump(result, f, indent=1)
-    print(markdown(result))
+    if args.levers:
+        from benchmarks.levers import markdown as lever_table
+
+        print(lever_table(result["rows"]))
+    else:
+        print(markdown(result))
     print(f"wrote {args.out}")
     return result
 

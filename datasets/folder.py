@@ -16,7 +16,7 @@ from torchvision import datasets as tvd
 from torchvision import transforms as T
 
 from datasets.names import FOLDER_DATASET
-from datasets.safe_folder import SafeImageFolder
+from datasets.safe_folder import TAKES_ALLOW_EMPTY, SafeImageFolder
 from datasets.splits import brief, read_split_json
 from core.errors import UserError
 
@@ -36,9 +36,11 @@ def read_image(path, im_size, channels):
 class _FixedClasses(SafeImageFolder):
     """ImageFolder whose class list is given (shared by train/ and test/), not read from one folder."""
 
+    allow_empty = True  # a class may have no image in one of train/ and test/
+
     def __init__(self, root, classes, loader):
         self._classes = classes
-        super().__init__(root, loader=loader, allow_empty=True)
+        super().__init__(root, loader=loader, **({"allow_empty": True} if TAKES_ALLOW_EMPTY else {}))
 
     def find_classes(self, directory):
         return list(self._classes), {name: i for i, name in enumerate(self._classes)}

@@ -3,6 +3,7 @@ order, except that each real folder and file is read once however links point (t
 os.walk goes round a link to a parent folder 40 times, reading those images again each time), and
 names that are not plain files (a named pipe would hang) are skipped with a warning. Files that are
 not images by their name are left out as torchvision does, and listed in `strays`."""
+import inspect
 import os
 import stat
 import sys
@@ -17,8 +18,15 @@ def _refuse_listing(error):
                     f"remove it") from None
 
 
+# torchvision 0.18 and later pass allow_empty on to make_dataset; before, a subclass's attribute says it
+TAKES_ALLOW_EMPTY = "allow_empty" in inspect.signature(tvd.DatasetFolder.__init__).parameters
+
+
 class SafeImageFolder(tvd.ImageFolder):
-    def make_dataset(self, directory, class_to_idx, extensions=None, is_valid_file=None, allow_empty=False):
+    allow_empty = False  # what make_dataset does when torchvision gives no allow_empty (before 0.18)
+
+    def make_dataset(self, directory, class_to_idx, extensions=None, is_valid_file=None, allow_empty=None):
+        allow_empty = self.allow_empty if allow_empty is None else allow_empty
         is_valid_file = is_valid_file or (lambda path: tvd.folder.has_file_allowed_extension(path, extensions))
         seen, repeated, not_files, self.strays = set(), [], [], []
 

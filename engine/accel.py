@@ -20,6 +20,16 @@ def default_channels_last(device):
     return device.type in ("cpu", "cuda")
 
 
+def set_float32_precision(tf32):
+    """CUDA's float32 convolutions and matmuls in TF32 or exact: through fp32_precision where this torch has it
+    (2.9 and later), else through the allow_tf32 flags it replaces."""
+    conv = getattr(torch.backends.cudnn, "conv", None)
+    if conv is not None and hasattr(conv, "fp32_precision"):
+        conv.fp32_precision = torch.backends.cuda.matmul.fp32_precision = "tf32" if tf32 else "ieee"
+    else:
+        torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = bool(tf32)
+
+
 def describe_machine(device):
     """What a measured number depends on, recorded with it (the thread count sets a CPU's summation order)."""
     info = {"device": str(device), "torch": torch.__version__, "threads": torch.get_num_threads(),
@@ -53,8 +63,7 @@ class Accel:
         self.channels_last = default_channels_last(device) if channels_last is None else channels_last
         if device.type == "cuda":
             torch.backends.cudnn.benchmark = True  # fixed input shapes: pick the fastest kernels once
-            precision = "tf32" if tf32 else "ieee"  # PyTorch's default is TF32 convolutions: said, not implied
-            torch.backends.cudnn.conv.fp32_precision = torch.backends.cuda.matmul.fp32_precision = precision
+            set_float32_precision(tf32)  # PyTorch's default is TF32 convolutions: said, not implied
 
     def describe(self):
         float32 = ("; float32 " + ("TF32" if self.tf32 else "exact (no TF32)")) if self.device.type == "cuda" else ""

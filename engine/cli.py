@@ -103,6 +103,10 @@ def accel_parser():
     g.add_argument("--tf32", action="store_true",
                    help="CUDA: TensorFloat-32 for float32 convolutions and matmuls (faster on Ampere and newer, "
                         "10-bit mantissa); default: off, exact float32 as the paper's GPUs computed")
+    g.add_argument("--drop_last", action="store_true", help="drop each epoch's partial last training batch, so "
+                   "that every step has one shape (for --compile: no recompilation; default: off, as the original)")
+    g.add_argument("--augment_batches", type=int, default=1, metavar="K", help="resident pipeline: draw and apply "
+                   "the augmentation of K batches at once (same distributions, other draws; default: 1)")
     return p
 
 

@@ -9,6 +9,7 @@ import torch
 
 from core.errors import UserError
 from core.values import is_number, is_whole_number
+from engine.loop import all_finite
 from networks.checkpoint import load_checkpoint, read_checkpoint, save_checkpoint
 
 RESTART = "start the run again without --continue, with --overwrite"
@@ -19,7 +20,7 @@ REST_TYPES = {"optimizer": dict, "best": dict, "rng": dict}
 RNG_KEYS = ("python", "numpy", "torch", "cuda", "generators")
 # arguments that may differ when continuing: where and how fast it runs, its name (the file gives it)
 MAY_DIFFER = {"continue_run", "overwrite", "device", "workers", "pipeline", "data_root", "no_download", "cache_dir",
-              "tensorboard", "amp", "compile", "sync_bn", "tf32", "name"}
+              "tensorboard", "amp", "compile", "sync_bn", "tf32", "name", "drop_last", "augment_batches"}
 
 
 def rng_state(generators, device):
@@ -109,7 +110,7 @@ def restore_random_states(state, rank, world, generators, device, seed):
 
 def save_last(run, next_epoch):
     """Write `run`'s ...Last.pth (rank 0, every rank's random states) from which `next_epoch` starts; returns it."""
-    if not bool(torch.stack([torch.isfinite(p).all() for p in run.net.parameters()]).all()):
+    if not all_finite(list(run.net.parameters())):  # one check of every weight, in a few launches
         raise UserError(f"the network's weights became non-finite by epoch {next_epoch}; {run.last} was not "
                         f"written from them: lower the learning rate or check the data")
     rngs = run.accel.gather(rng_state(run.generators, run.device))  # every rank's, on rank 0

@@ -145,16 +145,18 @@ def loaded_network(config, method, path, ckpt, device):
 
 @torch.no_grad()
 def gather_outputs(net, loader, device):
-    """(outputs, labels) of `net` over `loader` on the CPU; outputs: logits, or (logits, distances) for CAC."""
+    """(outputs, labels) of `net` over `loader` on the CPU; outputs: logits, or (logits, distances) for CAC.
+    The batches' outputs stay on the device, joined there and copied to the host once (no wait per batch)."""
     net.eval()
     outputs, labels = [], []
     for images, targets in loader:
         out = net(images.to(device, non_blocking=True))
-        outputs.append(tuple(o.cpu() for o in out) if isinstance(out, tuple) else out.cpu())
-        labels.append(targets.cpu())  # device-resident batches carry their labels on the device
-    if outputs and isinstance(outputs[0], tuple):
-        return tuple(torch.cat(parts) for parts in zip(*outputs)), torch.cat(labels)
-    return torch.cat(outputs), torch.cat(labels)
+        outputs.append(out if isinstance(out, tuple) else (out,))
+        labels.append(targets.to(device, non_blocking=True))  # resident batches carry their labels on the device
+    if not outputs:
+        raise ValueError("gather_outputs: the loader gave no batch")
+    joined = [torch.cat(parts).cpu() for parts in zip(*outputs)]
+    return (tuple(joined) if len(joined) > 1 else joined[0]), torch.cat(labels).cpu()
 
 
 def evaluate_network(net, data, loader, device, scorers, source, start, anchors=None):

@@ -23,6 +23,15 @@ def check_finite(values, epoch):
                         f"the learning rate or check the data")
 
 
+def all_finite(tensors):
+    """Whether every element of `tensors` is finite, in a few fused launches rather than two per tensor:
+    0 * x is 0 where x is finite and NaN where it is not, and a sum keeps any NaN (a max may not)."""
+    tensors = [t.detach() for t in tensors]
+    if not tensors:
+        return True
+    return bool(torch.stack(torch._foreach_norm(torch._foreach_mul(tensors, 0.0), 1)).isfinite().all())
+
+
 def batches(loader, accel, epoch, sums):
     """The training batches of `epoch` on the device, with rank 0's progress; each read checks the loss is finite."""
     steps = len(loader)

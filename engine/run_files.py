@@ -26,6 +26,8 @@ def check_training_args(args):
         raise UserError(f"--epochs {args.epochs}: give a positive number of epochs")
     if args.lr is not None and not (args.lr > 0 and math.isfinite(args.lr)):
         raise UserError(f"--lr {args.lr}: give a positive, finite learning rate, e.g. --lr 0.01")
+    if getattr(args, "augment_batches", 1) < 1:
+        raise UserError(f"--augment_batches {args.augment_batches}: give 1 (each batch on its own) or more")
     if args.overwrite and args.continue_run:
         raise UserError("--overwrite starts the run afresh and --continue picks up the interrupted one: "
                         "give one of them")

@@ -87,7 +87,8 @@ class TrainingRun:
         pipeline = choose_pipeline(self.accel, a.pipeline, [train, val], self.network_config(), self.method, batch)
         options = {"pipeline": pipeline, "workers": workers, "seed": a.seed, "device": self.device,
                    "shard": self.accel.shard, "channels_last": self.accel.channels_last, "check_memory": False}
-        self.train_loader = build_loader(train, batch, True, **options)
+        self.train_loader = build_loader(train, batch, True, drop_last=a.drop_last,
+                                         augment_batches=a.augment_batches, **options)
         self.val_loader = build_loader(val, batch, False, **options)
         self.pipeline = "resident" if isinstance(self.train_loader, ResidentLoader) else "torchvision"
         if self.is_main:  # the run header's last line: the pipeline used

@@ -55,7 +55,8 @@ def read_checkpoint(path, map_location="cpu", with_digest=False):
             IndexError) as e:  # KeyError/IndexError: the weights-only unpickler on arbitrary bytes
         # weights_only names the callable it refused ("... GLOBAL posix.system ..."), or the opcode of
         # a plain pickle that torch.save files never use; anything else is damage
-        refused = [line.strip()[:120] for line in str(e).splitlines() if "global" in line.lower()]
+        refused = [line.strip()[:120] for line in str(e).splitlines() if "global" in line.lower()] or \
+            re.findall(r"Unsupported class [\w.]+", str(e))  # torch before 2.4 names the class so
         unpickling = isinstance(e, pickle.UnpicklingError)  # raised on `data`, read in full
         plain_pickle = unpickling and len(data) >= 2 and data[0] == 0x80 and 2 <= data[1] <= 5  # PROTO 2-5
         if unpickling and (refused or "Unsupported operand" in str(e) and plain_pickle):

@@ -7,8 +7,9 @@ import torch
 import train_closedSet
 
 
-@pytest.mark.parametrize("flags", [["--amp"], ["--pipeline", "torchvision", "--workers", "0"]])
-def test_training_with_speed_options_saves_a_finite_network(tmp_path, monkeypatch, flags):
+@pytest.mark.parametrize("flags", [["--amp"], ["--pipeline", "torchvision", "--workers", "0"],
+                                   ["--drop_last", "--augment_batches", "4"]])
+def test_training_with_speed_options_saves_a_finite_network(tmp_path, monkeypatch, capsys, flags):
     monkeypatch.chdir(tmp_path)
     train_closedSet.main(["--dataset", "Digits", "--trial", "0", "--epochs", "1", "--name", "x", *flags])
     ckpt = torch.load(tmp_path / "networks" / "weights" / "Digits" / "Digits_0_xclosedSetClassifier.pth",
@@ -18,3 +19,6 @@ def test_training_with_speed_options_saves_a_finite_network(tmp_path, monkeypatc
     # 6 known classes: a trained epoch is far above chance (1/6) on validation
     assert line["val/accuracy"] > 50
     assert ckpt["args"]["amp"] == ("--amp" in flags)
+    if "--drop_last" in flags:  # Digits trial 0: 607 training images in batches of 32: 18 whole ones, the 19th dropped
+        assert ckpt["args"]["drop_last"] and ckpt["args"]["augment_batches"] == 4
+        assert 607 // 32 == 18 and "(18/18 steps)" in capsys.readouterr().out

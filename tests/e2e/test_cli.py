@@ -17,7 +17,7 @@ import re
 import pytest
 import torch
 
-from conftest import run_script
+from conftest import CPU_EXACT, run_script
 from scripts.setup_tinyimagenet import main as setup_tinyimagenet
 from fakedata import make_tinyimagenet_zip, write_cifar10, write_cifar100, write_mnist, write_svhn
 from networks.weights import CAC, RUN_FILES
@@ -364,6 +364,7 @@ def test_digits_closed_set_eval(digits):
     assert found["avg_acc"] > 0.5
 
 
+@CPU_EXACT
 def test_digits_same_seed_same_weights_and_numbers(digits):
     r, cwd = digits["results"], digits["cwd"]
     ok(get(r, "twin_train"))

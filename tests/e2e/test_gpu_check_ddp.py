@@ -10,7 +10,7 @@ def test_without_a_gpu_it_asks_for_dry_run(monkeypatch, capsys):
 
 
 def test_its_steps_are_the_issues():
-    assert list(check.STEPS) == ["amp-compile", "ddp", "cpu-to-cuda", "cuda-to-cpu"]
+    assert list(check.STEPS) == ["collective", "amp-compile", "ddp", "cpu-to-cuda", "cuda-to-cpu"]
 
 
 def test_a_step_that_fails_is_reported_and_counted(monkeypatch, capsys, tmp_path):
@@ -23,3 +23,11 @@ def test_a_step_that_fails_is_reported_and_counted(monkeypatch, capsys, tmp_path
     assert check.main(["--dry-run", "--work", str(tmp_path)]) == 1
     out = capsys.readouterr().out.splitlines()
     assert out[0] == "FAIL amp-compile: exit 2: error: something broke" and out[1].startswith("ok ddp ")
+
+
+def test_on_one_gpu_the_two_rank_nccl_step_says_it_cannot_run(monkeypatch, capsys, tmp_path):
+    monkeypatch.setattr(check, "gpu_count", lambda: 1)
+    monkeypatch.setattr(check, "STEPS", {"ddp": check.ddp})
+    assert check.main(["--work", str(tmp_path)]) == 0
+    line = capsys.readouterr().out.splitlines()[0]
+    assert line.startswith("skip ddp: NCCL with 2 ranks cannot run on this machine's 1 GPU"), line

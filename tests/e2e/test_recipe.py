@@ -5,11 +5,13 @@ import pytest
 import torch
 
 import train_closedSet
+from conftest import CPU_EXACT
 from core.errors import Interrupted, UserError
 from e2e.test_resume import CE_FILES, assert_same_run, stop_at, weights
 from engine.recipe import WarmRestarts
 
 
+@CPU_EXACT
 def test_modern_run_continued_equals_uninterrupted(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     args = ["--dataset", "Digits", "--trial", "0", "--epochs", "2", "--workers", "0", "--seed", "3",

@@ -19,7 +19,7 @@ import torch
 
 import train_cacOpenset
 import train_closedSet
-from conftest import REPO, run_script
+from conftest import CPU_EXACT, REPO, run_script
 from core.errors import Interrupted
 from engine import loop
 from networks.weights import CAC, CROSS_ENTROPY, RUN_FILES
@@ -70,6 +70,7 @@ def stop_at(monkeypatch, epoch, step):
     monkeypatch.setattr(loop, "batches", batches)
 
 
+@CPU_EXACT
 @pytest.mark.parametrize("script,method,files,workers,stops", [
     (train_cacOpenset, "CAC", CAC_FILES, 0, [(0, 5), (1, 19)]),  # in the first epoch; in the last batch of the second
     (train_closedSet, "ClosedSet", CE_FILES, 1, [(1, 5)]),  # a worker process augments the images
@@ -94,6 +95,7 @@ def test_interrupted_and_continued_run_equals_uninterrupted(tmp_path, monkeypatc
     assert_same_run(tmp_path, "whole", "cut", files, method)
 
 
+@CPU_EXACT
 def test_continue_in_the_second_phase_keeps_its_learning_rate(tmp_path, monkeypatch):
     """-r (lower learning rate, from the first run's best checkpoint) interrupted and continued
     with -r --continue equals -r run through."""
@@ -114,6 +116,7 @@ def test_continue_in_the_second_phase_keeps_its_learning_rate(tmp_path, monkeypa
     assert_same_run(tmp_path, "whole", "cut", CE_FILES, "ClosedSet")
 
 
+@CPU_EXACT
 def test_real_sigint_mid_run_then_the_printed_command_continues_it(tmp_path, monkeypatch):
     """SIGINT to a real training process (one worker process) in its second epoch: one line on
     stderr with the command that continues it, exit status 130; that command, run as printed, ends

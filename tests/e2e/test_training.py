@@ -7,6 +7,7 @@ import torch
 import train_cacOpenset
 import train_closedSet
 import utils
+from conftest import CPU_EXACT
 from core.errors import UserError
 from utils import CACLoss
 
@@ -42,6 +43,7 @@ def test_nan_loss_stops_cross_entropy_training(tmp_path, monkeypatch):
     assert_only_the_state_before_epoch_0(tmp_path)
 
 
+@CPU_EXACT
 def test_same_seed_same_weights_whether_caches_are_cold_or_warm(tmp_path, monkeypatch, private_cache):
     """The first run of a trial builds the train/validation partition and normalization caches (in the
     --cache_dir folder, not $CAC_CACHE_DIR's); the second finds them. Both must train the same

@@ -12,6 +12,7 @@ from conftest import REPO
 
 SCRIPTS = ["train_cacOpenset.py", "train_closedSet.py", "eval_cacOpenset.py", "eval_closedSet.py", "predict.py",
            "benchmarks/eval_anchor_cache.py", "benchmarks/fingerprint.py", "benchmarks/folder_fingerprint.py", "benchmarks/gpu_check_ddp.py",
+           "benchmarks/gpu_check_train.py",
            "benchmarks/openset_table.py", "benchmarks/reproduce.py",
            "benchmarks/speed.py", "scripts/import_released_weights.py", "scripts/results_table.py",
            "scripts/setup_tinyimagenet.py"]

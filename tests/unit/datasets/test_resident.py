@@ -165,3 +165,36 @@ def test_crop_boxes_follow_torchvision_distribution(scale):
     # area share within the configured range up to pixel rounding, aspect within 3/4..4/3 likewise
     assert area.min() >= scale[0] * 0.9 and area.max() <= 1.0
     assert np.abs(aspect).max() <= math.log(4 / 3) + 2 / 16
+
+
+def _mirroring_loader(n, batch, **options):
+    """A ResidentLoader whose augmentation is fixed (whole-image crop, always mirrored): any way of
+    drawing its parameters must give the same pixels."""
+    images = torch.from_numpy(np.random.default_rng(0).integers(0, 256, (n, 1, 16, 16), dtype=np.uint8))
+    spec = AugmentSpec("train", 16, [0.5], [0.25], scale_min=1.0, flip=1.0, rotate=0)
+    return ResidentLoader(images, torch.arange(n), batch, spec, shuffle=True, seed=4, **options)
+
+
+@pytest.mark.parametrize("k", [2, 3, 10])
+def test_augmenting_several_batches_at_once_cuts_them_back_in_order(k):
+    plain, chunked = _batches(_mirroring_loader(23, 5)), _batches(_mirroring_loader(23, 5, augment_batches=k))
+    assert [len(y) for _, y in chunked] == [5, 5, 5, 5, 3]
+    for (x, y), (cx, cy) in zip(plain, chunked, strict=True):
+        assert torch.equal(y, cy) and torch.equal(x, cx)
+    # the same images, mirrored, normalized: written out for the first batch
+    loader = _mirroring_loader(23, 5, augment_batches=k)
+    x, y = next(iter(_mirroring_loader(23, 5, augment_batches=k)))
+    assert torch.equal(x, (loader.images[y].flip(3).float() / 255 - 0.5) / 0.25)
+
+
+def test_drop_last_gives_every_batch_one_shape(trials):
+    assert [len(y) for _, y in _mirroring_loader(23, 5, drop_last=True)] == [5, 5, 5, 5]
+    assert len(_mirroring_loader(20, 5, drop_last=True)) == 4
+    train = trials[0].train_dataset()
+    for pipeline in ("resident", "torchvision"):
+        full = build_loader(train, 64, True, pipeline=pipeline)
+        dropped = build_loader(train, 64, True, pipeline=pipeline, drop_last=True)
+        sizes = [len(y) for _, y in dropped]
+        assert len(train) % 64 and sizes == [64] * (len(train) // 64) and len(full) == len(sizes) + 1, pipeline
+    sharded = build_loader(train, 64, True, pipeline="torchvision", shard=(1, 2), drop_last=True)
+    assert [len(y) for _, y in sharded] == [32] * (len(train) // 64)

@@ -1,6 +1,7 @@
 """engine.accel: one process on a CPU (sums, batch means, autocast, memory format, prepare), the
 speed flags, and the refusals made before any process group is joined."""
 import datetime
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -194,27 +195,51 @@ def test_compile_on_cuda_without_a_c_compiler_is_refused(monkeypatch, tmp_path):
     assert accel.check_compile(CUDA) is None
 
 
+NEW_API = hasattr(getattr(torch.backends.cudnn, "conv", None), "fp32_precision")  # torch >= 2.9
+FLAGS = (torch.backends.cudnn, "allow_tf32"), (torch.backends.cuda.matmul, "allow_tf32")
+SETTINGS = ((torch.backends.cudnn.conv, "fp32_precision"), (torch.backends.cuda.matmul, "fp32_precision")) \
+    if NEW_API else FLAGS
+
+
+def precision():
+    """(convolutions, matmuls): "tf32" or "ieee", read through whichever API this torch has."""
+    if NEW_API:
+        return tuple(getattr(owner, name) for owner, name in SETTINGS)
+    return tuple("tf32" if getattr(owner, name) else "ieee" for owner, name in FLAGS)
+
+
 @pytest.fixture
 def float32_settings():
-    """CUDA's float32 precision settings as they were, put back after the test."""
-    conv, matmul = torch.backends.cudnn.conv.fp32_precision, torch.backends.cuda.matmul.fp32_precision
+    """CUDA's float32 precision settings (both APIs) as they were, put back after the test."""
+    saved = [(owner, name, getattr(owner, name)) for owner, name in set(SETTINGS) | set(FLAGS)]
     yield
-    torch.backends.cudnn.conv.fp32_precision, torch.backends.cuda.matmul.fp32_precision = conv, matmul
+    for owner, name, value in saved:
+        setattr(owner, name, value)
 
 
-@pytest.mark.parametrize("tf32, precision, said", [(False, "ieee", "float32 exact (no TF32)"),
-                                                   (True, "tf32", "float32 TF32")])
-def test_tf32_is_set_explicitly_on_cuda_and_said_in_the_header(one_process, float32_settings, tf32, precision,
+@pytest.mark.parametrize("tf32, expected, said", [(False, "ieee", "float32 exact (no TF32)"),
+                                                  (True, "tf32", "float32 TF32")])
+def test_tf32_is_set_explicitly_on_cuda_and_said_in_the_header(one_process, float32_settings, tf32, expected,
                                                                said):
     a = Accel(CUDA, tf32=tf32)
-    assert torch.backends.cudnn.conv.fp32_precision == torch.backends.cuda.matmul.fp32_precision == precision
+    assert precision() == (expected, expected)
     assert a.describe() == f"amp off, compile off, processes 1; {said}"
 
 
+@pytest.mark.parametrize("tf32", [False, True])
+def test_a_torch_without_fp32_precision_gets_the_allow_tf32_flags(one_process, float32_settings, monkeypatch, tf32):
+    # torch before 2.9 has no torch.backends.cudnn.conv: the flags it had instead say the same
+    monkeypatch.setattr(accel.torch.backends, "cudnn", SimpleNamespace(benchmark=False, allow_tf32=not tf32))
+    monkeypatch.setattr(accel.torch.backends.cuda, "matmul", SimpleNamespace(allow_tf32=not tf32))
+    Accel(CUDA, tf32=tf32)
+    assert accel.torch.backends.cudnn.allow_tf32 is tf32 and accel.torch.backends.cuda.matmul.allow_tf32 is tf32
+
+
 def test_cpu_runs_leave_the_float32_settings_and_say_nothing_of_tf32(one_process, float32_settings):
-    torch.backends.cudnn.conv.fp32_precision = "none"
+    for owner, name in SETTINGS:  # TF32, which a CUDA run without --tf32 would turn off
+        setattr(owner, name, "tf32" if NEW_API else True)
     assert Accel(CPU, amp=True).describe() == "amp bfloat16, compile off, processes 1"
-    assert torch.backends.cudnn.conv.fp32_precision == "none"
+    assert precision() == ("tf32", "tf32")
 
 
 def test_one_process_agrees_with_itself_and_gathers_its_own(one_process):

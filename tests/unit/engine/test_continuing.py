@@ -64,6 +64,12 @@ def test_a_state_that_fits_is_read_whatever_the_device_and_workers(tmp_path):
     assert read(tmp_path, last_state(), device="cpu", workers=3)["epoch"] == 2
 
 
+def test_the_speed_options_may_change_when_continuing(tmp_path):
+    # a run saved without them (or by a version that had none) continues with them from the next epoch
+    state = last_state(args={**ARGS, "drop_last": False, "augment_batches": 1})
+    assert read(tmp_path, state, drop_last=True, augment_batches=8, amp=True)["epoch"] == 2
+
+
 @pytest.mark.parametrize("state,given,fragment", [
     ({"phase": 1}, {}, "holds a second phase (-r) but this command starts a first run (no -r): add -r"),
     ({}, {"resume": True}, "holds a first run (no -r) but this command starts a second phase (-r): drop -r"),

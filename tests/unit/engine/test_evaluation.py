@@ -22,6 +22,23 @@ def test_gather_outputs_keeps_order_and_tuple():
     assert torch.equal(out.flatten(), torch.arange(10.0)) and torch.equal(labels, torch.arange(10))
 
 
+def test_gather_outputs_copies_to_the_host_once_per_part(monkeypatch):
+    # a wait for the device per batch is what a GPU's evaluation loses time on: outputs and labels
+    # are copied once each, whatever the number of batches, and equal the per-batch copies
+    def net(x):
+        return x.sum((1, 2, 3)).unsqueeze(1) * torch.ones(1, 3), x.mean((1, 2, 3)).double().unsqueeze(1)
+
+    batches = [(torch.randn(4, 1, 2, 2), torch.arange(4) + i) for i in range(6)]
+    expected = [torch.cat([net(x)[k] for x, _ in batches]) for k in (0, 1)]
+    copies, real = [], torch.Tensor.cpu
+    monkeypatch.setattr(torch.Tensor, "cpu", lambda t, *a, **k: copies.append(t.shape) or real(t, *a, **k))
+    net.eval = lambda: None
+    (logits, distances), labels = gather_outputs(net, batches, "cpu")
+    assert len(copies) == 3, copies  # logits, distances, labels
+    assert torch.equal(logits, expected[0]) and torch.equal(distances, expected[1])
+    assert torch.equal(labels, torch.cat([t for _, t in batches]))
+
+
 def test_non_finite_scores_are_one_line_naming_the_images():
     logits = np.zeros((2, 2))
     check_finite("c.pth", 3, {"known test logits": logits, "cac scores (unknown images)": np.array([0.3, 0.4])})

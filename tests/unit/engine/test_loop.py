@@ -92,3 +92,29 @@ def test_only_rank_0_shows_progress(capsys):
     sums = SimpleNamespace(running=lambda: pytest.fail("a rank other than 0 read its sums"))
     assert len(list(loop.batches([(torch.zeros(1), torch.zeros(1))] * 12, other, 0, sums))) == 12
     assert capsys.readouterr().out == ""
+
+
+DEVICES = ["cpu", *(["cuda"] if torch.cuda.is_available() else [])]
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_all_finite_finds_one_bad_weight_anywhere(device):
+    from engine.loop import all_finite
+
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.BatchNorm2d(4), torch.nn.Linear(4, 2)).to(device)
+    params = list(net.parameters())
+    assert all_finite(params) and all_finite([])
+    with torch.no_grad():
+        params[-1].fill_(3e38)  # huge but finite: a sum of the weights themselves would overflow
+        params[0].fill_(-3e38)
+    assert all_finite(params)
+    for index, position in ((0, (1, 2, 0, 1)), (4, (1, 2)), (len(params) - 1, (1,))):
+        for bad in (float("inf"), float("-inf"), float("nan")):
+            with torch.no_grad():
+                saved = params[index][position].item()
+                params[index][position] = bad
+            assert not all_finite(params), (index, bad)  # the per-tensor check it replaces, written out:
+            assert not all(bool(torch.isfinite(p).all()) for p in params)
+            with torch.no_grad():
+                params[index][position] = saved
+    assert all_finite(params)

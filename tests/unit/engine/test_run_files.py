@@ -10,7 +10,8 @@ import torch
 from filelock import FileLock
 
 from core.errors import UserError
-from engine.run_files import RunLock, check_second_phase, check_writable, refuse_to_replace, remove_old_run, run_files
+from engine.run_files import (RunLock, check_second_phase, check_training_args, check_writable, refuse_to_replace,
+                              remove_old_run, run_files)
 
 W = os.path.join("networks", "weights")
 
@@ -26,6 +27,14 @@ def test_run_files_of_each_method():
     assert run_files(args(trial=4, name="n"), "ClosedSet") == [
         os.path.join(W, "Digits", "Digits_4_nclosedSetClassifier.pth"),
         os.path.join(W, "Digits", "Digits_4_nclosedSetClassifierLast.pth")]
+
+
+def test_augment_batches_below_one_is_one_line():
+    import train_closedSet
+
+    with pytest.raises(UserError, match=r"^--augment_batches 0: give 1 \(each batch on its own\) or more$"):
+        check_training_args(train_closedSet.parse_args(["--dataset", "Digits", "--augment_batches", "0"]))
+    check_training_args(train_closedSet.parse_args(["--dataset", "Digits", "--augment_batches", "3"]))
 
 
 def test_run_files_of_cifar_plus10_include_the_cifar_plus50_copies():
