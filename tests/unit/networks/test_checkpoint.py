@@ -159,8 +159,8 @@ def test_a_failed_checkpoint_save_is_one_line_and_keeps_the_previous_file(tmp_pa
         raise failure
 
     monkeypatch.setattr(ckpt_module.torch, "save", save)
-    with pytest.raises(UserError, match=f"cannot write checkpoint {path} .*disk is full or the file or its folder "
-                                        f"is not writable; the previous file is intact"):
+    with pytest.raises(UserError, match=f"cannot write checkpoint {path} .*the disk is full: free space; the "
+                                        f"previous file is intact"):
         ckpt_module.save_checkpoint({"net": {"w": torch.zeros(3)}, "epoch": 2}, path)
     monkeypatch.undo()
     assert ckpt_module.read_checkpoint(path)["epoch"] == 1
