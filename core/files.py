@@ -82,11 +82,14 @@ class FileSet:
                 os.rmdir(folder)
 
 
+PREVIOUS = ".tmp_previous_"  # FileSet's link to a target's previous content: the longest name it writes
+
+
 def _keep_previous(target):
     """A hard link to `target`'s present content (None when there is none or links fail)."""
     if not os.path.isfile(target):
         return None
-    link = os.path.join(os.path.dirname(os.path.abspath(target)), f".tmp_previous_{os.path.basename(target)}")
+    link = os.path.join(os.path.dirname(os.path.abspath(target)), PREVIOUS + os.path.basename(target))
     try:
         if os.path.lexists(link):
             os.remove(link)
@@ -150,3 +153,21 @@ def check_file_writable(path, fix, what=""):
         raise UserError(f"cannot write {what}{path}: it is not a regular file; move it away or {fix}")
     if os.path.exists(path) and not os.access(path, os.W_OK):
         raise UserError(f"cannot write {what}{path}: the file is read-only; make it writable (chmod u+w) or {fix}")
+
+
+def check_name_length(name, paths):
+    """Refuse, before any work, a --name `name` that makes a part of one of `paths` longer than its file system
+    allows (NAME_MAX bytes, asked of the nearest existing folder: file systems differ)."""
+    for path in paths:
+        probe = os.path.dirname(os.path.abspath(path))
+        while not os.path.isdir(probe):
+            probe = os.path.dirname(probe)
+        try:
+            limit = os.pathconf(probe, "PC_NAME_MAX")
+        except (OSError, ValueError):  # no answer: the usual limit
+            limit = 255
+        for part in (p for p in path.split(os.sep) if name and name in p and len(os.fsencode(p)) > limit):
+            extra = len(os.fsencode(part)) - len(os.fsencode(name))
+            raise UserError(f"--name of {len(os.fsencode(name))} bytes is too long: it makes file names such as "
+                            f"{part.replace(name, '<name>')} of {len(os.fsencode(part))} bytes, and this file system "
+                            f"({probe}) allows {limit}; give a --name of at most {max(limit - extra, 1)} bytes")

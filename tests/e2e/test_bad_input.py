@@ -90,6 +90,14 @@ def cases(roots, splits):
         "workers_negative": (TRAIN_CAC, [*DIGITS, "--workers", -1], ["--workers -1", "0 or more"], None),
         "device_cuda": (TRAIN_CAC, [*DIGITS, "--device", "cuda"], ["no CUDA device", "--device cpu"], None),
         "unknown_backbone": (TRAIN_CAC, [*DIGITS, "--backbone", "resnet9"], ["'resnet9'", "wrn-16-4"], None),
+        # --name: checked against the file system before any data is read (it failed at the first save, an epoch in)
+        "name_too_long": (TRAIN_CAC, [*DIGITS, "--name", "n" * 230],
+                          ["--name of 230 bytes is too long", "allows 255", "give a --name of at most"], None),
+        "name_too_long_255": (TRAIN_CE, [*DIGITS, "--name", "n" * 255], ["--name of 255 bytes is too long"], None),
+        "eval_name_too_long": (EVAL_CAC, [*EVAL_DIGITS, "--name", "n" * 240], ["--name of 240 bytes is too long"],
+                               None),
+        "name_zero_width_space": (TRAIN_CAC, [*DIGITS, "--name", "my\u200bTest"],
+                                  ["U+200B (ZERO WIDTH SPACE)", "plain name"], None),
         # class split files
         "missing_split": (TRAIN_CAC, ["--dataset", "Digits", "--trial", 42, *FAST],
                           ["no class split file", "Digits trial 42", os.path.join("class_splits", "42.json"),
@@ -179,6 +187,10 @@ def cases(roots, splits):
                                   lambda cwd: file_in_the_way(cwd, "runs")),
         "results_folder_is_a_file": (EVAL_CAC, [*EVAL_DIGITS, "--name", "x"], ["cannot write to results/"],
                                      lambda cwd: file_in_the_way(cwd, "results")),
+        "lock_file_is_a_folder": (TRAIN_CAC, [*DIGITS, "--name", "lk"],
+                                  ["cannot take the lock", ".Digits_0_lkCAC.lock is a folder where a file belongs",
+                                   "move that folder away"],
+                                  lambda cwd: os.makedirs(os.path.join(cwd, weights, ".Digits_0_lkCAC.lock"))),
     }
 
 

@@ -134,7 +134,7 @@ def test_two_gloo_processes_train_one_network(cac_run, tmp_path, script, suffixe
     # the loss falls from the first epoch to the second
     if epochs > 1:
         assert lines[-1][loss] < lines[0][loss]
-    assert 0 < lines[-1]["val/accuracy"] <= 100
+    assert 0 < lines[-1]["val/accuracy_percent"] <= 100
 
 
 def test_sync_bn_on_cpu_is_a_clear_error_before_any_process_group(tmp_path, monkeypatch):
