@@ -87,5 +87,6 @@ def main(argv=None):
           + (f"; {len(rows)} predictions written to {args.out}" if args.out else ""), file=sys.stderr)
     return rows
 
+
 if __name__ == "__main__":
     sys.exit(run_cli(main))

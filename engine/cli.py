@@ -139,15 +139,12 @@ def check_common_args(args):
     check_name(args.name)
 
 
-def invisible(c):
-    """A character a file name shows as nothing, or not at all: control, format (e.g. a zero-width space), line or
-    paragraph separator, a byte that was not UTF-8, any whitespace but the plain space."""
-    return unicodedata.category(c) in ("Cc", "Cf", "Zl", "Zp", "Cs") or (c.isspace() and c != " ")
-
-
 def check_name(name):
-    """--name goes into file and folder names: one plain name part, so that no run writes outside its folders."""
-    hidden = next((c for c in name if invisible(c)), None)
+    """--name goes into file and folder names: one plain name part, so that no run writes outside its folders; no
+    character a name shows as nothing (control, format such as a zero-width space, line or paragraph separator, a
+    byte that was not UTF-8, whitespace but the plain space)."""
+    hidden = next((c for c in name if unicodedata.category(c) in ("Cc", "Cf", "Zl", "Zp", "Cs")
+                   or (c.isspace() and c != " ")), None)
     bad = ("contains '/'" if "/" in name else "contains '\\'" if "\\" in name else "contains '..'" if ".." in name else
            "contains a control character" if hidden and unicodedata.category(hidden) == "Cc" else
            f"contains the invisible character U+{ord(hidden):04X} ({unicodedata.name(hidden, 'unnamed')})" if hidden

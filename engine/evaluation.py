@@ -125,11 +125,7 @@ class TrialRun:
 def load_network(path, ckpt, data, method, device):
     """(network of checkpoint `path`, read as `ckpt`, in eval mode; its NetworkConfig) for the trial's `data`."""
     use_normalization(data, (ckpt.get("args") or {}).get("recipe"))  # as it trained (engine/recipe.py)
-    trained = ckpt.get("network") or {}
-    for key, cfg_key in (("im_size", "im_size"), ("num_channels", "im_channels")):
-        if key in trained and trained[key] != data.cfg[cfg_key]:
-            raise UserError(f"checkpoint {path} was trained with {key} {trained[key]} but {data.name} has "
-                            f"{data.cfg[cfg_key]}: use a checkpoint trained on this data set")
+    trained = ckpt.get("network") or {}  # its image shape: the data's already (cli.with_trained_shape)
     saved_known = ckpt.get("known_classes")
     if saved_known is not None and sorted(saved_known) != sorted(data.known):
         raise UserError(f"checkpoint {path} was trained on known classes {saved_known} but the class split here has "

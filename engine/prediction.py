@@ -45,11 +45,9 @@ def find_images(paths):
                 files += [f for f in found if os.path.isfile(f)]
         elif os.path.isfile(path):
             files.append(path)
-        elif os.path.exists(path):
-            raise UserError(f"{path} is not a regular file or folder (a named pipe, socket or device): give image "
-                            f"files or folders")
-        else:
-            raise UserError(f"no such image file or folder: {path}")
+        else:  # a named pipe that exists is not "no such" file
+            raise UserError(f"{path} is not a regular file or folder (a named pipe, socket or device): give image files"
+                            f" or folders" if os.path.exists(path) else f"no such image file or folder: {path}")
     if not files:
         raise UserError(f"no image files ({', '.join(IMG_EXTENSIONS)}) in {', '.join(paths)}")
     return files

@@ -48,11 +48,6 @@ def summarize(results, scorers):
     return {"scorers": scorers, "metrics": per_trial, "summary": summary}
 
 
-def rounded(values):
-    """A list printed with 4 places, as the table (the results JSON keeps every digit)."""
-    return "[" + ", ".join(f"{v:.4f}" for v in values) + "]"
-
-
 def print_table(summary, paper, trials):
     scorers, cells = summary["scorers"], summary["summary"]
     over = f"mean ± std over trials {trials}" if len(trials) > 1 else f"trial {trials[0]}"
@@ -104,7 +99,8 @@ def report(evaluation, results):
     all_accuracy = [r.metrics[paper]["accuracy"] for r in results]
     all_auroc = [r.metrics[paper]["auroc"] for r in results]
     mean_acc, mean_auroc = float(np.mean(all_accuracy)), float(np.mean(all_auroc))
-    print(f"Raw Top-1 Accuracy: {rounded(all_accuracy)}\nRaw AUROC: {rounded(all_auroc)}")
+    rounded = ["[" + ", ".join(f"{v:.4f}" for v in values) + "]" for values in (all_accuracy, all_auroc)]  # as the
+    print(f"Raw Top-1 Accuracy: {rounded[0]}\nRaw AUROC: {rounded[1]}")  # table; the results JSON keeps every digit
     print(f"Average Top-1 Accuracy: {mean_acc:.4f}\nAverage AUROC: {mean_auroc:.4f}")
     summary = summarize(results, evaluation.scorers.names)
     print_table(summary, paper, evaluation.trials)
