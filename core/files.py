@@ -123,6 +123,8 @@ def _refuse_constant(name):
 def read_json(path, what, fix):
     """The JSON value in `path`, or one UserError line naming `what` and ending with `fix`, however the file
     is malformed (NaN/Infinity included: not JSON, though Python's json accepts them)."""
+    if os.path.exists(path) and not (os.path.isfile(path) or os.path.isdir(path)):  # opening a named pipe waits
+        raise UserError(f"{what} {path} is not a regular file (a named pipe, socket or device); {fix}")
     try:
         with open(path, encoding="utf-8") as f:
             return json.load(f, parse_constant=_refuse_constant)

@@ -104,6 +104,8 @@ def read_calibration(checkpoint, digest, method, num_classes):
     path = calibration_path(checkpoint)
     if not os.path.lexists(path):
         return None, None
+    if os.path.exists(path) and not (os.path.isfile(path) or os.path.isdir(path)):  # opening a named pipe waits
+        return None, f"calibration {path} is not a regular file (a named pipe, socket or device)"
     try:
         with open(path, encoding="utf-8") as f:
             cal = json.load(f)

@@ -44,8 +44,9 @@ def save_checkpoint(state, path):
 def read_checkpoint(path, map_location="cpu", with_digest=False):
     """Load a checkpoint dict safely; UserError for a missing, corrupt or code-carrying file.
     `with_digest`: (dict, SHA-256 of the very bytes loaded), what a calibration is keyed on."""
-    if not os.path.isfile(path):
-        raise UserError(f"checkpoint not found: {path}")
+    if not os.path.isfile(path):  # a named pipe that exists is not "not found"
+        raise UserError(f"checkpoint {path} is not a regular file (a named pipe, socket or device or a folder)"
+                        if os.path.exists(path) else f"checkpoint not found: {path}")
     try:
         with open(path, "rb") as f:
             data = f.read()

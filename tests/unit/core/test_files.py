@@ -75,3 +75,14 @@ def test_failed_rename_restores_the_set_already_replaced(tmp_path, monkeypatch):
     files.discard()
     assert sorted(os.listdir(folder)) == ["r.json", "r.npz"]
     assert [(folder / n).read_text() for n in ("r.npz", "r.json")] == ["old r.npz", "old r.json"]
+
+
+def test_a_named_pipe_is_refused_not_waited_on(tmp_path):
+    """A named pipe where a JSON file belongs (split file, results, table): one line saying what it is; opening it
+    would wait for a writer forever."""
+    from core.files import read_json
+
+    pipe = tmp_path / "split.json"
+    os.mkfifo(pipe)
+    with pytest.raises(UserError, match=r"split file .*split.json is not a regular file \(a named pipe"):
+        read_json(str(pipe), "split file", "fix it")

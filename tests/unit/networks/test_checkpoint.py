@@ -186,3 +186,13 @@ def test_nan_weights_are_refused_at_load(tmp_path):
     with pytest.raises(UserError, match=r"inf\.pth holds non-finite weights .*1 of \d+ values of "
                                         r"encoder\.bn2\.running_var"):
         load_checkpoint(path, openSetClassifier(6, 1, 16))
+
+
+def test_a_named_pipe_for_a_checkpoint_is_not_called_missing(tmp_path):
+    from networks.checkpoint import read_checkpoint
+
+    os.mkfifo(tmp_path / "x.pth")
+    with pytest.raises(UserError, match=r"^checkpoint .*x.pth is not a regular file \(a named pipe"):
+        read_checkpoint(str(tmp_path / "x.pth"))
+    with pytest.raises(UserError, match=r"^checkpoint not found: .*y.pth$"):
+        read_checkpoint(str(tmp_path / "y.pth"))
