@@ -11,7 +11,7 @@ from core.errors import UserError, os_error_cause
 from core.files import PREVIOUS, atomic_write, check_file_writable, check_name_length, ensure_writable
 from engine.cli import check_common_args
 from networks.checkpoint import read_checkpoint
-from networks.weights import LAST, RUN_FILES, lock_path, saved_under, weights_path
+from networks.weights import LAST, RUN_FILES, saved_under, weights_path
 
 
 def run_files(args, method):
@@ -21,12 +21,10 @@ def run_files(args, method):
 
 
 def longest_names(args, method):
-    """The longest names the run and its evaluation write: a calibration beside each checkpoint, the lock, the log,
-    a plot's link to its previous content (engine/figures.py plot_path, core/files.py FileSet)."""
+    """The longest names the run and its evaluation write, in each folder: a calibration beside a checkpoint, a
+    plot's link to its previous content (engine/figures.py plot_path, core/files.py FileSet)."""
     t, stem = args.trial, f"{args.dataset}_{args.name}{method}_trials{args.trial}-{args.trial}"
-    return [*(os.path.splitext(p)[0] + ".calibration.json" for p in run_files(args, method)),
-            *(lock_path(ds, t, args.name, method) for ds in saved_under(args.dataset)),
-            os.path.join("runs", f"{args.dataset}_{t}_{args.name}{method}", "metrics.jsonl"),
+    return [os.path.splitext(weights_path(args.dataset, t, args.name, RUN_FILES[method][0]))[0] + ".calibration.json",
             os.path.join("results", f"{PREVIOUS}{stem}_trial{t}_training.png")]
 
 

@@ -86,3 +86,21 @@ def test_a_named_pipe_is_refused_not_waited_on(tmp_path):
     os.mkfifo(pipe)
     with pytest.raises(UserError, match=r"split file .*split.json is not a regular file \(a named pipe"):
         read_json(str(pipe), "split file", "fix it")
+
+
+def test_a_name_too_long_for_the_file_system_is_refused_with_the_length_that_fits(tmp_path):
+    """The limit is the file system's own (NAME_MAX, in bytes, of the nearest existing folder), counted in bytes:
+    128 two-byte characters are 256 bytes. The line gives the longest --name that fits."""
+    from core.files import check_name_length
+
+    limit = os.pathconf(tmp_path, "PC_NAME_MAX")
+    made = lambda name: [str(tmp_path / "not_yet" / f".tmp_previous_Digits_{name}CAC_trials0-0_trial0_training.png")]  # noqa: E731
+    extra = len(made("")[0].split(os.sep)[-1])
+    fits = "n" * (limit - extra)
+    assert check_name_length(fits, made(fits)) is None
+    for name in ("n" * (limit - extra + 1), "é" * ((limit - extra) // 2 + 1)):
+        with pytest.raises(UserError) as refused:
+            check_name_length(name, made(name))
+        assert str(refused.value).startswith(f"--name of {len(name.encode())} bytes is too long")
+        assert str(refused.value).endswith(f"allows {limit}; give a --name of at most {limit - extra} bytes")
+        assert "<name>CAC_trials0-0_trial0_training.png" in str(refused.value)
