@@ -96,6 +96,9 @@ def test_run_config_names_the_classes(three_commands):
     assert config["known_classes"] == [folders.index(n) for n in sorted(PETS_SPLIT["Known"])]
     assert config["unknown_class_names"] == PETS_SPLIT["Unknown"]
     assert config["unknown_classes"] == [folders.index(n) for n in PETS_SPLIT["Unknown"]]
+    # image files cannot be held resident: the pipeline used is said and saved beside the one asked for
+    assert (config["args"]["pipeline"], config["pipeline_used"]) == ("resident", "torchvision")
+    assert "speed: pipeline torchvision (--pipeline resident asked:" in three_commands["train"].stdout
     with open(os.path.join(cwd, "results", "ImageFolder_mineCAC_trials0-0.json")) as f:
         listed = json.load(f)["classes"][0]
     assert {key: config[key] for key in listed if key != "trial"} == {k: v for k, v in listed.items() if k != "trial"}
