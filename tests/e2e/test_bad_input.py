@@ -64,11 +64,11 @@ def file_in_the_way(cwd, relative):
         f.write("a file where a folder belongs")
 
 
-def last_state(cwd, name, phase, epoch, end_epoch, lbda=0.1):
+def last_state(cwd, name, phase, epoch, end_epoch, lbda=0.1, **args):
     """A ...Last.pth as a run of phase `phase` leaves it after finishing `epoch - 1`."""
     path = checkpoint(cwd, name, "CACclassifierLast")
     state = torch.load(path, weights_only=True)
-    state.update(phase=phase, epoch=epoch, end_epoch=end_epoch, step=0, args={"alpha": 10.0, "lbda": lbda})
+    state.update(phase=phase, epoch=epoch, end_epoch=end_epoch, step=0, args={"alpha": 10.0, "lbda": lbda, **args})
     torch.save(state, path)
 
 
@@ -180,6 +180,11 @@ def cases(roots, splits):
         "continue_other_lbda": (TRAIN_CAC, [*DIGITS, "--continue", "--name", "l2", "--lbda", 0.2],
                                 ["Digits_0_l2CACclassifierLast.pth", "--lbda 0.1", "continue it with --lbda 0.1"],
                                 lambda cwd: last_state(cwd, "l2", phase=0, epoch=1, end_epoch=3)),
+        # killed (-9) in a run that had planned 6 epochs, continued with another --epochs: refused, not run to 6
+        "continue_other_epochs": (TRAIN_CAC, [*DIGITS, "--continue", "--name", "ep"],
+                                  ["Digits_0_epCACclassifierLast.pth was trained with --epochs 6, this command gives "
+                                   "--epochs 1: continue it with --epochs 6"],
+                                  lambda cwd: last_state(cwd, "ep", phase=0, epoch=2, end_epoch=6, epochs=6)),
         # folders that cannot be written (checked before any data is read or network trained)
         "weights_folder_is_a_file": (TRAIN_CAC, [*DIGITS], ["cannot write to", weights, "is a file"],
                                      lambda cwd: file_in_the_way(cwd, os.path.join("networks", "weights"))),
