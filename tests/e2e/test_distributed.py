@@ -163,7 +163,7 @@ def test_one_pipeline_decision_for_every_rank(tmp_path):
     proc = torchrun(tmp_path, *common, processes=3, TEST_SHORT_RANK=2)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert [(tmp_path / f"pipeline{r}").read_text() for r in range(3)] == ["torchvision"] * 3
-    assert "speed: pipeline torchvision," in proc.stdout
+    assert "speed: pipeline torchvision (--pipeline resident asked:" in proc.stdout  # the one used, and the one asked
 
 
 def test_stop_and_continue_under_torchrun_equals_the_uninterrupted_run(cac_run, tmp_path):

@@ -45,7 +45,7 @@ def test_both_phases_then_the_evaluation_and_the_table_from_its_results(cell):
         for metric in ("accuracy", "auroc", "oscr"):
             value = result["metrics"][scorer][metric][0]
             assert table["summary"]["Digits"]["CE"][scorer][metric] == {"mean": value, "std": 0.0, "n": 1}
-            assert f"{value:.4f} (n=1)" in text and "±" not in text  # one trial: no spread to show
+            assert f"{value:.4f} (n=1)" in text and "± 0.0000 (n=1)" not in text  # one trial: no spread to show
     assert table["cells"]["Digits/0/CE"]["phase1"]["epochs"] == 1 and "1 of 1 cells done" in text
     assert "python benchmarks/reproduce.py --datasets Digits" in text and table["git"] in text
 
