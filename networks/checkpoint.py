@@ -34,18 +34,18 @@ def save_checkpoint(state, path):
         with atomic_write(path) as f:
             torch.save(state, f)
     except OSError as e:
-        raise UserError(f"cannot write checkpoint {path} {os_error_cause(e, path)}; the previous file is intact: "
+        raise UserError(f"cannot write checkpoint {path} {os_error_cause(e, path)}; the previous file is intact; "
                         f"then run the command again") from None
     except RuntimeError as e:  # torch's words for a full disk
         raise UserError(f"cannot write checkpoint {path} ({' '.join(str(e).split())[:120]}); {FULL}; the previous "
-                        f"file is intact: then run the command again") from None
+                        f"file is intact; then run the command again") from None
 
 
 def read_checkpoint(path, map_location="cpu", with_digest=False):
     """Load a checkpoint dict safely; UserError for a missing, corrupt or code-carrying file.
     `with_digest`: (dict, SHA-256 of the very bytes loaded), what a calibration is keyed on."""
     if not os.path.isfile(path):  # a named pipe that exists is not "not found"
-        raise UserError(f"checkpoint {path} is not a regular file (a named pipe, socket or device or a folder)"
+        raise UserError(f"checkpoint {path} is not a regular file (a folder, a named pipe, a socket or a device)"
                         if os.path.exists(path) else f"checkpoint not found: {path}")
     try:
         with open(path, "rb") as f:

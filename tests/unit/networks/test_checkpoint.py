@@ -192,7 +192,7 @@ def test_a_named_pipe_for_a_checkpoint_is_not_called_missing(tmp_path):
     from networks.checkpoint import read_checkpoint
 
     os.mkfifo(tmp_path / "x.pth")
-    with pytest.raises(UserError, match=r"^checkpoint .*x.pth is not a regular file \(a named pipe"):
+    with pytest.raises(UserError, match=r"^checkpoint .*x.pth is not a regular file \(a folder, a named pipe"):
         read_checkpoint(str(tmp_path / "x.pth"))
     with pytest.raises(UserError, match=r"^checkpoint not found: .*y.pth$"):
         read_checkpoint(str(tmp_path / "y.pth"))
