@@ -159,7 +159,9 @@ def check_file_writable(path, fix, what=""):
 
 def check_name_length(name, paths):
     """Refuse, before any work, a --name `name` that makes a part of one of `paths` longer than its file system
-    allows (NAME_MAX bytes, asked of the nearest existing folder: file systems differ)."""
+    allows (NAME_MAX bytes, asked of the nearest existing folder: file systems differ); the line gives the
+    longest --name every one of them allows."""
+    worst = None  # (longest name allowed, the part, the limit, its folder), the tightest of all
     for path in paths:
         probe = os.path.dirname(os.path.abspath(path))
         while not os.path.isdir(probe):
@@ -168,8 +170,11 @@ def check_name_length(name, paths):
             limit = os.pathconf(probe, "PC_NAME_MAX")
         except (OSError, ValueError):  # no answer: the usual limit
             limit = 255
-        for part in (p for p in path.split(os.sep) if name and name in p and len(os.fsencode(p)) > limit):
-            extra = len(os.fsencode(part)) - len(os.fsencode(name))
-            raise UserError(f"--name of {len(os.fsencode(name))} bytes is too long: it makes file names such as "
-                            f"{part.replace(name, '<name>')} of {len(os.fsencode(part))} bytes, and this file system "
-                            f"({probe}) allows {limit}; give a --name of at most {max(limit - extra, 1)} bytes")
+        for part in (p for p in path.split(os.sep) if name and name in p):
+            allowed = limit - (len(os.fsencode(part)) - len(os.fsencode(name)))
+            worst = min(worst or (allowed, part, limit, probe), (allowed, part, limit, probe))
+    if worst and len(os.fsencode(name)) > worst[0]:
+        allowed, part, limit, probe = worst
+        raise UserError(f"--name of {len(os.fsencode(name))} bytes is too long: it makes file names such as "
+                        f"{part.replace(name, '<name>')} of {len(os.fsencode(part))} bytes, and this file system "
+                        f"({probe}) allows {limit}; give a --name of at most {max(allowed, 1)} bytes")

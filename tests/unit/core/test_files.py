@@ -104,3 +104,19 @@ def test_a_name_too_long_for_the_file_system_is_refused_with_the_length_that_fit
         assert str(refused.value).startswith(f"--name of {len(name.encode())} bytes is too long")
         assert str(refused.value).endswith(f"allows {limit}; give a --name of at most {limit - extra} bytes")
         assert "<name>CAC_trials0-0_trial0_training.png" in str(refused.value)
+
+
+def test_the_length_given_is_the_tightest_of_all_the_names(tmp_path):
+    """A name refused by the first path's limit is told the length that every path allows (the longest name
+    decides), not the first one's: that length then passes."""
+    from core.files import check_name_length
+
+    limit = os.pathconf(tmp_path, "PC_NAME_MAX")
+    paths = lambda name: [str(tmp_path / f"D_0_{name}CACclassifierAnchorLoss.calibration.json"),  # noqa: E731
+                          str(tmp_path / f".tmp_previous_D_{name}CAC_trials0-0_trial0_training.png")]
+    tightest = limit - len(".tmp_previous_D_CAC_trials0-0_trial0_training.png")
+    with pytest.raises(UserError, match=f"give a --name of at most {tightest} bytes$"):
+        check_name_length("n" * limit, paths("n" * limit))
+    assert check_name_length("n" * tightest, paths("n" * tightest)) is None
+    with pytest.raises(UserError):
+        check_name_length("n" * (tightest + 1), paths("n" * (tightest + 1)))
