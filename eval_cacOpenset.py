@@ -15,7 +15,7 @@ from networks.weights import CAC
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description="Open-set evaluation of CAC networks",
-                                parents=[evaluation_parser(), runtime_parser()])
+                                parents=[evaluation_parser(), runtime_parser(training=False)])
     p.add_argument("--recompute_anchors", action="store_true",
                    help="compute the class-mean anchors from the training images even when the checkpoint's "
                         "calibration holds them for this data (default: reuse them)")

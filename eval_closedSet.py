@@ -12,7 +12,7 @@ from networks.weights import CROSS_ENTROPY
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description="Open-set evaluation of the cross-entropy baseline",
-                                parents=[evaluation_parser(), runtime_parser()])
+                                parents=[evaluation_parser(), runtime_parser(training=False)])
     return p.parse_args(argv)
 
 

@@ -12,7 +12,7 @@ import math
 import os
 import sys
 
-from core.errors import UserError
+from core.errors import UserError, os_error_cause
 from core.files import atomic_write, ensure_writable
 from engine.cli import resolve_device, run_cli
 
@@ -69,21 +69,22 @@ def main(argv=None):
                         f"PIL can open")
     for reason in skipped:
         print(f"warning: {reason}; skipped", file=sys.stderr)
-    meta = {"checkpoint": args.checkpoint, "scorer": scorer, "threshold": threshold,
-            "threshold_source": "--threshold" if args.threshold is not None else
-            f"evaluation: {100 * cal['accept_rate']:.0f}% of known validation images accepted",
+    source = ("--threshold" if args.threshold is not None else f"the checkpoint's calibration, which accepts "
+              f"{100 * cal['accept_rate']:.0f}% of the known validation images")
+    meta = {"checkpoint": args.checkpoint, "scorer": scorer, "threshold": threshold, "threshold_source": source,
             "score": "larger = more likely unknown"}
     text = render(rows, args.format, meta)
     if not args.out:
         sys.stdout.write(text)
-        return rows
     try:
-        with atomic_write(args.out, "w") as f:
-            f.write(text)
+        if args.out:
+            with atomic_write(args.out, "w") as f:
+                f.write(text)
     except OSError as e:
-        raise UserError(f"cannot write the predictions to {args.out} ({e.strerror or e}); its previous content is "
-                        f"unchanged: free space or give another --out") from None
-    print(f"{len(rows)} predictions written to {args.out}", file=sys.stderr)
+        raise UserError(f"cannot write the predictions to {args.out} {os_error_cause(e, args.out)}, or give "
+                        f"another --out; its previous content is unchanged") from None
+    print(f"threshold {threshold:.6g} for scorer {scorer}, from {source}: an image scoring above it is 'unknown'"
+          + (f"; {len(rows)} predictions written to {args.out}" if args.out else ""), file=sys.stderr)
     return rows
 
 

@@ -103,6 +103,45 @@ def pool_gpus(jobs, per_job, visible):
     return [tuple(ids[k * per_job:(k + 1) * per_job]) for k in range(jobs)]
 
 
+def check_inputs(args):
+    """What the cells' scripts would refuse, refused here before anything is written: a missing work folder, a
+    trial without a class split file, a --name too long for the file system, and (without --download) data files
+    that are not there."""
+    import argparse
+
+    from benchmarks.protocol import METHODS, check_workdir
+    from core.files import check_name_length
+    from datasets.config import load_config
+    from datasets.names import FOLDER_DATASET, SOURCES
+    from datasets.sources import NUM_CLASSES, expected_files, system_fashion_mnist
+    from datasets.splits import load_class_split
+    from engine.run_files import longest_names
+
+    check_workdir(args.workdir)
+    root = os.path.join(args.workdir, args.data_root)
+    for ds in args.datasets:
+        if ds == FOLDER_DATASET:
+            raise UserError(f"--datasets {ds}: reproduce.py runs the paper's data sets; train and evaluate an image "
+                            f"folder with the scripts (README, \"Your own images\")")
+        known, unknown = SOURCES[ds]
+        for trial in args.trials:
+            load_class_split(ds, trial, load_config(ds)["num_known_classes"], NUM_CLASSES[known],
+                             num_unknown_source_classes=NUM_CLASSES[unknown] if unknown != known else None)
+            for method in args.methods:
+                run = argparse.Namespace(dataset=ds, trial=trial, name=args.name)
+                check_name_length(args.name, [os.path.join(args.workdir, p) for p in longest_names(run, METHODS[method][2])])
+        for source, train in dict.fromkeys([] if args.download else [(known, True), (known, False), (unknown, False)]):
+            def present(path):  # idx files may be there gzipped, or in Debian's Fashion-MNIST package (sources.py)
+                gz = [path + ".gz"] if source in ("MNIST", "FashionMNIST") else []
+                gz += [os.path.join(system_fashion_mnist(), os.path.basename(path) + ".gz")] * (source == "FashionMNIST")
+                return any(map(os.path.exists, [path, *gz]))
+
+            missing = [p for p in expected_files(source, root, train) if not present(p)]
+            if missing:
+                raise UserError(f"{source} not found under {root} (expected {missing[0]}, for --datasets {ds}): put "
+                                f"the files there, or add --download to reproduce.py to fetch them")
+
+
 def threads_env(threads):
     """The scripts' environment with `threads` torch threads (None: this one, unchanged)."""
     if threads is None:

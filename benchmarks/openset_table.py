@@ -20,7 +20,7 @@ import sys
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
-from benchmarks.protocol import METHODS, command_line, machine, run  # noqa: E402
+from benchmarks.protocol import METHODS, check_workdir, command_line, machine, run  # noqa: E402
 from benchmarks.tables import markdown, read_results, read_table, write_table  # noqa: E402
 from core.errors import UserError  # noqa: E402
 from core.logfile import parse_log_line  # noqa: E402
@@ -97,6 +97,7 @@ def training_set_size(args, trial):
 def main(argv=None):
     args = parse_args(argv)
     json_path, md_path = args.out + ".json", args.out + ".md"
+    check_workdir(args.workdir)
     table = {"cells": {}}
     if os.path.lexists(json_path):
         table = read_table(json_path)
@@ -106,7 +107,6 @@ def main(argv=None):
     table.update(dataset=args.dataset, name=args.name, epochs=args.epochs, seed=args.seed, trials=args.trials,
                  methods=args.methods, git=git_commit(),
                  machine=machine(), command=command_line("benchmarks/openset_table.py", argv or sys.argv[1:]))
-    os.makedirs(os.path.dirname(os.path.abspath(json_path)), exist_ok=True)
     for trial in args.trials:
         for method in args.methods:
             key = f"{trial}/{method}"

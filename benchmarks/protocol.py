@@ -18,7 +18,7 @@ import numpy as np
 
 from benchmarks.published import compare, markdown_lines
 from benchmarks.tables import read_results
-from core.errors import UserError
+from core.errors import UserError, os_error_cause
 from core.files import atomic_write
 from networks.weights import CAC, CROSS_ENTROPY, LAST, weights_path
 
@@ -125,6 +125,13 @@ def trial_list(text):
     return list(range(first, last + 1))
 
 
+def check_workdir(path):
+    """--workdir: an existing folder (the scripts run there), refused in one line before anything is written."""
+    if not os.path.isdir(path):
+        what = "is a file, not a folder" if os.path.exists(path) else "does not exist"
+        raise UserError(f"--workdir {path} {what}: give an existing folder, e.g. after mkdir -p {shlex.quote(path)}")
+
+
 def machine():
     return (f"{platform.machine()}, {os.cpu_count()} CPU cores, {platform.system()}, "
             f"Python {platform.python_version()}")
@@ -179,7 +186,7 @@ def summarize(cells, datasets, trials, methods):
 
 
 def fmt(entry):
-    return f"{entry['mean']:.4f} ± {entry['std']:.4f}"
+    return f"{entry['mean']:.4f}" + (f" ± {entry['std']:.4f}" if entry["n"] > 1 else "")
 
 
 def markdown(table):
@@ -228,5 +235,5 @@ def write_table(table, out):
         with atomic_write(out + ".md", "w") as f:
             f.write(markdown(table))
     except OSError as e:
-        raise UserError(f"cannot write {e.filename or out} ({e.strerror}); free space or fix "
-                        f"permissions, then run the same command: finished phases are kept") from None
+        raise UserError(f"cannot write {e.filename or out} {os_error_cause(e, out)}, then run the same command: "
+                        f"finished phases are kept") from None

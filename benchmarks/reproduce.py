@@ -106,10 +106,14 @@ def main(argv=None):
     args = parse_args(argv)
     json_path = args.out + ".json"
     table = {"cells": {}}
+    launch.check_inputs(args)  # before anything is written
     if os.path.lexists(json_path):
         table = read_json(json_path, "table file", "delete it to start afresh, or give another --out")
+        if not isinstance(table, dict) or not isinstance(table.get("cells"), dict):
+            raise UserError(f"{json_path} is not a table this script wrote (an object with 'cells'); delete it to "
+                            f"start afresh, or give another --out")
         same = (table.get("name"), table.get("recipe"), table.get("seed"))
-        if not isinstance(table.get("cells"), dict) or same != (args.name, args.recipe, args.seed):
+        if same != (args.name, args.recipe, args.seed):
             raise UserError(f"{json_path} holds another table {same}; give another --out or delete it")
     table.update(name=args.name, recipe=args.recipe, seed=args.seed, budget=args.budget, datasets=args.datasets,
                  trials=args.trials, methods=args.methods, git=git_commit(), machine=machine(),
@@ -120,10 +124,10 @@ def main(argv=None):
     def save():
         write_table(table, args.out)
 
-    save()
     try:
         with sigterm_stops():  # as Ctrl-C: the running scripts save their state first
-            launch.fetch_data(args)
+            launch.fetch_data(args)  # then the table: a failed download leaves none
+            save()
             launch.run_cells(args, table, plan(args), save)
     except (KeyboardInterrupt, Stopped) as e:
         name = str(e) or "SIGINT"

@@ -6,7 +6,7 @@ import sys
 
 import numpy as np
 
-from core.errors import UserError
+from core.errors import UserError, os_error_cause
 from core.files import atomic_write, read_json
 from core.values import is_finite_number
 
@@ -48,7 +48,7 @@ def read_table(path):
 
 
 def mean_std(values):
-    return f"{np.mean(values):.4f} ± {np.std(values):.4f}"
+    return f"{np.mean(values):.4f}" + (f" ± {np.std(values):.4f}" if len(values) > 1 else "")
 
 
 def markdown(table):
@@ -89,5 +89,5 @@ def write_table(table, json_path, md_path):
         with atomic_write(md_path, "w") as f:
             f.write(markdown(table))
     except OSError as e:
-        raise UserError(f"cannot write {e.filename or json_path} ({e.strerror}); free disk space or fix "
-                        f"permissions, then run the same command: finished cells are kept") from None
+        raise UserError(f"cannot write {e.filename or json_path} {os_error_cause(e, json_path)}, then run the "
+                        f"same command: finished cells are kept") from None

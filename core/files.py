@@ -82,11 +82,14 @@ class FileSet:
                 os.rmdir(folder)
 
 
+PREVIOUS = ".tmp_previous_"  # FileSet's link to a target's previous content: the longest name it writes
+
+
 def _keep_previous(target):
     """A hard link to `target`'s present content (None when there is none or links fail)."""
     if not os.path.isfile(target):
         return None
-    link = os.path.join(os.path.dirname(os.path.abspath(target)), f".tmp_previous_{os.path.basename(target)}")
+    link = os.path.join(os.path.dirname(os.path.abspath(target)), PREVIOUS + os.path.basename(target))
     try:
         if os.path.lexists(link):
             os.remove(link)
@@ -120,6 +123,8 @@ def _refuse_constant(name):
 def read_json(path, what, fix):
     """The JSON value in `path`, or one UserError line naming `what` and ending with `fix`, however the file
     is malformed (NaN/Infinity included: not JSON, though Python's json accepts them)."""
+    if os.path.exists(path) and not (os.path.isfile(path) or os.path.isdir(path)):  # opening a named pipe waits
+        raise UserError(f"{what} {path} is not a regular file (a named pipe, socket or device); {fix}")
     try:
         with open(path, encoding="utf-8") as f:
             return json.load(f, parse_constant=_refuse_constant)
@@ -150,3 +155,26 @@ def check_file_writable(path, fix, what=""):
         raise UserError(f"cannot write {what}{path}: it is not a regular file; move it away or {fix}")
     if os.path.exists(path) and not os.access(path, os.W_OK):
         raise UserError(f"cannot write {what}{path}: the file is read-only; make it writable (chmod u+w) or {fix}")
+
+
+def check_name_length(name, paths):
+    """Refuse, before any work, a --name `name` that makes a part of one of `paths` longer than its file system
+    allows (NAME_MAX bytes, asked of the nearest existing folder: file systems differ); the line gives the
+    longest --name every one of them allows."""
+    worst = None  # (longest name allowed, the part, the limit, its folder), the tightest of all
+    for path in paths:
+        probe = os.path.dirname(os.path.abspath(path))
+        while not os.path.isdir(probe):
+            probe = os.path.dirname(probe)
+        try:
+            limit = os.pathconf(probe, "PC_NAME_MAX")
+        except (OSError, ValueError):  # no answer: the usual limit
+            limit = 255
+        for part in (p for p in path.split(os.sep) if name and name in p):
+            allowed = limit - (len(os.fsencode(part)) - len(os.fsencode(name)))
+            worst = min(worst or (allowed, part, limit, probe), (allowed, part, limit, probe))
+    if worst and len(os.fsencode(name)) > worst[0]:
+        allowed, part, limit, probe = worst
+        raise UserError(f"--name of {len(os.fsencode(name))} bytes is too long: it makes file names such as "
+                        f"{part.replace(name, '<name>')} of {len(os.fsencode(part))} bytes, and this file system "
+                        f"({probe}) allows {limit}; give a --name of at most {max(allowed, 1)} bytes")

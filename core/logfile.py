@@ -6,7 +6,7 @@ import json
 import os
 import sys
 
-from core.errors import UserError
+from core.errors import UserError, os_error_cause
 from core.files import atomic_write
 
 
@@ -17,7 +17,7 @@ def append_line(path, text):
     try:
         fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
     except OSError as e:
-        raise UserError(f"cannot write {path} ({e.strerror}); free disk space or fix its permissions") from None
+        raise UserError(f"cannot write {path} {os_error_cause(e, path)}") from None
     try:
         size = os.fstat(fd).st_size
         try:
@@ -27,9 +27,8 @@ def append_line(path, text):
         except OSError as e:
             with contextlib.suppress(OSError):
                 os.ftruncate(fd, size)  # no half line left behind
-            raise UserError(f"cannot write {path} ({e.strerror}): the disk is full or the file not "
-                            f"writable; its earlier lines are intact: free disk space, then continue "
-                            f"the run with --continue") from None
+            raise UserError(f"cannot write {path} {os_error_cause(e, path)}, then continue the run with "
+                            f"--continue; its earlier lines are intact") from None
     finally:
         os.close(fd)
 

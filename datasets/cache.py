@@ -5,6 +5,7 @@ import json
 import os
 import sys
 
+from core.errors import os_error_cause
 from core.files import atomic_write
 
 CACHE_ENV = "CAC_CACHE_DIR"
@@ -25,5 +26,5 @@ def write_cache(value, path):
         with atomic_write(path, "w") as f:
             json.dump(value, f)
     except OSError as e:
-        print(f"warning: cannot write the cache {path} ({e.strerror or e}); it is made again next time "
+        print(f"warning: cannot write the cache {path} {os_error_cause(e, path)}; it is made again next time "
               f"(--cache_dir or {CACHE_ENV}: a writable folder)", file=sys.stderr)

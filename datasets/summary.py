@@ -54,7 +54,7 @@ def summary_line(data):
     if listing is not None:
         counts = collections.Counter(label for _, label in listing.samples)
         parts[0] += f"; test {sum(counts[c] for c in data.known)} known, {sum(counts[c] for c in data.unknown)} unknown"
-    parts.append(f"{len(data.known)} known classes ({_names(data.known_names)}), "
+    parts.append(f"{len(data.known)} known classes ({_names(data.class_names)}), "  # label order, as results
                  f"{len(data.unknown)} unknown ({_names(data.unknown_names)})")
     parts.append(conversion(data))
     if listing is not None:

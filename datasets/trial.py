@@ -105,11 +105,10 @@ class OpenSetData:
         self.label_map[sorted(self.known)] = torch.arange(self.num_known)
 
     def _set_class_names(self, names):
-        """`names`: of each class id of the known source. class_names: of each known label 0..N-1;
-        known_names / unknown_names: in the split file's order (CIFAR+N's CIFAR-100 ones: their ids)."""
+        """`names`: of each class id of the known source. class_names: of each known label 0..N-1 (every list of
+        known classes names them in this order); unknown_names: in the split file's order (CIFAR+N's: their ids)."""
         self.source_names = names
         self.class_names = [names[c] for c in sorted(self.known)]
-        self.known_names = [names[c] for c in self.known]
         same = self.unknown_source == self.known_source
         self.unknown_names = [names[c] if same else str(c) for c in self.unknown]
 

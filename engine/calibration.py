@@ -9,6 +9,7 @@ import sys
 import numpy as np
 import torch
 
+from core.errors import os_error_cause
 from core.files import atomic_write
 from core.values import is_finite_number, is_whole_number
 from datasets.normalization import normalization_problem
@@ -104,6 +105,8 @@ def read_calibration(checkpoint, digest, method, num_classes):
     path = calibration_path(checkpoint)
     if not os.path.lexists(path):
         return None, None
+    if os.path.exists(path) and not (os.path.isfile(path) or os.path.isdir(path)):  # opening a named pipe waits
+        return None, f"calibration {path} is not a regular file (a named pipe, socket or device)"
     try:
         with open(path, encoding="utf-8") as f:
             cal = json.load(f)
@@ -124,7 +127,7 @@ def write_calibration(checkpoint, record):
             f.write(json.dumps(record, indent=1, allow_nan=False) + "\n")
         return path
     except OSError as e:
-        print(f"warning: could not write the calibration {path} ({e.strerror or e}); it is made again next "
+        print(f"warning: could not write the calibration {path} {os_error_cause(e, path)}; it is made again next "
               f"time", file=sys.stderr)
         return None
 

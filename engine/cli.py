@@ -7,8 +7,9 @@ import os
 import random
 import subprocess
 import sys
+import unicodedata
 
-from datasets.names import DATASET_NAMES
+from datasets.names import DATASET_NAMES, FOLDER_DATASET
 from core.errors import Interrupted, UserError
 from networks.config import BACKBONE_HELP
 
@@ -16,8 +17,8 @@ REPO_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MAX_SEED = 2**32 - 1  # NumPy's seeds are 32-bit
 
 
-def runtime_parser():
-    """Where the data is and what runs it; shared by training and evaluation."""
+def runtime_parser(training=True):
+    """Where the data is and what runs it; shared by training and (`training` False) evaluation."""
     p = argparse.ArgumentParser(add_help=False)
     g = p.add_argument_group("runtime")
     g.add_argument("--data_root", default="datasets/data",
@@ -27,7 +28,9 @@ def runtime_parser():
     g.add_argument("--workers", type=int, default=None,
                    help="DataLoader worker processes (default: the dataset's num_workers in datasets/config.json)")
     g.add_argument("--seed", type=int, default=0,
-                   help="random seed (training: weight init, batch order, augmentation, dropout) (default: 0)")
+                   help="random seed of weight init, batch order, augmentation and dropout (default: 0)" if training
+                   else "random seed set before each trial; evaluation draws no random numbers (the train/validation "
+                   "partition has its own fixed seed), so it changes no result (default: 0)")
     g.add_argument("--no_download", action="store_true",
                    help="never try to download missing data; fail at once with what is expected where")
     g.add_argument("--pipeline", default="resident", choices=["resident", "torchvision"],
@@ -40,10 +43,12 @@ def runtime_parser():
     g.add_argument("--split_file", default=None, help="class split JSON {\"Known\": [...], \"Unknown\": [...]} used "
                    "instead of datasets/<dataset>/class_splits/<trial>.json; for --dataset ImageFolder (required) it "
                    "names class folders (default: none)")
-    g.add_argument("--im_size", type=int, default=None, help="image side in pixels, a multiple of 8 (default: the "
-                   "dataset's im_size in datasets/config.json; evaluation needs the value training used)")
+    default = ("the dataset's in datasets/config.json; saved with the run: evaluation and predict.py read it from "
+               "the checkpoint" if training else "the checkpoint's; a value that contradicts it is refused")
+    g.add_argument("--im_size", type=int, default=None, help=f"image side in pixels, a multiple of 8 (default: "
+                   f"{default})")
     g.add_argument("--im_channels", type=int, default=None, choices=[1, 3],
-                   help="ImageFolder only: 1 = grey, 3 = RGB (default: 3, from datasets/config.json)")
+                   help=f"ImageFolder only: 1 = grey, 3 = RGB (default: {default.replace('dataset', 'ImageFolder')})")
     return p
 
 
@@ -139,13 +144,31 @@ def check_common_args(args):
 
 
 def check_name(name):
-    """--name goes into file and folder names: one plain name part, so that no run writes outside its folders."""
+    """--name goes into file and folder names: one plain name part, so that no run writes outside its folders; no
+    character a name shows as nothing (control, format such as a zero-width space, line or paragraph separator, a
+    byte that was not UTF-8, whitespace but the plain space)."""
+    hidden = next((c for c in name if unicodedata.category(c) in ("Cc", "Cf", "Zl", "Zp", "Cs")
+                   or (c.isspace() and c != " ")), None)
     bad = ("contains '/'" if "/" in name else "contains '\\'" if "\\" in name else "contains '..'" if ".." in name else
-           "contains a control character" if any(ord(c) < 32 or ord(c) == 127 for c in name) else
-           f"starts with {name[0]!r}" if name[:1] in ("-", ".") else None)
+           "contains a control character" if hidden and unicodedata.category(hidden) == "Cc" else
+           f"contains the invisible character U+{ord(hidden):04X} ({unicodedata.name(hidden, 'unnamed')})" if hidden
+           else f"starts with {name[0]!r}" if name[:1] in ("-", ".") else None)
     if bad:
         raise UserError(f"--name {name!r} {bad}: it becomes part of file and folder names; give a plain "
                         f"name (letters, digits, '_', '-', not starting with '-' or '.'), e.g. --name myTest")
+
+
+def with_trained_shape(args, ckpt, path):
+    """`args` with the image size and channels checkpoint `path` (read as `ckpt`) was trained with where no
+    --im_size/--im_channels is given; a given one that contradicts it is refused."""
+    trained, shape = ckpt.get("network") or {}, {}
+    for flag, key in (("im_size", "im_size"), ("im_channels", "num_channels")):
+        given, saved = getattr(args, flag, None), trained.get(key)
+        if given is not None and saved is not None and given != saved:
+            raise UserError(f"checkpoint {path} was trained with {flag} {saved}, this command gives --{flag} {given}: "
+                            f"drop --{flag} (it is read from the checkpoint)")
+        shape[flag] = saved if given is None and (flag == "im_size" or args.dataset == FOLDER_DATASET) else given
+    return argparse.Namespace(**{**vars(args), **shape})
 
 
 def resolve_device(name):

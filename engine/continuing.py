@@ -1,8 +1,10 @@
 """Continuing an interrupted run (`--continue`) from its ...Last.pth, saved before the first epoch and after
 each, and the line a stop prints. A stop loses at most the epoch in progress; on a CPU the continued run
 equals the uninterrupted one bit for bit; what cannot be put back (device, process count, pipeline) is re-derived."""
+import os
 import random
 import shlex
+import sys
 
 import numpy as np
 import torch
@@ -151,8 +153,10 @@ def stop_message(run, name):
     """Where `run`, stopped by signal `name`, stands, and the command that continues it."""
     if run.saved_epoch is None:
         return f"{name} before the first epoch; nothing was trained: run the command again"
-    words = ["python", run.script, *[w for w in run.argv if w != "--overwrite"]]
-    words += [] if "--continue" in words else ["--continue"]
+    script = sys.argv[0] if os.path.basename(sys.argv[0]) == run.script else run.script  # the path as typed
+    dropped = run.args.overwrite and [w for w in run.argv if len(w) > 2 and "--overwrite".startswith(w)]  # argparse
+    words = ["python", script, *[w for w in run.argv if w not in (dropped or ())]]  # takes a prefix (--over) too
+    words += [] if run.args.continue_run else ["--continue"]
     where = "before its first epoch" if run.saved_epoch == run.epochs.start else f"after epoch {run.saved_epoch - 1}"
     return (f"{name} in epoch {run.saved_epoch if run.epoch is None else run.epoch}; {run.last} holds the run "
             f"{where}: continue it with `{shlex.join(words)}`"

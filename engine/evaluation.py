@@ -10,12 +10,12 @@ import numpy as np
 import torch
 
 from core.errors import UserError
-from core.files import check_file_writable, ensure_writable
+from core.files import PREVIOUS, check_file_writable, check_name_length, ensure_writable
 from datasets.pipeline import build_loader
 from datasets.trial import OpenSetData
 from engine.accel import default_channels_last
 from engine.calibration import SCORERS, cached_anchor_means, calibration_record, read_calibration, write_calibration
-from engine.cli import check_common_args, print_header, resolve_device, seed_everything
+from engine.cli import check_common_args, print_header, resolve_device, seed_everything, with_trained_shape
 from engine.commands import EVAL_SCRIPTS, TRAIN_SCRIPTS, evaluate_command, train_command
 from engine.recipe import use_normalization
 from engine.report import ScorerOutput, TrialResult
@@ -46,6 +46,7 @@ class Evaluation:
             from engine.figures import planned_plots  # matplotlib is needed only here
 
             targets += planned_plots(self.stem, self.trials, cac=method == CAC)
+        check_name_length(args.name, [os.path.join(RESULTS_DIR, PREVIOUS + os.path.basename(p)) for p in targets])
         for path in targets:
             check_file_writable(path, "evaluate under another --name", what="results file ")  # renames must not fail
 
@@ -53,13 +54,14 @@ class Evaluation:
         """Trial `trial`'s TrialRun, with the calibration beside its checkpoint."""
         args = self.args
         seed_everything(args.seed)
-        data = OpenSetData.from_args(args, trial)
         path = weights_path(args.dataset, trial, args.name, EVALUATED[self.method])
-        if not os.path.isfile(path):
+        checkpoint = read_checkpoint(path, map_location=self.device, with_digest=True) if os.path.isfile(path) else None
+        data = OpenSetData.from_args(with_trained_shape(args, checkpoint[0], path) if checkpoint else args, trial)
+        if checkpoint is None:  # after the data's own checks, as before
             raise UserError(f"checkpoint not found: {path}; train it with "
                             f"`{train_command(TRAIN_SCRIPTS[self.method], vars(args), trial)}` (evaluation's --name "
                             f"defaults to '' for the paper's released weights, training's to myTest)")
-        run = TrialRun(args, data, self.method, path, self.device)
+        run = TrialRun(args, data, self.method, path, self.device, checkpoint)
         if default_channels_last(self.device):  # faster; not in predict.py's calibration: it changes the last bits
             run.net = run.net.to(memory_format=torch.channels_last)
         run.calibration, problem = read_calibration(path, run.digest, self.method, data.num_known)
@@ -123,11 +125,7 @@ class TrialRun:
 def load_network(path, ckpt, data, method, device):
     """(network of checkpoint `path`, read as `ckpt`, in eval mode; its NetworkConfig) for the trial's `data`."""
     use_normalization(data, (ckpt.get("args") or {}).get("recipe"))  # as it trained (engine/recipe.py)
-    trained = ckpt.get("network") or {}
-    for key, cfg_key, flag in (("im_size", "im_size", "--im_size"), ("num_channels", "im_channels", "--im_channels")):
-        if key in trained and trained[key] != data.cfg[cfg_key]:
-            raise UserError(f"checkpoint {path} was trained with {key} {trained[key]} but the data here has "
-                            f"{data.cfg[cfg_key]}: pass {flag} {trained[key]}, as in training")
+    trained = ckpt.get("network") or {}  # its image shape: the data's already (cli.with_trained_shape)
     saved_known = ckpt.get("known_classes")
     if saved_known is not None and sorted(saved_known) != sorted(data.known):
         raise UserError(f"checkpoint {path} was trained on known classes {saved_known} but the class split here has "

@@ -22,7 +22,7 @@ from datasets.folder import prepare_image
 from datasets.trial import OpenSetData
 from engine import commands
 from engine.calibration import SCORERS, calibration_path, embedded_calibration, read_calibration, write_calibration
-from engine.cli import seed_everything
+from engine.cli import seed_everything, with_trained_shape
 from engine.evaluation import TrialRun, loaded_network
 from networks.checkpoint import read_checkpoint
 from networks.config import NetworkConfig
@@ -38,11 +38,16 @@ def find_images(paths):
         if os.path.isdir(path):
             for folder, subfolders, names in os.walk(path):
                 subfolders.sort()
-                files += [os.path.join(folder, n) for n in sorted(names) if n.lower().endswith(IMG_EXTENSIONS)]
+                found = [os.path.join(folder, n) for n in sorted(names) if n.lower().endswith(IMG_EXTENSIONS)]
+                for other in (f for f in found if not os.path.isfile(f)):  # reading a named pipe would wait forever
+                    print(f"warning: {other} is not a regular file (a named pipe, socket or device); skipped",
+                          file=sys.stderr)
+                files += [f for f in found if os.path.isfile(f)]
         elif os.path.isfile(path):
             files.append(path)
-        else:
-            raise UserError(f"no such image file or folder: {path}")
+        else:  # a named pipe that exists is not "no such" file
+            raise UserError(f"{path} is not a regular file or folder (a named pipe, socket or device): give image files"
+                            f" or folders" if os.path.exists(path) else f"no such image file or folder: {path}")
     if not files:
         raise UserError(f"no image files ({', '.join(IMG_EXTENSIONS)}) in {', '.join(paths)}")
     return files
@@ -66,8 +71,8 @@ def load_predictor(path, device, data_root=None, split_file=None, cache_dir=None
     ckpt, digest = read_checkpoint(path, map_location=device, with_digest=True)
     method = CAC if "anchors" in ckpt["net"] or "means" in ckpt["net"] else CROSS_ENTROPY
     if "optimizer" in ckpt and "end_epoch" in ckpt:  # ...Last.pth (engine/continuing.py): no calibration for it
-        raise UserError(f"{path} is the state of an unfinished run that --continue reads, not a best checkpoint: "
-                        f"predict with one the run saved, such as "
+        raise UserError(f"{path} is the state a training run keeps for --continue (finished or not), not one of the "
+                        f"checkpoints it saves for use: predict with one of those, such as "
                         f"{path.replace(LAST[method] + '.pth', EVALUATED[method] + '.pth')}")
     classify = ckpt["net"].get("classify.weight")  # the network's class count, for the calibration to match
     num_classes = classify.shape[0] if torch.is_tensor(classify) and classify.dim() == 2 else None
@@ -122,7 +127,7 @@ def training_args(ckpt, path, data_root=None, split_file=None, cache_dir=None):
             setattr(args, key, given)
         elif value and root and not os.path.isabs(value) and os.path.exists(os.path.join(root, value)):
             setattr(args, key, os.path.join(root, value))
-    return args
+    return with_trained_shape(args, ckpt, path)  # the image shape it was trained on (an older run's args lack it)
 
 
 class UnreadableImage(Exception):

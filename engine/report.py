@@ -5,7 +5,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from core.errors import UserError
+from core.errors import UserError, os_error_cause
 from core.files import FileSet
 from datasets.classnames import TrialClasses
 from engine.accel import describe_machine
@@ -50,13 +50,14 @@ def summarize(results, scorers):
 
 def print_table(summary, paper, trials):
     scorers, cells = summary["scorers"], summary["summary"]
-    print(f"\nOpen-set metrics, mean ± std over trials {trials} (the paper's scorer: {SCORER_LABELS[paper]}):")
+    over = f"mean ± std over trials {trials}" if len(trials) > 1 else f"trial {trials[0]}"
+    print(f"\nOpen-set metrics, {over} (the paper's scorer: {SCORER_LABELS[paper]}):")
     print("| metric | " + " | ".join(SCORER_LABELS.get(s, s) for s in scorers) + " |")
     print("|---" * (len(scorers) + 1) + "|")
     for metric, label in METRIC_LABELS.items():
         fmt = ".4g" if metric == "threshold" else ".4f"  # thresholds have any scale
-        print(f"| {label} | " + " | ".join(f"{cells[s][metric]['mean']:{fmt}} ± {cells[s][metric]['std']:{fmt}}"
-                                           for s in scorers) + " |")
+        print(f"| {label} | " + " | ".join(f"{cells[s][metric]['mean']:{fmt}}" + (
+            f" ± {cells[s][metric]['std']:{fmt}}" if len(trials) > 1 else "") for s in scorers) + " |")
     print()
 
 
@@ -98,8 +99,9 @@ def report(evaluation, results):
     all_accuracy = [r.metrics[paper]["accuracy"] for r in results]
     all_auroc = [r.metrics[paper]["auroc"] for r in results]
     mean_acc, mean_auroc = float(np.mean(all_accuracy)), float(np.mean(all_auroc))
-    print(f"Raw Top-1 Accuracy: {all_accuracy}\nRaw AUROC: {all_auroc}")
-    print(f"Average Top-1 Accuracy: {mean_acc}\nAverage AUROC: {mean_auroc}")
+    rounded = ["[" + ", ".join(f"{v:.4f}" for v in values) + "]" for values in (all_accuracy, all_auroc)]  # as the
+    print(f"Raw Top-1 Accuracy: {rounded[0]}\nRaw AUROC: {rounded[1]}")  # table; the results JSON keeps every digit
+    print(f"Average Top-1 Accuracy: {mean_acc:.4f}\nAverage AUROC: {mean_auroc:.4f}")
     summary = summarize(results, evaluation.scorers.names)
     print_table(summary, paper, evaluation.trials)
     result = {"dataset": args.dataset, "method": evaluation.method, "name": args.name, "trials": evaluation.trials,
@@ -120,8 +122,8 @@ def report(evaluation, results):
         write_results(result, files.stage(stem + ".json"))
         files.commit()
     except OSError as e:
-        raise UserError(f"cannot write {files.current} ({e.strerror or e}); the previous results are unchanged: "
-                        f"free space or fix the folder's permissions, then evaluate again") from None
+        raise UserError(f"cannot write {files.current} {os_error_cause(e, files.current)}, then evaluate again; "
+                        f"the previous results are unchanged") from None
     finally:
         files.discard()
     for path in result.get("plots", []):

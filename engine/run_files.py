@@ -7,8 +7,8 @@ import shutil
 
 from filelock import FileLock, Timeout
 
-from core.errors import UserError
-from core.files import atomic_write, check_file_writable, ensure_writable
+from core.errors import UserError, os_error_cause
+from core.files import PREVIOUS, atomic_write, check_file_writable, check_name_length, ensure_writable
 from engine.cli import check_common_args
 from networks.checkpoint import read_checkpoint
 from networks.weights import LAST, RUN_FILES, saved_under, weights_path
@@ -20,8 +20,17 @@ def run_files(args, method):
             for suffix in RUN_FILES[method]]
 
 
-def check_training_args(args):
+def longest_names(args, method):
+    """The longest names the run and its evaluation write, in each folder: a calibration beside a checkpoint, a
+    plot's link to its previous content (engine/figures.py plot_path, core/files.py FileSet)."""
+    t, stem = args.trial, f"{args.dataset}_{args.name}{method}_trials{args.trial}-{args.trial}"
+    return [os.path.splitext(weights_path(args.dataset, t, args.name, RUN_FILES[method][0]))[0] + ".calibration.json",
+            os.path.join("results", f"{PREVIOUS}{stem}_trial{t}_training.png")]
+
+
+def check_training_args(args, method):
     check_common_args(args)
+    check_name_length(args.name, longest_names(args, method))  # before any data is read, not at the first save
     if args.epochs is not None and args.epochs < 1:
         raise UserError(f"--epochs {args.epochs}: give a positive number of epochs")
     if args.lr is not None and not (args.lr > 0 and math.isfinite(args.lr)):
@@ -48,6 +57,9 @@ class RunLock:
         except Timeout:
             raise UserError(f"run {self.run} is being trained now by another process (it holds {self.lock.lock_file}); "
                             f"wait for it to end, stop it, or give another --name") from None
+        except OSError as e:  # e.g. a folder where the lock file belongs
+            raise UserError(f"cannot take the lock of run {self.run}: {self.lock.lock_file} "
+                            f"{os_error_cause(e, self.lock.lock_file)}") from None
 
     def refuse_if_held(self):
         """Refuse when another process holds it now (probed only where its file exists: writes nothing)."""
@@ -132,8 +144,8 @@ def remove_old_run(files, run_dir):
             shutil.rmtree(run_dir)
             old.append(run_dir + os.sep)
     except OSError as e:
-        raise UserError(f"--overwrite: cannot remove {e.filename} ({e.strerror}); fix its permissions "
-                        f"or give another --name") from None
+        raise UserError(f"--overwrite: cannot remove {e.filename} {os_error_cause(e)}, or give another "
+                        f"--name") from None
     if old:
         print(f"--overwrite: removed the previous run's {', '.join(old)}", flush=True)
 
@@ -146,5 +158,4 @@ def write_config(run_dir, config):
         with atomic_write(path, "w") as f:
             json.dump(config, f, indent=1)
     except OSError as e:
-        raise UserError(f"cannot write {e.filename or path} ({e.strerror}): the disk is full or the folder not "
-                        f"writable; free space or fix its permissions") from None
+        raise UserError(f"cannot write {e.filename or path} {os_error_cause(e, path)}") from None

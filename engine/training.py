@@ -29,6 +29,8 @@ from networks.weights import CAC, EVALUATED, LAST, lock_path, saved_under, weigh
 
 SCHEDULES = {CAC: "openset_training"}  # the config's schedule of each method (else closedset_training)
 SIGNAL_STATUS = {"SIGINT": 130, "SIGTERM": 143}  # 128 + the signal's number, as a shell reports it
+# metrics.jsonl names the unit of a percentage (results files hold shares); tensorboard keeps the original's tags
+LOGGED = {"train/accuracy": "train/accuracy_percent", "val/accuracy": "val/accuracy_percent"}
 
 
 class TrainingRun:
@@ -38,7 +40,7 @@ class TrainingRun:
         """Six steps in an order that matters: 1. refusals, before any data is read; 2. the device (the
         process group); 3. the trial, rank 0 first (it writes the caches); 4. the loaders; 5. every file
         checked writable; 6. seed, last, so that whether the caches were warm cannot change the numbers."""
-        check_training_args(args)  # 1.
+        check_training_args(args, method)  # 1.
         self.args, self.method, self.phase, self.script = args, method, int(args.resume), TRAIN_SCRIPTS[method]
         self.argv = sys.argv[1:] if argv is None else [str(a) for a in argv]
         self.run_dir = os.path.join("runs", f"{args.dataset}_{args.trial}_{args.name}{method}")
@@ -91,8 +93,10 @@ class TrainingRun:
                                          augment_batches=a.augment_batches, **options)
         self.val_loader = build_loader(val, batch, False, **options)
         self.pipeline = "resident" if isinstance(self.train_loader, ResidentLoader) else "torchvision"
-        if self.is_main:  # the run header's last line: the pipeline used
-            print(f"speed: pipeline {self.pipeline}, {self.accel.describe()}", flush=True)
+        if self.is_main:  # the run header's last line: the pipeline used (config.json: pipeline_used)
+            asked = "" if self.pipeline == a.pipeline else (f" (--pipeline {a.pipeline} asked: it holds only in-memory "
+                                                            f"data sets that fit, without RandAugment or shrinking crops)")
+            print(f"speed: pipeline {self.pipeline}{asked}, {self.accel.describe()}", flush=True)
 
     @functools.cached_property
     def recipe(self):
@@ -166,7 +170,7 @@ class TrainingRun:
     def end_epoch(self, epoch, stats):
         """One JSON line (stdout, runs/<run>/metrics.jsonl, tensorboard with -t), then ...Last.pth."""
         if self.is_main:
-            line = json.dumps({"epoch": epoch, **{k: round(v, 6) for k, v in stats.items()}})
+            line = json.dumps({"epoch": epoch, **{LOGGED.get(k, k): round(v, 6) for k, v in stats.items()}})
             print(line, flush=True)
             append_line(self.log, line)  # whole lines only
             for key, value in stats.items() if self.writer is not None else ():
@@ -184,8 +188,9 @@ class TrainingRun:
         if a.overwrite and not a.resume:
             remove_old_run(self.files, self.run_dir)
         write_config(self.run_dir, {"args": vars(a), "dataset_config": self.cfg, "git": self.git,
-                                    "known_classes": d.known, "unknown_classes": d.unknown,
-                                    "known_class_names": d.known_names, "unknown_class_names": d.unknown_names,
+                                    "pipeline_used": self.pipeline,  # labels 0..N-1, as results files list them:
+                                    "known_classes": sorted(int(c) for c in d.known), "known_class_names": d.class_names,
+                                    "unknown_classes": d.unknown, "unknown_class_names": d.unknown_names,
                                     "normalization": {"mean": d.mean, "std": d.std}})
         trim_log(self.log, keep_log_bytes)
         if a.tensorboard:

@@ -11,7 +11,7 @@ import zipfile
 
 import torch
 
-from core.errors import UserError
+from core.errors import FULL, UserError, os_error_cause
 from core.files import atomic_write, check_file_writable
 
 _ALIAS = re.compile(r"^encoder\.encoder[123]\.")  # the original registered each layer twice
@@ -33,18 +33,20 @@ def save_checkpoint(state, path):
     try:
         with atomic_write(path) as f:
             torch.save(state, f)
-    except (OSError, RuntimeError) as e:
-        reason = e.strerror if isinstance(e, OSError) and e.strerror else " ".join(str(e).split())[:120]
-        raise UserError(f"cannot write checkpoint {path} ({reason}): the disk is full or the file or its "
-                        f"folder is not writable; the previous file is intact: free space or fix "
-                        f"permissions, then run the command again") from None
+    except OSError as e:
+        raise UserError(f"cannot write checkpoint {path} {os_error_cause(e, path)}; the previous file is intact; "
+                        f"then run the command again") from None
+    except RuntimeError as e:  # torch's words for a full disk
+        raise UserError(f"cannot write checkpoint {path} ({' '.join(str(e).split())[:120]}); {FULL}; the previous "
+                        f"file is intact; then run the command again") from None
 
 
 def read_checkpoint(path, map_location="cpu", with_digest=False):
     """Load a checkpoint dict safely; UserError for a missing, corrupt or code-carrying file.
     `with_digest`: (dict, SHA-256 of the very bytes loaded), what a calibration is keyed on."""
-    if not os.path.isfile(path):
-        raise UserError(f"checkpoint not found: {path}")
+    if not os.path.isfile(path):  # a named pipe that exists is not "not found"
+        raise UserError(f"checkpoint {path} is not a regular file (a folder, a named pipe, a socket or a device)"
+                        if os.path.exists(path) else f"checkpoint not found: {path}")
     try:
         with open(path, "rb") as f:
             data = f.read()

@@ -38,6 +38,12 @@ def copy_of(trained, tmp_path):
     return str(cwd)
 
 
+def made_threshold(cwd, path):
+    """The paper's scorer's threshold in the calibration beside `path`."""
+    made = read_calibration_file(os.path.join(cwd, path))
+    return made["thresholds"][made["scorer"]]
+
+
 def load(cwd, path):
     return torch.load(os.path.join(cwd, path), weights_only=True)
 
@@ -49,8 +55,9 @@ def test_predict_works_on_every_saved_checkpoint_right_after_training(trained, t
     assert "calibration" not in load(cwd, path) and not os.path.exists(os.path.join(cwd, "results"))
     assert not os.path.exists(os.path.join(cwd, calibration_file(path)))
     first = ok(run_script("predict.py", path, "images", cwd=cwd, in_process=True))
-    assert [line.split(" made in ")[0] for line in stderr_lines(first)] == [
-        f"calibration of {path}", f"calibration written to {calibration_file(path)}"]
+    assert [line.split(" made in ")[0].split(" for scorer ")[0] for line in stderr_lines(first)] == [
+        f"calibration of {path}", f"calibration written to {calibration_file(path)}",
+        f"threshold {made_threshold(cwd, path):.6g}"]
     rows = list(csv.DictReader(io.StringIO(first.stdout)))
     assert [os.path.basename(r["image"]) for r in rows] == ["digit_0.png", "digit_1.png", "digit_2.png"]
     assert sha256(os.path.join(cwd, path)) == before  # the checkpoint, byte for byte
@@ -59,7 +66,7 @@ def test_predict_works_on_every_saved_checkpoint_right_after_training(trained, t
     assert calibration_problem(made, method, 6) is None and made["checkpoint_sha256"] == before
     assert made["class_names"] == ["2", "3", "4", "5", "6", "7"]  # Digits trial 0's known digits
     again = ok(run_script("predict.py", path, "images", cwd=cwd, in_process=True))
-    assert again.stdout == first.stdout and stderr_lines(again) == []  # read: not made again
+    assert again.stdout == first.stdout and stderr_lines(again) == stderr_lines(first)[-1:]  # read: not made again
     assert sha256(os.path.join(cwd, path)) == before
 
 
@@ -169,13 +176,17 @@ def test_image_folder_eval_without_num_trials_names_classes_and_files(pets_run, 
         assert z[f"trial0_{part}_classes"].tolist() == [names.index(c) for c in folders]
 
 
-def test_predict_refuses_the_state_of_an_unfinished_run(trained, tmp_path):
+def test_predict_refuses_the_state_a_run_keeps_for_continue(trained, tmp_path):
+    """...Last.pth of a finished run (as here: it was "an unfinished run") is refused as what it is."""
     cwd = copy_of(trained, tmp_path)
     last = weights_path("Digits", 0, "s", RUN_FILES[CAC][-1])
     with open(os.path.join(cwd, last), "rb") as f:
         before = f.read()
+    state = torch.load(os.path.join(cwd, last), weights_only=True)
+    assert state["epoch"] == state["end_epoch"]  # finished
     proc = run_script("predict.py", last, "images", cwd=cwd, in_process=True)
-    assert_one_line_error(proc, "--continue reads", CAC_FILES[0])
+    line = assert_one_line_error(proc, "the state a training run keeps for --continue (finished or not)", CAC_FILES[0])
+    assert "unfinished" not in line
     with open(os.path.join(cwd, last), "rb") as f:
         assert f.read() == before
     assert not os.path.exists(os.path.join(cwd, calibration_file(last)))

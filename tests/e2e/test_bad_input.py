@@ -64,11 +64,11 @@ def file_in_the_way(cwd, relative):
         f.write("a file where a folder belongs")
 
 
-def last_state(cwd, name, phase, epoch, end_epoch, lbda=0.1):
+def last_state(cwd, name, phase, epoch, end_epoch, lbda=0.1, **args):
     """A ...Last.pth as a run of phase `phase` leaves it after finishing `epoch - 1`."""
     path = checkpoint(cwd, name, "CACclassifierLast")
     state = torch.load(path, weights_only=True)
-    state.update(phase=phase, epoch=epoch, end_epoch=end_epoch, step=0, args={"alpha": 10.0, "lbda": lbda})
+    state.update(phase=phase, epoch=epoch, end_epoch=end_epoch, step=0, args={"alpha": 10.0, "lbda": lbda, **args})
     torch.save(state, path)
 
 
@@ -90,6 +90,14 @@ def cases(roots, splits):
         "workers_negative": (TRAIN_CAC, [*DIGITS, "--workers", -1], ["--workers -1", "0 or more"], None),
         "device_cuda": (TRAIN_CAC, [*DIGITS, "--device", "cuda"], ["no CUDA device", "--device cpu"], None),
         "unknown_backbone": (TRAIN_CAC, [*DIGITS, "--backbone", "resnet9"], ["'resnet9'", "wrn-16-4"], None),
+        # --name: checked against the file system before any data is read (it failed at the first save, an epoch in)
+        "name_too_long": (TRAIN_CAC, [*DIGITS, "--name", "n" * 230],
+                          ["--name of 230 bytes is too long", "this file system", "give a --name of at most"], None),
+        "name_too_long_255": (TRAIN_CE, [*DIGITS, "--name", "n" * 255], ["--name of 255 bytes is too long"], None),
+        "eval_name_too_long": (EVAL_CAC, [*EVAL_DIGITS, "--name", "n" * 240], ["--name of 240 bytes is too long"],
+                               None),
+        "name_zero_width_space": (TRAIN_CAC, [*DIGITS, "--name", "my\u200bTest"],
+                                  ["U+200B (ZERO WIDTH SPACE)", "plain name"], None),
         # class split files
         "missing_split": (TRAIN_CAC, ["--dataset", "Digits", "--trial", 42, *FAST],
                           ["no class split file", "Digits trial 42", os.path.join("class_splits", "42.json"),
@@ -172,6 +180,11 @@ def cases(roots, splits):
         "continue_other_lbda": (TRAIN_CAC, [*DIGITS, "--continue", "--name", "l2", "--lbda", 0.2],
                                 ["Digits_0_l2CACclassifierLast.pth", "--lbda 0.1", "continue it with --lbda 0.1"],
                                 lambda cwd: last_state(cwd, "l2", phase=0, epoch=1, end_epoch=3)),
+        # killed (-9) in a run that had planned 6 epochs, continued with another --epochs: refused, not run to 6
+        "continue_other_epochs": (TRAIN_CAC, [*DIGITS, "--continue", "--name", "ep"],
+                                  ["Digits_0_epCACclassifierLast.pth was trained with --epochs 6, this command gives "
+                                   "--epochs 1: continue it with --epochs 6"],
+                                  lambda cwd: last_state(cwd, "ep", phase=0, epoch=2, end_epoch=6, epochs=6)),
         # folders that cannot be written (checked before any data is read or network trained)
         "weights_folder_is_a_file": (TRAIN_CAC, [*DIGITS], ["cannot write to", weights, "is a file"],
                                      lambda cwd: file_in_the_way(cwd, os.path.join("networks", "weights"))),
@@ -179,6 +192,10 @@ def cases(roots, splits):
                                   lambda cwd: file_in_the_way(cwd, "runs")),
         "results_folder_is_a_file": (EVAL_CAC, [*EVAL_DIGITS, "--name", "x"], ["cannot write to results/"],
                                      lambda cwd: file_in_the_way(cwd, "results")),
+        "lock_file_is_a_folder": (TRAIN_CAC, [*DIGITS, "--name", "lk"],
+                                  ["cannot take the lock", ".Digits_0_lkCAC.lock is a folder where a file belongs",
+                                   "move that folder away"],
+                                  lambda cwd: os.makedirs(os.path.join(cwd, weights, ".Digits_0_lkCAC.lock"))),
     }
 
 

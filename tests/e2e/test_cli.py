@@ -31,6 +31,8 @@ FAST = ("--workers", "0")
 CAC_SCALARS = {"train/CAC_Loss", "train/anchor_Loss", "train/tuplet_Loss", "train/accuracy",
                "val/accuracy", "val/anchorLoss", "val/CACLoss"}
 CE_SCALARS = {"train/CE_Loss", "train/accuracy", "val/accuracy", "val/CE_Loss"}
+# metrics.jsonl names the unit of its percentages (results files hold shares); the tensorboard tags are the original's
+LOGGED = {"train/accuracy": "train/accuracy_percent", "val/accuracy": "val/accuracy_percent"}
 CAC_SUFFIXES = RUN_FILES[CAC][:-1]  # the best checkpoints (not ...Last); the names: unit/networks/test_weights.py
 
 # (image size, channels, known classes) per data set: SPEC sections 2 and 4 (Digits: 16 x 16 grey)
@@ -91,9 +93,9 @@ def check_epoch_lines(proc, scalars, epochs):
     lines = epoch_lines(ok(proc))
     assert [line["epoch"] for line in lines] == list(epochs), proc.stdout[-2000:]
     for line in lines:
-        assert set(line) == {"epoch"} | scalars
+        assert set(line) == {"epoch"} | {LOGGED.get(s, s) for s in scalars}
         assert all(math.isfinite(v) for v in line.values())
-        assert 0 <= line["train/accuracy"] <= 100 and 0 <= line["val/accuracy"] <= 100
+        assert 0 <= line["train/accuracy_percent"] <= 100 and 0 <= line["val/accuracy_percent"] <= 100
         if "train/CAC_Loss" in line:  # total = lbda * anchor + tuplet, lbda = 0.1 (SPEC 1)
             assert line["train/CAC_Loss"] == pytest.approx(
                 0.1 * line["train/anchor_Loss"] + line["train/tuplet_Loss"], abs=1e-4)
@@ -115,8 +117,10 @@ def parse_eval(proc, cwd, dataset, method, name="myTest", trials=(0,)):
     assert len(found["raw_acc"]) == len(found["raw_auroc"]) == len(trials)
     for value in found["raw_acc"] + found["raw_auroc"] + [found["avg_acc"], found["avg_auroc"]]:
         assert isinstance(value, float) and 0.0 <= value <= 1.0, found
-    assert found["avg_acc"] == pytest.approx(sum(found["raw_acc"]) / len(trials))
-    assert found["avg_auroc"] == pytest.approx(sum(found["raw_auroc"]) / len(trials))
+    assert found["avg_acc"] == pytest.approx(sum(found["raw_acc"]) / len(trials), abs=1e-4)
+    assert found["avg_auroc"] == pytest.approx(sum(found["raw_auroc"]) / len(trials), abs=1e-4)
+    printed = re.findall(r"\d+\.\d+", "".join(p.search(out)[0] for p in EVAL_PATTERNS.values()))
+    assert printed and all(len(number.split(".")[1]) == 4 for number in printed), printed  # rounded, as the table
     written = re.findall(r"^results written to (.+)$", out, re.M)
     assert len(written) == 1
     path = os.path.join(cwd, written[0])
@@ -125,9 +129,9 @@ def parse_eval(proc, cwd, dataset, method, name="myTest", trials=(0,)):
         result = json.load(f)
     assert result["dataset"] == dataset and result["method"] == method and result["name"] == name
     assert result["trials"] == list(trials)
-    assert result["raw_top1_accuracy"] == found["raw_acc"] and result["raw_auroc"] == found["raw_auroc"]
-    assert result["average_top1_accuracy"] == found["avg_acc"]
-    assert result["average_auroc"] == found["avg_auroc"]
+    four = lambda values: [float(f"{v:.4f}") for v in values]  # noqa: E731 - the printed form of the file's values
+    assert four(result["raw_top1_accuracy"]) == found["raw_acc"] and four(result["raw_auroc"]) == found["raw_auroc"]
+    assert four([result["average_top1_accuracy"], result["average_auroc"]]) == [found["avg_acc"], found["avg_auroc"]]
     return found
 
 
@@ -310,10 +314,10 @@ def test_digits_cac_train(digits):
     # each file holds an epoch that was best by its own validation measure
     for suffix, key, pick in (("CACclassifierAnchorLoss", "val/anchorLoss", min),
                               ("CACclassifierCACLoss", "val/CACLoss", min),
-                              ("CACclassifierAccuracy", "val/accuracy", max)):
+                              ("CACclassifierAccuracy", "val/accuracy_percent", max)):
         best = pick(line[key] for line in lines)
         assert first[suffix]["epoch"] in [line["epoch"] for line in lines if line[key] == best], suffix
-    assert first["CACclassifierAccuracy"]["acc"] == pytest.approx(max(l["val/accuracy"] for l in lines), abs=1e-4)
+    assert first["CACclassifierAccuracy"]["acc"] == pytest.approx(max(l["val/accuracy_percent"] for l in lines), abs=1e-4)
     blob = tensorboard_tags(os.path.join(cwd, "runs", "Digits_0_myTestCAC"))
     for tag in CAC_SCALARS:
         assert tag.encode() in blob, tag
@@ -338,10 +342,10 @@ def test_digits_resume_continues_after_the_saved_epoch_once(digits, method, suff
     if method == "cac":  # the best values start afresh: the resumed run's first epoch is saved
         assert ckpt["epoch"] in (saved + 1, saved + 2)
     else:  # the original: the loaded accuracy is the one to beat, strictly
-        better = [line for line in lines if line["val/accuracy"] > first["acc"]]
+        better = [line for line in lines if line["val/accuracy_percent"] > first["acc"]]
         if better:
-            best = max(line["val/accuracy"] for line in better)
-            assert ckpt["epoch"] == min(line["epoch"] for line in better if line["val/accuracy"] == best)
+            best = max(line["val/accuracy_percent"] for line in better)
+            assert ckpt["epoch"] == min(line["epoch"] for line in better if line["val/accuracy_percent"] == best)
         else:
             assert ckpt["epoch"] == saved and ckpt["acc"] == first["acc"]
 
@@ -350,8 +354,8 @@ def test_digits_closed_set_train(digits):
     r, cwd = digits["results"], digits["cwd"]
     lines = check_epoch_lines(get(r, "ce_train"), CE_SCALARS, [0, 1])
     first = get(r, "ce_snapshot")["closedSetClassifier"]
-    best = max(line["val/accuracy"] for line in lines)
-    assert first["epoch"] in [line["epoch"] for line in lines if line["val/accuracy"] == best]
+    best = max(line["val/accuracy_percent"] for line in lines)
+    assert first["epoch"] in [line["epoch"] for line in lines if line["val/accuracy_percent"] == best]
     assert first["acc"] == pytest.approx(best, abs=1e-4)
     assert first["backbone"] == "cnn" and "anchors" not in first["net"]
     blob = tensorboard_tags(os.path.join(cwd, "runs", "Digits_0_myTestClosedSet"))

@@ -124,7 +124,7 @@ def resume_with_saved_accuracy(first_run, tmp_path, monkeypatch, acc):
     monkeypatch.chdir(tmp_path)
     assert run_script("train_closedSet.py", *DIGITS, "--name", "s", "-r", cwd=".", in_process=True).returncode == 0
     with open(tmp_path / "runs" / "Digits_0_sClosedSet" / "metrics.jsonl") as f:
-        val_acc = [json.loads(line) for line in f][-1]["val/accuracy"]
+        val_acc = [json.loads(line) for line in f][-1]["val/accuracy_percent"]
     return before, load(target), val_acc
 
 

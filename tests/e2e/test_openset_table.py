@@ -99,3 +99,16 @@ def test_table_runner_checks_cells_and_results(tmp_path, capsys):
         (tmp_path / "r.json").write_text(text)
         with pytest.raises(UserError, match="r.json"):
             openset_table.read_result(str(tmp_path / "r.json"))
+
+
+@pytest.mark.parametrize("kind", ["missing", "a file"])
+def test_table_runner_refuses_a_work_folder_that_is_not_one(tmp_path, kind):
+    """--workdir missing (was a FileNotFoundError traceback) or a file: one line, nothing written."""
+    workdir = tmp_path / "w"
+    if kind == "a file":
+        workdir.write_text("x")
+    proc = run_script("benchmarks/openset_table.py", "--dataset", "Digits", "--trials", "0", "--out", tmp_path / "t",
+                      "--workdir", workdir, cwd=tmp_path, in_process=True)
+    assert_one_line_error(proc, "--workdir", "does not exist" if kind == "missing" else "is a file, not a folder")
+    assert sorted(os.listdir(tmp_path)) == ([] if kind == "missing" else ["w"])
+

@@ -86,21 +86,44 @@ def test_three_commands_train_evaluate_and_predict(three_commands):
 
 
 def test_run_config_names_the_classes(three_commands):
-    """config.json keeps the class ids (positions in the sorted folder names) and adds the names."""
-    with open(os.path.join(three_commands["cwd"], "runs", "ImageFolder_0_mineCAC", "config.json")) as f:
+    """config.json keeps the class ids (positions in the sorted folder names) beside the names, the known ones in
+    label order 0..N-1 as the results file lists them (the split file lists owl, cat, dog)."""
+    cwd = three_commands["cwd"]
+    with open(os.path.join(cwd, "runs", "ImageFolder_0_mineCAC", "config.json")) as f:
         config = json.load(f)
     folders = sorted({*PETS_TRAIN, *PETS_TEST})
-    assert config["known_class_names"] == PETS_SPLIT["Known"]
+    assert config["known_class_names"] == sorted(PETS_SPLIT["Known"]) != PETS_SPLIT["Known"]
+    assert config["known_classes"] == [folders.index(n) for n in sorted(PETS_SPLIT["Known"])]
     assert config["unknown_class_names"] == PETS_SPLIT["Unknown"]
-    assert config["known_classes"] == [folders.index(n) for n in PETS_SPLIT["Known"]]
     assert config["unknown_classes"] == [folders.index(n) for n in PETS_SPLIT["Unknown"]]
+    # image files cannot be held resident: the pipeline used is said and saved beside the one asked for
+    assert (config["args"]["pipeline"], config["pipeline_used"]) == ("resident", "torchvision")
+    assert "speed: pipeline torchvision (--pipeline resident asked:" in three_commands["train"].stdout
+    with open(os.path.join(cwd, "results", "ImageFolder_mineCAC_trials0-0.json")) as f:
+        listed = json.load(f)["classes"][0]
+    assert {key: config[key] for key in listed if key != "trial"} == {k: v for k, v in listed.items() if k != "trial"}
 
 
-def test_evaluation_needs_the_image_shape_training_used(three_commands):
-    cwd = three_commands["cwd"]
-    argv = ["--dataset", "ImageFolder", "--data_root", "../pets", "--split_file", "../split.json", "--workers", "0",
-            "--num_trials", "1", "--name", "mine", "--im_size", "16"]
-    assert_one_line_error(run_script("eval_cacOpenset.py", *argv, cwd=cwd, in_process=True), "im_size 32", "--im_size 32")
+def test_evaluation_and_predict_read_the_image_shape_from_the_checkpoint(folder, tmp_path):
+    """Trained with --im_size 24 --im_channels 1: evaluation and predict.py need neither flag; a given flag that
+    agrees passes, one that contradicts the checkpoint is refused naming both values."""
+    cwd = str(tmp_path)
+    data = ["--dataset", "ImageFolder", "--data_root", str(folder / "pets"), "--split_file", str(folder / "split.json"),
+            "--workers", "0", "--name", "g24"]
+    torch.set_num_threads(1)
+    ok(run_script("train_cacOpenset.py", *data, "--epochs", "1", "--im_size", "24", "--im_channels", "1", cwd=cwd,
+                  in_process=True))
+    evaluated = ok(run_script("eval_cacOpenset.py", *data, "--num_trials", "1", cwd=cwd, in_process=True))
+    assert "Average AUROC" in evaluated.stdout
+    assert read_calibration_file(os.path.join(cwd, CKPT.replace("mine", "g24")))["preprocessing"]["im_size"] == 24
+    ok(run_script("eval_cacOpenset.py", *data, "--num_trials", "1", "--im_size", "24", cwd=cwd, in_process=True))
+    assert_one_line_error(run_script("eval_cacOpenset.py", *data, "--num_trials", "1", "--im_channels", "3", cwd=cwd,
+                                     in_process=True), "trained with im_channels 1, this command gives --im_channels 3",
+                          "drop --im_channels")
+    os.remove(os.path.join(cwd, CKPT.replace("mine", "g24").replace(".pth", ".calibration.json")))
+    predicted = ok(run_script("predict.py", CKPT.replace("mine", "g24"), str(folder / "pets" / "test"), cwd=cwd,
+                              in_process=True))  # calibrated on first use, at the trained shape
+    assert len(predicted.stdout.splitlines()) == 1 + sum(PETS_TEST.values())
 
 
 SPLIT_CASES = ["no_split_file", "missing_file", "not_json", "no_lists", "ids_not_names", "unknown_folder",

@@ -58,14 +58,19 @@ def test_predict_reproduces_the_evaluation(evaluated_digits, pngs, method, ckpt,
         classes = [names[c] for c in z[f"trial0_{scorer}_{part}_pred"][:4]]
         assert [r["closest_class"] for r in mine] == classes
         assert [r["prediction"] for r in mine] == [c if s <= threshold else "unknown" for c, s in zip(classes, scores)]
+    assert stderr_lines(out) == [f"threshold {threshold:.6g} for scorer {scorer}, from the checkpoint's calibration, "
+                                 f"which accepts 95% of the known validation images: an image scoring above it is "
+                                 f"'unknown'"]  # what the CSV does not say
 
 
 def test_predict_folder_json_and_threshold_override(evaluated_digits, pngs, tmp_path):
     cwd, out_file = evaluated_digits, str(tmp_path / "p.json")
-    ok(run_script("predict.py", *[DIGITS_CAC, pngs["folder"], "--format", "json", "--out", out_file, "--threshold", "-1"], cwd=cwd, in_process=True))
+    proc = ok(run_script("predict.py", *[DIGITS_CAC, pngs["folder"], "--format", "json", "--out", out_file, "--threshold", "-1"], cwd=cwd, in_process=True))
+    assert stderr_lines(proc) == ["threshold -1 for scorer cac, from --threshold: an image scoring above it is 'unknown'; "
+                                  f"8 predictions written to {out_file}"]
     with open(out_file) as f:
         written = json.load(f)
-    assert written["threshold"] == -1 and len(written["predictions"]) == 8
+    assert written["threshold"] == -1 and len(written["predictions"]) == 8 and written["threshold_source"] == "--threshold"
     assert {r["prediction"] for r in written["predictions"]} == {"unknown"}  # scores are >= 0
     ok(run_script("predict.py", *[DIGITS_CAC, pngs["folder"], "--format", "json", "--out", out_file, "--threshold", "1e9"], cwd=cwd, in_process=True))
     with open(out_file) as f:
@@ -76,6 +81,8 @@ def test_predict_errors_are_one_line(evaluated_digits, pngs, tmp_path):
     cwd = evaluated_digits
     bad = tmp_path / "bad.png"
     bad.write_bytes(b"not an image")
+    pipe = tmp_path / "pipe.png"
+    os.mkfifo(pipe)
     # a checkpoint that records neither calibration nor training data (as the original code's)
     uncalibrated = str(tmp_path / "Digits_0_sCACclassifierAnchorLoss.pth")
     ckpt = torch.load(os.path.join(cwd, DIGITS_CAC), weights_only=True)
@@ -89,6 +96,7 @@ def test_predict_errors_are_one_line(evaluated_digits, pngs, tmp_path):
         ([DIGITS_CAC, str(tmp_path / "missing.png")], ["no such image file or folder", "missing.png"]),
         ([DIGITS_CAC, str(tmp_path / "p.json"), "--scorer", "max_logit"], ["no such image"]),
         ([DIGITS_CAC, pngs["folder"], "--scorer", "max_logit"], ["--scorer max_logit", "cac, min_distance"]),
+        ([DIGITS_CAC, str(pipe)], [f"{pipe} is not a regular file or folder (a named pipe"]),  # was "no such"
     ]
     for argv, fragments in cases:
         assert_one_line_error(run_script("predict.py", *argv, cwd=cwd, in_process=True), *fragments)
@@ -147,7 +155,7 @@ def test_predict_skips_an_image_over_the_decompression_limit(evaluated_digits, t
     Image.new("L", (60, 60), 128).save(os.path.join(cwd, "images", "huge.png"))
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", limit)
     proc = ok(run_script("predict.py", *[DIGITS_CAC, os.path.join(cwd, "images")], cwd=cwd, in_process=True))
-    lines = stderr_lines(proc)
+    lines = [line for line in stderr_lines(proc) if line.startswith("warning:")]
     assert len(lines) == 1 and "huge.png has 3,600 pixels" in lines[0], lines
     assert f"decompression-bomb limit of {limit:,} pixels" in lines[0] and lines[0].startswith("warning:")
     rows = list(csv.DictReader(io.StringIO(proc.stdout)))
@@ -183,3 +191,15 @@ def test_predict_full_disk_keeps_the_previous_output(evaluated_digits, tmp_path,
     assert_one_line_error(proc, "cannot write the predictions", "p.csv", "No space left")
     with open(out) as f:
         assert f.read() == "previous predictions\n"
+
+
+def test_predict_skips_a_named_pipe_in_a_folder_with_one_warning(evaluated_digits, tmp_path):
+    """A named pipe with an image's name in a searched folder: skipped with a warning (opening it would wait for
+    a writer forever), the images around it predicted."""
+    cwd = work(evaluated_digits, tmp_path)
+    os.mkfifo(os.path.join(cwd, "images", "digit_1a.png"))
+    proc = ok(run_script("predict.py", DIGITS_CAC, os.path.join(cwd, "images"), cwd=cwd, in_process=True))
+    warnings = [line for line in stderr_lines(proc) if line.startswith("warning:")]
+    assert len(warnings) == 1 and "digit_1a.png is not a regular file (a named pipe" in warnings[0], warnings
+    assert len(list(csv.DictReader(io.StringIO(proc.stdout)))) == 3
+

@@ -45,7 +45,7 @@ def test_both_phases_then_the_evaluation_and_the_table_from_its_results(cell):
         for metric in ("accuracy", "auroc", "oscr"):
             value = result["metrics"][scorer][metric][0]
             assert table["summary"]["Digits"]["CE"][scorer][metric] == {"mean": value, "std": 0.0, "n": 1}
-            assert f"{value:.4f} ± 0.0000 (n=1)" in text
+            assert f"{value:.4f} (n=1)" in text and "± 0.0000 (n=1)" not in text  # one trial: no spread to show
     assert table["cells"]["Digits/0/CE"]["phase1"]["epochs"] == 1 and "1 of 1 cells done" in text
     assert "python benchmarks/reproduce.py --datasets Digits" in text and table["git"] in text
 
@@ -87,3 +87,27 @@ def test_bad_input_is_exit_2(tmp_path, monkeypatch):
                            (["--datasets", "Digits", "--launcher", "slurm"], "--launcher slurm needs Slurm"),
                            (["--datasets", "Digits", "--launcher", "pool"], "--launcher pool needs --jobs N")):
         assert_one_line_error(run_script("benchmarks/reproduce.py", *argv, cwd=tmp_path, in_process=True), fragment)
+
+
+def test_inputs_are_checked_before_anything_is_written(tmp_path, monkeypatch):
+    """What a cell's script would refuse after the table was written is refused first, in one line, leaving the
+    folders as they were: a trial without a split file, data absent, a table file that is not a table (a JSON
+    list: was an AttributeError), --workdir missing or a file, a --name too long for the file system."""
+    monkeypatch.setenv("CAC_SYSTEM_FASHION_MNIST", str(tmp_path / "not-installed"))
+    work = tmp_path / "work"
+    work.mkdir()
+    (tmp_path / "a_file").write_text("not a folder")
+    (work / "old.json").write_text("[1, 2]")
+    cases = [(["--datasets", "Digits", "--trials", "99"], ["no class split file for Digits trial 99"]),
+             (["--datasets", "FashionMNIST", "--trials", "0"], ["FashionMNIST not found", "train-images-idx3-ubyte",
+                                                               "add --download to reproduce.py"]),
+             (["--datasets", "Digits", "--trials", "0", "--out", work / "old"], ["old.json is not a table"]),
+             (["--datasets", "Digits", "--workdir", tmp_path / "missing"], ["--workdir", "missing does not exist"]),
+             (["--datasets", "Digits", "--workdir", tmp_path / "a_file"], ["a_file is a file, not a folder"]),
+             (["--datasets", "Digits", "--name", "n" * 240], ["--name of 240 bytes is too long"])]
+    before = sorted(str(p) for p in tmp_path.rglob("*"))
+    for argv, fragments in cases:
+        argv = argv if "--workdir" in argv else [*argv, "--workdir", work]
+        assert_one_line_error(run_script("benchmarks/reproduce.py", *argv, cwd=work, in_process=True), *fragments)
+    assert sorted(str(p) for p in tmp_path.rglob("*")) == before
+

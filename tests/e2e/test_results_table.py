@@ -56,3 +56,31 @@ def test_results_table_rows_match_the_saved_scores(evaluated_digits, tmp_path):
             cells = [c.strip() for c in line.strip("|").split("|")]
             assert cells[4] == f"{accuracy:.4f}" and cells[5] == f"{auroc:.4f}", (line, accuracy, auroc)
     assert shown.stdout.count("1 torch threads") == 1 and "Measured on" in shown.stdout
+
+
+def results_file(path, auroc_per_trial, auroc_summary):
+    """A two-trial results file whose per-trial AUROCs and summary disagree (as after a hand edit)."""
+    import json
+
+    metrics = {"accuracy": [0.9, 0.8], "auroc": auroc_per_trial, "oscr": [0.7, 0.6]}
+    summary = {"accuracy": {"mean": 0.85, "std": 0.05}, "auroc": auroc_summary, "oscr": {"mean": 0.65, "std": 0.05}}
+    path.write_text(json.dumps({"method": "CAC", "dataset": "Digits", "trials": [0, 1], "raw_top1_accuracy": [0.9, 0.8],
+                                "raw_auroc": auroc_per_trial, "metrics": {"cac": metrics}, "summary": {"cac": summary}}))
+    return path
+
+
+def test_results_table_shows_the_summary_a_file_states_and_warns_of_disagreement_and_repeats(tmp_path):
+    """The table's cell is the file's `summary` (mean ± std), not a recomputation from other keys; per-trial
+    values that contradict it are named in a warning; a file given twice (by two spellings) is listed once."""
+    path = results_file(tmp_path / "r.json", [0.1, 0.1], {"mean": 0.9113, "std": 0.0123})
+    proc = run_script("scripts/results_table.py", path, tmp_path / "." / "r.json", cwd=tmp_path, in_process=True)
+    assert proc.returncode == 0, proc.stderr
+    rows = [line for line in proc.stdout.splitlines() if line.startswith("| CAC |")]
+    assert rows == ["| CAC | CAC score (paper) | Digits | 0-1 | 0.8500 ± 0.0500 | 0.9113 ± 0.0123 | 0.6500 ± 0.0500 |"]
+    warnings = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(warnings) == 2 and all(w.startswith("warning: ") for w in warnings), warnings
+    assert "summary gives auroc 0.9113 for cac, its per-trial metrics 0.1000" in warnings[0]
+    assert "r.json is given twice" in warnings[1] and "listed once" in warnings[1]
+    agreeing = run_script("scripts/results_table.py", results_file(tmp_path / "s.json", [0.9, 0.9],
+                                                                   {"mean": 0.9, "std": 0.0}), cwd=tmp_path, in_process=True)
+    assert agreeing.returncode == 0 and agreeing.stderr == "" and "| 0.9000 ± 0.0000 |" in agreeing.stdout

@@ -141,7 +141,7 @@ def test_real_sigint_mid_run_then_the_printed_command_continues_it(tmp_path, mon
     lines = [line for line in err.splitlines() if line.strip()]
     assert len(lines) == 1 and lines[0].startswith("stopped: SIGINT in epoch 1;"), err
     command = shlex.split(lines[0].split("continue it with `")[1].rstrip("`"))
-    assert command[:2] == ["python", "train_closedSet.py"] and command[-1] == "--continue"
+    assert command[:2] == ["python", script] and command[-1] == "--continue"  # the script's path as it was typed
     assert torch.load(weights(tmp_path, "cut", "closedSetClassifierLast"), weights_only=True)["epoch"] == 1
     proc = run_script(command[1], *command[2:], cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-2000:]

@@ -75,3 +75,48 @@ def test_failed_rename_restores_the_set_already_replaced(tmp_path, monkeypatch):
     files.discard()
     assert sorted(os.listdir(folder)) == ["r.json", "r.npz"]
     assert [(folder / n).read_text() for n in ("r.npz", "r.json")] == ["old r.npz", "old r.json"]
+
+
+def test_a_named_pipe_is_refused_not_waited_on(tmp_path):
+    """A named pipe where a JSON file belongs (split file, results, table): one line saying what it is; opening it
+    would wait for a writer forever."""
+    from core.files import read_json
+
+    pipe = tmp_path / "split.json"
+    os.mkfifo(pipe)
+    with pytest.raises(UserError, match=r"split file .*split.json is not a regular file \(a named pipe"):
+        read_json(str(pipe), "split file", "fix it")
+
+
+def test_a_name_too_long_for_the_file_system_is_refused_with_the_length_that_fits(tmp_path):
+    """The limit is the file system's own (NAME_MAX, in bytes, of the nearest existing folder), counted in bytes:
+    128 two-byte characters are 256 bytes. The line gives the longest --name that fits."""
+    from core.files import check_name_length
+
+    limit = os.pathconf(tmp_path, "PC_NAME_MAX")
+    made = lambda name: [str(tmp_path / "not_yet" / f".tmp_previous_Digits_{name}CAC_trials0-0_trial0_training.png")]  # noqa: E731
+    extra = len(made("")[0].split(os.sep)[-1])
+    fits = "n" * (limit - extra)
+    assert check_name_length(fits, made(fits)) is None
+    for name in ("n" * (limit - extra + 1), "é" * ((limit - extra) // 2 + 1)):
+        with pytest.raises(UserError) as refused:
+            check_name_length(name, made(name))
+        assert str(refused.value).startswith(f"--name of {len(name.encode())} bytes is too long")
+        assert str(refused.value).endswith(f"allows {limit}; give a --name of at most {limit - extra} bytes")
+        assert "<name>CAC_trials0-0_trial0_training.png" in str(refused.value)
+
+
+def test_the_length_given_is_the_tightest_of_all_the_names(tmp_path):
+    """A name refused by the first path's limit is told the length that every path allows (the longest name
+    decides), not the first one's: that length then passes."""
+    from core.files import check_name_length
+
+    limit = os.pathconf(tmp_path, "PC_NAME_MAX")
+    paths = lambda name: [str(tmp_path / f"D_0_{name}CACclassifierAnchorLoss.calibration.json"),  # noqa: E731
+                          str(tmp_path / f".tmp_previous_D_{name}CAC_trials0-0_trial0_training.png")]
+    tightest = limit - len(".tmp_previous_D_CAC_trials0-0_trial0_training.png")
+    with pytest.raises(UserError, match=f"give a --name of at most {tightest} bytes$"):
+        check_name_length("n" * limit, paths("n" * limit))
+    assert check_name_length("n" * tightest, paths("n" * tightest)) is None
+    with pytest.raises(UserError):
+        check_name_length("n" * (tightest + 1), paths("n" * (tightest + 1)))

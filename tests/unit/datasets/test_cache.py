@@ -84,5 +84,6 @@ def test_a_cache_folder_that_cannot_be_written_costs_one_warning_per_cache(tmp_p
     assert len(lines) == 2 and all(line.startswith("warning: cannot write the cache ") for line in lines), lines
     assert str(blocked / "Digits" / "trainval_idxs.json") in lines[0] and "normalization" in lines[1]
     assert "--cache_dir" in lines[0] and "CAC_CACHE_DIR" in lines[0]
+    assert f"(Not a directory: {blocked} is a file, not a folder)" in lines[0]  # the true cause, named
     assert np.array_equal(data.train_idx, good.train_idx) and data.mean == good.mean and data.std == good.std
     assert blocked.read_text() == "not a folder"

@@ -253,7 +253,7 @@ def test_cifar_plus_classes_are_named_by_their_own_source(cifar_root):
 
 def test_class_names_in_messages_and_lists(tmp_path):
     """A known class without training images is named ('1 - one', MNIST's own name) with its id
-    as the split file has it; known_names / unknown_names follow the split file's order."""
+    as the split file has it; class_names follow the labels (ascending id), unknown_names the split file."""
     import json
 
     from fakedata import write_training_labels
@@ -268,7 +268,7 @@ def test_class_names_in_messages_and_lists(tmp_path):
     assert "known classes '1 - one' (id 1) of MNIST trial 0 have no training image" in str(err.value)
     split.write_text(json.dumps({"Known": [2, 8, 3, 4, 5, 6], "Unknown": [0, 9]}))
     data = OpenSetData("MNIST", 0, root, download=False, split_file=str(split))
-    assert data.known_names == ["2 - two", "8 - eight", "3 - three", "4 - four", "5 - five", "6 - six"]
+    assert data.class_names == ["2 - two", "3 - three", "4 - four", "5 - five", "6 - six", "8 - eight"]
     assert data.unknown_names == ["0 - zero", "9 - nine"]
     # remapped label 4 is the fifth known class in ascending id: 6 (8 is the last)
     assert data.describe_labels([4, 5]) == "'6 - six' (id 6), '8 - eight' (id 8)"

@@ -224,6 +224,7 @@ def test_a_failed_write_is_one_warning_and_leaves_nothing(tmp_path, capsys):
     err = capsys.readouterr().err.splitlines()
     assert len(err) == 1 and err[0].startswith(f"warning: could not write the calibration "
                                                f"{calibration_path(checkpoint)} ("), err
+    assert "is a folder where a file belongs); move that folder away" in err[0]
     assert os.listdir(tmp_path) == ["net.calibration.json"] and os.listdir(calibration_path(checkpoint)) == []
 
 

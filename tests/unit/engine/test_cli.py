@@ -13,13 +13,19 @@ import torch
 import engine.cli as cli
 from core.errors import Interrupted, UserError
 from engine.cli import (check_common_args, check_name, evaluation_parser, one_line_usage_errors, print_header,
-                        resolve_device, run_cli, runtime_parser, seed_everything, training_parser)
+                        resolve_device, run_cli, runtime_parser, seed_everything, training_parser,
+                        with_trained_shape)
 
 
 @pytest.mark.parametrize("name,why", [
     ("../../x", "contains '/'"), ("a/b", "contains '/'"), ("a\\b", "contains '\\'"), ("..", "contains '..'"),
     ("a..b", "contains '..'"), ("a\x00b", "contains a control character"), ("a\nb", "contains a control character"),
     ("a\x7fb", "contains a control character"), ("-x", "starts with '-'"), (".hidden", "starts with '.'"),
+    ("my\u200bTest", "contains the invisible character U+200B (ZERO WIDTH SPACE)"),
+    ("a\u2028b", "contains the invisible character U+2028 (LINE SEPARATOR)"),
+    ("a\u00a0b", "contains the invisible character U+00A0 (NO-BREAK SPACE)"),
+    ("\ufeffx", "contains the invisible character U+FEFF (ZERO WIDTH NO-BREAK SPACE)"),
+    ("a\udcffb", "contains the invisible character U+DCFF (unnamed)"),  # a byte that was not UTF-8 (surrogateescape)
 ])
 def test_check_name_refuses_what_is_not_a_plain_name_part(name, why):
     with pytest.raises(UserError) as refused:
@@ -29,7 +35,7 @@ def test_check_name_refuses_what_is_not_a_plain_name_part(name, why):
     assert "plain name" in message and "--name myTest" in message
 
 
-@pytest.mark.parametrize("name", ["myTest", "a-b_c", "run.2", "x-", "", "Ünïcode"])
+@pytest.mark.parametrize("name", ["myTest", "a-b_c", "run.2", "x-", "", "Ünïcode", "two words", "日本語"])
 def test_check_name_accepts_a_plain_name(name):
     assert check_name(name) is None
 
@@ -187,3 +193,26 @@ def test_parsers_defaults_and_spellings():
     assert evaluation.parse_args(["-dataset", "SVHN"]).dataset == "SVHN"
     assert evaluation.parse_args(["--dataset", "SVHN"]).dataset == "SVHN"
     assert evaluation.parse_args([]).dataset == "MNIST" and evaluation.parse_args([]).name == ""
+
+
+def shape_args(**kw):
+    return argparse.Namespace(**{"dataset": "Digits", "im_size": None, "im_channels": None, **kw})
+
+
+def test_the_image_shape_comes_from_the_checkpoint_unless_given_and_a_contradiction_is_refused():
+    """Trained with --im_size 24 --im_channels 1 on an image folder: evaluation needs neither flag; a flag equal to
+    the checkpoint's passes, one that contradicts it is refused naming both. Built-in data sets keep their channels."""
+    ckpt = {"network": {"im_size": 24, "num_channels": 1}}
+    folder = shape_args(dataset="ImageFolder")
+    got = with_trained_shape(folder, ckpt, "c.pth")
+    assert (got.im_size, got.im_channels) == (24, 1) and folder.im_size is None  # a copy: the flags stay as given
+    assert (with_trained_shape(shape_args(dataset="ImageFolder", im_size=24), ckpt, "c.pth").im_channels) == 1
+    with pytest.raises(UserError, match=r"^checkpoint c.pth was trained with im_channels 1, this command gives "
+                                        r"--im_channels 3: drop --im_channels \(it is read from the checkpoint\)$"):
+        with_trained_shape(shape_args(dataset="ImageFolder", im_channels=3), ckpt, "c.pth")
+    with pytest.raises(UserError, match="trained with im_size 24, this command gives --im_size 32"):
+        with_trained_shape(shape_args(im_size=32), ckpt, "c.pth")
+    digits = with_trained_shape(shape_args(), ckpt, "c.pth")
+    assert (digits.im_size, digits.im_channels) == (24, None)  # the config's channel count: no --im_channels there
+    released = with_trained_shape(shape_args(), {}, "c.pth")  # no record (the paper's weights): the config's
+    assert (released.im_size, released.im_channels) == (None, None)

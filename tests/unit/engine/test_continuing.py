@@ -130,3 +130,22 @@ def test_restore_re_derives_what_does_not_fit_and_says_so():
                                                   "do not fit this run's"]
     expected = torch.Generator().manual_seed((4 * 1_000_003 + 2 * 101 + 0) % 2**63)
     assert torch.equal(generators[0].get_state(), expected.get_state())
+
+
+@pytest.mark.parametrize("argv,overwrite,continued,command", [
+    (["--dataset", "Digits", "--over", "--epochs", "6", "--name", "a b"], True, False,
+     "--dataset Digits --epochs 6 --name 'a b' --continue"),  # argparse took --over for --overwrite
+    (["--dataset", "Digits", "--cont", "-r"], False, True, "--dataset Digits --cont -r"),  # --continue already there
+    (["--dataset", "Digits", "--name", "o"], False, False, "--dataset Digits --name o --continue"),
+])
+def test_the_stop_line_gives_the_command_that_continues_the_run(argv, overwrite, continued, command):
+    """The same flags as typed, --overwrite dropped (in any spelling argparse accepts), --continue added once."""
+    from types import SimpleNamespace
+
+    from engine.continuing import stop_message
+
+    run = SimpleNamespace(saved_epoch=3, epochs=range(0, 6), epoch=3, last="w/x_Last.pth", script="train_closedSet.py",
+                          argv=argv, args=Namespace(overwrite=overwrite, continue_run=continued),
+                          accel=SimpleNamespace(world=1))
+    assert stop_message(run, "SIGINT") == ("SIGINT in epoch 3; w/x_Last.pth holds the run after epoch 2: continue it "
+                                           f"with `python train_closedSet.py {command}`")

@@ -66,7 +66,8 @@ def test_load_network_refuses_other_data_than_training_had(tmp_path):
     cfg = {"num_known_classes": 3, "im_channels": 1, "im_size": 16, "dropout": 0.3}
     net, got = load_network(path, ckpt, SimpleNamespace(cfg=cfg, known=[7, 2, 5]), "ClosedSet", "cpu")
     assert got == config and not net.training
-    with pytest.raises(UserError, match=r"trained with im_size 16 but the data here has 32: pass --im_size 16"):
+    with pytest.raises(UserError, match=r"classify.weight is \(3, 512\) in the file but \(3, 2048\) here \(512 "
+                                        r"features in the file, 2048 here: another image size\)"):
         load_network(path, ckpt, SimpleNamespace(cfg={**cfg, "im_size": 32}, known=[2, 5, 7]), "ClosedSet", "cpu")
     with pytest.raises(UserError, match=r"trained on known classes \[2, 5, 7\] but the class split here has \[2, 5, 8\]"):
         load_network(path, ckpt, SimpleNamespace(cfg=cfg, known=[2, 5, 8]), "ClosedSet", "cpu")

@@ -23,9 +23,9 @@ def training_args(**change):
 
 
 def test_check_training_args_accepts_a_plain_run():
-    assert check_training_args(training_args()) is None
-    assert check_training_args(training_args(epochs=1, overwrite=True)) is None
-    assert check_training_args(training_args(continue_run=True, resume=True)) is None
+    assert check_training_args(training_args(), "CAC") is None
+    assert check_training_args(training_args(epochs=1, overwrite=True), "CAC") is None
+    assert check_training_args(training_args(continue_run=True, resume=True), "CAC") is None
 
 
 @pytest.mark.parametrize("change,fragment", [
@@ -40,7 +40,7 @@ def test_check_training_args_accepts_a_plain_run():
 ])
 def test_check_training_args_refusals(change, fragment):
     with pytest.raises(UserError) as refused:
-        check_training_args(training_args(**change))
+        check_training_args(training_args(**change), "CAC")
     assert fragment in str(refused.value)
 
 
@@ -112,8 +112,8 @@ def test_end_epoch_writes_one_rounded_json_line_on_stdout_and_in_the_run(tmp_pat
     os.makedirs(run.run_dir)  # the run's first writes make it
     run.end_epoch(0, {"train/accuracy": 12.3456789, "val/loss": 1 / 3})
     run.end_epoch(1, {"train/accuracy": 50.0, "val/loss": 0.25})
-    expected = ['{"epoch": 0, "train/accuracy": 12.345679, "val/loss": 0.333333}',
-                '{"epoch": 1, "train/accuracy": 50.0, "val/loss": 0.25}']
+    expected = ['{"epoch": 0, "train/accuracy_percent": 12.345679, "val/loss": 0.333333}',  # the unit in the key:
+                '{"epoch": 1, "train/accuracy_percent": 50.0, "val/loss": 0.25}']  # results files hold shares
     assert capsys.readouterr().out.splitlines() == expected
     with open(run.log) as f:
         text = f.read()
@@ -234,7 +234,7 @@ def test_a_stop_by_signal_closes_the_writer_and_the_process_group(recorded, monk
             closed.append(self)
 
     with pytest.raises(Interrupted) as stopped:
-        with recorded.TrainingRun(full_args(), "CAC", ["--dataset", "Digits", "--overwrite"]) as run:
+        with recorded.TrainingRun(full_args(overwrite=True), "CAC", ["--dataset", "Digits", "--overwrite"]) as run:
             run.writer = Writer()
             run.epochs, run.epoch, run.saved_epoch = range(0, 5), 3, 3
             raise Interrupted("SIGTERM", 143)

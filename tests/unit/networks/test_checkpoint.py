@@ -159,8 +159,8 @@ def test_a_failed_checkpoint_save_is_one_line_and_keeps_the_previous_file(tmp_pa
         raise failure
 
     monkeypatch.setattr(ckpt_module.torch, "save", save)
-    with pytest.raises(UserError, match=f"cannot write checkpoint {path} .*disk is full or the file or its folder "
-                                        f"is not writable; the previous file is intact"):
+    with pytest.raises(UserError, match=f"cannot write checkpoint {path} .*the disk is full: free space; the "
+                                        f"previous file is intact"):
         ckpt_module.save_checkpoint({"net": {"w": torch.zeros(3)}, "epoch": 2}, path)
     monkeypatch.undo()
     assert ckpt_module.read_checkpoint(path)["epoch"] == 1
@@ -186,3 +186,13 @@ def test_nan_weights_are_refused_at_load(tmp_path):
     with pytest.raises(UserError, match=r"inf\.pth holds non-finite weights .*1 of \d+ values of "
                                         r"encoder\.bn2\.running_var"):
         load_checkpoint(path, openSetClassifier(6, 1, 16))
+
+
+def test_a_named_pipe_for_a_checkpoint_is_not_called_missing(tmp_path):
+    from networks.checkpoint import read_checkpoint
+
+    os.mkfifo(tmp_path / "x.pth")
+    with pytest.raises(UserError, match=r"^checkpoint .*x.pth is not a regular file \(a folder, a named pipe"):
+        read_checkpoint(str(tmp_path / "x.pth"))
+    with pytest.raises(UserError, match=r"^checkpoint not found: .*y.pth$"):
+        read_checkpoint(str(tmp_path / "y.pth"))
