@@ -8,20 +8,25 @@ import sys
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
-# `python -c STOPPER EPOCH STEP SCRIPT ARGS...`: run SCRIPT with a Ctrl-C arriving after batch
-# STEP of EPOCH (the way tests/e2e/test_resume.py stops runs)
+
+def interrupt_after(batches, epoch, step):
+    """engine.loop.batches with a Ctrl-C (KeyboardInterrupt, as Python's SIGINT handler raises) right
+    after batch `step` of `epoch`: how the GPU check and tests/e2e/test_resume.py stop a run."""
+    def stopping(loader, accel, e, sums):
+        for s, batch in enumerate(batches(loader, accel, e, sums), start=1):
+            yield batch
+            if (e, s) == (epoch, step):
+                raise KeyboardInterrupt
+    return stopping
+
+
+# `python -c STOPPER EPOCH STEP SCRIPT ARGS...`: run SCRIPT with a Ctrl-C after batch STEP of EPOCH
 STOPPER = """
 import runpy, sys
 sys.path.insert(0, {repo!r})
+from benchmarks.gpu_check_steps import interrupt_after
 from engine import loop
-epoch, step = int(sys.argv[1]), int(sys.argv[2])
-real = loop.batches
-def batches(loader, accel, e, sums):
-    for s, batch in enumerate(real(loader, accel, e, sums), start=1):
-        yield batch
-        if (e, s) == (epoch, step):
-            raise KeyboardInterrupt
-loop.batches = batches
+loop.batches = interrupt_after(loop.batches, int(sys.argv[1]), int(sys.argv[2]))
 sys.argv = sys.argv[3:]
 runpy.run_path(sys.argv[0], run_name="__main__")
 """

@@ -19,6 +19,7 @@ import torch
 
 import train_cacOpenset
 import train_closedSet
+from benchmarks.gpu_check_steps import interrupt_after
 from conftest import CPU_EXACT, REPO, run_script
 from core.errors import Interrupted
 from engine import loop
@@ -58,16 +59,8 @@ def assert_same_run(cwd, a, b, files, method):
 
 
 def stop_at(monkeypatch, epoch, step):
-    """Ctrl-C after batch `step` of `epoch` (a KeyboardInterrupt, as Python's own SIGINT handler raises)."""
-    real = loop.batches
-
-    def batches(loader, accel, e, sums):
-        for s, batch in enumerate(real(loader, accel, e, sums), start=1):
-            yield batch
-            if (e, s) == (epoch, step):
-                raise KeyboardInterrupt
-
-    monkeypatch.setattr(loop, "batches", batches)
+    """Ctrl-C after batch `step` of `epoch`."""
+    monkeypatch.setattr(loop, "batches", interrupt_after(loop.batches, epoch, step))
 
 
 @CPU_EXACT

@@ -33,8 +33,8 @@ def test_augment_batches_below_one_is_one_line():
     import train_closedSet
 
     with pytest.raises(UserError, match=r"^--augment_batches 0: give 1 \(each batch on its own\) or more$"):
-        check_training_args(train_closedSet.parse_args(["--dataset", "Digits", "--augment_batches", "0"]))
-    check_training_args(train_closedSet.parse_args(["--dataset", "Digits", "--augment_batches", "3"]))
+        check_training_args(train_closedSet.parse_args(["--dataset", "Digits", "--augment_batches", "0"]), "ClosedSet")
+    check_training_args(train_closedSet.parse_args(["--dataset", "Digits", "--augment_batches", "3"]), "ClosedSet")
 
 
 def test_run_files_of_cifar_plus10_include_the_cifar_plus50_copies():
