@@ -1,10 +1,7 @@
-"""The open-set metrics from per-image scores, the top-1 accuracy and the OSCR curve: scikit-learn's
-where it has them, OSCR and the operating threshold written here.
-
-Convention: every score is an *unknown* score, larger = more likely an image of no known class (the
-CAC score min_i s_i; minus the maximum softmax probability; ...). An image is accepted as known when
-its score <= a threshold. Ties count half wherever a known and an unknown score are compared (as
-sklearn's ROC does)."""
+"""The open-set metrics from per-image scores, top-1 accuracy and the OSCR curve: scikit-learn's where it has
+them, OSCR and the operating threshold written here. Every score is an *unknown* score, larger = more likely no
+known class (the CAC score min_i s_i; minus the max softmax; ...); an image is accepted as known when its score
+<= a threshold; ties count half wherever a known and an unknown score are compared (as sklearn's ROC does)."""
 import math
 
 import numpy as np

@@ -158,10 +158,9 @@ def check_file_writable(path, fix, what=""):
 
 
 def check_name_length(name, paths):
-    """Refuse, before any work, a --name `name` that makes a part of one of `paths` longer than its file system
-    allows (NAME_MAX bytes, asked of the nearest existing folder: file systems differ); the line gives the
-    longest --name every one of them allows."""
-    worst = None  # (longest name allowed, the part, the limit, its folder), the tightest of all
+    """Refuse, before any work, a --name that makes a part of one of `paths` longer than its file system allows
+    (NAME_MAX bytes of the nearest existing folder); the line gives the longest --name all of them allow."""
+    found, size = [], len(os.fsencode(name))  # (longest name allowed, the part, the limit, its folder) of each part
     for path in paths:
         probe = os.path.dirname(os.path.abspath(path))
         while not os.path.isdir(probe):
@@ -170,11 +169,9 @@ def check_name_length(name, paths):
             limit = os.pathconf(probe, "PC_NAME_MAX")
         except (OSError, ValueError):  # no answer: the usual limit
             limit = 255
-        for part in (p for p in path.split(os.sep) if name and name in p):
-            allowed = limit - (len(os.fsencode(part)) - len(os.fsencode(name)))
-            worst = min(worst or (allowed, part, limit, probe), (allowed, part, limit, probe))
-    if worst and len(os.fsencode(name)) > worst[0]:
-        allowed, part, limit, probe = worst
-        raise UserError(f"--name of {len(os.fsencode(name))} bytes is too long: it makes file names such as "
-                        f"{part.replace(name, '<name>')} of {len(os.fsencode(part))} bytes, and this file system "
-                        f"({probe}) allows {limit}; give a --name of at most {max(allowed, 1)} bytes")
+        found += [(limit - len(os.fsencode(p)) + size, p, limit, probe) for p in path.split(os.sep) if name and name in p]
+    allowed, part, limit, probe = min(found, default=(size, "", 0, ""))
+    if size > allowed:
+        raise UserError(f"--name of {size} bytes is too long: it makes file names such as {part.replace(name, '<name>')}"
+                        f" of {len(os.fsencode(part))} bytes, and this file system ({probe}) allows {limit}; give a "
+                        f"--name of at most {max(allowed, 1)} bytes")
