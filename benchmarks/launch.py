@@ -7,25 +7,19 @@ continued); `debug`, submitit's in-process executor (tests, debugging).
 A job runs benchmarks/cells.CellJob and hands back its cell's record to this process, the
 table's only writer (benchmarks/sweep.py). Files under <out>_jobs/: each cell's script output
 (<dataset>_<trial>_<method>.log), and submitit's own files of each launch (submitit/<launch>/).
-Here: the launcher flags and their checks, the executors and what they get, the data fetched
-once before jobs run at once.
+Here: the launcher flags and their checks, and the data fetched once before jobs run at once;
+the executors and what they get are in benchmarks/sweep.py.
 """
-import contextlib
 import os
-import shlex
 import shutil
 
 from benchmarks.cells import run_cell
-from benchmarks.protocol import REPO, run
+from benchmarks.protocol import run
+from benchmarks.sweep import TIMEOUT_MIN, Sweep
 from core.errors import UserError
 
 LAUNCHERS = ("local", "pool", "slurm", "debug")
 SLURM_ONLY = ("slurm_partition", "timeout_min", "slurm_args")
-TIMEOUT_MIN = 24 * 60  # a Slurm job's default time limit
-POOL_TIMEOUT_MIN = 365 * 24 * 60  # the pool's jobs never reach theirs
-SIGNAL_DELAY_S = 180  # Slurm's USR2 comes this long before the limit; a script saves within STOP_WAIT_S
-MAX_REQUEUES = 100  # time-outs after which a job is still requeued (preemptions do not count)
-POLL_S = {"pool": 1.0, "slurm": 20.0, "debug": 0.0}
 
 
 def add_arguments(parser):
@@ -175,45 +169,4 @@ def run_cells(args, table, cells, save):
             for cell in cells:
                 run_cell(cell, table["cells"].setdefault(cell.key, {}), save, log, env=threads_env(args.threads))
         return
-    from benchmarks.sweep import Sweep
-
     Sweep(args, table, save).run(cells)
-
-
-def slurm_parameters(args):
-    """What submitit's Slurm executor gets: the sbatch options of every job of the sweep."""
-    options = {"time": args.timeout_min or TIMEOUT_MIN, "gpus_per_node": args.gpus_per_job, "nodes": 1,
-               "ntasks_per_node": 1, "signal_delay_s": SIGNAL_DELAY_S,
-               "setup": [f"export PYTHONPATH={shlex.quote(REPO)}${{PYTHONPATH:+:$PYTHONPATH}}"],
-               "additional_parameters": {"requeue": True, **args.slurm_options}}
-    if args.slurm_partition:
-        options["partition"] = args.slurm_partition
-    return options
-
-
-def make_executor(args, folder):
-    import submitit
-
-    if args.launcher == "debug":
-        return submitit.DebugExecutor(folder)
-    if args.launcher == "pool":
-        executor = submitit.LocalExecutor(folder, max_num_timeout=MAX_REQUEUES)
-        executor.update_parameters(timeout_min=POOL_TIMEOUT_MIN)
-        return executor
-    executor = submitit.SlurmExecutor(folder, max_num_timeout=MAX_REQUEUES)
-    executor.update_parameters(**slurm_parameters(args))
-    return executor
-
-
-@contextlib.contextmanager
-def repo_on_pythonpath():
-    """The pool's jobs inherit this environment when they start: there they import benchmarks.cells."""
-    old = os.environ.get("PYTHONPATH")
-    os.environ["PYTHONPATH"] = REPO if not old else f"{REPO}{os.pathsep}{old}"
-    try:
-        yield
-    finally:
-        if old is None:
-            del os.environ["PYTHONPATH"]
-        else:
-            os.environ["PYTHONPATH"] = old

@@ -1,19 +1,26 @@
 """The submitit side of benchmarks/reproduce.py (benchmarks/launch.py picks it): a Sweep runs the
 cells of one command as jobs of a submitit executor, at most --jobs at once, and records each
 cell in the table when its job ends (this process is the table's only writer), with the job ids,
-so that a rerun follows the Slurm jobs still queued or running instead of submitting them again.
+so that a rerun follows the Slurm jobs still queued or running instead of submitting them again;
+and the executors: what submitit gets for a pool, Slurm (the sbatch options) or the debug launcher.
 A failed cell is named with its log and the others go on; the command then ends with one line
 naming them. On Ctrl-C or SIGTERM the pool's jobs stop their scripts, which save their state.
 """
 import contextlib
 import os
+import shlex
 import signal
 import time
 
 from benchmarks.cells import CellJob
-from benchmarks.launch import POLL_S, make_executor, repo_on_pythonpath
-from benchmarks.protocol import STOP_WAIT_S
+from benchmarks.protocol import REPO, STOP_WAIT_S
 from core.errors import UserError
+
+TIMEOUT_MIN = 24 * 60  # a Slurm job's default time limit
+POOL_TIMEOUT_MIN = 365 * 24 * 60  # the pool's jobs never reach theirs
+SIGNAL_DELAY_S = 180  # Slurm's USR2 comes this long before the limit; a script saves within STOP_WAIT_S
+MAX_REQUEUES = 100  # time-outs after which a job is still requeued (preemptions do not count)
+POLL_S = {"pool": 1.0, "slurm": 20.0, "debug": 0.0}
 
 
 def last_line(error):
@@ -139,3 +146,42 @@ class Sweep:
             with contextlib.suppress(Exception):  # a job killed by the terminal's Ctrl-C left no result
                 self.table["cells"][cell.key] = job.result()["cell"]  # what it finished
         self.save()
+
+
+def slurm_parameters(args):
+    """What submitit's Slurm executor gets: the sbatch options of every job of the sweep."""
+    options = {"time": args.timeout_min or TIMEOUT_MIN, "gpus_per_node": args.gpus_per_job, "nodes": 1,
+               "ntasks_per_node": 1, "signal_delay_s": SIGNAL_DELAY_S,
+               "setup": [f"export PYTHONPATH={shlex.quote(REPO)}${{PYTHONPATH:+:$PYTHONPATH}}"],
+               "additional_parameters": {"requeue": True, **args.slurm_options}}
+    if args.slurm_partition:
+        options["partition"] = args.slurm_partition
+    return options
+
+
+def make_executor(args, folder):
+    import submitit
+
+    if args.launcher == "debug":
+        return submitit.DebugExecutor(folder)
+    if args.launcher == "pool":
+        executor = submitit.LocalExecutor(folder, max_num_timeout=MAX_REQUEUES)
+        executor.update_parameters(timeout_min=POOL_TIMEOUT_MIN)
+        return executor
+    executor = submitit.SlurmExecutor(folder, max_num_timeout=MAX_REQUEUES)
+    executor.update_parameters(**slurm_parameters(args))
+    return executor
+
+
+@contextlib.contextmanager
+def repo_on_pythonpath():
+    """The pool's jobs inherit this environment when they start: there they import benchmarks.cells."""
+    old = os.environ.get("PYTHONPATH")
+    os.environ["PYTHONPATH"] = REPO if not old else f"{REPO}{os.pathsep}{old}"
+    try:
+        yield
+    finally:
+        if old is None:
+            del os.environ["PYTHONPATH"]
+        else:
+            os.environ["PYTHONPATH"] = old

@@ -1,4 +1,4 @@
-"""The code's shape (issue 12, docs/architecture.md): imports flow one way, scripts -> engine ->
+"""The code's shape (issue 12, docs/architecture.md): imports flow one way (no cycles, none between layers), scripts -> engine ->
 networks, datasets and the method modules -> core; every file says what it owns; files stay short."""
 import ast
 import os
@@ -92,3 +92,60 @@ def test_files_stay_short(kind):
             if n > MAX_LINES[kind]:
                 long.append(f"{p}: {n} lines")
     assert not long, f"over {MAX_LINES[kind]} lines: {long}"
+
+
+def module_name(path):
+    name = path[:-3].replace("/", ".")
+    return name[:-len(".__init__")] if name.endswith(".__init__") else name
+
+
+def import_graph():
+    """module -> the project modules it imports (`from a import b` counts a.b when b is a module)."""
+    modules = {module_name(p): p for p in source_files()}
+    graph = {}
+    for name, path in modules.items():
+        targets = set()
+        for node in ast.walk(ast.parse(open(os.path.join(REPO, path)).read())):
+            if isinstance(node, ast.Import):
+                targets.update(a.name for a in node.names)
+            elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                targets.add(node.module)
+                targets.update(f"{node.module}.{a.name}" for a in node.names)
+        graph[name] = sorted(t for t in targets if t in modules and t != name)
+    return graph
+
+
+def find_cycle(graph):
+    """One import cycle as a list of modules (first == last), or None."""
+    done, path = set(), []
+
+    def visit(module):
+        path.append(module)
+        for target in graph.get(module, ()):
+            if target in path:
+                return path[path.index(target):] + [target]
+            if target not in done:
+                cycle = visit(target)
+                if cycle:
+                    return cycle
+        done.add(path.pop())
+        return None
+
+    for module in sorted(graph):
+        if module not in done:
+            cycle = visit(module)
+            if cycle:
+                return cycle
+    return None
+
+
+def test_the_cycle_finder_sees_a_cycle():
+    assert find_cycle({"a": ["b"], "b": ["c"], "c": ["a"], "d": ["a"]}) == ["a", "b", "c", "a"]
+    assert find_cycle({"a": ["b", "c"], "b": ["c"], "c": []}) is None
+    assert "benchmarks.cells" in import_graph()["benchmarks.launch"]
+
+
+def test_no_import_cycles():
+    # imports inside functions count too: a cycle there is still two modules that need each other
+    cycle = find_cycle(import_graph())
+    assert cycle is None, " -> ".join(cycle)

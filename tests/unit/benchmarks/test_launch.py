@@ -15,6 +15,7 @@ from benchmarks import launch
 from benchmarks.cells import Cell, CellJob
 from benchmarks.protocol import REPO, write_table
 from benchmarks.reproduce import parse_args, plan
+from benchmarks.sweep import MAX_REQUEUES
 from core.errors import UserError
 
 submitit = pytest.importorskip("submitit")
@@ -116,7 +117,7 @@ def test_slurm_job_description_is_what_submitit_submits(tmp_path, monkeypatch):
     # the pickled job: this cell's CellJob; on USR2 its checkpoint asks submitit to requeue the same
     delayed = submitit.core.utils.DelayedSubmission.load(job.paths.submitted_pickle)
     assert isinstance(delayed.function, CellJob) and delayed.function.cell == cell
-    assert delayed._timeout_countdown == launch.MAX_REQUEUES
+    assert delayed._timeout_countdown == MAX_REQUEUES
     again = delayed.function.checkpoint()
     assert isinstance(again, submitit.core.utils.DelayedSubmission) and again.function is delayed.function
 
