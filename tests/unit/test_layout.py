@@ -1,5 +1,6 @@
-"""The code's shape (issue 12, docs/architecture.md): imports flow one way (no cycles, none between layers), scripts -> engine ->
-networks, datasets and the method modules -> core; every file says what it owns; files stay short."""
+"""The code's shape (issue 12, docs/architecture.md): imports flow one way, scripts -> engine ->
+networks, datasets and the method modules -> core, with no cycle anywhere; every file says what
+it owns; files stay short."""
 import ast
 import os
 import subprocess
