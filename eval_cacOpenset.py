@@ -25,7 +25,6 @@ def parse_args(argv=None):
 def main(argv=None):
     args = parse_args(argv)
     from engine.evaluation import Evaluation  # after parsing: --help answers at once
-    from engine.report import report
 
     evaluation = Evaluation(args, CAC)
     results = []
@@ -33,9 +32,8 @@ def main(argv=None):
         run = evaluation.trial_run(trial)  # the trial's data and network, the calibration beside its checkpoint
         how = run.place_anchors(recompute=args.recompute_anchors)  # the CAC scorer's setup
         print(f"trial {trial}: anchor means {how}")
-        print(f"==> Evaluating open set network accuracy and AUROC for trial {trial}..")
         results.append(run.evaluate())  # every scorer and metric; the calibration written beside the checkpoint
-    return report(evaluation, results)  # the original's four lines, the table, the results files
+    return evaluation.report(results)  # the original's four lines, the table, the results files
 
 
 if __name__ == "__main__":

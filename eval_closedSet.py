@@ -19,15 +19,11 @@ def parse_args(argv=None):
 def main(argv=None):
     args = parse_args(argv)
     from engine.evaluation import Evaluation  # after parsing: --help answers at once
-    from engine.report import report
 
     evaluation = Evaluation(args, CROSS_ENTROPY)
-    results = []
-    for trial in evaluation.trials:
-        run = evaluation.trial_run(trial)  # the trial's data and network, the calibration beside its checkpoint
-        print(f"==> Evaluating closed set network accuracy and AUROC for trial {trial}..")
-        results.append(run.evaluate())  # every scorer and metric; the calibration written beside the checkpoint
-    return report(evaluation, results)  # the original's four lines, the table, the results files
+    # per trial: its data and network, every scorer and metric, the calibration written beside its checkpoint
+    results = [evaluation.trial_run(trial).evaluate() for trial in evaluation.trials]
+    return evaluation.report(results)  # the original's four lines, the table, the results files
 
 
 if __name__ == "__main__":

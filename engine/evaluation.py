@@ -18,7 +18,7 @@ from engine.calibration import SCORERS, cached_anchor_means, calibration_record,
 from engine.cli import check_common_args, print_header, resolve_device, seed_everything, with_trained_shape
 from engine.commands import EVAL_SCRIPTS, TRAIN_SCRIPTS, evaluate_command, train_command
 from engine.recipe import use_normalization
-from engine.report import ScorerOutput, TrialResult
+from engine.report import ScorerOutput, TrialResult, report
 from metrics import ACCEPT_RATE, acceptance_threshold, all_metrics
 from networks.build import build_network
 from networks.checkpoint import load_checkpoint, read_checkpoint
@@ -49,6 +49,10 @@ class Evaluation:
         check_name_length(args.name, [os.path.join(RESULTS_DIR, PREVIOUS + os.path.basename(p)) for p in targets])
         for path in targets:
             check_file_writable(path, "evaluate under another --name", what="results file ")  # renames must not fail
+
+    def report(self, results):
+        """The original's four lines, the table, the results files (engine/report.py)."""
+        return report(self, results)
 
     def trial_run(self, trial):
         """Trial `trial`'s TrialRun, with the calibration beside its checkpoint."""
@@ -105,7 +109,9 @@ class TrialRun:
         return how
 
     def evaluate(self):
-        """The TrialResult (evaluate_network); the calibration written beside the checkpoint."""
+        """The TrialResult (evaluate_network), after the original's line; the calibration written beside the checkpoint."""
+        kind = "open" if self.method == CAC else "closed"  # each original script's own words
+        print(f"==> Evaluating {kind} set network accuracy and AUROC for trial {self.data.trial}..")
         result = evaluate_network(self.net, self.data, self.loader, self.device, self.scorers, self.path,
                                   self.start, self.anchors)
         thresholds = {name: m["threshold"] for name, m in result.metrics.items()}

@@ -85,24 +85,33 @@ def load_checkpoint(path, net, ckpt=None):
     means = state.pop("means", None)  # the released checkpoints' name for the anchors
     if "anchors" in own and "anchors" not in state and means is not None:
         state["anchors"] = means.double()
-    missing, unexpected = sorted(set(own) - set(state)), sorted(set(state) - set(own))
-    if missing or unexpected:
-        raise UserError(f"checkpoint {path} does not fit a {type(net).__name__}: missing "
-                        f"{missing[:3]}, unexpected {unexpected[:3]} (is it a CAC checkpoint loaded "
-                        f"as cross-entropy, or the other way round?)")
-    for name, tensor in state.items():
-        if tensor.shape != own[name].shape:
-            raise UserError(f"checkpoint {path} does not fit the network: {name} is "
-                            f"{tuple(tensor.shape)} in the file but {tuple(own[name].shape)} here "
-                            f"({_describe_mismatch(name, tensor.shape, own[name].shape)}): use the checkpoint "
-                            f"trained for this data set, or train one")
-    for name, tensor in state.items():  # refused now, not later as NaN scores or another library's error
-        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
-            bad = int((~torch.isfinite(tensor)).sum())
-            raise UserError(f"checkpoint {path} holds non-finite weights (NaN or inf): {bad} of {tensor.numel()} "
-                            f"values of {name}; it cannot be used: train it again or use another checkpoint")
+    check_fits(state, {k: v.shape for k, v in own.items()}, f"checkpoint {path}", f"a {type(net).__name__}",
+               keys_fix="is it a CAC checkpoint loaded as cross-entropy, or the other way round?",
+               shape_fix="use the checkpoint trained for this data set, or train one", describe=_describe_mismatch,
+               values_fix="it cannot be used: train it again or use another checkpoint")
     net.load_state_dict(state)
     return ckpt
+
+
+def check_fits(state, shapes, what, target, keys_fix, shape_fix, values_fix, describe=None):
+    """Refuse in one UserError line tensors `state` that cannot load where `shapes` ({name: shape}) is
+    expected: names missing or unexpected, a shape that differs (`describe(name, saved, wanted)` says
+    why), NaN or inf values (refused now, not later as NaN scores or another library's error)."""
+    missing, unexpected = sorted(set(shapes) - set(state)), sorted(set(state) - set(shapes))
+    if missing or unexpected:
+        raise UserError(f"{what} does not fit {target}: missing {missing[:3]}, unexpected {unexpected[:3]} "
+                        f"({len(missing)} and {len(unexpected)} keys): {keys_fix}")
+    for name, tensor in state.items():
+        saved, wanted = tuple(tensor.shape), tuple(shapes[name])
+        if saved != wanted:
+            why = f" ({describe(name, saved, wanted)})" if describe else ""
+            raise UserError(f"{what} does not fit {target}: {name} is {saved} in the file but {wanted} here{why}: "
+                            f"{shape_fix}")
+    for name, tensor in state.items():
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            bad = int((~torch.isfinite(tensor)).sum())
+            raise UserError(f"{what} holds non-finite weights (NaN or inf): {bad} of {tensor.numel()} values of "
+                            f"{name}; {values_fix}")
 
 
 def _describe_mismatch(name, saved, wanted):

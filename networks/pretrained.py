@@ -6,6 +6,7 @@ import os
 import torch
 
 from core.errors import UserError
+from networks.checkpoint import check_fits
 from networks.resnet import RESNETS
 
 IMAGENET = "imagenet"  # the value of `--pretrained` given without a file
@@ -60,17 +61,8 @@ def read_state_dict(path, backbone, expected):
         raise UserError(f"--pretrained {path} is not a state_dict (a dict of tensors): save one with "
                         f"torch.save(model.state_dict(), FILE)")
     state = {k: v for k, v in state.items() if not k.startswith("fc.")}
-    missing, unexpected = sorted(set(expected) - set(state)), sorted(set(state) - set(expected))
-    if missing or unexpected:
-        raise UserError(f"--pretrained {path} does not fit torchvision's {backbone}: missing {missing[:3]}, "
-                        f"unexpected {unexpected[:3]} ({len(missing)} and {len(unexpected)} keys): give a "
-                        f"{backbone} state_dict")
-    for name, tensor in state.items():
-        if tuple(tensor.shape) != tuple(expected[name]):
-            raise UserError(f"--pretrained {path} does not fit torchvision's {backbone}: {name} is "
-                            f"{tuple(tensor.shape)} in the file, {tuple(expected[name])} in {backbone}")
-        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
-            raise UserError(f"--pretrained {path} holds NaN or inf values in {name}: use another file")
+    check_fits(state, expected, f"--pretrained {path}", f"torchvision's {backbone}", keys_fix=f"give a {backbone} state_dict",
+               shape_fix=f"give a {backbone} state_dict", values_fix="use another file")
     return state
 
 

@@ -86,6 +86,20 @@ class CIFAR100NoMD5(tvd.CIFAR100):
     meta = {**tvd.CIFAR100.meta, "md5": None}
 
 
+def check_cifar(dataset_class, root, num_classes, n_train, n_test):
+    """The files read back through torchvision's class: uint8 32x32x3 arrays, n images a class, patches
+    that tell the classes apart. Returns the training set."""
+    train, test = dataset_class(root, train=True), dataset_class(root, train=False)
+    assert train.data.shape == (num_classes * n_train, 32, 32, 3) and train.data.dtype == np.uint8
+    assert test.data.shape == (num_classes * n_test, 32, 32, 3)
+    assert_counts(train.targets, num_classes, n_train)
+    assert_counts(test.targets, num_classes, n_test)
+    assert len(train.classes) == num_classes
+    assert_patches(train.data, train.targets, num_classes)
+    assert nearest_centroid_accuracy(train.data, train.targets, test.data, test.targets, num_classes) == 1.0
+    return train
+
+
 def test_cifar10_format(tmp_path):
     out = fakedata.write_cifar10(tmp_path, n_train=7, n_test=4)
     assert sorted(os.listdir(out)) == sorted(
@@ -93,31 +107,16 @@ def test_cifar10_format(tmp_path):
     sizes = [len(np.load(os.path.join(out, f"data_batch_{i}"), allow_pickle=True, encoding="latin1")["labels"])
              for i in range(1, 6)]
     assert sum(sizes) == 70 and min(sizes) > 0
-    train = CIFAR10NoMD5(tmp_path, train=True)
-    test = CIFAR10NoMD5(tmp_path, train=False)
-    assert train.data.shape == (70, 32, 32, 3) and train.data.dtype == np.uint8
-    assert test.data.shape == (40, 32, 32, 3)
-    assert_counts(train.targets, 10, 7)
-    assert_counts(test.targets, 10, 4)
-    assert len(train.classes) == 10 and train.classes[0] == "airplane"
-    assert_patches(train.data, train.targets, 10)
-    assert nearest_centroid_accuracy(train.data, train.targets, test.data, test.targets, 10) == 1.0
+    train = check_cifar(CIFAR10NoMD5, tmp_path, 10, n_train=7, n_test=4)
+    assert train.classes[0] == "airplane"
 
 
 def test_cifar100_format(tmp_path):
     out = fakedata.write_cifar100(tmp_path, n_train=2, n_test=1)
     assert sorted(os.listdir(out)) == ["meta", "test", "train"]
-    train = CIFAR100NoMD5(tmp_path, train=True)
-    test = CIFAR100NoMD5(tmp_path, train=False)
-    assert train.data.shape == (200, 32, 32, 3) and train.data.dtype == np.uint8
-    assert test.data.shape == (100, 32, 32, 3)
-    assert_counts(train.targets, 100, 2)
-    assert_counts(test.targets, 100, 1)
-    assert len(train.classes) == 100
+    check_cifar(CIFAR100NoMD5, tmp_path, 100, n_train=2, n_test=1)
     raw = np.load(os.path.join(out, "train"), allow_pickle=True, encoding="latin1")
     assert set(raw["coarse_labels"]) == set(range(20))
-    assert_patches(train.data, train.targets, 100)
-    assert nearest_centroid_accuracy(train.data, train.targets, test.data, test.targets, 100) == 1.0
 
 
 class SVHNNoMD5(tvd.SVHN):

@@ -41,7 +41,7 @@ def test_a_pretrained_file_is_loaded_into_a_fresh_network_only(resnet18_file):
 @pytest.mark.parametrize("case, fragment", [
     ("resnet50", "does not fit torchvision's resnet18: missing"),
     ("shape", "layer1.0.conv1.weight is (64, 64, 1, 1) in the file"),
-    ("nan", "NaN or inf values in bn1.weight"),
+    ("nan", "non-finite weights (NaN or inf): 64 of 64 values of bn1.weight"),
     ("not a dict", "is not a state_dict"),
     ("garbage", "cannot be read as tensors"),
 ])
