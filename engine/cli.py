@@ -45,8 +45,7 @@ def runtime_parser(training=True):
                    "names class folders (default: none)")
     default = ("the dataset's in datasets/config.json; saved with the run: evaluation and predict.py read it from "
                "the checkpoint" if training else "the checkpoint's; a value that contradicts it is refused")
-    g.add_argument("--im_size", type=int, default=None, help=f"image side in pixels, a multiple of 8 (default: "
-                   f"{default})")
+    g.add_argument("--im_size", type=int, default=None, help=f"image side in pixels, a multiple of 8 (default: {default})")
     g.add_argument("--im_channels", type=int, default=None, choices=[1, 3],
                    help=f"ImageFolder only: 1 = grey, 3 = RGB (default: {default.replace('dataset', 'ImageFolder')})")
     return p
@@ -159,15 +158,17 @@ def check_name(name):
 
 
 def with_trained_shape(args, ckpt, path):
-    """`args` with the image size and channels checkpoint `path` (read as `ckpt`) was trained with where no
-    --im_size/--im_channels is given; a given one that contradicts it is refused."""
-    trained, shape = ckpt.get("network") or {}, {}
+    """`args` with the image size and channels checkpoint `path` (`ckpt`) was trained with, where not given."""
+    trained, shape, wrong = ckpt.get("network") or {}, {}, []
     for flag, key in (("im_size", "im_size"), ("im_channels", "num_channels")):
         given, saved = getattr(args, flag, None), trained.get(key)
         if given is not None and saved is not None and given != saved:
-            raise UserError(f"checkpoint {path} was trained with {flag} {saved}, this command gives --{flag} {given}: "
-                            f"drop --{flag} (it is read from the checkpoint)")
+            wrong.append((flag, saved, given))
         shape[flag] = saved if given is None and (flag == "im_size" or args.dataset == FOLDER_DATASET) else given
+    if wrong:  # every contradiction in one line
+        saved, given, drop = (" and ".join(p) for p in zip(*[(f"{f} {s}", f"--{f} {g}", f"--{f}") for f, s, g in wrong]))
+        raise UserError(f"checkpoint {path} was trained with {saved}, this command gives {given}: drop {drop} (read "
+                        f"from the checkpoint)")
     return argparse.Namespace(**{**vars(args), **shape})
 
 

@@ -208,8 +208,11 @@ def test_the_image_shape_comes_from_the_checkpoint_unless_given_and_a_contradict
     assert (got.im_size, got.im_channels) == (24, 1) and folder.im_size is None  # a copy: the flags stay as given
     assert (with_trained_shape(shape_args(dataset="ImageFolder", im_size=24), ckpt, "c.pth").im_channels) == 1
     with pytest.raises(UserError, match=r"^checkpoint c.pth was trained with im_channels 1, this command gives "
-                                        r"--im_channels 3: drop --im_channels \(it is read from the checkpoint\)$"):
+                                        r"--im_channels 3: drop --im_channels \(read from the checkpoint\)$"):
         with_trained_shape(shape_args(dataset="ImageFolder", im_channels=3), ckpt, "c.pth")
+    with pytest.raises(UserError, match=r"trained with im_size 24 and im_channels 1, this command gives --im_size 32 "
+                                        r"and --im_channels 3: drop --im_size and --im_channels "):  # both in one line
+        with_trained_shape(shape_args(dataset="ImageFolder", im_size=32, im_channels=3), ckpt, "c.pth")
     with pytest.raises(UserError, match="trained with im_size 24, this command gives --im_size 32"):
         with_trained_shape(shape_args(im_size=32), ckpt, "c.pth")
     digits = with_trained_shape(shape_args(), ckpt, "c.pth")
