@@ -19,11 +19,10 @@ import signal
 import threading
 import time
 
-from benchmarks.protocol import METHODS, Stopped, phase_state, raise_stopped, read_scorers, run, stop_running
+from benchmarks.protocol import (METHODS, Stopped, phase_state, raise_stopped, read_scorers, results_file, run,
+                                 stop_running)
 from core.errors import UserError
 
-# the scripts' fix-it line for missing data names their own flag; reproduce.py's is --download
-FIX_DOWNLOAD = ("drop --no_download to fetch them", "add --download to reproduce.py to fetch them")
 WATCH_S = 2.0
 
 
@@ -68,26 +67,24 @@ def run_cell(cell, record, save, log, **popen):
                     "--continue" if state == "stopped" else "--overwrite", *(["--amp"] if cell.amp else [])]
             print(f"{cell.dataset} trial {cell.trial} {cell.method}: phase {phase} ({epochs} epochs"
                   f"{', continued' if state == 'stopped' else ''})", flush=True)
-            seconds, _ = _run(train_script, argv, cell.workdir, log, popen)
+            seconds, _ = run(train_script, argv, cell.workdir, log, **popen)
             record[key] = {"epochs": epochs, "train_s": round(seconds, 1)}
         else:
             record[key] = {"epochs": epochs, "train_s": None}  # finished before it was recorded
         save()
     if "result" not in record:
         argv = ["-dataset", cell.dataset, "--start_trial", cell.trial, "--num_trials", 1, *cell.common]
-        seconds, _ = _run(eval_script, argv, cell.workdir, log, popen)
-        path = os.path.join(cell.workdir, "results", f"{cell.dataset}_{cell.name}{tag}_trials{cell.trial}-{cell.trial}.json")
+        seconds, _ = run(eval_script, argv, cell.workdir, log, **popen)
+        path = results_file(cell.workdir, cell.dataset, cell.name, tag, cell.trial)
         record.update(result=read_scorers(path), eval_s=round(seconds, 1))
         save()
 
 
-def _run(script, argv, workdir, log, popen):
-    try:
-        return run(script, argv, workdir, log, **popen)
-    except UserError as e:
-        if FIX_DOWNLOAD[0] in str(e):
-            raise UserError(str(e).replace(*FIX_DOWNLOAD)) from None
-        raise
+def threads_env(threads):
+    """The scripts' environment with `threads` torch threads (None: this one, unchanged)."""
+    if threads is None:
+        return None
+    return {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
 
 
 class CellJob:
@@ -105,10 +102,7 @@ class CellJob:
         return os.path.join(self.folder, f"{self.cell.label}{suffix}")
 
     def __call__(self):
-        env = dict(os.environ)
-        threads = self.threads or env.get("SLURM_CPUS_PER_TASK")
-        if threads:
-            env.update(OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
+        env = threads_env(self.threads or os.environ.get("SLURM_CPUS_PER_TASK") or None)
         executor = os.environ.get("SUBMITIT_EXECUTOR")
         os.makedirs(self.folder, exist_ok=True)
         with open(self.path(".lock"), "a") as lock, open(self.path(".log"), "a") as log:

@@ -27,7 +27,7 @@ import time
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)  # run from anywhere
 from benchmarks.gpu_check_steps import collective, cross  # noqa: E402
-
+from benchmarks.gpu_check_train import TOY  # noqa: E402
 
 
 def parse_args(argv=None):
@@ -52,7 +52,7 @@ def run(work, command, env=None):
 
 
 def train(args, device, name, *extra):
-    toy = ["--batch_size", "4096", "--im_size", "8"] if args.toy else []
+    toy = TOY if args.toy else []
     return [os.path.join(REPO, "train_cacOpenset.py"), "--dataset", args.dataset, "--trial", "0", "--device", device,
             "--name", name, "--workers", "0", *toy, *extra]
 
@@ -67,10 +67,9 @@ def ddp(args, work, cuda):
         return (f"NCCL with 2 ranks cannot run on this machine's {gpu_count()} GPU (NCCL refuses two ranks on one "
                 f"device); the collective step above ran nccl with 1 rank, tests/e2e/test_distributed.py runs 2 "
                 f"ranks on gloo")
-    ranks = 2
-    sync = ["--sync_bn"] if cuda == "cuda" and ranks == 2 else []
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(ranks),
-               *train(args, cuda, f"ddp{ranks}", "--epochs", "1", *sync)]
+    sync = ["--sync_bn"] if cuda == "cuda" else []
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+               *train(args, cuda, "ddp2", "--epochs", "1", *sync)]
     return [run(work, command, {"OMP_NUM_THREADS": "1"})]
 
 

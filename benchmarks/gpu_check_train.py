@@ -12,14 +12,14 @@ the training and evaluation scripts' own `main`, with --no_download (Fashion-MNI
 $CAC_SYSTEM_FASHION_MNIST). Writes networks/, runs/ and results/ under --work; one line per phase.
 """
 import argparse
-import json
 import os
 import sys
 import time
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)  # run from anywhere
-METHODS = (("CAC", "train_cacOpenset", "eval_cacOpenset"), ("ClosedSet", "train_closedSet", "eval_closedSet"))
+from engine.commands import EVAL_SCRIPTS, TRAIN_SCRIPTS  # noqa: E402 (no torch: --help stays light)
+
 TOY = ["--batch_size", "4096", "--im_size", "8"]
 
 
@@ -33,14 +33,10 @@ def parse_args(argv=None):
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     p.add_argument("--amp", action="store_true", help="train with bfloat16 autocast")
     p.add_argument("--toy", action="store_true", help="one step per epoch on 8x8 images (the dry run)")
-    p.add_argument("--methods", nargs="+", default=["CAC", "ClosedSet"], choices=["CAC", "ClosedSet"],
+    p.add_argument("--methods", nargs="+", default=list(TRAIN_SCRIPTS), choices=list(TRAIN_SCRIPTS),
                    help="which methods (default: both)")
     p.add_argument("--against", default=None, metavar="NAME", help="an earlier --name to put beside this one")
     return p.parse_args(argv)
-
-
-def results_path(work, dataset, name, method):
-    return os.path.join(work, "results", f"{dataset}_{name}{method}_trials0-0.json")
 
 
 def run_phases(args):
@@ -51,8 +47,9 @@ def run_phases(args):
     common = ["--dataset", args.dataset, "--name", args.name, "--device", args.device, "--no_download"]
     toy = TOY if args.toy else []
     seconds = {}
-    for method, train_name, eval_name in (m for m in METHODS if m[0] in args.methods):
-        train, evaluate = importlib.import_module(train_name), importlib.import_module(eval_name)
+    for method in (m for m in TRAIN_SCRIPTS if m in args.methods):
+        train, evaluate = (importlib.import_module(scripts[method].removesuffix(".py"))
+                           for scripts in (TRAIN_SCRIPTS, EVAL_SCRIPTS))
         for phase, count in enumerate(epochs):
             start = time.time()
             train.main([*common, "--trial", "0", "--epochs", str(count), "--overwrite", *(["-r"] if phase else []),
@@ -67,8 +64,10 @@ def run_phases(args):
 
 def table(args, epochs):
     """Markdown: every scorer's accuracy, AUROC, OSCR of this run (and of --against's)."""
+    from benchmarks.protocol import read_scorers, results_file
+
     against = args.against
-    if against and not all(os.path.isfile(results_path(args.work, args.dataset, against, m)) for m in args.methods):
+    if against and not all(os.path.isfile(results_file(args.work, args.dataset, against, m, 0)) for m in args.methods):
         print(f"(no results of --against {against} to put beside these: its run did not finish)")
         against = None
     names = [args.name] + ([against] if against else [])
@@ -77,12 +76,9 @@ def table(args, epochs):
              f"the slot)" if not args.toy else f"{args.dataset} trial 0, toy size ({' '.join(TOY)})", "",
              f"| method | scorer | {head} |", "|---|---|" + "---|" * (3 * len(names))]
     for method in args.methods:
-        runs = []
-        for name in names:
-            with open(results_path(args.work, args.dataset, name, method)) as f:
-                runs.append(json.load(f)["metrics"])
+        runs = [read_scorers(results_file(args.work, args.dataset, name, method, 0)) for name in names]
         for scorer in runs[0]:
-            cells = [f"{run[scorer][metric][0]:.4f}" for metric in ("accuracy", "auroc", "oscr") for run in runs]
+            cells = [f"{run[scorer][metric]:.4f}" for metric in ("accuracy", "auroc", "oscr") for run in runs]
             lines.append(f"| {method} | {scorer} | {' | '.join(cells)} |")
     return "\n".join(lines)
 
@@ -92,16 +88,15 @@ def main(argv=None):
     os.makedirs(args.work, exist_ok=True)
     os.chdir(args.work)
     args.work = "."
-    sys.path.insert(0, REPO)
     from core.errors import UserError
 
     try:
         epochs, seconds = run_phases(args)
-    except UserError as e:  # the scripts' one line, as run_cli prints it
+        print("seconds: " + ", ".join(f"{k} {v:.1f}" for k, v in seconds.items()), flush=True)
+        print(table(args, epochs), flush=True)
+    except UserError as e:  # the scripts' one line (or a results file's), as run_cli prints it
         print(f"error: {e}", file=sys.stderr)
         return 2
-    print("seconds: " + ", ".join(f"{k} {v:.1f}" for k, v in seconds.items()), flush=True)
-    print(table(args, epochs), flush=True)
     return 0
 
 

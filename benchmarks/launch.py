@@ -13,7 +13,7 @@ the executors and what they get are in benchmarks/sweep.py.
 import os
 import shutil
 
-from benchmarks.cells import run_cell
+from benchmarks.cells import run_cell, threads_env
 from benchmarks.protocol import run
 from benchmarks.sweep import TIMEOUT_MIN, Sweep
 from core.errors import UserError
@@ -134,13 +134,6 @@ def check_inputs(args):
             if missing:
                 raise UserError(f"{source} not found under {root} (expected {missing[0]}, for --datasets {ds}): put "
                                 f"the files there, or add --download to reproduce.py to fetch them")
-
-
-def threads_env(threads):
-    """The scripts' environment with `threads` torch threads (None: this one, unchanged)."""
-    if threads is None:
-        return None
-    return {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
 
 
 def fetch_data(args):

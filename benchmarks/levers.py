@@ -19,7 +19,7 @@ import time
 
 import torch
 
-from benchmarks.measure import bench_eval, fresh_network, sync, synthetic_trial
+from benchmarks.measure import batches, bench_eval, fresh_network, sync, synthetic_trial
 from datasets.pipeline import build_loader
 from engine.accel import Accel
 from engine.loop import all_finite
@@ -47,11 +47,6 @@ def compile_step(step, device, backend):
     return torch.compile(step, backend=backend, mode=mode)
 
 
-def endless(loader):
-    while True:
-        yield from loader
-
-
 def loop_rate(data, cfg, accel, steps, warmup, pipeline="resident", workers=0, augment_batches=1,
               drop_last=False, step_backend=None, seed=0):
     """(images/s of `steps` training steps after `warmup`, the network, the mean training loss of those steps)
@@ -64,13 +59,13 @@ def loop_rate(data, cfg, accel, steps, warmup, pipeline="resident", workers=0, a
     if step_backend is not None:
         step = compile_step(step, accel.device, step_backend)
     model.train()
-    batches, sums = endless(loader), None
+    it, sums = batches(loader, warmup + steps), None
     for _ in range(warmup):
-        step(*accel.inputs(*next(batches)))
+        step(*accel.inputs(*next(it)))
     sync(accel.device)
     seen, start = 0, time.perf_counter()
     for _ in range(steps):
-        images, targets = accel.inputs(*next(batches))
+        images, targets = accel.inputs(*next(it))
         out = step(images, targets)
         sums = out.clone() if sums is None else sums + out  # the epoch's running sums, on the device
         seen += len(targets)

@@ -109,7 +109,7 @@ def fresh_network(cfg, accel, seed=0):
     return net, model, torch.optim.SGD(net.parameters(), lr=0.01, momentum=0.9), CACLoss(0.1)
 
 
-def train_step(model, optimizer, criterion, accel, images, targets):
+def train_step(model, optimizer, criterion, images, targets):
     optimizer.zero_grad(set_to_none=True)
     _, distances = model(images)  # under autocast with --amp (Accel.prepare)
     loss = criterion(distances, targets)[0]
@@ -123,11 +123,11 @@ def bench_step(cfg, accel, steps, warmup):
     c, s, b = cfg["im_channels"], cfg["im_size"], cfg["batch_size"]
     images, targets = accel.inputs(torch.randn(b, c, s, s), torch.randint(0, cfg["num_known_classes"], (b,)))
     for _ in range(warmup):
-        train_step(model, optimizer, criterion, accel, images, targets)
+        train_step(model, optimizer, criterion, images, targets)
     sync(accel.device)
     start = time.perf_counter()
     for _ in range(steps):
-        loss = train_step(model, optimizer, criterion, accel, images, targets)
+        loss = train_step(model, optimizer, criterion, images, targets)
     loss.item()
     return steps * b / (time.perf_counter() - start)
 
@@ -152,7 +152,7 @@ def bench_loop(data, cfg, accel, pipeline, workers, steps, warmup):
     _, model, optimizer, criterion = fresh_network(cfg, accel)
     it = batches(loader, warmup + steps)
     for images, targets in (next(it) for _ in range(warmup)):
-        train_step(model, optimizer, criterion, accel, *accel.inputs(images, targets))
+        train_step(model, optimizer, criterion, *accel.inputs(images, targets))
     sync(accel.device)
     seen, wait, start = 0, 0.0, time.perf_counter()
     while True:
@@ -162,7 +162,7 @@ def bench_loop(data, cfg, accel, pipeline, workers, steps, warmup):
         if batch is None:
             break
         images, targets = accel.inputs(*batch)
-        loss = train_step(model, optimizer, criterion, accel, images, targets)
+        loss = train_step(model, optimizer, criterion, images, targets)
         seen += len(targets)
     loss.item()
     elapsed = time.perf_counter() - start

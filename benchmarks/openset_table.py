@@ -20,7 +20,7 @@ import sys
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
-from benchmarks.protocol import METHODS, check_workdir, command_line, machine, run  # noqa: E402
+from benchmarks.protocol import METHODS, check_workdir, command_line, machine, results_file, run  # noqa: E402
 from benchmarks.tables import markdown, read_results, read_table, write_table  # noqa: E402
 from core.errors import UserError  # noqa: E402
 from core.logfile import parse_log_line  # noqa: E402
@@ -62,8 +62,7 @@ def run_cell(args, trial, method):
     train_s, _ = run(train_script, train_argv, args.workdir)
     eval_s, _ = run(eval_script, ["-dataset", args.dataset, "--start_trial", trial, "--num_trials", 1, *common],
                     args.workdir)
-    path = os.path.join(args.workdir, "results", f"{args.dataset}_{args.name}{tag}_trials{trial}-{trial}.json")
-    accuracy, auroc = read_result(path)
+    accuracy, auroc = read_result(results_file(args.workdir, args.dataset, args.name, tag, trial))
     epochs_run = epochs_logged(os.path.join(args.workdir, "runs", f"{args.dataset}_{trial}_{args.name}{tag}",
                                             "metrics.jsonl"))
     images = epochs_run * training_set_size(args, trial)

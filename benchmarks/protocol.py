@@ -4,7 +4,6 @@ evaluation's results file, and benchmarks/reproduce.py's per-cell phases (what i
 continue) and its paper-shaped table (mean ± std over trials per data set, method and scorer)."""
 import contextlib
 import functools
-import json
 import os
 import platform
 import shlex
@@ -17,9 +16,9 @@ import time
 import numpy as np
 
 from benchmarks.published import compare, markdown_lines
-from benchmarks.tables import read_results
-from core.errors import UserError, os_error_cause
-from core.files import atomic_write
+from benchmarks.tables import plus_minus, read_results
+from benchmarks.tables import write_table as write_tables
+from core.errors import UserError
 from networks.weights import CAC, CROSS_ENTROPY, LAST, weights_path
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -141,6 +140,11 @@ def command_line(script, argv):
     return "python " + " ".join(shlex.quote(str(a)) for a in [script, *argv])
 
 
+def results_file(workdir, dataset, name, tag, trial):
+    """The results JSON an evaluation script writes for one trial of run `name` (`tag`: CAC or ClosedSet)."""
+    return os.path.join(workdir, "results", f"{dataset}_{name}{tag}_trials{trial}-{trial}.json")
+
+
 def read_scorers(path):
     """{scorer: {metric of TABLE_METRICS: value}} of a one-trial results JSON, or one UserError line."""
     result = read_results(path, "evaluate the trial again")
@@ -185,10 +189,6 @@ def summarize(cells, datasets, trials, methods):
     return out
 
 
-def fmt(entry):
-    return f"{entry['mean']:.4f}" + (f" ± {entry['std']:.4f}" if entry["n"] > 1 else "")
-
-
 def markdown(table):
     """Per metric (AUROC, accuracy, OSCR), a table: rows data sets, columns method/scorer."""
     summary, methods = table["summary"], table["methods"]
@@ -208,7 +208,7 @@ def markdown(table):
         for ds in table["datasets"]:
             row = summary.get(ds, {})
             lines.append(f"| {ds} | " + " | ".join(
-                f"{fmt(row[m][s][metric])} (n={row[m][s][metric]['n']})" if m in row and s in row[m] else "…"
+                f"{plus_minus(**row[m][s][metric])} (n={row[m][s][metric]['n']})" if m in row and s in row[m] else "…"
                 for m, s in columns) + " |")
         lines.append("")
     lines += markdown_lines(table.get("published", []))
@@ -228,12 +228,4 @@ def write_table(table, out):
                  wall_s=sum((c.get(f"phase{p}", {}).get("train_s") or 0) for c in cells.values() for p in (0, 1))
                  + sum(c.get("eval_s", 0) for c in cells.values()))
     table["published"] = compare(table)
-    try:
-        os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
-        with atomic_write(out + ".json", "w") as f:
-            json.dump(table, f, indent=1)
-        with atomic_write(out + ".md", "w") as f:
-            f.write(markdown(table))
-    except OSError as e:
-        raise UserError(f"cannot write {e.filename or out} {os_error_cause(e, out)}, then run the same command: "
-                        f"finished phases are kept") from None
+    write_tables(table, out + ".json", out + ".md", markdown, "phases")

@@ -47,8 +47,13 @@ def read_table(path):
     return table
 
 
+def plus_minus(mean, std, n):
+    """'mean ± std' to 4 places, the std only when it is over more than one value (n > 1)."""
+    return f"{mean:.4f}" + (f" ± {std:.4f}" if n > 1 else "")
+
+
 def mean_std(values):
-    return f"{np.mean(values):.4f}" + (f" ± {np.std(values):.4f}" if len(values) > 1 else "")
+    return plus_minus(np.mean(values), np.std(values), len(values))
 
 
 def markdown(table):
@@ -81,13 +86,14 @@ def markdown(table):
         f"Command: `{table['command']}`", ""])
 
 
-def write_table(table, json_path, md_path):
-    """<out>.json then <out>.md, each whole or not at all; a failure is one UserError line."""
+def write_table(table, json_path, md_path, render=markdown, kept="cells"):
+    """<out>.json then <out>.md (`render(table)`), each whole or not at all (the folder made if missing);
+    a failure is one UserError line saying that the finished `kept` are kept."""
     try:
         with atomic_write(json_path, "w") as f:
             json.dump(table, f, indent=1)
         with atomic_write(md_path, "w") as f:
-            f.write(markdown(table))
+            f.write(render(table))
     except OSError as e:
         raise UserError(f"cannot write {e.filename or json_path} {os_error_cause(e, json_path)}, then run the "
-                        f"same command: finished cells are kept") from None
+                        f"same command: finished {kept} are kept") from None

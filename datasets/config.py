@@ -8,9 +8,9 @@ from core.files import read_json
 from core.values import is_finite_number, is_whole_number
 from datasets.names import FOLDER_DATASET
 from datasets.normalization import normalization_problem
+from datasets.splits import DATASETS_DIR
 from networks.config import im_size_problem
 
-DATASETS_DIR = os.path.dirname(os.path.abspath(__file__))
 RESTORE = "restore it from the repository (git checkout datasets/config.json)"
 
 

@@ -16,7 +16,7 @@ from torchvision import datasets as tvd
 from torchvision import transforms as T
 
 from datasets.names import FOLDER_DATASET
-from datasets.safe_folder import TAKES_ALLOW_EMPTY, SafeImageFolder
+from datasets.safe_folder import SafeImageFolder
 from datasets.splits import brief, read_split_json
 from core.errors import UserError
 
@@ -40,7 +40,7 @@ class _FixedClasses(SafeImageFolder):
 
     def __init__(self, root, classes, loader):
         self._classes = classes
-        super().__init__(root, loader=loader, **({"allow_empty": True} if TAKES_ALLOW_EMPTY else {}))
+        super().__init__(root, loader=loader)
 
     def find_classes(self, directory):
         return list(self._classes), {name: i for i, name in enumerate(self._classes)}
@@ -51,12 +51,6 @@ def _subfolders(path):
         return sorted(e.name for e in os.scandir(path) if e.is_dir() and not e.name.startswith("."))
     except OSError as e:
         raise UserError(f"cannot list the image folder {path} ({e.strerror}); fix its permissions") from None
-
-
-def _listing(names, limit=200):
-    """'a, b, c' for a message, cut short when long; 'none' when empty."""
-    text = ", ".join(names) or "none"
-    return text if len(text) <= limit else text[:limit] + ", ..."
 
 
 def _check_images(dataset, root):
@@ -106,7 +100,7 @@ class FolderData:
         absent = [n for n in unknown if n not in self.test_classes]
         if len(absent) == len(unknown):
             raise UserError(f"Unknown classes {brief(absent)} in {path} have no folder under {test} "
-                            f"(its class folders: {_listing(self.test_classes)})")
+                            f"(its class folders: {brief(self.test_classes)})")
         for name in absent:
             print(f"warning: unknown class {name!r} of {path} has no folder under {test}; it is left out "
                   f"of the evaluation", file=sys.stderr)
@@ -114,8 +108,7 @@ class FolderData:
         absent = [n for n in known if n not in self.train_classes]
         if absent:
             raise UserError(f"Known classes {brief(absent)} in {path} have no folder under "
-                            f"{os.path.join(self.root, 'train')} (its class folders: "
-                            f"{_listing(self.train_classes)})")
+                            f"{os.path.join(self.root, 'train')} (its class folders: {brief(self.train_classes)})")
         if len(known) < 2:
             raise UserError(f"{path} lists {len(known)} known class; open-set training needs at least 2")
         both = sorted(set(known) & set(unknown))

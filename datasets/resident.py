@@ -154,28 +154,22 @@ class ResidentLoader:
     def __len__(self):
         return num_batches(len(self.labels), self.batch_size, self.world, self.drop_last)
 
-    def state_dict(self):
-        return {"generator": self.generator.get_state()}
-
-    def load_state_dict(self, state):
-        self.generator.set_state(state["generator"])
-
     def __iter__(self):
         n = len(self.labels)
         order = (torch.randperm(n, generator=self.generator, device=self.device) if self.shuffle
                  else torch.arange(n, device=self.device))
         chunk, end, augmented = self.batch_size * self.augment_batches, len(self) * self.batch_size, None
+        mine = slice(self.rank, None, self.world)  # this rank's share of a global batch
         for start in range(0, end, self.batch_size):
             batch = order[start:start + self.batch_size]
-            with self._threads():
+            with self._threads():  # parameters drawn for the global batch, images made for this rank's share
                 if self.spec.random and self.augment_batches > 1:  # K batches augmented at once, then cut
-                    if start % chunk == 0:
-                        augmented = self._augment(self.images[order[start:min(start + chunk, end)]])
-                    images = augmented[start % chunk:start % chunk + len(batch)]
+                    if start % chunk == 0:  # each rank makes the whole chunk: K > 1 is a one-GPU lever
+                        augmented = self._augment(order[start:min(start + chunk, end)])
+                    images = augmented[start % chunk:start % chunk + len(batch)][mine]
                 else:
-                    images = self._augment(self.images[batch]) if self.spec.random else self.images[batch].float()
-                mine = slice(self.rank, None, self.world)
-                images = images[mine].div_(255).sub_(self.mean).div_(self.std)  # ToTensor, Normalize
+                    images = self._augment(batch, mine) if self.spec.random else self.images[batch[mine]].float()
+                images = images.div_(255).sub_(self.mean).div_(self.std)  # ToTensor, Normalize
                 if self.channels_last:
                     images = images.contiguous(memory_format=torch.channels_last)
             yield images, self.labels[batch][mine]
@@ -201,10 +195,12 @@ class ResidentLoader:
         angle = lo + (hi - lo) * torch.rand(n, generator=g, device=dev, dtype=torch.float64)
         return spec.im_size, (top, left, box_h, box_w, flip, angle)
 
-    def _augment(self, images):
-        size, params = self.draw_params(len(images), images.shape[2], images.shape[3])
+    def _augment(self, index, keep=slice(None)):
+        """Images `index` augmented, parameters drawn for all of them; only those at positions `keep` made."""
+        size, params = self.draw_params(len(index), self.images.shape[2], self.images.shape[3])
         rotate = self.spec.degrees != (0.0, 0.0)
-        return warp(images, size, *params, rotate=rotate).round_().clamp_(0, 255)  # back on PIL's 8-bit grid
+        out = warp(self.images[index[keep]], size, *(p[keep] for p in params), rotate=rotate)
+        return out.round_().clamp_(0, 255)  # back on PIL's 8-bit grid
 
 
 def resident_loader(dataset, batch_size, shuffle, device, seed=0, shard=(0, 1), channels_last=False,

@@ -3,7 +3,6 @@ order, except that each real folder and file is read once however links point (t
 os.walk goes round a link to a parent folder 40 times, reading those images again each time), and
 names that are not plain files (a named pipe would hang) are skipped with a warning. Files that are
 not images by their name are left out as torchvision does, and listed in `strays`."""
-import inspect
 import os
 import stat
 import sys
@@ -18,15 +17,10 @@ def _refuse_listing(error):
                     f"remove it") from None
 
 
-# torchvision 0.18 and later pass allow_empty on to make_dataset; before, a subclass's attribute says it
-TAKES_ALLOW_EMPTY = "allow_empty" in inspect.signature(tvd.DatasetFolder.__init__).parameters
-
-
 class SafeImageFolder(tvd.ImageFolder):
-    allow_empty = False  # what make_dataset does when torchvision gives no allow_empty (before 0.18)
+    allow_empty = False  # True in a subclass: class folders may be empty (torchvision < 0.18 passes no allow_empty)
 
-    def make_dataset(self, directory, class_to_idx, extensions=None, is_valid_file=None, allow_empty=None):
-        allow_empty = self.allow_empty if allow_empty is None else allow_empty
+    def make_dataset(self, directory, class_to_idx, extensions=None, is_valid_file=None, allow_empty=False):
         is_valid_file = is_valid_file or (lambda path: tvd.folder.has_file_allowed_extension(path, extensions))
         seen, repeated, not_files, self.strays = set(), [], [], []
 
@@ -74,7 +68,7 @@ class SafeImageFolder(tvd.ImageFolder):
             print(f"warning: {directory}: skipped {len(not_files)} image name(s) that are not plain files "
                   f"(e.g. {os.path.relpath(not_files[0], directory)})", file=sys.stderr)
         missing = sorted(set(class_to_idx) - set(classes) | set(empty))
-        if missing and not allow_empty:
+        if missing and not (allow_empty or self.allow_empty):
             raise UserError(f"no image files in the class folder(s) {', '.join(missing)} under {directory} "
                             f"(extensions: {', '.join(tvd.folder.IMG_EXTENSIONS)})")
         return samples

@@ -75,7 +75,8 @@ def _describe(paths):
     return paths[0] if len(paths) == 1 else f"{folder}/{{{names}}}"
 
 
-def _one_line(error):
+def one_line(error):
+    """'Type: message' of an exception, on one line and cut short, for a message naming it."""
     return " ".join(f"{type(error).__name__}: {error}".split())[:160]
 
 
@@ -101,7 +102,7 @@ def _gunzip_idx(source, root):
             with gzip.open(archive, "rb") as src, atomic_write(target) as dst:
                 shutil.copyfileobj(src, dst)
         except (OSError, EOFError, zlib.error) as e:  # bad header, truncated, bad data
-            raise UserError(f"{archive} is corrupt or truncated ({_one_line(e)}); "
+            raise UserError(f"{archive} is corrupt or truncated ({one_line(e)}); "
                             f"download {source} again") from None
 
 
@@ -142,10 +143,10 @@ def open_source(source, root, train, download=True):
     except Exception as e:  # a download failure (offline, proxy, bad mirror), else damaged files
         if missing:
             raise UserError(f"{source} not found under {root} (expected {_describe(missing)}) and the download "
-                            f"failed ({_one_line(e)}); {apt or 'copy the files there '}or connect to the "
+                            f"failed ({one_line(e)}); {apt or 'copy the files there '}or connect to the "
                             f"network") from None
         raise UserError(f"{source} files under {root} are corrupt or truncated "
-                        f"({_one_line(e)}); delete them and download again") from None
+                        f"({one_line(e)}); delete them and download again") from None
     _check_labels(dataset, source, root)
     return dataset
 

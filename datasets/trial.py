@@ -17,7 +17,7 @@ from datasets.folder import FolderData
 from datasets.names import FOLDER_DATASET, SOURCES
 from datasets.normalization import RAW_PIXELS, cached_normalization, listed_normalization, raw_pixel_stats
 from datasets.partition import trainval_partition
-from datasets.sources import CHANNELS_FIRST, NUM_CLASSES, open_source, source_labels
+from datasets.sources import CHANNELS_FIRST, NUM_CLASSES, one_line, open_source, source_labels
 from datasets.splits import load_class_split
 
 
@@ -27,8 +27,7 @@ def read_item(base, index):
         return base[index]
     except (OSError, ValueError, SyntaxError) as e:  # what PIL raises for a damaged image file
         where = base.samples[index][0] if hasattr(base, "samples") else f"image {index}"
-        raise UserError(f"cannot read {where} ({type(e).__name__}: {' '.join(str(e).split())[:120]}); "
-                        f"replace or delete the file") from None
+        raise UserError(f"cannot read {where} ({one_line(e)}); replace or delete the file") from None
 
 
 class RemappedSubset(Dataset):

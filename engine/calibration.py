@@ -1,6 +1,5 @@
 """A checkpoint's calibration in X.calibration.json beside X.pth, keyed on the SHA-256 of its bytes: the scorers'
 thresholds, what predict.py needs to treat new images as test images, CAC's anchor means and their data."""
-import hashlib
 import json
 import os
 import re
@@ -15,15 +14,11 @@ from core.values import is_finite_number, is_whole_number
 from datasets.normalization import normalization_problem
 from datasets.splits import labels_fingerprint
 from metrics import ACCEPT_RATE
-from networks.weights import CAC, CROSS_ENTROPY
+from networks.weights import CAC, CROSS_ENTROPY, calibration_path
 from scorers import CACScorers, CrossEntropyScorers
 
 SCORERS = {CAC: CACScorers(), CROSS_ENTROPY: CrossEntropyScorers()}  # each method's scorers
 NETWORK_KEYS = {"num_classes", "num_channels", "im_size", "dropout", "backbone", "pretrained"}
-
-
-def calibration_path(checkpoint):
-    return os.path.splitext(checkpoint)[0] + ".calibration.json"
 
 
 def anchor_data_key(data):
@@ -31,7 +26,7 @@ def anchor_data_key(data):
     idx = np.ascontiguousarray(data.train_idx, dtype=np.int64)
     return {"dataset": data.name, "known": [int(c) for c in data.known],
             "train_labels": labels_fingerprint(data.train_labels[idx])["labels_sha1"],
-            "train_idx": hashlib.sha1(idx.tobytes()).hexdigest(), "im_size": int(data.cfg["im_size"]),
+            "train_idx": labels_fingerprint(idx)["labels_sha1"], "im_size": int(data.cfg["im_size"]),
             "mean": [float(v) for v in data.mean], "std": [float(v) for v in data.std],
             "anchor_flip": bool(data.cfg["anchor_flip"]), "source": data.source_fingerprint}
 

@@ -11,6 +11,7 @@ import unicodedata
 
 from datasets.names import DATASET_NAMES, FOLDER_DATASET
 from core.errors import Interrupted, UserError
+from engine.recipe import RECIPES
 from networks.config import BACKBONE_HELP
 
 REPO_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -81,7 +82,7 @@ def training_parser(default_name="myTest"):
                    help="ResNet backbones: start from torchvision's ImageNet weights (alone: downloaded into torch "
                         "hub's cache, or read from there offline) or from FILE, a torchvision state_dict saved "
                         "with torch.save (default: none, from scratch)")
-    g.add_argument("--recipe", default="paper", choices=["paper", "modern", "vaze"],
+    g.add_argument("--recipe", default="paper", choices=RECIPES,
                    help="paper: the config's schedule and augmentation (the original); modern: Vaze et al. 2022's "
                         "(SGD lr 0.1, cosine warm restarts, 600 epochs, RandAugment; engine/recipe.py); vaze: modern "
                         "on the whole training set, keeping the last epoch (their protocol) (default: paper)")

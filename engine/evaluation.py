@@ -66,7 +66,8 @@ class Evaluation:
                             f"`{train_command(TRAIN_SCRIPTS[self.method], vars(args), trial)}` (evaluation's --name "
                             f"defaults to '' for the paper's released weights, training's to myTest)")
         run = TrialRun(args, data, self.method, path, self.device, checkpoint)
-        if default_channels_last(self.device):  # faster; not in predict.py's calibration: it changes the last bits
+        if default_channels_last(self.device):  # faster; predict.py's calibration leaves its network as loaded but
+            # gets channels_last images from TrialRun.loader too: its layers keep that layout (the same outputs)
             run.net = run.net.to(memory_format=torch.channels_last)
         run.calibration, problem = read_calibration(path, run.digest, self.method, data.num_known)
         if problem:
@@ -75,12 +76,12 @@ class Evaluation:
 
 
 class TrialRun:
-    """The network of checkpoint `path` (`checkpoint`: its (dict, SHA-256) if already read) for the trial's `data`."""
+    """The network of checkpoint `path` (`checkpoint`: its (dict, SHA-256), as read) for the trial's `data`."""
 
-    def __init__(self, args, data, method, path, device, checkpoint=None):
+    def __init__(self, args, data, method, path, device, checkpoint):
         self.args, self.data, self.method, self.path, self.device = args, data, method, path, device
         self.scorers, self.start, self.calibration, self.anchors = SCORERS[method], time.perf_counter(), None, None
-        ckpt, self.digest = checkpoint or read_checkpoint(path, map_location=device, with_digest=True)
+        ckpt, self.digest = checkpoint
         self.net, self.config = load_network(path, ckpt, data, method, device)
 
     def loader(self, dataset):

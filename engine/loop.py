@@ -85,10 +85,11 @@ class BatchMeans:
 
     def add(self, *losses, predicted, targets):
         self.losses.append(torch.stack([loss.double() for loss in losses]))
-        self.counts.append(torch.full((), len(targets), device=self.accel.device, dtype=torch.float64))
+        self.counts.append(len(targets))  # host ints: one tensor in `means`, not a launch per batch
         self.correct += (predicted == targets).sum()
 
     def means(self):
-        losses = self.accel.batch_means(torch.stack(self.losses), torch.stack(self.counts)).tolist()
-        correct, seen = self.accel.sum(torch.stack([self.correct, sum(self.counts)])).tolist()
+        counts = self.correct.new_tensor(self.counts)  # float64, on the device
+        losses = self.accel.batch_means(torch.stack(self.losses), counts).tolist()
+        correct, seen = self.accel.sum(torch.stack([self.correct, counts.sum()])).tolist()
         return losses, 100.0 * correct / seen

@@ -77,8 +77,9 @@ def load_predictor(path, device, data_root=None, split_file=None, cache_dir=None
     classify = ckpt["net"].get("classify.weight")  # the network's class count, for the calibration to match
     num_classes = classify.shape[0] if torch.is_tensor(classify) and classify.dim() == 2 else None
     cal, problem = read_calibration(path, digest, method, num_classes)
-    cal = cal or embedded_calibration(ckpt, method, num_classes) or \
-        make_calibration(path, (ckpt, digest), method, device, problem, data_root, split_file, cache_dir)
+    cal = cal or embedded_calibration(ckpt, method, num_classes)
+    if cal is None:  # made now, with the network (and anchors) that made it
+        return make_calibration(path, (ckpt, digest), method, device, problem, data_root, split_file, cache_dir)
     net = loaded_network(NetworkConfig(**cal["network"]), method, path, ckpt, device)
     if method == CAC:
         net.set_anchors(torch.tensor(cal["anchor_means"]["means"], dtype=torch.float64))
@@ -86,7 +87,7 @@ def load_predictor(path, device, data_root=None, split_file=None, cache_dir=None
 
 
 def make_calibration(path, checkpoint, method, device, problem, data_root, split_file, cache_dir):
-    """The calibration of checkpoint `path` made as an evaluation makes it, from the data its args name."""
+    """(network with its anchors, calibration) of checkpoint `path`, made as an evaluation would, from its data."""
     args = checkpoint[0].get("args")
     if not (isinstance(args, dict) and isinstance(args.get("dataset"), str) and isinstance(args.get("trial"), int)):
         what = f"no usable calibration ({problem})" if problem else "no calibration (class names, anchors, thresholds)"
@@ -111,7 +112,7 @@ def make_calibration(path, checkpoint, method, device, problem, data_root, split
           f"and {len(data.val_idx)} validation images of {data.name} trial {data.trial}", file=sys.stderr)
     if write_calibration(path, cal):
         print(f"calibration written to {calibration_path(path)}", file=sys.stderr)
-    return cal
+    return run.net, cal
 
 
 def training_args(ckpt, path, data_root=None, split_file=None, cache_dir=None):

@@ -52,8 +52,6 @@ class Recipe:
         if name == "paper":
             return cls("paper", False, tuple(hparams["learning_rate"]), tuple(hparams["max_epoch"]),
                        hparams.get("momentum", 0.9), hparams["weight_decay"], cfg["batch_size"])
-        if name not in RECIPES:
-            raise ValueError(f"recipe {name!r}: one of {RECIPES}")
         lr, adam, vaze = 0.01 if dataset == "TinyImageNet" else 0.1, dataset in ADAM, name == "vaze"
         smoothing = torch_smoothing(VAZE_SMOOTHING.get(dataset, 0.0), cfg["num_known_classes"])
         return cls(name, True, (lr, lr / 10), (EPOCHS, hparams["max_epoch"][1]), 0.9, 0.0 if adam else 1e-4, BATCH,

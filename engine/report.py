@@ -96,13 +96,12 @@ def report(evaluation, results):
     """Print the original's four lines and the table; write the results files as one set, each to a temporary
     renamed at the end, the JSON last, so that a failure leaves the previous set whole. Returns the JSON's content."""
     args, paper, stem = evaluation.args, evaluation.scorers.paper, evaluation.stem
-    all_accuracy = [r.metrics[paper]["accuracy"] for r in results]
-    all_auroc = [r.metrics[paper]["auroc"] for r in results]
-    mean_acc, mean_auroc = float(np.mean(all_accuracy)), float(np.mean(all_auroc))
+    summary = summarize(results, evaluation.scorers.names)
+    all_accuracy, all_auroc = (summary["metrics"][paper][m] for m in ("accuracy", "auroc"))  # the paper scorer's
+    mean_acc, mean_auroc = (summary["summary"][paper][m]["mean"] for m in ("accuracy", "auroc"))
     rounded = ["[" + ", ".join(f"{v:.4f}" for v in values) + "]" for values in (all_accuracy, all_auroc)]  # as the
     print(f"Raw Top-1 Accuracy: {rounded[0]}\nRaw AUROC: {rounded[1]}")  # table; the results JSON keeps every digit
     print(f"Average Top-1 Accuracy: {mean_acc:.4f}\nAverage AUROC: {mean_auroc:.4f}")
-    summary = summarize(results, evaluation.scorers.names)
     print_table(summary, paper, evaluation.trials)
     result = {"dataset": args.dataset, "method": evaluation.method, "name": args.name, "trials": evaluation.trials,
               "raw_top1_accuracy": all_accuracy, "raw_auroc": all_auroc,

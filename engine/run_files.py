@@ -11,7 +11,7 @@ from core.errors import UserError, os_error_cause
 from core.files import PREVIOUS, atomic_write, check_file_writable, check_name_length, ensure_writable
 from engine.cli import check_common_args
 from networks.checkpoint import read_checkpoint
-from networks.weights import LAST, RUN_FILES, saved_under, weights_path
+from networks.weights import LAST, RUN_FILES, calibration_path, saved_under, weights_path
 
 
 def run_files(args, method):
@@ -24,7 +24,7 @@ def longest_names(args, method):
     """The longest names the run and its evaluation write, in each folder: a calibration beside a checkpoint, a
     plot's link to its previous content (engine/figures.py plot_path, core/files.py FileSet)."""
     t, stem = args.trial, f"{args.dataset}_{args.name}{method}_trials{args.trial}-{args.trial}"
-    return [os.path.splitext(weights_path(args.dataset, t, args.name, RUN_FILES[method][0]))[0] + ".calibration.json",
+    return [calibration_path(weights_path(args.dataset, t, args.name, RUN_FILES[method][0])),
             os.path.join("results", f"{PREVIOUS}{stem}_trial{t}_training.png")]
 
 
@@ -61,12 +61,6 @@ class RunLock:
             raise UserError(f"cannot take the lock of run {self.run}: {self.lock.lock_file} "
                             f"{os_error_cause(e, self.lock.lock_file)}") from None
 
-    def refuse_if_held(self):
-        """Refuse when another process holds it now (probed only where its file exists: writes nothing)."""
-        if os.path.exists(self.lock.lock_file):
-            self._take()
-            self.lock.release()
-
     def acquire(self):
         folder = os.path.dirname(os.path.abspath(self.lock.lock_file))
         while not os.path.isdir(folder):
@@ -85,11 +79,9 @@ class RunLock:
         self.made = []
 
 
-def refuse_to_replace(args, method, run_dir, locks):
-    """Refuse a run that would replace another: a first run whose files exist, a second phase (-r) already
-    begun, a run training now (`locks`). --overwrite lifts the first two; engine/continuing.py checks --continue."""
-    for lock in locks:
-        lock.refuse_if_held()
+def refuse_to_replace(args, method, run_dir):
+    """Refuse a run that would replace another: a first run whose files exist, or a second phase (-r) already begun
+    (checked under the run's lock: RunLock). --overwrite lifts both; engine/continuing.py checks --continue."""
     if args.continue_run or args.overwrite:
         return
     if args.resume:
@@ -154,7 +146,6 @@ def write_config(run_dir, config):
     """runs/<run>/config.json, whole or not at all."""
     path = os.path.join(run_dir, "config.json")
     try:
-        os.makedirs(run_dir, exist_ok=True)
         with atomic_write(path, "w") as f:
             json.dump(config, f, indent=1)
     except OSError as e:

@@ -28,7 +28,7 @@ from networks.pretrained import IMAGENET, pretrained_file
 from networks.weights import CAC, EVALUATED, LAST, lock_path, saved_under, weights_path
 
 SCHEDULES = {CAC: "openset_training"}  # the config's schedule of each method (else closedset_training)
-SIGNAL_STATUS = {"SIGINT": 130, "SIGTERM": 143}  # 128 + the signal's number, as a shell reports it
+SIGNAL_STATUS = {s.name: 128 + s for s in (signal.SIGINT, signal.SIGTERM)}  # as a shell reports a stop by signal
 # metrics.jsonl names the unit of a percentage (results files hold shares); tensorboard keeps the original's tags
 LOGGED = {"train/accuracy": "train/accuracy_percent", "val/accuracy": "val/accuracy_percent"}
 
@@ -37,10 +37,10 @@ class TrainingRun:
     """One training run of `method` as `args` (from `argv`) asks, holding its lock; no write before `prepare`."""
 
     def __init__(self, args, method, argv=None):
-        """Six steps in an order that matters: 1. refusals, before any data is read; 2. the device (the
-        process group); 3. the trial, rank 0 first (it writes the caches); 4. the loaders; 5. every file
-        checked writable; 6. seed, last, so that whether the caches were warm cannot change the numbers."""
-        check_training_args(args, method)  # 1.
+        """Six steps in an order that matters: 1. the device (the process group); 2. the run's lock, then the
+        refusals, before any data is read or downloaded; 3. the trial, rank 0 first (it writes the caches); 4. the
+        loaders; 5. every file checked writable; 6. seed, last, so that warm caches cannot change the numbers."""
+        check_training_args(args, method)  # the arguments alone, first
         self.args, self.method, self.phase, self.script = args, method, int(args.resume), TRAIN_SCRIPTS[method]
         self.argv = sys.argv[1:] if argv is None else [str(a) for a in argv]
         self.run_dir = os.path.join("runs", f"{args.dataset}_{args.trial}_{args.name}{method}")
@@ -49,12 +49,12 @@ class TrainingRun:
         self.locks = [RunLock(lock_path(ds, args.trial, args.name, method), os.path.basename(self.run_dir))
                       for ds in saved_under(args.dataset)]
         self.accel = self.writer = self.first_run = self.epoch = self.saved_epoch = self.previous_sigterm = None
-        refuse_to_replace(args, method, self.run_dir, self.locks)
-        if getattr(args, "pretrained", None) is not None:  # downloaded now if it must be (before the data)
-            pretrained_file(args.backbone, args.pretrained, download=not args.no_download)
         try:
-            self.accel = Accel(resolve_device(args.device), args.amp, args.compile, args.sync_bn, tf32=args.tf32)  # 2.
+            self.accel = Accel(resolve_device(args.device), args.amp, args.compile, args.sync_bn, tf32=args.tf32)  # 1.
             self.device, self.is_main = self.accel.device, self.accel.is_main
+            self._lock_and_check()  # 2.
+            if getattr(args, "pretrained", None) is not None:  # downloaded now if it must be (before the data)
+                pretrained_file(args.backbone, args.pretrained, download=not args.no_download)
             self.git = print_header(args, self.device) if self.is_main else git_commit()
             self._load_trial()  # 3.
             self._build_loaders()  # 4.
@@ -65,6 +65,20 @@ class TrainingRun:
             self.close()  # no __exit__ follows a failed constructor
             raise
         seed_everything(args.seed)  # 6.
+
+    def _lock_and_check(self):
+        """Rank 0 locks the run, then refuses to replace another (one check: no other training of it can start
+        meanwhile); every rank stops with it."""
+        refusal = None
+        if self.is_main:
+            try:
+                for lock in self.locks:
+                    lock.acquire()
+                refuse_to_replace(self.args, self.method, self.run_dir)
+            except UserError as e:
+                refusal = e
+        if not self.accel.all_agree(refusal is None):
+            raise refusal or UserError(f"rank 0 refused to start {self.run_dir}: see its message")
 
     def _load_trial(self):
         if not self.is_main:
@@ -199,21 +213,7 @@ class TrainingRun:
             self.writer = SummaryWriter(self.run_dir)
 
     def __enter__(self):
-        """Lock the run (rank 0) and check again, now that no other training of it can start; SIGTERM stops it then."""
-        try:
-            refusal = None
-            if self.is_main:
-                try:
-                    for lock in self.locks:
-                        lock.acquire()
-                    refuse_to_replace(self.args, self.method, self.run_dir, ())
-                except UserError as e:
-                    refusal = e
-            if not self.accel.all_agree(refusal is None):
-                raise refusal or UserError(f"rank 0 refused to start {self.run_dir}: see its message")
-        except BaseException:
-            self.close()  # no __exit__ follows a failed __enter__
-            raise
+        """SIGTERM stops the run from here on (the lock is taken in __init__)."""
         if threading.current_thread() is threading.main_thread():
             self.previous_sigterm = signal.signal(signal.SIGTERM, _stop_on_sigterm)
         return self

@@ -42,24 +42,24 @@ def save_checkpoint(state, path):
 
 
 def read_checkpoint(path, map_location="cpu", with_digest=False):
-    """Load a checkpoint dict safely; UserError for a missing, corrupt or code-carrying file.
-    `with_digest`: (dict, SHA-256 of the very bytes loaded), what a calibration is keyed on."""
+    """Load a checkpoint dict safely; UserError for a missing, corrupt or code-carrying file. `with_digest`: (dict,
+    SHA-256 of the very bytes loaded), a calibration's key; only then is the whole file read into memory."""
     if not os.path.isfile(path):  # a named pipe that exists is not "not found"
         raise UserError(f"checkpoint {path} is not a regular file (a folder, a named pipe, a socket or a device)"
                         if os.path.exists(path) else f"checkpoint not found: {path}")
     try:
         with open(path, "rb") as f:
-            data = f.read()
+            data = f.read() if with_digest else f.read(2)  # 2 bytes: enough to tell a plain pickle
         with warnings.catch_warnings():  # torch warns about a plain pickle's protocol, then refuses it
             warnings.filterwarnings("ignore", message="Detected pickle protocol")
-            ckpt = torch.load(io.BytesIO(data), map_location=map_location, weights_only=True)
+            ckpt = torch.load(io.BytesIO(data) if with_digest else path, map_location=map_location, weights_only=True)
     except (pickle.UnpicklingError, RuntimeError, EOFError, OSError, zipfile.BadZipFile, ValueError, KeyError,
             IndexError) as e:  # KeyError/IndexError: the weights-only unpickler on arbitrary bytes
         # weights_only names the callable it refused ("... GLOBAL posix.system ..."), or the opcode of
         # a plain pickle that torch.save files never use; anything else is damage
         refused = [line.strip()[:120] for line in str(e).splitlines() if "global" in line.lower()] or \
             re.findall(r"Unsupported class [\w.]+", str(e))  # torch before 2.4 names the class so
-        unpickling = isinstance(e, pickle.UnpicklingError)  # raised on `data`, read in full
+        unpickling = isinstance(e, pickle.UnpicklingError)  # `data`: the file, or its first 2 bytes
         plain_pickle = unpickling and len(data) >= 2 and data[0] == 0x80 and 2 <= data[1] <= 5  # PROTO 2-5
         if unpickling and (refused or "Unsupported operand" in str(e) and plain_pickle):
             raise UserError(f"refusing to load {path}: it could run code ({(refused or ['a plain pickle'])[0]}), "

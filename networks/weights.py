@@ -27,6 +27,10 @@ def weights_path(dataset, trial, name, suffix):
     return os.path.join(WEIGHTS_DIR, dataset, f"{dataset}_{trial}_{name}{suffix}.pth")
 
 
+def calibration_path(checkpoint):
+    return os.path.splitext(checkpoint)[0] + ".calibration.json"  # beside X.pth: X.calibration.json
+
+
 def saved_under(dataset):
     """Every data set name a run on `dataset` saves its checkpoints under (itself first)."""
     return [dataset, *COPIES.get(dataset, ())]

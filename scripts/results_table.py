@@ -45,7 +45,9 @@ def stated(r, scorer, key, path):
 
 
 def cell(mean_std, trials):
-    return "-" if mean_std is None else f"{mean_std[0]:.4f}" + (f" ± {mean_std[1]:.4f}" if trials > 1 else "")
+    from benchmarks.tables import plus_minus
+
+    return "-" if mean_std is None else plus_minus(*mean_std, trials)
 
 
 def scorer_rows(r, path):

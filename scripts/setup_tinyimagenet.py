@@ -8,10 +8,12 @@ import argparse
 import os
 import shutil
 import sys
-import tempfile
 import urllib.request
 import zipfile
 import zlib
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # run from anywhere
+from core.files import atomic_write  # noqa: E402
 
 TOP = "tiny-imagenet-200"
 URL = "http://cs231n.stanford.edu/tiny-imagenet-200.zip"
@@ -88,16 +90,11 @@ def sort_val_images(root):
 def download(url, dest):
     """Fetch url into dest through a temporary file, so an interrupted download leaves nothing."""
     print(f"downloading {url} ...", flush=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tiny-imagenet-", suffix=".part", dir=os.path.dirname(dest))
     try:
-        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=60) as resp:
+        with atomic_write(dest) as out, urllib.request.urlopen(url, timeout=60) as resp:
             shutil.copyfileobj(resp, out, 1 << 20)
-        os.replace(tmp, dest)
     except (OSError, ValueError) as e:  # URLError is an OSError; ValueError: malformed URL
         raise SetupError(f"could not download {url} ({e}); download it elsewhere and pass --zip PATH") from None
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
 
 
 def unzip(zip_path, data_root):

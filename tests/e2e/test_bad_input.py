@@ -186,7 +186,8 @@ def cases(roots, splits):
                                    "--epochs 1: continue it with --epochs 6"],
                                   lambda cwd: last_state(cwd, "ep", phase=0, epoch=2, end_epoch=6, epochs=6)),
         # folders that cannot be written (checked before any data is read or network trained)
-        "weights_folder_is_a_file": (TRAIN_CAC, [*DIGITS], ["cannot write to", weights, "is a file"],
+        # (the run's lock, taken first, lives in that folder: its line names the file in the way)
+        "weights_folder_is_a_file": (TRAIN_CAC, [*DIGITS], ["move that file away", weights, "is a file"],
                                      lambda cwd: file_in_the_way(cwd, os.path.join("networks", "weights"))),
         "runs_folder_is_a_file": (TRAIN_CE, [*DIGITS, "-t"], ["cannot write to", "runs", "is a file"],
                                   lambda cwd: file_in_the_way(cwd, "runs")),

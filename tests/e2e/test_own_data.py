@@ -137,7 +137,7 @@ def _split_errors(root):
         "not_json": ("{oops", ["not valid JSON"]),
         "no_lists": ({"Known": ["cat", "dog"]}, ["'Known' and 'Unknown'"]),
         "ids_not_names": ({"Known": [0, 1], "Unknown": ["fox"]}, ["class folder names"]),
-        "unknown_folder": ({"Known": ["cat", "emu"], "Unknown": ["fox"]}, ["['emu']", "train", "cat, dog, fox, owl"]),
+        "unknown_folder": ({"Known": ["cat", "emu"], "Unknown": ["fox"]}, ["['emu']", "train", "['cat', 'dog', 'fox', 'owl']"]),
         "unknown_not_in_test": ({"Known": ["cat", "dog"], "Unknown": ["owlet"]}, ["['owlet']", "test"]),
         "one_known": ({"Known": ["cat"], "Unknown": ["fox"]}, ["at least 2"]),
         "no_unknown": ({"Known": ["cat", "dog"], "Unknown": []}, ["no unknown class"]),

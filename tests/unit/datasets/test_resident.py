@@ -76,9 +76,9 @@ def test_no_augmentation_configured_means_identity(trials):
 
 def test_generator_state_restores_the_same_epoch(trials):
     loader = build_loader(trials[1].train_dataset(), 8, True, seed=5)
-    state = loader.state_dict()
+    state = loader.generator.get_state()
     first = _batches(loader)
-    loader.load_state_dict(state)
+    loader.generator.set_state(state)
     again = _batches(loader)
     assert all(torch.equal(a[0], b[0]) and torch.equal(a[1], b[1]) for a, b in zip(first, again))
     assert not torch.equal(_batches(loader)[0][0], first[0][0])  # the next epoch differs
@@ -185,6 +185,22 @@ def test_augmenting_several_batches_at_once_cuts_them_back_in_order(k):
     loader = _mirroring_loader(23, 5, augment_batches=k)
     x, y = next(iter(_mirroring_loader(23, 5, augment_batches=k)))
     assert torch.equal(x, (loader.images[y].flip(3).float() / 255 - 0.5) / 0.25)
+
+
+@pytest.mark.parametrize("k", [1, 3])
+def test_the_ranks_shares_interleave_to_the_one_process_batches(k):
+    """Each rank draws the parameters of the whole global batch but makes only its own share's images."""
+    images = torch.from_numpy(np.random.default_rng(1).integers(0, 256, (23, 3, 12, 12), dtype=np.uint8))
+    spec = AugmentSpec("train", 16, [0.5] * 3, [0.25] * 3, scale_min=0.6, flip=0.5, rotate=10)
+
+    def batches(rank, world):  # 7 images a batch: shares of 3, 2 and 2 under 3 ranks
+        return _batches(ResidentLoader(images, torch.arange(23), 7, spec, shuffle=True, seed=2, shard=(rank, world),
+                                       augment_batches=k))
+    whole, shares = batches(0, 1), [batches(rank, 3) for rank in range(3)]
+    assert len(whole) == 4 and [len(s) for s in shares] == [3, 3, 3]  # the last 2 images: too few for 3 ranks
+    for b, (x, y) in enumerate(whole[:3]):
+        for rank in range(3):
+            assert torch.equal(shares[rank][b][0], x[rank::3]) and torch.equal(shares[rank][b][1], y[rank::3])
 
 
 def test_drop_last_gives_every_batch_one_shape(trials):

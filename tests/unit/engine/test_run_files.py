@@ -57,10 +57,10 @@ RUN_DIR = os.path.join("runs", "Digits_0_oldCAC")
 
 def test_an_empty_folder_has_no_run_to_replace(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    assert refuse_to_replace(args(), "CAC", RUN_DIR, []) is None
+    assert refuse_to_replace(args(), "CAC", RUN_DIR) is None
     put(os.path.join(W, "Digits", "Digits_0_otherCACclassifierAnchorLoss.pth"))  # another name's run
     put(os.path.join(W, "Digits", "Digits_0_oldclosedSetClassifier.pth"))  # the other method's run
-    assert refuse_to_replace(args(), "CAC", RUN_DIR, []) is None
+    assert refuse_to_replace(args(), "CAC", RUN_DIR) is None
 
 
 @pytest.mark.parametrize("existing", [
@@ -72,14 +72,14 @@ def test_an_existing_first_run_is_refused_naming_the_file_and_the_flags(tmp_path
     monkeypatch.chdir(tmp_path)
     put(existing)
     with pytest.raises(UserError) as refused:
-        refuse_to_replace(args(), "CAC", RUN_DIR, [])
+        refuse_to_replace(args(), "CAC", RUN_DIR)
     message = str(refused.value)
     named = RUN_DIR + os.sep if existing.startswith("runs") else existing
     assert message.startswith(f"run Digits_0_oldCAC exists ({named}); this command would replace it"), message
     for flag in ("--continue", "-r", "another --name", "--overwrite"):
         assert flag in message
-    assert refuse_to_replace(args(overwrite=True), "CAC", RUN_DIR, []) is None
-    assert refuse_to_replace(args(continue_run=True), "CAC", RUN_DIR, []) is None
+    assert refuse_to_replace(args(overwrite=True), "CAC", RUN_DIR) is None
+    assert refuse_to_replace(args(continue_run=True), "CAC", RUN_DIR) is None
 
 
 def test_the_refusal_counts_the_other_files(tmp_path, monkeypatch):
@@ -89,22 +89,25 @@ def test_the_refusal_counts_the_other_files(tmp_path, monkeypatch):
     put(os.path.join("runs", "CIFAR+10_0_oldCAC", "config.json"))
     with pytest.raises(UserError, match=r"exists \(networks/weights/CIFAR\+10/CIFAR\+10_0_oldCACclassifierLast\.pth "
                                         r"and 2 more\)"):
-        refuse_to_replace(args(dataset="CIFAR+10"), "CAC", os.path.join("runs", "CIFAR+10_0_oldCAC"), [])
+        refuse_to_replace(args(dataset="CIFAR+10"), "CAC", os.path.join("runs", "CIFAR+10_0_oldCAC"))
 
 
-def test_a_run_training_now_is_refused_even_with_overwrite(tmp_path, monkeypatch):
+def test_a_run_training_now_is_refused(tmp_path, monkeypatch):
+    """TrainingRun takes the lock whatever the flags (--overwrite too: tests/unit/engine/test_training.py)."""
     monkeypatch.chdir(tmp_path)
     path = os.path.join(W, "Digits", ".Digits_0_oldCAC.lock")
     lock = RunLock(path, "Digits_0_oldCAC")
-    assert refuse_to_replace(args(), "CAC", RUN_DIR, [lock]) is None and not os.path.exists(path)  # no probe
+    assert refuse_to_replace(args(), "CAC", RUN_DIR) is None and not os.path.exists(path)  # the check writes nothing
     holder = FileLock(path)
     holder.acquire(timeout=0)
     try:
-        with pytest.raises(UserError, match=f"run Digits_0_oldCAC is being trained now by another process"):
-            refuse_to_replace(args(overwrite=True), "CAC", RUN_DIR, [RunLock(path, "Digits_0_oldCAC")])
+        with pytest.raises(UserError, match="run Digits_0_oldCAC is being trained now by another process"):
+            RunLock(path, "Digits_0_oldCAC").acquire()
     finally:
         holder.release()
-    assert refuse_to_replace(args(), "CAC", RUN_DIR, [lock]) is None  # released: a stale file is no holder
+    lock.acquire()
+    assert lock.lock.is_locked  # released: a stale file is no holder
+    lock.release()
 
 
 def test_a_run_lock_leaves_neither_its_file_nor_the_folders_it_made(tmp_path):
@@ -130,14 +133,14 @@ LAST = os.path.join(W, "Digits", "Digits_0_oldCACclassifierLast.pth")
 def test_resume_checks_the_first_runs_state(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     put(os.path.join(W, "Digits", "Digits_0_oldCACclassifierAnchorLoss.pth"))
-    assert refuse_to_replace(args(resume=True), "CAC", RUN_DIR, []) is None  # no state: nothing to check
+    assert refuse_to_replace(args(resume=True), "CAC", RUN_DIR) is None  # no state: nothing to check
     last_state(LAST, phase=0, epoch=3, end_epoch=3)  # a finished first run
     os.makedirs(RUN_DIR)
-    assert refuse_to_replace(args(resume=True), "CAC", RUN_DIR, []) is None
+    assert refuse_to_replace(args(resume=True), "CAC", RUN_DIR) is None
     last_state(LAST, phase=0, epoch=1, end_epoch=3)
     with pytest.raises(UserError, match="first run stopped after 1 of its 3 epochs"):
-        refuse_to_replace(args(resume=True), "CAC", RUN_DIR, [])
-    assert refuse_to_replace(args(resume=True, overwrite=True), "CAC", RUN_DIR, []) is None
+        refuse_to_replace(args(resume=True), "CAC", RUN_DIR)
+    assert refuse_to_replace(args(resume=True, overwrite=True), "CAC", RUN_DIR) is None
 
 
 @pytest.mark.parametrize("state,fragment", [

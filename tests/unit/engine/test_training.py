@@ -200,25 +200,26 @@ def skip_set_up(monkeypatch, training):
 
 def test_a_refusal_under_the_lock_closes_everything_and_releases_the_lock(recorded, monkeypatch):
     skip_set_up(monkeypatch, recorded)
-    run = recorded.TrainingRun(full_args(), "CAC")
+    run = recorded.TrainingRun.__new__(recorded.TrainingRun)
 
     def refuse(*args):
+        assert all(lock.lock.is_locked for lock in run.locks)  # checked once, under the lock
         raise UserError("refused")
 
     monkeypatch.setattr(recorded, "refuse_to_replace", refuse)
     with pytest.raises(UserError, match="refused"):
-        run.__enter__()
+        run.__init__(full_args(), "CAC")
     assert RecordedAccel.closed == [run.accel] and not any(lock.lock.is_locked for lock in run.locks)
 
 
-def test_entering_takes_the_runs_lock_so_a_second_start_is_refused(recorded, monkeypatch):
-    """While a run is entered, the same run started again (here in the same process: flock is per
-    open file) is refused before it reads any data, naming the lock; once it has left, it starts."""
+def test_a_run_holds_its_lock_so_a_second_start_is_refused(recorded, monkeypatch):
+    """While a run holds its lock, the same run started again (here in the same process: flock is per open
+    file), --overwrite or not, is refused before it reads any data, naming the lock; once it has left, it starts."""
     skip_set_up(monkeypatch, recorded)
     with recorded.TrainingRun(full_args(), "CAC") as run:
         assert all(lock.lock.is_locked for lock in run.locks)
         with pytest.raises(UserError, match="is being trained now by another process"):
-            recorded.TrainingRun(full_args(), "CAC")
+            recorded.TrainingRun(full_args(overwrite=True), "CAC")
     assert not any(lock.lock.is_locked for lock in run.locks)
     recorded.TrainingRun(full_args(), "CAC").close()
 

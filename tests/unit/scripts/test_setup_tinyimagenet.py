@@ -57,6 +57,8 @@ def test_download_keep_zip(tmp_path, zip_path):
     check_ready(str(data / "tiny-imagenet-200"), CLASSES, N_TRAIN, N_VAL)
     assert (data / "tiny-imagenet-200.zip").is_file()
     assert sorted(os.listdir(data)) == ["tiny-imagenet-200", "tiny-imagenet-200.zip"]  # no temp file left
+    (tmp_path / "plain").touch()  # the kept zip has a plain file's permissions, not mkstemp's 0600
+    assert os.stat(data / "tiny-imagenet-200.zip").st_mode == os.stat(tmp_path / "plain").st_mode
 
 
 def test_download_failure(tmp_path, capsys):
